@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * boot.S: Multiboot v1 entry, 32-bit protected mode to 64-bit long mode.
+ *
+ * QEMU's -kernel loads a Multiboot image only as ELF32 (it refuses an
+ * EM_X86_64 ELF) and enters it in 32-bit protected mode with paging off,
+ * EAX = 0x2BADB002 and EBX = the Multiboot info block. The image is linked
+ * as ELF64 and converted with `objcopy -O elf32-i386` (see the Makefile):
+ * the program headers keep their addresses, so this 32-bit code and the
+ * 64-bit code after it load together at 1 MiB.
+ */
+
+#define MB_MAGIC 0x1badb002
+#define MB_FLAGS 0x00000003 /* bit 0: page-align modules, bit 1: want mem_* */
+#define MB_BOOT_MAGIC 0x2badb002
+
+#define CR0_PE (1 << 0)
+#define CR0_MP (1 << 1)
+#define CR0_EM (1 << 2)
+#define CR0_NE (1 << 5)
+#define CR0_WP (1 << 16)
+#define CR0_PG (1 << 31)
+#define CR4_PAE (1 << 5)
+#define CR4_OSFXSR (1 << 9)
+#define CR4_OSXMMEXCPT (1 << 10)
+#define MSR_EFER 0xc0000080
+#define EFER_LME (1 << 8)
+#define EFER_NXE (1 << 11)
+
+#define PTE_P (1 << 0)
+#define PTE_W (1 << 1)
+#define PTE_PS (1 << 7)
+
+#define BOOT_STACK_SIZE (32 * 1024)
+
+	/* QEMU looks for the header in the first 8 KiB of the file, 4-byte aligned. */
+	.section .multiboot, "a"
+	.balign 4
+	.long MB_MAGIC
+	.long MB_FLAGS
+	.long -(MB_MAGIC + MB_FLAGS)
+
+	.section .text.boot, "ax"
+	.code32
+	.globl _start
+_start:
+	cli
+	cld
+	/* Keep magic and info pointer out of the registers rep stos uses. */
+	movl %eax, %ebp
+	movl %ebx, %esi
+
+	/* Zero .bss ourselves: it holds the page tables and the stack. */
+	movl $__bss_start, %edi
+	movl $__bss_end, %ecx
+	subl %edi, %ecx
+	shrl $2, %ecx
+	xorl %eax, %eax
+	rep stosl
+
+	movl $boot_stack_top, %esp
+
+	/* No long mode: nothing below can work; leave QEMU with status 3. */
+	movl $0x80000000, %eax
+	cpuid
+	cmpl $0x80000001, %eax
+	jb no_long_mode
+	movl $0x80000001, %eax
+	cpuid
+	btl $29, %edx
+	jnc no_long_mode
+	/* EDX bit 20 (NX) decides whether EFER.NXE may be set (else #GP). */
+	movl %edx, %ebx
+
+	/* PML4[0] -> PDPT, PDPT[0..3] -> 4 PDs, PD entries: 2 MiB identity pages. */
+	movl $boot_pdpt, %eax
+	orl $(PTE_P | PTE_W), %eax
+	movl %eax, boot_pml4_table
+
+	movl $boot_pd, %eax
+	orl $(PTE_P | PTE_W), %eax
+	xorl %ecx, %ecx
+1:	movl %eax, boot_pdpt(, %ecx, 8)
+	addl $4096, %eax
+	incl %ecx
+	cmpl $4, %ecx
+	jb 1b
+
+	movl $(PTE_P | PTE_W | PTE_PS), %eax
+	xorl %ecx, %ecx
+1:	movl %eax, boot_pd(, %ecx, 8)	/* high dword stays 0 from the bss clear */
+	addl $(1 << 21), %eax
+	incl %ecx
+	cmpl $2048, %ecx
+	jb 1b
+
+	movl $boot_pml4_table, %eax
+	movl %eax, %cr3
+
+	/* OSFXSR too, so that a test may use SSE in inline asm. */
+	movl %cr4, %eax
+	orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
+	movl %eax, %cr4
+
+	movl $MSR_EFER, %ecx
+	rdmsr
+	orl $EFER_LME, %eax
+	btl $20, %ebx
+	jnc 1f
+	orl $EFER_NXE, %eax
+1:	wrmsr
+
+	/* WP: supervisor writes honour read-only PTEs, which tests rely on. */
+	movl %cr0, %eax
+	andl $~CR0_EM, %eax
+	orl $(CR0_PE | CR0_MP | CR0_NE | CR0_WP | CR0_PG), %eax
+	movl %eax, %cr0
+
+	/* Now in compatibility mode on the loader's CS; switch to our 64-bit CS. */
+	lgdt gdt_desc
+	ljmp $0x08, $start64
+
+no_long_mode:
+	movw $0xf4, %dx
+	movl $1, %eax
+	outl %eax, %dx
+1:	hlt
+	jmp 1b
+
+	.code64
+start64:
+	movw $0x10, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	/* The upper halves of GPRs are undefined after the mode switch. */
+	movl $boot_stack_top, %esp
+	movl %ebp, %edi		/* arg 1: Multiboot magic */
+	movl %esi, %esi		/* arg 2: Multiboot info pa */
+	xorl %ebp, %ebp		/* end of frame-pointer chains */
+	call runtime_start
+1:	cli
+	hlt
+	jmp 1b
+
+	.section .rodata
+	.balign 8
+gdt:
+	.quad 0				/* null */
+	.quad 0x00af9a000000ffff	/* 0x08: 64-bit code, DPL0 */
+	.quad 0x00cf92000000ffff	/* 0x10: data, DPL0 */
+gdt_end:
+gdt_desc:
+	.word gdt_end - gdt - 1
+	.long gdt
+
+	.section .bss
+	.balign 4096
+	.globl boot_pml4_table
+boot_pml4_table:
+	.skip 4096
+boot_pdpt:
+	.skip 4096
+boot_pd:
+	.skip 4 * 4096
+	.balign 16
+boot_stack:
+	.skip BOOT_STACK_SIZE
+boot_stack_top:
+
+	.section .note.GNU-stack, "", @progbits

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * libcflat.h: the whole public API of the cvmem guest-test runtime.
+ *
+ * A test is one C file with `int main(void)`. The runtime boots it from
+ * Multiboot v1 (boot.S), runs it in 64-bit long mode at CPL0 with the first
+ * 4 GiB identity mapped by 2 MiB pages, and ends the QEMU run through
+ * isa-debug-exit at port 0xf4 (QEMU exit status 1 = pass, 3 = fail).
+ *
+ * Address spaces: a guest-virtual address is called `va`, a guest-physical
+ * one `pa`. Below 4 GiB the boot map is the identity, so a pa < 4 GiB is
+ * also a usable pointer (see pa_to_ptr()); page tables and allocator pages
+ * always live there.
+ */
+#ifndef CVMEM_LIBCFLAT_H
+#define CVMEM_LIBCFLAT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64; /* unsigned long: constants below use "ul" so %lx fits both */
+typedef int64_t s64;
+
+#define __noreturn __attribute__((noreturn))
+#define __printf(f, a) __attribute__((format(printf, f, a)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((u64)(a) - 1))
+#define ALIGN_DOWN(x, a) ((x) & ~((u64)(a) - 1))
+#define barrier() asm volatile("" ::: "memory")
+
+/* ---- Console (COM1, polled 16550) and formatting ---------------------- */
+
+/* Formats: %d %i %u %x %X %p %s %c %%, length l/ll/z, flags '0' '-', width. */
+int printf(const char *fmt, ...) __printf(1, 2);
+int vprintf(const char *fmt, va_list ap);
+int snprintf(char *buf, size_t size, const char *fmt, ...) __printf(3, 4);
+int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+int putchar(int c);
+int puts(const char *s); /* appends '\n' like libc */
+
+void *memset(void *dst, int c, size_t n);
+void *memcpy(void *dst, const void *src, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strcmp(const char *a, const char *b);
+int strncmp(const char *a, const char *b, size_t n);
+
+/* ---- kvm-unit-tests style reporting ----------------------------------- */
+
+/* Prints "PASS: <prefix><what>" or "FAIL: <prefix><what>" and counts it. */
+void report(bool pass, const char *fmt, ...) __printf(2, 3);
+/* Prints "SKIP: <prefix><what>"; a skip counts as a test, as in kvm-unit-tests. */
+void report_skip(const char *fmt, ...) __printf(1, 2);
+/* Prints "INFO: <prefix><what>"; not counted. */
+void report_info(const char *fmt, ...) __printf(1, 2);
+/* Prefixes nest: push("a"), push("b") gives "PASS: a: b: what". */
+void report_prefix_push(const char *prefix);
+void report_prefix_pop(void);
+
+struct report_stats {
+	unsigned int tests;    /* report() and report_skip() calls */
+	unsigned int failures; /* report(false, ...) calls */
+	unsigned int skipped;  /* report_skip() calls */
+};
+struct report_stats report_stats(void);
+
+/*
+ * Prints "SUMMARY: N tests, M unexpected failures, K skipped" and returns the
+ * value exit() would write to port 0xf4 for `code`: code if non-zero, else 1
+ * if any report failed, else 0.
+ */
+int report_summary(int code);
+
+/* Prints SUMMARY and leaves QEMU with status (status << 1) | 1. Never returns. */
+void exit(int code) __noreturn;
+/* Reports a failure ("FAIL: abort() called"), then exit(1). */
+void abort(void) __noreturn;
+
+/* ---- Boot information --------------------------------------------------- */
+
+struct boot_info {
+	u32 mbi_pa;        /* Multiboot info block as passed in EBX */
+	u32 mem_upper_kib; /* Multiboot mem_upper: KiB of RAM from 1 MiB up */
+	u64 ram_end_pa;    /* 1 MiB + mem_upper: end of the RAM the allocator uses */
+	u64 image_end_pa;  /* first byte after the loaded image (bss included) */
+	const char *cmdline; /* a copy; QEMU puts the kernel file name first */
+};
+extern struct boot_info boot_info;
+
+/* True if the command line (QEMU -append) holds `word` as a whole token. */
+bool cmdline_has(const char *word);
+
+/* ---- Port I/O, MSRs, CPUID, control registers ------------------------- */
+
+static inline void outb(u8 v, u16 port) { asm volatile("outb %0, %1" :: "a"(v), "Nd"(port)); }
+static inline void outw(u16 v, u16 port) { asm volatile("outw %0, %1" :: "a"(v), "Nd"(port)); }
+static inline void outl(u32 v, u16 port) { asm volatile("outl %0, %1" :: "a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) { u8 v; asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u16 inw(u16 port) { u16 v; asm volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u32 inl(u16 port) { u32 v; asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+
+#define MSR_EFER 0xc0000080
+#define EFER_SCE (1ul << 0)
+#define EFER_LME (1ul << 8)
+#define EFER_LMA (1ul << 10)
+#define EFER_NXE (1ul << 11)
+
+static inline u64 rdmsr(u32 msr)
+{
+	u32 lo, hi;
+	asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return lo | ((u64)hi << 32);
+}
+
+static inline void wrmsr(u32 msr, u64 v)
+{
+	asm volatile("wrmsr" :: "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+}
+
+struct cpuid { u32 a, b, c, d; };
+
+static inline struct cpuid cpuid_indexed(u32 leaf, u32 subleaf)
+{
+	struct cpuid r;
+	asm volatile("cpuid" : "=a"(r.a), "=b"(r.b), "=c"(r.c), "=d"(r.d)
+		     : "a"(leaf), "c"(subleaf));
+	return r;
+}
+
+static inline struct cpuid cpuid(u32 leaf) { return cpuid_indexed(leaf, 0); }
+
+#define X86_CR0_PE (1ul << 0)
+#define X86_CR0_MP (1ul << 1)
+#define X86_CR0_EM (1ul << 2)
+#define X86_CR0_NE (1ul << 5)
+#define X86_CR0_WP (1ul << 16)
+#define X86_CR0_PG (1ul << 31)
+#define X86_CR4_PAE (1ul << 5)
+#define X86_CR4_PGE (1ul << 7)
+#define X86_CR4_OSFXSR (1ul << 9)
+#define X86_CR4_OSXMMEXCPT (1ul << 10)
+
+/* The "memory" clobbers order page-table and data accesses around the writes. */
+static inline u64 read_cr0(void) { u64 v; asm volatile("mov %%cr0, %0" : "=r"(v)); return v; }
+static inline u64 read_cr2(void) { u64 v; asm volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+static inline u64 read_cr3(void) { u64 v; asm volatile("mov %%cr3, %0" : "=r"(v)); return v; }
+static inline u64 read_cr4(void) { u64 v; asm volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+static inline void write_cr0(u64 v) { asm volatile("mov %0, %%cr0" :: "r"(v) : "memory"); }
+static inline void write_cr3(u64 v) { asm volatile("mov %0, %%cr3" :: "r"(v) : "memory"); }
+static inline void write_cr4(u64 v) { asm volatile("mov %0, %%cr4" :: "r"(v) : "memory"); }
+static inline void invlpg(u64 va) { asm volatile("invlpg (%0)" :: "r"(va) : "memory"); }
+static inline u64 read_rflags(void) { u64 v; asm volatile("pushfq; popq %0" : "=r"(v)); return v; }
+static inline void cli(void) { asm volatile("cli"); }
+static inline void hlt(void) { asm volatile("hlt"); }
+static inline void pause(void) { asm volatile("pause"); }
+
+/* ---- Exceptions ----------------------------------------------------------- */
+
+#define DE_VECTOR 0
+#define DB_VECTOR 1
+#define NMI_VECTOR 2
+#define BP_VECTOR 3
+#define OF_VECTOR 4
+#define BR_VECTOR 5
+#define UD_VECTOR 6
+#define NM_VECTOR 7
+#define DF_VECTOR 8
+#define TS_VECTOR 10
+#define NP_VECTOR 11
+#define SS_VECTOR 12
+#define GP_VECTOR 13
+#define PF_VECTOR 14
+#define MF_VECTOR 16
+#define AC_VECTOR 17
+#define MC_VECTOR 18
+#define XM_VECTOR 19
+#define VE_VECTOR 20 /* TDX virtualization exception: no error code */
+#define CP_VECTOR 21 /* control protection: error code */
+#define HV_VECTOR 28
+#define VC_VECTOR 29 /* SEV-ES VMM communication: error code (the exit code) */
+#define SX_VECTOR 30 /* AMD security exception: error code */
+
+/* #PF error code bits */
+#define PFERR_PRESENT (1ul << 0)
+#define PFERR_WRITE (1ul << 1)
+#define PFERR_USER (1ul << 2)
+#define PFERR_RSVD (1ul << 3)
+#define PFERR_FETCH (1ul << 4)
+
+#define KERNEL_CS 0x08
+#define KERNEL_DS 0x10
+
+/*
+ * The stack frame of an exception, lowest address first: what isr.S pushes
+ * (GPRs, vector, error code: 0 if the vector has none) under what the CPU
+ * pushes (rip..ss). A handler may change any field; the return path pops the
+ * GPRs back and IRETQs, so e.g. `regs->rip += 2` skips a ud2.
+ */
+struct ex_regs {
+	u64 rax, rcx, rdx, rbx, rbp, rsi, rdi;
+	u64 r8, r9, r10, r11, r12, r13, r14, r15;
+	u64 vector;
+	u64 error_code;
+	u64 rip, cs, rflags, rsp, ss;
+};
+
+typedef void (*ex_handler_t)(struct ex_regs *regs);
+
+/*
+ * Installs fn for vector (0-255); NULL restores the default, which prints the
+ * vector, error code, RIP, CR2 and registers, reports a failure and exits.
+ * Returns the previous handler (NULL if it was the default).
+ */
+ex_handler_t handle_exception(int vector, ex_handler_t fn);
+
+/* The CPU pushes an error code for this vector (8, 10-14, 17, 21, 29, 30). */
+bool exception_has_error_code(int vector);
+const char *exception_mnemonic(int vector); /* "#PF", ..., or "" */
+
+/*
+ * ASM_TRY(fixup): kvm-unit-tests' idiom for "this instruction may fault".
+ * Put it right before the instruction in an asm statement; if that
+ * instruction raises an exception whose vector has no handler installed, the
+ * runtime records it (exception_vector() etc.) and resumes at `fixup`, e.g.
+ *
+ *	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:"
+ *		     : "=r"(v) : "r"(va) : "memory");
+ *	if (exception_vector() == PF_VECTOR) ...
+ *
+ * Faults only: a trap (int3, into, a data breakpoint) pushes the rip after
+ * the instruction, which the table does not match. Extended asm only (it
+ * says %%rip), with a "memory" clobber (it writes ex_last_vector). The
+ * (instruction, fixup) pair goes in the .ex_table section; the cost on the
+ * path that does not fault is one store.
+ */
+#define ASM_TRY(fixup)                                                    \
+	"movl $-1, ex_last_vector(%%rip)\n\t"                             \
+	".pushsection .ex_table, \"a\"\n\t"                               \
+	".balign 8\n\t"                                                   \
+	".quad 1111f, " fixup "\n\t"                                      \
+	".popsection\n\t"                                                 \
+	"1111:"
+
+extern volatile int ex_last_vector; /* -1: the last ASM_TRY instruction did not fault */
+static inline int exception_vector(void) { return ex_last_vector; }
+u64 exception_error_code(void); /* of the last ASM_TRY fault */
+u64 exception_cr2(void);        /* CR2 read when the last ASM_TRY fault arrived */
+
+/* ---- Physical memory ----------------------------------------------------- */
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1ul << PAGE_SHIFT)
+#define LARGE_PAGE_SHIFT 21
+#define LARGE_PAGE_SIZE (1ul << LARGE_PAGE_SHIFT)
+#define BOOT_IDENTITY_MAP_END (4ul << 30) /* [0, 4 GiB) identity, 2 MiB pages */
+
+/* Valid for pa < BOOT_IDENTITY_MAP_END under any map built by new_pml4(). */
+static inline void *pa_to_ptr(u64 pa) { return (void *)(uintptr_t)pa; }
+static inline u64 ptr_to_pa(const void *p) { return (u64)(uintptr_t)p; }
+
+/*
+ * A bump allocator over [first free page after the image and Multiboot data,
+ * boot_info.ram_end_pa). Nothing is ever freed: a test image runs once.
+ * Returns the pa of npages contiguous pages (contents not cleared), or 0 when
+ * RAM is exhausted.
+ */
+u64 phys_alloc_pages(u64 npages);
+u64 phys_alloc_pages_aligned(u64 npages, u64 align_bytes);
+u64 phys_pages_free(void); /* pages still available */
+/* One zeroed page as a pointer; aborts the test run if RAM is exhausted. */
+void *alloc_page(void);
+
+/* ---- Page tables (4-level) ------------------------------------------------- */
+
+#define PT_PRESENT (1ul << 0)
+#define PT_WRITABLE (1ul << 1)
+#define PT_USER (1ul << 2)
+#define PT_PWT (1ul << 3)
+#define PT_PCD (1ul << 4)
+#define PT_ACCESSED (1ul << 5)
+#define PT_DIRTY (1ul << 6)
+#define PT_PAGE_SIZE (1ul << 7) /* in a PDPTE/PDE: a 1 GiB/2 MiB leaf */
+#define PT_GLOBAL (1ul << 8)
+#define PT_NX (1ul << 63)
+#define PT_ADDR_MASK 0x000ffffffffff000ul
+
+/* The page tables boot.S built and CR3 points at when main() starts. */
+u64 *boot_pml4(void);
+
+/*
+ * A fresh PML4 with a private deep copy of the boot identity map, so that
+ * install_page() on it (which may split 2 MiB pages) never touches the boot
+ * tables or another PML4. Load it with write_cr3(ptr_to_pa(pml4)).
+ */
+u64 *new_pml4(void);
+
+/*
+ * Maps the 4 KiB page at va to pa with flags (PT_PRESENT etc.; PT_PRESENT
+ * is not implied). Allocates missing tables and splits a 1 GiB/2 MiB leaf on
+ * the way into equivalent smaller pages. If pml4 is the live one (CR3),
+ * va's TLB entry is flushed; other CPUs do not exist here.
+ */
+void install_page(u64 *pml4, u64 va, u64 pa, u64 flags);
+/* Same for one 2 MiB page; va and pa must be 2 MiB aligned. */
+void install_large_page(u64 *pml4, u64 va, u64 pa, u64 flags);
+
+/*
+ * The leaf entry translating va (a PTE, or a PDE/PDPTE with PT_PAGE_SIZE),
+ * or NULL if a table on the way is not present. Changing it is the caller's
+ * business, flushing too (invlpg).
+ */
+u64 *get_pte(u64 *pml4, u64 va);
+
+#endif /* CVMEM_LIBCFLAT_H */

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * report.c: kvm-unit-tests style result lines and the exit path.
+ *
+ * The runner reads the serial output and QEMU's exit status; both must agree,
+ * so every way out (main returning, exit(), abort(), an unhandled exception)
+ * prints the SUMMARY line and then writes isa-debug-exit.
+ */
+#include "libcflat.h"
+
+#define DEBUG_EXIT_PORT 0xf4
+
+static struct report_stats stats;
+static char prefix[256];
+static size_t prefix_len[16]; /* strlen(prefix) before each push */
+static unsigned int prefix_depth;
+
+void report_prefix_push(const char *p)
+{
+	size_t len = strlen(prefix);
+
+	if (prefix_depth == ARRAY_SIZE(prefix_len)) {
+		printf("report_prefix_push: more than %zu levels\n", ARRAY_SIZE(prefix_len));
+		abort();
+	}
+	prefix_len[prefix_depth++] = len;
+	snprintf(prefix + len, sizeof(prefix) - len, "%s: ", p);
+}
+
+void report_prefix_pop(void)
+{
+	if (prefix_depth)
+		prefix[prefix_len[--prefix_depth]] = '\0';
+}
+
+static void vreport(const char *tag, const char *fmt, va_list ap)
+{
+	printf("%s: %s", tag, prefix);
+	vprintf(fmt, ap);
+	putchar('\n');
+}
+
+void report(bool pass, const char *fmt, ...)
+{
+	va_list ap;
+
+	stats.tests++;
+	if (!pass)
+		stats.failures++;
+	va_start(ap, fmt);
+	vreport(pass ? "PASS" : "FAIL", fmt, ap);
+	va_end(ap);
+}
+
+void report_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	stats.tests++;
+	stats.skipped++;
+	va_start(ap, fmt);
+	vreport("SKIP", fmt, ap);
+	va_end(ap);
+}
+
+void report_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport("INFO", fmt, ap);
+	va_end(ap);
+}
+
+struct report_stats report_stats(void)
+{
+	return stats;
+}
+
+int report_summary(int code)
+{
+	printf("SUMMARY: %u tests, %u unexpected failures, %u skipped\n",
+	       stats.tests, stats.failures, stats.skipped);
+	if (code)
+		return code;
+	return stats.failures ? 1 : 0;
+}
+
+void exit(int code)
+{
+	int status = report_summary(code);
+
+	cli();
+	/* QEMU exits with (status << 1) | 1: 1 means pass, 3 fail. */
+	outl((u32)status, DEBUG_EXIT_PORT);
+	/* No isa-debug-exit device: stop here rather than run off. */
+	for (;;)
+		hlt();
+}
+
+void abort(void)
+{
+	report(false, "abort() called");
+	exit(1);
+}

@@ -1,0 +1,24 @@
+//! libcvmem.so: a QEMU TCG plugin that gives a guest the memory semantics of a
+//! confidential VM (Intel TDX, AMD SEV-SNP), with the hypervisor side modelled
+//! the way KVM does it.
+//!
+//! Everything that decides lives in the `cvmem-model` crate. This crate is the
+//! thin layer between QEMU and the model:
+//!
+//! - [`args`] parses the `-plugin libcvmem.so,key=value,...` arguments;
+//! - [`plugin`] holds the running plugin's configuration and counters;
+//! - [`summary`] renders the one-screen report printed when QEMU exits;
+//! - [`guard`] keeps panics from crossing into QEMU;
+//! - `ffi` (not built for unit tests) is the only module with `unsafe`: the
+//!   exported `qemu_plugin_install`, the callbacks QEMU calls, and the
+//!   bindings to the cvm API that the patch series adds to QEMU.
+
+pub mod args;
+pub mod guard;
+pub mod plugin;
+pub mod summary;
+
+// The FFI layer references symbols that only QEMU provides; unit tests link
+// without QEMU, so they exercise the pure modules above instead.
+#[cfg(not(test))]
+mod ffi;

@@ -1,0 +1,65 @@
+//! The one-screen report printed when QEMU exits.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::guard::CAUGHT_PANICS;
+use crate::plugin::{Mode, Plugin};
+
+/// Renders the exit summary of `plugin` after `elapsed` of guest run time.
+pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
+    let mut out = String::new();
+    let rule = "-".repeat(60);
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "{rule}");
+    let _ = writeln!(out, "cvmem summary");
+    let _ = writeln!(out, "  vm-type       {}", plugin.config.vm_type);
+    let _ = match plugin.mode {
+        Mode::Enforcing { api_version } => {
+            writeln!(
+                out,
+                "  mode          enforcing (cvm plugin API v{api_version})"
+            )
+        }
+        Mode::Audit => writeln!(out, "  mode          audit (unpatched QEMU)"),
+    };
+    let _ = writeln!(
+        out,
+        "  vcpus         {}",
+        plugin.stats.vcpus.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "  run time      {:.3} s", elapsed.as_secs_f64());
+    let panics = CAUGHT_PANICS.load(Ordering::Relaxed);
+    if panics > 0 {
+        let _ = writeln!(
+            out,
+            "  INTERNAL ERRORS caught at the QEMU boundary: {panics}"
+        );
+    }
+    let _ = writeln!(out, "{rule}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Config;
+    use cvmem_model::VmType;
+
+    #[test]
+    fn summary_shows_configuration_and_counts() {
+        let config = Config {
+            vm_type: VmType::Tdx,
+        };
+        let p = Plugin::new(config, Mode::Enforcing { api_version: 1 });
+        p.vcpu_init(0);
+        p.vcpu_init(1);
+        let s = render(&p, Duration::from_millis(1500));
+        assert!(s.contains("vm-type       tdx"), "{s}");
+        assert!(s.contains("enforcing (cvm plugin API v1)"), "{s}");
+        assert!(s.contains("vcpus         2"), "{s}");
+        assert!(s.contains("1.500 s"), "{s}");
+        assert!(s.lines().count() < 25, "one screen");
+    }
+}
