@@ -19,6 +19,19 @@ use cvmem_model::VmType;
 pub struct Config {
     /// `vm-type=`: the KVM VM type whose memory semantics the guest gets.
     pub vm_type: VmType,
+    /// `test=`: a test device the guest can drive (see `testdev.rs`).
+    pub test: TestMode,
+}
+
+/// `test=`: which test device to give the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TestMode {
+    /// None (the default).
+    #[default]
+    None,
+    /// The hooks test device: the guest drives the stage-2 and instruction
+    /// hooks with VMCALLs.
+    Hooks,
 }
 
 /// What the arguments ask for.
@@ -57,11 +70,12 @@ cvmem: confidential-VM memory semantics for TCG guests
 usage: -plugin /path/to/libcvmem.so[,key=value...]
   vm-type=default|sw-protected|tdx|snp
                   KVM VM type to model (default: default)
+  test=none|hooks test device for the guest (default: none)
   help            print this text and exit
 ";
 
 /// The keys cvmem knows, for error messages.
-const KEYS: &[&str] = &["vm-type", "help"];
+const KEYS: &[&str] = &["vm-type", "test", "help"];
 
 /// Parses QEMU's spelling of a boolean, as `qapi_bool_parse` does.
 pub fn parse_bool(value: &str) -> Option<bool> {
@@ -110,6 +124,13 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
             ("vm-type", Some(v)) => {
                 config.vm_type = v.parse().map_err(|e| error(format!("{e}")))?;
             }
+            ("test", Some(v)) => {
+                config.test = match v {
+                    "none" => TestMode::None,
+                    "hooks" => TestMode::Hooks,
+                    _ => return Err(error(format!("unknown test device '{v}' (none, hooks)"))),
+                };
+            }
             _ => unreachable!("every key in KEYS has a branch"),
         }
     }
@@ -147,6 +168,13 @@ mod tests {
         for t in VmType::ALL {
             assert_eq!(run(&[&format!("vm-type={t}")]).vm_type, t);
         }
+    }
+
+    #[test]
+    fn test_device() {
+        assert_eq!(run(&[]).test, TestMode::None);
+        assert_eq!(run(&["test=hooks"]).test, TestMode::Hooks);
+        assert!(refused(&["test=x"]).contains("'test=x'"));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!
 //! - [`args`] parses the `-plugin libcvmem.so,key=value,...` arguments;
 //! - [`plugin`] holds the running plugin's configuration and counters;
+//! - [`hooks`] is the safe view of the cvm API's hook types;
+//! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
 //! - [`guard`] keeps panics from crossing into QEMU;
 //! - `ffi` (not built for unit tests) is the only module with `unsafe`: the
@@ -15,8 +17,10 @@
 
 pub mod args;
 pub mod guard;
+pub mod hooks;
 pub mod plugin;
 pub mod summary;
+pub mod testdev;
 
 // The FFI layer references symbols that only QEMU provides; unit tests link
 // without QEMU, so they exercise the pure modules above instead.

@@ -1,10 +1,14 @@
 //! The running plugin: its configuration, the mode it found QEMU in, and its
 //! counters. One instance lives for the whole QEMU process.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::args::Config;
+use crossbeam::utils::CachePadded;
+
+use crate::args::{Config, TestMode};
+use crate::hooks::{Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::testdev::{FlushRequest, TestDev};
 
 /// How much of the guest's memory semantics cvmem can enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,12 +50,44 @@ impl Mode {
     }
 }
 
-/// Counters kept while the guest runs. Each is updated by a single atomic
-/// instruction on the path that counts it.
+/// Counters of one vCPU, on their own cache line so that vCPU threads do
+/// not contend on the hot path.
+#[derive(Debug, Default)]
+pub struct VcpuStats {
+    /// Stage-2 requests (softTLB fills).
+    pub stage2: AtomicU64,
+    /// Stage-2 requests for page-walk accesses.
+    pub stage2_page_walk: AtomicU64,
+    /// Stage-2 requests answered with a fault.
+    pub stage2_faults: AtomicU64,
+    /// Instructions handed to the plugin.
+    pub insns: AtomicU64,
+}
+
+/// vCPU counters are kept in this many shards (vCPU index modulo).
+const STAT_SHARDS: usize = 16;
+
+/// Counters kept while the guest runs.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// vCPUs QEMU has initialised.
     pub vcpus: AtomicU32,
+    per_vcpu: [CachePadded<VcpuStats>; STAT_SHARDS],
+}
+
+impl Stats {
+    /// The counters of `vcpu_index`'s shard.
+    pub fn vcpu(&self, vcpu_index: u32) -> &VcpuStats {
+        &self.per_vcpu[vcpu_index as usize % STAT_SHARDS]
+    }
+
+    /// Sums one counter over all vCPUs.
+    pub fn total(&self, field: impl Fn(&VcpuStats) -> &AtomicU64) -> u64 {
+        self.per_vcpu
+            .iter()
+            .map(|s| field(s).load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// The plugin instance.
@@ -65,16 +101,59 @@ pub struct Plugin {
     pub stats: Stats,
     /// When the plugin was installed.
     pub started: Instant,
+    /// The test device, with `test=hooks`.
+    pub testdev: Option<TestDev>,
 }
 
 impl Plugin {
     /// A new plugin instance, installed now.
     pub fn new(config: Config, mode: Mode) -> Self {
         Plugin {
+            testdev: (config.test == TestMode::Hooks).then(TestDev::default),
             config,
             mode,
             stats: Stats::default(),
             started: Instant::now(),
+        }
+    }
+
+    /// The instruction kinds to register for.
+    pub fn insn_kinds(&self) -> &'static [Insn] {
+        if self.testdev.is_some() {
+            &Insn::ALL
+        } else {
+            &[]
+        }
+    }
+
+    /// Decides a guest-physical access at softTLB fill. The hot path.
+    pub fn stage2(&self, req: &Stage2Request) -> Stage2Answer {
+        let stats = self.stats.vcpu(req.vcpu_index);
+        stats.stage2.fetch_add(1, Ordering::Relaxed);
+        if req.page_walk {
+            stats.stage2_page_walk.fetch_add(1, Ordering::Relaxed);
+        }
+        let answer = match &self.testdev {
+            Some(dev) => dev.stage2(req),
+            None => Stage2Answer::identity(req),
+        };
+        if matches!(answer, Stage2Answer::Fault(_)) {
+            stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// Emulates an instruction the plugin registered for.
+    pub fn insn(
+        &self,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+    ) -> (InsnAction, Option<FlushRequest>) {
+        self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
+        match &self.testdev {
+            Some(dev) => dev.insn(vcpu, insn, regs),
+            None => (InsnAction::Decline, None),
         }
     }
 

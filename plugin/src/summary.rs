@@ -29,6 +29,19 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         "  vcpus         {}",
         plugin.stats.vcpus.load(Ordering::Relaxed)
     );
+    let stats = &plugin.stats;
+    let _ = writeln!(
+        out,
+        "  stage-2       {} requests ({} page-walk, {} faults)",
+        stats.total(|s| &s.stage2),
+        stats.total(|s| &s.stage2_page_walk),
+        stats.total(|s| &s.stage2_faults)
+    );
+    let _ = writeln!(
+        out,
+        "  instructions  {} emulated or declined",
+        stats.total(|s| &s.insns)
+    );
     let _ = writeln!(out, "  run time      {:.3} s", elapsed.as_secs_f64());
     let panics = CAUGHT_PANICS.load(Ordering::Relaxed);
     if panics > 0 {
@@ -51,6 +64,7 @@ mod tests {
     fn summary_shows_configuration_and_counts() {
         let config = Config {
             vm_type: VmType::Tdx,
+            ..Config::default()
         };
         let p = Plugin::new(config, Mode::Enforcing { api_version: 1 });
         p.vcpu_init(0);

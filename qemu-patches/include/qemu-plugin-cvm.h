@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 1
+#define QEMU_PLUGIN_CVM_API_VERSION 2
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -53,6 +53,236 @@ extern "C" {
  */
 QEMU_PLUGIN_API
 uint32_t qemu_plugin_cvm_api_version(void);
+
+/*
+ * Only one plugin may register cvm callbacks. Every register function
+ * returns 0 on success and -1 if another plugin holds the hook or an
+ * argument is invalid. Callbacks run on the thread of the vCPU they concern
+ * (under MTTCG, several at once) and must not block for long.
+ */
+
+/**
+ * struct qemu_plugin_cvm_fault - an exception to raise in the guest
+ * @vector: exception vector, 0-31 (for example 14 #PF, 20 #VE, 29 #VC)
+ * @has_error_code: push @error_code (only honoured for vectors that push
+ *                  one on x86: 8, 10-14, 17, 21, 29)
+ * @error_code: the error code; for #PF any bits, including bit 31 (RMP)
+ * @set_cr2: load @cr2 into CR2 before delivery (#PF)
+ * @cr2: the faulting linear address for CR2
+ */
+struct qemu_plugin_cvm_fault {
+    uint8_t vector;
+    bool has_error_code;
+    bool set_cr2;
+    uint32_t error_code;
+    uint64_t cr2;
+};
+
+/* Access types, as QEMU's MMUAccessType. */
+enum qemu_plugin_cvm_access {
+    QEMU_PLUGIN_CVM_ACCESS_READ = 0,
+    QEMU_PLUGIN_CVM_ACCESS_WRITE = 1,
+    QEMU_PLUGIN_CVM_ACCESS_FETCH = 2,
+};
+
+/* Protection bits of an allowed translation, as QEMU's PAGE_READ etc. */
+#define QEMU_PLUGIN_CVM_PROT_READ  0x1
+#define QEMU_PLUGIN_CVM_PROT_WRITE 0x2
+#define QEMU_PLUGIN_CVM_PROT_EXEC  0x4
+
+/**
+ * struct qemu_plugin_cvm_s2_request - one guest-physical access to decide
+ * @gpa: the guest-physical address the stage-1 walk produced (or the
+ *       linear address when paging is off), with every bit the guest's
+ *       page tables or CR3 carried: the TDX shared bit and the SNP C-bit are
+ *       still in it
+ * @gva: the linear address being translated (for a page-walk access, the
+ *       address whose walk reads this entry)
+ * @vcpu_index: the vCPU doing the access
+ * @access: enum qemu_plugin_cvm_access. Page-walk accesses are reported as
+ *          writes, because the walker may set accessed and dirty bits
+ * @cpl: current privilege level, 0-3
+ * @page_walk: the access reads a paging-structure entry (CR3 or a PDE etc.)
+ * @paging: CR0.PG is set
+ * @stage1_prot: QEMU_PLUGIN_CVM_PROT_* that stage 1 grants (all three for a
+ *               page-walk access or with paging off)
+ */
+struct qemu_plugin_cvm_s2_request {
+    uint64_t gpa;
+    uint64_t gva;
+    uint32_t vcpu_index;
+    uint8_t access;
+    uint8_t cpl;
+    bool page_walk;
+    bool paging;
+    uint32_t stage1_prot;
+};
+
+/* What the stage-2 callback decided. */
+enum qemu_plugin_cvm_s2_action {
+    /* Install the translation described by the response's allow fields. */
+    QEMU_PLUGIN_CVM_S2_ALLOW = 0,
+    /* Raise the response's fault in the guest; nothing is installed. */
+    QEMU_PLUGIN_CVM_S2_FAULT = 1,
+    /*
+     * The plugin changed state (mapped a page, converted memory, flushed)
+     * and wants the whole translation, stage 1 included, done again. The
+     * guest does not notice. The plugin must make progress.
+     */
+    QEMU_PLUGIN_CVM_S2_RETRY = 2,
+};
+
+/**
+ * struct qemu_plugin_cvm_s2_response - the answer to a stage-2 request
+ * @backing_gpa: ALLOW: the address in QEMU's guest-physical address space
+ *               whose memory backs the page of @gpa (alias bits removed);
+ *               only its page-frame part is used, the offset within the page
+ *               comes from the request
+ * @prot: ALLOW: QEMU_PLUGIN_CVM_PROT_* the softTLB entry may be used for,
+ *        further restricted by stage 1. The access being decided is always
+ *        permitted by an ALLOW answer.
+ * @page_size: ALLOW: size of the stage-2 mapping, a power of two >= 4096;
+ *             used like QEMU's large-page tracking for INVLPG
+ * @fault: FAULT: the exception to raise
+ */
+struct qemu_plugin_cvm_s2_response {
+    uint64_t backing_gpa;
+    uint32_t prot;
+    uint64_t page_size;
+    struct qemu_plugin_cvm_fault fault;
+};
+
+/**
+ * typedef qemu_plugin_cvm_stage2_cb_t - the second-stage translation
+ *
+ * Called at every x86 softTLB fill, for the final address and for every
+ * paging-structure entry the stage-1 walker reads, in every paging mode
+ * (CR0.PG=0 included), before QEMU installs a translation. QEMU then caches
+ * the answer in its softTLB until the plugin flushes it with
+ * qemu_plugin_cvm_tlb_flush(): the softTLB is the TLB. The response is
+ * zero-filled on entry. Returns an enum qemu_plugin_cvm_s2_action.
+ */
+typedef int (*qemu_plugin_cvm_stage2_cb_t)(
+    const struct qemu_plugin_cvm_s2_request *req,
+    struct qemu_plugin_cvm_s2_response *resp);
+
+/**
+ * qemu_plugin_cvm_register_stage2_cb() - take part in every translation
+ * @id: the plugin's id
+ * @cb: the callback
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_stage2_cb(uint64_t id,
+                                       qemu_plugin_cvm_stage2_cb_t cb);
+
+/**
+ * qemu_plugin_cvm_tlb_flush() - drop softTLB entries
+ * @vcpu_index: the vCPU whose entries to drop, or -1 for every vCPU
+ *
+ * Safe from any callback and from any thread. The calling vCPU's entries
+ * are gone on return; another vCPU drops its entries before it executes its
+ * next translation block.
+ */
+QEMU_PLUGIN_API
+void qemu_plugin_cvm_tlb_flush(int vcpu_index);
+
+/**
+ * qemu_plugin_cvm_phys_rw() - host access to guest-physical memory
+ * @gpa: guest-physical address, alias bits removed
+ * @buf: data to write, or buffer to read into
+ * @len: bytes
+ * @is_write: direction
+ *
+ * The access bypasses the stage-2 callback and the DMA check: it is the
+ * hypervisor touching memory (for example clearing a page on conversion).
+ * Returns 0 on success, -1 if part of the range is not memory.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_phys_rw(uint64_t gpa, void *buf, uint64_t len,
+                            bool is_write);
+
+/* Instructions a plugin may emulate. */
+enum qemu_plugin_cvm_insn {
+    QEMU_PLUGIN_CVM_INSN_TDCALL = 0,    /* 66 0F 01 CC */
+    QEMU_PLUGIN_CVM_INSN_VMGEXIT = 1,   /* F3 0F 01 D9 (rep vmmcall) */
+    QEMU_PLUGIN_CVM_INSN_VMCALL = 2,    /* 0F 01 C1 */
+    QEMU_PLUGIN_CVM_INSN_VMMCALL = 3,   /* 0F 01 D9 */
+    QEMU_PLUGIN_CVM_INSN_PVALIDATE = 4, /* F2 0F 01 FF */
+    QEMU_PLUGIN_CVM_INSN_RMPADJUST = 5, /* F3 0F 01 FE */
+    QEMU_PLUGIN_CVM_INSN_CPUID = 6,     /* 0F A2 */
+    QEMU_PLUGIN_CVM_INSN_RDMSR = 7,     /* 0F 32, after its CPL check */
+    QEMU_PLUGIN_CVM_INSN_WRMSR = 8,     /* 0F 30, after its CPL check */
+    QEMU_PLUGIN_CVM_INSN_COUNT
+};
+
+/* Register indices in struct qemu_plugin_cvm_regs.gpr: x86 encoding order. */
+enum qemu_plugin_cvm_gpr {
+    QEMU_PLUGIN_CVM_RAX, QEMU_PLUGIN_CVM_RCX, QEMU_PLUGIN_CVM_RDX,
+    QEMU_PLUGIN_CVM_RBX, QEMU_PLUGIN_CVM_RSP, QEMU_PLUGIN_CVM_RBP,
+    QEMU_PLUGIN_CVM_RSI, QEMU_PLUGIN_CVM_RDI, QEMU_PLUGIN_CVM_R8,
+    QEMU_PLUGIN_CVM_R9, QEMU_PLUGIN_CVM_R10, QEMU_PLUGIN_CVM_R11,
+    QEMU_PLUGIN_CVM_R12, QEMU_PLUGIN_CVM_R13, QEMU_PLUGIN_CVM_R14,
+    QEMU_PLUGIN_CVM_R15,
+};
+
+/* Arithmetic flags a plugin may change in rflags (CF PF AF ZF SF OF). */
+#define QEMU_PLUGIN_CVM_RFLAGS_WRITABLE 0x8d5ull
+
+/**
+ * struct qemu_plugin_cvm_regs - the vCPU state an instruction sees
+ * @gpr: general registers; written back when the plugin handles the insn
+ * @rflags: flags; the QEMU_PLUGIN_CVM_RFLAGS_WRITABLE bits are written back
+ * @rip: address of the instruction (read only: QEMU moves past it)
+ * @cr0, @cr3, @cr4, @efer: read only
+ * @cpl: current privilege level (read only)
+ * @insn_len: length of the instruction in bytes
+ * @fault: the exception to raise when the callback answers FAULT
+ */
+struct qemu_plugin_cvm_regs {
+    uint64_t gpr[16];
+    uint64_t rflags;
+    uint64_t rip;
+    uint64_t cr0;
+    uint64_t cr3;
+    uint64_t cr4;
+    uint64_t efer;
+    uint32_t cpl;
+    uint32_t insn_len;
+    struct qemu_plugin_cvm_fault fault;
+};
+
+/* What the instruction callback did. */
+enum qemu_plugin_cvm_insn_action {
+    /* Not for this plugin: QEMU does what it does without the hook. */
+    QEMU_PLUGIN_CVM_INSN_DECLINE = 0,
+    /* Emulated: write registers back and continue after the instruction. */
+    QEMU_PLUGIN_CVM_INSN_DONE = 1,
+    /* Raise regs->fault at the instruction; registers are not written. */
+    QEMU_PLUGIN_CVM_INSN_FAULT = 2,
+};
+
+/**
+ * typedef qemu_plugin_cvm_insn_cb_t - emulate an instruction
+ *
+ * Called when the vCPU executes an instruction of a kind the plugin
+ * registered, before QEMU's own handling. Returns an enum
+ * qemu_plugin_cvm_insn_action.
+ */
+typedef int (*qemu_plugin_cvm_insn_cb_t)(uint32_t vcpu_index,
+                                         enum qemu_plugin_cvm_insn insn,
+                                         struct qemu_plugin_cvm_regs *regs);
+
+/**
+ * qemu_plugin_cvm_register_insn_cb() - emulate instructions
+ * @id: the plugin's id
+ * @insn_mask: bit (1 << enum qemu_plugin_cvm_insn) for each kind wanted
+ * @cb: the callback
+ *
+ * Must be called from qemu_plugin_install(), before any code is translated.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_insn_cb(uint64_t id, uint32_t insn_mask,
+                                     qemu_plugin_cvm_insn_cb_t cb);
 
 #ifdef __cplusplus
 }

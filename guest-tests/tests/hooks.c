@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * hooks: drives every hook of the cvm plugin API through the plugin's test
+ * device (plugin argument test=hooks, see plugin/src/testdev.rs):
+ *  - a stage-2 refusal raises the chosen exception with the chosen error
+ *    code (#PF with the RMP bit, #VE, #VC), also for a page-walk access;
+ *  - a remap is visible after a softTLB flush and not before;
+ *  - TDCALL, VMGEXIT, PVALIDATE, RMPADJUST reach the plugin, and registers
+ *    and CF come back; CPUID and MSR overrides are seen, other leaves and
+ *    MSRs behave as before.
+ *
+ * With `-append no-testdev` (the plugin without its test device) it checks
+ * instead that QEMU behaves as it did: those instructions raise #UD.
+ */
+#include "libcflat.h"
+
+#define TESTDEV_MAGIC 0x63766d00ul
+#define OP_DENY 1
+#define OP_REMAP 2
+#define OP_CLEAR 3
+#define OP_FLUSH 4
+#define NO_ERROR_CODE (~0ul)
+#define TESTDEV_LEAF 0x40000f00u
+#define TESTDEV_MSR 0x40000f00u
+
+static u64 testdev(u64 op, u64 a1, u64 a2, u64 a3)
+{
+	u64 rax = TESTDEV_MAGIC | op;
+
+	asm volatile("vmcall" : "+a"(rax) : "b"(a1), "c"(a2), "d"(a3) : "memory");
+	return rax;
+}
+
+static void flush_self(void) { testdev(OP_FLUSH, 1, 0, 0); }
+
+/* Reads *p; returns the vector it raised, or -1. */
+static int try_read(volatile u64 *p, u64 *val)
+{
+	u64 v = 0;
+
+	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "+r"(v) : "r"(p) : "memory");
+	*val = v;
+	return exception_vector();
+}
+
+static void test_deny(void)
+{
+	volatile u64 *p = alloc_page();
+	u64 v;
+
+	report_prefix_push("deny");
+	*p = 0x1234;
+
+	testdev(OP_DENY, ptr_to_pa((void *)p), PF_VECTOR, 0x80000001ul);
+	flush_self();
+	report(try_read(p, &v) == PF_VECTOR, "#PF raised");
+	report(exception_error_code() == 0x80000001ul, "#PF error code with the RMP bit: %lx",
+	       exception_error_code());
+	report(exception_cr2() == ptr_to_pa((void *)p), "CR2 is the linear address");
+
+	testdev(OP_DENY, ptr_to_pa((void *)p), VE_VECTOR, NO_ERROR_CODE);
+	flush_self();
+	report(try_read(p, &v) == VE_VECTOR, "#VE raised");
+	report(exception_error_code() == 0, "#VE pushes no error code");
+
+	testdev(OP_DENY, ptr_to_pa((void *)p), VC_VECTOR, 0x7b);
+	flush_self();
+	report(try_read(p, &v) == VC_VECTOR, "#VC raised");
+	report(exception_error_code() == 0x7b, "#VC error code (exit code) %lx", exception_error_code());
+
+	testdev(OP_CLEAR, 0, 0, 0);
+	flush_self();
+	report(try_read(p, &v) == -1 && v == 0x1234, "allowed again after clear and flush");
+	report_prefix_pop();
+}
+
+static void test_page_walk(void)
+{
+	u64 *pml4 = new_pml4(), *old = pa_to_ptr(read_cr3());
+	u64 va = 0x8000000000ul, pt_page, v;
+	volatile u64 *data = alloc_page();
+
+	report_prefix_push("page walk");
+	*data = 0x5678;
+	install_page(pml4, va, ptr_to_pa((void *)data), PT_PRESENT | PT_WRITABLE);
+	pt_page = ptr_to_pa(get_pte(pml4, va)) & ~(PAGE_SIZE - 1);
+	write_cr3(ptr_to_pa(pml4));
+	report(try_read((u64 *)va, &v) == -1 && v == 0x5678, "mapped through the new tables");
+
+	testdev(OP_DENY, pt_page, VE_VECTOR, NO_ERROR_CODE);
+	flush_self();
+	report(try_read((u64 *)va, &v) == VE_VECTOR, "refusing the page-table page faults the walk");
+	report(try_read(data, &v) == -1 && v == 0x5678, "the data page itself is still allowed");
+
+	testdev(OP_CLEAR, 0, 0, 0);
+	flush_self();
+	report(try_read((u64 *)va, &v) == -1 && v == 0x5678, "walk allowed again");
+	write_cr3(ptr_to_pa(old));
+	report_prefix_pop();
+}
+
+static void test_remap(void)
+{
+	volatile u64 *a = alloc_page(), *b = alloc_page();
+	u64 v;
+
+	report_prefix_push("remap");
+	*a = 0xaaaa;
+	*b = 0xbbbb;
+	report(*a == 0xaaaa, "page A reads A");
+	testdev(OP_REMAP, ptr_to_pa((void *)a), ptr_to_pa((void *)b), 0);
+	report(try_read(a, &v) == -1 && v == 0xaaaa, "before a flush, the cached translation is used");
+	flush_self();
+	report(try_read(a, &v) == -1 && v == 0xbbbb, "after a flush, page A is backed by B");
+	testdev(OP_CLEAR, 0, 0, 0);
+	testdev(OP_FLUSH, 0, 0, 0);
+	report(*a == 0xaaaa, "after clear and a flush of all vCPUs, A reads A");
+	report(testdev(99, 0, 0, 0) == ~0ul, "unknown op answers -1");
+	report_prefix_pop();
+}
+
+static void test_insns(void)
+{
+	u64 rax, rcx, rdx, r10;
+	u8 cf;
+	struct cpuid c;
+
+	report_prefix_push("insn");
+	{
+		register u64 r8 asm("r8") = 7;
+		register u64 r10r asm("r10") = 0;
+		rax = 0x99, rcx = 0x1234, rdx = 5;
+		asm volatile(".byte 0x66, 0x0f, 0x01, 0xcc" /* tdcall */
+			     : "+a"(rax), "+c"(rcx), "+d"(rdx), "+r"(r8), "+r"(r10r) :: "memory");
+		r10 = r10r;
+	}
+	report(rax == 0 && rcx == ~0x1234ul && r10 == 12, "TDCALL: rax %lx rcx %lx r10 %lx", rax, rcx, r10);
+
+	rax = 0x1111, rdx = 0;
+	asm volatile(".byte 0xf3, 0x0f, 0x01, 0xd9" /* vmgexit */ : "+a"(rax), "+d"(rdx) :: "memory");
+	report(rdx == (0x1111 ^ 0x5a5a), "VMGEXIT: rdx %lx", rdx);
+
+	rax = 5, rcx = 1;
+	asm volatile("clc; .byte 0xf2, 0x0f, 0x01, 0xff; setc %2" /* pvalidate */
+		     : "+a"(rax), "+c"(rcx), "=r"(cf) :: "memory", "cc");
+	report(rax == 0 && cf == 1, "PVALIDATE sets CF");
+	rax = 5, rcx = 0;
+	asm volatile("stc; .byte 0xf2, 0x0f, 0x01, 0xff; setc %2"
+		     : "+a"(rax), "+c"(rcx), "=r"(cf) :: "memory", "cc");
+	report(rax == 0 && cf == 0, "PVALIDATE clears CF");
+
+	rax = 0, rcx = 3, rdx = 4;
+	asm volatile(".byte 0xf3, 0x0f, 0x01, 0xfe" /* rmpadjust */
+		     : "+a"(rax), "+c"(rcx), "+d"(rdx) :: "memory");
+	report(rax == 7, "RMPADJUST: rax %lx", rax);
+
+	c = cpuid_indexed(TESTDEV_LEAF, 5);
+	report(c.a == 0x656d7663 && c.b == 6, "CPUID override: %x %x", c.a, c.b);
+	c = cpuid(0);
+	report(c.a >= 1 && c.b != 0, "other CPUID leaves unchanged (max leaf %x)", c.a);
+
+	wrmsr(TESTDEV_MSR, 0x1122334455667788ul);
+	report(rdmsr(TESTDEV_MSR) == 0x1122334455667788ul, "MSR override round trip");
+	report(rdmsr(MSR_EFER) & EFER_LMA, "other MSRs unchanged (EFER.LMA)");
+	report_prefix_pop();
+}
+
+/* Runs an instruction given as bytes in the asm string; returns its vector. */
+#define TRY_INSN(bytes)                                                       \
+	({                                                                    \
+		asm volatile(ASM_TRY("1f") bytes "\n1:" ::: "memory", "rax", \
+			     "rcx", "rdx");                                   \
+		exception_vector();                                           \
+	})
+
+static void test_declined(void)
+{
+	report_prefix_push("no test device");
+	report(TRY_INSN(".byte 0x66, 0x0f, 0x01, 0xcc") == UD_VECTOR, "TDCALL raises #UD");
+	report(TRY_INSN("vmcall") == UD_VECTOR, "VMCALL raises #UD");
+	report(TRY_INSN(".byte 0xf3, 0x0f, 0x01, 0xd9") == UD_VECTOR, "VMGEXIT raises #UD");
+	report(TRY_INSN(".byte 0xf2, 0x0f, 0x01, 0xff") == UD_VECTOR, "PVALIDATE raises #UD");
+	report(TRY_INSN(".byte 0xf3, 0x0f, 0x01, 0xfe") == UD_VECTOR, "RMPADJUST raises #UD");
+	report(cpuid(TESTDEV_LEAF).a != 0x656d7663, "no CPUID override");
+	report_prefix_pop();
+}
+
+int main(void)
+{
+	if (cmdline_has("no-testdev")) {
+		test_declined();
+		return 0;
+	}
+	test_deny();
+	test_page_walk();
+	test_remap();
+	test_insns();
+	return 0;
+}

@@ -1,0 +1,237 @@
+//! Safe Rust views of the cvm API's hook types, independent of the FFI.
+//!
+//! `ffi.rs` converts QEMU's C structures into these types and back; the
+//! plugin's decisions are written against them, so they can be unit-tested
+//! without QEMU.
+
+/// The kind of a guest memory access (QEMU's `MMUAccessType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A data load.
+    Read,
+    /// A data store (page-walk accesses are reported as stores too).
+    Write,
+    /// An instruction fetch.
+    Fetch,
+}
+
+impl Access {
+    /// Converts QEMU's numbering; anything unknown is treated as a write,
+    /// the most demanding kind.
+    pub fn from_raw(raw: u8) -> Access {
+        match raw {
+            0 => Access::Read,
+            2 => Access::Fetch,
+            _ => Access::Write,
+        }
+    }
+}
+
+/// Protection bits of a translation (QEMU's PAGE_READ/WRITE/EXEC).
+pub mod prot {
+    /// Readable.
+    pub const READ: u32 = 0x1;
+    /// Writable.
+    pub const WRITE: u32 = 0x2;
+    /// Executable.
+    pub const EXEC: u32 = 0x4;
+    /// Everything.
+    pub const ALL: u32 = READ | WRITE | EXEC;
+}
+
+/// One guest-physical access to decide at softTLB fill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage2Request {
+    /// The guest-physical address, alias bits included.
+    pub gpa: u64,
+    /// The linear address being translated.
+    pub gva: u64,
+    /// The vCPU doing the access.
+    pub vcpu_index: u32,
+    /// What kind of access.
+    pub access: Access,
+    /// Current privilege level.
+    pub cpl: u8,
+    /// Whether this reads a paging-structure entry.
+    pub page_walk: bool,
+    /// Whether CR0.PG is set.
+    pub paging: bool,
+    /// What stage 1 grants.
+    pub stage1_prot: u32,
+}
+
+/// An exception to raise in the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Fault {
+    /// Vector, 0-31.
+    pub vector: u8,
+    /// The error code, if the vector takes one.
+    pub error_code: Option<u32>,
+    /// The value to load into CR2 (#PF).
+    pub cr2: Option<u64>,
+}
+
+/// The stage-2 decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage2Answer {
+    /// Install a translation to `backing_gpa` with `prot`, for a mapping of
+    /// `page_size` bytes.
+    Allow {
+        /// The guest-physical address backing the page, alias bits removed.
+        backing_gpa: u64,
+        /// The accesses the softTLB entry may serve.
+        prot: u32,
+        /// Size of the stage-2 mapping.
+        page_size: u64,
+    },
+    /// Raise this exception.
+    Fault(Fault),
+    /// Run the translation again (the plugin changed state).
+    Retry,
+}
+
+impl Stage2Answer {
+    /// Identity, everything allowed: what a VM without a stage 2 sees.
+    pub fn identity(req: &Stage2Request) -> Stage2Answer {
+        Stage2Answer::Allow {
+            backing_gpa: req.gpa,
+            prot: prot::ALL,
+            page_size: 4096,
+        }
+    }
+}
+
+/// Instructions the plugin may emulate (enum qemu_plugin_cvm_insn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insn {
+    /// 66 0F 01 CC
+    Tdcall,
+    /// F3 0F 01 D9
+    Vmgexit,
+    /// 0F 01 C1
+    Vmcall,
+    /// 0F 01 D9
+    Vmmcall,
+    /// F2 0F 01 FF
+    Pvalidate,
+    /// F3 0F 01 FE
+    Rmpadjust,
+    /// 0F A2
+    Cpuid,
+    /// 0F 32
+    Rdmsr,
+    /// 0F 30
+    Wrmsr,
+}
+
+impl Insn {
+    /// Every kind, in the header's numbering.
+    pub const ALL: [Insn; 9] = [
+        Insn::Tdcall,
+        Insn::Vmgexit,
+        Insn::Vmcall,
+        Insn::Vmmcall,
+        Insn::Pvalidate,
+        Insn::Rmpadjust,
+        Insn::Cpuid,
+        Insn::Rdmsr,
+        Insn::Wrmsr,
+    ];
+
+    /// The header's number for this kind.
+    pub fn raw(self) -> u32 {
+        Insn::ALL.iter().position(|&i| i == self).unwrap_or(0) as u32
+    }
+
+    /// The kind for a header number.
+    pub fn from_raw(raw: u32) -> Option<Insn> {
+        Insn::ALL.get(raw as usize).copied()
+    }
+
+    /// A registration mask for `kinds`.
+    pub fn mask(kinds: &[Insn]) -> u32 {
+        kinds.iter().fold(0, |m, i| m | 1 << i.raw())
+    }
+}
+
+/// General-register indices, x86 encoding order.
+pub mod gpr {
+    #![allow(missing_docs)]
+    pub const RAX: usize = 0;
+    pub const RCX: usize = 1;
+    pub const RDX: usize = 2;
+    pub const RBX: usize = 3;
+    pub const RSP: usize = 4;
+    pub const RBP: usize = 5;
+    pub const RSI: usize = 6;
+    pub const RDI: usize = 7;
+    pub const R8: usize = 8;
+    pub const R9: usize = 9;
+    pub const R10: usize = 10;
+    pub const R11: usize = 11;
+    pub const R12: usize = 12;
+    pub const R13: usize = 13;
+    pub const R14: usize = 14;
+    pub const R15: usize = 15;
+}
+
+/// RFLAGS.CF.
+pub const RFLAGS_CF: u64 = 1 << 0;
+/// RFLAGS.ZF.
+pub const RFLAGS_ZF: u64 = 1 << 6;
+
+/// The vCPU state an emulated instruction sees and may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Regs {
+    /// General registers (written back on `Done`).
+    pub gpr: [u64; 16],
+    /// RFLAGS (arithmetic flags written back on `Done`).
+    pub rflags: u64,
+    /// Address of the instruction.
+    pub rip: u64,
+    /// CR0.
+    pub cr0: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// EFER.
+    pub efer: u64,
+    /// Current privilege level.
+    pub cpl: u32,
+    /// Instruction length.
+    pub insn_len: u32,
+}
+
+/// What the instruction callback did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsnAction {
+    /// Not ours: QEMU does what it does without the hook.
+    Decline,
+    /// Emulated; registers are written back.
+    Done,
+    /// Raise this exception at the instruction.
+    Fault(Fault),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insn_numbering_matches_the_header() {
+        for (n, i) in Insn::ALL.iter().enumerate() {
+            assert_eq!(i.raw(), n as u32);
+            assert_eq!(Insn::from_raw(n as u32), Some(*i));
+        }
+        assert_eq!(Insn::from_raw(9), None);
+        assert_eq!(Insn::mask(&[Insn::Tdcall, Insn::Cpuid]), 0b100_0001);
+    }
+
+    #[test]
+    fn access_numbering() {
+        assert_eq!(Access::from_raw(0), Access::Read);
+        assert_eq!(Access::from_raw(1), Access::Write);
+        assert_eq!(Access::from_raw(2), Access::Fetch);
+    }
+}

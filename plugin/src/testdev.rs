@@ -1,0 +1,293 @@
+//! The hooks test device: lets a guest program drive every hook of the cvm
+//! API, so the patch series is tested through the real path.
+//!
+//! Enabled by the plugin argument `test=hooks`, never otherwise. The guest
+//! talks to it with VMCALL (0F 01 C1) and `RAX = TESTDEV_MAGIC | op`, far
+//! above KVM's hypercall numbers:
+//!
+//! | op | name | inputs | effect |
+//! |---|---|---|---|
+//! | 1 | DENY  | RBX gpa, RCX vector, RDX error code or `u64::MAX` | accesses to the 4K page of gpa raise the vector (CR2 = the linear address for #PF) |
+//! | 2 | REMAP | RBX gpa, RCX backing gpa | the page of gpa is backed by the page of backing gpa |
+//! | 3 | CLEAR | - | forget every rule |
+//! | 4 | FLUSH | RBX 0: every vCPU, else this one | flush the softTLB |
+//!
+//! RAX returns 0, or `u64::MAX` for an unknown op. Rules take effect at the
+//! next softTLB fill of the page, so a REMAP is seen only after a FLUSH: the
+//! softTLB behaves as a TLB.
+//!
+//! The other instructions answer with values a test can check:
+//! TDCALL: RAX = 0, RCX = !RCX, R10 = RDX + R8. VMGEXIT: RDX = RAX ^ 0x5a5a.
+//! PVALIDATE: CF = RCX & 1, RAX = 0. RMPADJUST: RAX = RCX + RDX.
+//! CPUID leaf 0x40000f00: EAX "cvme", EBX = ECX + 1, other leaves declined.
+//! MSR 0x40000f00: a read/write scratch register, other MSRs declined.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::hooks::{
+    gpr, prot, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request, RFLAGS_CF,
+};
+
+/// `RAX` of a test-device VMCALL, without the op ("cvm" and a zero byte).
+pub const TESTDEV_MAGIC: u64 = 0x6376_6d00;
+/// The CPUID leaf the test device answers.
+pub const TESTDEV_CPUID_LEAF: u64 = 0x4000_0f00;
+/// The MSR the test device implements.
+pub const TESTDEV_MSR: u64 = 0x4000_0f00;
+
+const PAGE_MASK: u64 = !0xfff;
+
+/// A flush the guest asked for; the FFI layer performs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushRequest {
+    /// Every vCPU.
+    All,
+    /// The given vCPU.
+    Vcpu(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    Deny { vector: u8, error_code: Option<u32> },
+    Remap { backing_page: u64 },
+}
+
+/// The test device's state.
+#[derive(Debug, Default)]
+pub struct TestDev {
+    /// Page-aligned gpa -> rule. Few entries, read on every fill.
+    rules: RwLock<Vec<(u64, Rule)>>,
+    msr: AtomicU64,
+}
+
+impl TestDev {
+    /// The stage-2 answer for `req` under the current rules.
+    pub fn stage2(&self, req: &Stage2Request) -> Stage2Answer {
+        let page = req.gpa & PAGE_MASK;
+        let rule = self
+            .rules
+            .read()
+            .iter()
+            .find(|(p, _)| *p == page)
+            .map(|(_, r)| *r);
+        match rule {
+            None => Stage2Answer::identity(req),
+            Some(Rule::Remap { backing_page }) => Stage2Answer::Allow {
+                backing_gpa: backing_page,
+                prot: prot::ALL,
+                page_size: 4096,
+            },
+            Some(Rule::Deny { vector, error_code }) => Stage2Answer::Fault(Fault {
+                vector,
+                error_code,
+                cr2: (vector == 14).then_some(req.gva),
+            }),
+        }
+    }
+
+    fn set_rule(&self, page: u64, rule: Rule) {
+        let mut rules = self.rules.write();
+        rules.retain(|(p, _)| *p != page);
+        rules.push((page, rule));
+    }
+
+    /// Emulates `insn`; returns what to do and a flush to perform, if any.
+    pub fn insn(
+        &self,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+    ) -> (InsnAction, Option<FlushRequest>) {
+        let r = &mut regs.gpr;
+        let mut flush = None;
+        let action = match insn {
+            Insn::Vmcall if r[gpr::RAX] & !0xff == TESTDEV_MAGIC => {
+                let (op, a1, a2, a3) = (r[gpr::RAX] & 0xff, r[gpr::RBX], r[gpr::RCX], r[gpr::RDX]);
+                r[gpr::RAX] = 0;
+                match op {
+                    1 => self.set_rule(
+                        a1 & PAGE_MASK,
+                        Rule::Deny {
+                            vector: (a2 & 31) as u8,
+                            error_code: u32::try_from(a3).ok(),
+                        },
+                    ),
+                    2 => self.set_rule(
+                        a1 & PAGE_MASK,
+                        Rule::Remap {
+                            backing_page: a2 & PAGE_MASK,
+                        },
+                    ),
+                    3 => self.rules.write().clear(),
+                    4 => {
+                        flush = Some(if a1 == 0 {
+                            FlushRequest::All
+                        } else {
+                            FlushRequest::Vcpu(vcpu)
+                        })
+                    }
+                    _ => r[gpr::RAX] = u64::MAX,
+                }
+                InsnAction::Done
+            }
+            Insn::Tdcall => {
+                r[gpr::RAX] = 0;
+                r[gpr::RCX] = !r[gpr::RCX];
+                r[gpr::R10] = r[gpr::RDX].wrapping_add(r[gpr::R8]);
+                InsnAction::Done
+            }
+            Insn::Vmgexit => {
+                r[gpr::RDX] = r[gpr::RAX] ^ 0x5a5a;
+                InsnAction::Done
+            }
+            Insn::Pvalidate => {
+                regs.rflags = (regs.rflags & !RFLAGS_CF) | (r[gpr::RCX] & 1);
+                r[gpr::RAX] = 0;
+                InsnAction::Done
+            }
+            Insn::Rmpadjust => {
+                r[gpr::RAX] = r[gpr::RCX].wrapping_add(r[gpr::RDX]);
+                InsnAction::Done
+            }
+            Insn::Cpuid if r[gpr::RAX] & 0xffff_ffff == TESTDEV_CPUID_LEAF => {
+                r[gpr::RAX] = u64::from(u32::from_le_bytes(*b"cvme"));
+                r[gpr::RBX] = (r[gpr::RCX] & 0xffff_ffff) + 1;
+                r[gpr::RCX] = 0;
+                r[gpr::RDX] = 0;
+                InsnAction::Done
+            }
+            Insn::Rdmsr if r[gpr::RCX] & 0xffff_ffff == TESTDEV_MSR => {
+                let v = self.msr.load(Ordering::Relaxed);
+                r[gpr::RAX] = v & 0xffff_ffff;
+                r[gpr::RDX] = v >> 32;
+                InsnAction::Done
+            }
+            Insn::Wrmsr if r[gpr::RCX] & 0xffff_ffff == TESTDEV_MSR => {
+                let v = (r[gpr::RDX] << 32) | (r[gpr::RAX] & 0xffff_ffff);
+                self.msr.store(v, Ordering::Relaxed);
+                InsnAction::Done
+            }
+            _ => InsnAction::Decline,
+        };
+        (action, flush)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::Access;
+
+    fn req(gpa: u64) -> Stage2Request {
+        Stage2Request {
+            gpa,
+            gva: 0xdead_b000,
+            vcpu_index: 0,
+            access: Access::Read,
+            cpl: 0,
+            page_walk: false,
+            paging: true,
+            stage1_prot: prot::ALL,
+        }
+    }
+
+    fn call(dev: &TestDev, op: u64, a1: u64, a2: u64, a3: u64) -> (u64, Option<FlushRequest>) {
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
+        regs.gpr[gpr::RBX] = a1;
+        regs.gpr[gpr::RCX] = a2;
+        regs.gpr[gpr::RDX] = a3;
+        let (action, flush) = dev.insn(3, Insn::Vmcall, &mut regs);
+        assert_eq!(action, InsnAction::Done);
+        (regs.gpr[gpr::RAX], flush)
+    }
+
+    #[test]
+    fn rules_drive_stage2() {
+        let dev = TestDev::default();
+        assert_eq!(
+            dev.stage2(&req(0x5123)),
+            Stage2Answer::identity(&req(0x5123))
+        );
+        assert_eq!(call(&dev, 1, 0x5000, 14, 0x8000_0001).0, 0);
+        assert_eq!(
+            dev.stage2(&req(0x5123)),
+            Stage2Answer::Fault(Fault {
+                vector: 14,
+                error_code: Some(0x8000_0001),
+                cr2: Some(0xdead_b000)
+            })
+        );
+        call(&dev, 1, 0x5000, 20, u64::MAX);
+        assert_eq!(
+            dev.stage2(&req(0x5000)),
+            Stage2Answer::Fault(Fault {
+                vector: 20,
+                error_code: None,
+                cr2: None
+            })
+        );
+        call(&dev, 2, 0x6000, 0x9000, 0);
+        assert!(matches!(
+            dev.stage2(&req(0x6008)),
+            Stage2Answer::Allow {
+                backing_gpa: 0x9000,
+                ..
+            }
+        ));
+        call(&dev, 3, 0, 0, 0);
+        assert_eq!(
+            dev.stage2(&req(0x5000)),
+            Stage2Answer::identity(&req(0x5000))
+        );
+    }
+
+    #[test]
+    fn flush_requests_and_unknown_ops() {
+        let dev = TestDev::default();
+        assert_eq!(call(&dev, 4, 0, 0, 0), (0, Some(FlushRequest::All)));
+        assert_eq!(call(&dev, 4, 1, 0, 0), (0, Some(FlushRequest::Vcpu(3))));
+        assert_eq!(call(&dev, 99, 0, 0, 0), (u64::MAX, None));
+    }
+
+    #[test]
+    fn other_vmcalls_and_cpuid_leaves_are_declined() {
+        let dev = TestDev::default();
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RAX] = 12; // KVM_HC_MAP_GPA_RANGE: not the test device's
+        assert_eq!(dev.insn(0, Insn::Vmcall, &mut regs).0, InsnAction::Decline);
+        regs.gpr[gpr::RAX] = 0;
+        assert_eq!(dev.insn(0, Insn::Cpuid, &mut regs).0, InsnAction::Decline);
+        regs.gpr[gpr::RCX] = 0x10;
+        assert_eq!(dev.insn(0, Insn::Rdmsr, &mut regs).0, InsnAction::Decline);
+    }
+
+    #[test]
+    fn pvalidate_reports_through_cf_and_msr_keeps_its_value() {
+        let dev = TestDev::default();
+        let mut regs = Regs {
+            rflags: 0x2,
+            ..Regs::default()
+        };
+        regs.gpr[gpr::RCX] = 1;
+        dev.insn(0, Insn::Pvalidate, &mut regs);
+        assert_eq!(regs.rflags & RFLAGS_CF, RFLAGS_CF);
+        regs.gpr[gpr::RCX] = 0;
+        dev.insn(0, Insn::Pvalidate, &mut regs);
+        assert_eq!(regs.rflags & RFLAGS_CF, 0);
+
+        regs.gpr[gpr::RCX] = TESTDEV_MSR;
+        regs.gpr[gpr::RAX] = 0x1111_2222;
+        regs.gpr[gpr::RDX] = 0x3333_4444;
+        dev.insn(0, Insn::Wrmsr, &mut regs);
+        regs.gpr[gpr::RAX] = 0;
+        regs.gpr[gpr::RDX] = 0;
+        dev.insn(0, Insn::Rdmsr, &mut regs);
+        assert_eq!(
+            (regs.gpr[gpr::RAX], regs.gpr[gpr::RDX]),
+            (0x1111_2222, 0x3333_4444)
+        );
+    }
+}
