@@ -4,8 +4,148 @@
 //! tested, fuzzed and benchmarked without an emulator. The plugin (the cdylib
 //! in `plugin/src`) turns guest events into calls on this crate and obeys its
 //! answers.
+//!
+//! At its heart is a KVM-style TDP MMU ([`Vm`]): memslots, memory attributes,
+//! a direct root for shared memory and a mirror root for private memory, a
+//! fault path that maps on first access, zaps with KVM's policies, the
+//! `mmu_invalidate_seq` protocol, and a TLB model. It follows
+//! arch/x86/kvm/mmu/ and virt/kvm/kvm_main.c; comments name the KVM function
+//! each rule comes from.
+//!
+//! # Modules
+//!
+//! - [`addr`]: one newtype per address space ([`Gpa`], [`Gfn`],
+//!   [`BackingAddr`], [`Pfn`]), half-open [`GfnRange`], typed [`PageLevel`].
+//! - [`vm`]: [`VmType`], [`VmConfig`], the private/shared alias of a GPA
+//!   ([`AliasLayout`]: TDX shared bit at GPAW-1, SNP C-bit).
+//! - [`memslot`]: memslots and KVM's validation with KVM's errno names.
+//! - [`attrs`]: memory attributes (private ranges) and huge-page mixed
+//!   tracking.
+//! - [`spte`]: the SPTE encoding; [`Access`] and [`Perms`].
+//! - [`tdp`]: page tables, roots ([`RootId`], [`RootRole`]), map and zap.
+//! - [`mmu`]: the [`Vm`] itself.
+//! - [`tlb`]: flush tokens ([`Flush`], [`FlushRequest`]) and the TLB model.
+//! - [`event`]: typed [`Event`]s and [`Stats`].
+//!
+//! # Using it from the plugin
+//!
+//! ```
+//! use cvmem_model::*;
+//!
+//! // (a) Create the VM from the command line's configuration.
+//! let vm = Vm::new(VmConfig { max_vcpus: 2, ..VmConfig::new(VmType::Tdx) }).unwrap();
+//!
+//! // (b) QEMU's memory listener reports RAM: one memslot per section.
+//! let flush = vm
+//!     .set_memory_region(MemoryRegion {
+//!         slot: MemslotId(0),
+//!         flags: MemslotFlags::GUEST_MEMFD,
+//!         guest_phys_addr: Gpa::new(0),
+//!         memory_size: 64 << 20,
+//!         backing: BackingAddr::new(0x7f00_0000_0000),
+//!     })
+//!     .unwrap();
+//! assert!(vm.flush(flush).is_none()); // creating a slot unmaps nothing
+//!
+//! // (d) The guest's memory starts private (e.g. KVM_SET_MEMORY_ATTRIBUTES
+//! // issued by the VMM at boot, later MapGPA / page-state changes).
+//! let all = GfnRange::from_start_len(Gfn::new(0), (64 << 20) >> 12).unwrap();
+//! let flush = vm.set_memory_attributes(all, true).unwrap();
+//! vm.flush(flush);
+//!
+//! // (c) At each softTLB fill, on any vCPU thread, without a global lock:
+//! let vcpu = VcpuId(1);
+//! match vm.stage2(vcpu, Gpa::new(0x1234), Access::Write) {
+//!     Stage2::Mapped(t) => {
+//!         assert!(t.private && t.perms.write);
+//!         assert_eq!(t.backing, BackingAddr::new(0x7f00_0000_1000));
+//!     }
+//!     Stage2::Fault(f) => unreachable!("{f:?}"),
+//! }
+//! // The shared alias of a private page is a memory-fault exit: the guest
+//! // asked for an implicit conversion.
+//! let shared = vm.alias().encode(Gfn::new(1), Alias::Shared);
+//! assert!(matches!(
+//!     vm.stage2(vcpu, shared, Access::Read),
+//!     Stage2::Fault(Stage2Fault::MemoryFault { private: false, .. })
+//! ));
+//!
+//! // (d) Conversion to shared: the private alias is zapped; (e) the token
+//! // says which softTLBs to flush.
+//! let flush = vm.set_memory_attributes(GfnRange::one(Gfn::new(1)), false).unwrap();
+//! assert_eq!(vm.flush(flush), Some(FlushRequest::REMOTE_ALL));
+//! assert!(vm.needs_accept(Gfn::new(1))); // TDX: re-accept if made private again
+//!
+//! // (f) Statistics (and, with `event_capacity > 0`, typed events).
+//! assert_eq!(vm.stats().maps[0], 1);
+//! ```
+//!
+//! Every operation that invalidates translations returns a `#[must_use]`
+//! [`Flush`]; pass it to [`Vm::flush`], which updates the TLB model and
+//! returns the [`FlushRequest`] to carry out in QEMU (a softTLB flush of one
+//! vCPU or of all of them), or drop it with [`Flush::ignore`].
+//!
+//! # Concurrency
+//!
+//! [`Vm::lookup`] (and the hit path of [`Vm::stage2`]) reads only atomics and
+//! takes no lock; faults take `mmu_lock` for read; host operations (memslot
+//! changes, conversions, zaps) are exclusive and move `mmu_invalidate_seq`, so
+//! a fault computed across one is retried, never installed. See [`mmu`].
+//!
+//! # Exits
+//!
+//! | [`Stage2Fault`]   | KVM                                              | plugin does              |
+//! |-------------------|--------------------------------------------------|--------------------------|
+//! | `Mmio`            | no memslot, `KVM_EXIT_MMIO`                      | emulate the access       |
+//! | `MemoryFault`     | alias/attribute mismatch, `KVM_EXIT_MEMORY_FAULT`| implicit conversion      |
+//! | `ReadOnlyWrite`   | write to `KVM_MEM_READONLY`, emulated as MMIO    | emulate the write        |
+//! | `ReservedGpa`     | GPA bits above the address width                 | guest fault              |
+//!
+//! # Where the model differs from KVM, and why
+//!
+//! - Private memory of sw-protected and SNP VMs lives in a mirror-role root,
+//!   as the issue asks; KVM maps it in the single direct root (only TDX has
+//!   mirror roots). Since a gfn is mapped through one alias at a time, the
+//!   mappings and zaps are the same.
+//! - A fault never replaces a page table by a huge leaf (KVM does, and
+//!   flushes); it maps at the next smaller level instead, because the model
+//!   frees nothing under `mmu_lock` held for read. Host-side zaps free page
+//!   tables they empty (except the TDX mirror's), so huge pages come back
+//!   after a conversion once the small leaves are zapped.
+//! - Memslot delete/move also moves `mmu_invalidate_seq`, and a fault checks
+//!   the memslot generation before installing; KVM relies on SRCU
+//!   (`synchronize_srcu()` after publishing the invalid slot) instead.
+//! - Roots invalidated by a fast zap are zapped and freed inside the same
+//!   exclusive operation.
+//! - Huge-page mixed tracking is kept per gfn with the attributes, not per
+//!   memslot in `lpage_info`; slot edges and gfn/backing alignment are
+//!   checked from the memslot at fault time.
+//! - Dirty logging is not modelled: `KVM_MEM_LOG_DIRTY_PAGES` is accepted and
+//!   recorded only. As in KVM, `KVM_MEM_READONLY` and `KVM_MEM_GUEST_MEMFD`
+//!   cannot change on an existing slot (`EINVAL`).
 #![forbid(unsafe_code)]
 
+pub mod addr;
+pub mod attrs;
+pub mod event;
+pub mod memslot;
+pub mod mmu;
+pub mod spte;
+pub mod tdp;
+pub mod tlb;
 pub mod vm;
 
-pub use vm::VmType;
+pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
+pub use attrs::{MemAttrs, RangeSet};
+pub use event::{Event, Stats, ZapReason};
+pub use memslot::{
+    MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
+};
+pub use mmu::{
+    AttrError, FaultOutcome, MappedLeaf, PendingFault, Stage2, Stage2Fault, TlbAccess, Translation,
+    Vm, ZapFilter,
+};
+pub use spte::{Access, Perms};
+pub use tdp::{RootId, RootRole};
+pub use tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId};
+pub use vm::{Alias, AliasLayout, ConfigError, DecodedGpa, Gpaw, VmConfig, VmType};

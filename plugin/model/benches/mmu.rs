@@ -1,0 +1,240 @@
+//! Benchmarks of the model's hot path and host-side operations.
+//!
+//! `cargo bench -p cvmem-model` runs them all; `cargo bench -p cvmem-model --
+//! lookup` only the lookups.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use cvmem_model::*;
+
+const MB: u64 = 1 << 20;
+const GB: u64 = 1 << 30;
+const V0: VcpuId = VcpuId(0);
+
+fn vm(t: VmType, max_level: PageLevel, quirk: bool) -> Vm {
+    Vm::new(VmConfig {
+        max_level,
+        private_max_level: max_level.min(t.default_private_max_level()),
+        slot_zap_all_quirk: quirk,
+        max_vcpus: 4,
+        ..VmConfig::new(t)
+    })
+    .unwrap()
+}
+
+fn add_slot(vm: &Vm, id: u16, gpa: u64, size: u64) {
+    let flags = if vm.vm_type().has_private_mem() {
+        MemslotFlags::GUEST_MEMFD
+    } else {
+        MemslotFlags::NONE
+    };
+    vm.set_memory_region(MemoryRegion {
+        slot: MemslotId(id),
+        flags,
+        guest_phys_addr: Gpa::new(gpa),
+        memory_size: size,
+        backing: BackingAddr::new(0x7f00_0000_0000 + gpa),
+    })
+    .unwrap()
+    .ignore();
+}
+
+/// Faults in every 4K frame of `[gpa, gpa + size)` through `alias`.
+fn prefault(vm: &Vm, gpa: u64, size: u64, alias: Alias) {
+    let mut g = gpa >> 12;
+    while g < (gpa + size) >> 12 {
+        let t = match vm.stage2(V0, vm.alias().encode(Gfn::new(g), alias), Access::Write) {
+            Stage2::Mapped(t) => t,
+            Stage2::Fault(f) => panic!("{f:?}"),
+        };
+        g = t.page().end().raw();
+    }
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stage2_lookup");
+    for (name, t, level, alias) in [
+        (
+            "default_4k",
+            VmType::Default,
+            PageLevel::Size4K,
+            Alias::Shared,
+        ),
+        (
+            "default_2m",
+            VmType::Default,
+            PageLevel::Size2M,
+            Alias::Shared,
+        ),
+        (
+            "tdx_private_4k",
+            VmType::Tdx,
+            PageLevel::Size4K,
+            Alias::Private,
+        ),
+        (
+            "sw_protected_private_4k",
+            VmType::SwProtected,
+            PageLevel::Size4K,
+            Alias::ByAttributes,
+        ),
+    ] {
+        let vm = vm(t, level, true);
+        add_slot(&vm, 0, 0, 64 * MB);
+        if alias != Alias::Shared {
+            let all = GfnRange::from_start_len(Gfn::new(0), (64 * MB) >> 12).unwrap();
+            vm.set_memory_attributes(all, true).unwrap().ignore();
+        }
+        prefault(&vm, 0, 64 * MB, alias);
+        // 4096 pages spread over the slot, visited in a scrambled order.
+        let gpas: Vec<Gpa> = (0..4096u64)
+            .map(|i| vm.alias().encode(Gfn::new((i * 2654435761) % 16384), alias))
+            .collect();
+        let mut i = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(vm.lookup(V0, black_box(gpas[i]), Access::Read))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The same lookup from several threads at once (MTTCG): per-lookup time
+/// stays flat when nothing is shared but read-only cache lines.
+fn lookup_parallel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stage2_lookup_parallel");
+    let vm = std::sync::Arc::new(
+        Vm::new(VmConfig {
+            max_level: PageLevel::Size4K,
+            max_vcpus: 4,
+            ..VmConfig::new(VmType::Default)
+        })
+        .unwrap(),
+    );
+    add_slot(&vm, 0, 0, 64 * MB);
+    prefault(&vm, 0, 64 * MB, Alias::Shared);
+    for threads in [1u32, 2] {
+        g.bench_function(format!("{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let t0 = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..threads {
+                        let vm = &vm;
+                        s.spawn(move || {
+                            for i in 0..iters {
+                                let gfn = (i.wrapping_mul(2654435761) + t as u64 * 977) % 16384;
+                                black_box(vm.lookup(VcpuId(t), Gpa::new(gfn << 12), Access::Read));
+                            }
+                        });
+                    }
+                });
+                t0.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn fault_in(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fault_in");
+    for (name, level) in [("4k", PageLevel::Size4K), ("2m", PageLevel::Size2M)] {
+        let vm = vm(VmType::Default, level, false);
+        add_slot(&vm, 0, 0, 4 * GB);
+        let pages = (4 * GB) / level.size_bytes();
+        let mut next = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    if next == pages {
+                        let all = GfnRange::from_start_len(Gfn::new(0), (4 * GB) >> 12).unwrap();
+                        vm.zap_gfn_range(all, ZapFilter::ALL).ignore();
+                        next = 0;
+                    }
+                    let gpa = Gpa::new(next * level.size_bytes());
+                    next += 1;
+                    let t0 = Instant::now();
+                    black_box(vm.stage2(V0, gpa, Access::Write));
+                    total += t0.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn slot_delete(c: &mut Criterion) {
+    let mut g = c.benchmark_group("delete_1g_slot_with_4g_mapped_4k");
+    g.sample_size(10);
+    for (name, quirk) in [("zap_all", true), ("slot_leafs", false)] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let vm = vm(VmType::Default, PageLevel::Size4K, quirk);
+                    for i in 0..4 {
+                        add_slot(&vm, i, i as u64 * GB, GB);
+                    }
+                    prefault(&vm, 0, 4 * GB, Alias::Shared);
+                    vm
+                },
+                |vm| {
+                    let f = vm
+                        .set_memory_region(MemoryRegion {
+                            slot: MemslotId(1),
+                            flags: MemslotFlags::NONE,
+                            guest_phys_addr: Gpa::new(0),
+                            memory_size: 0,
+                            backing: BackingAddr::new(0),
+                        })
+                        .unwrap();
+                    black_box(vm.flush(f));
+                    vm
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn conversion(c: &mut Criterion) {
+    let mut g = c.benchmark_group("convert_1g");
+    g.sample_size(10);
+    for (name, mapped) in [("mapped_4k", true), ("unmapped", false)] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let vm = vm(VmType::SwProtected, PageLevel::Size4K, false);
+                    add_slot(&vm, 0, 0, GB);
+                    if mapped {
+                        prefault(&vm, 0, GB, Alias::ByAttributes);
+                    }
+                    vm
+                },
+                |vm| {
+                    let all = GfnRange::from_start_len(Gfn::new(0), GB >> 12).unwrap();
+                    let f = vm.set_memory_attributes(all, true).unwrap();
+                    black_box(vm.flush(f));
+                    vm
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    lookup,
+    lookup_parallel,
+    fault_in,
+    slot_delete,
+    conversion
+);
+criterion_main!(benches);

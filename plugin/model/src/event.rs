@@ -1,0 +1,338 @@
+//! Typed events and statistics.
+//!
+//! Events leave the model through a bounded crossbeam channel so that the
+//! vCPU threads never block on a slow consumer: when the channel is full the
+//! event is dropped and counted. No event is produced on the lookup fast path
+//! (a TLB fill that hits the tables); faults, maps, zaps, flushes, conversions
+//! and memslot changes each produce one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::addr::{Gfn, GfnRange, PageLevel, Pfn};
+use crate::memslot::{MemslotChange, MemslotId};
+use crate::mmu::Stage2Fault;
+use crate::spte::Access;
+use crate::tdp::{RootId, RootRole};
+use crate::tlb::{FlushRequest, VcpuId};
+
+/// Why leaves were zapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ZapReason {
+    /// Memslot move/delete, slot leaves only (`kvm_mmu_zap_memslot_leafs()`).
+    MemslotLeafs,
+    /// Fast zap of every direct root (`kvm_mmu_zap_all_fast()`), from a
+    /// memslot change under `KVM_X86_QUIRK_SLOT_ZAP_ALL` or asked for directly.
+    ZapAllFast,
+    /// The pre phase of a memory-attribute change.
+    Conversion,
+    /// An explicit gfn-range zap (`kvm_zap_gfn_range()`).
+    Range,
+    /// VM teardown (`kvm_mmu_zap_all()`, then the mirror root).
+    Teardown,
+}
+
+/// One thing the model did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A stage-2 fault that ended in an exit rather than a mapping.
+    FaultExit {
+        /// The faulting vCPU.
+        vcpu: VcpuId,
+        /// The access.
+        access: Access,
+        /// Why.
+        fault: Stage2Fault,
+    },
+    /// A fault was computed across an invalidation and retried.
+    FaultRetry {
+        /// The faulting vCPU.
+        vcpu: VcpuId,
+        /// The frame.
+        gfn: Gfn,
+    },
+    /// A fault found its leaf already installed (another vCPU won the race,
+    /// or the lookup only missed because a host operation was running).
+    FaultSpurious {
+        /// The faulting vCPU.
+        vcpu: VcpuId,
+        /// The frame.
+        gfn: Gfn,
+        /// Size of the leaf found.
+        level: PageLevel,
+    },
+    /// A fault installed a leaf.
+    Map {
+        /// The faulting vCPU.
+        vcpu: VcpuId,
+        /// The root.
+        root: RootId,
+        /// Its role.
+        role: RootRole,
+        /// First frame of the leaf.
+        gfn: Gfn,
+        /// Leaf size.
+        level: PageLevel,
+        /// Backing frame of the leaf's first frame.
+        pfn: Pfn,
+    },
+    /// Leaves were zapped in a root.
+    Zap {
+        /// The root.
+        root: RootId,
+        /// Its role.
+        role: RootRole,
+        /// The range asked for.
+        range: GfnRange,
+        /// Leaves zapped.
+        leaves: u64,
+        /// Why.
+        reason: ZapReason,
+    },
+    /// Non-leaf entries (page tables) were zapped in a root.
+    ZapNonLeaf {
+        /// The root.
+        root: RootId,
+        /// Its role.
+        role: RootRole,
+        /// Tables freed.
+        tables: u64,
+        /// Why.
+        reason: ZapReason,
+    },
+    /// A root was created.
+    RootCreated {
+        /// The root.
+        root: RootId,
+        /// Its role.
+        role: RootRole,
+    },
+    /// A root was invalidated (fast zap) and freed.
+    RootInvalidated {
+        /// The root.
+        root: RootId,
+        /// Its role.
+        role: RootRole,
+    },
+    /// A flush token was handed to the plugin.
+    Flush {
+        /// What the plugin must flush.
+        request: FlushRequest,
+    },
+    /// Memory attributes changed.
+    Conversion {
+        /// The range converted.
+        range: GfnRange,
+        /// Whether it became private.
+        private: bool,
+    },
+    /// Private pages were removed from the mirror root and must be accepted
+    /// again by the guest (TDX: TDH.MEM.PAGE.REMOVE, then a later
+    /// TDH.MEM.PAGE.AUG leaves them PENDING).
+    NeedsAccept {
+        /// The frames.
+        range: GfnRange,
+    },
+    /// A memslot changed.
+    Memslot {
+        /// The change.
+        change: MemslotChange,
+        /// The slot.
+        slot: MemslotId,
+        /// Frames before.
+        old: Option<GfnRange>,
+        /// Frames after.
+        new: Option<GfnRange>,
+    },
+    /// The invalidation sequence moved (`kvm_mmu_invalidate_end()`).
+    Invalidated {
+        /// The new `mmu_invalidate_seq`.
+        seq: u64,
+        /// The range invalidated.
+        range: GfnRange,
+    },
+}
+
+/// Where events go.
+#[derive(Debug)]
+pub(crate) struct EventSink {
+    tx: Option<Sender<Event>>,
+    rx: Option<Receiver<Event>>,
+    dropped: AtomicU64,
+}
+
+impl EventSink {
+    pub fn new(capacity: usize) -> EventSink {
+        if capacity == 0 {
+            return EventSink {
+                tx: None,
+                rx: None,
+                dropped: AtomicU64::new(0),
+            };
+        }
+        let (tx, rx) = bounded(capacity);
+        EventSink {
+            tx: Some(tx),
+            rx: Some(rx),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether anyone can receive events.
+    #[cfg(test)]
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Sends the event `make` builds, if events are on.
+    #[inline]
+    pub fn emit(&self, make: impl FnOnce() -> Event) {
+        if let Some(tx) = &self.tx {
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(make())
+            {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn receiver(&self) -> Option<Receiver<Event>> {
+        self.rx.clone()
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of the model's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Stage-2 lookups (TLB fills asked of the model).
+    pub lookups: u64,
+    /// Lookups answered from the tables without a fault.
+    pub lookup_hits: u64,
+    /// Faults handled (each attempt counts once).
+    pub faults: u64,
+    /// Faults retried because of an invalidation or memslot change.
+    pub fault_retries: u64,
+    /// Faults that found a leaf already installed.
+    pub spurious_faults: u64,
+    /// Leaves installed, by level (4K, 2M, 1G).
+    pub maps: [u64; 3],
+    /// Faults that ended in an MMIO/emulation exit (no memslot).
+    pub mmio_exits: u64,
+    /// Faults that ended in `KVM_EXIT_MEMORY_FAULT` (private/shared mismatch).
+    pub memory_fault_exits: u64,
+    /// Writes to read-only memslots.
+    pub readonly_write_exits: u64,
+    /// Zap operations.
+    pub zaps: u64,
+    /// Leaves zapped.
+    pub leaves_zapped: u64,
+    /// Page tables freed.
+    pub tables_freed: u64,
+    /// Roots invalidated by fast zaps.
+    pub roots_invalidated: u64,
+    /// Flush tokens that needed a flush.
+    pub flushes: u64,
+    /// Of those, how many targeted every vCPU.
+    pub flushes_all_vcpus: u64,
+    /// Attribute conversions that changed something.
+    pub conversions: u64,
+    /// Frames whose attribute changed.
+    pub frames_converted: u64,
+    /// Memslot changes.
+    pub memslot_changes: u64,
+    /// KVM's `mmu_invalidate_seq`.
+    pub mmu_invalidate_seq: u64,
+    /// Page tables in use.
+    pub live_tables: u64,
+    /// Private frames waiting for the guest to accept them again.
+    pub frames_needing_accept: u64,
+    /// Events dropped because the channel was full.
+    pub events_dropped: u64,
+}
+
+/// Shared counters (host-side and fault-path; the lookup counters are per
+/// vCPU).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub faults: AtomicU64,
+    pub fault_retries: AtomicU64,
+    pub spurious_faults: AtomicU64,
+    pub maps: [AtomicU64; 3],
+    pub mmio_exits: AtomicU64,
+    pub memory_fault_exits: AtomicU64,
+    pub readonly_write_exits: AtomicU64,
+    pub zaps: AtomicU64,
+    pub leaves_zapped: AtomicU64,
+    pub tables_freed: AtomicU64,
+    pub roots_invalidated: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flushes_all_vcpus: AtomicU64,
+    pub conversions: AtomicU64,
+    pub frames_converted: AtomicU64,
+    pub memslot_changes: AtomicU64,
+}
+
+impl Counters {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn exit(&self, f: &Stage2Fault) {
+        match f {
+            Stage2Fault::Mmio { .. } => Self::inc(&self.mmio_exits),
+            Stage2Fault::MemoryFault { .. } => Self::inc(&self.memory_fault_exits),
+            Stage2Fault::ReadOnlyWrite { .. } => Self::inc(&self.readonly_write_exits),
+            _ => {}
+        }
+    }
+
+    pub fn fill(&self, s: &mut Stats) {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        s.faults = l(&self.faults);
+        s.fault_retries = l(&self.fault_retries);
+        s.spurious_faults = l(&self.spurious_faults);
+        s.maps = [l(&self.maps[0]), l(&self.maps[1]), l(&self.maps[2])];
+        s.mmio_exits = l(&self.mmio_exits);
+        s.memory_fault_exits = l(&self.memory_fault_exits);
+        s.readonly_write_exits = l(&self.readonly_write_exits);
+        s.zaps = l(&self.zaps);
+        s.leaves_zapped = l(&self.leaves_zapped);
+        s.tables_freed = l(&self.tables_freed);
+        s.roots_invalidated = l(&self.roots_invalidated);
+        s.flushes = l(&self.flushes);
+        s.flushes_all_vcpus = l(&self.flushes_all_vcpus);
+        s.conversions = l(&self.conversions);
+        s.frames_converted = l(&self.frames_converted);
+        s.memslot_changes = l(&self.memslot_changes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_channel_drops_and_counts() {
+        let s = EventSink::new(1);
+        let rx = s.receiver().unwrap();
+        let ev = || Event::Conversion {
+            range: GfnRange::one(Gfn::new(1)),
+            private: true,
+        };
+        s.emit(ev);
+        s.emit(ev);
+        assert_eq!(s.dropped(), 1);
+        assert_eq!(rx.try_recv().unwrap(), ev());
+        let off = EventSink::new(0);
+        assert!(!off.enabled());
+        off.emit(|| unreachable!("disabled sinks never build events"));
+    }
+}

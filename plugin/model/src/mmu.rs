@@ -1,0 +1,1348 @@
+//! The VM: memslots, attributes, TDP roots, the fault path, zaps and the
+//! invalidation protocol (arch/x86/kvm/mmu/mmu.c, tdp_mmu.c,
+//! virt/kvm/kvm_main.c).
+//!
+//! # Locks and snapshots
+//!
+//! | KVM                          | model                                        |
+//! |------------------------------|----------------------------------------------|
+//! | `kvm->slots_lock`            | `slots_lock`: serialises host operations     |
+//! | `kvm->memslots` under SRCU   | `memslots`: an `ArcSwap` snapshot + generation |
+//! | `kvm->mem_attr_array` (RCU)  | `attrs`: an `ArcSwap` snapshot               |
+//! | `kvm->mmu_lock` (rwlock)     | `mmu_lock`: faults read, zaps write          |
+//! | lockless walks under RCU     | `mmu_seqlock` around every write section     |
+//! | `mmu_invalidate_seq` & co.   | the same names, atomics                      |
+//!
+//! A stage-2 lookup ([`Vm::lookup`]) reads only atomics: the current root of
+//! the role, the SPTEs on one path and the seqlock twice. A fault
+//! ([`Vm::fault_begin`] + [`Vm::fault_finish`]) resolves the memslot and
+//! attributes from snapshots without any lock, then installs under `mmu_lock`
+//! held for read after checking that no invalidation touched the gfn in
+//! between (`is_page_fault_stale()`).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use crossbeam::utils::CachePadded;
+use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+
+use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SIZE};
+use crate::attrs::{MemAttrs, RangeSet};
+use crate::event::{Counters, Event, EventSink, Stats, ZapReason};
+use crate::memslot::{
+    MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
+};
+use crate::spte::{self, Access, Perms};
+use crate::tdp::{LeafEntry, MapOutcome, RootId, RootRole, TableArena, ZapOutcome};
+use crate::tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId, VcpuTlb};
+use crate::vm::{Alias, AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
+
+/// A translation the model allows: what the plugin puts in QEMU's softTLB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Translation {
+    /// The 4K frame accessed, alias bits stripped.
+    pub gfn: Gfn,
+    /// The backing address of that 4K frame.
+    pub backing: BackingAddr,
+    /// The size of the leaf that maps it.
+    pub level: PageLevel,
+    /// What the leaf allows.
+    pub perms: Perms,
+    /// Whether it maps private memory (mirror root).
+    pub private: bool,
+    /// The root the leaf lives in.
+    pub root: RootId,
+}
+
+impl Translation {
+    /// The frames the leaf covers.
+    pub fn page(&self) -> GfnRange {
+        GfnRange::page_containing(self.gfn, self.level)
+    }
+
+    /// The backing address of the leaf's first frame.
+    pub fn page_backing(&self) -> BackingAddr {
+        let off = self.gfn.raw() & (self.level.pages() - 1);
+        Pfn::new(self.backing.pfn().raw().wrapping_sub(off)).addr()
+    }
+}
+
+/// Why the model refuses a stage-2 access: the exit KVM would take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage2Fault {
+    /// No memslot: emulated MMIO (`KVM_EXIT_MMIO`; `kvm_handle_noslot_fault()`).
+    Mmio {
+        /// The faulting GPA.
+        gpa: Gpa,
+    },
+    /// The access's private/shared alias disagrees with the gfn's attributes,
+    /// or a private access hit a slot that cannot be private
+    /// (`KVM_EXIT_MEMORY_FAULT`, `kvm_mmu_prepare_memory_fault_exit()`): the
+    /// VMM converts the page (implicit conversion) or kills the guest.
+    MemoryFault {
+        /// The faulting GPA.
+        gpa: Gpa,
+        /// The frame, alias stripped.
+        gfn: Gfn,
+        /// Whether the access was private (`KVM_MEMORY_EXIT_FLAG_PRIVATE`).
+        private: bool,
+    },
+    /// A write to a read-only memslot: KVM emulates it as an MMIO write
+    /// (`KVM_PFN_ERR_RO_FAULT` -> `RET_PF_EMULATE`).
+    ReadOnlyWrite {
+        /// The faulting GPA.
+        gpa: Gpa,
+    },
+    /// The GPA has bits set beyond the guest's address width.
+    ReservedGpa {
+        /// The faulting GPA.
+        gpa: Gpa,
+    },
+    /// The page-table arena is exhausted.
+    OutOfTables,
+    /// The VM was torn down.
+    Dead,
+}
+
+/// The answer to a stage-2 access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage2 {
+    /// Allowed: install this translation.
+    Mapped(Translation),
+    /// Refused.
+    Fault(Stage2Fault),
+}
+
+/// The end of one fault attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultOutcome {
+    /// Mapped (installed now or found installed).
+    Mapped(Translation),
+    /// An invalidation or memslot change raced with the fault: nothing was
+    /// installed; fault again (`RET_PF_RETRY`).
+    Retry,
+    /// Exit to the VMM / emulation.
+    Exit(Stage2Fault),
+}
+
+/// A fault resolved outside `mmu_lock` (`kvm_mmu_faultin_pfn()` done), waiting
+/// for [`Vm::fault_finish`] to install it. Carries the `mmu_invalidate_seq`
+/// and memslot generation it was computed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingFault {
+    vcpu: VcpuId,
+    gfn: Gfn,
+    role: RootRole,
+    goal: PageLevel,
+    slot: Memslot,
+    mmu_seq: u64,
+    slots_generation: u64,
+}
+
+impl PendingFault {
+    /// The `mmu_invalidate_seq` snapshot (`fault->mmu_seq`).
+    pub fn mmu_seq(&self) -> u64 {
+        self.mmu_seq
+    }
+
+    /// The level the fault will try to map at (`fault->goal_level`).
+    pub fn goal_level(&self) -> PageLevel {
+        self.goal
+    }
+}
+
+/// Filter for range zaps (KVM's `attr_filter`, `KVM_FILTER_SHARED` /
+/// `KVM_FILTER_PRIVATE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ZapFilter {
+    /// Zap the shared (direct) roots.
+    pub shared: bool,
+    /// Zap the private (mirror) root.
+    pub private: bool,
+}
+
+impl ZapFilter {
+    /// Both.
+    pub const ALL: ZapFilter = ZapFilter {
+        shared: true,
+        private: true,
+    };
+
+    fn has(self, role: RootRole) -> bool {
+        match role {
+            RootRole::Direct => self.shared,
+            RootRole::Mirror => self.private,
+        }
+    }
+}
+
+/// A refused `KVM_SET_MEMORY_ATTRIBUTES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttrError {
+    /// Empty range, range beyond the address width, or PRIVATE on a VM
+    /// without private memory. EINVAL.
+    Invalid,
+}
+
+impl AttrError {
+    /// KVM's errno name.
+    pub const fn errno(&self) -> &'static str {
+        "EINVAL"
+    }
+}
+
+impl std::fmt::Display for AttrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EINVAL: invalid memory attributes request")
+    }
+}
+
+impl std::error::Error for AttrError {}
+
+/// A leaf as seen by [`Vm::leaves`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MappedLeaf {
+    /// The root.
+    pub root: RootId,
+    /// Its role.
+    pub role: RootRole,
+    /// The frames the leaf covers.
+    pub range: GfnRange,
+    /// Leaf size.
+    pub level: PageLevel,
+    /// Backing frame of the first frame.
+    pub pfn: Pfn,
+    /// Permissions.
+    pub perms: Perms,
+}
+
+/// The answer of the TLB model to a simulated guest access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlbAccess {
+    /// The vCPU's TLB held a translation. `stale` says it no longer matches
+    /// the tables: a zap happened and its flush has not.
+    Hit {
+        /// The cached translation.
+        translation: Translation,
+        /// Whether the tables now say otherwise.
+        stale: bool,
+    },
+    /// Miss: the model was asked and the result cached.
+    Filled(Translation),
+    /// Miss, and the model refused the access.
+    Fault(Stage2Fault),
+}
+
+struct RootInfo {
+    id: RootId,
+    role: RootRole,
+    top: u32,
+    exported: bool,
+}
+
+/// State guarded by `mmu_lock`.
+struct MmuState {
+    roots: Vec<RootInfo>,
+    next_root_id: u32,
+    /// TDX: private frames removed from the mirror root that the guest must
+    /// accept again.
+    needs_accept: RangeSet,
+    dead: bool,
+}
+
+#[derive(Default)]
+struct VcpuState {
+    lookups: AtomicU64,
+    lookup_hits: AtomicU64,
+    tlb: Mutex<VcpuTlb>,
+}
+
+/// A VM's memory model. `Sync`: share it between vCPU threads in an `Arc`.
+pub struct Vm {
+    config: VmConfig,
+    alias: AliasLayout,
+    root_level: u8,
+    arena: TableArena,
+    /// Per role: `RootId << 32 | top table`, 0 when there is none. The only
+    /// root state the lookup reads.
+    current_roots: [AtomicU64; 2],
+    /// Odd while a write-locked MMU section runs (see tdp.rs).
+    mmu_seqlock: AtomicU64,
+    mmu_invalidate_seq: AtomicU64,
+    mmu_invalidate_in_progress: AtomicU32,
+    mmu_invalidate_range_start: AtomicU64,
+    mmu_invalidate_range_end: AtomicU64,
+    mmu_lock: RwLock<MmuState>,
+    slots_lock: Mutex<()>,
+    memslots: ArcSwap<MemslotSet>,
+    attrs: ArcSwap<MemAttrs>,
+    vcpus: Box<[CachePadded<VcpuState>]>,
+    counters: Counters,
+    events: EventSink,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("config", &self.config)
+            .field("arena", &self.arena)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `INVALID_GPA` for the invalidation range.
+const INVALID_GFN: u64 = u64::MAX;
+
+/// A write-locked MMU section: holds `mmu_lock` for write and keeps the
+/// seqlock odd, so lockless lookups overlapping it retry.
+struct MmuWrite<'a> {
+    vm: &'a Vm,
+    state: RwLockWriteGuard<'a, MmuState>,
+}
+
+impl Drop for MmuWrite<'_> {
+    fn drop(&mut self) {
+        self.vm.mmu_seqlock.fetch_add(1, Ordering::Release);
+    }
+}
+
+const fn pack_root(id: RootId, top: u32) -> u64 {
+    ((id.0 as u64) << 32) | top as u64
+}
+
+const fn unpack_root(packed: u64) -> (RootId, u32) {
+    (RootId((packed >> 32) as u32), packed as u32)
+}
+
+impl Vm {
+    /// Creates a VM (`KVM_CREATE_VM`) with an empty direct root and, for VM
+    /// types with private memory, the mirror root.
+    pub fn new(config: VmConfig) -> Result<Vm, ConfigError> {
+        config.validate()?;
+        let vcpus = (0..config.max_vcpus)
+            .map(|_| CachePadded::new(VcpuState::default()))
+            .collect();
+        let vm = Vm {
+            alias: AliasLayout::new(&config),
+            root_level: config.gpaw.tdp_root_level(),
+            arena: TableArena::new(),
+            current_roots: [AtomicU64::new(0), AtomicU64::new(0)],
+            mmu_seqlock: AtomicU64::new(0),
+            mmu_invalidate_seq: AtomicU64::new(0),
+            mmu_invalidate_in_progress: AtomicU32::new(0),
+            mmu_invalidate_range_start: AtomicU64::new(INVALID_GFN),
+            mmu_invalidate_range_end: AtomicU64::new(INVALID_GFN),
+            mmu_lock: RwLock::new(MmuState {
+                roots: Vec::new(),
+                next_root_id: 1,
+                needs_accept: RangeSet::new(),
+                dead: false,
+            }),
+            slots_lock: Mutex::new(()),
+            memslots: ArcSwap::from_pointee(MemslotSet::new()),
+            attrs: ArcSwap::from_pointee(MemAttrs::new()),
+            vcpus,
+            counters: Counters::default(),
+            events: EventSink::new(config.event_capacity),
+            config,
+        };
+        {
+            let mut w = vm.mmu_write();
+            w.new_root(RootRole::Direct);
+            if vm.config.vm_type.has_private_mem() {
+                w.new_root(RootRole::Mirror);
+            }
+        }
+        Ok(vm)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// The VM type.
+    pub fn vm_type(&self) -> VmType {
+        self.config.vm_type
+    }
+
+    /// The GPA alias layout.
+    pub fn alias(&self) -> AliasLayout {
+        self.alias
+    }
+
+    fn mmu_write(&self) -> MmuWrite<'_> {
+        let state = self.mmu_lock.write();
+        self.mmu_seqlock.fetch_add(1, Ordering::AcqRel);
+        MmuWrite { vm: self, state }
+    }
+
+    // ----- the hot path ---------------------------------------------------
+
+    /// The stage-2 lookup of a mapped page, for a softTLB fill: no lock, no
+    /// allocation, no fault-in. `None` means "not mapped with these
+    /// permissions, or a host operation is running": call [`Vm::fault_in`]
+    /// (or use [`Vm::stage2`], which does both).
+    #[inline]
+    pub fn lookup(&self, vcpu: VcpuId, gpa: Gpa, access: Access) -> Option<Translation> {
+        let v = self.vcpus.get(vcpu.0 as usize);
+        if let Some(v) = v {
+            bump(&v.lookups);
+        }
+        let t = self.walk_current(gpa)?;
+        if !t.perms.allow(access) {
+            return None;
+        }
+        if let Some(v) = v {
+            bump(&v.lookup_hits);
+        }
+        Some(t)
+    }
+
+    /// Lock-free walk of the roots `gpa`'s alias selects, validated by the
+    /// seqlock.
+    #[inline(always)]
+    fn walk_current(&self, gpa: Gpa) -> Option<Translation> {
+        let dec = self.alias.decode(gpa)?;
+        let roles: &[RootRole] = match dec.alias {
+            Alias::Shared => &[RootRole::Direct],
+            Alias::Private => &[RootRole::Mirror],
+            Alias::ByAttributes => &[RootRole::Direct, RootRole::Mirror],
+        };
+        let gfn = dec.gfn.raw();
+        let s1 = self.mmu_seqlock.load(Ordering::Acquire);
+        if s1 & 1 != 0 {
+            return None;
+        }
+        let mut found = None;
+        for &role in roles {
+            let packed = self.current_roots[role.index()].load(Ordering::Acquire);
+            if packed == 0 {
+                continue;
+            }
+            let (root, top) = unpack_root(packed);
+            if let Some((spte, level)) = self.arena.walk(top, self.root_level, gfn) {
+                found = Some((role, root, spte, level));
+                break;
+            }
+        }
+        // Every load above is Acquire, so this one cannot move before them: if
+        // any of them saw a write from a write-locked section, the seqlock
+        // has moved.
+        if self.mmu_seqlock.load(Ordering::Acquire) != s1 {
+            return None;
+        }
+        let (role, root, spte, level) = found?;
+        Some(make_translation(dec.gfn, role, root, spte, level))
+    }
+
+    /// The full stage-2 answer for a softTLB fill: [`Vm::lookup`], and on a
+    /// miss [`Vm::fault_in`].
+    #[inline]
+    pub fn stage2(&self, vcpu: VcpuId, gpa: Gpa, access: Access) -> Stage2 {
+        match self.lookup(vcpu, gpa, access) {
+            Some(t) => Stage2::Mapped(t),
+            None => self.fault_in(vcpu, gpa, access),
+        }
+    }
+
+    // ----- the fault path -------------------------------------------------
+
+    /// Handles a stage-2 fault to the end, retrying while invalidations race
+    /// with it (`kvm_tdp_page_fault()` re-entered until it stops returning
+    /// `RET_PF_RETRY`).
+    pub fn fault_in(&self, vcpu: VcpuId, gpa: Gpa, access: Access) -> Stage2 {
+        loop {
+            let outcome = match self.fault_begin(vcpu, gpa, access) {
+                Ok(p) => self.fault_finish(p),
+                Err(o) => o,
+            };
+            match outcome {
+                FaultOutcome::Mapped(t) => return Stage2::Mapped(t),
+                FaultOutcome::Exit(f) => return Stage2::Fault(f),
+                FaultOutcome::Retry => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// First half of a fault, without `mmu_lock` (`kvm_mmu_faultin_pfn()`):
+    /// snapshots `mmu_invalidate_seq`, then decides from the memslot and
+    /// attribute snapshots whether the access exits, and at which level it
+    /// would map. `Err` carries an exit or an early retry.
+    pub fn fault_begin(
+        &self,
+        vcpu: VcpuId,
+        gpa: Gpa,
+        access: Access,
+    ) -> Result<PendingFault, FaultOutcome> {
+        Counters::inc(&self.counters.faults);
+        let Some(dec) = self.alias.decode(gpa) else {
+            return Err(self.exit(vcpu, access, Stage2Fault::ReservedGpa { gpa }));
+        };
+        // fault->mmu_seq = kvm->mmu_invalidate_seq; smp_rmb();
+        let mmu_seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
+        let slots = self.memslots.load();
+        let attrs = self.attrs.load();
+        let gfn = dec.gfn;
+        let attr_private = self.config.vm_type.has_private_mem() && attrs.is_private(gfn);
+        let is_private = match dec.alias {
+            Alias::Shared => false,
+            Alias::Private => true,
+            Alias::ByAttributes => attr_private,
+        };
+        // The mismatch check comes first, before the memslot lookup
+        // (kvm_mmu_faultin_pfn()).
+        if is_private != attr_private {
+            return Err(self.exit(
+                vcpu,
+                access,
+                Stage2Fault::MemoryFault {
+                    gpa,
+                    gfn,
+                    private: is_private,
+                },
+            ));
+        }
+        let Some(slot) = slots.find(gfn).copied() else {
+            // A private access with no memslot cannot be MMIO
+            // (kvm_handle_noslot_fault()).
+            let f = if is_private {
+                Stage2Fault::MemoryFault {
+                    gpa,
+                    gfn,
+                    private: true,
+                }
+            } else {
+                Stage2Fault::Mmio { gpa }
+            };
+            return Err(self.exit(vcpu, access, f));
+        };
+        if slot.invalid {
+            // The slot is being deleted or moved: retry until it is gone.
+            return Err(self.retry(vcpu, gfn));
+        }
+        if is_private && !slot.private_capable() {
+            return Err(self.exit(
+                vcpu,
+                access,
+                Stage2Fault::MemoryFault {
+                    gpa,
+                    gfn,
+                    private: true,
+                },
+            ));
+        }
+        if access == Access::Write && slot.readonly() {
+            return Err(self.exit(vcpu, access, Stage2Fault::ReadOnlyWrite { gpa }));
+        }
+        // mmu_invalidate_retry_gfn_unsafe(): bail out early, without the lock.
+        if self.invalidate_retry_gfn(mmu_seq, gfn) {
+            return Err(self.retry(vcpu, gfn));
+        }
+        let role = if is_private {
+            RootRole::Mirror
+        } else {
+            RootRole::Direct
+        };
+        let goal = self.max_mapping_level(&slot, &attrs, gfn, is_private);
+        Ok(PendingFault {
+            vcpu,
+            gfn,
+            role,
+            goal,
+            slot,
+            mmu_seq,
+            slots_generation: slots.generation(),
+        })
+    }
+
+    /// `kvm_mmu_max_mapping_level()`: the largest level at which `gfn` may be
+    /// mapped: the configured maximum (and the private maximum for private
+    /// memory), then down while the memslot disallows it (edges, misaligned
+    /// backing) or the attributes are mixed (`lpage_info` mixed flag).
+    fn max_mapping_level(
+        &self,
+        slot: &Memslot,
+        attrs: &MemAttrs,
+        gfn: Gfn,
+        private: bool,
+    ) -> PageLevel {
+        let mut max = self.config.max_level;
+        if private {
+            max = max.min(self.config.private_max_level);
+        }
+        let mut level = max;
+        while level > PageLevel::Size4K {
+            let mixed = self.config.vm_type.has_private_mem() && attrs.is_mixed(level, gfn);
+            if slot.allows_huge(gfn, level) && !mixed {
+                return level;
+            }
+            level = level.smaller().unwrap_or(PageLevel::Size4K);
+        }
+        PageLevel::Size4K
+    }
+
+    /// `mmu_invalidate_retry_gfn()`: whether an invalidation that may cover
+    /// `gfn` ran since `mmu_seq` was taken or is running now.
+    fn invalidate_retry_gfn(&self, mmu_seq: u64, gfn: Gfn) -> bool {
+        if self.mmu_invalidate_in_progress.load(Ordering::Acquire) != 0 {
+            let start = self.mmu_invalidate_range_start.load(Ordering::Acquire);
+            let end = self.mmu_invalidate_range_end.load(Ordering::Acquire);
+            // Dropping mmu_lock between begin() and range_add() would be a
+            // bug; be conservative as KVM is.
+            if start == INVALID_GFN || end == INVALID_GFN {
+                return true;
+            }
+            if (start..end).contains(&gfn.raw()) {
+                return true;
+            }
+        }
+        self.mmu_invalidate_seq.load(Ordering::Acquire) != mmu_seq
+    }
+
+    /// Second half of a fault, under `mmu_lock` for read: if nothing
+    /// invalidated the gfn since [`Vm::fault_begin`] (`is_page_fault_stale()`),
+    /// installs the leaf (`kvm_tdp_mmu_map()`); otherwise installs nothing
+    /// and asks for a retry.
+    pub fn fault_finish(&self, p: PendingFault) -> FaultOutcome {
+        let state = self.mmu_lock.read();
+        if state.dead {
+            return FaultOutcome::Exit(Stage2Fault::Dead);
+        }
+        // The memslot generation stands in for KVM's SRCU grace period: a
+        // fault that resolved against an older memslot set never installs.
+        if self.memslots.load().generation() != p.slots_generation
+            || self.invalidate_retry_gfn(p.mmu_seq, p.gfn)
+        {
+            drop(state);
+            return self.retry(p.vcpu, p.gfn);
+        }
+        let packed = self.current_roots[p.role.index()].load(Ordering::Acquire);
+        if packed == 0 {
+            return FaultOutcome::Exit(Stage2Fault::Dead);
+        }
+        let (root, top) = unpack_root(packed);
+        let perms = if p.slot.readonly() {
+            Perms::RX
+        } else {
+            Perms::RWX
+        };
+        let slot = p.slot;
+        let gfn = p.gfn;
+        let out = self
+            .arena
+            .map(top, self.root_level, gfn.raw(), p.goal, |level| {
+                spte::make_leaf(slot.pfn_of(gfn.align_down(level)), level, perms)
+            });
+        drop(state);
+        let (spte, level) = match out {
+            MapOutcome::Installed { spte, level } => {
+                Counters::inc(&self.counters.maps[level.number() as usize - 1]);
+                self.events.emit(|| Event::Map {
+                    vcpu: p.vcpu,
+                    root,
+                    role: p.role,
+                    gfn: gfn.align_down(level),
+                    level,
+                    pfn: spte::pfn(spte),
+                });
+                (spte, level)
+            }
+            MapOutcome::Spurious { spte, level } => {
+                Counters::inc(&self.counters.spurious_faults);
+                self.events.emit(|| Event::FaultSpurious {
+                    vcpu: p.vcpu,
+                    gfn,
+                    level,
+                });
+                (spte, level)
+            }
+            MapOutcome::OutOfTables => return FaultOutcome::Exit(Stage2Fault::OutOfTables),
+        };
+        FaultOutcome::Mapped(make_translation(gfn, p.role, root, spte, level))
+    }
+
+    fn exit(&self, vcpu: VcpuId, access: Access, fault: Stage2Fault) -> FaultOutcome {
+        self.counters.exit(&fault);
+        self.events.emit(|| Event::FaultExit {
+            vcpu,
+            access,
+            fault,
+        });
+        FaultOutcome::Exit(fault)
+    }
+
+    fn retry(&self, vcpu: VcpuId, gfn: Gfn) -> FaultOutcome {
+        Counters::inc(&self.counters.fault_retries);
+        self.events.emit(|| Event::FaultRetry { vcpu, gfn });
+        FaultOutcome::Retry
+    }
+
+    // ----- memslots -------------------------------------------------------
+
+    /// `KVM_SET_USER_MEMORY_REGION2`: creates, moves, deletes or changes the
+    /// flags of a memslot. Move and delete first publish the slot as invalid
+    /// (faults on it retry), zap per the VM's policy
+    /// (`kvm_arch_flush_shadow_memslot()`), then commit.
+    pub fn set_memory_region(&self, req: MemoryRegion) -> Result<Flush, MemslotError> {
+        let _slots_lock = self.slots_lock.lock();
+        if self.mmu_lock.read().dead {
+            return Ok(Flush::none());
+        }
+        let cur = self.memslots.load_full();
+        let upd = cur.check(&req, self.config.vm_type, self.alias)?;
+        if upd.old == upd.new {
+            return Ok(Flush::none());
+        }
+        Counters::inc(&self.counters.memslot_changes);
+        self.events.emit(|| Event::Memslot {
+            change: upd.change,
+            slot: req.slot,
+            old: upd.old.map(|s| s.range()),
+            new: upd.new.map(|s| s.range()),
+        });
+        let flush = match (upd.change, upd.old) {
+            (MemslotChange::Delete | MemslotChange::Move, Some(old)) => {
+                // kvm_invalidate_memslot()
+                let invalid = Memslot {
+                    invalid: true,
+                    ..old
+                };
+                self.memslots
+                    .store(Arc::new(cur.with(Some(old.id), Some(invalid))));
+                let flush = self.flush_shadow_memslot(&old);
+                let now = self.memslots.load_full();
+                self.memslots
+                    .store(Arc::new(now.with(Some(old.id), upd.new)));
+                flush
+            }
+            _ => {
+                // Create and flags-only changes map nothing new and unmap
+                // nothing (dirty logging is not modelled).
+                self.memslots
+                    .store(Arc::new(cur.with(upd.old.map(|s| s.id), upd.new)));
+                Flush::none()
+            }
+        };
+        Ok(flush)
+    }
+
+    /// Creates memslot `id` over `range`, backed from `backing` on: the
+    /// KVM_MR_CREATE case of [`Vm::set_memory_region`].
+    pub fn create_memslot(
+        &self,
+        id: MemslotId,
+        range: GfnRange,
+        backing: BackingAddr,
+        flags: MemslotFlags,
+    ) -> Result<Flush, MemslotError> {
+        if let Some(s) = self.memslots.load().by_id(id) {
+            return Err(MemslotError::Overlap {
+                slot: id,
+                existing: s.id,
+            });
+        }
+        self.set_memory_region(MemoryRegion {
+            slot: id,
+            flags,
+            guest_phys_addr: range
+                .start()
+                .checked_gpa()
+                .ok_or(MemslotError::BeyondMaxGfn)?,
+            memory_size: range
+                .len()
+                .checked_mul(PAGE_SIZE)
+                .ok_or(MemslotError::TooLarge)?,
+            backing,
+        })
+    }
+
+    /// Moves memslot `id` to start at `base` (KVM_MR_MOVE; a PCI BAR move).
+    pub fn move_memslot(&self, id: MemslotId, base: Gfn) -> Result<Flush, MemslotError> {
+        let old = *self
+            .memslots
+            .load()
+            .by_id(id)
+            .ok_or(MemslotError::NoSuchSlot(id))?;
+        self.set_memory_region(MemoryRegion {
+            slot: id,
+            flags: old.flags,
+            guest_phys_addr: base.checked_gpa().ok_or(MemslotError::BeyondMaxGfn)?,
+            memory_size: old.npages * PAGE_SIZE,
+            backing: old.backing,
+        })
+    }
+
+    /// Deletes memslot `id` (KVM_MR_DELETE).
+    pub fn delete_memslot(&self, id: MemslotId) -> Result<Flush, MemslotError> {
+        self.set_memory_region(MemoryRegion {
+            slot: id,
+            flags: MemslotFlags::NONE,
+            guest_phys_addr: Gpa::new(0),
+            memory_size: 0,
+            backing: BackingAddr::new(0),
+        })
+    }
+
+    /// `kvm_arch_flush_shadow_memslot()`: with `KVM_X86_QUIRK_SLOT_ZAP_ALL` in
+    /// effect (default VMs only) a fast zap of every direct root; otherwise
+    /// only the slot's leaves, in every root.
+    fn flush_shadow_memslot(&self, slot: &Memslot) -> Flush {
+        if self.config.slot_zap_all() {
+            self.zap_all_fast_reason(ZapReason::ZapAllFast)
+        } else {
+            self.zap_range_reason(slot.range(), ZapFilter::ALL, ZapReason::MemslotLeafs)
+        }
+    }
+
+    /// The current memslots.
+    pub fn memslots(&self) -> Arc<MemslotSet> {
+        self.memslots.load_full()
+    }
+
+    // ----- zaps -----------------------------------------------------------
+
+    /// `kvm_zap_gfn_range()` / `kvm_unmap_gfn_range()`: zaps the leaves of the
+    /// roots `filter` selects that overlap `range`, inside an invalidation
+    /// (`mmu_invalidate_seq` moves). The mirror root keeps its tables.
+    pub fn zap_gfn_range(&self, range: GfnRange, filter: ZapFilter) -> Flush {
+        let _slots_lock = self.slots_lock.lock();
+        self.zap_range_reason(range, filter, ZapReason::Range)
+    }
+
+    fn zap_range_reason(&self, range: GfnRange, filter: ZapFilter, reason: ZapReason) -> Flush {
+        if range.is_empty() {
+            return Flush::none();
+        }
+        let mut w = self.mmu_write();
+        w.invalidate_begin();
+        w.invalidate_range_add(range);
+        let zapped = w.zap_leafs(range, filter, reason);
+        w.invalidate_end(range);
+        drop(w);
+        self.counted(Flush::remote_if(zapped))
+    }
+
+    /// `kvm_mmu_zap_all_fast()`: invalidates every direct root at once; vCPUs
+    /// move to a fresh root. A root exported to an external consumer stays
+    /// valid and has its leaves zapped instead. The mirror root is never
+    /// touched ("external page tables don't support fast zapping").
+    pub fn zap_all_fast(&self) -> Flush {
+        let _slots_lock = self.slots_lock.lock();
+        self.zap_all_fast_reason(ZapReason::ZapAllFast)
+    }
+
+    fn zap_all_fast_reason(&self, reason: ZapReason) -> Flush {
+        let mut w = self.mmu_write();
+        if w.state.dead {
+            return Flush::none();
+        }
+        let all = GfnRange::new(Gfn::new(0), self.alias.max_gfn()).unwrap_or_default();
+        w.invalidate_begin();
+        w.invalidate_range_add(all);
+        let zapped = w.zap_all_direct(reason);
+        w.invalidate_end(all);
+        drop(w);
+        // With EPT, entries of the old root are tagged by the old EPTP and
+        // each vCPU flushes its current root when it loads the new one
+        // (kvm_mmu_load()). QEMU's softTLB has no tags, so every vCPU must
+        // drop everything.
+        self.counted(Flush::remote_if(zapped))
+    }
+
+    /// Marks the current root of `role` as exported to an external consumer
+    /// (e.g. an IOMMU sharing the tables): fast zaps then zap its leaves
+    /// instead of replacing it.
+    pub fn export_root(&self, role: RootRole) -> Option<RootId> {
+        let mut w = self.mmu_write();
+        let r = w.state.roots.iter_mut().find(|r| r.role == role)?;
+        r.exported = true;
+        Some(r.id)
+    }
+
+    /// VM teardown (`kvm_arch_destroy_vm()`): zaps and frees every root,
+    /// leaves before non-leaves. Afterwards every fault exits with
+    /// [`Stage2Fault::Dead`].
+    pub fn teardown(&self) -> Flush {
+        let _slots_lock = self.slots_lock.lock();
+        let mut w = self.mmu_write();
+        if w.state.dead {
+            return Flush::none();
+        }
+        w.state.dead = true;
+        let roots: Vec<RootInfo> = std::mem::take(&mut w.state.roots);
+        let mut any = false;
+        for r in &roots {
+            self.current_roots[r.role.index()].store(0, Ordering::Release);
+        }
+        for r in roots {
+            any |= w.free_root(&r, ZapReason::Teardown);
+        }
+        drop(w);
+        self.counted(Flush::remote_if(any))
+    }
+
+    fn counted(&self, flush: Flush) -> Flush {
+        if flush.is_needed() {
+            Counters::inc(&self.counters.zaps);
+        }
+        flush
+    }
+
+    // ----- memory attributes ----------------------------------------------
+
+    /// `KVM_SET_MEMORY_ATTRIBUTES` (`kvm_vm_set_mem_attributes()`): makes
+    /// `range` private or shared. This is what MapGPA, the SNP page-state
+    /// change and `KVM_HC_MAP_GPA_RANGE` end in.
+    ///
+    /// 1. Nothing to do if the whole range already has the attribute.
+    /// 2. Pre phase, per memslot the range touches, under `mmu_lock`:
+    ///    `kvm_mmu_invalidate_begin()` once, `kvm_mmu_invalidate_range_add()`,
+    ///    then zap the leaves of the alias being left only
+    ///    (`kvm_arch_pre_set_memory_attributes()`: to private, the shared
+    ///    alias; to shared, the private alias).
+    /// 3. Store the attributes (outside `mmu_lock`).
+    /// 4. Post phase: the huge-page mixed tracking is updated
+    ///    (`kvm_arch_post_set_memory_attributes()`) and
+    ///    `kvm_mmu_invalidate_end()` bumps `mmu_invalidate_seq`.
+    ///
+    /// Faults for gfns in the range that run between 2 and 4 see the
+    /// invalidation in progress and retry. Both sides of a conversion read as
+    /// zero afterwards (the side left is discarded): the plugin clears the
+    /// backing of the converted frames.
+    pub fn set_memory_attributes(
+        &self,
+        range: GfnRange,
+        private: bool,
+    ) -> Result<Flush, AttrError> {
+        if range.is_empty() || range.end() > self.alias.max_gfn() {
+            return Err(AttrError::Invalid);
+        }
+        if private && !self.config.vm_type.has_private_mem() {
+            return Err(AttrError::Invalid);
+        }
+        let _slots_lock = self.slots_lock.lock();
+        let attrs = self.attrs.load_full();
+        if attrs.range_is(range, private) {
+            return Ok(Flush::none());
+        }
+        let slots = self.memslots.load_full();
+        let touched: Vec<GfnRange> = slots
+            .in_range(range)
+            .filter_map(|s| s.range().intersect(range))
+            .collect();
+        let leaving = if private {
+            ZapFilter {
+                shared: true,
+                private: false,
+            }
+        } else {
+            ZapFilter {
+                shared: false,
+                private: true,
+            }
+        };
+        let mut zapped = false;
+        if !touched.is_empty() {
+            let mut w = self.mmu_write();
+            w.invalidate_begin();
+            for r in &touched {
+                w.invalidate_range_add(*r);
+                zapped |= w.zap_leafs(*r, leaving, ZapReason::Conversion);
+            }
+        }
+        let mut new = (*attrs).clone();
+        new.set(range, private);
+        new.post_set(range);
+        self.attrs.store(Arc::new(new));
+        if !touched.is_empty() {
+            let mut w = self.mmu_write();
+            w.invalidate_end(range);
+        }
+        Counters::inc(&self.counters.conversions);
+        Counters::add(&self.counters.frames_converted, range.len());
+        self.events.emit(|| Event::Conversion { range, private });
+        Ok(self.counted(Flush::remote_if(zapped)))
+    }
+
+    /// Whether `gfn` is private (`kvm_mem_is_private()`).
+    pub fn is_private(&self, gfn: Gfn) -> bool {
+        self.attrs.load().is_private(gfn)
+    }
+
+    /// The current attributes.
+    pub fn attributes(&self) -> Arc<MemAttrs> {
+        self.attrs.load_full()
+    }
+
+    /// TDX: whether the guest must accept `gfn` again before using it
+    /// privately (its private page was removed from the mirror root).
+    pub fn needs_accept(&self, gfn: Gfn) -> bool {
+        self.mmu_lock.read().needs_accept.contains(gfn)
+    }
+
+    /// TDX: the guest accepted `range` (TDG.MEM.PAGE.ACCEPT).
+    pub fn accept(&self, range: GfnRange) {
+        self.mmu_lock.write().needs_accept.set(range, false);
+    }
+
+    // ----- TLB model --------------------------------------------------------
+
+    /// Performs the bookkeeping of `flush` in the TLB model and returns what
+    /// the plugin must flush in QEMU (`None`: nothing).
+    pub fn flush(&self, flush: Flush) -> Option<FlushRequest> {
+        let req = flush.into_request()?;
+        Counters::inc(&self.counters.flushes);
+        if req.target == FlushTarget::AllVcpus {
+            Counters::inc(&self.counters.flushes_all_vcpus);
+        }
+        for (i, v) in self.vcpus.iter().enumerate() {
+            if req.covers(VcpuId(i as u32)) {
+                v.tlb.lock().apply(req.kind);
+            }
+        }
+        self.events.emit(|| Event::Flush { request: req });
+        Some(req)
+    }
+
+    /// A guest-requested flush of one vCPU (e.g. INVEPT single-context
+    /// analogue): a token for the caller to pass to [`Vm::flush`].
+    pub fn request_flush(&self, vcpu: VcpuId, kind: FlushKind) -> Flush {
+        Flush::new(FlushRequest {
+            target: FlushTarget::Vcpu(vcpu),
+            kind,
+        })
+    }
+
+    /// Records that the plugin installed `t` for `gpa` in `vcpu`'s softTLB.
+    pub fn tlb_record(&self, vcpu: VcpuId, gpa: Gpa, t: Translation) {
+        if let Some(v) = self.vcpus.get(vcpu.0 as usize) {
+            let role = if t.private {
+                RootRole::Mirror
+            } else {
+                RootRole::Direct
+            };
+            v.tlb.lock().insert(gpa.gfn().raw(), t, role.index());
+        }
+    }
+
+    /// Simulates a guest access through `vcpu`'s TLB: a cached translation
+    /// that allows `access` is used as is (stale or not, as hardware would);
+    /// otherwise the model is asked ([`Vm::stage2`]) and the answer cached.
+    pub fn tlb_access(&self, vcpu: VcpuId, gpa: Gpa, access: Access) -> TlbAccess {
+        if let Some(hit) = self.tlb_probe(vcpu, gpa, access) {
+            return hit;
+        }
+        match self.stage2(vcpu, gpa, access) {
+            Stage2::Mapped(t) => {
+                self.tlb_record(vcpu, gpa, t);
+                TlbAccess::Filled(t)
+            }
+            Stage2::Fault(f) => TlbAccess::Fault(f),
+        }
+    }
+
+    /// The cached translation `vcpu` would use for `access` to `gpa`, and
+    /// whether it is stale (missing-flush detection), without filling.
+    pub fn tlb_probe(&self, vcpu: VcpuId, gpa: Gpa, access: Access) -> Option<TlbAccess> {
+        let v = self.vcpus.get(vcpu.0 as usize)?;
+        let e = v.tlb.lock().get(gpa.gfn().raw())?;
+        if !e.translation.perms.allow(access) {
+            return None;
+        }
+        Some(TlbAccess::Hit {
+            translation: e.translation,
+            stale: !self.explains(gpa, &e.translation),
+        })
+    }
+
+    /// Whether the current tables still map `gpa` the way `t` says.
+    fn explains(&self, gpa: Gpa, t: &Translation) -> bool {
+        // Under mmu_lock for read no write section runs, so the lockless
+        // walk cannot fail validation.
+        let cur = {
+            let _r = self.mmu_lock.read();
+            self.walk_current(gpa)
+        };
+        cur.is_some_and(|c| {
+            c.backing == t.backing
+                && c.private == t.private
+                && (!t.perms.write || c.perms.write)
+                && (!t.perms.exec || c.perms.exec)
+        })
+    }
+
+    /// The translations in `vcpu`'s TLB model, keyed by raw gfn.
+    pub fn tlb_entries(&self, vcpu: VcpuId) -> Vec<(u64, Translation)> {
+        self.vcpus
+            .get(vcpu.0 as usize)
+            .map(|v| {
+                v.tlb
+                    .lock()
+                    .entries()
+                    .map(|(k, e)| (k, e.translation))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    // ----- introspection --------------------------------------------------
+
+    /// The current root of `role`.
+    pub fn root_id(&self, role: RootRole) -> Option<RootId> {
+        let p = self.current_roots[role.index()].load(Ordering::Acquire);
+        (p != 0).then(|| unpack_root(p).0)
+    }
+
+    /// Number of page tables under the current root of `role` (0 if none).
+    pub fn root_tables(&self, role: RootRole) -> u64 {
+        let _r = self.mmu_lock.read();
+        let p = self.current_roots[role.index()].load(Ordering::Acquire);
+        if p == 0 {
+            return 0;
+        }
+        self.arena.tables_under(unpack_root(p).1, self.root_level)
+    }
+
+    /// Every leaf of every live root, sorted by role then gfn.
+    pub fn leaves(&self) -> Vec<MappedLeaf> {
+        let state = self.mmu_lock.read();
+        let mut out = Vec::new();
+        for r in &state.roots {
+            for LeafEntry { gfn, level, spte } in self.arena.leaves(r.top, self.root_level) {
+                out.push(MappedLeaf {
+                    root: r.id,
+                    role: r.role,
+                    range: GfnRange::from_start_len(gfn, level.pages()).unwrap_or_default(),
+                    level,
+                    pfn: spte::pfn(spte),
+                    perms: spte::perms(spte),
+                });
+            }
+        }
+        out
+    }
+
+    /// `kvm->mmu_invalidate_seq`.
+    pub fn mmu_invalidate_seq(&self) -> u64 {
+        self.mmu_invalidate_seq.load(Ordering::Acquire)
+    }
+
+    /// A receiver for the typed events (`None` if `event_capacity` is 0).
+    /// Every receiver takes from the same queue.
+    pub fn events(&self) -> Option<crossbeam::channel::Receiver<Event>> {
+        self.events.receiver()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        self.counters.fill(&mut s);
+        for v in self.vcpus.iter() {
+            s.lookups += v.lookups.load(Ordering::Relaxed);
+            s.lookup_hits += v.lookup_hits.load(Ordering::Relaxed);
+        }
+        s.mmu_invalidate_seq = self.mmu_invalidate_seq();
+        s.live_tables = self.arena.live_tables();
+        s.frames_needing_accept = self.mmu_lock.read().needs_accept.frames();
+        s.events_dropped = self.events.dropped();
+        s
+    }
+
+    /// Decodes `gpa` with this VM's alias layout.
+    pub fn decode(&self, gpa: Gpa) -> Option<DecodedGpa> {
+        self.alias.decode(gpa)
+    }
+}
+
+/// Counts without a locked read-modify-write: each vCPU index is used by one
+/// thread at a time (QEMU runs a vCPU on one thread), so a plain load and
+/// store is exact then and merely loses counts otherwise.
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn make_translation(
+    gfn: Gfn,
+    role: RootRole,
+    root: RootId,
+    spte: u64,
+    level: PageLevel,
+) -> Translation {
+    let off = gfn.raw() & (level.pages() - 1);
+    Translation {
+        gfn,
+        backing: Pfn::new(spte::pfn(spte).raw().wrapping_add(off)).addr(),
+        level,
+        perms: spte::perms(spte),
+        private: role == RootRole::Mirror,
+        root,
+    }
+}
+
+impl MmuWrite<'_> {
+    /// `kvm_mmu_invalidate_begin()`.
+    fn invalidate_begin(&mut self) {
+        let vm = self.vm;
+        if vm.mmu_invalidate_in_progress.fetch_add(1, Ordering::AcqRel) == 0 {
+            vm.mmu_invalidate_range_start
+                .store(INVALID_GFN, Ordering::Release);
+            vm.mmu_invalidate_range_end
+                .store(INVALID_GFN, Ordering::Release);
+        }
+    }
+
+    /// `kvm_mmu_invalidate_range_add()`: widens the in-progress range.
+    fn invalidate_range_add(&mut self, range: GfnRange) {
+        let vm = self.vm;
+        let s = vm.mmu_invalidate_range_start.load(Ordering::Acquire);
+        let e = vm.mmu_invalidate_range_end.load(Ordering::Acquire);
+        let (ns, ne) = if s == INVALID_GFN {
+            (range.start().raw(), range.end().raw())
+        } else {
+            (s.min(range.start().raw()), e.max(range.end().raw()))
+        };
+        vm.mmu_invalidate_range_start.store(ns, Ordering::Release);
+        vm.mmu_invalidate_range_end.store(ne, Ordering::Release);
+    }
+
+    /// `kvm_mmu_invalidate_end()`: bumps `mmu_invalidate_seq` before dropping
+    /// the in-progress count, so a fault that checks after the count drops
+    /// sees the new sequence.
+    fn invalidate_end(&mut self, range: GfnRange) {
+        let vm = self.vm;
+        let seq = vm.mmu_invalidate_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        vm.mmu_invalidate_in_progress.fetch_sub(1, Ordering::AcqRel);
+        vm.events.emit(|| Event::Invalidated { seq, range });
+    }
+
+    fn new_root(&mut self, role: RootRole) -> Option<RootId> {
+        let top = self.vm.arena.alloc()?;
+        let id = RootId(self.state.next_root_id);
+        self.state.next_root_id += 1;
+        self.state.roots.push(RootInfo {
+            id,
+            role,
+            top,
+            exported: false,
+        });
+        self.vm.current_roots[role.index()].store(pack_root(id, top), Ordering::Release);
+        self.vm
+            .events
+            .emit(|| Event::RootCreated { root: id, role });
+        Some(id)
+    }
+
+    /// Whether zaps of this root free emptied tables. The TDX mirror keeps
+    /// its Secure-EPT pages until teardown.
+    fn prunes(&self, role: RootRole) -> bool {
+        !(role == RootRole::Mirror && self.vm.config.vm_type == VmType::Tdx)
+    }
+
+    /// Zaps leaves in `range` of every live root `filter` selects; true if
+    /// anything was zapped (the caller flushes).
+    fn zap_leafs(&mut self, range: GfnRange, filter: ZapFilter, reason: ZapReason) -> bool {
+        let vm = self.vm;
+        let mut any = false;
+        let roots: Vec<(RootId, RootRole, u32)> = self
+            .state
+            .roots
+            .iter()
+            .filter(|r| filter.has(r.role))
+            .map(|r| (r.id, r.role, r.top))
+            .collect();
+        for (id, role, top) in roots {
+            let mut out = ZapOutcome::default();
+            vm.arena
+                .zap_leafs(top, vm.root_level, range, self.prunes(role), &mut out);
+            any |= self.account_zap(id, role, range, &out, reason);
+        }
+        any
+    }
+
+    /// Counts, emits events, and (TDX mirror) marks dropped private pages as
+    /// needing re-accept. True if a leaf was zapped.
+    fn account_zap(
+        &mut self,
+        id: RootId,
+        role: RootRole,
+        range: GfnRange,
+        out: &ZapOutcome,
+        reason: ZapReason,
+    ) -> bool {
+        let vm = self.vm;
+        let leaves = out.total_leaves();
+        Counters::add(&vm.counters.leaves_zapped, leaves);
+        Counters::add(&vm.counters.tables_freed, out.tables_freed);
+        if leaves > 0 {
+            vm.events.emit(|| Event::Zap {
+                root: id,
+                role,
+                range,
+                leaves,
+                reason,
+            });
+        }
+        if out.tables_freed > 0 {
+            vm.events.emit(|| Event::ZapNonLeaf {
+                root: id,
+                role,
+                tables: out.tables_freed,
+                reason,
+            });
+        }
+        if role == RootRole::Mirror
+            && vm.config.vm_type == VmType::Tdx
+            && reason != ZapReason::Teardown
+        {
+            for r in &out.leaf_ranges {
+                self.state.needs_accept.set(*r, true);
+                vm.events.emit(|| Event::NeedsAccept { range: *r });
+            }
+        }
+        leaves > 0
+    }
+
+    /// The direct-root half of `kvm_mmu_zap_all_fast()`.
+    fn zap_all_direct(&mut self, reason: ZapReason) -> bool {
+        let vm = self.vm;
+        let all = GfnRange::new(Gfn::new(0), vm.alias.max_gfn()).unwrap_or_default();
+        let direct: Vec<usize> = (0..self.state.roots.len())
+            .filter(|&i| self.state.roots[i].role == RootRole::Direct)
+            .collect();
+        let mut any = false;
+        for i in direct.into_iter().rev() {
+            if self.state.roots[i].exported {
+                let (id, top) = (self.state.roots[i].id, self.state.roots[i].top);
+                let mut out = ZapOutcome::default();
+                vm.arena.zap_leafs(top, vm.root_level, all, true, &mut out);
+                any |= self.account_zap(id, RootRole::Direct, all, &out, reason);
+            } else {
+                let old = self.state.roots.remove(i);
+                self.new_root(RootRole::Direct);
+                Counters::inc(&vm.counters.roots_invalidated);
+                vm.events.emit(|| Event::RootInvalidated {
+                    root: old.id,
+                    role: old.role,
+                });
+                any |= self.free_root(&old, reason);
+            }
+        }
+        any
+    }
+
+    /// `tdp_mmu_zap_root()` + freeing: leaves first, then the tables.
+    fn free_root(&mut self, r: &RootInfo, reason: ZapReason) -> bool {
+        let vm = self.vm;
+        let mut out = ZapOutcome::default();
+        vm.arena.zap_root(r.top, vm.root_level, &mut out);
+        let all = GfnRange::new(Gfn::new(0), vm.alias.max_gfn()).unwrap_or_default();
+        self.account_zap(r.id, r.role, all, &out, reason)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! TLB flushes and the per-vCPU TLB model.
+//!
+//! Every operation that invalidates translations returns a [`Flush`] token
+//! (the idea of x86_64's `MapperFlush`, and of KVM's zap functions returning
+//! `flush` for the caller to act on). The token is `#[must_use]` and not
+//! `Clone`: the caller passes it to [`crate::Vm::flush`], which updates the TLB
+//! model and answers the [`FlushRequest`] the plugin turns into QEMU softTLB
+//! flushes, or drops it on purpose with [`Flush::ignore`]. Nothing flushes
+//! behind the caller's back.
+//!
+//! KVM's two flavours (arch/x86/include/asm/kvm_host.h):
+//! - `KVM_REQ_TLB_FLUSH_CURRENT`: flush the translations of the vCPU's current
+//!   root only ([`FlushKind::CurrentRoot`]).
+//! - `KVM_REQ_TLB_FLUSH`: flush everything the vCPU may cache, every root
+//!   ([`FlushKind::AllRoots`]). Unmapping memory always needs this on every
+//!   vCPU (`kvm_flush_remote_tlbs()`), because any vCPU may have cached the
+//!   translation through any root.
+//!
+//! QEMU's softTLB is not tagged by root, so the plugin flushes the whole
+//! softTLB of each targeted vCPU for either kind; the model keeps the
+//! distinction so that it can say which cached translations a flush removed.
+
+use std::collections::HashMap;
+
+use crate::mmu::Translation;
+use crate::tdp::RootId;
+
+/// A vCPU index (QEMU's `cpu_index`, KVM's `vcpu_idx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuId(pub u32);
+
+/// Which vCPUs a flush targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlushTarget {
+    /// One vCPU (`kvm_make_request()` on that vCPU).
+    Vcpu(VcpuId),
+    /// Every vCPU (`kvm_make_all_cpus_request()`).
+    AllVcpus,
+}
+
+/// What a flush removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FlushKind {
+    /// `KVM_REQ_TLB_FLUSH_CURRENT`.
+    CurrentRoot,
+    /// `KVM_REQ_TLB_FLUSH`.
+    AllRoots,
+}
+
+/// A flush the plugin must perform in QEMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlushRequest {
+    /// Which vCPUs.
+    pub target: FlushTarget,
+    /// What to drop.
+    pub kind: FlushKind,
+}
+
+impl FlushRequest {
+    /// `kvm_flush_remote_tlbs()`: every root of every vCPU.
+    pub const REMOTE_ALL: FlushRequest = FlushRequest {
+        target: FlushTarget::AllVcpus,
+        kind: FlushKind::AllRoots,
+    };
+
+    /// Whether this request covers `vcpu`.
+    pub fn covers(&self, vcpu: VcpuId) -> bool {
+        match self.target {
+            FlushTarget::AllVcpus => true,
+            FlushTarget::Vcpu(v) => v == vcpu,
+        }
+    }
+
+    fn merge(self, other: FlushRequest) -> FlushRequest {
+        let target = match (self.target, other.target) {
+            (FlushTarget::Vcpu(a), FlushTarget::Vcpu(b)) if a == b => FlushTarget::Vcpu(a),
+            _ => FlushTarget::AllVcpus,
+        };
+        FlushRequest {
+            target,
+            kind: self.kind.max(other.kind),
+        }
+    }
+}
+
+/// A pending TLB flush: the result of an operation that invalidated
+/// translations. Pass it to [`crate::Vm::flush`] or drop it with
+/// [`Flush::ignore`].
+#[must_use = "stale translations stay usable until this flush is performed: pass it to Vm::flush"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Flush {
+    req: Option<FlushRequest>,
+}
+
+impl Flush {
+    /// Nothing to flush.
+    pub const fn none() -> Flush {
+        Flush { req: None }
+    }
+
+    pub(crate) const fn new(req: FlushRequest) -> Flush {
+        Flush { req: Some(req) }
+    }
+
+    /// `flush ? REMOTE_ALL : none`.
+    pub(crate) const fn remote_if(flush: bool) -> Flush {
+        if flush {
+            Flush::new(FlushRequest::REMOTE_ALL)
+        } else {
+            Flush::none()
+        }
+    }
+
+    /// Whether a flush is needed.
+    pub const fn is_needed(&self) -> bool {
+        self.req.is_some()
+    }
+
+    /// The flush the token stands for.
+    pub const fn request(&self) -> Option<FlushRequest> {
+        self.req
+    }
+
+    /// One token covering both (KVM accumulates `flush |= ...`).
+    pub fn merge(self, other: Flush) -> Flush {
+        let req = match (self.req, other.req) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            (a, b) => a.or(b),
+        };
+        Flush { req }
+    }
+
+    /// Drops the token without flushing. Only correct when the caller knows
+    /// no vCPU can hold a translation the operation invalidated.
+    pub fn ignore(self) {}
+
+    pub(crate) fn into_request(self) -> Option<FlushRequest> {
+        self.req
+    }
+}
+
+/// One cached translation in the TLB model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbEntry {
+    /// What was installed.
+    pub translation: Translation,
+}
+
+/// The model of one vCPU's TLB (QEMU's softTLB, as far as stage 2 goes):
+/// translations keyed by the raw GPA frame (alias bits included), tagged by
+/// the root they came from.
+#[derive(Debug, Default)]
+pub(crate) struct VcpuTlb {
+    entries: HashMap<u64, TlbEntry>,
+    /// The roots the vCPU used last (its "current" roots), by role index.
+    loaded: [Option<RootId>; 2],
+}
+
+impl VcpuTlb {
+    pub fn get(&self, raw_gfn: u64) -> Option<TlbEntry> {
+        self.entries.get(&raw_gfn).copied()
+    }
+
+    pub fn insert(&mut self, raw_gfn: u64, t: Translation, role_index: usize) {
+        if let Some(slot) = self.loaded.get_mut(role_index) {
+            *slot = Some(t.root);
+        }
+        self.entries.insert(raw_gfn, TlbEntry { translation: t });
+    }
+
+    pub fn apply(&mut self, kind: FlushKind) -> usize {
+        let before = self.entries.len();
+        match kind {
+            FlushKind::AllRoots => self.entries.clear(),
+            FlushKind::CurrentRoot => {
+                let loaded = self.loaded;
+                self.entries
+                    .retain(|_, e| !loaded.contains(&Some(e.translation.root)));
+            }
+        }
+        before - self.entries.len()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (u64, TlbEntry)> + '_ {
+        self.entries.iter().map(|(k, v)| (*k, *v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_widens() {
+        let one = |v| {
+            Flush::new(FlushRequest {
+                target: FlushTarget::Vcpu(VcpuId(v)),
+                kind: FlushKind::CurrentRoot,
+            })
+        };
+        let m = one(1).merge(one(1));
+        assert_eq!(m.request().unwrap().target, FlushTarget::Vcpu(VcpuId(1)));
+        let m = one(1).merge(one(2));
+        assert_eq!(m.request().unwrap().target, FlushTarget::AllVcpus);
+        assert_eq!(m.request().unwrap().kind, FlushKind::CurrentRoot);
+        let m = Flush::none().merge(Flush::remote_if(true));
+        assert_eq!(m.request(), Some(FlushRequest::REMOTE_ALL));
+        assert!(!Flush::none().merge(Flush::none()).is_needed());
+        Flush::remote_if(false).ignore();
+        assert!(FlushRequest::REMOTE_ALL.covers(VcpuId(9)));
+    }
+}
