@@ -8,7 +8,8 @@ use crossbeam::utils::CachePadded;
 
 use crate::args::{Config, TestMode};
 use crate::hooks::{Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
-use crate::testdev::{FlushRequest, TestDev};
+use crate::testdev::TestDev;
+use cvmem_model::tlb::FlushTarget;
 
 /// How much of the guest's memory semantics cvmem can enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +150,7 @@ impl Plugin {
         vcpu: u32,
         insn: Insn,
         regs: &mut Regs,
-    ) -> (InsnAction, Option<FlushRequest>) {
+    ) -> (InsnAction, Option<FlushTarget>) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
         match &self.testdev {
             Some(dev) => dev.insn(vcpu, insn, regs),

@@ -24,6 +24,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cvmem_model::tlb::{FlushTarget, VcpuId};
 use parking_lot::RwLock;
 
 use crate::hooks::{
@@ -38,15 +39,6 @@ pub const TESTDEV_CPUID_LEAF: u64 = 0x4000_0f00;
 pub const TESTDEV_MSR: u64 = 0x4000_0f00;
 
 const PAGE_MASK: u64 = !0xfff;
-
-/// A flush the guest asked for; the FFI layer performs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlushRequest {
-    /// Every vCPU.
-    All,
-    /// The given vCPU.
-    Vcpu(u32),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rule {
@@ -99,7 +91,7 @@ impl TestDev {
         vcpu: u32,
         insn: Insn,
         regs: &mut Regs,
-    ) -> (InsnAction, Option<FlushRequest>) {
+    ) -> (InsnAction, Option<FlushTarget>) {
         let r = &mut regs.gpr;
         let mut flush = None;
         let action = match insn {
@@ -123,9 +115,9 @@ impl TestDev {
                     3 => self.rules.write().clear(),
                     4 => {
                         flush = Some(if a1 == 0 {
-                            FlushRequest::All
+                            FlushTarget::AllVcpus
                         } else {
-                            FlushRequest::Vcpu(vcpu)
+                            FlushTarget::Vcpu(VcpuId(vcpu))
                         })
                     }
                     _ => r[gpr::RAX] = u64::MAX,
@@ -193,7 +185,7 @@ mod tests {
         }
     }
 
-    fn call(dev: &TestDev, op: u64, a1: u64, a2: u64, a3: u64) -> (u64, Option<FlushRequest>) {
+    fn call(dev: &TestDev, op: u64, a1: u64, a2: u64, a3: u64) -> (u64, Option<FlushTarget>) {
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
         regs.gpr[gpr::RBX] = a1;
@@ -247,8 +239,11 @@ mod tests {
     #[test]
     fn flush_requests_and_unknown_ops() {
         let dev = TestDev::default();
-        assert_eq!(call(&dev, 4, 0, 0, 0), (0, Some(FlushRequest::All)));
-        assert_eq!(call(&dev, 4, 1, 0, 0), (0, Some(FlushRequest::Vcpu(3))));
+        assert_eq!(call(&dev, 4, 0, 0, 0), (0, Some(FlushTarget::AllVcpus)));
+        assert_eq!(
+            call(&dev, 4, 1, 0, 0),
+            (0, Some(FlushTarget::Vcpu(VcpuId(3))))
+        );
         assert_eq!(call(&dev, 99, 0, 0, 0), (u64::MAX, None));
     }
 
