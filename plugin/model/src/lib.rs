@@ -21,6 +21,10 @@
 //! - [`memslot`]: memslots and KVM's validation with KVM's errno names.
 //! - [`attrs`]: memory attributes (private ranges) and huge-page mixed
 //!   tracking.
+//! - [`sept`]: the TDX Secure EPT: per-GFN states ([`SeptState`]), the host
+//!   SEAMCALLs (ADD, AUG, BLOCK, TRACK, REMOVE, PROMOTE, DEMOTE) with the
+//!   TDX module's status codes ([`TdxStatus`]), TDG.MEM.PAGE.ACCEPT
+//!   ([`AcceptOutcome`]), TD ATTRIBUTES and TDG.VP.INFO.
 //! - [`spte`]: the SPTE encoding; [`Access`] and [`Perms`].
 //! - [`tdp`]: page tables, roots ([`RootId`], [`RootRole`]), map and zap.
 //! - [`mmu`]: the [`Vm`] itself.
@@ -130,6 +134,7 @@ pub mod attrs;
 pub mod event;
 pub mod memslot;
 pub mod mmu;
+pub mod sept;
 pub mod spte;
 pub mod tdp;
 pub mod tlb;
@@ -145,6 +150,7 @@ pub use mmu::{
     AttrError, FaultOutcome, MappedLeaf, PendingFault, Stage2, Stage2Fault, TlbAccess, Translation,
     Vm, ZapFilter,
 };
+pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
 pub use spte::{Access, Perms};
 pub use tdp::{RootId, RootRole};
 pub use tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId};
