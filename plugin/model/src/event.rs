@@ -127,10 +127,19 @@ pub enum Event {
         /// Whether it became private.
         private: bool,
     },
-    /// Private pages were removed from the mirror root and must be accepted
-    /// again by the guest (TDX: TDH.MEM.PAGE.REMOVE, then a later
-    /// TDH.MEM.PAGE.AUG leaves them PENDING).
-    NeedsAccept {
+    /// TDX: private pages were removed from the Secure EPT
+    /// (TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, TDH.MEM.PAGE.REMOVE). Their content
+    /// is gone (the plugin zeroes the backing) and the guest must accept them
+    /// again after the next fault AUGs them (PENDING).
+    SeptRemoved {
+        /// The frames.
+        range: GfnRange,
+    },
+    /// TDX: the guest accepted pages (TDG.MEM.PAGE.ACCEPT, PENDING -> MAPPED);
+    /// the TDX module zeroed them.
+    SeptAccepted {
+        /// The accepting vCPU.
+        vcpu: VcpuId,
         /// The frames.
         range: GfnRange,
     },
@@ -248,8 +257,14 @@ pub struct Stats {
     pub mmu_invalidate_seq: u64,
     /// Page tables in use.
     pub live_tables: u64,
-    /// Private frames waiting for the guest to accept them again.
+    /// TDX: frames PENDING in the Secure EPT (AUGed, not yet accepted).
     pub frames_needing_accept: u64,
+    /// TDX: TDH.MEM.PAGE.REMOVE calls (private leaves dropped by zaps).
+    pub sept_removes: u64,
+    /// TDX: successful TDG.MEM.PAGE.ACCEPT calls.
+    pub sept_accepts: u64,
+    /// TDX: guest accesses to PENDING pages (#VE or VM killed).
+    pub pending_accesses: u64,
     /// Events dropped because the channel was full.
     pub events_dropped: u64,
 }
@@ -274,6 +289,9 @@ pub(crate) struct Counters {
     pub conversions: AtomicU64,
     pub frames_converted: AtomicU64,
     pub memslot_changes: AtomicU64,
+    pub sept_removes: AtomicU64,
+    pub sept_accepts: AtomicU64,
+    pub pending_accesses: AtomicU64,
 }
 
 impl Counters {
@@ -290,6 +308,9 @@ impl Counters {
             Stage2Fault::Mmio { .. } => Self::inc(&self.mmio_exits),
             Stage2Fault::MemoryFault { .. } => Self::inc(&self.memory_fault_exits),
             Stage2Fault::ReadOnlyWrite { .. } => Self::inc(&self.readonly_write_exits),
+            Stage2Fault::VirtualizationException { .. } | Stage2Fault::VmDead { .. } => {
+                Self::inc(&self.pending_accesses)
+            }
             _ => {}
         }
     }
@@ -312,6 +333,9 @@ impl Counters {
         s.conversions = l(&self.conversions);
         s.frames_converted = l(&self.frames_converted);
         s.memslot_changes = l(&self.memslot_changes);
+        s.sept_removes = l(&self.sept_removes);
+        s.sept_accepts = l(&self.sept_accepts);
+        s.pending_accesses = l(&self.pending_accesses);
     }
 }
 

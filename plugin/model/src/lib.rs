@@ -78,10 +78,28 @@
 //! // says which softTLBs to flush.
 //! let flush = vm.set_memory_attributes(GfnRange::one(Gfn::new(1)), false).unwrap();
 //! assert_eq!(vm.flush(flush), Some(FlushRequest::REMOTE_ALL));
-//! assert!(vm.needs_accept(Gfn::new(1))); // TDX: re-accept if made private again
+//! // TDX: the page left the Secure EPT (BLOCK, TRACK, REMOVE); content gone.
+//! assert_eq!(vm.tdx_sept_state(Gfn::new(1)).0, SeptState::Free);
+//!
+//! // (g) TDX: the initial image was added before finalize (faults until now
+//! // did TDH.MEM.PAGE.ADD: MAPPED). After KVM_TDX_FINALIZE_VM, private
+//! // memory arrives PENDING (TDH.MEM.PAGE.AUG) and the guest must accept it.
+//! assert!(vm.tdx_finalize().is_success());
+//! vm.flush(vm.set_memory_attributes(GfnRange::one(Gfn::new(1)), true).unwrap());
+//! let gpa = Gpa::new(0x1000);
+//! assert!(matches!(
+//!     vm.stage2(vcpu, gpa, Access::Read),
+//!     Stage2::Fault(Stage2Fault::VirtualizationException { .. }) // #VE
+//! ));
+//! // The guest's TDG.MEM.PAGE.ACCEPT(gpa | 4K level):
+//! match vm.tdx_accept(vcpu, gpa.raw()) {
+//!     AcceptOutcome::Accepted { range } => assert_eq!(range, GfnRange::one(Gfn::new(1))),
+//!     other => unreachable!("{other:?}"),
+//! }
+//! assert!(matches!(vm.stage2(vcpu, gpa, Access::Read), Stage2::Mapped(_)));
 //!
 //! // (f) Statistics (and, with `event_capacity > 0`, typed events).
-//! assert_eq!(vm.stats().maps[0], 1);
+//! assert_eq!(vm.stats().maps[0], 2); // gfn 1 mapped twice (ADD, then AUG)
 //! ```
 //!
 //! Every operation that invalidates translations returns a `#[must_use]`
@@ -104,6 +122,17 @@
 //! | `MemoryFault`     | alias/attribute mismatch, `KVM_EXIT_MEMORY_FAULT`| implicit conversion      |
 //! | `ReadOnlyWrite`   | write to `KVM_MEM_READONLY`, emulated as MMIO    | emulate the write        |
 //! | `ReservedGpa`     | GPA bits above the address width                 | guest fault              |
+//! | `VirtualizationException` | TDX: access to a PENDING page, the TDX module injects #VE | raise #VE with the VE info |
+//! | `SeptBlocked`     | TDX: Secure-EPT entry BLOCKED, EPT-violation exit, KVM retries | re-execute the access |
+//! | `VmDead`          | TDX: PENDING access with `SEPT_VE_DISABLE`, `kvm_vm_dead()` | stop the guest |
+//!
+//! TDX accept protocol: the guest's TDG.MEM.PAGE.ACCEPT goes to
+//! [`Vm::tdx_accept`]; write [`AcceptOutcome::status`] to RAX (on `Accepted`
+//! also zero the range's backing: the TDX module zeroes accepted pages); on
+//! [`AcceptOutcome::ExitToHost`] call [`Vm::tdx_handle_accept_exit`] (KVM AUGs
+//! the page) and re-execute the TDCALL. Build the initial image with
+//! [`Vm::tdx_page_add`] (KVM_TDX_INIT_MEM_REGION) and then call
+//! [`Vm::tdx_finalize`] (KVM_TDX_FINALIZE_VM) before the vCPUs run.
 //!
 //! # Where the model differs from KVM, and why
 //!
@@ -148,7 +177,7 @@ pub use memslot::{
 };
 pub use mmu::{
     AttrError, FaultOutcome, MappedLeaf, PendingFault, Stage2, Stage2Fault, TlbAccess, Translation,
-    Vm, ZapFilter,
+    VeInfo, Vm, ZapFilter,
 };
 pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
 pub use spte::{Access, Perms};

@@ -20,7 +20,7 @@
 //! held for read after checking that no invalidation touched the gfn in
 //! between (`is_page_fault_stale()`).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -28,11 +28,12 @@ use crossbeam::utils::CachePadded;
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SIZE};
-use crate::attrs::{MemAttrs, RangeSet};
+use crate::attrs::MemAttrs;
 use crate::event::{Counters, Event, EventSink, Stats, ZapReason};
 use crate::memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
+use crate::sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdVpInfo, TdxStatus};
 use crate::spte::{self, Access, Perms};
 use crate::tdp::{LeafEntry, MapOutcome, RootId, RootRole, TableArena, ZapOutcome};
 use crate::tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId, VcpuTlb};
@@ -99,10 +100,75 @@ pub enum Stage2Fault {
         /// The faulting GPA.
         gpa: Gpa,
     },
+    /// TDX: a private access to a PENDING page (AUGed, not yet accepted) with
+    /// `SEPT_VE_DISABLE` clear: the TDX module injects a #VE (EPT violation,
+    /// exit reason 48) into the guest with this VE info; nothing exits to
+    /// the host. The plugin raises #VE; the guest reads the info with
+    /// TDG.VP.VEINFO.GET.
+    VirtualizationException {
+        /// The faulting GPA.
+        gpa: Gpa,
+        /// What TDG.VP.VEINFO.GET returns.
+        ve: VeInfo,
+    },
+    /// TDX: the Secure-EPT entry is BLOCKED (TDH.MEM.RANGE.BLOCK, a zap in
+    /// progress): EPT-violation exit to the host, which retries the fault
+    /// (`RET_PF_RETRY`) once the zap is done. The plugin re-executes the access.
+    SeptBlocked {
+        /// The faulting GPA.
+        gpa: Gpa,
+    },
+    /// TDX: a private access to a PENDING page with `SEPT_VE_DISABLE` set
+    /// exits to the host, and KVM kills the VM ("Guest access before
+    /// accepting", `tdx_is_sept_violation_unexpected_pending()` then
+    /// `kvm_vm_dead()` in `tdx_handle_ept_violation()`; newer KVM reports a
+    /// memory-fault exit with size 0 instead, which also ends the VM).
+    /// Every later fault also ends here. The plugin stops the guest.
+    VmDead {
+        /// The GPA of the access that killed it.
+        gpa: Gpa,
+    },
     /// The page-table arena is exhausted.
     OutOfTables,
     /// The VM was torn down.
     Dead,
+}
+
+/// The #VE information the TDX module stores for an EPT-violation #VE
+/// (TDG.VP.VEINFO.GET: RCX exit reason, RDX exit qualification, R8 GLA, R9 GPA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VeInfo {
+    /// `EXIT_REASON_EPT_VIOLATION` (48).
+    pub exit_reason: u32,
+    /// The EPT-violation exit qualification (Intel SDM Table 28-7): bit 0
+    /// data read, bit 1 data write, bit 2 instruction fetch; bits 5:3 (the
+    /// entry's permissions) are 0 for a PENDING page; bit 7 (GLA valid) is
+    /// clear: cvmem's stage-2 callback does not know the linear address.
+    pub exit_qualification: u64,
+    /// The guest linear address: unknown, 0 (bit 7 of the qualification says so).
+    pub gla: u64,
+    /// The faulting GPA.
+    pub gpa: Gpa,
+}
+
+impl VeInfo {
+    /// `EXIT_REASON_EPT_VIOLATION`.
+    pub const EXIT_REASON_EPT_VIOLATION: u32 = 48;
+
+    /// The VE info of an `access` to `gpa` that met a PENDING page.
+    pub const fn pending_access(gpa: Gpa, access: Access) -> VeInfo {
+        let q = match access {
+            Access::Read => 1 << 0,
+            Access::Write => 1 << 1,
+            Access::Fetch => 1 << 2,
+        };
+        VeInfo {
+            exit_reason: Self::EXIT_REASON_EPT_VIOLATION,
+            exit_qualification: q,
+            gla: 0,
+            gpa,
+        }
+    }
 }
 
 /// The answer to a stage-2 access.
@@ -132,6 +198,8 @@ pub enum FaultOutcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingFault {
     vcpu: VcpuId,
+    gpa: Gpa,
+    access: Access,
     gfn: Gfn,
     role: RootRole,
     goal: PageLevel,
@@ -245,9 +313,6 @@ struct RootInfo {
 struct MmuState {
     roots: Vec<RootInfo>,
     next_root_id: u32,
-    /// TDX: private frames removed from the mirror root that the guest must
-    /// accept again.
-    needs_accept: RangeSet,
     dead: bool,
 }
 
@@ -280,6 +345,13 @@ pub struct Vm {
     vcpus: Box<[CachePadded<VcpuState>]>,
     counters: Counters,
     events: EventSink,
+    /// TDX: the Secure EPT. Lock order: `mmu_lock`, then `sept`. Changed by
+    /// faults (AUG/ADD, under `mmu_lock` read), ACCEPT (read), zaps (write).
+    sept: Mutex<Sept>,
+    /// TDX: TDH.MR.FINALIZE done (changed under `mmu_lock` write).
+    tdx_finalized: AtomicBool,
+    /// TDX: KVM killed the VM (`kvm_vm_dead()`).
+    vm_dead: AtomicBool,
 }
 
 impl std::fmt::Debug for Vm {
@@ -336,7 +408,6 @@ impl Vm {
             mmu_lock: RwLock::new(MmuState {
                 roots: Vec::new(),
                 next_root_id: 1,
-                needs_accept: RangeSet::new(),
                 dead: false,
             }),
             slots_lock: Mutex::new(()),
@@ -345,6 +416,9 @@ impl Vm {
             vcpus,
             counters: Counters::default(),
             events: EventSink::new(config.event_capacity),
+            sept: Mutex::new(Sept::new(config.gpaw, config.max_vcpus)),
+            tdx_finalized: AtomicBool::new(false),
+            vm_dead: AtomicBool::new(false),
             config,
         };
         {
@@ -434,6 +508,10 @@ impl Vm {
             return None;
         }
         let (role, root, spte, level) = found?;
+        // TDX: a mirror leaf whose Secure-EPT entry is not MAPPED.
+        if !spte::is_guest_accessible(spte) {
+            return None;
+        }
         Some(make_translation(dec.gfn, role, root, spte, level))
     }
 
@@ -477,6 +555,9 @@ impl Vm {
         access: Access,
     ) -> Result<PendingFault, FaultOutcome> {
         Counters::inc(&self.counters.faults);
+        if self.vm_dead.load(Ordering::Acquire) {
+            return Err(FaultOutcome::Exit(Stage2Fault::VmDead { gpa }));
+        }
         let Some(dec) = self.alias.decode(gpa) else {
             return Err(self.exit(vcpu, access, Stage2Fault::ReservedGpa { gpa }));
         };
@@ -545,9 +626,15 @@ impl Vm {
         } else {
             RootRole::Direct
         };
-        let goal = self.max_mapping_level(&slot, &attrs, gfn, is_private);
+        let mut goal = self.max_mapping_level(&slot, &attrs, gfn, is_private);
+        if is_private && self.is_tdx() && !self.tdx_finalized.load(Ordering::Acquire) {
+            // TDH.MEM.PAGE.ADD maps 4K pages only.
+            goal = PageLevel::Size4K;
+        }
         Ok(PendingFault {
             vcpu,
+            gpa,
+            access,
             gfn,
             role,
             goal,
@@ -606,6 +693,12 @@ impl Vm {
     /// installs the leaf (`kvm_tdp_mmu_map()`); otherwise installs nothing
     /// and asks for a retry.
     pub fn fault_finish(&self, p: PendingFault) -> FaultOutcome {
+        self.fault_finish_for(p, false)
+    }
+
+    /// [`Vm::fault_finish`]; with `for_accept` a PENDING page is the goal (the
+    /// fault serves a TDG.MEM.PAGE.ACCEPT exit, not a guest access).
+    fn fault_finish_for(&self, p: PendingFault, for_accept: bool) -> FaultOutcome {
         let state = self.mmu_lock.read();
         if state.dead {
             return FaultOutcome::Exit(Stage2Fault::Dead);
@@ -630,11 +723,44 @@ impl Vm {
         };
         let slot = p.slot;
         let gfn = p.gfn;
+        let tdx_private = p.role == RootRole::Mirror && self.is_tdx();
+        // finalize() takes mmu_lock for write, so this is stable until the
+        // read lock is dropped.
+        let finalized = self.tdx_finalized.load(Ordering::Acquire);
+        // A TDX private page is guest-accessible at once only if PAGE.ADD
+        // makes it MAPPED (before finalize); PAGE.AUG makes it PENDING.
+        let accessible = if tdx_private && finalized {
+            0
+        } else {
+            spte::SPTE_GUEST_ACCESSIBLE
+        };
         let out = self
             .arena
             .map(top, self.root_level, gfn.raw(), p.goal, |level| {
-                spte::make_leaf(slot.pfn_of(gfn.align_down(level)), level, perms)
+                spte::make_leaf(slot.pfn_of(gfn.align_down(level)), level, perms) | accessible
             });
+        let mut sept_access = SeptAccess::Mapped;
+        if tdx_private {
+            let mut sept = self.sept.lock();
+            if let MapOutcome::Installed { spte, level } = out {
+                // KVM's set_external_spte: tdx_sept_link_private_spt() for a
+                // new Secure-EPT page, then tdx_sept_set_private_spte(): AUG
+                // once the TD runs; before that the page is premapped and
+                // KVM_TDX_INIT_MEM_REGION ADDs it (one step here).
+                let first = gfn.align_down(level);
+                if level == PageLevel::Size4K && !sept.has_table(first) {
+                    let st = sept.sept_add(first);
+                    debug_assert!(st.is_success(), "SEPT.ADD {first:?}: {st:?}");
+                }
+                let st = if finalized {
+                    sept.page_aug(first, level, spte::pfn(spte))
+                } else {
+                    sept.page_add(first, spte::pfn(spte))
+                };
+                debug_assert!(st.is_success(), "AUG/ADD {first:?}: {st:?}");
+            }
+            sept_access = sept.access(gfn);
+        }
         drop(state);
         let (spte, level) = match out {
             MapOutcome::Installed { spte, level } => {
@@ -660,7 +786,30 @@ impl Vm {
             }
             MapOutcome::OutOfTables => return FaultOutcome::Exit(Stage2Fault::OutOfTables),
         };
-        FaultOutcome::Mapped(make_translation(gfn, p.role, root, spte, level))
+        let t = make_translation(gfn, p.role, root, spte, level);
+        match sept_access {
+            SeptAccess::Mapped => FaultOutcome::Mapped(t),
+            SeptAccess::Pending if for_accept => FaultOutcome::Mapped(t),
+            SeptAccess::Pending => {
+                // tdx_handle_ept_violation(): #VE in the guest unless
+                // SEPT_VE_DISABLE, in which case KVM kills the VM.
+                let f = if self.config.td_attributes.sept_ve_disable() {
+                    self.vm_dead.store(true, Ordering::Release);
+                    Stage2Fault::VmDead { gpa: p.gpa }
+                } else {
+                    Stage2Fault::VirtualizationException {
+                        gpa: p.gpa,
+                        ve: VeInfo::pending_access(p.gpa, p.access),
+                    }
+                };
+                self.exit(p.vcpu, p.access, f)
+            }
+            SeptAccess::Blocked => {
+                self.exit(p.vcpu, p.access, Stage2Fault::SeptBlocked { gpa: p.gpa })
+            }
+            // Another vCPU installed the leaf and has not AUGed it yet.
+            SeptAccess::NotPresent => self.retry(p.vcpu, gfn),
+        }
     }
 
     fn exit(&self, vcpu: VcpuId, access: Access, fault: Stage2Fault) -> FaultOutcome {
@@ -976,15 +1125,138 @@ impl Vm {
         self.attrs.load_full()
     }
 
-    /// TDX: whether the guest must accept `gfn` again before using it
-    /// privately (its private page was removed from the mirror root).
-    pub fn needs_accept(&self, gfn: Gfn) -> bool {
-        self.mmu_lock.read().needs_accept.contains(gfn)
+    // ----- TDX -------------------------------------------------------------
+
+    fn is_tdx(&self) -> bool {
+        self.config.vm_type == VmType::Tdx
     }
 
-    /// TDX: the guest accepted `range` (TDG.MEM.PAGE.ACCEPT).
-    pub fn accept(&self, range: GfnRange) {
-        self.mmu_lock.write().needs_accept.set(range, false);
+    /// TDX: the Secure-EPT state of private `gfn` and the size of its leaf.
+    pub fn tdx_sept_state(&self, gfn: Gfn) -> (SeptState, PageLevel) {
+        self.sept.lock().state(gfn)
+    }
+
+    /// TDX: every Secure-EPT leaf (frames, state), in gfn order.
+    pub fn tdx_sept_leaves(&self) -> Vec<(GfnRange, SeptState)> {
+        self.sept.lock().leaves()
+    }
+
+    /// TDX: whether TDH.MR.FINALIZE ran.
+    pub fn tdx_is_finalized(&self) -> bool {
+        self.tdx_finalized.load(Ordering::Acquire)
+    }
+
+    /// TDX: TDG.VP.INFO for `vcpu` (`None` for other VM types or a bad
+    /// vCPU index). Every configured vCPU counts as initialised.
+    pub fn tdx_vp_info(&self, vcpu: VcpuId) -> Option<TdVpInfo> {
+        if !self.is_tdx() || vcpu.0 >= self.config.max_vcpus {
+            return None;
+        }
+        Some(TdVpInfo::new(
+            self.config.gpaw,
+            self.config.td_attributes,
+            self.config.max_vcpus,
+            self.config.max_vcpus,
+            vcpu.0,
+        ))
+    }
+
+    /// TDX: KVM_TDX_INIT_MEM_REGION: maps each frame of `range` in the mirror
+    /// root (`kvm_tdp_map_page()`) and adds it with TDH.MEM.PAGE.ADD (MAPPED,
+    /// part of the measured initial image). The frames must be private and
+    /// in a guest_memfd memslot. Errors: `TDX_OP_STATE_INCORRECT` after
+    /// finalize (KVM: -EINVAL), `TDX_OPERAND_INVALID` for a frame that cannot
+    /// be mapped privately (KVM: -EINVAL / -EFAULT), `TDX_EPT_ENTRY_STATE_INCORRECT`
+    /// if a frame is already in the Secure EPT.
+    pub fn tdx_page_add(&self, range: GfnRange) -> Result<(), TdxStatus> {
+        if !self.is_tdx() {
+            return Err(TdxStatus::OPERAND_INVALID);
+        }
+        for gfn in range.iter() {
+            if self.tdx_is_finalized() {
+                return Err(TdxStatus::OP_STATE_INCORRECT);
+            }
+            if self.sept.lock().state(gfn).0 != SeptState::Free {
+                return Err(TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx());
+            }
+            let gpa = self.alias.encode(gfn, Alias::Private);
+            match self.fault_in(VcpuId(0), gpa, Access::Write) {
+                Stage2::Mapped(_) => {}
+                Stage2::Fault(_) => return Err(TdxStatus::OPERAND_INVALID.rcx()),
+            }
+        }
+        Ok(())
+    }
+
+    /// TDX: KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE): the build phase ends;
+    /// later private faults AUG pages PENDING for the guest to accept.
+    /// `TDX_OP_STATE_INCORRECT` if already finalized or not a TD.
+    pub fn tdx_finalize(&self) -> TdxStatus {
+        if !self.is_tdx() {
+            return TdxStatus::OP_STATE_INCORRECT;
+        }
+        let _w = self.mmu_write();
+        let st = self.sept.lock().finalize();
+        if st.is_success() {
+            self.tdx_finalized.store(true, Ordering::Release);
+        }
+        st
+    }
+
+    /// TDX: the guest's TDG.MEM.PAGE.ACCEPT with `rcx` = GPA | level, from
+    /// `vcpu`'s thread. Takes `mmu_lock` for read only: the PENDING -> MAPPED
+    /// change and the accessible bit it sets in the mirror leaf only grant
+    /// access, so no lookup can act on a stale "not accessible".
+    ///
+    /// The plugin writes [`AcceptOutcome::status`] to RAX; on
+    /// [`AcceptOutcome::Accepted`] it also zeroes the backing of the range.
+    /// On [`AcceptOutcome::ExitToHost`] it calls [`Vm::tdx_handle_accept_exit`]
+    /// (KVM maps and AUGs the page) and then re-executes the TDCALL. For a
+    /// VM that is not a TD the answer is `TDX_OPERAND_INVALID` (the plugin
+    /// raises #UD instead: TDCALL does not exist there).
+    pub fn tdx_accept(&self, vcpu: VcpuId, rcx: u64) -> AcceptOutcome {
+        if !self.is_tdx() {
+            return AcceptOutcome::Status(TdxStatus::OPERAND_INVALID.rcx());
+        }
+        let state = self.mmu_lock.read();
+        let out = self.sept.lock().accept(rcx);
+        if let AcceptOutcome::Accepted { range } = out {
+            let packed = self.current_roots[RootRole::Mirror.index()].load(Ordering::Acquire);
+            if packed != 0 {
+                let (_, top) = unpack_root(packed);
+                let set = self.arena.leaf_fetch_or(
+                    top,
+                    self.root_level,
+                    range.start().raw(),
+                    spte::SPTE_GUEST_ACCESSIBLE,
+                );
+                debug_assert!(set.is_some(), "accepted {range:?} has no mirror leaf");
+            }
+            drop(state);
+            Counters::inc(&self.counters.sept_accepts);
+            self.events.emit(|| Event::SeptAccepted { vcpu, range });
+        }
+        out
+    }
+
+    /// TDX: KVM's handling of the EPT-violation exit an ACCEPT of a page that
+    /// is not present took (`tdx_handle_ept_violation()` treats it as a write
+    /// fault): maps the page in the mirror root and AUGs it (PENDING). `Ok`
+    /// when the page is ready for the guest to re-execute the TDCALL (PENDING
+    /// or already MAPPED); otherwise the exit KVM would take (e.g.
+    /// `MemoryFault` if the page is shared: the guest must MapGPA first).
+    pub fn tdx_handle_accept_exit(&self, vcpu: VcpuId, gpa: Gpa) -> Result<(), Stage2Fault> {
+        loop {
+            let outcome = match self.fault_begin(vcpu, gpa, Access::Write) {
+                Ok(p) => self.fault_finish_for(p, true),
+                Err(o) => o,
+            };
+            match outcome {
+                FaultOutcome::Mapped(_) => return Ok(()),
+                FaultOutcome::Exit(f) => return Err(f),
+                FaultOutcome::Retry => std::thread::yield_now(),
+            }
+        }
     }
 
     // ----- TLB model --------------------------------------------------------
@@ -997,11 +1269,18 @@ impl Vm {
         if req.target == FlushTarget::AllVcpus {
             Counters::inc(&self.counters.flushes_all_vcpus);
         }
+        let mut sept = self.is_tdx().then(|| self.sept.lock());
         for (i, v) in self.vcpus.iter().enumerate() {
             if req.covers(VcpuId(i as u32)) {
                 v.tlb.lock().apply(req.kind);
+                // The softTLB flush is the TD exit + re-entry at which the
+                // TDX module flushes: the vCPU leaves its TLB epoch.
+                if let Some(s) = sept.as_mut() {
+                    s.vcpu_flushed(i);
+                }
             }
         }
+        drop(sept);
         self.events.emit(|| Event::Flush { request: req });
         Some(req)
     }
@@ -1145,7 +1424,7 @@ impl Vm {
         }
         s.mmu_invalidate_seq = self.mmu_invalidate_seq();
         s.live_tables = self.arena.live_tables();
-        s.frames_needing_accept = self.mmu_lock.read().needs_accept.frames();
+        s.frames_needing_accept = self.sept.lock().pending_frames();
         s.events_dropped = self.events.dropped();
         s
     }
@@ -1294,16 +1573,47 @@ impl MmuWrite<'_> {
                 reason,
             });
         }
-        if role == RootRole::Mirror
-            && vm.config.vm_type == VmType::Tdx
-            && reason != ZapReason::Teardown
-        {
-            for r in &out.leaf_ranges {
-                self.state.needs_accept.set(*r, true);
-                vm.events.emit(|| Event::NeedsAccept { range: *r });
+        if role == RootRole::Mirror && vm.is_tdx() {
+            let mut sept = vm.sept.lock();
+            if reason == ZapReason::Teardown {
+                sept.reclaim_all();
+            } else {
+                for r in &out.leaf_ranges {
+                    Self::sept_remove_private_spte(&mut sept, *r);
+                    Counters::inc(&vm.counters.sept_removes);
+                    vm.events.emit(|| Event::SeptRemoved { range: *r });
+                }
             }
         }
         leaves > 0
+    }
+
+    /// KVM's `tdx_sept_remove_private_spte()` for one zapped mirror leaf:
+    /// TDH.MEM.RANGE.BLOCK (`tdx_sept_zap_private_spte()`), TDH.MEM.TRACK and
+    /// the kick of every vCPU out of guest mode (`tdx_track()`), then
+    /// TDH.MEM.PAGE.REMOVE (`tdx_sept_drop_private_spte()`). The kick is the
+    /// flush this zap returns: KVM's request waits for every vCPU to leave
+    /// guest mode, so the plugin performs the flush before any vCPU runs
+    /// again. Before finalize `tdx_track()` does nothing and REMOVE needs no
+    /// tracking.
+    fn sept_remove_private_spte(sept: &mut Sept, r: GfnRange) {
+        let level = if r.len() == 1 {
+            PageLevel::Size4K
+        } else {
+            PageLevel::Size2M
+        };
+        let st = sept.range_block(r.start(), level);
+        debug_assert!(
+            st.is_success() || st.class() == TdxStatus::GPA_RANGE_ALREADY_BLOCKED,
+            "BLOCK {r:?}: {st:?}"
+        );
+        if sept.is_finalized() {
+            let st = sept.track();
+            debug_assert!(st.is_success(), "TRACK: {st:?}");
+            sept.kick_all_vcpus();
+        }
+        let st = sept.page_remove(r.start(), level);
+        debug_assert!(st.is_success(), "REMOVE {r:?}: {st:?}");
     }
 
     /// The direct-root half of `kvm_mmu_zap_all_fast()`.

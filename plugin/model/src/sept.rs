@@ -441,6 +441,13 @@ impl Sept {
         matches!(self.pdes.get(&region(gfn)), Some(Pde::Table { .. }))
     }
 
+    /// VM teardown: every page is reclaimed (TDH.PHYMEM.PAGE.RECLAIM after
+    /// the HKID is freed), no blocking or tracking needed.
+    pub fn reclaim_all(&mut self) {
+        self.pdes.clear();
+        self.pending_frames = 0;
+    }
+
     // ----- epochs -------------------------------------------------------
 
     /// A vCPU left its epoch: it TD-exited and re-entered (at which the TDX

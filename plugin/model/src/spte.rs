@@ -21,6 +21,17 @@ pub const SPTE_LARGE: u64 = 1 << 7;
 pub const SPTE_PRESENT: u64 = 1 << 11;
 /// The payload shift: pfn or table index.
 pub const SPTE_PAYLOAD_SHIFT: u32 = 12;
+/// The pfn bits of a leaf (51:12, KVM's `SPTE_BASE_ADDR_MASK`).
+pub const SPTE_BASE_ADDR_MASK: u64 = ((1 << 52) - 1) & !((1 << 12) - 1);
+/// Software-available bit 52: the guest may use this leaf. Set on every leaf
+/// except a TDX mirror leaf whose Secure-EPT entry is not MAPPED (PENDING
+/// after TDH.MEM.PAGE.AUG, or BLOCKED). The authoritative state is the
+/// [`crate::sept::Sept`]; this copy lets the lockless lookup decide with the
+/// SPTE load it already does (one AND on a register), instead of a second
+/// load from a per-GFN array. It is set only under `mmu_lock` (fault install,
+/// ACCEPT) and cleared only in write-locked sections, so a lookup that sees it
+/// set and passes the seqlock check saw a MAPPED page.
+pub const SPTE_GUEST_ACCESSIBLE: u64 = 1 << 52;
 
 /// The non-present SPTE.
 pub const SHADOW_NONPRESENT_VALUE: u64 = 0;
@@ -106,7 +117,13 @@ pub const fn is_leaf(spte: u64, level: u8) -> bool {
 
 /// The backing pfn of a leaf (`spte_to_pfn()`).
 pub const fn pfn(spte: u64) -> Pfn {
-    Pfn::new(spte >> SPTE_PAYLOAD_SHIFT)
+    Pfn::new((spte & SPTE_BASE_ADDR_MASK) >> SPTE_PAYLOAD_SHIFT)
+}
+
+/// Whether the guest may use the leaf ([`SPTE_GUEST_ACCESSIBLE`]).
+#[inline(always)]
+pub const fn is_guest_accessible(spte: u64) -> bool {
+    spte & SPTE_GUEST_ACCESSIBLE != 0
 }
 
 /// The table index of a non-leaf.
@@ -134,6 +151,10 @@ mod tests {
         assert!(is_leaf(s, 2));
         assert_eq!(pfn(s), Pfn::new(0x12345));
         assert_eq!(perms(s), Perms::RX);
+        assert!(!is_guest_accessible(s));
+        let a = s | SPTE_GUEST_ACCESSIBLE;
+        assert!(is_guest_accessible(a));
+        assert_eq!(pfn(a), Pfn::new(0x12345));
         let s4 = make_leaf(Pfn::new(1), PageLevel::Size4K, Perms::RWX);
         assert!(!is_leaf(s4, 2));
         assert!(is_leaf(s4, 1));

@@ -242,6 +242,36 @@ impl TableArena {
         }
     }
 
+    /// ORs `bits` into the leaf mapping `gfn` and returns its level, or
+    /// `None` if no leaf maps it. The caller holds `mmu_lock` (for read is
+    /// enough: only bits the lookup treats as "more allowed" are set).
+    pub fn leaf_fetch_or(
+        &self,
+        top: u32,
+        root_level: u8,
+        gfn: u64,
+        bits: u64,
+    ) -> Option<PageLevel> {
+        let mut table = top;
+        let mut level = root_level;
+        loop {
+            let slot = self.slot(table, index_at(gfn, level))?;
+            let spte = slot.load(Ordering::Acquire);
+            if !spte::is_present(spte) {
+                return None;
+            }
+            if spte::is_leaf(spte, level) {
+                slot.fetch_or(bits, Ordering::AcqRel);
+                return PageLevel::from_number(level);
+            }
+            if level <= 1 {
+                return None;
+            }
+            table = spte::table(spte);
+            level -= 1;
+        }
+    }
+
     /// Installs a leaf for `gfn` at `goal` or the largest smaller level that
     /// is free (`kvm_tdp_mmu_map()`), linking tables on the way down.
     /// `make_leaf(level)` builds the leaf SPTE for the `level` page holding

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::addr::{Gfn, Gpa, PageLevel};
+use crate::sept::TdAttributes;
 
 /// The kind of VM the guest runs in, as KVM's `KVM_CREATE_VM` type argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -269,6 +270,11 @@ pub struct VmConfig {
     pub private_max_level: PageLevel,
     /// Capacity of the typed-event channel; 0 disables events.
     pub event_capacity: usize,
+    /// TDX: the TD ATTRIBUTES (TD_PARAMS.ATTRIBUTES; `SEPT_VE_DISABLE` decides
+    /// whether a guest access to a PENDING page is a #VE or kills the VM).
+    /// With `gpaw` and `max_vcpus` this is what TDG.VP.INFO reports
+    /// ([`crate::Vm::tdx_vp_info`]). Ignored for other types.
+    pub td_attributes: TdAttributes,
 }
 
 impl VmConfig {
@@ -284,6 +290,7 @@ impl VmConfig {
             max_level: PageLevel::Size1G,
             private_max_level: vm_type.default_private_max_level(),
             event_capacity: 0,
+            td_attributes: TdAttributes(0),
         }
     }
 

@@ -182,6 +182,9 @@ fn fault_name(f: &Stage2Fault) -> &'static str {
         Stage2Fault::MemoryFault { .. } => "memory",
         Stage2Fault::ReadOnlyWrite { .. } => "ro",
         Stage2Fault::ReservedGpa { .. } => "reserved",
+        Stage2Fault::VirtualizationException { .. } => "ve",
+        Stage2Fault::SeptBlocked { .. } => "sept-blocked",
+        Stage2Fault::VmDead { .. } => "vm-dead",
         Stage2Fault::OutOfTables => "oom",
         Stage2Fault::Dead => "dead",
     }

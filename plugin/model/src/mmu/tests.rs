@@ -307,22 +307,29 @@ fn tdx_mirror_root_is_never_zapped_and_dropped_pages_need_accept() {
             .count(),
         3
     );
-    // Converting a page to shared removes it from the mirror (leaf only).
+    // Converting a page to shared removes it from the mirror (leaf only) and
+    // from the Secure EPT (BLOCK, TRACK, REMOVE).
+    assert_eq!(vm.tdx_sept_state(Gfn::new(1)).0, SeptState::Mapped);
     vm.flush(vm.set_memory_attributes(range(1, 1), false).unwrap());
-    assert!(vm.needs_accept(Gfn::new(1)));
-    assert!(!vm.needs_accept(Gfn::new(0)));
+    assert_eq!(vm.tdx_sept_state(Gfn::new(1)).0, SeptState::Free);
+    assert_eq!(vm.tdx_sept_state(Gfn::new(0)).0, SeptState::Mapped);
     // Deleting the slot removes the rest; the root and its tables stay.
     vm.flush(delete(&vm, 0));
     assert_eq!(vm.root_id(RootRole::Mirror), Some(mirror));
     assert_eq!(vm.root_tables(RootRole::Mirror), tables);
     assert!(vm.leaves().is_empty());
-    assert!(vm.needs_accept(Gfn::new(0)) && vm.needs_accept(Gfn::new(600)));
-    assert_eq!(vm.stats().frames_needing_accept, 3);
-    vm.accept(range(0, 1));
-    assert!(!vm.needs_accept(Gfn::new(0)));
+    assert!(vm.tdx_sept_leaves().is_empty());
+    assert_eq!(vm.stats().sept_removes, 3);
     // No non-leaf zap of the mirror happened.
     let rx = vm.events().unwrap();
-    assert!(!rx.try_iter().any(|e| matches!(
+    let evs: Vec<Event> = rx.try_iter().collect();
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, Event::SeptRemoved { .. }))
+            .count(),
+        3
+    );
+    assert!(!evs.iter().any(|e| matches!(
         e,
         Event::ZapNonLeaf {
             role: RootRole::Mirror,
