@@ -100,6 +100,41 @@ fn lookup(c: &mut Criterion) {
             })
         });
     }
+    // lookup TDX private accepted (with SEPT check): a finalized TD whose
+    // pages were AUGed on fault and accepted by the guest, so the lookup
+    // passes the Secure-EPT (accessible-bit) check.
+    {
+        let vm = vm(VmType::Tdx, PageLevel::Size4K, true);
+        add_slot(&vm, 0, 0, 64 * MB);
+        let all = GfnRange::from_start_len(Gfn::new(0), (64 * MB) >> 12).unwrap();
+        vm.set_memory_attributes(all, true).unwrap().ignore();
+        assert!(vm.tdx_finalize().is_success());
+        for gfn in 0..(64 * MB) >> 12 {
+            let gpa = vm.alias().encode(Gfn::new(gfn), Alias::Private);
+            assert!(matches!(
+                vm.stage2(V0, gpa, Access::Write),
+                Stage2::Fault(Stage2Fault::VirtualizationException { .. })
+            ));
+            assert!(matches!(
+                vm.tdx_accept(V0, gpa.raw()),
+                AcceptOutcome::Accepted { .. }
+            ));
+        }
+        let gpas: Vec<Gpa> = (0..4096u64)
+            .map(|i| {
+                vm.alias()
+                    .encode(Gfn::new((i * 2654435761) % 16384), Alias::Private)
+            })
+            .collect();
+        assert!(vm.lookup(V0, gpas[1], Access::Read).is_some());
+        let mut i = 0;
+        g.bench_function("tdx_private_4k_accepted_sept", |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(vm.lookup(V0, black_box(gpas[i]), Access::Read))
+            })
+        });
+    }
     g.finish();
 }
 
