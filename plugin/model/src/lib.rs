@@ -151,8 +151,8 @@ pub use mmu::{
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
     PvalidateError, PvalidateOutcome, Rmp, RmpAccess, RmpAccessKind, RmpCheck, RmpEntry, RmpFault,
-    RmpFaultFix, RmpInsnTarget, RmpOwner, RmpPageSize, RmpState, RmpadjustAttrs, RmpadjustError,
-    RmpupdateError, SnpGuest, Vmpl, VmplPerms,
+    RmpFaultFix, RmpInsnTarget, RmpOwner, RmpPageSize, RmpReader, RmpState, RmpadjustAttrs,
+    RmpadjustError, RmpupdateError, SnpGuest, Vmpl, VmplPerms,
 };
 pub use spte::{Access, Perms};
 pub use tdp::{RootId, RootRole};

@@ -860,9 +860,40 @@ pub enum RmpFaultFix {
 
 // ----- the table -----------------------------------------------------------
 
+/// The covered segments, sorted by address, disjoint.
+type Segments = Vec<Arc<Segment>>;
+
+/// A per-thread handle for the hot path: [`RmpReader::check_guest_access`]
+/// is [`Rmp::check_guest_access`] with the segment snapshot cached in the
+/// handle (one atomic load to revalidate it, `arc_swap::Cache`) instead of an
+/// [`ArcSwap`] load per access. Keep one per vCPU thread.
+pub struct RmpReader {
+    cache: arc_swap::cache::Cache<Arc<ArcSwap<Segments>>, Arc<Segments>>,
+}
+
+impl fmt::Debug for RmpReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RmpReader").finish_non_exhaustive()
+    }
+}
+
+impl RmpReader {
+    /// [`Rmp::check_guest_access`], lock-free and without touching shared
+    /// cache lines other than the entry and the snapshot pointer.
+    #[inline]
+    pub fn check_guest_access(
+        &mut self,
+        guest: SnpGuest,
+        access: &GuestAccess,
+    ) -> Result<RmpAccess, RmpFault> {
+        check_guest_access(self.cache.load(), guest, access)
+    }
+}
+
 /// The Reverse Map Table. `Sync`: share it between vCPU threads.
 pub struct Rmp {
-    segments: ArcSwap<Vec<Arc<Segment>>>,
+    /// In an `Arc` so that [`RmpReader`]s can own a handle to it.
+    segments: Arc<ArcSwap<Segments>>,
     write_lock: Mutex<()>,
 }
 
@@ -891,7 +922,7 @@ impl Rmp {
     /// An RMP covering nothing: every page is hypervisor-owned.
     pub fn new() -> Rmp {
         Rmp {
-            segments: ArcSwap::from_pointee(Vec::new()),
+            segments: Arc::new(ArcSwap::from_pointee(Vec::new())),
             write_lock: Mutex::new(()),
         }
     }
@@ -937,6 +968,13 @@ impl Rmp {
     /// The covered ranges, in address order.
     pub fn covered(&self) -> Vec<PfnRange> {
         self.segments.load().iter().map(|s| s.range).collect()
+    }
+
+    /// A per-thread handle for the per-access check (see [`RmpReader`]).
+    pub fn reader(&self) -> RmpReader {
+        RmpReader {
+            cache: arc_swap::cache::Cache::new(self.segments.clone()),
+        }
     }
 
     /// Whether `pfn` has an RMP entry.
@@ -1476,79 +1514,7 @@ impl Rmp {
         guest: SnpGuest,
         access: &GuestAccess,
     ) -> Result<RmpAccess, RmpFault> {
-        let segs = self.segments.load();
-        let seg = find(&segs, access.pfn);
-        if !access.effective_c_bit() {
-            let Some(seg) = seg else {
-                return Ok(RmpAccess::Plain);
-            };
-            if access.kind == RmpAccessKind::Write {
-                let pages = if access.npt_level == PageLevel::Size4K {
-                    1
-                } else {
-                    PAGES_2M
-                };
-                let head = Pfn::new(access.pfn.raw() & !(pages - 1));
-                if Rmp::first_assigned(&segs, head, pages).is_some() {
-                    return Err(RmpFault::NestedPageFault {
-                        error_code: access.error_code(),
-                        check: RmpCheck::HypervisorOwned,
-                    });
-                }
-                return Ok(RmpAccess::Plain);
-            }
-            let (lo, _) = seg.slot(access.pfn).read();
-            return Ok(if lo & LO_ASSIGNED != 0 {
-                RmpAccess::Ciphertext
-            } else {
-                RmpAccess::Plain
-            });
-        }
-        let npf = |check| RmpFault::NestedPageFault {
-            error_code: access.error_code(),
-            check,
-        };
-        let Some(seg) = seg else {
-            return Err(npf(RmpCheck::Covered));
-        };
-        let (lo, hi) = seg.slot(access.pfn).read();
-        let asid = (lo >> LO_ASID_SHIFT) & 0x3ff;
-        if lo & LO_ASSIGNED == 0 || asid != guest.asid.0 as u64 || asid == 0 {
-            return Err(npf(RmpCheck::GuestOwned));
-        }
-        if (lo >> LO_GFN_SHIFT) & LO_GFN_MASK != access.gfn.raw() {
-            return Err(npf(RmpCheck::ReverseMap));
-        }
-        if lo & LO_IMMUTABLE != 0 {
-            return Err(npf(RmpCheck::Mutable));
-        }
-        if (lo & LO_SIZE_2M != 0) != (access.npt_level != PageLevel::Size4K) {
-            return Err(npf(RmpCheck::PageSize));
-        }
-        if lo & LO_VALIDATED == 0 {
-            return Err(RmpFault::PageNotValidated);
-        }
-        if guest.vmpl != Vmpl::Vmpl0 {
-            let perms = VmplPerms(((hi >> (4 * (guest.vmpl as u32 - 1))) & 0xf) as u8);
-            let need = match access.kind {
-                RmpAccessKind::Read | RmpAccessKind::PageWalk => VmplPerms::READ,
-                RmpAccessKind::Write => VmplPerms::WRITE,
-                RmpAccessKind::Fetch if access.user => VmplPerms::EXEC_USER,
-                RmpAccessKind::Fetch => VmplPerms::EXEC_SUPERVISOR,
-            };
-            // Write without read is an illegal mask: data accesses fault
-            // (APM §15.36.7).
-            let illegal = perms.contains(VmplPerms::WRITE)
-                && !perms.contains(VmplPerms::READ)
-                && access.kind != RmpAccessKind::Fetch;
-            if illegal || !perms.contains(need) {
-                return Err(RmpFault::NestedPageFault {
-                    error_code: access.error_code() | pferr::VMPL,
-                    check: RmpCheck::Vmpl,
-                });
-            }
-        }
-        Ok(RmpAccess::Plain)
+        check_guest_access(&self.segments.load(), guest, access)
     }
 
     /// The RMP check of a host (hypervisor) write or page-table access to
@@ -1585,6 +1551,87 @@ impl Rmp {
             _ => DeviceAccess::Allowed,
         }
     }
+}
+
+/// The body of [`Rmp::check_guest_access`] over one segment snapshot.
+#[inline]
+fn check_guest_access(
+    segs: &[Arc<Segment>],
+    guest: SnpGuest,
+    access: &GuestAccess,
+) -> Result<RmpAccess, RmpFault> {
+    let seg = find(segs, access.pfn);
+    if !access.effective_c_bit() {
+        let Some(seg) = seg else {
+            return Ok(RmpAccess::Plain);
+        };
+        if access.kind == RmpAccessKind::Write {
+            let pages = if access.npt_level == PageLevel::Size4K {
+                1
+            } else {
+                PAGES_2M
+            };
+            let head = Pfn::new(access.pfn.raw() & !(pages - 1));
+            if Rmp::first_assigned(segs, head, pages).is_some() {
+                return Err(RmpFault::NestedPageFault {
+                    error_code: access.error_code(),
+                    check: RmpCheck::HypervisorOwned,
+                });
+            }
+            return Ok(RmpAccess::Plain);
+        }
+        let (lo, _) = seg.slot(access.pfn).read();
+        return Ok(if lo & LO_ASSIGNED != 0 {
+            RmpAccess::Ciphertext
+        } else {
+            RmpAccess::Plain
+        });
+    }
+    let npf = |check| RmpFault::NestedPageFault {
+        error_code: access.error_code(),
+        check,
+    };
+    let Some(seg) = seg else {
+        return Err(npf(RmpCheck::Covered));
+    };
+    let (lo, hi) = seg.slot(access.pfn).read();
+    let asid = (lo >> LO_ASID_SHIFT) & 0x3ff;
+    if lo & LO_ASSIGNED == 0 || asid != guest.asid.0 as u64 || asid == 0 {
+        return Err(npf(RmpCheck::GuestOwned));
+    }
+    if (lo >> LO_GFN_SHIFT) & LO_GFN_MASK != access.gfn.raw() {
+        return Err(npf(RmpCheck::ReverseMap));
+    }
+    if lo & LO_IMMUTABLE != 0 {
+        return Err(npf(RmpCheck::Mutable));
+    }
+    if (lo & LO_SIZE_2M != 0) != (access.npt_level != PageLevel::Size4K) {
+        return Err(npf(RmpCheck::PageSize));
+    }
+    if lo & LO_VALIDATED == 0 {
+        return Err(RmpFault::PageNotValidated);
+    }
+    if guest.vmpl != Vmpl::Vmpl0 {
+        let perms = VmplPerms(((hi >> (4 * (guest.vmpl as u32 - 1))) & 0xf) as u8);
+        let need = match access.kind {
+            RmpAccessKind::Read | RmpAccessKind::PageWalk => VmplPerms::READ,
+            RmpAccessKind::Write => VmplPerms::WRITE,
+            RmpAccessKind::Fetch if access.user => VmplPerms::EXEC_USER,
+            RmpAccessKind::Fetch => VmplPerms::EXEC_SUPERVISOR,
+        };
+        // Write without read is an illegal mask: data accesses fault
+        // (APM §15.36.7).
+        let illegal = perms.contains(VmplPerms::WRITE)
+            && !perms.contains(VmplPerms::READ)
+            && access.kind != RmpAccessKind::Fetch;
+        if illegal || !perms.contains(need) {
+            return Err(RmpFault::NestedPageFault {
+                error_code: access.error_code() | pferr::VMPL,
+                check: RmpCheck::Vmpl,
+            });
+        }
+    }
+    Ok(RmpAccess::Plain)
 }
 
 #[cfg(test)]
