@@ -420,6 +420,13 @@ impl Slot {
         }
     }
 
+    /// The first word alone: one atomic load, consistent by itself. Enough
+    /// for every check but VMPL1-3 permissions.
+    #[inline(always)]
+    fn read_lo(&self) -> u64 {
+        self.lo.load(Ordering::Acquire)
+    }
+
     /// Seqlock write; the caller holds the RMP's write lock.
     fn write(&self, lo: u64, hi_data: u64) {
         let h = self.hi.load(Ordering::Relaxed);
@@ -1580,7 +1587,7 @@ fn check_guest_access(
             }
             return Ok(RmpAccess::Plain);
         }
-        let (lo, _) = seg.slot(access.pfn).read();
+        let lo = seg.slot(access.pfn).read_lo();
         return Ok(if lo & LO_ASSIGNED != 0 {
             RmpAccess::Ciphertext
         } else {
@@ -1594,7 +1601,13 @@ fn check_guest_access(
     let Some(seg) = seg else {
         return Err(npf(RmpCheck::Covered));
     };
-    let (lo, hi) = seg.slot(access.pfn).read();
+    // VMPL0 needs only the first word; VMPL1-3 read both words consistently.
+    let slot = seg.slot(access.pfn);
+    let (lo, hi) = if guest.vmpl == Vmpl::Vmpl0 {
+        (slot.read_lo(), 0)
+    } else {
+        slot.read()
+    };
     let asid = (lo >> LO_ASID_SHIFT) & 0x3ff;
     if lo & LO_ASSIGNED == 0 || asid != guest.asid.0 as u64 || asid == 0 {
         return Err(npf(RmpCheck::GuestOwned));
