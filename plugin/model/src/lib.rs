@@ -28,6 +28,8 @@
 //! - [`spte`]: the SPTE encoding; [`Access`] and [`Perms`].
 //! - [`tdp`]: page tables, roots ([`RootId`], [`RootRole`]), map and zap.
 //! - [`mmu`]: the [`Vm`] itself.
+//! - [`rmp`]: the SEV-SNP Reverse Map Table ([`Rmp`]): RMPUPDATE, PSMASH,
+//!   PVALIDATE, RMPADJUST and the RMP access checks.
 //! - [`tlb`]: flush tokens ([`Flush`], [`FlushRequest`]) and the TLB model.
 //! - [`event`]: typed [`Event`]s and [`Stats`].
 //!
@@ -163,6 +165,7 @@ pub mod attrs;
 pub mod event;
 pub mod memslot;
 pub mod mmu;
+pub mod rmp;
 pub mod sept;
 pub mod spte;
 pub mod tdp;
@@ -178,6 +181,12 @@ pub use memslot::{
 pub use mmu::{
     AttrError, FaultOutcome, MappedLeaf, PendingFault, Stage2, Stage2Fault, TlbAccess, Translation,
     VeInfo, Vm, ZapFilter,
+};
+pub use rmp::{
+    Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
+    PvalidateError, PvalidateOutcome, Rmp, RmpAccess, RmpAccessKind, RmpCheck, RmpEntry, RmpFault,
+    RmpFaultFix, RmpInsnTarget, RmpOwner, RmpPageSize, RmpReader, RmpState, RmpadjustAttrs,
+    RmpadjustError, RmpupdateError, SnpGuest, Vmpl, VmplPerms,
 };
 pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
 pub use spte::{Access, Perms};
