@@ -12,24 +12,7 @@
  * With `-append no-testdev` (the plugin without its test device) it checks
  * instead that QEMU behaves as it did: those instructions raise #UD.
  */
-#include "libcflat.h"
-
-#define TESTDEV_MAGIC 0x63766d00ul
-#define OP_DENY 1
-#define OP_REMAP 2
-#define OP_CLEAR 3
-#define OP_FLUSH 4
-#define NO_ERROR_CODE (~0ul)
-#define TESTDEV_LEAF 0x40000f00u
-#define TESTDEV_MSR 0x40000f00u
-
-static u64 testdev(u64 op, u64 a1, u64 a2, u64 a3)
-{
-	u64 rax = TESTDEV_MAGIC | op;
-
-	asm volatile("vmcall" : "+a"(rax) : "b"(a1), "c"(a2), "d"(a3) : "memory");
-	return rax;
-}
+#include "testdev.h"
 
 static void flush_self(void) { testdev(OP_FLUSH, 1, 0, 0); }
 

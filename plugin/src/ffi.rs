@@ -13,13 +13,17 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
 use qemu_plugin_sys::{
-    qemu_info_t, qemu_plugin_id_t, qemu_plugin_register_atexit_cb,
-    qemu_plugin_register_vcpu_init_cb, QEMU_PLUGIN_VERSION,
+    qemu_info_t, qemu_plugin_cb_flags, qemu_plugin_get_hwaddr, qemu_plugin_hwaddr_is_io,
+    qemu_plugin_hwaddr_phys_addr, qemu_plugin_id_t, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
+    qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
+    qemu_plugin_register_vcpu_mem_cb, qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb,
+    qemu_plugin_tb_get_insn, qemu_plugin_tb_n_insns, QEMU_PLUGIN_VERSION,
 };
 
 use crate::args::{self, Request, HELP};
 use crate::guard::guard;
 use crate::hooks::{Access, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::memslots::{MemslotOp, RamSection};
 use crate::plugin::{Mode, Plugin};
 use crate::summary;
 use cvm_api::*;
@@ -51,6 +55,8 @@ static CVM: OnceLock<CvmFns> = OnceLock::new();
 struct CvmFns {
     register_stage2_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_stage2_cb_t) -> c_int,
     register_insn_cb: unsafe extern "C" fn(u64, u32, qemu_plugin_cvm_insn_cb_t) -> c_int,
+    register_memslot_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_memslot_cb_t) -> c_int,
+    register_dma_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_dma_cb_t) -> c_int,
     tlb_flush: unsafe extern "C" fn(c_int),
 }
 
@@ -96,11 +102,15 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
         let fns = match (
             &api.qemu_plugin_cvm_register_stage2_cb,
             &api.qemu_plugin_cvm_register_insn_cb,
+            &api.qemu_plugin_cvm_register_memslot_cb,
+            &api.qemu_plugin_cvm_register_dma_cb,
             &api.qemu_plugin_cvm_tlb_flush,
         ) {
-            (Ok(s), Ok(i), Ok(f)) => Some(CvmFns {
+            (Ok(s), Ok(i), Ok(m), Ok(d), Ok(f)) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
+                register_memslot_cb: *m,
+                register_dma_cb: *d,
                 tlb_flush: *f,
             }),
             _ => None,
@@ -233,6 +243,94 @@ unsafe extern "C" fn on_insn(
     action as c_int
 }
 
+/// QEMU's memory listener reports a RAM section added or deleted.
+unsafe extern "C" fn on_memslot(
+    op: qemu_plugin_cvm_memslot_op,
+    slot: *const qemu_plugin_cvm_memslot,
+) {
+    // SAFETY: QEMU passes a valid pointer for the call's duration.
+    let Some(slot) = (unsafe { slot.as_ref() }) else {
+        return;
+    };
+    let name = if slot.name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: a non-null name is a C string valid during the call.
+        unsafe { CStr::from_ptr(slot.name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let section = RamSection {
+        gpa: slot.gpa,
+        size: slot.size,
+        readonly: slot.readonly,
+        name,
+    };
+    let op = if op == qemu_plugin_cvm_memslot_op_QEMU_PLUGIN_CVM_MEMSLOT_DEL {
+        MemslotOp::Del
+    } else {
+        MemslotOp::Add
+    };
+    guard("memslot", (), || {
+        if let Some(plugin) = PLUGIN.get() {
+            plugin.memslot(op, section);
+        }
+    })
+}
+
+/// A device is about to access the page of `gpa`. Fails closed: a panic
+/// refuses the access.
+unsafe extern "C" fn on_dma(gpa: u64, is_write: bool) -> bool {
+    guard("dma", false, || {
+        PLUGIN.get().is_some_and(|p| p.dma_allowed(gpa, is_write))
+    })
+}
+
+/// Audit mode: QEMU translated a block; ask for a callback after each of its
+/// memory accesses.
+unsafe extern "C" fn on_tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
+    // SAFETY: `tb` is valid during the translation callback, and so are the
+    // instruction handles taken from it; `on_mem` has the declared type and
+    // needs no user data.
+    unsafe {
+        for i in 0..qemu_plugin_tb_n_insns(tb) {
+            qemu_plugin_register_vcpu_mem_cb(
+                qemu_plugin_tb_get_insn(tb, i),
+                Some(on_mem),
+                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_RW,
+                std::ptr::null_mut(),
+            );
+        }
+    }
+}
+
+/// Audit mode: a guest load or store has happened.
+unsafe extern "C" fn on_mem(
+    vcpu_index: c_uint,
+    info: qemu_plugin_meminfo_t,
+    vaddr: u64,
+    _userdata: *mut c_void,
+) {
+    // SAFETY: `info` is valid during the memory callback, and the hwaddr
+    // handle derived from it is used only inside it.
+    let (ram_gpa, store) = unsafe {
+        let hw = qemu_plugin_get_hwaddr(info, vaddr);
+        let gpa = (!hw.is_null() && !qemu_plugin_hwaddr_is_io(hw))
+            .then(|| qemu_plugin_hwaddr_phys_addr(hw));
+        (gpa, qemu_plugin_mem_is_store(info))
+    };
+    let Some(gpa) = ram_gpa else {
+        return;
+    };
+    let access = if store { Access::Write } else { Access::Read };
+    guard("audit", (), || {
+        if let Some(plugin) = PLUGIN.get() {
+            plugin.audit_access(vcpu_index, gpa, vaddr, access);
+        }
+    })
+}
+
 /// Called by QEMU once, when `-plugin libcvmem.so,...` is processed.
 ///
 /// Returns 0 on success. A non-zero return makes QEMU print that the plugin
@@ -309,6 +407,11 @@ pub unsafe extern "C" fn qemu_plugin_install(
             qemu_plugin_register_vcpu_init_cb(id, Some(on_vcpu_init));
             qemu_plugin_register_atexit_cb(id, Some(on_exit), std::ptr::null_mut());
         }
+        if mode == Mode::Audit {
+            // SAFETY: `id` is this plugin's id and `on_tb_trans` has the
+            // declared callback type.
+            unsafe { qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans)) };
+        }
         if let (Some(cvm), Some(plugin)) = (CVM.get(), PLUGIN.get()) {
             let kinds = Insn::mask(plugin.insn_kinds());
             // SAFETY: the register functions come from the patched QEMU and
@@ -316,6 +419,8 @@ pub unsafe extern "C" fn qemu_plugin_install(
             let failed = unsafe {
                 (cvm.register_stage2_cb)(id, Some(on_stage2)) != 0
                     || (kinds != 0 && (cvm.register_insn_cb)(id, kinds, Some(on_insn)) != 0)
+                    || (cvm.register_memslot_cb)(id, Some(on_memslot)) != 0
+                    || (cvm.register_dma_cb)(id, Some(on_dma)) != 0
             };
             if failed {
                 eprintln!("cvmem: QEMU refused the cvm hooks (is another cvm plugin loaded?)");

@@ -8,6 +8,7 @@
 //! - [`args`] parses the `-plugin libcvmem.so,key=value,...` arguments;
 //! - [`plugin`] holds the running plugin's configuration and counters;
 //! - [`hooks`] is the safe view of the cvm API's hook types;
+//! - [`memslots`] keeps the guest's RAM sections as QEMU reports them;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
 //! - [`guard`] keeps panics from crossing into QEMU;
@@ -18,6 +19,7 @@
 pub mod args;
 pub mod guard;
 pub mod hooks;
+pub mod memslots;
 pub mod plugin;
 pub mod summary;
 pub mod testdev;

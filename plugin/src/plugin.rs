@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
+use parking_lot::Mutex;
 
 use crate::args::{Config, TestMode};
-use crate::hooks::{Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{prot, Access, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::memslots::{MemslotOp, MemslotReportError, Memslots, RamSection};
 use crate::testdev::TestDev;
 use cvmem_model::tlb::FlushTarget;
 
@@ -63,6 +65,10 @@ pub struct VcpuStats {
     pub stage2_faults: AtomicU64,
     /// Instructions handed to the plugin.
     pub insns: AtomicU64,
+    /// Audit mode: guest RAM accesses checked after the fact.
+    pub audit_accesses: AtomicU64,
+    /// Audit mode: checked accesses that enforcing mode would have refused.
+    pub audit_violations: AtomicU64,
 }
 
 /// vCPU counters are kept in this many shards (vCPU index modulo).
@@ -73,6 +79,12 @@ const STAT_SHARDS: usize = 16;
 pub struct Stats {
     /// vCPUs QEMU has initialised.
     pub vcpus: AtomicU32,
+    /// Device accesses checked, in pages.
+    pub dma_checked: AtomicU64,
+    /// Device accesses refused, in pages.
+    pub dma_refused: AtomicU64,
+    /// Memslot reports that did not fit (overlaps, unknown deletions).
+    pub memslot_rejected: AtomicU64,
     per_vcpu: [CachePadded<VcpuStats>; STAT_SHARDS],
 }
 
@@ -104,6 +116,8 @@ pub struct Plugin {
     pub started: Instant,
     /// The test device, with `test=hooks`.
     pub testdev: Option<TestDev>,
+    /// The guest's RAM as QEMU reports it.
+    pub memslots: Mutex<Memslots>,
 }
 
 impl Plugin {
@@ -115,6 +129,7 @@ impl Plugin {
             mode,
             stats: Stats::default(),
             started: Instant::now(),
+            memslots: Mutex::new(Memslots::default()),
         }
     }
 
@@ -134,14 +149,40 @@ impl Plugin {
         if req.page_walk {
             stats.stage2_page_walk.fetch_add(1, Ordering::Relaxed);
         }
-        let answer = match &self.testdev {
-            Some(dev) => dev.stage2(req),
-            None => Stage2Answer::identity(req),
-        };
+        let answer = self.decide(req);
         if matches!(answer, Stage2Answer::Fault(_)) {
             stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
         }
         answer
+    }
+
+    /// The stage-2 decision, shared by enforcing and audit mode.
+    fn decide(&self, req: &Stage2Request) -> Stage2Answer {
+        match &self.testdev {
+            Some(dev) => dev.stage2(req),
+            None => Stage2Answer::identity(req),
+        }
+    }
+
+    /// Audit mode: a guest load or store reached guest RAM at `gpa` (QEMU's
+    /// memory callback, after the access). Checks it as the stage-2
+    /// callback would have, and counts what enforcing mode would refuse.
+    pub fn audit_access(&self, vcpu_index: u32, gpa: u64, gva: u64, access: Access) {
+        let stats = self.stats.vcpu(vcpu_index);
+        stats.audit_accesses.fetch_add(1, Ordering::Relaxed);
+        let req = Stage2Request {
+            gpa,
+            gva,
+            vcpu_index,
+            access,
+            cpl: 0,
+            page_walk: false,
+            paging: true,
+            stage1_prot: prot::ALL,
+        };
+        if matches!(self.decide(&req), Stage2Answer::Fault(_)) {
+            stats.audit_violations.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Emulates an instruction the plugin registered for.
@@ -153,9 +194,34 @@ impl Plugin {
     ) -> (InsnAction, Option<FlushTarget>) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
         match &self.testdev {
-            Some(dev) => dev.insn(vcpu, insn, regs),
+            Some(dev) => dev.insn(vcpu, insn, regs, &self.memslots),
             None => (InsnAction::Decline, None),
         }
+    }
+
+    /// QEMU's memory listener added or deleted a RAM section. Runs on the
+    /// main-loop thread.
+    pub fn memslot(&self, op: MemslotOp, section: RamSection) {
+        if let Some(dev) = &self.testdev {
+            dev.memslot(op, &section);
+        }
+        match self.memslots.lock().apply(op, section) {
+            Ok(()) | Err(MemslotReportError::Unknown) => {}
+            Err(_) => {
+                self.stats.memslot_rejected.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether a device may access the page of `gpa`. Runs on whichever
+    /// thread emulates the device.
+    pub fn dma_allowed(&self, gpa: u64, _is_write: bool) -> bool {
+        self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
+        let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa));
+        if !allowed {
+            self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
     }
 
     /// Called when QEMU brings a vCPU up.

@@ -42,6 +42,32 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         "  instructions  {} emulated or declined",
         stats.total(|s| &s.insns)
     );
+    if plugin.mode == Mode::Audit {
+        let _ = writeln!(
+            out,
+            "  audit         {} RAM accesses checked, {} would have been refused",
+            stats.total(|s| &s.audit_accesses),
+            stats.total(|s| &s.audit_violations)
+        );
+    }
+    {
+        let slots = plugin.memslots.lock();
+        let _ = writeln!(
+            out,
+            "  memslots      {} now, {} MiB RAM ({} added, {} deleted, {} rejected)",
+            slots.iter().count(),
+            slots.ram_bytes() >> 20,
+            slots.adds,
+            slots.dels,
+            stats.memslot_rejected.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  device DMA    {} pages checked, {} refused",
+        stats.dma_checked.load(Ordering::Relaxed),
+        stats.dma_refused.load(Ordering::Relaxed)
+    );
     let _ = writeln!(out, "  run time      {:.3} s", elapsed.as_secs_f64());
     let panics = CAUGHT_PANICS.load(Ordering::Relaxed);
     if panics > 0 {

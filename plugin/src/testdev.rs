@@ -11,8 +11,13 @@
 //! | 2 | REMAP | RBX gpa, RCX backing gpa | the page of gpa is backed by the page of backing gpa |
 //! | 3 | CLEAR | - | forget every rule |
 //! | 4 | FLUSH | RBX 0: every vCPU, else this one | flush the softTLB |
+//! | 5 | MEMSLOT_FIND | RBX gpa | RAX size of the memslot holding gpa (0: none), RBX its start, RCX 1 if read-only |
+//! | 6 | MEMSLOT_LOG | RBX index | event `index` of QEMU's memslot reports: RAX gpa (`u64::MAX`: no such event), RBX size, RCX 0 add / 1 delete, RDX number of events |
+//! | 7 | DMA_BLOCK | RBX gpa | device accesses to the 4K page of gpa are refused |
+//! | 8 | DMA_BLOCKED | - | RAX pages of device accesses refused so far |
 //!
-//! RAX returns 0, or `u64::MAX` for an unknown op. Rules take effect at the
+//! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
+//! unknown op. CLEAR also lifts DMA blocks. Rules take effect at the
 //! next softTLB fill of the page, so a REMAP is seen only after a FLUSH: the
 //! softTLB behaves as a TLB.
 //!
@@ -25,7 +30,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::tlb::{FlushTarget, VcpuId};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+
+use crate::memslots::{MemslotOp, Memslots, RamSection};
 
 use crate::hooks::{
     gpr, prot, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request, RFLAGS_CF,
@@ -52,7 +59,16 @@ pub struct TestDev {
     /// Page-aligned gpa -> rule. Few entries, read on every fill.
     rules: RwLock<Vec<(u64, Rule)>>,
     msr: AtomicU64,
+    /// Pages devices may not touch.
+    dma_blocks: RwLock<Vec<u64>>,
+    /// Device accesses refused, in pages.
+    dma_blocked: AtomicU64,
+    /// QEMU's memslot reports, oldest first, at most `MEMSLOT_LOG_MAX`.
+    memslot_log: Mutex<Vec<(MemslotOp, u64, u64)>>,
 }
+
+/// How many memslot reports the test device remembers.
+const MEMSLOT_LOG_MAX: usize = 4096;
 
 impl TestDev {
     /// The stage-2 answer for `req` under the current rules.
@@ -79,6 +95,23 @@ impl TestDev {
         }
     }
 
+    /// Whether a device may access the page of `gpa`.
+    pub fn dma_allowed(&self, gpa: u64) -> bool {
+        let blocked = self.dma_blocks.read().contains(&(gpa & PAGE_MASK));
+        if blocked {
+            self.dma_blocked.fetch_add(1, Ordering::Relaxed);
+        }
+        !blocked
+    }
+
+    /// Remembers a memslot report for MEMSLOT_LOG.
+    pub fn memslot(&self, op: MemslotOp, s: &RamSection) {
+        let mut log = self.memslot_log.lock();
+        if log.len() < MEMSLOT_LOG_MAX {
+            log.push((op, s.gpa, s.size));
+        }
+    }
+
     fn set_rule(&self, page: u64, rule: Rule) {
         let mut rules = self.rules.write();
         rules.retain(|(p, _)| *p != page);
@@ -86,11 +119,13 @@ impl TestDev {
     }
 
     /// Emulates `insn`; returns what to do and a flush to perform, if any.
+    /// `memslots` are the plugin's, for MEMSLOT_FIND.
     pub fn insn(
         &self,
         vcpu: u32,
         insn: Insn,
         regs: &mut Regs,
+        memslots: &Mutex<Memslots>,
     ) -> (InsnAction, Option<FlushTarget>) {
         let r = &mut regs.gpr;
         let mut flush = None;
@@ -112,7 +147,10 @@ impl TestDev {
                             backing_page: a2 & PAGE_MASK,
                         },
                     ),
-                    3 => self.rules.write().clear(),
+                    3 => {
+                        self.rules.write().clear();
+                        self.dma_blocks.write().clear();
+                    }
                     4 => {
                         flush = Some(if a1 == 0 {
                             FlushTarget::AllVcpus
@@ -120,6 +158,28 @@ impl TestDev {
                             FlushTarget::Vcpu(VcpuId(vcpu))
                         })
                     }
+                    5 => {
+                        let slots = memslots.lock();
+                        let found = slots.find(a1);
+                        r[gpr::RAX] = found.map_or(0, |s| s.size);
+                        r[gpr::RBX] = found.map_or(0, |s| s.gpa);
+                        r[gpr::RCX] = found.map_or(0, |s| u64::from(s.readonly));
+                    }
+                    6 => {
+                        let log = self.memslot_log.lock();
+                        let event = usize::try_from(a1).ok().and_then(|i| log.get(i));
+                        r[gpr::RAX] = event.map_or(u64::MAX, |e| e.1);
+                        r[gpr::RBX] = event.map_or(0, |e| e.2);
+                        r[gpr::RCX] = event.map_or(0, |e| u64::from(e.0 == MemslotOp::Del));
+                        r[gpr::RDX] = log.len() as u64;
+                    }
+                    7 => {
+                        let mut blocks = self.dma_blocks.write();
+                        if !blocks.contains(&(a1 & PAGE_MASK)) {
+                            blocks.push(a1 & PAGE_MASK);
+                        }
+                    }
+                    8 => r[gpr::RAX] = self.dma_blocked.load(Ordering::Relaxed),
                     _ => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
@@ -172,6 +232,8 @@ mod tests {
     use super::*;
     use crate::hooks::Access;
 
+    static NO_SLOTS: Mutex<Memslots> = Mutex::new(Memslots::EMPTY);
+
     fn req(gpa: u64) -> Stage2Request {
         Stage2Request {
             gpa,
@@ -191,7 +253,7 @@ mod tests {
         regs.gpr[gpr::RBX] = a1;
         regs.gpr[gpr::RCX] = a2;
         regs.gpr[gpr::RDX] = a3;
-        let (action, flush) = dev.insn(3, Insn::Vmcall, &mut regs);
+        let (action, flush) = dev.insn(3, Insn::Vmcall, &mut regs, &Mutex::default());
         assert_eq!(action, InsnAction::Done);
         (regs.gpr[gpr::RAX], flush)
     }
@@ -252,11 +314,20 @@ mod tests {
         let dev = TestDev::default();
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = 12; // KVM_HC_MAP_GPA_RANGE: not the test device's
-        assert_eq!(dev.insn(0, Insn::Vmcall, &mut regs).0, InsnAction::Decline);
+        assert_eq!(
+            dev.insn(0, Insn::Vmcall, &mut regs, &NO_SLOTS).0,
+            InsnAction::Decline
+        );
         regs.gpr[gpr::RAX] = 0;
-        assert_eq!(dev.insn(0, Insn::Cpuid, &mut regs).0, InsnAction::Decline);
+        assert_eq!(
+            dev.insn(0, Insn::Cpuid, &mut regs, &NO_SLOTS).0,
+            InsnAction::Decline
+        );
         regs.gpr[gpr::RCX] = 0x10;
-        assert_eq!(dev.insn(0, Insn::Rdmsr, &mut regs).0, InsnAction::Decline);
+        assert_eq!(
+            dev.insn(0, Insn::Rdmsr, &mut regs, &NO_SLOTS).0,
+            InsnAction::Decline
+        );
     }
 
     #[test]
@@ -267,22 +338,66 @@ mod tests {
             ..Regs::default()
         };
         regs.gpr[gpr::RCX] = 1;
-        dev.insn(0, Insn::Pvalidate, &mut regs);
+        dev.insn(0, Insn::Pvalidate, &mut regs, &NO_SLOTS);
         assert_eq!(regs.rflags & RFLAGS_CF, RFLAGS_CF);
         regs.gpr[gpr::RCX] = 0;
-        dev.insn(0, Insn::Pvalidate, &mut regs);
+        dev.insn(0, Insn::Pvalidate, &mut regs, &NO_SLOTS);
         assert_eq!(regs.rflags & RFLAGS_CF, 0);
 
         regs.gpr[gpr::RCX] = TESTDEV_MSR;
         regs.gpr[gpr::RAX] = 0x1111_2222;
         regs.gpr[gpr::RDX] = 0x3333_4444;
-        dev.insn(0, Insn::Wrmsr, &mut regs);
+        dev.insn(0, Insn::Wrmsr, &mut regs, &NO_SLOTS);
         regs.gpr[gpr::RAX] = 0;
         regs.gpr[gpr::RDX] = 0;
-        dev.insn(0, Insn::Rdmsr, &mut regs);
+        dev.insn(0, Insn::Rdmsr, &mut regs, &NO_SLOTS);
         assert_eq!(
             (regs.gpr[gpr::RAX], regs.gpr[gpr::RDX]),
             (0x1111_2222, 0x3333_4444)
+        );
+    }
+
+    #[test]
+    fn dma_blocks_and_memslot_log() {
+        let dev = TestDev::default();
+        assert!(dev.dma_allowed(0x7123));
+        call(&dev, 7, 0x7fff, 0, 0);
+        assert!(!dev.dma_allowed(0x7000));
+        assert!(dev.dma_allowed(0x8000));
+        assert_eq!(call(&dev, 8, 0, 0, 0).0, 1);
+        call(&dev, 3, 0, 0, 0);
+        assert!(dev.dma_allowed(0x7000));
+
+        let s = RamSection {
+            gpa: 0xfe00_0000,
+            size: 0x10_0000,
+            readonly: false,
+            name: "bar".into(),
+        };
+        dev.memslot(MemslotOp::Del, &s);
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
+        regs.gpr[gpr::RBX] = 0;
+        dev.insn(0, Insn::Vmcall, &mut regs, &NO_SLOTS);
+        let g = regs.gpr;
+        assert_eq!(
+            (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX]),
+            (0xfe00_0000, 0x10_0000, 1, 1)
+        );
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
+        regs.gpr[gpr::RBX] = 1;
+        dev.insn(0, Insn::Vmcall, &mut regs, &NO_SLOTS);
+        assert_eq!(regs.gpr[gpr::RAX], u64::MAX);
+
+        let slots = Mutex::new(Memslots::default());
+        slots.lock().apply(MemslotOp::Add, s).unwrap();
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 5;
+        regs.gpr[gpr::RBX] = 0xfe0f_ffff;
+        dev.insn(0, Insn::Vmcall, &mut regs, &slots);
+        let g = regs.gpr;
+        assert_eq!(
+            (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX]),
+            (0x10_0000, 0xfe00_0000, 0)
         );
     }
 }

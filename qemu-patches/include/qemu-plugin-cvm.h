@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 2
+#define QEMU_PLUGIN_CVM_API_VERSION 3
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -200,6 +200,94 @@ void qemu_plugin_cvm_tlb_flush(int vcpu_index);
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_phys_rw(uint64_t gpa, void *buf, uint64_t len,
                             bool is_write);
+
+/**
+ * struct qemu_plugin_cvm_memslot - a RAM section of guest-physical memory
+ * @gpa: first guest-physical address, page aligned
+ * @size: bytes, a multiple of the page size
+ * @readonly: guest writes must not reach the memory (ROM, or a ROM device
+ *            in ROMD mode); they are MMIO writes
+ * @name: the memory region's name; valid during the callback only
+ *
+ * A memslot in KVM's sense: what QEMU would hand to KVM_SET_USER_MEMORY_REGION
+ * for this range. Its memory is reached at the same addresses through
+ * qemu_plugin_cvm_phys_rw() and as an ALLOW answer's @backing_gpa.
+ */
+struct qemu_plugin_cvm_memslot {
+    uint64_t gpa;
+    uint64_t size;
+    bool readonly;
+    const char *name;
+};
+
+/* What happens to a memslot. */
+enum qemu_plugin_cvm_memslot_op {
+    QEMU_PLUGIN_CVM_MEMSLOT_ADD = 0,
+    QEMU_PLUGIN_CVM_MEMSLOT_DEL = 1,
+};
+
+/**
+ * typedef qemu_plugin_cvm_memslot_cb_t - the memory map changed
+ *
+ * Called on the main-loop thread with the big QEMU lock held, while QEMU
+ * commits a change of the system memory map, for every RAM or ROM-device
+ * section of that map that appears or disappears, exactly where QEMU's KVM
+ * memory listener would add or delete a KVM memslot: within one commit all
+ * deletions come before all additions, so a section that moves, changes
+ * size or becomes read-only arrives as DEL of the old slot then ADD of the
+ * new one (a PCI BAR being moved, for example). A ROM device leaving ROMD
+ * mode is a DEL alone; a DEL that matches no slot the plugin knows (a ROM
+ * device that left ROMD mode before it was ever added) is to be ignored.
+ */
+typedef void (*qemu_plugin_cvm_memslot_cb_t)(
+    enum qemu_plugin_cvm_memslot_op op,
+    const struct qemu_plugin_cvm_memslot *slot);
+
+/**
+ * qemu_plugin_cvm_register_memslot_cb() - follow the guest's memslots
+ * @id: the plugin's id
+ * @cb: the callback
+ *
+ * Must be called from qemu_plugin_install(). Sections that already exist
+ * are reported as ADD before the function returns.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_memslot_cb(uint64_t id,
+                                        qemu_plugin_cvm_memslot_cb_t cb);
+
+/* The granule of the DMA check. */
+#define QEMU_PLUGIN_CVM_DMA_PAGE_SIZE 4096
+
+/**
+ * typedef qemu_plugin_cvm_dma_cb_t - may a device touch this page?
+ * @gpa: the page (QEMU_PLUGIN_CVM_DMA_PAGE_SIZE aligned) as the device
+ *       addressed it
+ * @is_write: the device writes to guest memory
+ *
+ * Called for accesses that devices make to guest memory through QEMU's DMA
+ * API (dma_memory_read/write/set/map, the pci_dma_* and ld/st*_dma helpers
+ * built on them, scatter-gather lists) and for the memory caches virtio
+ * keeps of its rings: once per page touched, on whichever thread emulates
+ * the device (a vCPU thread for port or MMIO triggered transfers, the main
+ * loop, an I/O thread), possibly on several at once. Guest accesses made by
+ * vCPUs never come here. Without a vIOMMU the address is guest-physical.
+ *
+ * Returns true to let the access through. For a refused page, reads return
+ * all ones and writes are dropped while the transfer completes normally, as
+ * when a device writes to a confidential guest's private memory through the
+ * host's view of it; mappings (dma_memory_map, virtio's ring caches) end
+ * before the first refused page, so a transfer that starts on one fails
+ * the way a mapping failure does.
+ */
+typedef bool (*qemu_plugin_cvm_dma_cb_t)(uint64_t gpa, bool is_write);
+
+/**
+ * qemu_plugin_cvm_register_dma_cb() - check device accesses to guest memory
+ * @id: the plugin's id
+ * @cb: the callback
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_dma_cb(uint64_t id, qemu_plugin_cvm_dma_cb_t cb);
 
 /* Instructions a plugin may emulate. */
 enum qemu_plugin_cvm_insn {

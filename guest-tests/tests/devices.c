@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * devices: the host-side hooks of the cvm plugin API, driven through the
+ * plugin's test device (plugin argument test=hooks):
+ *  - memslots: QEMU reports its RAM sections to the plugin as KVM memslots;
+ *    moving the BAR of an ivshmem-plain device from the guest arrives as a
+ *    deletion of the old slot followed by a creation of the new one, and
+ *    the device memory moves with it;
+ *  - DMA check: a fw_cfg DMA transfer (a device writing guest memory) into
+ *    a page the plugin blocks is dropped while the transfer completes and
+ *    other pages still receive data.
+ *
+ * Needs -object memory-backend-ram,id=ivm,size=1M
+ *       -device ivshmem-plain,memdev=ivm
+ */
+#include "testdev.h"
+
+#define IVSHMEM_SIZE (1ul << 20)
+#define NEW_BAR 0x80000000ul /* in the PCI hole below 4 GiB, unused by SeaBIOS */
+
+#define PCI_VENDOR_REDHAT_QUMRANET 0x1af4
+#define PCI_DEVICE_IVSHMEM 0x1110
+#define PCI_COMMAND 0x04
+#define PCI_COMMAND_MEMORY 0x2
+#define PCI_BAR2 0x18
+#define PCI_BAR3 0x1c
+
+static u32 pci_addr(u32 devfn, u32 off)
+{
+	return 0x80000000u | devfn << 8 | (off & 0xfc);
+}
+
+static u32 pci_read(u32 devfn, u32 off)
+{
+	outl(pci_addr(devfn, off), 0xcf8);
+	return inl(0xcfc);
+}
+
+static void pci_write(u32 devfn, u32 off, u32 v)
+{
+	outl(pci_addr(devfn, off), 0xcf8);
+	outl(v, 0xcfc);
+}
+
+/* The devfn of the first ivshmem device on bus 0, or -1. */
+static int find_ivshmem(void)
+{
+	for (u32 devfn = 0; devfn < 256; devfn += 8) {
+		u32 id = pci_read(devfn, 0);
+
+		if ((id & 0xffff) == PCI_VENDOR_REDHAT_QUMRANET && id >> 16 == PCI_DEVICE_IVSHMEM)
+			return devfn;
+	}
+	return -1;
+}
+
+static u64 bar2(u32 devfn)
+{
+	return (pci_read(devfn, PCI_BAR2) & ~0xful) | (u64)pci_read(devfn, PCI_BAR3) << 32;
+}
+
+static u64 memslot_count(void)
+{
+	return testdev_call(OP_MEMSLOT_LOG, 0, 0, 0).rdx;
+}
+
+/* Checks that memslot event @i is @del ? deletion : creation of [gpa, +size). */
+static void check_event(u64 i, bool del, u64 gpa, u64 size)
+{
+	struct testdev_regs e = testdev_call(OP_MEMSLOT_LOG, i, 0, 0);
+
+	report(e.rax == gpa && e.rbx == size && e.rcx == del,
+	       "event %lu: %s %lx+%lx (got %s %lx+%lx)", i, del ? "delete" : "create", gpa, size,
+	       e.rcx ? "delete" : "create", e.rax, e.rbx);
+}
+
+static void check_slot(u64 gpa, u64 size)
+{
+	struct testdev_regs s = testdev_call(OP_MEMSLOT_FIND, gpa, 0, 0);
+
+	if (size)
+		report(s.rax == size && s.rbx == gpa, "memslot at %lx, %lx bytes (got %lx at %lx)",
+		       gpa, size, s.rax, s.rbx);
+	else
+		report(s.rax == 0, "no memslot at %lx (got %lx at %lx)", gpa, s.rax, s.rbx);
+}
+
+/* Moves BAR2 to @to with memory decoding on: one memory-map commit. */
+static void move_bar(u32 devfn, u64 from, u64 to)
+{
+	u64 n = memslot_count();
+
+	pci_write(devfn, PCI_BAR2, (u32)to | (pci_read(devfn, PCI_BAR2) & 0xf));
+	report(memslot_count() == n + 2, "moving the BAR gives two memslot events (%lu)",
+	       memslot_count() - n);
+	check_event(n, true, from, IVSHMEM_SIZE);
+	check_event(n + 1, false, to, IVSHMEM_SIZE);
+	check_slot(from, 0);
+	check_slot(to, IVSHMEM_SIZE);
+}
+
+static void test_memslots(void)
+{
+	volatile u64 *mem;
+	int devfn;
+	u64 old;
+
+	report_prefix_push("memslots");
+	report(testdev_call(OP_MEMSLOT_FIND, 0x200000, 0, 0).rax >= (128ul << 20),
+	       "guest RAM is a memslot");
+	check_slot(0xffffffffffff0000ul, 0);
+
+	devfn = find_ivshmem();
+	report(devfn >= 0, "ivshmem-plain found (devfn %x)", devfn);
+	if (devfn < 0) {
+		report_prefix_pop();
+		return;
+	}
+	old = bar2(devfn);
+	report(pci_read(devfn, PCI_COMMAND) & PCI_COMMAND_MEMORY, "firmware enabled memory decoding");
+	report(old && old + IVSHMEM_SIZE <= (4ul << 30) && old != NEW_BAR,
+	       "firmware mapped BAR2 below 4 GiB (%lx)", old);
+	if (!old || old + IVSHMEM_SIZE > (4ul << 30) || old == NEW_BAR) {
+		report_prefix_pop();
+		return;
+	}
+	check_slot(old, IVSHMEM_SIZE);
+	mem = pa_to_ptr(old);
+	mem[0] = 0x1234567890abcdeful;
+	mem[IVSHMEM_SIZE / 8 - 1] = 0xfeedul;
+
+	move_bar(devfn, old, NEW_BAR);
+	mem = pa_to_ptr(NEW_BAR);
+	report(mem[0] == 0x1234567890abcdeful && mem[IVSHMEM_SIZE / 8 - 1] == 0xfeedul,
+	       "the device memory moved with its BAR");
+	mem[1] = 0x77;
+
+	move_bar(devfn, NEW_BAR, old);
+	mem = pa_to_ptr(old);
+	report(mem[1] == 0x77, "and back");
+	report_prefix_pop();
+}
+
+/* fw_cfg (docs/specs/fw_cfg.rst): I/O ports on x86, DMA by descriptor. */
+#define FW_CFG_PORT_SEL 0x510
+#define FW_CFG_PORT_DATA 0x511
+#define FW_CFG_PORT_DMA 0x514
+#define FW_CFG_SIGNATURE 0x0000
+#define FW_CFG_ID 0x0001
+#define FW_CFG_VERSION_DMA 0x2
+#define FW_CFG_DMA_CTL_ERROR 0x01
+#define FW_CFG_DMA_CTL_READ 0x02
+#define FW_CFG_DMA_CTL_SELECT 0x08
+
+/* A DMA descriptor: big-endian fields. */
+struct fw_cfg_dma_access {
+	u32 control;
+	u32 length;
+	u64 address;
+} __attribute__((packed));
+
+static u32 fw_cfg_features(void)
+{
+	u32 v = 0;
+
+	outw(FW_CFG_ID, FW_CFG_PORT_SEL);
+	for (int i = 0; i < 4; i++)
+		v |= (u32)inb(FW_CFG_PORT_DATA) << (8 * i);
+	return v;
+}
+
+/*
+ * The device writes the @len bytes of item @key to @buf. Returns the
+ * control word the device wrote back (0: done, bit 0: error).
+ */
+static u32 fw_cfg_dma_read(struct fw_cfg_dma_access *d, u16 key, void *buf, u32 len)
+{
+	u64 pa = ptr_to_pa(d);
+
+	d->control = __builtin_bswap32((u32)key << 16 | FW_CFG_DMA_CTL_SELECT | FW_CFG_DMA_CTL_READ);
+	d->length = __builtin_bswap32(len);
+	d->address = __builtin_bswap64(ptr_to_pa(buf));
+	/* The high half latches; writing the low half starts the transfer. */
+	outl(__builtin_bswap32(pa >> 32), FW_CFG_PORT_DMA);
+	outl(__builtin_bswap32((u32)pa), FW_CFG_PORT_DMA + 4);
+	return __builtin_bswap32(((volatile struct fw_cfg_dma_access *)d)->control);
+}
+
+static void test_dma(void)
+{
+	struct fw_cfg_dma_access *d = alloc_page();
+	u8 *open = alloc_page(), *blocked = alloc_page();
+	u64 refused;
+	u32 ctl;
+
+	report_prefix_push("dma");
+	report(fw_cfg_features() & FW_CFG_VERSION_DMA, "fw_cfg offers DMA");
+
+	memset(open, 0x11, PAGE_SIZE);
+	ctl = fw_cfg_dma_read(d, FW_CFG_SIGNATURE, open, 4);
+	report(ctl == 0 && !memcmp(open, "QEMU", 4), "device write to an open page (ctl %x)", ctl);
+
+	testdev(OP_DMA_BLOCK, ptr_to_pa(blocked), 0, 0);
+	refused = testdev(OP_DMA_BLOCKED, 0, 0, 0);
+	memset(blocked, 0x11, PAGE_SIZE);
+	ctl = fw_cfg_dma_read(d, FW_CFG_SIGNATURE, blocked, 4);
+	report(ctl == 0, "the transfer into a blocked page completes (ctl %x)", ctl);
+	report(blocked[0] == 0x11 && blocked[1] == 0x11 && blocked[2] == 0x11 && blocked[3] == 0x11,
+	       "its data is dropped (%02x %02x %02x %02x)", blocked[0], blocked[1], blocked[2],
+	       blocked[3]);
+	report(testdev(OP_DMA_BLOCKED, 0, 0, 0) > refused, "the plugin counted the refusal");
+	blocked[0] = 0x42;
+	report(blocked[0] == 0x42, "the vCPU still reaches the page");
+
+	memset(open, 0x22, PAGE_SIZE);
+	ctl = fw_cfg_dma_read(d, FW_CFG_SIGNATURE, open, 4);
+	report(ctl == 0 && !memcmp(open, "QEMU", 4), "other pages still receive data");
+
+	testdev(OP_CLEAR, 0, 0, 0);
+	ctl = fw_cfg_dma_read(d, FW_CFG_SIGNATURE, blocked, 4);
+	report(ctl == 0 && !memcmp(blocked, "QEMU", 4), "unblocked, the page receives data");
+	report_prefix_pop();
+}
+
+int main(void)
+{
+	test_memslots();
+	test_dma();
+	return 0;
+}
