@@ -23,6 +23,7 @@ use qemu_plugin_sys::{
 use crate::args::{self, Request, HELP};
 use crate::guard::guard;
 use crate::hooks::{Access, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::kvm::Effects;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::plugin::{Mode, Plugin};
 use crate::summary;
@@ -58,6 +59,7 @@ struct CvmFns {
     register_memslot_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_memslot_cb_t) -> c_int,
     register_dma_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_dma_cb_t) -> c_int,
     tlb_flush: unsafe extern "C" fn(c_int),
+    phys_rw: unsafe extern "C" fn(u64, *mut c_void, u64, bool) -> c_int,
 }
 
 /// Prints a report for the user.
@@ -105,13 +107,15 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_register_memslot_cb,
             &api.qemu_plugin_cvm_register_dma_cb,
             &api.qemu_plugin_cvm_tlb_flush,
+            &api.qemu_plugin_cvm_phys_rw,
         ) {
-            (Ok(s), Ok(i), Ok(m), Ok(d), Ok(f)) => Some(CvmFns {
+            (Ok(s), Ok(i), Ok(m), Ok(d), Ok(f), Ok(rw)) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
                 register_memslot_cb: *m,
                 register_dma_cb: *d,
                 tlb_flush: *f,
+                phys_rw: *rw,
             }),
             _ => None,
         };
@@ -130,6 +134,34 @@ fn tlb_flush(target: FlushTarget) {
         // SAFETY: `tlb_flush` is QEMU's qemu_plugin_cvm_tlb_flush, callable
         // from any thread with any vCPU index or -1.
         unsafe { (cvm.tlb_flush)(vcpu) }
+    }
+}
+
+/// Carries out what the model asked for besides its answer: first discard
+/// memory content (zero it through QEMU, bypassing stage 2), then flush.
+fn apply(effects: Effects) {
+    let Some(cvm) = CVM.get() else {
+        return;
+    };
+    if let Some((gpa, len)) = effects.clear {
+        const CHUNK: usize = 4096;
+        let zeros = [0u8; CHUNK];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64);
+            // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; it only
+            // reads `n` bytes from the buffer when writing, and `zeros` has
+            // at least `n` bytes. The buffer is not written to.
+            let rc = unsafe { (cvm.phys_rw)(gpa + done, zeros.as_ptr() as *mut c_void, n, true) };
+            if rc != 0 {
+                eprintln!("cvmem: cannot clear guest memory at {:#x}", gpa + done);
+                break;
+            }
+            done += n;
+        }
+    }
+    if let Some(target) = effects.flush {
+        tlb_flush(target);
     }
 }
 
@@ -169,14 +201,15 @@ unsafe extern "C" fn on_stage2(
         paging: req.paging,
         stage1_prot: req.stage1_prot,
     };
-    let answer = guard(
+    let (answer, effects) = guard(
         "stage2",
-        Stage2Answer::Fault(INTERNAL_ERROR_FAULT),
+        (Stage2Answer::Fault(INTERNAL_ERROR_FAULT), Effects::NONE),
         || match PLUGIN.get() {
             Some(plugin) => plugin.stage2(&request),
-            None => Stage2Answer::identity(&request),
+            None => (Stage2Answer::identity(&request), Effects::NONE),
         },
     );
+    apply(effects);
     let action = match answer {
         Stage2Answer::Allow {
             backing_gpa,
@@ -271,11 +304,12 @@ unsafe extern "C" fn on_memslot(
     } else {
         MemslotOp::Add
     };
-    guard("memslot", (), || {
-        if let Some(plugin) = PLUGIN.get() {
-            plugin.memslot(op, section);
-        }
-    })
+    let effects = guard("memslot", Effects::NONE, || {
+        PLUGIN
+            .get()
+            .map_or(Effects::NONE, |plugin| plugin.memslot(op, section))
+    });
+    apply(effects);
 }
 
 /// A device is about to access the page of `gpa`. Fails closed: a panic
@@ -392,7 +426,22 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 }
             }
         }
-        if PLUGIN.set(Plugin::new(config, mode)).is_err() {
+        // SAFETY: `info` is valid for this call (checked non-null above when
+        // reading the target name; read again here).
+        let max_vcpus = unsafe { info.as_ref() }
+            .filter(|i| i.system_emulation)
+            // SAFETY: `system` is the active union member in system emulation.
+            .map(|i| unsafe { i.__bindgen_anon_1.system.max_vcpus })
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1);
+        let plugin = match Plugin::new(config, mode, max_vcpus) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                eprintln!("cvmem: {e}");
+                return -1;
+            }
+        };
+        if PLUGIN.set(plugin).is_err() {
             eprintln!("cvmem: libcvmem.so can be loaded only once per QEMU");
             return -1;
         }

@@ -8,6 +8,8 @@
 //! - [`args`] parses the `-plugin libcvmem.so,key=value,...` arguments;
 //! - [`plugin`] holds the running plugin's configuration and counters;
 //! - [`hooks`] is the safe view of the cvm API's hook types;
+//! - [`kvm`] is the modelled KVM: it owns the model's VM, makes memslots of
+//!   QEMU's RAM sections, answers stage-2 requests and handles exits;
 //! - [`memslots`] keeps the guest's RAM sections as QEMU reports them;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
@@ -19,6 +21,7 @@
 pub mod args;
 pub mod guard;
 pub mod hooks;
+pub mod kvm;
 pub mod memslots;
 pub mod plugin;
 pub mod summary;

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use crate::args::{Config, TestMode};
 use crate::hooks::{prot, Access, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::kvm::{Effects, Kvm};
 use crate::memslots::{MemslotOp, MemslotReportError, Memslots, RamSection};
 use crate::testdev::TestDev;
 use cvmem_model::tlb::FlushTarget;
@@ -118,19 +119,23 @@ pub struct Plugin {
     pub testdev: Option<TestDev>,
     /// The guest's RAM as QEMU reports it.
     pub memslots: Mutex<Memslots>,
+    /// The modelled KVM, which decides.
+    pub kvm: Kvm,
 }
 
 impl Plugin {
-    /// A new plugin instance, installed now.
-    pub fn new(config: Config, mode: Mode) -> Self {
-        Plugin {
+    /// A new plugin instance for a guest of up to `max_vcpus` vCPUs,
+    /// installed now.
+    pub fn new(config: Config, mode: Mode, max_vcpus: u32) -> Result<Self, String> {
+        Ok(Plugin {
+            kvm: Kvm::new(config.vm_type, max_vcpus)?,
             testdev: (config.test == TestMode::Hooks).then(TestDev::default),
             config,
             mode,
             stats: Stats::default(),
             started: Instant::now(),
             memslots: Mutex::new(Memslots::default()),
-        }
+        })
     }
 
     /// The instruction kinds to register for.
@@ -142,26 +147,28 @@ impl Plugin {
         }
     }
 
-    /// Decides a guest-physical access at softTLB fill. The hot path.
-    pub fn stage2(&self, req: &Stage2Request) -> Stage2Answer {
+    /// Decides a guest-physical access at softTLB fill, and says what to do
+    /// in QEMU besides. The hot path.
+    pub fn stage2(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
         let stats = self.stats.vcpu(req.vcpu_index);
         stats.stage2.fetch_add(1, Ordering::Relaxed);
         if req.page_walk {
             stats.stage2_page_walk.fetch_add(1, Ordering::Relaxed);
         }
-        let answer = self.decide(req);
-        if matches!(answer, Stage2Answer::Fault(_)) {
+        let decided = self.decide(req);
+        if matches!(decided.0, Stage2Answer::Fault(_)) {
             stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
         }
-        answer
+        decided
     }
 
-    /// The stage-2 decision, shared by enforcing and audit mode.
-    fn decide(&self, req: &Stage2Request) -> Stage2Answer {
-        match &self.testdev {
-            Some(dev) => dev.stage2(req),
-            None => Stage2Answer::identity(req),
+    /// The stage-2 decision, shared by enforcing and audit mode: a test
+    /// device rule if one covers the page, else the model.
+    fn decide(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
+        if let Some(answer) = self.testdev.as_ref().and_then(|dev| dev.stage2(req)) {
+            return (answer, Effects::NONE);
         }
+        self.kvm.stage2(req)
     }
 
     /// Audit mode: a guest load or store reached guest RAM at `gpa` (QEMU's
@@ -180,7 +187,7 @@ impl Plugin {
             paging: true,
             stage1_prot: prot::ALL,
         };
-        if matches!(self.decide(&req), Stage2Answer::Fault(_)) {
+        if matches!(self.decide(&req).0, Stage2Answer::Fault(_)) {
             stats.audit_violations.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -201,16 +208,25 @@ impl Plugin {
 
     /// QEMU's memory listener added or deleted a RAM section. Runs on the
     /// main-loop thread.
-    pub fn memslot(&self, op: MemslotOp, section: RamSection) {
+    pub fn memslot(&self, op: MemslotOp, section: RamSection) -> Effects {
         if let Some(dev) = &self.testdev {
             dev.memslot(op, &section);
         }
+        let effects = match self.kvm.memslot(op, &section) {
+            Ok(effects) => effects,
+            Err(e) => {
+                eprintln!("cvmem: {e}");
+                self.stats.memslot_rejected.fetch_add(1, Ordering::Relaxed);
+                Effects::NONE
+            }
+        };
         match self.memslots.lock().apply(op, section) {
             Ok(()) | Err(MemslotReportError::Unknown) => {}
             Err(_) => {
                 self.stats.memslot_rejected.fetch_add(1, Ordering::Relaxed);
             }
         }
+        effects
     }
 
     /// Whether a device may access the page of `gpa`. Runs on whichever
@@ -265,7 +281,7 @@ mod tests {
 
     #[test]
     fn vcpus_are_counted() {
-        let p = Plugin::new(Config::default(), Mode::Audit);
+        let p = Plugin::new(Config::default(), Mode::Audit, 1).unwrap();
         p.vcpu_init(0);
         p.vcpu_init(1);
         assert_eq!(p.stats.vcpus.load(Ordering::Relaxed), 2);
@@ -273,9 +289,9 @@ mod tests {
 
     #[test]
     fn banner_names_mode_and_type() {
-        let p = Plugin::new(Config::default(), Mode::Enforcing { api_version: 1 });
+        let p = Plugin::new(Config::default(), Mode::Enforcing { api_version: 1 }, 1).unwrap();
         assert!(p.banner().contains("vm-type=default mode=enforcing"));
-        let p = Plugin::new(Config::default(), Mode::Audit);
+        let p = Plugin::new(Config::default(), Mode::Audit, 1).unwrap();
         assert!(p.banner().contains("mode=audit"));
     }
 }

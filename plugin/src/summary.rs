@@ -42,6 +42,24 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         "  instructions  {} emulated or declined",
         stats.total(|s| &s.insns)
     );
+    let m = plugin.kvm.vm().stats();
+    let _ = writeln!(
+        out,
+        "  tdp           {} lookups, {} faults, maps 4K/2M/1G {}/{}/{}, {} MMIO exits",
+        m.lookups, m.faults, m.maps[0], m.maps[1], m.maps[2], m.mmio_exits
+    );
+    let _ = writeln!(
+        out,
+        "  zaps          {} ({} leaves), {} flushes ({} of all vCPUs)",
+        m.zaps, m.leaves_zapped, m.flushes, m.flushes_all_vcpus
+    );
+    let _ = writeln!(
+        out,
+        "  conversions   {} ({} frames), {} implicit",
+        m.conversions,
+        m.frames_converted,
+        plugin.kvm.implicit_conversions.load(Ordering::Relaxed)
+    );
     if plugin.mode == Mode::Audit {
         let _ = writeln!(
             out,
@@ -92,7 +110,7 @@ mod tests {
             vm_type: VmType::Tdx,
             ..Config::default()
         };
-        let p = Plugin::new(config, Mode::Enforcing { api_version: 1 });
+        let p = Plugin::new(config, Mode::Enforcing { api_version: 1 }, 2).unwrap();
         p.vcpu_init(0);
         p.vcpu_init(1);
         let s = render(&p, Duration::from_millis(1500));

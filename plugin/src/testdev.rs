@@ -71,8 +71,8 @@ pub struct TestDev {
 const MEMSLOT_LOG_MAX: usize = 4096;
 
 impl TestDev {
-    /// The stage-2 answer for `req` under the current rules.
-    pub fn stage2(&self, req: &Stage2Request) -> Stage2Answer {
+    /// The stage-2 answer for `req` if a rule covers its page.
+    pub fn stage2(&self, req: &Stage2Request) -> Option<Stage2Answer> {
         let page = req.gpa & PAGE_MASK;
         let rule = self
             .rules
@@ -80,19 +80,18 @@ impl TestDev {
             .iter()
             .find(|(p, _)| *p == page)
             .map(|(_, r)| *r);
-        match rule {
-            None => Stage2Answer::identity(req),
-            Some(Rule::Remap { backing_page }) => Stage2Answer::Allow {
+        Some(match rule? {
+            Rule::Remap { backing_page } => Stage2Answer::Allow {
                 backing_gpa: backing_page,
                 prot: prot::ALL,
                 page_size: 4096,
             },
-            Some(Rule::Deny { vector, error_code }) => Stage2Answer::Fault(Fault {
+            Rule::Deny { vector, error_code } => Stage2Answer::Fault(Fault {
                 vector,
                 error_code,
                 cr2: (vector == 14).then_some(req.gva),
             }),
-        }
+        })
     }
 
     /// Whether a device may access the page of `gpa`.
@@ -261,13 +260,10 @@ mod tests {
     #[test]
     fn rules_drive_stage2() {
         let dev = TestDev::default();
-        assert_eq!(
-            dev.stage2(&req(0x5123)),
-            Stage2Answer::identity(&req(0x5123))
-        );
+        assert_eq!(dev.stage2(&req(0x5123)), None);
         assert_eq!(call(&dev, 1, 0x5000, 14, 0x8000_0001).0, 0);
         assert_eq!(
-            dev.stage2(&req(0x5123)),
+            dev.stage2(&req(0x5123)).unwrap(),
             Stage2Answer::Fault(Fault {
                 vector: 14,
                 error_code: Some(0x8000_0001),
@@ -276,7 +272,7 @@ mod tests {
         );
         call(&dev, 1, 0x5000, 20, u64::MAX);
         assert_eq!(
-            dev.stage2(&req(0x5000)),
+            dev.stage2(&req(0x5000)).unwrap(),
             Stage2Answer::Fault(Fault {
                 vector: 20,
                 error_code: None,
@@ -286,16 +282,13 @@ mod tests {
         call(&dev, 2, 0x6000, 0x9000, 0);
         assert!(matches!(
             dev.stage2(&req(0x6008)),
-            Stage2Answer::Allow {
+            Some(Stage2Answer::Allow {
                 backing_gpa: 0x9000,
                 ..
-            }
+            })
         ));
         call(&dev, 3, 0, 0, 0);
-        assert_eq!(
-            dev.stage2(&req(0x5000)),
-            Stage2Answer::identity(&req(0x5000))
-        );
+        assert_eq!(dev.stage2(&req(0x5000)), None);
     }
 
     #[test]

@@ -1,0 +1,401 @@
+//! The modelled KVM: owns the model's [`Vm`], turns QEMU's memslot reports
+//! into memslots, answers the stage-2 callback from the model's TDP, and
+//! handles the exits KVM would hand to QEMU the way QEMU would.
+//!
+//! | model answer | KVM / QEMU | here |
+//! |---|---|---|
+//! | mapped | the TDP maps it | allow: backing, permissions, leaf size |
+//! | `Mmio`, `ReadOnlyWrite` | `KVM_EXIT_MMIO`, QEMU emulates | allow at the guest-physical address (alias stripped): QEMU's memory core does the MMIO or drops the ROM write |
+//! | `MemoryFault` | `KVM_EXIT_MEMORY_FAULT`, QEMU's `kvm_convert_memory()` | implicit conversion of the page, the side left discarded (zeroed), then retry |
+//! | `SeptBlocked` | KVM retries the fault | retry |
+//! | `VirtualizationException` | the TDX module injects #VE | #VE |
+//! | `ReservedGpa` | reserved bits in the guest's tables | #PF with RSVD |
+//! | `VmDead`, `Dead`, `OutOfTables` | the VM is dead / `-ENOMEM` | #MC and a message: nothing is allowed unchecked |
+//!
+//! QEMU's view and the model's are kept identical: a memslot's backing
+//! address is the QEMU guest-physical address where QEMU put the section,
+//! so an allowed translation is a QEMU address that QEMU resolves to RAM.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use cvmem_model::{
+    Access as ModelAccess, BackingAddr, FlushRequest, FlushTarget, GfnRange, Gpa, MemoryRegion,
+    MemslotFlags, MemslotId, Stage2, Stage2Fault, VcpuId, Vm, VmConfig, VmType, PAGE_SIZE,
+};
+use parking_lot::Mutex;
+
+use crate::hooks::{prot, Access, Fault, Stage2Answer, Stage2Request};
+use crate::memslots::{MemslotOp, RamSection};
+
+/// What the plugin must do in QEMU besides answering the callback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Flush these softTLBs.
+    pub flush: Option<FlushTarget>,
+    /// Zero this guest-physical range (QEMU addresses): the side of a
+    /// conversion being left is discarded, as QEMU+KVM discard it.
+    pub clear: Option<(u64, u64)>,
+}
+
+impl Effects {
+    /// No effect.
+    pub const NONE: Effects = Effects {
+        flush: None,
+        clear: None,
+    };
+
+    fn flush(req: Option<FlushRequest>) -> Effects {
+        Effects {
+            flush: req.map(|r| r.target),
+            clear: None,
+        }
+    }
+}
+
+/// Exception vectors cvmem raises.
+mod vector {
+    pub const PF: u8 = 14;
+    pub const MC: u8 = 18;
+    pub const VE: u8 = 20;
+}
+
+/// #PF error-code bits (Intel SDM vol. 3 4.7).
+mod pferr {
+    pub const PRESENT: u32 = 1 << 0;
+    pub const WRITE: u32 = 1 << 1;
+    pub const USER: u32 = 1 << 2;
+    pub const RSVD: u32 = 1 << 3;
+    pub const FETCH: u32 = 1 << 4;
+}
+
+/// The modelled KVM of one QEMU process.
+#[derive(Debug)]
+pub struct Kvm {
+    vm: Vm,
+    /// QEMU's sections as memslots: (gpa, size, id), by address.
+    slots: Mutex<Vec<(u64, u64, MemslotId)>>,
+    /// Implicit conversions done on memory-fault exits.
+    pub implicit_conversions: AtomicU64,
+    /// Set once the model declared the VM dead; reported once.
+    dead_reported: AtomicBool,
+}
+
+impl Kvm {
+    /// Creates the VM (`KVM_CREATE_VM` of `vm_type`) for `max_vcpus` vCPUs.
+    pub fn new(vm_type: VmType, max_vcpus: u32) -> Result<Kvm, String> {
+        let config = VmConfig {
+            max_vcpus: max_vcpus.max(1),
+            ..VmConfig::new(vm_type)
+        };
+        let vm = Vm::new(config).map_err(|e| format!("cannot create the {vm_type} VM: {e}"))?;
+        Ok(Kvm {
+            vm,
+            slots: Mutex::new(Vec::new()),
+            implicit_conversions: AtomicU64::new(0),
+            dead_reported: AtomicBool::new(false),
+        })
+    }
+
+    /// The model.
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    /// Applies a memslot report of QEMU's memory listener, as QEMU's KVM
+    /// listener would (`kvm_set_phys_mem()`): a new slot per added section,
+    /// private-capable (`KVM_MEM_GUEST_MEMFD`) when the VM type has private
+    /// memory and the section is writable RAM.
+    pub fn memslot(&self, op: MemslotOp, s: &RamSection) -> Result<Effects, String> {
+        let mut slots = self.slots.lock();
+        match op {
+            MemslotOp::Add => {
+                let id = (0..=u16::MAX)
+                    .map(MemslotId)
+                    .find(|id| slots.iter().all(|&(_, _, used)| used != *id))
+                    .ok_or("no free memslot id")?;
+                let mut flags = MemslotFlags::NONE;
+                if s.readonly {
+                    flags = flags | MemslotFlags::READONLY;
+                } else if self.vm.vm_type().has_private_mem() {
+                    flags = flags | MemslotFlags::GUEST_MEMFD;
+                }
+                let flush = self
+                    .vm
+                    .set_memory_region(MemoryRegion {
+                        slot: id,
+                        flags,
+                        guest_phys_addr: Gpa::new(s.gpa),
+                        memory_size: s.size,
+                        backing: BackingAddr::new(s.gpa),
+                    })
+                    .map_err(|e| format!("memslot {:#x}+{:#x} ({}): {e}", s.gpa, s.size, s.name))?;
+                let at = slots.partition_point(|&(gpa, _, _)| gpa < s.gpa);
+                slots.insert(at, (s.gpa, s.size, id));
+                Ok(Effects::flush(self.vm.flush(flush)))
+            }
+            MemslotOp::Del => {
+                let Some(at) = slots
+                    .iter()
+                    .position(|&(gpa, size, _)| gpa == s.gpa && size == s.size)
+                else {
+                    // A ROM device that left ROMD mode before it was added.
+                    return Ok(Effects::NONE);
+                };
+                let flush = self
+                    .vm
+                    .delete_memslot(slots[at].2)
+                    .map_err(|e| format!("deleting memslot {:#x}: {e}", s.gpa))?;
+                slots.remove(at);
+                Ok(Effects::flush(self.vm.flush(flush)))
+            }
+        }
+    }
+
+    /// The stage-2 answer for `req`. The hot path: a lookup hit reads a few
+    /// atomics.
+    pub fn stage2(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
+        let access = match req.access {
+            Access::Read => ModelAccess::Read,
+            Access::Write => ModelAccess::Write,
+            Access::Fetch => ModelAccess::Fetch,
+        };
+        let fault = match self
+            .vm
+            .stage2(VcpuId(req.vcpu_index), Gpa::new(req.gpa), access)
+        {
+            Stage2::Mapped(t) => {
+                let mut p = 0;
+                if t.perms.read {
+                    p |= prot::READ;
+                }
+                if t.perms.write {
+                    p |= prot::WRITE;
+                }
+                if t.perms.exec {
+                    p |= prot::EXEC;
+                }
+                let answer = Stage2Answer::Allow {
+                    backing_gpa: t.backing.raw(),
+                    prot: p,
+                    page_size: t.level.size_bytes(),
+                };
+                return (answer, Effects::NONE);
+            }
+            Stage2::Fault(f) => f,
+        };
+        match fault {
+            Stage2Fault::Mmio { gpa } | Stage2Fault::ReadOnlyWrite { gpa } => {
+                (self.unaliased(gpa), Effects::NONE)
+            }
+            Stage2Fault::MemoryFault { gfn, private, .. } => self.implicit_conversion(gfn, private),
+            Stage2Fault::SeptBlocked { .. } => (Stage2Answer::Retry, Effects::NONE),
+            Stage2Fault::VirtualizationException { .. } => (
+                Stage2Answer::Fault(Fault {
+                    vector: vector::VE,
+                    error_code: None,
+                    cr2: None,
+                }),
+                Effects::NONE,
+            ),
+            Stage2Fault::ReservedGpa { .. } => {
+                let mut code = pferr::PRESENT | pferr::RSVD;
+                match req.access {
+                    Access::Write if !req.page_walk => code |= pferr::WRITE,
+                    Access::Fetch => code |= pferr::FETCH,
+                    _ => {}
+                }
+                if req.cpl == 3 {
+                    code |= pferr::USER;
+                }
+                (
+                    Stage2Answer::Fault(Fault {
+                        vector: vector::PF,
+                        error_code: Some(code),
+                        cr2: Some(req.gva),
+                    }),
+                    Effects::NONE,
+                )
+            }
+            Stage2Fault::VmDead { .. } | Stage2Fault::Dead | Stage2Fault::OutOfTables => {
+                if !self.dead_reported.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "cvmem: the VM is dead ({fault:?} at GPA {:#x}); guest accesses \
+                         now raise #MC",
+                        req.gpa
+                    );
+                }
+                (
+                    Stage2Answer::Fault(Fault {
+                        vector: vector::MC,
+                        error_code: None,
+                        cr2: None,
+                    }),
+                    Effects::NONE,
+                )
+            }
+        }
+    }
+
+    /// Allows `req` at its guest-physical address with the alias bits
+    /// stripped, for QEMU's memory core to handle (MMIO, ROM).
+    fn unaliased(&self, gpa: Gpa) -> Stage2Answer {
+        let gpa = self
+            .vm
+            .decode(gpa)
+            .map_or(gpa.raw(), |d| d.gfn.gpa().raw() | d.offset);
+        Stage2Answer::Allow {
+            backing_gpa: gpa,
+            prot: prot::ALL,
+            page_size: PAGE_SIZE,
+        }
+    }
+
+    /// The guest touched a page through the other alias: convert it, as QEMU
+    /// does on `KVM_EXIT_MEMORY_FAULT` (`kvm_convert_memory()`), discarding
+    /// the content of the side being left.
+    fn implicit_conversion(&self, gfn: cvmem_model::Gfn, private: bool) -> (Stage2Answer, Effects) {
+        let range = GfnRange::one(gfn);
+        match self.vm.set_memory_attributes(range, private) {
+            Ok(flush) => {
+                self.implicit_conversions.fetch_add(1, Ordering::Relaxed);
+                let effects = Effects {
+                    flush: self.vm.flush(flush).map(|r| r.target),
+                    clear: self.backing_of(gfn).map(|b| (b, PAGE_SIZE)),
+                };
+                (Stage2Answer::Retry, effects)
+            }
+            Err(e) => {
+                eprintln!(
+                    "cvmem: implicit conversion of GFN {:#x} failed: {e}",
+                    gfn.raw()
+                );
+                (
+                    Stage2Answer::Fault(Fault {
+                        vector: vector::MC,
+                        error_code: None,
+                        cr2: None,
+                    }),
+                    Effects::NONE,
+                )
+            }
+        }
+    }
+
+    /// The QEMU address backing `gfn`, if a memslot holds it.
+    fn backing_of(&self, gfn: cvmem_model::Gfn) -> Option<u64> {
+        let gpa = gfn.gpa().raw();
+        self.slots
+            .lock()
+            .iter()
+            .find(|&&(base, size, _)| gpa >= base && gpa - base < size)
+            .map(|_| gpa)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(gpa: u64, size: u64, readonly: bool) -> RamSection {
+        RamSection {
+            gpa,
+            size,
+            readonly,
+            name: "ram".into(),
+        }
+    }
+
+    fn req(gpa: u64, access: Access) -> Stage2Request {
+        Stage2Request {
+            gpa,
+            gva: 0x40_0000,
+            vcpu_index: 0,
+            access,
+            cpl: 0,
+            page_walk: false,
+            paging: true,
+            stage1_prot: prot::ALL,
+        }
+    }
+
+    #[test]
+    fn ram_is_mapped_through_the_model_and_mmio_passes_through() {
+        let kvm = Kvm::new(VmType::Default, 1).unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0, 0xa_0000, false))
+            .unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0x10_0000, 0x100_0000, false))
+            .unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0xfffc_0000, 0x4_0000, true))
+            .unwrap();
+        let (a, e) = kvm.stage2(&req(0x12_3456, Access::Write));
+        assert_eq!(e, Effects::NONE);
+        match a {
+            Stage2Answer::Allow {
+                backing_gpa, prot, ..
+            } => {
+                assert_eq!(backing_gpa & !0xfff, 0x12_3000);
+                assert_eq!(prot & prot::WRITE, prot::WRITE);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The VGA hole: no memslot, QEMU emulates.
+        assert!(matches!(
+            kvm.stage2(&req(0xb_8000, Access::Write)).0,
+            Stage2Answer::Allow {
+                backing_gpa: 0xb_8000,
+                ..
+            }
+        ));
+        // A ROM write reaches QEMU, which drops it.
+        assert!(matches!(
+            kvm.stage2(&req(0xffff_fff0, Access::Write)).0,
+            Stage2Answer::Allow {
+                backing_gpa: 0xffff_fff0,
+                ..
+            }
+        ));
+        assert_eq!(kvm.vm().stats().maps.iter().sum::<u64>(), 1);
+        // Deleting the slot unmaps it and asks for a flush.
+        let e = kvm
+            .memslot(MemslotOp::Del, &section(0x10_0000, 0x100_0000, false))
+            .unwrap();
+        assert!(e.flush.is_some());
+        assert!(matches!(
+            kvm.stage2(&req(0x12_3456, Access::Read)).0,
+            Stage2Answer::Allow {
+                backing_gpa: 0x12_3456,
+                ..
+            }
+        ));
+        assert_eq!(kvm.vm().memslots().iter().count(), 2);
+    }
+
+    #[test]
+    fn a_shared_access_to_private_memory_converts_the_page() {
+        let kvm = Kvm::new(VmType::Tdx, 1).unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0, 0x100_0000, false))
+            .unwrap();
+        let gfn = cvmem_model::Gfn::new(0x42);
+        kvm.vm()
+            .set_memory_attributes(GfnRange::one(gfn), true)
+            .unwrap()
+            .ignore();
+        // GPAW 48: the shared bit is bit 47.
+        let shared = (1 << 47) | 0x42_010;
+        let (a, e) = kvm.stage2(&req(shared, Access::Read));
+        assert_eq!(a, Stage2Answer::Retry);
+        assert_eq!(e.clear, Some((0x42_000, PAGE_SIZE)));
+        assert!(!kvm.vm().is_private(gfn));
+        assert!(matches!(
+            kvm.stage2(&req(shared, Access::Read)).0,
+            Stage2Answer::Allow { backing_gpa, .. } if backing_gpa & !0xfff == 0x42_000
+        ));
+        assert_eq!(kvm.implicit_conversions.load(Ordering::Relaxed), 1);
+        // The private alias of the now shared page converts it back.
+        assert_eq!(
+            kvm.stage2(&req(0x42_010, Access::Read)).0,
+            Stage2Answer::Retry
+        );
+        assert!(kvm.vm().is_private(gfn));
+    }
+}
