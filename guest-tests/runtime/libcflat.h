@@ -93,7 +93,7 @@ struct boot_info {
 extern struct boot_info boot_info;
 
 /* True if the command line (QEMU -append) holds `word` as a whole token. */
-bool cmdline_has(const char *word);
+bool cmdline_has(const char *word); /* words: separated by spaces or commas */
 
 /* ---- Port I/O, MSRs, CPUID, control registers ------------------------- */
 

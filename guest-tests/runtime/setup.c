@@ -105,12 +105,13 @@ bool cmdline_has(const char *word)
 {
 	size_t n = strlen(word);
 
+	/* Words are separated by spaces or commas. */
 	for (const char *p = cmdline_copy; *p;) {
-		while (*p == ' ')
+		while (*p == ' ' || *p == ',')
 			p++;
-		if (!strncmp(p, word, n) && (p[n] == ' ' || p[n] == '\0'))
+		if (!strncmp(p, word, n) && (p[n] == ' ' || p[n] == ',' || p[n] == '\0'))
 			return true;
-		while (*p && *p != ' ')
+		while (*p && *p != ' ' && *p != ',')
 			p++;
 	}
 	return false;

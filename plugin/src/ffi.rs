@@ -143,7 +143,7 @@ fn apply(effects: Effects) {
     let Some(cvm) = CVM.get() else {
         return;
     };
-    if let Some((gpa, len)) = effects.clear {
+    for &(gpa, len) in &effects.clear {
         const CHUNK: usize = 4096;
         let zeros = [0u8; CHUNK];
         let mut done = 0;
@@ -255,12 +255,10 @@ unsafe extern "C" fn on_insn(
         cpl: raw.cpl,
         insn_len: raw.insn_len,
     };
-    let (action, flush) = guard("insn", (InsnAction::Decline, None), || {
+    let (action, effects) = guard("insn", (InsnAction::Decline, Effects::NONE), || {
         plugin.insn(vcpu_index, insn, &mut regs)
     });
-    if let Some(target) = flush {
-        tlb_flush(target);
-    }
+    apply(effects);
     let action = match action {
         InsnAction::Decline => qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DECLINE,
         InsnAction::Done => {

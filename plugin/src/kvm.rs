@@ -19,35 +19,36 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cvmem_model::{
-    Access as ModelAccess, BackingAddr, FlushRequest, FlushTarget, GfnRange, Gpa, MemoryRegion,
-    MemslotFlags, MemslotId, Stage2, Stage2Fault, VcpuId, Vm, VmConfig, VmType, PAGE_SIZE,
+    Access as ModelAccess, BackingAddr, FlushRequest, FlushTarget, Gfn, GfnRange, Gpa,
+    MemoryRegion, MemslotFlags, MemslotId, Stage2, Stage2Fault, VcpuId, Vm, VmConfig, VmType,
+    PAGE_SIZE,
 };
 use parking_lot::Mutex;
 
-use crate::hooks::{prot, Access, Fault, Stage2Answer, Stage2Request};
+use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
 use crate::memslots::{MemslotOp, RamSection};
 
 /// What the plugin must do in QEMU besides answering the callback.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
     /// Flush these softTLBs.
     pub flush: Option<FlushTarget>,
-    /// Zero this guest-physical range (QEMU addresses): the side of a
-    /// conversion being left is discarded, as QEMU+KVM discard it.
-    pub clear: Option<(u64, u64)>,
+    /// Zero these guest-physical ranges (QEMU addresses, bytes): the side of
+    /// a conversion being left is discarded, as QEMU+KVM discard it.
+    pub clear: Vec<(u64, u64)>,
 }
 
 impl Effects {
     /// No effect.
     pub const NONE: Effects = Effects {
         flush: None,
-        clear: None,
+        clear: Vec::new(),
     };
 
     fn flush(req: Option<FlushRequest>) -> Effects {
         Effects {
             flush: req.map(|r| r.target),
-            clear: None,
+            clear: Vec::new(),
         }
     }
 }
@@ -66,6 +67,31 @@ mod pferr {
     pub const USER: u32 = 1 << 2;
     pub const RSVD: u32 = 1 << 3;
     pub const FETCH: u32 = 1 << 4;
+}
+
+/// KVM hypercall numbers and status codes (include/uapi/linux/kvm_para.h,
+/// Documentation/virt/kvm/x86/hypercalls.rst). A hypercall is VMCALL with
+/// the number in RAX and arguments in RBX, RCX, RDX, RSI; the status comes
+/// back in RAX, negative on error.
+pub mod hc {
+    /// Map a GPA range private or shared.
+    pub const KVM_HC_MAP_GPA_RANGE: u64 = 12;
+    /// `KVM_ENOSYS`: unknown or disabled hypercall.
+    pub const KVM_ENOSYS: u64 = 1000;
+    /// `KVM_EINVAL`: bad arguments.
+    pub const KVM_EINVAL: u64 = 22;
+    /// `KVM_EPERM`: hypercall from CPL > 0.
+    pub const KVM_EPERM: u64 = 1;
+    /// KVM_HC_MAP_GPA_RANGE attributes: bits 3:0 the preferred page size
+    /// (0 4K, 1 2M, 2 1G).
+    pub const KVM_MAP_GPA_RANGE_PAGE_SZ_MASK: u64 = 0xf;
+    /// KVM_HC_MAP_GPA_RANGE attributes: bit 4, encrypted (private).
+    pub const KVM_MAP_GPA_RANGE_ENCRYPTED: u64 = 1 << 4;
+
+    /// `-code` as the guest sees it in RAX.
+    pub const fn err(code: u64) -> u64 {
+        code.wrapping_neg()
+    }
 }
 
 /// The modelled KVM of one QEMU process.
@@ -253,14 +279,18 @@ impl Kvm {
     /// The guest touched a page through the other alias: convert it, as QEMU
     /// does on `KVM_EXIT_MEMORY_FAULT` (`kvm_convert_memory()`), discarding
     /// the content of the side being left.
-    fn implicit_conversion(&self, gfn: cvmem_model::Gfn, private: bool) -> (Stage2Answer, Effects) {
+    fn implicit_conversion(&self, gfn: Gfn, private: bool) -> (Stage2Answer, Effects) {
         let range = GfnRange::one(gfn);
         match self.vm.set_memory_attributes(range, private) {
             Ok(flush) => {
                 self.implicit_conversions.fetch_add(1, Ordering::Relaxed);
                 let effects = Effects {
                     flush: self.vm.flush(flush).map(|r| r.target),
-                    clear: self.backing_of(gfn).map(|b| (b, PAGE_SIZE)),
+                    clear: self
+                        .backing_of(gfn)
+                        .map(|b| (b, PAGE_SIZE))
+                        .into_iter()
+                        .collect(),
                 };
                 (Stage2Answer::Retry, effects)
             }
@@ -281,8 +311,105 @@ impl Kvm {
         }
     }
 
+    /// A guest VMCALL: KVM's hypercall ABI (`kvm_emulate_hypercall()` in
+    /// arch/x86/kvm/x86.c). Writes the status to RAX; returns what to do in
+    /// QEMU.
+    pub fn hypercall(&self, regs: &mut Regs) -> Effects {
+        let nr = regs.gpr[gpr::RAX];
+        let (status, effects) = if regs.cpl != 0 {
+            // Hypercalls are for the guest kernel only.
+            (hc::err(hc::KVM_EPERM), Effects::NONE)
+        } else if nr == hc::KVM_HC_MAP_GPA_RANGE && self.vm.vm_type() == VmType::SwProtected {
+            let (a0, a1, a2) = (regs.gpr[gpr::RBX], regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
+            match self.map_gpa_range(a0, a1, a2) {
+                Ok(effects) => (0, effects),
+                Err(code) => (hc::err(code), Effects::NONE),
+            }
+        } else {
+            // Unknown, or not enabled for this VM type (KVM exits to
+            // userspace for KVM_HC_MAP_GPA_RANGE only where the VMM turned
+            // on KVM_CAP_EXIT_HYPERCALL; QEMU does for private memory).
+            (hc::err(hc::KVM_ENOSYS), Effects::NONE)
+        };
+        regs.gpr[gpr::RAX] = status;
+        effects
+    }
+
+    /// KVM_HC_MAP_GPA_RANGE: KVM checks the range (`PAGE_ALIGNED(gpa)`, a
+    /// non-zero page count that does not wrap), then exits to QEMU, which
+    /// converts (`kvm_handle_hc_map_gpa_range()` -> `kvm_convert_memory()`):
+    /// KVM_SET_MEMORY_ATTRIBUTES, and the content of the side being left is
+    /// discarded. Where QEMU would stop the VM (a range that is not
+    /// private-capable RAM, reserved attribute bits, which hypercalls.rst
+    /// says must be zero), cvmem returns `-KVM_EINVAL` to the guest instead
+    /// and says so on stderr.
+    fn map_gpa_range(&self, gpa: u64, npages: u64, attrs: u64) -> Result<Effects, u64> {
+        let gfn = gpa >> PAGE_SIZE.trailing_zeros();
+        if gpa % PAGE_SIZE != 0 || npages == 0 || gfn.checked_add(npages).is_none() {
+            return Err(hc::KVM_EINVAL);
+        }
+        let reserved = !(hc::KVM_MAP_GPA_RANGE_PAGE_SZ_MASK | hc::KVM_MAP_GPA_RANGE_ENCRYPTED);
+        if attrs & reserved != 0 || attrs & hc::KVM_MAP_GPA_RANGE_PAGE_SZ_MASK > 2 {
+            eprintln!("cvmem: KVM_HC_MAP_GPA_RANGE: reserved attribute bits in {attrs:#x}");
+            return Err(hc::KVM_EINVAL);
+        }
+        let private = attrs & hc::KVM_MAP_GPA_RANGE_ENCRYPTED != 0;
+        let range = GfnRange::from_start_len(Gfn::new(gfn), npages).ok_or(hc::KVM_EINVAL)?;
+        // QEMU converts only guest_memfd-backed RAM (and ignores shared
+        // conversions of unassigned space).
+        let slots = self.vm.memslots();
+        let covered: u64 = slots
+            .iter()
+            .filter(|s| s.private_capable() && !s.invalid)
+            .filter_map(|s| s.range().intersect(range))
+            .map(|r| r.len())
+            .sum();
+        if covered != range.len() {
+            eprintln!(
+                "cvmem: KVM_HC_MAP_GPA_RANGE {gpa:#x}+{npages} pages: not all private-capable RAM (QEMU would stop the VM)"
+            );
+            return Err(hc::KVM_EINVAL);
+        }
+        // Frames that change side lose their content.
+        let attrs_before = self.vm.attributes();
+        let changing: Vec<GfnRange> = if private {
+            let mut shared = vec![range];
+            for p in attrs_before.private_ranges().iter() {
+                shared = shared.into_iter().flat_map(|r| subtract(r, p)).collect();
+            }
+            shared
+        } else {
+            attrs_before
+                .private_ranges()
+                .iter()
+                .filter_map(|p| p.intersect(range))
+                .collect()
+        };
+        let flush = self.vm.set_memory_attributes(range, private).map_err(|e| {
+            eprintln!("cvmem: KVM_HC_MAP_GPA_RANGE {gpa:#x}+{npages} pages: {e}");
+            hc::KVM_EINVAL
+        })?;
+        Ok(Effects {
+            flush: self.vm.flush(flush).map(|r| r.target),
+            clear: changing
+                .iter()
+                .map(|r| (r.start().gpa().raw(), r.len() * PAGE_SIZE))
+                .collect(),
+        })
+    }
+
+    /// Whether a device may touch the page at `gpa`: not if it is private
+    /// (TDX private pages and SNP guest-owned pages are out of a device's
+    /// reach; a sw-protected VM's private memory is guest_memfd, which QEMU
+    /// does not map).
+    pub fn device_access_allowed(&self, gpa: u64) -> bool {
+        self.vm
+            .decode(Gpa::new(gpa))
+            .is_none_or(|d| !self.vm.is_private(d.gfn))
+    }
+
     /// The QEMU address backing `gfn`, if a memslot holds it.
-    fn backing_of(&self, gfn: cvmem_model::Gfn) -> Option<u64> {
+    fn backing_of(&self, gfn: Gfn) -> Option<u64> {
         let gpa = gfn.gpa().raw();
         self.slots
             .lock()
@@ -290,6 +417,21 @@ impl Kvm {
             .find(|&&(base, size, _)| gpa >= base && gpa - base < size)
             .map(|_| gpa)
     }
+}
+
+/// `a` without `b`: zero, one or two ranges.
+fn subtract(a: GfnRange, b: GfnRange) -> Vec<GfnRange> {
+    if !a.overlaps(b) {
+        return vec![a];
+    }
+    [
+        GfnRange::new(a.start(), b.start()),
+        GfnRange::new(b.end(), a.end()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|r| !r.is_empty())
+    .collect()
 }
 
 #[cfg(test)]
@@ -375,7 +517,7 @@ mod tests {
         let kvm = Kvm::new(VmType::Tdx, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &section(0, 0x100_0000, false))
             .unwrap();
-        let gfn = cvmem_model::Gfn::new(0x42);
+        let gfn = Gfn::new(0x42);
         kvm.vm()
             .set_memory_attributes(GfnRange::one(gfn), true)
             .unwrap()
@@ -384,7 +526,7 @@ mod tests {
         let shared = (1 << 47) | 0x42_010;
         let (a, e) = kvm.stage2(&req(shared, Access::Read));
         assert_eq!(a, Stage2Answer::Retry);
-        assert_eq!(e.clear, Some((0x42_000, PAGE_SIZE)));
+        assert_eq!(e.clear, [(0x42_000, PAGE_SIZE)]);
         assert!(!kvm.vm().is_private(gfn));
         assert!(matches!(
             kvm.stage2(&req(shared, Access::Read)).0,

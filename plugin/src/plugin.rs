@@ -12,7 +12,6 @@ use crate::hooks::{prot, Access, Insn, InsnAction, Regs, Stage2Answer, Stage2Req
 use crate::kvm::{Effects, Kvm};
 use crate::memslots::{MemslotOp, MemslotReportError, Memslots, RamSection};
 use crate::testdev::TestDev;
-use cvmem_model::tlb::FlushTarget;
 
 /// How much of the guest's memory semantics cvmem can enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +142,8 @@ impl Plugin {
         if self.testdev.is_some() {
             &Insn::ALL
         } else {
-            &[]
+            // KVM's hypercall ABI is there for every VM type.
+            &[Insn::Vmcall]
         }
     }
 
@@ -193,16 +193,23 @@ impl Plugin {
     }
 
     /// Emulates an instruction the plugin registered for.
-    pub fn insn(
-        &self,
-        vcpu: u32,
-        insn: Insn,
-        regs: &mut Regs,
-    ) -> (InsnAction, Option<FlushTarget>) {
+    pub fn insn(&self, vcpu: u32, insn: Insn, regs: &mut Regs) -> (InsnAction, Effects) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
-        match &self.testdev {
-            Some(dev) => dev.insn(vcpu, insn, regs, &self.memslots),
-            None => (InsnAction::Decline, None),
+        if let Some(dev) = &self.testdev {
+            let (action, flush) = dev.insn(vcpu, insn, regs, &self.memslots);
+            if action != InsnAction::Decline {
+                return (
+                    action,
+                    Effects {
+                        flush,
+                        clear: Vec::new(),
+                    },
+                );
+            }
+        }
+        match insn {
+            Insn::Vmcall => (InsnAction::Done, self.kvm.hypercall(regs)),
+            _ => (InsnAction::Decline, Effects::NONE),
         }
     }
 
@@ -233,7 +240,9 @@ impl Plugin {
     /// thread emulates the device.
     pub fn dma_allowed(&self, gpa: u64, _is_write: bool) -> bool {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
-        let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa));
+        // Devices never reach private memory (DESIGN.md, memory content).
+        let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
+            && self.kvm.device_access_allowed(gpa);
         if !allowed {
             self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
         }
