@@ -179,8 +179,8 @@ pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
 pub use mmu::{
-    AttrError, FaultOutcome, MappedLeaf, PendingFault, Stage2, Stage2Fault, TlbAccess, Translation,
-    VeInfo, Vm, ZapFilter,
+    AttrError, FaultOutcome, MappedLeaf, PendingFault, SnpAccessCtx, SnpInsnOutcome, Stage2,
+    Stage2Fault, TlbAccess, Translation, VeInfo, Vm, ZapFilter,
 };
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
