@@ -391,6 +391,13 @@ impl Vm {
                 pfn: t.backing.pfn(),
                 npt_level: t.level,
             };
+            // A 2M request over a 4K nested leaf: FAIL_SIZEMISMATCH (APM
+            // Table 15-40), decided by the nested walk before any RMP entry
+            // is read: with a 4K leaf the backing of a 2M-aligned gfn need
+            // not be 2M aligned, so there is no 2M RMP page to check.
+            if rcx == 1 && t.level == PageLevel::Size4K {
+                return SnpInsnOutcome::eax(PvalidateError::FailSizeMismatch.eax());
+            }
             match self.rmp.pvalidate(guest, target, rcx, validate) {
                 Ok(out) => {
                     let mut flush = Flush::none();
@@ -473,6 +480,10 @@ impl Vm {
                 pfn: t.backing.pfn(),
                 npt_level: t.level,
             };
+            // As for PVALIDATE: the nested leaf decides first.
+            if size == RmpPageSize::Size2M && t.level == PageLevel::Size4K {
+                return SnpInsnOutcome::eax(RmpadjustError::FailSizeMismatch.eax());
+            }
             let before = self.rmp.entry(target.pfn);
             match self.rmp.rmpadjust(guest, target, rcx, rdx) {
                 Ok(()) => {
