@@ -170,6 +170,20 @@ impl Vm {
             asid: self.config.asid,
             vmpl: ctx.vmpl,
         };
+        // The hot path: a lookup hit whose RMP check passes.
+        if let Some(t) = self.lookup(vcpu, walk_gpa, access) {
+            let ga = GuestAccess {
+                pfn: t.backing.pfn(),
+                gfn: t.gfn,
+                c_bit: private,
+                npt_level: t.level,
+                kind,
+                user: ctx.user,
+            };
+            if let Ok(RmpAccess::Plain) = self.rmp_check(vcpu, guest, &ga) {
+                return Stage2::Mapped(self.snp_perms(vcpu, guest, t, &ga, c_bit, ctx));
+            }
+        }
         loop {
             let seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
             let t = match self.stage2(vcpu, walk_gpa, access) {
