@@ -143,6 +143,37 @@ pub enum Event {
         /// The frames.
         range: GfnRange,
     },
+    /// SNP: guest_memfd pages were returned to the hypervisor in the RMP
+    /// (`sev_gmem_invalidate()`: RMPUPDATE to hypervisor-owned, unvalidated),
+    /// on a conversion to shared, a guest_memfd memslot delete or teardown.
+    /// Their content is gone (the plugin zeroes the backing) and the guest
+    /// must PVALIDATE them again after the next private fault assigns them.
+    /// The SNP counterpart of [`Event::SeptRemoved`].
+    RmpUnassigned {
+        /// The frames whose backing was invalidated (some may not have been
+        /// assigned).
+        range: GfnRange,
+        /// The 4K pages that were assigned and are now hypervisor-owned.
+        pages: u64,
+    },
+    /// SNP: KVM PSMASHed a 2M RMP entry after an RMP #NPF and zapped the 2M
+    /// gfn range (`sev_handle_rmp_fault()`); the page stays assigned and
+    /// keeps its validated bit and VMPL masks.
+    RmpSmashed {
+        /// The faulting vCPU.
+        vcpu: VcpuId,
+        /// The 2M frame range.
+        range: GfnRange,
+    },
+    /// SNP: a guest PVALIDATE or RMPADJUST changed an RMP entry.
+    RmpGuestUpdate {
+        /// The vCPU.
+        vcpu: VcpuId,
+        /// The frames (4K or 2M).
+        range: GfnRange,
+        /// PVALIDATE: the new validated bit; RMPADJUST: `None`.
+        validated: Option<bool>,
+    },
     /// A memslot changed.
     Memslot {
         /// The change.
@@ -265,6 +296,16 @@ pub struct Stats {
     pub sept_accepts: u64,
     /// TDX: guest accesses to PENDING pages (#VE or VM killed).
     pub pending_accesses: u64,
+    /// SNP: 4K pages returned to the hypervisor by `sev_gmem_invalidate()`.
+    pub rmp_pages_unassigned: u64,
+    /// SNP: PSMASHes done to resolve RMP #NPFs (`sev_handle_rmp_fault()`).
+    pub rmp_smashes: u64,
+    /// SNP: accesses refused with `#VC(PAGE_NOT_VALIDATED)`.
+    pub page_not_validated_exits: u64,
+    /// SNP: RMP #NPFs KVM could not resolve.
+    pub rmp_npf_exits: u64,
+    /// SNP: PVALIDATE / RMPADJUST that changed an RMP entry.
+    pub rmp_guest_updates: u64,
     /// Events dropped because the channel was full.
     pub events_dropped: u64,
 }
@@ -292,6 +333,11 @@ pub(crate) struct Counters {
     pub sept_removes: AtomicU64,
     pub sept_accepts: AtomicU64,
     pub pending_accesses: AtomicU64,
+    pub rmp_pages_unassigned: AtomicU64,
+    pub rmp_smashes: AtomicU64,
+    pub page_not_validated_exits: AtomicU64,
+    pub rmp_npf_exits: AtomicU64,
+    pub rmp_guest_updates: AtomicU64,
 }
 
 impl Counters {
@@ -311,6 +357,8 @@ impl Counters {
             Stage2Fault::VirtualizationException { .. } | Stage2Fault::VmDead { .. } => {
                 Self::inc(&self.pending_accesses)
             }
+            Stage2Fault::PageNotValidated { .. } => Self::inc(&self.page_not_validated_exits),
+            Stage2Fault::RmpNestedPageFault { .. } => Self::inc(&self.rmp_npf_exits),
             _ => {}
         }
     }
@@ -336,6 +384,11 @@ impl Counters {
         s.sept_removes = l(&self.sept_removes);
         s.sept_accepts = l(&self.sept_accepts);
         s.pending_accesses = l(&self.pending_accesses);
+        s.rmp_pages_unassigned = l(&self.rmp_pages_unassigned);
+        s.rmp_smashes = l(&self.rmp_smashes);
+        s.page_not_validated_exits = l(&self.page_not_validated_exits);
+        s.rmp_npf_exits = l(&self.rmp_npf_exits);
+        s.rmp_guest_updates = l(&self.rmp_guest_updates);
     }
 }
 

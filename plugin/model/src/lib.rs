@@ -27,9 +27,16 @@
 //!   ([`AcceptOutcome`]), TD ATTRIBUTES and TDG.VP.INFO.
 //! - [`spte`]: the SPTE encoding; [`Access`] and [`Perms`].
 //! - [`tdp`]: page tables, roots ([`RootId`], [`RootRole`]), map and zap.
-//! - [`mmu`]: the [`Vm`] itself.
+//! - [`mmu`]: the [`Vm`] itself; its `snp` part wires the RMP into it for
+//!   SEV-SNP guests ([`Vm::snp_stage2`], [`Vm::snp_pvalidate`],
+//!   [`Vm::snp_rmpadjust`], [`Vm::device_access`], [`Vm::host_write_allowed`]).
 //! - [`rmp`]: the SEV-SNP Reverse Map Table ([`Rmp`]): RMPUPDATE, PSMASH,
-//!   PVALIDATE, RMPADJUST and the RMP access checks.
+//!   PVALIDATE, RMPADJUST and the RMP access checks. An SNP [`Vm`] owns one
+//!   and drives it as KVM does (arch/x86/kvm/svm/sev.c): a guest_memfd
+//!   memslot's backing is covered at create and freed at delete,
+//!   `sev_gmem_prepare()` on private faults, `sev_gmem_invalidate()` on
+//!   conversion to shared, `sev_handle_rmp_fault()` (PSMASH + zap) on RMP
+//!   #NPFs. Zaps never touch it.
 //! - [`tlb`]: flush tokens ([`Flush`], [`FlushRequest`]) and the TLB model.
 //! - [`event`]: typed [`Event`]s and [`Stats`].
 //!
@@ -127,6 +134,22 @@
 //! | `VirtualizationException` | TDX: access to a PENDING page, the TDX module injects #VE | raise #VE with the VE info |
 //! | `SeptBlocked`     | TDX: Secure-EPT entry BLOCKED, EPT-violation exit, KVM retries | re-execute the access |
 //! | `VmDead`          | TDX: PENDING access with `SEPT_VE_DISABLE`, `kvm_vm_dead()` | stop the guest |
+//! | `PageNotValidated` | SNP: private access to an unvalidated page, `#VC(0x404)` (no exit) | raise #VC |
+//! | `RmpNestedPageFault` | SNP: RMP `#VMEXIT(NPF)` `sev_handle_rmp_fault()` cannot fix (re-faults forever on hardware) | report; stop the guest |
+//! | `RmpSmashed`      | SNP: RMP #NPF fixed by PSMASH + `kvm_zap_gfn_range()` | perform `flush`, re-execute |
+//! | `RmpCiphertextRead` | SNP: C-bit-clear read of an assigned page (allowed, ciphertext) | emulate: all ones |
+//! | `GmemPrepareFailed` | SNP: `sev_gmem_prepare()` failed, `KVM_RUN` fails | stop the guest |
+//!
+//! SNP: call [`Vm::snp_stage2`] (not [`Vm::stage2`], which is KVM's nested
+//! walk without the hardware's RMP check) for every softTLB fill, with the
+//! C-bit of the guest's stage-1 PTE in the GPA and the vCPU's VMPL/CPL and
+//! page-walk flag in [`SnpAccessCtx`]. PVALIDATE goes to
+//! [`Vm::snp_pvalidate`] and RMPADJUST to [`Vm::snp_rmpadjust`]
+//! ([`SnpInsnOutcome`]: write EAX (and CF), flush, re-execute on `Retry`,
+//! raise the fault of `Fault`, #UD on `Unsupported`). Check DMA with
+//! [`Vm::device_access`] and host page clearing with
+//! [`Vm::host_write_allowed`]; [`Event::RmpUnassigned`] names the frames
+//! whose content is gone.
 //!
 //! TDX accept protocol: the guest's TDG.MEM.PAGE.ACCEPT goes to
 //! [`Vm::tdx_accept`]; write [`AcceptOutcome::status`] to RAX (on `Accepted`
@@ -155,6 +178,27 @@
 //! - Huge-page mixed tracking is kept per gfn with the attributes, not per
 //!   memslot in `lpage_info`; slot edges and gfn/backing alignment are
 //!   checked from the memslot at fault time.
+//! - SNP: a guest_memfd lives and dies with its memslot (one backing range
+//!   per slot; binding an already bound backing is `EEXIST` as in
+//!   `kvm_gmem_bind()`). Deleting the slot frees the guest_memfd: its pages
+//!   are unassigned (`sev_gmem_invalidate()`) and the RMP stops covering
+//!   the backing; KVM only unbinds and frees when the file is released. A
+//!   guest_memfd slot cannot move (`EINVAL`, as KVM), so a move never
+//!   touches the RMP.
+//! - SNP: conversion to shared invalidates the guest_memfd range at once
+//!   (KVM: when the VMM punches the hole, which QEMU does right after the
+//!   conversion). Shared and private aliases share one backing page here
+//!   (DESIGN.md), so the page must be hypervisor-owned before it is used
+//!   shared.
+//! - SNP: private memory is mapped at 2M when the attributes and the memslot
+//!   allow it (mainline guest_memfd has no huge folios yet, so KVM maps 4K).
+//!   Once a 2M RMP page is cut (PSMASH) it stays 4K: KVM never merges RMP
+//!   entries, so private mappings of that range stay 4K.
+//! - SNP: a device access to a frame that is private by its attributes is
+//!   refused even if its page is not assigned yet (on hardware the device
+//!   would reach the separate shared page; here both aliases share it).
+//! - SNP: a 2M PVALIDATE/RMPADJUST over a 4K nested leaf is
+//!   `FAIL_SIZEMISMATCH` before any RMP entry is read.
 //! - Dirty logging is not modelled: `KVM_MEM_LOG_DIRTY_PAGES` is accepted and
 //!   recorded only. As in KVM, `KVM_MEM_READONLY` and `KVM_MEM_GUEST_MEMFD`
 //!   cannot change on an existing slot (`EINVAL`).
@@ -179,8 +223,8 @@ pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
 pub use mmu::{
-    AttrError, FaultOutcome, MappedLeaf, PendingFault, Stage2, Stage2Fault, TlbAccess, Translation,
-    VeInfo, Vm, ZapFilter,
+    AttrError, FaultOutcome, MappedLeaf, PendingFault, SnpAccessCtx, SnpInsnOutcome, Stage2,
+    Stage2Fault, TlbAccess, Translation, VeInfo, Vm, ZapFilter,
 };
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,

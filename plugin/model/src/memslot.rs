@@ -185,6 +185,11 @@ pub enum MemslotError {
     /// A modify of a guest_memfd slot: private slots can only be deleted.
     /// EINVAL.
     PrivateSlotImmutable(MemslotId),
+    /// SNP: a guest_memfd slot whose backing overlaps another guest_memfd
+    /// slot's backing. A guest_memfd range can be bound to one memslot only
+    /// (`kvm_gmem_bind()`: EEXIST); here the backing stands for the
+    /// guest_memfd offset, and the RMP covers each backing once.
+    GmemBound(MemslotId),
     /// Create or move onto frames another slot covers. EEXIST.
     Overlap {
         /// The slot asked for.
@@ -198,7 +203,7 @@ impl MemslotError {
     /// KVM's errno name for the error.
     pub const fn errno(&self) -> &'static str {
         match self {
-            MemslotError::Overlap { .. } => "EEXIST",
+            MemslotError::Overlap { .. } | MemslotError::GmemBound(_) => "EEXIST",
             _ => "EINVAL",
         }
     }
@@ -219,6 +224,9 @@ impl fmt::Display for MemslotError {
             }
             MemslotError::PrivateSlotImmutable(id) => {
                 write!(f, "{e}: private slot {} may only be deleted", id.0)
+            }
+            MemslotError::GmemBound(id) => {
+                write!(f, "{e}: slot {}'s guest_memfd range is already bound", id.0)
             }
             MemslotError::Overlap { slot, existing } => {
                 write!(f, "{e}: slot {} overlaps slot {}", slot.0, existing.0)

@@ -33,6 +33,7 @@ use crate::event::{Counters, Event, EventSink, Stats, ZapReason};
 use crate::memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
+use crate::rmp::{PfnRange, Rmp, RmpReader, RmpupdateError};
 use crate::sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdVpInfo, TdxStatus};
 use crate::spte::{self, Access, Perms};
 use crate::tdp::{LeafEntry, MapOutcome, RootId, RootRole, TableArena, ZapOutcome};
@@ -127,6 +128,55 @@ pub enum Stage2Fault {
     VmDead {
         /// The GPA of the access that killed it.
         gpa: Gpa,
+    },
+    /// SNP: a private access (C-bit set in the GPA, and every instruction
+    /// fetch and page-table read, whose effective C-bit is 1) to a page the
+    /// guest has not validated: `#VC` with error code
+    /// `SVM_EXIT_PAGE_NOT_VALIDATED` (0x404, APM §15.36.10). Raised in the
+    /// guest; nothing exits to the host. The plugin raises #VC (CR2 = the
+    /// faulting linear address); the guest PVALIDATEs the page or panics.
+    PageNotValidated {
+        /// The faulting GPA.
+        gpa: Gpa,
+    },
+    /// SNP: an RMP check failed with `#VMEXIT(NPF)` and KVM cannot resolve
+    /// it: `sev_handle_rmp_fault()` finds nothing to PSMASH (the page is
+    /// owned by someone else or recorded at another GPA, a VMPL permission is
+    /// missing, or a C-bit-clear write hit an assigned page). On hardware the
+    /// vCPU re-enters and faults again forever. `error_code` is EXITINFO1
+    /// ([`crate::rmp::pferr`]: bit 31 RMP, bit 34 ENC, bit 36 VMPL, ...).
+    /// The plugin reports it and raises the #NPF-style fault it is
+    /// configured for (by default: stop the guest with a diagnostic).
+    RmpNestedPageFault {
+        /// The faulting GPA.
+        gpa: Gpa,
+        /// The #NPF error code (EXITINFO1).
+        error_code: u64,
+    },
+    /// SNP: an RMP #NPF that KVM resolved (`sev_handle_rmp_fault()`): the 2M
+    /// RMP entry was PSMASHed and the 2M gfn range zapped
+    /// (`kvm_zap_gfn_range()`). The model already did its bookkeeping of the
+    /// flush; the plugin performs `flush` (if any) and re-executes the access.
+    RmpSmashed {
+        /// The faulting GPA.
+        gpa: Gpa,
+        /// What to flush in QEMU before re-executing.
+        flush: Option<FlushRequest>,
+    },
+    /// SNP: a C-bit-clear read of a page assigned to a guest. Allowed, but it
+    /// returns ciphertext (APM Table 15-39: the read is not checked). The
+    /// plugin emulates the read returning all ones and installs nothing.
+    RmpCiphertextRead {
+        /// The GPA read.
+        gpa: Gpa,
+    },
+    /// SNP: `sev_gmem_prepare()` failed (RMPUPDATE refused): `KVM_RUN`
+    /// fails with a memory-fault exit. The plugin stops the guest.
+    GmemPrepareFailed {
+        /// The faulting GPA.
+        gpa: Gpa,
+        /// The RMPUPDATE error.
+        error: RmpupdateError,
     },
     /// The page-table arena is exhausted.
     OutOfTables,
@@ -321,6 +371,10 @@ struct VcpuState {
     lookups: AtomicU64,
     lookup_hits: AtomicU64,
     tlb: Mutex<VcpuTlb>,
+    /// SNP: this vCPU's RMP reader (segment snapshot cached per thread).
+    /// Only the vCPU's own thread locks it, so `try_lock` always succeeds;
+    /// if it ever does not, the check goes to the shared [`Rmp`].
+    rmp_reader: Mutex<Option<RmpReader>>,
 }
 
 /// A VM's memory model. `Sync`: share it between vCPU threads in an `Arc`.
@@ -352,6 +406,17 @@ pub struct Vm {
     tdx_finalized: AtomicBool,
     /// TDX: KVM killed the VM (`kvm_vm_dead()`).
     vm_dead: AtomicBool,
+    /// SNP: the Reverse Map Table, covering the backing of every guest_memfd
+    /// memslot. Empty for other types.
+    rmp: Rmp,
+    /// SNP: KVM's guest_memfd `filemap_invalidate_lock`. Private faults hold
+    /// it for read from their snapshots to `sev_gmem_prepare()`; the host
+    /// operations that return pages to the hypervisor (`sev_gmem_invalidate()`
+    /// on conversion to shared, memslot delete, teardown) hold it for write
+    /// until the attributes/memslots they publish are visible. So a fault
+    /// never re-assigns a page after the invalidation that freed it.
+    /// Lock order: `slots_lock`, `gmem_lock`, `mmu_lock`.
+    gmem_lock: RwLock<()>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -392,8 +457,15 @@ impl Vm {
     /// types with private memory, the mirror root.
     pub fn new(config: VmConfig) -> Result<Vm, ConfigError> {
         config.validate()?;
+        let rmp = Rmp::new();
+        let snp = config.vm_type == VmType::Snp;
         let vcpus = (0..config.max_vcpus)
-            .map(|_| CachePadded::new(VcpuState::default()))
+            .map(|_| {
+                CachePadded::new(VcpuState {
+                    rmp_reader: Mutex::new(snp.then(|| rmp.reader())),
+                    ..VcpuState::default()
+                })
+            })
             .collect();
         let vm = Vm {
             alias: AliasLayout::new(&config),
@@ -419,6 +491,8 @@ impl Vm {
             sept: Mutex::new(Sept::new(config.gpaw, config.max_vcpus)),
             tdx_finalized: AtomicBool::new(false),
             vm_dead: AtomicBool::new(false),
+            rmp,
+            gmem_lock: RwLock::new(()),
             config,
         };
         {
@@ -561,6 +635,11 @@ impl Vm {
         let Some(dec) = self.alias.decode(gpa) else {
             return Err(self.exit(vcpu, access, Stage2Fault::ReservedGpa { gpa }));
         };
+        // SNP private: kvm_gmem_get_pfn() holds the guest_memfd invalidate
+        // lock across sev_gmem_prepare(); take it before the snapshots so
+        // that they cannot predate an invalidation the prepare follows.
+        let snp_private = self.is_snp() && dec.alias == Alias::Private;
+        let _gmem = snp_private.then(|| self.gmem_lock.read());
         // fault->mmu_seq = kvm->mmu_invalidate_seq; smp_rmb();
         let mmu_seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
         let slots = self.memslots.load();
@@ -630,6 +709,19 @@ impl Vm {
         if is_private && self.is_tdx() && !self.tdx_finalized.load(Ordering::Acquire) {
             // TDH.MEM.PAGE.ADD maps 4K pages only.
             goal = PageLevel::Size4K;
+        }
+        if snp_private {
+            // kvm_mmu_faultin_pfn_private(): kvm_gmem_get_pfn() prepares the
+            // page (sev_gmem_prepare(): assigned to the guest, unvalidated,
+            // 2M if the whole 2M page may be), then
+            // kvm_max_private_mapping_level() caps the level by the RMP page
+            // size (sev_gmem_max_mapping_level()): nested and RMP page sizes
+            // must agree. An RMP page the guest validated stays as it is.
+            let pfn = slot.pfn_of(gfn);
+            if let Err(error) = self.rmp.gmem_prepare(pfn, gfn, goal, self.config.asid) {
+                return Err(self.exit(vcpu, access, Stage2Fault::GmemPrepareFailed { gpa, error }));
+            }
+            goal = goal.min(self.rmp.gmem_max_mapping_level(pfn));
         }
         Ok(PendingFault {
             vcpu,
@@ -844,6 +936,18 @@ impl Vm {
         if upd.old == upd.new {
             return Ok(Flush::none());
         }
+        if let (true, MemslotChange::Create, Some(new)) = (self.is_snp(), upd.change, upd.new) {
+            if new.private_capable() {
+                // kvm_gmem_bind(): the guest_memfd range (here the backing)
+                // is bound to this slot, and the RMP covers it, every page
+                // hypervisor-owned until a private fault prepares it.
+                let pfns = PfnRange::from_start_len(new.backing.pfn(), new.npages)
+                    .ok_or(MemslotError::TooLarge)?;
+                self.rmp
+                    .add_covered(pfns)
+                    .map_err(|_| MemslotError::GmemBound(req.slot))?;
+            }
+        }
         Counters::inc(&self.counters.memslot_changes);
         self.events.emit(|| Event::Memslot {
             change: upd.change,
@@ -861,6 +965,23 @@ impl Vm {
                 self.memslots
                     .store(Arc::new(cur.with(Some(old.id), Some(invalid))));
                 let flush = self.flush_shadow_memslot(&old);
+                // SNP: deleting a guest_memfd slot frees its pages (the
+                // model's guest_memfd lives and dies with the slot):
+                // sev_gmem_invalidate() returns them to the hypervisor, then
+                // the RMP stops covering the backing. A guest_memfd slot
+                // cannot move (PrivateSlotImmutable), so a move never
+                // touches the RMP.
+                let _gmem = (self.is_snp() && old.private_capable()).then(|| {
+                    let g = self.gmem_lock.write();
+                    self.snp_gmem_invalidate(&old, old.range());
+                    let pfns = PfnRange::from_start_len(old.backing.pfn(), old.npages);
+                    let removed = pfns.map(|r| self.rmp.remove_covered(r));
+                    debug_assert!(
+                        matches!(removed, Some(Ok(()))),
+                        "RMP coverage of slot {old:?}: {removed:?}"
+                    );
+                    g
+                });
                 let now = self.memslots.load_full();
                 self.memslots
                     .store(Arc::new(now.with(Some(old.id), upd.new)));
@@ -1029,6 +1150,14 @@ impl Vm {
             any |= w.free_root(&r, ZapReason::Teardown);
         }
         drop(w);
+        if self.is_snp() {
+            // The guest_memfd files are released (kvm_gmem_release() ->
+            // sev_gmem_invalidate() as the folios are freed).
+            let _gmem = self.gmem_lock.write();
+            for s in self.memslots.load().iter().filter(|s| s.private_capable()) {
+                self.snp_gmem_invalidate(s, s.range());
+            }
+        }
         self.counted(Flush::remote_if(any))
     }
 
@@ -1072,6 +1201,9 @@ impl Vm {
             return Err(AttrError::Invalid);
         }
         let _slots_lock = self.slots_lock.lock();
+        // SNP to shared: held until the shared attributes are visible, so no
+        // private fault prepares a page again after it was invalidated.
+        let _gmem = (self.is_snp() && !private).then(|| self.gmem_lock.write());
         let attrs = self.attrs.load_full();
         if attrs.range_is(range, private) {
             return Ok(Flush::none());
@@ -1099,6 +1231,20 @@ impl Vm {
             for r in &touched {
                 w.invalidate_range_add(*r);
                 zapped |= w.zap_leafs(*r, leaving, ZapReason::Conversion);
+            }
+        }
+        if self.is_snp() && !private {
+            // The side being left is discarded (DESIGN.md "Memory
+            // content"): QEMU punches the guest_memfd range and KVM's
+            // sev_gmem_invalidate() returns the pages to the hypervisor,
+            // unvalidated. Converting back needs a fresh PVALIDATE. Done
+            // while the invalidation is in progress, after the private zap
+            // (whose flush drops every translation of the pages). Conversion
+            // to private needs no RMP change: the next fault prepares.
+            for s in slots.in_range(range).filter(|s| s.private_capable()) {
+                if let Some(r) = s.range().intersect(range) {
+                    self.snp_gmem_invalidate(s, r);
+                }
             }
         }
         let mut new = (*attrs).clone();
@@ -1653,6 +1799,9 @@ impl MmuWrite<'_> {
         self.account_zap(r.id, r.role, all, &out, reason)
     }
 }
+
+mod snp;
+pub use snp::{SnpAccessCtx, SnpInsnOutcome};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::addr::{Gfn, Gpa, PageLevel};
+use crate::rmp::Asid;
 use crate::sept::TdAttributes;
 
 /// The kind of VM the guest runs in, as KVM's `KVM_CREATE_VM` type argument.
@@ -275,6 +276,11 @@ pub struct VmConfig {
     /// With `gpaw` and `max_vcpus` this is what TDG.VP.INFO reports
     /// ([`crate::Vm::tdx_vp_info`]). Ignored for other types.
     pub td_attributes: TdAttributes,
+    /// SNP: the guest's ASID, what the RMP records as the owner of its
+    /// private pages (KVM allocates it in `sev_asid_new()`; SNP guests use
+    /// ASIDs 1..=`min_sev_asid - 1`, never 0, which means "hypervisor").
+    /// Ignored for other types.
+    pub asid: Asid,
 }
 
 impl VmConfig {
@@ -291,6 +297,7 @@ impl VmConfig {
             private_max_level: vm_type.default_private_max_level(),
             event_capacity: 0,
             td_attributes: TdAttributes(0),
+            asid: DEFAULT_SNP_ASID,
         }
     }
 
@@ -304,6 +311,12 @@ impl VmConfig {
         // the guest's MAXPHYADDR (EPYC: C-bit 51 with 48 address bits).
         if self.vm_type == VmType::Snp && !(32..52).contains(&self.c_bit) {
             return Err(ConfigError::CBit(self.c_bit));
+        }
+        // ASID 0 is the hypervisor's: an RMP entry with ASID 0 is
+        // hypervisor- or AMD-SP-owned (APM Table 15-35), so no guest runs
+        // with it (`sev_asid_new()` starts at 1).
+        if self.vm_type == VmType::Snp && self.asid == Asid::HYPERVISOR {
+            return Err(ConfigError::Asid(self.asid.raw()));
         }
         Ok(())
     }
@@ -321,6 +334,12 @@ impl Default for VmConfig {
     }
 }
 
+/// The ASID [`VmConfig::new`] gives an SNP guest: the first guest ASID.
+pub const DEFAULT_SNP_ASID: Asid = match Asid::new(1) {
+    Some(a) => a,
+    None => unreachable!(),
+};
+
 /// The most vCPUs a VM may have (KVM_MAX_VCPUS on x86).
 pub const MAX_VCPUS: u32 = 4096;
 
@@ -331,6 +350,8 @@ pub enum ConfigError {
     VcpuCount(u32),
     /// The SNP C-bit is not an address bit in 32..52.
     CBit(u8),
+    /// ASID 0 for an SNP guest (0 means "hypervisor" in the RMP).
+    Asid(u32),
 }
 
 impl fmt::Display for ConfigError {
@@ -340,6 +361,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "max-vcpus={n} is out of range (1..={MAX_VCPUS})")
             }
             ConfigError::CBit(b) => write!(f, "c-bit={b} is not an address bit in 32..52"),
+            ConfigError::Asid(a) => {
+                write!(f, "asid={a} is the hypervisor's; SNP guests need 1..=1023")
+            }
         }
     }
 }
@@ -415,6 +439,18 @@ mod tests {
             ..VmConfig::new(VmType::Snp)
         };
         assert_eq!(bad.validate(), Err(ConfigError::CBit(12)));
+        assert_eq!(VmConfig::new(VmType::Snp).asid.raw(), 1);
+        let bad = VmConfig {
+            asid: Asid::HYPERVISOR,
+            ..VmConfig::new(VmType::Snp)
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::Asid(0)));
+        // Other types ignore it.
+        let tdx = VmConfig {
+            asid: Asid::HYPERVISOR,
+            ..VmConfig::new(VmType::Tdx)
+        };
+        assert_eq!(tdx.validate(), Ok(()));
     }
 
     #[test]

@@ -185,6 +185,11 @@ fn fault_name(f: &Stage2Fault) -> &'static str {
         Stage2Fault::VirtualizationException { .. } => "ve",
         Stage2Fault::SeptBlocked { .. } => "sept-blocked",
         Stage2Fault::VmDead { .. } => "vm-dead",
+        Stage2Fault::PageNotValidated { .. } => "not-validated",
+        Stage2Fault::RmpNestedPageFault { .. } => "rmp-npf",
+        Stage2Fault::RmpSmashed { .. } => "rmp-smashed",
+        Stage2Fault::RmpCiphertextRead { .. } => "ciphertext",
+        Stage2Fault::GmemPrepareFailed { .. } => "gmem-prepare",
         Stage2Fault::OutOfTables => "oom",
         Stage2Fault::Dead => "dead",
     }
@@ -302,7 +307,18 @@ impl Machine {
             .slots
             .iter()
             .any(|(&i, s)| i != id && s.base < n.base + n.npages && n.base < s.base + s.npages);
-        overlap.then_some("EEXIST")
+        // SNP: a guest_memfd range (here: the backing) binds to one slot
+        // only (kvm_gmem_bind(): EEXIST); the RMP covers it once.
+        let bound = self.t == VmType::Snp
+            && n.gmem
+            && old.is_none()
+            && self.reference.slots.iter().any(|(&i, s)| {
+                i != id
+                    && s.gmem
+                    && s.backing_pfn < n.backing_pfn + n.npages
+                    && n.backing_pfn < s.backing_pfn + s.npages
+            });
+        (overlap || bound).then_some("EEXIST")
     }
 
     fn slot_change(&mut self, id: u16, new: Option<RSlot>) -> Result<(), TestCaseError> {
