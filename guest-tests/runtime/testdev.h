@@ -18,6 +18,8 @@
 #define OP_MEMSLOT_LOG 6
 #define OP_DMA_BLOCK 7
 #define OP_DMA_BLOCKED 8
+#define OP_RETRY_ONCE 9
+#define OP_RETRIES 10
 #define NO_ERROR_CODE (~0ul)
 #define TESTDEV_LEAF 0x40000f00u
 #define TESTDEV_MSR 0x40000f00u

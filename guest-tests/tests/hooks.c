@@ -5,6 +5,7 @@
  *  - a stage-2 refusal raises the chosen exception with the chosen error
  *    code (#PF with the RMP bit, #VE, #VC), also for a page-walk access;
  *  - a remap is visible after a softTLB flush and not before;
+ *  - a RETRY answer (the host-exit path) is invisible to the guest;
  *  - TDCALL, VMGEXIT, PVALIDATE, RMPADJUST reach the plugin, and registers
  *    and CF come back; CPUID and MSR overrides are seen, other leaves and
  *    MSRs behave as before.
@@ -103,6 +104,22 @@ static void test_remap(void)
 	report_prefix_pop();
 }
 
+/* The host-exit path: the plugin answers RETRY and the access runs again. */
+static void test_retry(void)
+{
+	volatile u64 *p = alloc_page();
+	u64 before, v;
+
+	report_prefix_push("retry");
+	*p = 0x9abc;
+	before = testdev(OP_RETRIES, 0, 0, 0);
+	testdev(OP_RETRY_ONCE, ptr_to_pa((void *)p), 0, 0);
+	flush_self();
+	report(try_read(p, &v) == -1 && v == 0x9abc, "the access completes unnoticed");
+	report(testdev(OP_RETRIES, 0, 0, 0) == before + 1, "after one RETRY answer");
+	report_prefix_pop();
+}
+
 static void test_insns(void)
 {
 	u64 rax, rcx, rdx, r10;
@@ -186,6 +203,7 @@ int main(void)
 	test_deny();
 	test_page_walk();
 	test_remap();
+	test_retry();
 	test_insns();
 	return 0;
 }

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cvmem_model::{
     Access as ModelAccess, BackingAddr, FlushRequest, FlushTarget, Gfn, GfnRange, Gpa,
-    MemoryRegion, MemslotFlags, MemslotId, Stage2, Stage2Fault, VcpuId, Vm, VmConfig, VmType,
-    PAGE_SIZE,
+    MemoryRegion, MemslotFlags, MemslotId, SnpAccessCtx, Stage2, Stage2Fault, VcpuId, Vm, VmConfig,
+    VmType, Vmpl, PAGE_SIZE,
 };
 use parking_lot::Mutex;
 
@@ -58,7 +58,12 @@ mod vector {
     pub const PF: u8 = 14;
     pub const MC: u8 = 18;
     pub const VE: u8 = 20;
+    pub const VC: u8 = 29;
 }
+
+/// #VC error code (the exit code) of an access to a page that is not
+/// validated (GHCB spec, SVM_EXIT_NPF... VMGEXIT exit codes: 0x404).
+const SVM_EXIT_NPF_PAGE_NOT_VALIDATED: u32 = 0x404;
 
 /// #PF error-code bits (Intel SDM vol. 3 4.7).
 mod pferr {
@@ -185,10 +190,19 @@ impl Kvm {
             Access::Write => ModelAccess::Write,
             Access::Fetch => ModelAccess::Fetch,
         };
-        let fault = match self
-            .vm
-            .stage2(VcpuId(req.vcpu_index), Gpa::new(req.gpa), access)
-        {
+        let (vcpu, gpa) = (VcpuId(req.vcpu_index), Gpa::new(req.gpa));
+        let answer = if self.vm.vm_type() == VmType::Snp {
+            // The RMP check runs on every translation of an SNP guest.
+            let ctx = SnpAccessCtx {
+                vmpl: Vmpl::Vmpl0,
+                user: req.cpl == 3,
+                page_walk: req.page_walk,
+            };
+            self.vm.snp_stage2(vcpu, gpa, access, ctx)
+        } else {
+            self.vm.stage2(vcpu, gpa, access)
+        };
+        let fault = match answer {
             Stage2::Mapped(t) => {
                 let mut p = 0;
                 if t.perms.read {
@@ -242,7 +256,33 @@ impl Kvm {
                     Effects::NONE,
                 )
             }
-            Stage2Fault::VmDead { .. } | Stage2Fault::Dead | Stage2Fault::OutOfTables => {
+            Stage2Fault::PageNotValidated { .. } => (
+                Stage2Answer::Fault(Fault {
+                    vector: vector::VC,
+                    error_code: Some(SVM_EXIT_NPF_PAGE_NOT_VALIDATED),
+                    cr2: None,
+                }),
+                Effects::NONE,
+            ),
+            // KVM's sev_handle_rmp_fault() ran (PSMASH and a zap): flush and
+            // let the access run again.
+            Stage2Fault::RmpSmashed { flush, .. } => (
+                Stage2Answer::Retry,
+                Effects {
+                    flush: flush.map(|r| r.target),
+                    clear: Vec::new(),
+                },
+            ),
+            // A nested page fault with the RMP bit that KVM cannot resolve
+            // (the guest would fault forever on hardware), a read of an
+            // assigned page without the C-bit (ciphertext), a failed
+            // RMPUPDATE: not modelled as guest-visible yet, so fail closed.
+            Stage2Fault::RmpNestedPageFault { .. }
+            | Stage2Fault::RmpCiphertextRead { .. }
+            | Stage2Fault::GmemPrepareFailed { .. }
+            | Stage2Fault::VmDead { .. }
+            | Stage2Fault::Dead
+            | Stage2Fault::OutOfTables => {
                 if !self.dead_reported.swap(true, Ordering::Relaxed) {
                     eprintln!(
                         "cvmem: the VM is dead ({fault:?} at GPA {:#x}); guest accesses \

@@ -15,6 +15,8 @@
 //! | 6 | MEMSLOT_LOG | RBX index | event `index` of QEMU's memslot reports: RAX gpa (`u64::MAX`: no such event), RBX size, RCX 0 add / 1 delete, RDX number of events |
 //! | 7 | DMA_BLOCK | RBX gpa | device accesses to the 4K page of gpa are refused |
 //! | 8 | DMA_BLOCKED | - | RAX pages of device accesses refused so far |
+//! | 9 | RETRY_ONCE | RBX gpa | the next fill of the page answers RETRY (the host-exit path), then the rule goes |
+//! | 10 | RETRIES | - | RAX RETRY answers given so far |
 //!
 //! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
 //! unknown op. CLEAR also lifts DMA blocks. Rules take effect at the
@@ -51,6 +53,7 @@ const PAGE_MASK: u64 = !0xfff;
 enum Rule {
     Deny { vector: u8, error_code: Option<u32> },
     Remap { backing_page: u64 },
+    RetryOnce,
 }
 
 /// The test device's state.
@@ -63,6 +66,8 @@ pub struct TestDev {
     dma_blocks: RwLock<Vec<u64>>,
     /// Device accesses refused, in pages.
     dma_blocked: AtomicU64,
+    /// RETRY answers given.
+    retries: AtomicU64,
     /// QEMU's memslot reports, oldest first, at most `MEMSLOT_LOG_MAX`.
     memslot_log: Mutex<Vec<(MemslotOp, u64, u64)>>,
 }
@@ -80,7 +85,13 @@ impl TestDev {
             .iter()
             .find(|(p, _)| *p == page)
             .map(|(_, r)| *r);
+        if rule == Some(Rule::RetryOnce) {
+            self.rules.write().retain(|(p, _)| *p != page);
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            return Some(Stage2Answer::Retry);
+        }
         Some(match rule? {
+            Rule::RetryOnce => Stage2Answer::Retry,
             Rule::Remap { backing_page } => Stage2Answer::Allow {
                 backing_gpa: backing_page,
                 prot: prot::ALL,
@@ -179,6 +190,8 @@ impl TestDev {
                         }
                     }
                     8 => r[gpr::RAX] = self.dma_blocked.load(Ordering::Relaxed),
+                    9 => self.set_rule(a1 & PAGE_MASK, Rule::RetryOnce),
+                    10 => r[gpr::RAX] = self.retries.load(Ordering::Relaxed),
                     _ => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
