@@ -23,7 +23,6 @@ use cvmem_model::{
     MemoryRegion, MemslotFlags, MemslotId, SnpAccessCtx, Stage2, Stage2Fault, VcpuId, Vm, VmConfig,
     VmType, Vmpl, PAGE_SIZE,
 };
-use parking_lot::Mutex;
 
 use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
 use crate::memslots::{MemslotOp, RamSection};
@@ -103,8 +102,10 @@ pub mod hc {
 #[derive(Debug)]
 pub struct Kvm {
     vm: Vm,
-    /// QEMU's sections as memslots: (gpa, size, id), by address.
-    slots: Mutex<Vec<(u64, u64, MemslotId)>>,
+    /// Sections QEMU added as memslots.
+    pub memslot_adds: AtomicU64,
+    /// Memslots QEMU deleted.
+    pub memslot_dels: AtomicU64,
     /// Implicit conversions done on memory-fault exits.
     pub implicit_conversions: AtomicU64,
     /// Set once the model declared the VM dead; reported once.
@@ -121,7 +122,8 @@ impl Kvm {
         let vm = Vm::new(config).map_err(|e| format!("cannot create the {vm_type} VM: {e}"))?;
         Ok(Kvm {
             vm,
-            slots: Mutex::new(Vec::new()),
+            memslot_adds: AtomicU64::new(0),
+            memslot_dels: AtomicU64::new(0),
             implicit_conversions: AtomicU64::new(0),
             dead_reported: AtomicBool::new(false),
         })
@@ -137,12 +139,20 @@ impl Kvm {
     /// private-capable (`KVM_MEM_GUEST_MEMFD`) when the VM type has private
     /// memory and the section is writable RAM.
     pub fn memslot(&self, op: MemslotOp, s: &RamSection) -> Result<Effects, String> {
-        let mut slots = self.slots.lock();
+        if s.size == 0 || s.gpa.checked_add(s.size).is_none() {
+            return Err(format!(
+                "empty or wrapping section {:#x}+{:#x}",
+                s.gpa, s.size
+            ));
+        }
+        // QEMU's listener runs under the big QEMU lock, one report at a
+        // time, so the snapshot cannot change under us.
+        let slots = self.vm.memslots();
         match op {
             MemslotOp::Add => {
                 let id = (0..=u16::MAX)
                     .map(MemslotId)
-                    .find(|id| slots.iter().all(|&(_, _, used)| used != *id))
+                    .find(|&id| slots.by_id(id).is_none())
                     .ok_or("no free memslot id")?;
                 let mut flags = MemslotFlags::NONE;
                 if s.readonly {
@@ -160,23 +170,22 @@ impl Kvm {
                         backing: BackingAddr::new(s.gpa),
                     })
                     .map_err(|e| format!("memslot {:#x}+{:#x} ({}): {e}", s.gpa, s.size, s.name))?;
-                let at = slots.partition_point(|&(gpa, _, _)| gpa < s.gpa);
-                slots.insert(at, (s.gpa, s.size, id));
+                self.memslot_adds.fetch_add(1, Ordering::Relaxed);
                 Ok(Effects::flush(self.vm.flush(flush)))
             }
             MemslotOp::Del => {
-                let Some(at) = slots
+                let Some(slot) = slots
                     .iter()
-                    .position(|&(gpa, size, _)| gpa == s.gpa && size == s.size)
+                    .find(|m| m.base_gfn.gpa().raw() == s.gpa && m.npages * PAGE_SIZE == s.size)
                 else {
                     // A ROM device that left ROMD mode before it was added.
                     return Ok(Effects::NONE);
                 };
                 let flush = self
                     .vm
-                    .delete_memslot(slots[at].2)
+                    .delete_memslot(slot.id)
                     .map_err(|e| format!("deleting memslot {:#x}: {e}", s.gpa))?;
-                slots.remove(at);
+                self.memslot_dels.fetch_add(1, Ordering::Relaxed);
                 Ok(Effects::flush(self.vm.flush(flush)))
             }
         }
@@ -450,12 +459,9 @@ impl Kvm {
 
     /// The QEMU address backing `gfn`, if a memslot holds it.
     fn backing_of(&self, gfn: Gfn) -> Option<u64> {
-        let gpa = gfn.gpa().raw();
-        self.slots
-            .lock()
-            .iter()
-            .find(|&&(base, size, _)| gpa >= base && gpa - base < size)
-            .map(|_| gpa)
+        let slots = self.vm.memslots();
+        let slot = slots.find(gfn)?;
+        Some(slot.pfn_of(gfn).addr().raw())
     }
 }
 
@@ -550,6 +556,70 @@ mod tests {
             }
         ));
         assert_eq!(kvm.vm().memslots().iter().count(), 2);
+    }
+
+    /// The model's memslot holding `gpa`: (start, size).
+    fn slot_at(kvm: &Kvm, gpa: u64) -> Option<(u64, u64)> {
+        let slots = kvm.vm().memslots();
+        slots
+            .find(Gpa::new(gpa).gfn())
+            .map(|s| (s.base_gfn.gpa().raw(), s.npages * PAGE_SIZE))
+    }
+
+    #[test]
+    fn a_bar_move_is_a_deletion_then_a_creation() {
+        let kvm = Kvm::new(VmType::Default, 1).unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0, 0xa0000, false))
+            .unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0xfe00_0000, 0x10_0000, false))
+            .unwrap();
+        assert_eq!(slot_at(&kvm, 0xfe00_1234), Some((0xfe00_0000, 0x10_0000)));
+        kvm.memslot(MemslotOp::Del, &section(0xfe00_0000, 0x10_0000, false))
+            .unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0x8000_0000, 0x10_0000, false))
+            .unwrap();
+        assert_eq!(slot_at(&kvm, 0xfe00_1234), None);
+        assert_eq!(slot_at(&kvm, 0x800f_ffff), Some((0x8000_0000, 0x10_0000)));
+        assert_eq!(slot_at(&kvm, 0x8010_0000), None);
+        let counts = (
+            kvm.memslot_adds.load(Ordering::Relaxed),
+            kvm.memslot_dels.load(Ordering::Relaxed),
+        );
+        assert_eq!(counts, (3, 1));
+        let order: Vec<u64> = kvm
+            .vm()
+            .memslots()
+            .iter()
+            .map(|s| s.base_gfn.gpa().raw())
+            .collect();
+        assert_eq!(order, [0, 0x8000_0000]);
+    }
+
+    #[test]
+    fn overlaps_unknown_deletions_and_empty_sections_are_refused() {
+        let kvm = Kvm::new(VmType::Default, 1).unwrap();
+        kvm.memslot(MemslotOp::Add, &section(0x1000, 0x2000, false))
+            .unwrap();
+        assert!(kvm
+            .memslot(MemslotOp::Add, &section(0x2000, 0x1000, false))
+            .is_err());
+        // An unknown deletion (a ROM device that left ROMD mode) is ignored.
+        assert_eq!(
+            kvm.memslot(MemslotOp::Del, &section(0x1000, 0x1000, false)),
+            Ok(Effects::NONE)
+        );
+        assert!(kvm
+            .memslot(MemslotOp::Add, &section(0x9000, 0, false))
+            .is_err());
+        assert!(kvm
+            .memslot(MemslotOp::Add, &section(u64::MAX - 0xfff, 0x2000, false))
+            .is_err());
+        let counts = (
+            kvm.memslot_adds.load(Ordering::Relaxed),
+            kvm.memslot_dels.load(Ordering::Relaxed),
+        );
+        assert_eq!(counts, (1, 0));
+        assert_eq!(slot_at(&kvm, 0x1000), Some((0x1000, 0x2000)));
     }
 
     #[test]

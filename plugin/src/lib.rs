@@ -10,7 +10,7 @@
 //! - [`hooks`] is the safe view of the cvm API's hook types;
 //! - [`kvm`] is the modelled KVM: it owns the model's VM, makes memslots of
 //!   QEMU's RAM sections, answers stage-2 requests and handles exits;
-//! - [`memslots`] keeps the guest's RAM sections as QEMU reports them;
+//! - [`memslots`] is what QEMU's memory listener reports;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
 //! - [`guard`] keeps panics from crossing into QEMU;

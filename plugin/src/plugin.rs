@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
-use parking_lot::Mutex;
 
 use crate::args::{Config, TestMode};
 use crate::hooks::{prot, Access, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::kvm::{Effects, Kvm};
-use crate::memslots::{MemslotOp, MemslotReportError, Memslots, RamSection};
+use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
 
 /// How much of the guest's memory semantics cvmem can enforce.
@@ -83,7 +82,7 @@ pub struct Stats {
     pub dma_checked: AtomicU64,
     /// Device accesses refused, in pages.
     pub dma_refused: AtomicU64,
-    /// Memslot reports that did not fit (overlaps, unknown deletions).
+    /// Memslot reports the model refused (overlaps, bad sections).
     pub memslot_rejected: AtomicU64,
     per_vcpu: [CachePadded<VcpuStats>; STAT_SHARDS],
 }
@@ -116,8 +115,6 @@ pub struct Plugin {
     pub started: Instant,
     /// The test device, with `test=hooks`.
     pub testdev: Option<TestDev>,
-    /// The guest's RAM as QEMU reports it.
-    pub memslots: Mutex<Memslots>,
     /// The modelled KVM, which decides.
     pub kvm: Kvm,
 }
@@ -133,7 +130,6 @@ impl Plugin {
             mode,
             stats: Stats::default(),
             started: Instant::now(),
-            memslots: Mutex::new(Memslots::default()),
         })
     }
 
@@ -196,7 +192,7 @@ impl Plugin {
     pub fn insn(&self, vcpu: u32, insn: Insn, regs: &mut Regs) -> (InsnAction, Effects) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
         if let Some(dev) = &self.testdev {
-            let (action, flush) = dev.insn(vcpu, insn, regs, &self.memslots);
+            let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm());
             if action != InsnAction::Decline {
                 return (
                     action,
@@ -219,21 +215,14 @@ impl Plugin {
         if let Some(dev) = &self.testdev {
             dev.memslot(op, &section);
         }
-        let effects = match self.kvm.memslot(op, &section) {
+        match self.kvm.memslot(op, &section) {
             Ok(effects) => effects,
             Err(e) => {
                 eprintln!("cvmem: {e}");
                 self.stats.memslot_rejected.fetch_add(1, Ordering::Relaxed);
                 Effects::NONE
             }
-        };
-        match self.memslots.lock().apply(op, section) {
-            Ok(()) | Err(MemslotReportError::Unknown) => {}
-            Err(_) => {
-                self.stats.memslot_rejected.fetch_add(1, Ordering::Relaxed);
-            }
         }
-        effects
     }
 
     /// Whether a device may access the page of `gpa`. Runs on whichever

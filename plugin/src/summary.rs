@@ -69,14 +69,19 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         );
     }
     {
-        let slots = plugin.memslots.lock();
+        let slots = plugin.kvm.vm().memslots();
+        let ram: u64 = slots
+            .iter()
+            .filter(|s| !s.readonly())
+            .map(|s| s.npages)
+            .sum();
         let _ = writeln!(
             out,
             "  memslots      {} now, {} MiB RAM ({} added, {} deleted, {} rejected)",
-            slots.iter().count(),
-            slots.ram_bytes() >> 20,
-            slots.adds,
-            slots.dels,
+            slots.len(),
+            ram >> (20 - 12),
+            plugin.kvm.memslot_adds.load(Ordering::Relaxed),
+            plugin.kvm.memslot_dels.load(Ordering::Relaxed),
             stats.memslot_rejected.load(Ordering::Relaxed)
         );
     }

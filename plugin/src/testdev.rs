@@ -32,9 +32,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::tlb::{FlushTarget, VcpuId};
+use cvmem_model::{Gpa, Vm, PAGE_SIZE};
 use parking_lot::{Mutex, RwLock};
 
-use crate::memslots::{MemslotOp, Memslots, RamSection};
+use crate::memslots::{MemslotOp, RamSection};
 
 use crate::hooks::{
     gpr, prot, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request, RFLAGS_CF,
@@ -129,13 +130,13 @@ impl TestDev {
     }
 
     /// Emulates `insn`; returns what to do and a flush to perform, if any.
-    /// `memslots` are the plugin's, for MEMSLOT_FIND.
+    /// `vm` is the model, whose memslots MEMSLOT_FIND reads.
     pub fn insn(
         &self,
         vcpu: u32,
         insn: Insn,
         regs: &mut Regs,
-        memslots: &Mutex<Memslots>,
+        vm: &Vm,
     ) -> (InsnAction, Option<FlushTarget>) {
         let r = &mut regs.gpr;
         let mut flush = None;
@@ -169,11 +170,11 @@ impl TestDev {
                         })
                     }
                     5 => {
-                        let slots = memslots.lock();
-                        let found = slots.find(a1);
-                        r[gpr::RAX] = found.map_or(0, |s| s.size);
-                        r[gpr::RBX] = found.map_or(0, |s| s.gpa);
-                        r[gpr::RCX] = found.map_or(0, |s| u64::from(s.readonly));
+                        let slots = vm.memslots();
+                        let found = slots.find(Gpa::new(a1).gfn());
+                        r[gpr::RAX] = found.map_or(0, |s| s.npages * PAGE_SIZE);
+                        r[gpr::RBX] = found.map_or(0, |s| s.base_gfn.gpa().raw());
+                        r[gpr::RCX] = found.map_or(0, |s| u64::from(s.readonly()));
                     }
                     6 => {
                         let log = self.memslot_log.lock();
@@ -244,7 +245,10 @@ mod tests {
     use super::*;
     use crate::hooks::Access;
 
-    static NO_SLOTS: Mutex<Memslots> = Mutex::new(Memslots::EMPTY);
+    /// A VM without memslots, for calls that do not read them.
+    fn no_slots() -> Vm {
+        Vm::new(cvmem_model::VmConfig::new(cvmem_model::VmType::Default)).unwrap()
+    }
 
     fn req(gpa: u64) -> Stage2Request {
         Stage2Request {
@@ -265,7 +269,7 @@ mod tests {
         regs.gpr[gpr::RBX] = a1;
         regs.gpr[gpr::RCX] = a2;
         regs.gpr[gpr::RDX] = a3;
-        let (action, flush) = dev.insn(3, Insn::Vmcall, &mut regs, &Mutex::default());
+        let (action, flush) = dev.insn(3, Insn::Vmcall, &mut regs, &no_slots());
         assert_eq!(action, InsnAction::Done);
         (regs.gpr[gpr::RAX], flush)
     }
@@ -321,17 +325,17 @@ mod tests {
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = 12; // KVM_HC_MAP_GPA_RANGE: not the test device's
         assert_eq!(
-            dev.insn(0, Insn::Vmcall, &mut regs, &NO_SLOTS).0,
+            dev.insn(0, Insn::Vmcall, &mut regs, &no_slots()).0,
             InsnAction::Decline
         );
         regs.gpr[gpr::RAX] = 0;
         assert_eq!(
-            dev.insn(0, Insn::Cpuid, &mut regs, &NO_SLOTS).0,
+            dev.insn(0, Insn::Cpuid, &mut regs, &no_slots()).0,
             InsnAction::Decline
         );
         regs.gpr[gpr::RCX] = 0x10;
         assert_eq!(
-            dev.insn(0, Insn::Rdmsr, &mut regs, &NO_SLOTS).0,
+            dev.insn(0, Insn::Rdmsr, &mut regs, &no_slots()).0,
             InsnAction::Decline
         );
     }
@@ -344,19 +348,19 @@ mod tests {
             ..Regs::default()
         };
         regs.gpr[gpr::RCX] = 1;
-        dev.insn(0, Insn::Pvalidate, &mut regs, &NO_SLOTS);
+        dev.insn(0, Insn::Pvalidate, &mut regs, &no_slots());
         assert_eq!(regs.rflags & RFLAGS_CF, RFLAGS_CF);
         regs.gpr[gpr::RCX] = 0;
-        dev.insn(0, Insn::Pvalidate, &mut regs, &NO_SLOTS);
+        dev.insn(0, Insn::Pvalidate, &mut regs, &no_slots());
         assert_eq!(regs.rflags & RFLAGS_CF, 0);
 
         regs.gpr[gpr::RCX] = TESTDEV_MSR;
         regs.gpr[gpr::RAX] = 0x1111_2222;
         regs.gpr[gpr::RDX] = 0x3333_4444;
-        dev.insn(0, Insn::Wrmsr, &mut regs, &NO_SLOTS);
+        dev.insn(0, Insn::Wrmsr, &mut regs, &no_slots());
         regs.gpr[gpr::RAX] = 0;
         regs.gpr[gpr::RDX] = 0;
-        dev.insn(0, Insn::Rdmsr, &mut regs, &NO_SLOTS);
+        dev.insn(0, Insn::Rdmsr, &mut regs, &no_slots());
         assert_eq!(
             (regs.gpr[gpr::RAX], regs.gpr[gpr::RDX]),
             (0x1111_2222, 0x3333_4444)
@@ -384,7 +388,7 @@ mod tests {
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
         regs.gpr[gpr::RBX] = 0;
-        dev.insn(0, Insn::Vmcall, &mut regs, &NO_SLOTS);
+        dev.insn(0, Insn::Vmcall, &mut regs, &no_slots());
         let g = regs.gpr;
         assert_eq!(
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX]),
@@ -392,14 +396,14 @@ mod tests {
         );
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
         regs.gpr[gpr::RBX] = 1;
-        dev.insn(0, Insn::Vmcall, &mut regs, &NO_SLOTS);
+        dev.insn(0, Insn::Vmcall, &mut regs, &no_slots());
         assert_eq!(regs.gpr[gpr::RAX], u64::MAX);
 
-        let slots = Mutex::new(Memslots::default());
-        slots.lock().apply(MemslotOp::Add, s).unwrap();
+        let kvm = crate::kvm::Kvm::new(cvmem_model::VmType::Default, 1).unwrap();
+        kvm.memslot(MemslotOp::Add, &s).unwrap();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 5;
         regs.gpr[gpr::RBX] = 0xfe0f_ffff;
-        dev.insn(0, Insn::Vmcall, &mut regs, &slots);
+        dev.insn(0, Insn::Vmcall, &mut regs, kvm.vm());
         let g = regs.gpr;
         assert_eq!(
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX]),
