@@ -201,15 +201,18 @@ unsafe extern "C" fn on_stage2(
         paging: req.paging,
         stage1_prot: req.stage1_prot,
     };
-    let (answer, effects) = guard(
+    let answer = guard(
         "stage2",
-        (Stage2Answer::Fault(INTERNAL_ERROR_FAULT), Effects::NONE),
+        Stage2Answer::Fault(INTERNAL_ERROR_FAULT),
         || match PLUGIN.get() {
-            Some(plugin) => plugin.stage2(&request),
-            None => (Stage2Answer::identity(&request), Effects::NONE),
+            Some(plugin) => {
+                let (answer, effects) = plugin.stage2(&request);
+                apply(effects);
+                answer
+            }
+            None => Stage2Answer::identity(&request),
         },
     );
-    apply(effects);
     let action = match answer {
         Stage2Answer::Allow {
             backing_gpa,
@@ -255,10 +258,11 @@ unsafe extern "C" fn on_insn(
         cpl: raw.cpl,
         insn_len: raw.insn_len,
     };
-    let (action, effects) = guard("insn", (InsnAction::Decline, Effects::NONE), || {
-        plugin.insn(vcpu_index, insn, &mut regs)
+    let action = guard("insn", InsnAction::Decline, || {
+        let (action, effects) = plugin.insn(vcpu_index, insn, &mut regs);
+        apply(effects);
+        action
     });
-    apply(effects);
     let action = match action {
         InsnAction::Decline => qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DECLINE,
         InsnAction::Done => {
@@ -302,12 +306,11 @@ unsafe extern "C" fn on_memslot(
     } else {
         MemslotOp::Add
     };
-    let effects = guard("memslot", Effects::NONE, || {
-        PLUGIN
-            .get()
-            .map_or(Effects::NONE, |plugin| plugin.memslot(op, section))
-    });
-    apply(effects);
+    guard("memslot", (), || {
+        if let Some(plugin) = PLUGIN.get() {
+            apply(plugin.memslot(op, section));
+        }
+    })
 }
 
 /// A device is about to access the page of `gpa`. Fails closed: a panic
@@ -321,20 +324,22 @@ unsafe extern "C" fn on_dma(gpa: u64, is_write: bool) -> bool {
 /// Audit mode: QEMU translated a block; ask for a callback after each of its
 /// memory accesses.
 unsafe extern "C" fn on_tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
-    // SAFETY: `tb` is valid during the translation callback, and so are the
-    // instruction handles taken from it; `on_mem` has the declared type and
-    // needs no user data.
-    unsafe {
-        for i in 0..qemu_plugin_tb_n_insns(tb) {
-            qemu_plugin_register_vcpu_mem_cb(
-                qemu_plugin_tb_get_insn(tb, i),
-                Some(on_mem),
-                qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
-                qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_RW,
-                std::ptr::null_mut(),
-            );
+    guard("tb_trans", (), || {
+        // SAFETY: `tb` is valid during the translation callback, and so are
+        // the instruction handles taken from it; `on_mem` has the declared
+        // type and needs no user data.
+        unsafe {
+            for i in 0..qemu_plugin_tb_n_insns(tb) {
+                qemu_plugin_register_vcpu_mem_cb(
+                    qemu_plugin_tb_get_insn(tb, i),
+                    Some(on_mem),
+                    qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                    qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_RW,
+                    std::ptr::null_mut(),
+                );
+            }
         }
-    }
+    })
 }
 
 /// Audit mode: a guest load or store has happened.
