@@ -386,37 +386,20 @@ impl Vm {
         if vmpl != Vmpl::Vmpl0 {
             return SnpInsnOutcome::eax(PvalidateError::FailPermission.eax());
         }
-        match RmpPageSize::from_rcx(rcx) {
-            Some(size) if dec.gfn.raw() % size.pages() == 0 => {}
+        let size = match RmpPageSize::from_rcx(rcx) {
+            Some(size) if dec.gfn.raw() % size.pages() == 0 => size,
             _ => return SnpInsnOutcome::eax(PvalidateError::FailInput.eax()),
-        }
+        };
         let guest = SnpGuest {
             asid: self.config.asid,
             vmpl,
         };
-        loop {
-            let seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
-            let t = match self.snp_insn_translate(vcpu, dec.gfn) {
-                Ok(t) => t,
-                Err(f) => return SnpInsnOutcome::Fault(f),
-            };
-            let target = RmpInsnTarget {
-                gfn: dec.gfn,
-                pfn: t.backing.pfn(),
-                npt_level: t.level,
-            };
-            // A 2M request over a 4K nested leaf: FAIL_SIZEMISMATCH (APM
-            // Table 15-40), decided by the nested walk before any RMP entry
-            // is read: with a 4K leaf the backing of a 2M-aligned gfn need
-            // not be 2M aligned, so there is no 2M RMP page to check.
-            if rcx == 1 && t.level == PageLevel::Size4K {
-                return SnpInsnOutcome::eax(PvalidateError::FailSizeMismatch.eax());
-            }
+        let size_mismatch = PvalidateError::FailSizeMismatch.eax();
+        self.snp_rmp_insn(vcpu, gpa, dec.gfn, size, size_mismatch, |target| {
             match self.rmp.pvalidate(guest, target, rcx, validate) {
                 Ok(out) => {
                     let mut flush = Flush::none();
                     if out == PvalidateOutcome::Updated {
-                        let size = RmpPageSize::from_rcx(rcx).unwrap_or_default();
                         let range = GfnRange::page_containing(dec.gfn, size.level());
                         Counters::inc(&self.counters.rmp_guest_updates);
                         self.events.emit(|| Event::RmpGuestUpdate {
@@ -429,26 +412,16 @@ impl Vm {
                         // invalidation on hardware).
                         flush = self.counted(Flush::remote_if(!validate));
                     }
-                    return SnpInsnOutcome::Completed {
+                    Ok(SnpInsnOutcome::Completed {
                         eax: 0,
                         cf: out.cf(),
                         flush,
-                    };
+                    })
                 }
-                Err(PvalidateError::Fault(RmpFault::NestedPageFault { error_code, .. })) => {
-                    if self.invalidated_since(seq) {
-                        self.retry(vcpu, dec.gfn);
-                        std::thread::yield_now();
-                        continue;
-                    }
-                    return self.snp_insn_npf(vcpu, gpa, &t, error_code);
-                }
-                Err(PvalidateError::Fault(RmpFault::PageNotValidated)) => {
-                    return SnpInsnOutcome::Fault(Stage2Fault::PageNotValidated { gpa });
-                }
-                Err(e) => return SnpInsnOutcome::eax(e.eax()),
+                Err(PvalidateError::Fault(f)) => Err(f),
+                Err(e) => Ok(SnpInsnOutcome::eax(e.eax())),
             }
-        }
+        })
     }
 
     /// The guest's RMPADJUST on `vcpu` running at `vmpl`: RAX translated to
@@ -483,21 +456,8 @@ impl Vm {
             asid: self.config.asid,
             vmpl,
         };
-        loop {
-            let seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
-            let t = match self.snp_insn_translate(vcpu, dec.gfn) {
-                Ok(t) => t,
-                Err(f) => return SnpInsnOutcome::Fault(f),
-            };
-            let target = RmpInsnTarget {
-                gfn: dec.gfn,
-                pfn: t.backing.pfn(),
-                npt_level: t.level,
-            };
-            // As for PVALIDATE: the nested leaf decides first.
-            if size == RmpPageSize::Size2M && t.level == PageLevel::Size4K {
-                return SnpInsnOutcome::eax(RmpadjustError::FailSizeMismatch.eax());
-            }
+        let size_mismatch = RmpadjustError::FailSizeMismatch.eax();
+        self.snp_rmp_insn(vcpu, gpa, dec.gfn, size, size_mismatch, |target| {
             let before = self.rmp.entry(target.pfn);
             match self.rmp.rmpadjust(guest, target, rcx, rdx) {
                 Ok(()) => {
@@ -510,26 +470,64 @@ impl Vm {
                     });
                     let lost =
                         before.is_some_and(|e| !attrs.perms.contains(e.perms_of(attrs.target)));
-                    return SnpInsnOutcome::Completed {
+                    Ok(SnpInsnOutcome::Completed {
                         eax: 0,
                         cf: false,
                         flush: self.counted(Flush::remote_if(lost)),
-                    };
+                    })
                 }
-                Err(RmpadjustError::Fault(RmpFault::NestedPageFault { error_code, .. })) => {
+                Err(RmpadjustError::Fault(f)) => Err(f),
+                Err(e) => Ok(SnpInsnOutcome::eax(e.eax())),
+            }
+        })
+    }
+
+    /// What PVALIDATE and RMPADJUST share once their inputs are checked:
+    /// find the gfn's nested leaf (faulting it in, as the hardware's nested
+    /// walk would exit to KVM), refuse a 2M request over a 4K leaf with
+    /// `size_mismatch` (APM Table 15-40: decided by the nested walk before
+    /// any RMP entry is read, since with a 4K leaf the backing of a 2M-aligned
+    /// gfn need not be 2M aligned), then run `insn` on the target. An RMP
+    /// nested page fault is retried if an invalidation raced with it, else
+    /// resolved as KVM does; an unvalidated page is #VC.
+    fn snp_rmp_insn(
+        &self,
+        vcpu: VcpuId,
+        gpa: Gpa,
+        gfn: Gfn,
+        size: RmpPageSize,
+        size_mismatch: Option<u32>,
+        mut insn: impl FnMut(RmpInsnTarget) -> Result<SnpInsnOutcome, RmpFault>,
+    ) -> SnpInsnOutcome {
+        loop {
+            let seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
+            let t = match self.snp_insn_translate(vcpu, gfn) {
+                Ok(t) => t,
+                Err(f) => return SnpInsnOutcome::Fault(f),
+            };
+            if size == RmpPageSize::Size2M && t.level == PageLevel::Size4K {
+                return SnpInsnOutcome::eax(size_mismatch);
+            }
+            let target = RmpInsnTarget {
+                gfn,
+                pfn: t.backing.pfn(),
+                npt_level: t.level,
+            };
+            match insn(target) {
+                Ok(out) => return out,
+                Err(RmpFault::NestedPageFault { error_code, .. }) => {
                     if self.invalidated_since(seq) {
-                        self.retry(vcpu, dec.gfn);
+                        self.retry(vcpu, gfn);
                         std::thread::yield_now();
                         continue;
                     }
                     return self.snp_insn_npf(vcpu, gpa, &t, error_code);
                 }
-                Err(RmpadjustError::Fault(RmpFault::PageNotValidated)) => {
+                Err(RmpFault::PageNotValidated) => {
                     let f = Stage2Fault::PageNotValidated { gpa };
                     let _ = self.exit(vcpu, Access::Read, f);
                     return SnpInsnOutcome::Fault(f);
                 }
-                Err(e) => return SnpInsnOutcome::eax(e.eax()),
             }
         }
     }
