@@ -214,6 +214,31 @@ pub enum InsnAction {
     Fault(Fault),
 }
 
+/// What the emulated TDX module, SNP firmware and KVM need from QEMU while
+/// an instruction callback runs: the services QEMU+KVM give a VMM handling an
+/// exit. Called on the vCPU thread of the instruction, inside the callback.
+/// `ffi.rs` implements it over the cvm API; unit tests use a fake.
+pub trait Host {
+    /// CPUID `leaf`.`subleaf` as QEMU's CPU model answers it: EAX, EBX, ECX,
+    /// EDX.
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// RDMSR of `msr` as QEMU emulates it; `None` where RDMSR would #GP.
+    fn rdmsr(&self, msr: u32) -> Option<u64>;
+    /// WRMSR; `false` where WRMSR would #GP.
+    fn wrmsr(&self, msr: u32, value: u64) -> bool;
+    /// A port I/O access of `size` bytes (1, 2 or 4); returns what was read
+    /// (0 for a write).
+    fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32;
+    /// Reads guest-physical memory (alias bits removed) or MMIO, bypassing
+    /// stage 2 and the device check; `false` if part of it is not backed.
+    fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool;
+    /// Writes guest-physical memory or MMIO, like [`Host::phys_read`].
+    fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool;
+    /// The guest reported a fatal error: stop the VM as QEMU does on a guest
+    /// panic (`qemu_system_guest_panicked()`, so `-action panic=` applies).
+    fn guest_panicked(&self);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

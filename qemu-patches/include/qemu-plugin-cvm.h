@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 3
+#define QEMU_PLUGIN_CVM_API_VERSION 4
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -371,6 +371,64 @@ typedef int (*qemu_plugin_cvm_insn_cb_t)(uint32_t vcpu_index,
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_register_insn_cb(uint64_t id, uint32_t insn_mask,
                                      qemu_plugin_cvm_insn_cb_t cb);
+
+/*
+ * Host services for the instruction callback. A plugin that emulates a
+ * TDX module or SNP firmware handles guest requests the way KVM hands them
+ * to the VMM (TDVMCALL or GHCB exits for CPUID, MSRs, port I/O, fatal
+ * errors). These functions give it QEMU's answers. They may only be called
+ * from the instruction callback, on the thread of the vCPU it runs for, and
+ * act for that vCPU; called elsewhere they do nothing and return -1.
+ */
+
+/**
+ * qemu_plugin_cvm_cpuid() - the vCPU's CPUID, as QEMU's CPU model answers it
+ * @leaf: EAX
+ * @subleaf: ECX
+ * @out: EAX, EBX, ECX, EDX
+ *
+ * Returns 0, or -1 outside an instruction callback.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
+
+/**
+ * qemu_plugin_cvm_msr_rw() - the vCPU's RDMSR or WRMSR, as QEMU emulates it
+ * @msr: the MSR index
+ * @value: the value to write, or where the value read goes
+ * @is_write: WRMSR rather than RDMSR
+ *
+ * No intercept checks, no exception: returns 0 on success and -1 where the
+ * instruction would raise #GP (or outside an instruction callback).
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_msr_rw(uint32_t msr, uint64_t *value, bool is_write);
+
+/**
+ * qemu_plugin_cvm_pio_rw() - a port I/O access on behalf of the vCPU
+ * @port: the I/O port
+ * @value: the value to write (low @size bytes), or where the value read
+ *         goes (zero-extended)
+ * @size: 1, 2 or 4
+ * @is_write: OUT rather than IN
+ *
+ * Returns 0, or -1 for a bad size or outside an instruction callback. An
+ * unassigned port reads all ones, as IN does.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_pio_rw(uint16_t port, uint32_t *value, uint32_t size,
+                           bool is_write);
+
+/**
+ * qemu_plugin_cvm_guest_panicked() - the guest reported a fatal error
+ *
+ * Does what QEMU does when a guest panics (qemu_system_guest_panicked()):
+ * the -action panic= setting decides whether the VM pauses, shuts down or
+ * exits with a failure. The vCPU stops at the end of the callback.
+ * Returns 0, or -1 outside an instruction callback.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_guest_panicked(void);
 
 #ifdef __cplusplus
 }
