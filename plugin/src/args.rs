@@ -12,15 +12,65 @@
 
 use std::fmt;
 
-use cvmem_model::VmType;
+use cvmem_model::{Gpaw, PageLevel, TdAttributes, VmType};
 
 /// The validated configuration of one plugin instance.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `vm-type=`: the KVM VM type whose memory semantics the guest gets.
     pub vm_type: VmType,
     /// `test=`: a test device the guest can drive (see `testdev.rs`).
     pub test: TestMode,
+    /// `gpaw=`: the guest physical address width (TDX: the shared bit is
+    /// bit GPAW-1).
+    pub gpaw: Gpaw,
+    /// `td-attributes=`: TD ATTRIBUTES of a TDX guest.
+    pub td_attributes: TdAttributes,
+    /// `accept=`: which private memory of a TD is accepted at launch.
+    pub accept: AcceptPolicy,
+    /// `strict=`: a guest access through the wrong alias is a fault for the
+    /// guest instead of an implicit conversion.
+    pub strict: bool,
+    /// `slot-zap-all=`: KVM_X86_QUIRK_SLOT_ZAP_ALL (honoured by vm-type=default
+    /// only, as in KVM).
+    pub slot_zap_all: bool,
+    /// `map-gpa-chunk=`: TDX MapGPA converts at most this many bytes per
+    /// TDVMCALL, then answers RETRY with the resume address.
+    pub map_gpa_chunk: u64,
+    /// `private-max-level=`: the largest private mapping (`None`: the VM
+    /// type's default, 4K for TDX as in KVM today).
+    pub private_max_level: Option<PageLevel>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            vm_type: VmType::Default,
+            test: TestMode::None,
+            gpaw: Gpaw::Bits48,
+            // QEMU's tdx-guest object sets SEPT_VE_DISABLE by default
+            // (property sept-ve-disable=on), as Linux requires of a
+            // non-debug TD.
+            td_attributes: TdAttributes(TdAttributes::SEPT_VE_DISABLE),
+            accept: AcceptPolicy::All,
+            strict: false,
+            slot_zap_all: true,
+            map_gpa_chunk: 64 << 20,
+            private_max_level: None,
+        }
+    }
+}
+
+/// `accept=`: the state of a TD's private memory when it starts running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptPolicy {
+    /// Every private page is added with TDH.MEM.PAGE.ADD and accepted, as
+    /// after firmware that accepts all memory (the default).
+    All,
+    /// Pages below this guest-physical address are added and accepted;
+    /// pages above are left for the guest to accept (TDH.MEM.PAGE.AUG on
+    /// first access, then TDG.MEM.PAGE.ACCEPT), as with lazy acceptance.
+    Below(u64),
 }
 
 /// `test=`: which test device to give the guest.
@@ -71,11 +121,40 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
   vm-type=default|sw-protected|tdx|snp
                   KVM VM type to model (default: default)
   test=none|hooks test device for the guest (default: none)
+  gpaw=48|52      guest physical address width; TDX shared bit GPAW-1
+                  (default: 48)
+  td-attributes=N TD ATTRIBUTES: bit 0 DEBUG, bit 28 SEPT_VE_DISABLE
+                  (default: 0x10000000)
+  accept=all|ADDR TDX private memory accepted at launch: all, or below
+                  ADDR (e.g. 64M); the rest waits for the guest's ACCEPT
+                  (default: all)
+  strict=on|off   an access through the wrong alias faults (TDX: #VE)
+                  instead of converting the page (default: off)
+  slot-zap-all=on|off
+                  KVM_X86_QUIRK_SLOT_ZAP_ALL, for vm-type=default
+                  (default: on)
+  map-gpa-chunk=SIZE
+                  TDX MapGPA converts at most SIZE per call, then
+                  returns RETRY (default: 64M)
+  private-max-level=4K|2M
+                  largest private mapping (default: the VM type's; TDX
+                  4K as in KVM, so a 2M ACCEPT gets PAGE_SIZE_MISMATCH)
   help            print this text and exit
 ";
 
 /// The keys cvmem knows, for error messages.
-const KEYS: &[&str] = &["vm-type", "test", "help"];
+const KEYS: &[&str] = &[
+    "vm-type",
+    "test",
+    "gpaw",
+    "td-attributes",
+    "accept",
+    "strict",
+    "slot-zap-all",
+    "map-gpa-chunk",
+    "private-max-level",
+    "help",
+];
 
 /// Parses QEMU's spelling of a boolean, as `qapi_bool_parse` does.
 pub fn parse_bool(value: &str) -> Option<bool> {
@@ -84,6 +163,22 @@ pub fn parse_bool(value: &str) -> Option<bool> {
         "off" | "no" | "false" | "n" => Some(false),
         _ => None,
     }
+}
+
+/// Parses a size or address: decimal or `0x` hexadecimal, with an optional
+/// `K`, `M` or `G` suffix (binary units).
+pub fn parse_size(value: &str) -> Option<u64> {
+    let (digits, shift) = match value.as_bytes().last()? {
+        b'K' | b'k' => (&value[..value.len() - 1], 10),
+        b'M' | b'm' => (&value[..value.len() - 1], 20),
+        b'G' | b'g' => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    n.checked_mul(1 << shift)
 }
 
 /// Parses the plugin's arguments, in the order QEMU passed them.
@@ -130,6 +225,60 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
                     "hooks" => TestMode::Hooks,
                     _ => return Err(error(format!("unknown test device '{v}' (none, hooks)"))),
                 };
+            }
+            ("gpaw", Some(v)) => {
+                config.gpaw = match v {
+                    "48" => Gpaw::Bits48,
+                    "52" => Gpaw::Bits52,
+                    _ => return Err(error(format!("GPAW must be 48 or 52, not '{v}'"))),
+                };
+            }
+            ("td-attributes", Some(v)) => {
+                let bits = parse_size(v).ok_or_else(|| error(format!("'{v}' is not a number")))?;
+                let known = TdAttributes::DEBUG | TdAttributes::SEPT_VE_DISABLE;
+                if bits & !known != 0 {
+                    return Err(error(format!(
+                        "unsupported TD attribute bits {:#x} (supported: {known:#x})",
+                        bits & !known
+                    )));
+                }
+                config.td_attributes = TdAttributes(bits);
+            }
+            ("accept", Some(v)) => {
+                config.accept = match v {
+                    "all" => AcceptPolicy::All,
+                    _ => {
+                        let at = parse_size(v).ok_or_else(|| {
+                            error(format!("'{v}' is neither 'all' nor an address"))
+                        })?;
+                        if at % 4096 != 0 {
+                            return Err(error(format!("{at:#x} is not 4K aligned")));
+                        }
+                        AcceptPolicy::Below(at)
+                    }
+                };
+            }
+            ("strict", Some(v)) => {
+                config.strict = parse_bool(v)
+                    .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
+            }
+            ("slot-zap-all", Some(v)) => {
+                config.slot_zap_all = parse_bool(v)
+                    .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
+            }
+            ("map-gpa-chunk", Some(v)) => {
+                let n = parse_size(v).ok_or_else(|| error(format!("'{v}' is not a size")))?;
+                if n == 0 || n % 4096 != 0 {
+                    return Err(error(format!("{n:#x} is not a non-zero multiple of 4K")));
+                }
+                config.map_gpa_chunk = n;
+            }
+            ("private-max-level", Some(v)) => {
+                config.private_max_level = Some(match v {
+                    "4K" | "4k" => PageLevel::Size4K,
+                    "2M" | "2m" => PageLevel::Size2M,
+                    _ => return Err(error(format!("'{v}' is not 4K or 2M"))),
+                });
             }
             _ => unreachable!("every key in KEYS has a branch"),
         }
@@ -212,6 +361,51 @@ mod tests {
         for bad in [&["x=1"][..], &["vm-type=?"], &["help=2"], &["vm-type"]] {
             assert!(!refused(bad).contains('\n'));
         }
+    }
+
+    #[test]
+    fn confidential_vm_options() {
+        let c = run(&[
+            "vm-type=tdx",
+            "gpaw=52",
+            "td-attributes=0x1",
+            "accept=64M",
+            "strict=on",
+            "slot-zap-all=off",
+            "map-gpa-chunk=2M",
+            "private-max-level=2M",
+        ]);
+        assert_eq!(c.private_max_level, Some(PageLevel::Size2M));
+        assert!(refused(&["private-max-level=1G"]).contains("'private-max-level=1G'"));
+        assert_eq!(c.gpaw, Gpaw::Bits52);
+        assert_eq!(c.td_attributes, TdAttributes(1));
+        assert_eq!(c.accept, AcceptPolicy::Below(64 << 20));
+        assert!(c.strict && !c.slot_zap_all);
+        assert_eq!(c.map_gpa_chunk, 2 << 20);
+        assert_eq!(run(&["accept=all"]).accept, AcceptPolicy::All);
+        assert_eq!(
+            run(&["accept=0x100000"]).accept,
+            AcceptPolicy::Below(0x10_0000)
+        );
+        assert!(refused(&["gpaw=40"]).contains("'gpaw=40'"));
+        assert!(refused(&["td-attributes=0x2"]).contains("unsupported TD attribute bits 0x2"));
+        assert!(refused(&["accept=0x1001"]).contains("not 4K aligned"));
+        assert!(refused(&["accept=some"]).contains("'accept=some'"));
+        assert!(refused(&["map-gpa-chunk=0"]).contains("'map-gpa-chunk=0'"));
+        assert!(refused(&["strict=2"]).contains("'strict=2'"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0x1000"), Some(4096));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("0x10K"), Some(16 << 10));
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+        assert_eq!(parse_size("17179869184G"), None);
     }
 
     #[test]

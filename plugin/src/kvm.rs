@@ -20,12 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cvmem_model::{
     Access as ModelAccess, BackingAddr, FlushRequest, FlushTarget, Gfn, GfnRange, Gpa,
-    MemoryRegion, MemslotFlags, MemslotId, SnpAccessCtx, Stage2, Stage2Fault, VcpuId, Vm, VmConfig,
-    VmType, Vmpl, PAGE_SIZE,
+    MemoryRegion, MemslotFlags, MemslotId, SnpAccessCtx, Stage2, Stage2Fault, VcpuId, VeInfo, Vm,
+    VmConfig, VmType, Vmpl, PAGE_SIZE,
 };
 
+use crate::args::Config;
 use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
 use crate::memslots::{MemslotOp, RamSection};
+use crate::tdx::TdxModule;
 
 /// What the plugin must do in QEMU besides answering the callback.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,10 +52,20 @@ impl Effects {
             clear: Vec::new(),
         }
     }
+
+    /// Adds `other`'s effects to these: both clears, the wider flush.
+    pub fn merge(&mut self, other: Effects) {
+        self.clear.extend(other.clear);
+        self.flush = match (self.flush, other.flush) {
+            (Some(a), Some(b)) if a != b => Some(FlushTarget::AllVcpus),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// Exception vectors cvmem raises.
-mod vector {
+pub mod vector {
+    #![allow(missing_docs)]
     pub const PF: u8 = 14;
     pub const MC: u8 = 18;
     pub const VE: u8 = 20;
@@ -110,23 +122,50 @@ pub struct Kvm {
     pub implicit_conversions: AtomicU64,
     /// Set once the model declared the VM dead; reported once.
     dead_reported: AtomicBool,
+    /// `strict=`: wrong-alias accesses fault instead of converting.
+    strict: bool,
+    /// The TDX module, for `vm-type=tdx`.
+    pub tdx: Option<TdxModule>,
 }
 
 impl Kvm {
-    /// Creates the VM (`KVM_CREATE_VM` of `vm_type`) for `max_vcpus` vCPUs.
-    pub fn new(vm_type: VmType, max_vcpus: u32) -> Result<Kvm, String> {
-        let config = VmConfig {
-            max_vcpus: max_vcpus.max(1),
+    /// Creates the VM (`KVM_CREATE_VM` of the configured type) for
+    /// `max_vcpus` vCPUs.
+    pub fn new(config: &Config, max_vcpus: u32) -> Result<Kvm, String> {
+        let vm_type = config.vm_type;
+        let max_vcpus = max_vcpus.max(1);
+        let vm_config = VmConfig {
+            max_vcpus,
+            gpaw: config.gpaw,
+            td_attributes: config.td_attributes,
+            slot_zap_all_quirk: config.slot_zap_all,
+            private_max_level: config
+                .private_max_level
+                .unwrap_or(vm_type.default_private_max_level()),
             ..VmConfig::new(vm_type)
         };
-        let vm = Vm::new(config).map_err(|e| format!("cannot create the {vm_type} VM: {e}"))?;
+        let vm = Vm::new(vm_config).map_err(|e| format!("cannot create the {vm_type} VM: {e}"))?;
         Ok(Kvm {
             vm,
             memslot_adds: AtomicU64::new(0),
             memslot_dels: AtomicU64::new(0),
             implicit_conversions: AtomicU64::new(0),
             dead_reported: AtomicBool::new(false),
+            strict: config.strict,
+            tdx: (vm_type == VmType::Tdx)
+                .then(|| TdxModule::new(max_vcpus, config.accept, config.map_gpa_chunk)),
         })
+    }
+
+    /// A VM of `vm_type` with the default options.
+    pub fn with_type(vm_type: VmType, max_vcpus: u32) -> Result<Kvm, String> {
+        Kvm::new(
+            &Config {
+                vm_type,
+                ..Config::default()
+            },
+            max_vcpus,
+        )
     }
 
     /// The model.
@@ -149,6 +188,10 @@ impl Kvm {
         // time, so the snapshot cannot change under us.
         let slots = self.vm.memslots();
         match op {
+            // QEMU's kvm_set_phys_mem() gives no slot to read-only memory
+            // where KVM refuses KVM_MEM_READONLY (TDX, SNP): the guest's
+            // accesses there are MMIO.
+            _ if s.readonly && !self.vm.vm_type().allows_readonly_memslots() => Ok(Effects::NONE),
             MemslotOp::Add => {
                 let id = (0..=u16::MAX)
                     .map(MemslotId)
@@ -171,7 +214,20 @@ impl Kvm {
                     })
                     .map_err(|e| format!("memslot {:#x}+{:#x} ({}): {e}", s.gpa, s.size, s.name))?;
                 self.memslot_adds.fetch_add(1, Ordering::Relaxed);
-                Ok(Effects::flush(self.vm.flush(flush)))
+                let mut effects = Effects::flush(self.vm.flush(flush));
+                if self.tdx.is_some() && flags.contains(MemslotFlags::GUEST_MEMFD) {
+                    // QEMU makes a TD's guest_memfd RAM private when it adds
+                    // the slot (kvm_set_phys_mem() ->
+                    // kvm_set_memory_attributes_private()).
+                    let range = GfnRange::from_start_len(Gpa::new(s.gpa).gfn(), s.size / PAGE_SIZE)
+                        .ok_or("section out of range")?;
+                    let flush = self
+                        .vm
+                        .set_memory_attributes(range, true)
+                        .map_err(|e| format!("making {:#x}+{:#x} private: {e}", s.gpa, s.size))?;
+                    effects.merge(Effects::flush(self.vm.flush(flush)));
+                }
+                Ok(effects)
             }
             MemslotOp::Del => {
                 let Some(slot) = slots
@@ -194,6 +250,16 @@ impl Kvm {
     /// The stage-2 answer for `req`. The hot path: a lookup hit reads a few
     /// atomics.
     pub fn stage2(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
+        if let Some(tdx) = &self.tdx {
+            if !tdx.launched() {
+                if !req.paging {
+                    // The VMM still builds the TD (see
+                    // TdxModule::ensure_launched()).
+                    return (Stage2Answer::identity(req), Effects::NONE);
+                }
+                tdx.ensure_launched(self);
+            }
+        }
         let access = match req.access {
             Access::Read => ModelAccess::Read,
             Access::Write => ModelAccess::Write,
@@ -211,7 +277,7 @@ impl Kvm {
         } else {
             self.vm.stage2(vcpu, gpa, access)
         };
-        let fault = match answer {
+        match answer {
             Stage2::Mapped(t) => {
                 let mut p = 0;
                 if t.perms.read {
@@ -228,24 +294,38 @@ impl Kvm {
                     prot: p,
                     page_size: t.level.size_bytes(),
                 };
-                return (answer, Effects::NONE);
+                (answer, Effects::NONE)
             }
-            Stage2::Fault(f) => f,
+            Stage2::Fault(f) => self.fault_answer(req, f),
+        }
+    }
+
+    /// What the guest sees of a stage-2 fault: handled by KVM or QEMU and
+    /// retried, allowed for QEMU's memory core, or an exception.
+    fn fault_answer(&self, req: &Stage2Request, fault: Stage2Fault) -> (Stage2Answer, Effects) {
+        let raise = |vector, error_code, cr2| {
+            (
+                Stage2Answer::Fault(Fault {
+                    vector,
+                    error_code,
+                    cr2,
+                }),
+                Effects::NONE,
+            )
         };
         match fault {
             Stage2Fault::Mmio { gpa } | Stage2Fault::ReadOnlyWrite { gpa } => {
                 (self.unaliased(gpa), Effects::NONE)
             }
-            Stage2Fault::MemoryFault { gfn, private, .. } => self.implicit_conversion(gfn, private),
+            Stage2Fault::MemoryFault { gpa, gfn, private } => {
+                if self.strict {
+                    self.strict_fault(req, gpa)
+                } else {
+                    self.implicit_conversion(req, gfn, private)
+                }
+            }
             Stage2Fault::SeptBlocked { .. } => (Stage2Answer::Retry, Effects::NONE),
-            Stage2Fault::VirtualizationException { .. } => (
-                Stage2Answer::Fault(Fault {
-                    vector: vector::VE,
-                    error_code: None,
-                    cr2: None,
-                }),
-                Effects::NONE,
-            ),
+            Stage2Fault::VirtualizationException { gpa, ve } => self.inject_ve(req, gpa, ve),
             Stage2Fault::ReservedGpa { .. } => {
                 let mut code = pferr::PRESENT | pferr::RSVD;
                 match req.access {
@@ -256,23 +336,11 @@ impl Kvm {
                 if req.cpl == 3 {
                     code |= pferr::USER;
                 }
-                (
-                    Stage2Answer::Fault(Fault {
-                        vector: vector::PF,
-                        error_code: Some(code),
-                        cr2: Some(req.gva),
-                    }),
-                    Effects::NONE,
-                )
+                raise(vector::PF, Some(code), Some(req.gva))
             }
-            Stage2Fault::PageNotValidated { .. } => (
-                Stage2Answer::Fault(Fault {
-                    vector: vector::VC,
-                    error_code: Some(SVM_EXIT_NPF_PAGE_NOT_VALIDATED),
-                    cr2: None,
-                }),
-                Effects::NONE,
-            ),
+            Stage2Fault::PageNotValidated { .. } => {
+                raise(vector::VC, Some(SVM_EXIT_NPF_PAGE_NOT_VALIDATED), None)
+            }
             // KVM's sev_handle_rmp_fault() ran (PSMASH and a zap): flush and
             // let the access run again.
             Stage2Fault::RmpSmashed { flush, .. } => (
@@ -291,23 +359,68 @@ impl Kvm {
             | Stage2Fault::GmemPrepareFailed { .. }
             | Stage2Fault::VmDead { .. }
             | Stage2Fault::Dead
-            | Stage2Fault::OutOfTables => {
-                if !self.dead_reported.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "cvmem: the VM is dead ({fault:?} at GPA {:#x}); guest accesses \
-                         now raise #MC",
-                        req.gpa
-                    );
-                }
-                (
-                    Stage2Answer::Fault(Fault {
-                        vector: vector::MC,
-                        error_code: None,
-                        cr2: None,
-                    }),
-                    Effects::NONE,
-                )
+            | Stage2Fault::OutOfTables => self.dead(&format!("{fault:?}"), req.gpa),
+        }
+    }
+
+    /// The VM cannot go on (KVM killed it, or QEMU would have stopped it):
+    /// said once on stderr; every guest access then raises #MC, so nothing
+    /// runs unchecked.
+    fn dead(&self, why: &str, gpa: u64) -> (Stage2Answer, Effects) {
+        if !self.dead_reported.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "cvmem: the VM is dead ({why} at GPA {gpa:#x}); guest accesses now raise #MC"
+            );
+        }
+        (
+            Stage2Answer::Fault(Fault {
+                vector: vector::MC,
+                error_code: None,
+                cr2: None,
+            }),
+            Effects::NONE,
+        )
+    }
+
+    /// Injects a #VE with `ve` (the linear address filled in from `req`).
+    fn inject_ve(&self, req: &Stage2Request, gpa: Gpa, mut ve: VeInfo) -> (Stage2Answer, Effects) {
+        // Exit qualification bit 7: the linear address is valid; bit 8: the
+        // access was to the translated address, not a paging structure
+        // (SDM Table 28-7).
+        if req.paging {
+            ve.gla = req.gva;
+            ve.exit_qualification |= 1 << 7;
+            if !req.page_walk {
+                ve.exit_qualification |= 1 << 8;
             }
+        }
+        match &self.tdx {
+            Some(tdx) if tdx.record_ve(req.vcpu_index, ve) => (
+                Stage2Answer::Fault(Fault {
+                    vector: vector::VE,
+                    error_code: None,
+                    cr2: None,
+                }),
+                Effects::NONE,
+            ),
+            _ => self.dead("EPT violation while the last #VE was unread", gpa.raw()),
+        }
+    }
+
+    /// `strict=on`: an access through the wrong alias is not converted.
+    /// A TD gets a #VE (EPT violation) for it; other VM types have no way
+    /// to tell the guest, so the VM stops as QEMU stops it when it refuses
+    /// a memory-fault exit.
+    fn strict_fault(&self, req: &Stage2Request, gpa: Gpa) -> (Stage2Answer, Effects) {
+        if self.tdx.is_some() {
+            let access = match req.access {
+                Access::Read => ModelAccess::Read,
+                Access::Write => ModelAccess::Write,
+                Access::Fetch => ModelAccess::Fetch,
+            };
+            self.inject_ve(req, gpa, VeInfo::pending_access(gpa, access))
+        } else {
+            self.dead("strict: access through the wrong alias", gpa.raw())
         }
     }
 
@@ -327,36 +440,45 @@ impl Kvm {
 
     /// The guest touched a page through the other alias: convert it, as QEMU
     /// does on `KVM_EXIT_MEMORY_FAULT` (`kvm_convert_memory()`), discarding
-    /// the content of the side being left.
-    fn implicit_conversion(&self, gfn: Gfn, private: bool) -> (Stage2Answer, Effects) {
-        let range = GfnRange::one(gfn);
-        match self.vm.set_memory_attributes(range, private) {
-            Ok(flush) => {
+    /// the content of the side being left. QEMU refuses to make anything
+    /// but guest_memfd RAM private and stops the VM.
+    fn implicit_conversion(
+        &self,
+        req: &Stage2Request,
+        gfn: Gfn,
+        private: bool,
+    ) -> (Stage2Answer, Effects) {
+        match self.convert(GfnRange::one(gfn), private, true) {
+            Ok(effects) => {
                 self.implicit_conversions.fetch_add(1, Ordering::Relaxed);
-                let effects = Effects {
-                    flush: self.vm.flush(flush).map(|r| r.target),
-                    clear: self
-                        .backing_of(gfn)
-                        .map(|b| (b, PAGE_SIZE))
-                        .into_iter()
-                        .collect(),
-                };
                 (Stage2Answer::Retry, effects)
             }
-            Err(e) => {
-                eprintln!(
-                    "cvmem: implicit conversion of GFN {:#x} failed: {e}",
-                    gfn.raw()
-                );
-                (
-                    Stage2Answer::Fault(Fault {
-                        vector: vector::MC,
-                        error_code: None,
-                        cr2: None,
-                    }),
-                    Effects::NONE,
-                )
-            }
+            Err(e) => self.dead(&format!("implicit conversion: {e}"), req.gpa),
+        }
+    }
+
+    /// A memory-fault exit taken outside a translation (e.g. by a TDX
+    /// ACCEPT of a page that is still shared), handled like one met at
+    /// softTLB fill: `Ok` with effects when the operation may be retried,
+    /// `Err` with the exception for the guest otherwise.
+    pub fn exit_fault(&self, vcpu: u32, fault: Stage2Fault) -> Result<Effects, Fault> {
+        let gpa = match fault {
+            Stage2Fault::MemoryFault { gpa, .. } | Stage2Fault::VmDead { gpa } => gpa.raw(),
+            _ => 0,
+        };
+        let req = Stage2Request {
+            gpa,
+            gva: 0,
+            vcpu_index: vcpu,
+            access: Access::Write,
+            cpl: 0,
+            page_walk: false,
+            paging: false,
+            stage1_prot: prot::ALL,
+        };
+        match self.fault_answer(&req, fault) {
+            (Stage2Answer::Fault(f), _) => Err(f),
+            (_, effects) => Ok(effects),
         }
     }
 
@@ -404,8 +526,23 @@ impl Kvm {
         }
         let private = attrs & hc::KVM_MAP_GPA_RANGE_ENCRYPTED != 0;
         let range = GfnRange::from_start_len(Gfn::new(gfn), npages).ok_or(hc::KVM_EINVAL)?;
-        // QEMU converts only guest_memfd-backed RAM (and ignores shared
-        // conversions of unassigned space).
+        self.convert(range, private, false).map_err(|e| {
+            eprintln!("cvmem: KVM_HC_MAP_GPA_RANGE {gpa:#x}+{npages} pages: {e}");
+            hc::KVM_EINVAL
+        })
+    }
+
+    /// Converts `range` to private or shared as QEMU's `kvm_convert_memory()`
+    /// does: KVM_SET_MEMORY_ATTRIBUTES, and the content of every frame that
+    /// changes side is discarded. QEMU converts only guest_memfd-backed RAM;
+    /// with `lenient_shared` a conversion to shared of space that is not
+    /// such RAM (MMIO a TD shares) is accepted, as QEMU accepts it.
+    pub fn convert(
+        &self,
+        range: GfnRange,
+        private: bool,
+        lenient_shared: bool,
+    ) -> Result<Effects, String> {
         let slots = self.vm.memslots();
         let covered: u64 = slots
             .iter()
@@ -413,11 +550,8 @@ impl Kvm {
             .filter_map(|s| s.range().intersect(range))
             .map(|r| r.len())
             .sum();
-        if covered != range.len() {
-            eprintln!(
-                "cvmem: KVM_HC_MAP_GPA_RANGE {gpa:#x}+{npages} pages: not all private-capable RAM (QEMU would stop the VM)"
-            );
-            return Err(hc::KVM_EINVAL);
+        if covered != range.len() && (private || !lenient_shared) {
+            return Err("not all private-capable RAM (QEMU would stop the VM)".into());
         }
         // Frames that change side lose their content.
         let attrs_before = self.vm.attributes();
@@ -434,17 +568,29 @@ impl Kvm {
                 .filter_map(|p| p.intersect(range))
                 .collect()
         };
-        let flush = self.vm.set_memory_attributes(range, private).map_err(|e| {
-            eprintln!("cvmem: KVM_HC_MAP_GPA_RANGE {gpa:#x}+{npages} pages: {e}");
-            hc::KVM_EINVAL
-        })?;
+        let flush = self
+            .vm
+            .set_memory_attributes(range, private)
+            .map_err(|e| e.to_string())?;
         Ok(Effects {
             flush: self.vm.flush(flush).map(|r| r.target),
             clear: changing
                 .iter()
-                .map(|r| (r.start().gpa().raw(), r.len() * PAGE_SIZE))
+                .flat_map(|&r| self.backing_ranges(r))
                 .collect(),
         })
+    }
+
+    /// The QEMU ranges (start, bytes) backing the frames of `range` that
+    /// memslots hold. Backing addresses are QEMU guest-physical addresses
+    /// (see the module comment), so frames map to themselves.
+    pub fn backing_ranges(&self, range: GfnRange) -> Vec<(u64, u64)> {
+        let slots = self.vm.memslots();
+        slots
+            .iter()
+            .filter_map(|s| s.range().intersect(range))
+            .map(|r| (r.start().gpa().raw(), r.len() * PAGE_SIZE))
+            .collect()
     }
 
     /// Whether a device may touch the page at `gpa`: not if it is private
@@ -452,13 +598,17 @@ impl Kvm {
     /// reach; a sw-protected VM's private memory is guest_memfd, which QEMU
     /// does not map).
     pub fn device_access_allowed(&self, gpa: u64) -> bool {
+        // While the VMM builds a TD, its devices (fw_cfg DMA) load the image.
+        if self.tdx.as_ref().is_some_and(|t| !t.launched()) {
+            return true;
+        }
         self.vm
             .decode(Gpa::new(gpa))
             .is_none_or(|d| !self.vm.is_private(d.gfn))
     }
 
     /// The QEMU address backing `gfn`, if a memslot holds it.
-    fn backing_of(&self, gfn: Gfn) -> Option<u64> {
+    pub fn backing_of(&self, gfn: Gfn) -> Option<u64> {
         let slots = self.vm.memslots();
         let slot = slots.find(gfn)?;
         Some(slot.pfn_of(gfn).addr().raw())
@@ -508,7 +658,7 @@ mod tests {
 
     #[test]
     fn ram_is_mapped_through_the_model_and_mmio_passes_through() {
-        let kvm = Kvm::new(VmType::Default, 1).unwrap();
+        let kvm = Kvm::with_type(VmType::Default, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &section(0, 0xa_0000, false))
             .unwrap();
         kvm.memslot(MemslotOp::Add, &section(0x10_0000, 0x100_0000, false))
@@ -568,7 +718,7 @@ mod tests {
 
     #[test]
     fn a_bar_move_is_a_deletion_then_a_creation() {
-        let kvm = Kvm::new(VmType::Default, 1).unwrap();
+        let kvm = Kvm::with_type(VmType::Default, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &section(0, 0xa0000, false))
             .unwrap();
         kvm.memslot(MemslotOp::Add, &section(0xfe00_0000, 0x10_0000, false))
@@ -597,7 +747,7 @@ mod tests {
 
     #[test]
     fn overlaps_unknown_deletions_and_empty_sections_are_refused() {
-        let kvm = Kvm::new(VmType::Default, 1).unwrap();
+        let kvm = Kvm::with_type(VmType::Default, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &section(0x1000, 0x2000, false))
             .unwrap();
         assert!(kvm
@@ -624,7 +774,7 @@ mod tests {
 
     #[test]
     fn a_shared_access_to_private_memory_converts_the_page() {
-        let kvm = Kvm::new(VmType::Tdx, 1).unwrap();
+        let kvm = Kvm::with_type(VmType::Tdx, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &section(0, 0x100_0000, false))
             .unwrap();
         let gfn = Gfn::new(0x42);

@@ -11,6 +11,7 @@
 //! - [`kvm`] is the modelled KVM: it owns the model's VM, makes memslots of
 //!   QEMU's RAM sections, answers stage-2 requests and handles exits;
 //! - [`memslots`] is what QEMU's memory listener reports;
+//! - [`tdx`] is the TDX module's TDCALL interface and KVM's TDVMCALL handling;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
 //! - [`guard`] keeps panics from crossing into QEMU;
@@ -25,6 +26,7 @@ pub mod kvm;
 pub mod memslots;
 pub mod plugin;
 pub mod summary;
+pub mod tdx;
 pub mod testdev;
 
 // The FFI layer references symbols that only QEMU provides; unit tests link

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crossbeam::utils::CachePadded;
 
 use crate::args::{Config, TestMode};
-use crate::hooks::{prot, Access, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{prot, Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::kvm::{Effects, Kvm};
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
@@ -124,7 +124,7 @@ impl Plugin {
     /// installed now.
     pub fn new(config: Config, mode: Mode, max_vcpus: u32) -> Result<Self, String> {
         Ok(Plugin {
-            kvm: Kvm::new(config.vm_type, max_vcpus)?,
+            kvm: Kvm::new(&config, max_vcpus)?,
             testdev: (config.test == TestMode::Hooks).then(TestDev::default),
             config,
             mode,
@@ -137,6 +137,8 @@ impl Plugin {
     pub fn insn_kinds(&self) -> &'static [Insn] {
         if self.testdev.is_some() {
             &Insn::ALL
+        } else if self.kvm.tdx.is_some() {
+            &[Insn::Tdcall, Insn::Cpuid, Insn::Vmcall]
         } else {
             // KVM's hypercall ABI is there for every VM type.
             &[Insn::Vmcall]
@@ -189,7 +191,13 @@ impl Plugin {
     }
 
     /// Emulates an instruction the plugin registered for.
-    pub fn insn(&self, vcpu: u32, insn: Insn, regs: &mut Regs) -> (InsnAction, Effects) {
+    pub fn insn(
+        &self,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+        host: &dyn Host,
+    ) -> (InsnAction, Effects) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
         if let Some(dev) = &self.testdev {
             let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm());
@@ -203,8 +211,13 @@ impl Plugin {
                 );
             }
         }
-        match insn {
-            Insn::Vmcall => (InsnAction::Done, self.kvm.hypercall(regs)),
+        match (insn, &self.kvm.tdx) {
+            (Insn::Vmcall, _) => (InsnAction::Done, self.kvm.hypercall(regs)),
+            (Insn::Tdcall, Some(tdx)) => tdx.tdcall(&self.kvm, vcpu, regs, host),
+            (Insn::Cpuid, Some(tdx)) => match tdx.cpuid(regs, host) {
+                Some(()) => (InsnAction::Done, Effects::NONE),
+                None => (InsnAction::Decline, Effects::NONE),
+            },
             _ => (InsnAction::Decline, Effects::NONE),
         }
     }

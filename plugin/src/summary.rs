@@ -60,6 +60,20 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         m.frames_converted,
         plugin.kvm.implicit_conversions.load(Ordering::Relaxed)
     );
+    if let Some(tdx) = &plugin.kvm.tdx {
+        let t = &tdx.stats;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "  tdx           {} TDCALLs, {} TDVMCALLs, {} #VE, {} pages accepted, {} MapGPA, {} pages added at launch",
+            n(&t.tdcalls),
+            n(&t.tdvmcalls),
+            n(&t.ves),
+            n(&t.accepts),
+            n(&t.map_gpa),
+            n(&t.pages_added)
+        );
+    }
     if plugin.mode == Mode::Audit {
         let _ = writeln!(
             out,

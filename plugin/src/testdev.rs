@@ -399,7 +399,7 @@ mod tests {
         dev.insn(0, Insn::Vmcall, &mut regs, &no_slots());
         assert_eq!(regs.gpr[gpr::RAX], u64::MAX);
 
-        let kvm = crate::kvm::Kvm::new(cvmem_model::VmType::Default, 1).unwrap();
+        let kvm = crate::kvm::Kvm::with_type(cvmem_model::VmType::Default, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &s).unwrap();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 5;
         regs.gpr[gpr::RBX] = 0xfe0f_ffff;
