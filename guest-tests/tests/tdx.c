@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tdx: the TDX guest ABI as a TD sees it under vm-type=tdx, written against
+ * Linux's arch/x86/coco/tdx/tdx.c and the TDX module / GHCI specs.
+ *
+ * Run with accept=64M (memory above 64 MiB starts unaccepted),
+ * td-attributes=0 (SEPT_VE_DISABLE clear: a PENDING page gives #VE) and
+ * map-gpa-chunk=2M (MapGPA answers RETRY after each 2 MiB).
+ */
+#include "libcflat.h"
+#include "fw_cfg.h"
+#include "tdx.h"
+
+#define SZ_2M (2ul << 20)
+/* Unaccepted memory the test owns: above the accept=64M boundary. */
+#define PENDING_BASE (128ul << 20)
+/* Where shared aliases are mapped: above the 4 GiB identity map. */
+#define SHARED_VA 0x200000000ul
+
+static u64 shared_bit;
+
+/* Maps @npages at @pa through the shared alias at SHARED_VA + @pa. */
+static void *map_shared(u64 pa, u64 npages)
+{
+	for (u64 i = 0; i < npages; i++)
+		install_page(boot_pml4(), SHARED_VA + pa + i * PAGE_SIZE,
+			     (pa + i * PAGE_SIZE) | shared_bit, PT_PRESENT | PT_WRITABLE);
+	return (void *)(SHARED_VA + pa);
+}
+
+static u32 dma_read(struct fw_cfg_dma_access *desc, u64 desc_pa, u64 buf_pa, u32 len);
+
+static bool all_bytes(const volatile u8 *p, u64 len, u8 c)
+{
+	for (u64 i = 0; i < len; i++)
+		if (p[i] != c)
+			return false;
+	return true;
+}
+
+static u64 status_class(u64 st)
+{
+	return st & 0xffffffff00000000ul;
+}
+
+static void test_identity(void)
+{
+	struct tdx_module_args a = {};
+	u64 st;
+
+	report(is_tdx_guest(), "CPUID 0x21 says IntelTDX");
+	report(cpuid(0).a >= 0x21, "CPUID 0 reports leaf 0x21");
+	st = tdcall(TDG_VP_INFO, &a);
+	report(st == 0 && (a.rcx & 0x3f) == 48, "TDG.VP.INFO: GPAW %lu", a.rcx & 0x3f);
+	report(a.rdx == 0, "TDG.VP.INFO: ATTRIBUTES %#lx (td-attributes=0)", a.rdx);
+	report((u32)a.r8 == 1 && (a.r8 >> 32) == 1 && (u32)a.r9 == 0,
+	       "TDG.VP.INFO: 1 of 1 vCPUs, index 0");
+	report(tdx_shared_mask() == 1ul << 47, "shared bit 47");
+}
+
+static void test_accept(void)
+{
+	volatile u64 *p = pa_to_ptr(PENDING_BASE);
+	u64 st;
+
+	report_prefix_push("accept");
+	st = tdx_accept_page(PENDING_BASE, 0);
+	report(st == 0, "4K accept: status %#lx", st);
+	report(p[0] == 0 && p[511] == 0, "an accepted page reads zero");
+	p[0] = 0x1234;
+	report(p[0] == 0x1234, "and keeps what is written");
+	st = tdx_accept_page(PENDING_BASE, 0);
+	report(status_class(st) == TDX_PAGE_ALREADY_ACCEPTED && p[0] == 0x1234,
+	       "double accept: TDX_PAGE_ALREADY_ACCEPTED %#lx, content kept", st);
+	st = tdx_accept_page(PENDING_BASE, 1);
+	report(status_class(st) == TDX_PAGE_SIZE_MISMATCH,
+	       "2M accept over a 4K page: TDX_PAGE_SIZE_MISMATCH %#lx", st);
+	st = tdx_accept_page(PENDING_BASE + SZ_2M, 1);
+	report(status_class(st) == TDX_PAGE_SIZE_MISMATCH,
+	       "2M accept: KVM maps private memory at 4K, so size mismatch %#lx", st);
+	st = tdx_accept_page(PENDING_BASE + 0x800, 0);
+	report(status_class(st) == TDX_OPERAND_INVALID, "misaligned: TDX_OPERAND_INVALID");
+	st = tdx_accept_page((PENDING_BASE + 0x1000) | shared_bit, 0);
+	report(status_class(st) == TDX_OPERAND_INVALID, "shared GPA: TDX_OPERAND_INVALID");
+	st = tdx_accept_page(PENDING_BASE | 3, 0);
+	report(status_class(st) == TDX_OPERAND_INVALID, "level 3: TDX_OPERAND_INVALID");
+	report_prefix_pop();
+}
+
+static void test_ve(void)
+{
+	u64 gpa = PENDING_BASE + 0x5000;
+	volatile u64 *p = pa_to_ptr(gpa);
+	struct tdx_module_args a = {};
+	u64 v = 0, st;
+
+	report_prefix_push("#VE");
+	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(v) : "r"(p) : "memory");
+	report(exception_vector() == VE_VECTOR, "a PENDING page gives #VE (vector %d)",
+	       exception_vector());
+	st = tdcall(TDG_VP_VEINFO_GET, &a);
+	report(st == 0 && a.rcx == 48, "VE info: EPT violation (reason %lu)", a.rcx);
+	report(a.r9 == gpa, "VE info: GPA %#lx", a.r9);
+	report(a.r8 == (u64)p, "VE info: linear address %#lx", a.r8);
+	report((a.rdx & 7) == 1 && (a.rdx & (1 << 7)), "VE info: a read, GLA valid (%#lx)", a.rdx);
+	st = tdcall(TDG_VP_VEINFO_GET, &a);
+	report(st == TDX_NO_VALID_VE_INFO, "read once: then TDX_NO_VALID_VE_INFO");
+	report(tdx_accept_page(gpa, 0) == 0 && *p == 0, "accepted, the page is usable");
+	report_prefix_pop();
+	(void)v;
+}
+
+static void test_map_gpa(void)
+{
+	u64 pa = PENDING_BASE + 4 * SZ_2M;
+	u64 npages = (3 * SZ_2M) / PAGE_SIZE;
+	volatile u8 *priv = pa_to_ptr(pa);
+	volatile u8 *shared;
+	struct fw_cfg_dma_access *d;
+	struct tdx_module_args a = {};
+	u64 st;
+
+	report_prefix_push("MapGPA");
+	for (u64 i = 0; i < npages; i++)
+		tdx_accept_page(pa + i * PAGE_SIZE, 0);
+	memset((void *)priv, 0x5a, 3 * SZ_2M);
+
+	/* One call: RETRY after the first 2 MiB, with R11 = where to go on. */
+	a.r10 = 0;
+	a.r11 = TDVMCALL_MAP_GPA;
+	a.r12 = pa | shared_bit;
+	a.r13 = 3 * SZ_2M;
+	st = tdvmcall(&a);
+	report(st == TDVMCALL_STATUS_RETRY && a.r11 == (pa + SZ_2M) | shared_bit,
+	       "3 MiB+: RETRY, resume at %#lx", a.r11);
+	st = tdx_map_gpa(pa + SZ_2M, 2 * SZ_2M, true);
+	report(st == 0, "the rest, RETRY honoured: status %#lx", st);
+
+	shared = map_shared(pa, npages);
+	report(all_bytes(shared, 3 * SZ_2M, 0), "shared alias: private content is gone");
+	memset((void *)shared, 0x33, 3 * SZ_2M);
+	report(all_bytes(shared, 3 * SZ_2M, 0x33), "shared data stays");
+
+	/* A device reaches shared memory, not private. */
+	d = (void *)(shared + 2 * SZ_2M);
+	st = dma_read(d, pa + 2 * SZ_2M, pa + PAGE_SIZE, 4);
+	report(st == 0 && !memcmp((void *)(shared + PAGE_SIZE), "QEMU", 4),
+	       "a device writes a shared page");
+
+	/* Back to private: contents gone, and the pages must be accepted. */
+	st = tdx_map_gpa(pa, 2 * SZ_2M, false);
+	report(st == 0, "back to private: status %#lx", st);
+	asm volatile(ASM_TRY("1f") "movb (%0), %%al\n1:" : : "r"(priv) : "rax", "memory");
+	report(exception_vector() == VE_VECTOR, "converted pages must be accepted again (#VE)");
+	tdcall(TDG_VP_VEINFO_GET, &a);
+	for (u64 i = 0; i < 2 * SZ_2M / PAGE_SIZE; i++)
+		tdx_accept_page(pa + i * PAGE_SIZE, 0);
+	report(all_bytes(priv, 2 * SZ_2M, 0), "accepted again: shared content is gone");
+	memset((void *)(priv + PAGE_SIZE), 0x44, 8);
+	st = dma_read(d, pa + 2 * SZ_2M, pa + PAGE_SIZE, 4);
+	report(all_bytes(priv + PAGE_SIZE, 8, 0x44), "a device cannot write a private page");
+
+	/* KVM's operand checks. */
+	report(tdx_map_gpa(pa + 8, PAGE_SIZE, true) == TDVMCALL_STATUS_INVALID_OPERAND,
+	       "misaligned: INVALID_OPERAND");
+	report(tdx_map_gpa(pa, 0, true) == TDVMCALL_STATUS_INVALID_OPERAND, "empty: INVALID_OPERAND");
+	report(tdx_map_gpa(1ul << 48, PAGE_SIZE, false) == TDVMCALL_STATUS_INVALID_OPERAND,
+	       "beyond GPAW: INVALID_OPERAND");
+	report(tdx_map_gpa(0xfec00000ul, PAGE_SIZE, false) == TDVMCALL_STATUS_INVALID_OPERAND,
+	       "MMIO cannot become private");
+	report(tdx_map_gpa(0xfec00000ul, PAGE_SIZE, true) == 0, "MMIO may be declared shared");
+	report_prefix_pop();
+}
+
+/* fw_cfg DMA with a descriptor at @desc (mapped at @desc_pa) into @buf_pa. */
+static u32 dma_read(struct fw_cfg_dma_access *desc, u64 desc_pa, u64 buf_pa, u32 len)
+{
+	desc->control = __builtin_bswap32((u32)FW_CFG_SIGNATURE << 16 | FW_CFG_DMA_CTL_SELECT |
+					  FW_CFG_DMA_CTL_READ);
+	desc->length = __builtin_bswap32(len);
+	desc->address = __builtin_bswap64(buf_pa);
+	outl(__builtin_bswap32(desc_pa >> 32), FW_CFG_PORT_DMA);
+	outl(__builtin_bswap32((u32)desc_pa), FW_CFG_PORT_DMA + 4);
+	return __builtin_bswap32(((volatile struct fw_cfg_dma_access *)desc)->control);
+}
+
+static void test_metadata(void)
+{
+	struct tdx_module_args a = {};
+	u64 st;
+
+	report_prefix_push("metadata");
+	a.rdx = TDCS_CONFIG_FLAGS;
+	st = tdcall(TDG_VM_RD, &a);
+	report(st == 0 && a.r8 == 0, "CONFIG_FLAGS: no FLEXIBLE_PENDING_VE");
+	a = (struct tdx_module_args){ .rdx = TDCS_TOPOLOGY_ENUM_CONFIGURED };
+	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == 1, "TOPOLOGY_ENUM_CONFIGURED");
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_ENUM_TOPOLOGY,
+				      .r9 = TD_CTLS_ENUM_TOPOLOGY };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == 0 && a.r8 == 0, "TD_CTLS.ENUM_TOPOLOGY written (old %#lx)", a.r8);
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS };
+	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == TD_CTLS_ENUM_TOPOLOGY, "and read back");
+	a = (struct tdx_module_args){ .rdx = TDCS_CONFIG_FLAGS, .r8 = 2, .r9 = 2 };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == 0xC0000C0100000000ul, "CONFIG_FLAGS is not writable: %#lx", st);
+	a = (struct tdx_module_args){ .rdx = 0x1234 };
+	st = tdcall(TDG_VM_RD, &a);
+	report(st == 0xC0000C0000000000ul, "unknown field: TDX_METADATA_FIELD_ID_INCORRECT");
+	a = (struct tdx_module_args){ .rdx = 0x0A00000300000008ul };
+	report(tdcall(TDG_SYS_RD, &a) == 0 && a.r8 == 0, "TDG.SYS.RD TDX_FEATURES0: none");
+	report_prefix_pop();
+}
+
+static void test_report(void)
+{
+	u8 *rep = alloc_page(), *data = alloc_page(), *ext = alloc_page();
+	struct tdx_module_args a = {};
+	u64 st;
+
+	report_prefix_push("report");
+	for (int i = 0; i < 64; i++)
+		data[i] = i;
+	memset(ext, 0x99, 48);
+	a = (struct tdx_module_args){ .rcx = ptr_to_pa(ext), .rdx = 2 };
+	report(tdcall(TDG_MR_RTMR_EXTEND, &a) == 0, "RTMR[2] extended");
+	a = (struct tdx_module_args){ .rcx = ptr_to_pa(ext), .rdx = 4 };
+	st = tdcall(TDG_MR_RTMR_EXTEND, &a);
+	report(st == (TDX_OPERAND_INVALID | 2), "RTMR[4]: TDX_OPERAND_INVALID (RDX) %#lx", st);
+	a = (struct tdx_module_args){ .rcx = ptr_to_pa(rep), .rdx = ptr_to_pa(data) };
+	st = tdcall(TDG_MR_REPORT, &a);
+	report(st == 0, "TDG.MR.REPORT: status %#lx", st);
+	report(rep[0] == 0x81 && rep[1] == 0, "REPORTTYPE: TDX (0x81), subtype 0");
+	report(!memcmp(rep + 128, data, 64), "REPORTDATA at 128");
+	report(all_bytes(rep + 224, 32, 0), "MAC all zero: unsigned");
+	report(*(u64 *)(rep + 512) == 0, "TDINFO.ATTRIBUTES");
+	report(!all_bytes(rep + 528, 48, 0), "TDINFO.MRTD set");
+	report(!all_bytes(rep + 512 + 208 + 96, 48, 0) && all_bytes(rep + 512 + 208 + 144, 48, 0),
+	       "RTMR[2] extended, RTMR[3] not");
+	a = (struct tdx_module_args){ .rcx = ptr_to_pa(rep) + 64, .rdx = ptr_to_pa(data) };
+	report(tdcall(TDG_MR_REPORT, &a) == (TDX_OPERAND_INVALID | 1), "misaligned report: RCX");
+	a = (struct tdx_module_args){ .rcx = ptr_to_pa(rep), .rdx = ptr_to_pa(data) + 8 };
+	report(tdcall(TDG_MR_REPORT, &a) == (TDX_OPERAND_INVALID | 2), "misaligned data: RDX");
+	a = (struct tdx_module_args){ .rcx = ptr_to_pa(rep), .rdx = ptr_to_pa(data), .r8 = 1 };
+	report(tdcall(TDG_MR_REPORT, &a) == (TDX_OPERAND_INVALID | 8), "sub-type 1: R8");
+	report_prefix_pop();
+}
+
+static void test_tdvmcalls(void)
+{
+	struct tdx_module_args a;
+	u64 st, pa = PENDING_BASE + 16 * SZ_2M;
+	volatile u64 *quote;
+	struct cpuid c = cpuid_indexed(7, 0);
+
+	report_prefix_push("tdvmcall");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_CPUID, .r12 = 7, .r13 = 0 };
+	st = tdvmcall(&a);
+	report(st == 0 && (u32)a.r12 == c.a && (u32)a.r13 == c.b && (u32)a.r14 == c.c &&
+	       (u32)a.r15 == c.d, "CPUID 7: the VMM's answer");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_IO_INSTRUCTION, .r12 = 2, .r13 = 1,
+				      .r14 = FW_CFG_PORT_SEL, .r15 = FW_CFG_SIGNATURE };
+	report(tdvmcall(&a) == 0, "IO: write the fw_cfg selector");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_IO_INSTRUCTION, .r12 = 1, .r13 = 0,
+				      .r14 = FW_CFG_PORT_DATA };
+	report(tdvmcall(&a) == 0 && a.r11 == 'Q', "IO: read 'Q' from fw_cfg (%#lx)", a.r11);
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_IO_INSTRUCTION, .r12 = 3, .r14 = 0x80 };
+	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "IO size 3: INVALID_OPERAND");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x1b };
+	report(tdvmcall(&a) == 0 && a.r11 == rdmsr(0x1b), "RDMSR IA32_APIC_BASE");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0xdeadbeef };
+	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "RDMSR of no MSR: INVALID_OPERAND");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_HLT, .r12 = 0 };
+	report(tdvmcall(&a) == 0, "HLT");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
+				      .r14 = 0xfec00000ul | shared_bit };
+	report(tdvmcall(&a) == 0, "#VE.RequestMMIO read of the IOAPIC (%#lx)", a.r11);
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
+				      .r14 = 0xfec00000ul };
+	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "MMIO to a private GPA: refused");
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
+				      .r14 = 0x100000 | shared_bit };
+	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "MMIO to RAM: refused");
+	a = (struct tdx_module_args){ .r11 = TDVMCALL_GET_TD_VM_CALL_INFO, .r12 = 0 };
+	report(tdvmcall(&a) == 0, "GetTdVmCallInfo");
+	a = (struct tdx_module_args){ .r11 = 0x7777 };
+	report(tdvmcall(&a) == TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED, "unknown: SUBFUNC_UNSUPPORTED");
+
+	/* GetQuote: a shared 4K buffer; no quoting service here. */
+	report(tdx_map_gpa(pa, PAGE_SIZE, true) == 0, "quote buffer made shared");
+	quote = map_shared(pa, 1);
+	quote[0] = 1;
+	quote[1] = 0;
+	a = (struct tdx_module_args){ .r11 = TDVMCALL_GET_QUOTE, .r12 = pa | shared_bit,
+				      .r13 = PAGE_SIZE };
+	st = tdvmcall(&a);
+	report(st == 0 && quote[1] == 0x8000000000000001ul,
+	       "GetQuote: status GET_QUOTE_SERVICE_UNAVAILABLE (%#lx)", quote[1]);
+	a = (struct tdx_module_args){ .r11 = TDVMCALL_GET_QUOTE, .r12 = pa, .r13 = PAGE_SIZE };
+	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "GetQuote on private memory");
+
+	/* The TDCALL itself. */
+	a = (struct tdx_module_args){};
+	report(tdcall(5, &a) == TDX_OPERAND_INVALID, "unknown leaf 5: TDX_OPERAND_INVALID");
+	report(tdcall(TDG_VP_INFO | 1ul << 16, &a) == TDX_OPERAND_INVALID,
+	       "leaf version 1: TDX_OPERAND_INVALID");
+	report_prefix_pop();
+}
+
+/*
+ * strict=on: a shared access to a private page is not converted but gives
+ * #VE; without it the page is converted (its private content discarded).
+ */
+static void test_alias(bool strict)
+{
+	u64 pa = ptr_to_pa(alloc_page());
+	volatile u64 *priv = pa_to_ptr(pa), *shared = map_shared(pa, 1);
+	struct tdx_module_args a = {};
+	u64 v = 0;
+
+	report_prefix_push(strict ? "strict" : "implicit conversion");
+	*priv = 0x77;
+	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(v) : "r"(shared) : "memory");
+	if (strict) {
+		report(exception_vector() == VE_VECTOR, "shared access to a private page: #VE");
+		report(tdcall(TDG_VP_VEINFO_GET, &a) == 0 && a.r9 == (pa | shared_bit),
+		       "VE info names the shared GPA %#lx", a.r9);
+		report(*priv == 0x77, "the private page is untouched");
+	} else {
+		report(exception_vector() == -1 && v == 0,
+		       "shared access converts the page: reads zero (%lx)", v);
+		*shared = 0x88;
+		asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(v) : "r"(priv) : "memory");
+		report(exception_vector() == -1 && v == 0,
+		       "private access converts it back: reads zero (%lx)", v);
+	}
+	report_prefix_pop();
+}
+
+/* ReportFatalError: the run must end here with the message shown. */
+static void fatal(void)
+{
+	struct tdx_module_args a = {
+		.r11 = TDVMCALL_REPORT_FATAL_ERROR,
+		.r12 = 0,
+	};
+	const char msg[16] = "guest says bye";
+
+	memcpy(&a.r14, msg, 8);
+	memcpy(&a.r15, msg + 8, 8);
+	report_info("calling ReportFatalError");
+	for (;;)
+		tdvmcall(&a);
+}
+
+int main(void)
+{
+	shared_bit = tdx_shared_mask();
+	if (cmdline_has("fatal"))
+		fatal();
+	if (cmdline_has("strict")) {
+		test_alias(true);
+		return 0;
+	}
+	test_alias(false);
+	test_identity();
+	test_accept();
+	test_ve();
+	test_map_gpa();
+	test_metadata();
+	test_report();
+	test_tdvmcalls();
+	return 0;
+}
