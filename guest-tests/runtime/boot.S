@@ -8,6 +8,11 @@
  * as ELF64 and converted with `objcopy -O elf32-i386` (see the Makefile):
  * the program headers keep their addresses, so this 32-bit code and the
  * 64-bit code after it load together at 1 MiB.
+ *
+ * Application processors (smp.c) come in through ap_trampoline, which
+ * smp_init() copies below 1 MiB for the SIPI: real mode -> 32-bit protected
+ * mode on this file's GDT -> ap_start32, which enters long mode exactly as
+ * the BSP does (ENTER_LONG_MODE, the boot page tables) -> ap_start64.
  */
 
 #define MB_MAGIC 0x1badb002
@@ -32,6 +37,46 @@
 #define PTE_PS (1 << 7)
 
 #define BOOT_STACK_SIZE (32 * 1024)
+#define KERNEL_CS 0x08
+#define KERNEL_DS 0x10
+#define KERNEL_CS32 0x18
+
+/*
+ * From 32-bit protected mode with paging off to compatibility mode on the
+ * boot page tables (the caller far-jumps to a 64-bit CS). Clobbers EAX,
+ * EBX, ECX, EDX.
+ */
+.macro ENTER_LONG_MODE
+	movl $boot_pml4_table, %eax
+	movl %eax, %cr3
+
+	/* OSFXSR too, so that a test may use SSE in inline asm. */
+	movl %cr4, %eax
+	orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
+	movl %eax, %cr4
+
+	/* CPUID.80000001H:EDX bit 20 (NX) decides whether EFER.NXE may be set (else #GP). */
+	movl $0x80000001, %eax
+	cpuid
+	movl %edx, %ebx
+	movl $MSR_EFER, %ecx
+	rdmsr
+	orl $EFER_LME, %eax
+	btl $20, %ebx
+	jnc .Lno_nx\@
+	orl $EFER_NXE, %eax
+.Lno_nx\@:
+	wrmsr
+
+	/* WP: supervisor writes honour read-only PTEs, which tests rely on. */
+	movl %cr0, %eax
+	andl $~CR0_EM, %eax
+	orl $(CR0_PE | CR0_MP | CR0_NE | CR0_WP | CR0_PG), %eax
+	movl %eax, %cr0
+
+	/* Now in compatibility mode on the current CS; load our GDT for the far jump. */
+	lgdt gdt_desc
+.endm
 
 	/* QEMU looks for the header in the first 8 KiB of the file, 4-byte aligned. */
 	.section .multiboot, "a"
@@ -69,8 +114,6 @@ _start:
 	cpuid
 	btl $29, %edx
 	jnc no_long_mode
-	/* EDX bit 20 (NX) decides whether EFER.NXE may be set (else #GP). */
-	movl %edx, %ebx
 
 	/* PML4[0] -> PDPT, PDPT[0..3] -> 4 PDs, PD entries: 2 MiB identity pages. */
 	movl $boot_pdpt, %eax
@@ -94,31 +137,8 @@ _start:
 	cmpl $2048, %ecx
 	jb 1b
 
-	movl $boot_pml4_table, %eax
-	movl %eax, %cr3
-
-	/* OSFXSR too, so that a test may use SSE in inline asm. */
-	movl %cr4, %eax
-	orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
-	movl %eax, %cr4
-
-	movl $MSR_EFER, %ecx
-	rdmsr
-	orl $EFER_LME, %eax
-	btl $20, %ebx
-	jnc 1f
-	orl $EFER_NXE, %eax
-1:	wrmsr
-
-	/* WP: supervisor writes honour read-only PTEs, which tests rely on. */
-	movl %cr0, %eax
-	andl $~CR0_EM, %eax
-	orl $(CR0_PE | CR0_MP | CR0_NE | CR0_WP | CR0_PG), %eax
-	movl %eax, %cr0
-
-	/* Now in compatibility mode on the loader's CS; switch to our 64-bit CS. */
-	lgdt gdt_desc
-	ljmp $0x08, $start64
+	ENTER_LONG_MODE
+	ljmp $KERNEL_CS, $start64
 
 no_long_mode:
 	movw $0xf4, %dx
@@ -127,9 +147,24 @@ no_long_mode:
 1:	hlt
 	jmp 1b
 
+	/*
+	 * An AP, from ap_trampoline: protected mode, CS = KERNEL_CS32 of gdt,
+	 * paging off, interrupts off.
+	 */
+	.globl ap_start32
+ap_start32:
+	movw $KERNEL_DS, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	ENTER_LONG_MODE
+	ljmp $KERNEL_CS, $ap_start64
+
 	.code64
 start64:
-	movw $0x10, %ax
+	movw $KERNEL_DS, %ax
 	movw %ax, %ds
 	movw %ax, %es
 	movw %ax, %ss
@@ -145,12 +180,67 @@ start64:
 	hlt
 	jmp 1b
 
+	/*
+	 * Each AP takes the next slot (1, 2, ...) of smp.c's tables in arrival
+	 * order; smp_init() numbers the CPUs by APIC ID afterwards. An AP
+	 * beyond the slots smp_init() prepared parks here for good.
+	 */
+ap_start64:
+	movw $KERNEL_DS, %ax
+	movw %ax, %ds
+	movw %ax, %es
+	movw %ax, %ss
+	movw %ax, %fs
+	movw %ax, %gs
+	movl $1, %eax
+	lock xaddl %eax, ap_arrived(%rip)
+	incl %eax
+	cmpl ap_slots(%rip), %eax
+	jae ap_park
+	movq ap_stack_tops(, %rax, 8), %rsp
+	testq %rsp, %rsp
+	jz ap_park
+	movl %eax, %edi		/* arg 1: slot */
+	xorl %ebp, %ebp
+	call ap_main
+ap_park:
+	cli
+	hlt
+	jmp ap_park
+
+	/*
+	 * The SIPI entry: smp_init() copies [ap_trampoline, ap_trampoline_end)
+	 * to AP_TRAMPOLINE_PA, and the AP starts here in real mode with
+	 * CS = AP_TRAMPOLINE_PA >> 4, IP = 0. Position independent but for
+	 * the far jump, whose target is in the image above 1 MiB.
+	 */
+	.section .rodata.ap_trampoline, "a"
+	.code16
+	.globl ap_trampoline, ap_trampoline_end
+ap_trampoline:
+	cli
+	cld
+	movw %cs, %ax
+	movw %ax, %ds
+	lgdtl ap_trampoline_gdt_desc - ap_trampoline
+	movl %cr0, %eax
+	orl $CR0_PE, %eax
+	movl %eax, %cr0
+	ljmpl $KERNEL_CS32, $ap_start32
+	.balign 4
+ap_trampoline_gdt_desc:
+	.word gdt_end - gdt - 1
+	.long gdt
+ap_trampoline_end:
+	.code64
+
 	.section .rodata
 	.balign 8
 gdt:
 	.quad 0				/* null */
 	.quad 0x00af9a000000ffff	/* 0x08: 64-bit code, DPL0 */
 	.quad 0x00cf92000000ffff	/* 0x10: data, DPL0 */
+	.quad 0x00cf9a000000ffff	/* 0x18: 32-bit code, DPL0 (AP bring-up) */
 gdt_end:
 gdt_desc:
 	.word gdt_end - gdt - 1

@@ -5,6 +5,10 @@
  * The 16550 is driven by polling with interrupts off (IER = 0, OUT2 clear):
  * the runtime never enables interrupts, and a test's output must not depend
  * on an IRQ path the plugin under test might disturb.
+ *
+ * Several CPUs may print: output is serialised by a console lock that the
+ * holding CPU may take again (a handler that prints while the interrupted
+ * code was printing, report() around printf()).
  */
 #include "internal.h"
 
@@ -30,19 +34,65 @@ void serial_init(void)
 	outb(0x03, COM1 + UART_MCR); /* DTR, RTS; OUT2 off: no IRQ */
 }
 
-int putchar(int c)
+/* The per-CPU area of the CPU holding the lock, or NULL; depth: its nesting. */
+static struct percpu *console_owner;
+static unsigned int console_depth;
+
+void console_lock(void)
+{
+	struct percpu *me = this_cpu();
+	struct percpu *expected;
+
+	if (__atomic_load_n(&console_owner, __ATOMIC_RELAXED) == me) {
+		console_depth++;
+		return;
+	}
+	for (;;) {
+		expected = NULL;
+		if (__atomic_compare_exchange_n(&console_owner, &expected, me, false,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			break;
+		pause();
+	}
+	console_depth = 1;
+}
+
+void console_unlock(void)
+{
+	if (--console_depth == 0)
+		__atomic_store_n(&console_owner, NULL, __ATOMIC_RELEASE);
+}
+
+void console_unlock_all(void)
+{
+	if (__atomic_load_n(&console_owner, __ATOMIC_RELAXED) != this_cpu())
+		return;
+	console_depth = 0;
+	__atomic_store_n(&console_owner, NULL, __ATOMIC_RELEASE);
+}
+
+static void serial_putc(char c)
 {
 	while (!(inb(COM1 + UART_LSR) & UART_LSR_THRE))
 		pause();
 	outb((u8)c, COM1 + UART_THR);
+}
+
+int putchar(int c)
+{
+	console_lock();
+	serial_putc((char)c);
+	console_unlock();
 	return (u8)c;
 }
 
 int puts(const char *s)
 {
+	console_lock();
 	while (*s)
-		putchar(*s++);
-	putchar('\n');
+		serial_putc(*s++);
+	serial_putc('\n');
+	console_unlock();
 	return 0;
 }
 
@@ -60,7 +110,7 @@ struct sink {
 static void emit(struct sink *s, char c)
 {
 	if (!s->buf)
-		putchar(c);
+		serial_putc(c);
 	else if (s->len + 1 < s->size)
 		s->buf[s->len] = c;
 	s->len++;
@@ -206,8 +256,12 @@ int snprintf(char *buf, size_t size, const char *fmt, ...)
 int vprintf(const char *fmt, va_list ap)
 {
 	struct sink s = { 0 };
+	int n;
 
-	return format(&s, fmt, ap);
+	console_lock();
+	n = format(&s, fmt, ap);
+	console_unlock();
+	return n;
 }
 
 int printf(const char *fmt, ...)

@@ -5,6 +5,8 @@
  * Every vector goes through isr.S to exception_dispatch(), which picks, in
  * order: the handler a test installed, an ASM_TRY fixup for the faulting
  * RIP, or the default handler (print everything, report a failure, exit).
+ * One IDT and one handler table serve every CPU; what ASM_TRY records is
+ * per CPU (struct percpu).
  */
 #include "internal.h"
 
@@ -33,11 +35,8 @@ extern const struct ex_table_entry __ex_table_start[], __ex_table_end[];
 static struct idt_entry idt[256] __attribute__((aligned(16)));
 static ex_handler_t handlers[256];
 
-volatile int ex_last_vector = -1;
-static u64 ex_last_error_code, ex_last_cr2;
-
-u64 exception_error_code(void) { return ex_last_error_code; }
-u64 exception_cr2(void) { return ex_last_cr2; }
+u64 exception_error_code(void) { return this_cpu()->ex_last_error_code; }
+u64 exception_cr2(void) { return this_cpu()->ex_last_cr2; }
 
 bool exception_has_error_code(int vector)
 {
@@ -70,13 +69,18 @@ const char *exception_mnemonic(int vector)
 	return vector >= 0 && vector < 32 ? names[vector] : "";
 }
 
-void idt_init(void)
+void idt_load(void)
 {
 	struct {
 		u16 limit;
 		u64 base;
 	} __attribute__((packed)) idtr = { sizeof(idt) - 1, (u64)(uintptr_t)idt };
 
+	asm volatile("lidt %0" :: "m"(idtr));
+}
+
+void idt_init(void)
+{
 	for (int v = 0; v < 256; v++) {
 		u64 rip = (u64)(uintptr_t)isr_stubs + (u64)v * ISR_STUB_SIZE;
 
@@ -88,7 +92,7 @@ void idt_init(void)
 			.offset_hi = (u32)(rip >> 32),
 		};
 	}
-	asm volatile("lidt %0" :: "m"(idtr));
+	idt_load();
 }
 
 ex_handler_t handle_exception(int vector, ex_handler_t fn)
@@ -99,8 +103,8 @@ ex_handler_t handle_exception(int vector, ex_handler_t fn)
 		printf("handle_exception: bad vector %d\n", vector);
 		abort();
 	}
-	old = handlers[vector];
-	handlers[vector] = fn;
+	/* Other CPUs may dispatch concurrently: one atomic pointer store. */
+	old = __atomic_exchange_n(&handlers[vector], fn, __ATOMIC_SEQ_CST);
 	return old;
 }
 
@@ -109,9 +113,11 @@ static bool run_fixup(struct ex_regs *regs, u64 cr2)
 	for (const struct ex_table_entry *e = __ex_table_start; e < __ex_table_end; e++) {
 		if (e->insn_rip != regs->rip)
 			continue;
-		ex_last_vector = (int)regs->vector;
-		ex_last_error_code = regs->error_code;
-		ex_last_cr2 = cr2;
+		struct percpu *cpu = this_cpu();
+
+		cpu->ex_last_error_code = regs->error_code;
+		cpu->ex_last_cr2 = cr2;
+		cpu->ex_last_vector = (int)regs->vector;
 		regs->rip = e->fixup_rip;
 		return true;
 	}
@@ -130,21 +136,27 @@ static void dump_regs(const struct ex_regs *r)
 
 static void unhandled_exception(struct ex_regs *regs, u64 cr2)
 {
-	static bool in_progress;
+	struct percpu *cpu = this_cpu();
 	int v = (int)regs->vector;
 
-	if (in_progress) {
+	if (cpu->in_unhandled) {
 		/* Faulted while reporting a fault: don't risk a loop. */
-		printf("\nnested unhandled exception %d at rip=%lx\n", v, regs->rip);
+		printf("\nnested unhandled exception %d at rip=%lx on cpu %d\n", v, regs->rip,
+		       cpu->id);
 		outl(1, 0xf4);
 		for (;;)
 			hlt();
 	}
-	in_progress = true;
+	cpu->in_unhandled = true;
+	/* The whole dump in one piece, even if other CPUs print. */
+	console_lock();
 	printf("\nUnhandled exception %d %s", v, exception_mnemonic(v));
 	if (exception_has_error_code(v))
 		printf(" error_code=%lx", regs->error_code);
-	printf(" rip=%lx cr2=%lx\n", regs->rip, cr2);
+	printf(" rip=%lx cr2=%lx", regs->rip, cr2);
+	if (smp_online_cpus > 1)
+		printf(" on cpu %d (x2APIC ID %u)", cpu->id, cpu->apic_id);
+	printf("\n");
 	/*
 	 * A CPU that pushes no error code where isr.S expects one (or the
 	 * reverse) shifts the whole frame by a slot; CS is where that shows.
@@ -155,6 +167,7 @@ static void unhandled_exception(struct ex_regs *regs, u64 cr2)
 		       "if the CPU pushed none, the real rip is %lx)\n",
 		       regs->cs, KERNEL_CS, v, regs->error_code);
 	dump_regs(regs);
+	console_unlock();
 	report(false, "unhandled exception %d %s at rip=%lx", v, exception_mnemonic(v), regs->rip);
 	exit(1);
 }
@@ -163,7 +176,7 @@ void exception_dispatch(struct ex_regs *regs)
 {
 	/* Read CR2 first: anything below may fault and overwrite it. */
 	u64 cr2 = read_cr2();
-	ex_handler_t fn = handlers[regs->vector];
+	ex_handler_t fn = __atomic_load_n(&handlers[regs->vector], __ATOMIC_ACQUIRE);
 
 	if (fn)
 		fn(regs);

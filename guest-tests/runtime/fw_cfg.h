@@ -14,6 +14,7 @@
 #define FW_CFG_PORT_DMA 0x514
 #define FW_CFG_SIGNATURE 0x0000
 #define FW_CFG_ID 0x0001
+#define FW_CFG_NB_CPUS 0x0005 /* u16 little-endian: the boot CPUs (-smp cpus=) */
 #define FW_CFG_VERSION_DMA 0x2
 #define FW_CFG_DMA_CTL_ERROR 0x01
 #define FW_CFG_DMA_CTL_READ 0x02
@@ -34,6 +35,23 @@ static inline u32 fw_cfg_features(void)
 	for (int i = 0; i < 4; i++)
 		v |= (u32)inb(FW_CFG_PORT_DATA) << (8 * i);
 	return v;
+}
+
+/* Reads the first @len bytes of item @key through the data port. */
+static inline void fw_cfg_read(u16 key, void *buf, u32 len)
+{
+	outw(key, FW_CFG_PORT_SEL);
+	for (u32 i = 0; i < len; i++)
+		((u8 *)buf)[i] = inb(FW_CFG_PORT_DATA);
+}
+
+/* True if the fw_cfg device answers with its "QEMU" signature. */
+static inline bool fw_cfg_present(void)
+{
+	char sig[4];
+
+	fw_cfg_read(FW_CFG_SIGNATURE, sig, sizeof(sig));
+	return !memcmp(sig, "QEMU", sizeof(sig));
 }
 
 /*

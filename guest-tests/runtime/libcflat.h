@@ -35,7 +35,12 @@ typedef int64_t s64;
 
 /* ---- Console (COM1, polled 16550) and formatting ---------------------- */
 
-/* Formats: %d %i %u %x %X %p %s %c %%, length l/ll/z, flags '0' '-', width. */
+/*
+ * Formats: %d %i %u %x %X %p %s %c %%, length l/ll/z, flags '0' '-', width.
+ * Output goes out under a console lock that the CPU holding it may take
+ * again (an exception handler may print): one printf() call, and one
+ * report*() line, never interleaves with another CPU's.
+ */
 int printf(const char *fmt, ...) __printf(1, 2);
 int vprintf(const char *fmt, va_list ap);
 int snprintf(char *buf, size_t size, const char *fmt, ...) __printf(3, 4);
@@ -58,7 +63,8 @@ void report(bool pass, const char *fmt, ...) __printf(2, 3);
 void report_skip(const char *fmt, ...) __printf(1, 2);
 /* Prints "INFO: <prefix><what>"; not counted. */
 void report_info(const char *fmt, ...) __printf(1, 2);
-/* Prefixes nest: push("a"), push("b") gives "PASS: a: b: what". */
+/* Prefixes nest: push("a"), push("b") gives "PASS: a: b: what". The prefix
+ * is global, not per CPU: push and pop from one CPU while others report. */
 void report_prefix_push(const char *prefix);
 void report_prefix_pop(void);
 
@@ -76,7 +82,11 @@ struct report_stats report_stats(void);
  */
 int report_summary(int code);
 
-/* Prints SUMMARY and leaves QEMU with status (status << 1) | 1. Never returns. */
+/*
+ * Prints SUMMARY and leaves QEMU with status (status << 1) | 1. Never returns.
+ * Any CPU may call it; the first one to do so ends the run, a later caller
+ * on another CPU halts for good.
+ */
 void exit(int code) __noreturn;
 /* Reports a failure ("FAIL: abort() called"), then exit(1). */
 void abort(void) __noreturn;
@@ -158,6 +168,13 @@ static inline u64 read_rflags(void) { u64 v; asm volatile("pushfq; popq %0" : "=
 static inline void cli(void) { asm volatile("cli"); }
 static inline void hlt(void) { asm volatile("hlt"); }
 static inline void pause(void) { asm volatile("pause"); }
+static inline u64 rdtsc(void)
+{
+	u32 lo, hi;
+
+	asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return lo | ((u64)hi << 32);
+}
 
 /* ---- Exceptions ----------------------------------------------------------- */
 
@@ -214,7 +231,9 @@ typedef void (*ex_handler_t)(struct ex_regs *regs);
 /*
  * Installs fn for vector (0-255); NULL restores the default, which prints the
  * vector, error code, RIP, CR2 and registers, reports a failure and exits.
- * Returns the previous handler (NULL if it was the default).
+ * Returns the previous handler (NULL if it was the default). There is one
+ * IDT and one handler table for all CPUs: a handler runs on whichever CPU
+ * takes the exception (smp_id() tells which).
  */
 ex_handler_t handle_exception(int vector, ex_handler_t fn);
 
@@ -234,22 +253,132 @@ const char *exception_mnemonic(int vector); /* "#PF", ..., or "" */
  *
  * Faults only: a trap (int3, into, a data breakpoint) pushes the rip after
  * the instruction, which the table does not match. Extended asm only (it
- * says %%rip), with a "memory" clobber (it writes ex_last_vector). The
- * (instruction, fixup) pair goes in the .ex_table section; the cost on the
- * path that does not fault is one store.
+ * says %%gs), with a "memory" clobber (it writes this CPU's last vector).
+ * The (instruction, fixup) pair goes in the .ex_table section; the cost on
+ * the path that does not fault is one store.
+ *
+ * The recorded vector, error code and CR2 are per CPU (in the per-CPU area
+ * GS points at), so ASM_TRY works on every CPU at once. GS belongs to the
+ * runtime: a test that loads GS or writes MSR_GS_BASE/MSR_KERNEL_GS_BASE
+ * (swapgs) must restore it before the next ASM_TRY, report() or printf().
  */
+#define PERCPU_EX_LAST_VECTOR 8 /* offsets in the per-CPU area, see internal.h */
+#define PERCPU_ID 12
+#define __CVMEM_STR(x) #x
+#define __CVMEM_XSTR(x) __CVMEM_STR(x)
 #define ASM_TRY(fixup)                                                    \
-	"movl $-1, ex_last_vector(%%rip)\n\t"                             \
+	"movl $-1, %%gs:" __CVMEM_XSTR(PERCPU_EX_LAST_VECTOR) "\n\t"       \
 	".pushsection .ex_table, \"a\"\n\t"                               \
 	".balign 8\n\t"                                                   \
 	".quad 1111f, " fixup "\n\t"                                      \
 	".popsection\n\t"                                                 \
 	"1111:"
 
-extern volatile int ex_last_vector; /* -1: the last ASM_TRY instruction did not fault */
-static inline int exception_vector(void) { return ex_last_vector; }
-u64 exception_error_code(void); /* of the last ASM_TRY fault */
-u64 exception_cr2(void);        /* CR2 read when the last ASM_TRY fault arrived */
+/* -1: the last ASM_TRY instruction on this CPU did not fault. */
+static inline int exception_vector(void)
+{
+	int v;
+
+	asm volatile("movl %%gs:" __CVMEM_XSTR(PERCPU_EX_LAST_VECTOR) ", %0" : "=r"(v) :: "memory");
+	return v;
+}
+u64 exception_error_code(void); /* of this CPU's last ASM_TRY fault */
+u64 exception_cr2(void);        /* CR2 read when this CPU's last ASM_TRY fault arrived */
+
+/* ---- Multiple processors (smp.c) ------------------------------------------ */
+
+#define MAX_CPUS 64
+#define MSR_IA32_APICBASE 0x1b
+#define APICBASE_BSP (1ul << 8)
+#define APICBASE_EXTD (1ul << 10) /* x2APIC mode */
+#define APICBASE_EN (1ul << 11)
+#define MSR_GS_BASE 0xc0000101
+#define MSR_KERNEL_GS_BASE 0xc0000102
+/* x2APIC registers: MSR 0x800 + (xAPIC MMIO offset >> 4) */
+#define MSR_X2APIC_ID 0x802
+#define MSR_X2APIC_EOI 0x80b
+#define MSR_X2APIC_SVR 0x80f
+#define MSR_X2APIC_ICR 0x830
+#define APIC_SVR_ENABLE (1u << 8)
+#define APIC_DM_FIXED 0x000
+#define APIC_DM_NMI 0x400
+#define APIC_DM_INIT 0x500
+#define APIC_DM_STARTUP 0x600
+#define APIC_INT_ASSERT 0x4000
+#define APIC_DEST_SELF 0x40000
+#define APIC_DEST_ALLINC 0x80000
+#define APIC_DEST_ALLBUT 0xc0000
+/* Vectors the runtime takes once smp_init() ran: the wake-up IPI, spurious. */
+#define SMP_IPI_VECTOR 0xf0
+#define APIC_SPURIOUS_VECTOR 0xff
+/* Where smp_init() copies the AP trampoline (SIPI vector 0x08). */
+#define AP_TRAMPOLINE_PA 0x8000ul
+
+/*
+ * Processors are numbered 0..smp_cpus()-1: 0 is the BSP, which runs main();
+ * the APs are numbered by increasing x2APIC ID. smp_init() brings them up
+ * (INIT-SIPI-SIPI through the x2APIC ICR MSR; no xAPIC MMIO access) into
+ * long mode on the boot page tables, with their own stack (32 KiB), the
+ * shared IDT and handlers, and an idle loop (sti; hlt; cli) that runs what
+ * on_cpu*() hands them. The on_cpu*() calls run smp_init() if it has not
+ * run yet, so a test that never asks for another CPU leaves the APs alone.
+ *
+ * A function given to an AP runs with interrupts off, on the AP's stack,
+ * and may report(), printf(), use ASM_TRY, take exceptions (the same
+ * handlers), call on_cpu*() for other APs, or exit(). It runs to completion
+ * before the AP takes the next one. CPU 0 does not serve requests: it is
+ * always busy with main(), so on_cpu*(0, ...) is only allowed on CPU 0
+ * (which then calls fn directly).
+ */
+int smp_cpus(void);   /* fw_cfg FW_CFG_NB_CPUS, 1 without fw_cfg */
+static inline int smp_id(void)
+{
+	int id;
+
+	asm volatile("movl %%gs:" __CVMEM_XSTR(PERCPU_ID) ", %0" : "=r"(id));
+	return id;
+}
+void smp_init(void);  /* CPU 0 only; a second call does nothing */
+/* Runs fn(arg) on cpu and waits for it to return (cpu == smp_id(): a call). */
+void on_cpu(int cpu, void (*fn)(void *), void *arg);
+/*
+ * Starts fn(arg) on cpu and returns; waits first if cpu is still busy with
+ * an earlier function. On the calling CPU itself, runs fn before returning.
+ */
+void on_cpu_async(int cpu, void (*fn)(void *), void *arg);
+/* Runs fn(arg) on every CPU, the caller included, and waits for all. */
+void on_cpus(void (*fn)(void *), void *arg);
+/* Waits until no CPU but the caller runs an on_cpu*() function. */
+void on_cpus_wait(void);
+/* CPUs other than the caller busy with an on_cpu*() function. */
+int cpus_active(void);
+
+/* This CPU's x2APIC ID (CPUID leaf 0xB EDX; leaf 1 EBX[31:24] without it). */
+u32 apic_id(void);
+u32 cpu_apic_id(int cpu); /* of CPU number cpu, after smp_init() */
+/* Switches this CPU's local APIC to x2APIC mode (no-op if it is); false if
+ * CPUID says there is no x2APIC. */
+bool x2apic_enable(void);
+/* Writes the x2APIC ICR: dest in bits 63:32, low = delivery mode | vector | ... */
+static inline void x2apic_icr_write(u32 low, u32 dest)
+{
+	wrmsr(MSR_X2APIC_ICR, (u64)dest << 32 | low);
+}
+
+/* A plain test-and-set spinlock for tests (not recursive). */
+struct spinlock {
+	int v;
+};
+static inline void spin_lock(struct spinlock *l)
+{
+	while (__atomic_exchange_n(&l->v, 1, __ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&l->v, __ATOMIC_RELAXED))
+			pause();
+}
+static inline void spin_unlock(struct spinlock *l)
+{
+	__atomic_store_n(&l->v, 0, __ATOMIC_RELEASE);
+}
 
 /* ---- Physical memory ----------------------------------------------------- */
 
@@ -303,7 +432,14 @@ u64 *new_pml4(void);
  * Maps the 4 KiB page at va to pa with flags (PT_PRESENT etc.; PT_PRESENT
  * is not implied). Allocates missing tables and splits a 1 GiB/2 MiB leaf on
  * the way into equivalent smaller pages. If pml4 is the live one (CR3),
- * va's TLB entry is flushed; other CPUs do not exist here.
+ * va's TLB entry is flushed on this CPU only: other CPUs that use the same
+ * tables must invlpg themselves (e.g. through on_cpu()).
+ *
+ * pa may have any bit of PT_ADDR_MASK set, also bits at or above
+ * MAXPHYADDR: a TDX guest maps a page's shared alias with
+ * install_page(pml4, va, pa | tdx_shared_mask(), flags) (tdx.h). The CPU
+ * takes a PTE address bit >= MAXPHYADDR as reserved (#PF with PFERR_RSVD):
+ * QEMU's -cpu max has 40 physical address bits unless phys-bits= says more.
  */
 void install_page(u64 *pml4, u64 va, u64 pa, u64 flags);
 /* Same for one 2 MiB page; va and pa must be 2 MiB aligned. */

@@ -121,6 +121,8 @@ void runtime_start(u32 magic, u32 mbi_pa)
 {
 	u64 free_pa;
 
+	/* First: everything below may use this CPU's per-CPU area (GS). */
+	percpu_init_bsp();
 	serial_init();
 	idt_init();
 	/*
