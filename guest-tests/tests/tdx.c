@@ -131,7 +131,7 @@ static void test_map_gpa(void)
 	a.r12 = pa | shared_bit;
 	a.r13 = 3 * SZ_2M;
 	st = tdvmcall(&a);
-	report(st == TDVMCALL_STATUS_RETRY && a.r11 == (pa + SZ_2M) | shared_bit,
+	report(st == TDVMCALL_STATUS_RETRY && a.r11 == ((pa + SZ_2M) | shared_bit),
 	       "3 MiB+: RETRY, resume at %#lx", a.r11);
 	st = tdx_map_gpa(pa + SZ_2M, 2 * SZ_2M, true);
 	report(st == 0, "the rest, RETRY honoured: status %#lx", st);
@@ -203,11 +203,11 @@ static void test_metadata(void)
 	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == TD_CTLS_ENUM_TOPOLOGY, "and read back");
 	a = (struct tdx_module_args){ .rdx = TDCS_CONFIG_FLAGS, .r8 = 2, .r9 = 2 };
 	st = tdcall(TDG_VM_WR, &a);
-	report(st == 0xC0000C0100000000ul, "CONFIG_FLAGS is not writable: %#lx", st);
+	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "CONFIG_FLAGS is not writable: %#lx", st);
 	a = (struct tdx_module_args){ .rdx = 0x1234 };
 	st = tdcall(TDG_VM_RD, &a);
-	report(st == 0xC0000C0000000000ul, "unknown field: TDX_METADATA_FIELD_ID_INCORRECT");
-	a = (struct tdx_module_args){ .rdx = 0x0A00000300000008ul };
+	report(st == TDX_METADATA_FIELD_ID_INCORRECT, "unknown field: TDX_METADATA_FIELD_ID_INCORRECT");
+	a = (struct tdx_module_args){ .rdx = TDCS_TDX_FEATURES0 };
 	report(tdcall(TDG_SYS_RD, &a) == 0 && a.r8 == 0, "TDG.SYS.RD TDX_FEATURES0: none");
 	report_prefix_pop();
 }

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tdxfuzz: a hostile TD. Thousands of seeded random TDCALL leaves,
+ * TDVMCALL sub-functions and operands; every status must be one the TDX
+ * module ABI or the GHCI documents, and the TD must keep running.
+ *
+ * Operands that could destroy the test itself are confined: GPAs of
+ * memory operations (ACCEPT, MapGPA, REPORT, RTMR) fall in a sacrificial
+ * region the test never touches, port and MMIO writes go to harmless
+ * places, and ReportFatalError is left out (it ends the TD by design).
+ * Seed: -append seed=N (default 1).
+ */
+#include "libcflat.h"
+#include "tdx.h"
+
+#define ITERATIONS 6000
+#define SACRIFICE_BASE (128ul << 20)
+#define SACRIFICE_SIZE (64ul << 20)
+
+static u64 state;
+
+static u64 rnd(void)
+{
+	/* xorshift64* */
+	state ^= state >> 12;
+	state ^= state << 25;
+	state ^= state >> 27;
+	return state * 0x2545F4914F6CDD1Dul;
+}
+
+/* A random value biased toward edge cases. */
+static u64 operand(void)
+{
+	switch (rnd() % 6) {
+	case 0:
+		return 0;
+	case 1:
+		return ~0ul;
+	case 2:
+		return rnd() & 0xfff;
+	case 3:
+		return 1ul << (rnd() % 64);
+	default:
+		return rnd();
+	}
+}
+
+/* A GPA in the sacrificial region, sometimes misaligned or shared. */
+static u64 sacrificial_gpa(u64 shared_bit)
+{
+	u64 gpa = SACRIFICE_BASE + (rnd() % SACRIFICE_SIZE);
+
+	if (rnd() % 4)
+		gpa &= ~0xffful;
+	if (rnd() % 3 == 0)
+		gpa |= shared_bit;
+	return gpa;
+}
+
+static bool documented_tdcall(u64 st)
+{
+	switch (st & TDX_STATUS_MASK) {
+	case TDX_SUCCESS:
+	case TDX_OPERAND_INVALID:
+	case TDX_PAGE_ALREADY_ACCEPTED:
+	case TDX_PAGE_SIZE_MISMATCH:
+	case TDX_NO_VALID_VE_INFO:
+	case TDX_METADATA_FIELD_ID_INCORRECT:
+	case TDX_METADATA_FIELD_NOT_WRITABLE:
+		return true;
+	}
+	return false;
+}
+
+static bool documented_tdvmcall(u64 st, bool kvm_hypercall)
+{
+	if (kvm_hypercall)
+		return st == 0 || (s64)st < 0; /* 0 or -errno */
+	return st == TDVMCALL_STATUS_SUCCESS || st == TDVMCALL_STATUS_RETRY ||
+	       st == TDVMCALL_STATUS_INVALID_OPERAND || st == TDVMCALL_STATUS_ALIGN_ERROR ||
+	       st == TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED;
+}
+
+static const u64 subfunctions[] = {
+	TDVMCALL_GET_TD_VM_CALL_INFO, TDVMCALL_MAP_GPA, TDVMCALL_GET_QUOTE,
+	EXIT_REASON_CPUID, EXIT_REASON_HLT, EXIT_REASON_IO_INSTRUCTION,
+	EXIT_REASON_MSR_READ, EXIT_REASON_MSR_WRITE, EXIT_REASON_EPT_VIOLATION,
+};
+
+static u64 fuzz_tdvmcall(u64 shared_bit, bool *kvm, u64 *sub)
+{
+	struct tdx_module_args a = {
+		.r12 = operand(), .r13 = operand(), .r14 = operand(), .r15 = operand(),
+	};
+	u64 n = sizeof(subfunctions) / sizeof(subfunctions[0]);
+
+	*kvm = rnd() % 16 == 0;
+	a.r10 = *kvm ? 1 + rnd() % 64 : 0;
+	a.r11 = rnd() % 8 ? subfunctions[rnd() % n] : operand();
+	*sub = a.r11;
+	switch (a.r11) {
+	case TDVMCALL_MAP_GPA:
+	case TDVMCALL_GET_QUOTE:
+		a.r12 = sacrificial_gpa(shared_bit);
+		a.r13 = rnd() % 2 ? (rnd() % 1024) * 4096 : operand();
+		break;
+	case EXIT_REASON_IO_INSTRUCTION:
+		if (a.r13 == 1)
+			a.r14 = 0x80; /* writes only to the POST port */
+		break;
+	case EXIT_REASON_MSR_WRITE:
+		a.r12 = 0xdead0000 | (rnd() & 0xffff); /* no such MSR */
+		break;
+	case EXIT_REASON_EPT_VIOLATION:
+		a.r13 = 0; /* reads only */
+		break;
+	case TDVMCALL_REPORT_FATAL_ERROR:
+		a.r11 = 0x7fff; /* would end the TD */
+		break;
+	}
+	a.rcx = TDVMCALL_EXPOSE_REGS_MASK;
+	if (tdcall(TDG_VP_VMCALL, &a) != 0)
+		return ~0ul;
+	return a.r10;
+}
+
+static u64 fuzz_tdcall(u64 shared_bit, u64 *leaf)
+{
+	struct tdx_module_args a = {
+		.rcx = operand(), .rdx = operand(), .r8 = operand(), .r9 = operand(),
+		.r10 = operand(), .r11 = operand(),
+	};
+
+	*leaf = rnd() % 8 ? rnd() % 13 : operand();
+	switch (*leaf) {
+	case TDG_VP_VMCALL:
+		/* A random expose mask: TDX_OPERAND_INVALID unless it is valid. */
+		a.r10 = 0;
+		a.r11 = EXIT_REASON_HLT;
+		a.rcx &= 0xffffffff0000fffful;
+		break;
+	case TDG_MEM_PAGE_ACCEPT:
+		a.rcx = sacrificial_gpa(shared_bit) | (rnd() % 4);
+		break;
+	case TDG_MR_REPORT:
+	case TDG_MR_RTMR_EXTEND:
+		a.rcx = sacrificial_gpa(shared_bit);
+		if (*leaf == TDG_MR_REPORT)
+			a.rdx = sacrificial_gpa(shared_bit);
+		break;
+	case TDG_VM_WR:
+		/* Only fields a TD may write without changing its own rules. */
+		a.rdx = rnd() % 2 ? TDCS_NOTIFY_ENABLES : operand();
+		break;
+	}
+	return tdcall(*leaf, &a);
+}
+
+int main(void)
+{
+	u64 shared_bit = tdx_shared_mask();
+	u64 bad = 0, calls = 0;
+
+	state = 1;
+	for (u64 s = 1; s < 1000; s++) {
+		char word[16];
+
+		snprintf(word, sizeof(word), "seed=%lu", s);
+		if (cmdline_has(word))
+			state = s;
+	}
+	report_info("seed %lu, %d iterations", state, ITERATIONS);
+	for (int i = 0; i < ITERATIONS; i++) {
+		if (rnd() % 2) {
+			u64 leaf, st = fuzz_tdcall(shared_bit, &leaf);
+
+			if (!documented_tdcall(st) && bad++ < 5)
+				printf("TDCALL leaf %#lx: undocumented status %#lx\n", leaf, st);
+		} else {
+			bool kvm;
+			u64 sub, st = fuzz_tdvmcall(shared_bit, &kvm, &sub);
+
+			if (!documented_tdvmcall(st, kvm) && bad++ < 5)
+				printf("TDVMCALL %#lx: undocumented status %#lx\n", sub, st);
+		}
+		calls++;
+	}
+	report(bad == 0, "%lu calls, %lu undocumented statuses", calls, bad);
+	report(is_tdx_guest() && tdx_shared_mask() == shared_bit, "the TD still runs and answers");
+	return 0;
+}
