@@ -189,10 +189,16 @@ impl Plugin {
     }
 
     /// Emulates an instruction the plugin registered for.
-    pub fn insn(&self, vcpu: u32, insn: Insn, regs: &mut Regs) -> (InsnAction, Effects) {
+    pub fn insn(
+        &self,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+        host: &dyn crate::hooks::Host,
+    ) -> (InsnAction, Effects) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
         if let Some(dev) = &self.testdev {
-            let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm());
+            let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm(), host);
             if action != InsnAction::Decline {
                 return (
                     action,
