@@ -20,9 +20,10 @@
 //! | 11 | HOST_CPUID | RBX leaf, RCX subleaf | RAX, RBX, RCX, RDX: QEMU's CPUID through the host service |
 //! | 12 | HOST_PIO | RBX port, RCX size (1, 2, 4), RDX value to write or `u64::MAX` to read | a port access through the host service; RAX the value read |
 //! | 13 | HOST_MSR | RBX MSR, RCX 0 read / 1 write, RDX value to write | an MSR access through the host service; RAX 1 where the instruction would #GP, RBX the value read |
+//! | 14 | HOST_PANIC | - | the guest panics through the host service: `-action panic=` applies and the vCPU stops |
 //!
 //! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
-//! unknown op. Ops 11-13 exercise QEMU's host services ([`Host`]), which
+//! unknown op. Ops 11-14 exercise QEMU's host services ([`Host`]), which
 //! act for the calling vCPU. CLEAR also lifts DMA blocks. Rules take effect at the
 //! next softTLB fill of the page, so a REMAP is seen only after a FLUSH: the
 //! softTLB behaves as a TLB.
@@ -219,6 +220,7 @@ impl TestDev {
                         r[gpr::RAX] = u64::from(result.is_none());
                         r[gpr::RBX] = result.unwrap_or(0);
                     }
+                    14 => host.guest_panicked(),
                     _ => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
@@ -301,7 +303,9 @@ mod tests {
         fn phys_write(&self, _gpa: u64, _buf: &[u8]) -> bool {
             false
         }
-        fn guest_panicked(&self) {}
+        fn guest_panicked(&self) {
+            self.writes.lock().push((0, 0, 0xdead));
+        }
     }
 
     /// A VM without memslots, for calls that do not read them.
@@ -531,6 +535,7 @@ mod tests {
         assert_eq!(call_host(13, 0x1b, 1, 5).0, 0);
         assert_eq!(call_host(13, 0x802, 0, 0).0, 1);
         assert_eq!(call_host(13, 0x802, 1, 0).0, 1);
-        assert_eq!(*host.writes.lock(), vec![(0x510, 2, 0)]);
+        assert_eq!(call_host(14, 0, 0, 0).0, 0);
+        assert_eq!(*host.writes.lock(), vec![(0x510, 2, 0), (0, 0, 0xdead)]);
     }
 }
