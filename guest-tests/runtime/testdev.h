@@ -20,6 +20,11 @@
 #define OP_DMA_BLOCKED 8
 #define OP_RETRY_ONCE 9
 #define OP_RETRIES 10
+#define OP_HOST_CPUID 11
+#define OP_HOST_PIO 12
+#define OP_HOST_MSR 13
+#define OP_HOST_PANIC 14
+#define HOST_PIO_READ (~0ul)
 #define NO_ERROR_CODE (~0ul)
 #define TESTDEV_LEAF 0x40000f00u
 #define TESTDEV_MSR 0x40000f00u

@@ -8,13 +8,24 @@
  *  - a RETRY answer (the host-exit path) is invisible to the guest;
  *  - TDCALL, VMGEXIT, PVALIDATE, RMPADJUST reach the plugin, and registers
  *    and CF come back; CPUID and MSR overrides are seen, other leaves and
- *    MSRs behave as before.
+ *    MSRs behave as before;
+ *  - QEMU's host services for the instruction callback (CPUID, port I/O,
+ *    MSRs), called by the plugin for this vCPU, agree with the real
+ *    instructions.
  *
+ * With `-append panic` it reports a fatal error through the host service
+ * and must stop there: -action panic= decides what QEMU does next.
  * With `-append no-testdev` it checks instead that QEMU behaves as it did:
  * those instructions raise #UD; with `-append "no-testdev kvm"` (the plugin
  * loaded without its test device) VMCALL is KVM's hypercall instead.
  */
+#include "fw_cfg.h"
 #include "testdev.h"
+
+#define MSR_APIC_BASE 0x1b
+#define APIC_BASE_EXTD (1ul << 10)
+#define MSR_X2APIC_ID 0x802
+#define MSR_KERNEL_GS_BASE 0xc0000102
 
 static void flush_self(void) { testdev(OP_FLUSH, 1, 0, 0); }
 
@@ -166,6 +177,72 @@ static void test_insns(void)
 	report_prefix_pop();
 }
 
+static u64 host_pio_read(u16 port, u64 size)
+{
+	return testdev(OP_HOST_PIO, port, size, HOST_PIO_READ);
+}
+
+/* RDMSR; returns the vector it raised, or -1. */
+static int try_rdmsr(u32 msr, u64 *val)
+{
+	u32 lo = 0, hi = 0;
+
+	asm volatile(ASM_TRY("1f") "rdmsr\n1:" : "+a"(lo), "+d"(hi) : "c"(msr) : "memory");
+	*val = lo | (u64)hi << 32;
+	return exception_vector();
+}
+
+static void test_host_services(void)
+{
+	static const u32 leaves[][2] = {
+		{ 0, 0 }, { 1, 0 }, { 7, 0 }, { 0xd, 1 }, { 0x80000000, 0 }, { 0x80000001, 0 },
+	};
+	struct testdev_regs h;
+	struct cpuid c;
+	u64 v;
+	char sig[5] = { 0 };
+
+	report_prefix_push("host services");
+	for (unsigned i = 0; i < ARRAY_SIZE(leaves); i++) {
+		c = cpuid_indexed(leaves[i][0], leaves[i][1]);
+		h = testdev_call(OP_HOST_CPUID, leaves[i][0], leaves[i][1], 0);
+		report(h.rax == c.a && h.rbx == c.b && h.rcx == c.c && h.rdx == c.d,
+		       "CPUID %x.%x: %lx %lx %lx %lx", leaves[i][0], leaves[i][1], h.rax, h.rbx,
+		       h.rcx, h.rdx);
+	}
+
+	/* fw_cfg: select the signature, then read it half through the service. */
+	report(testdev(OP_HOST_PIO, FW_CFG_PORT_SEL, 2, FW_CFG_SIGNATURE) == 0, "OUTW to fw_cfg");
+	sig[0] = host_pio_read(FW_CFG_PORT_DATA, 1);
+	sig[1] = host_pio_read(FW_CFG_PORT_DATA, 1);
+	sig[2] = inb(FW_CFG_PORT_DATA);
+	sig[3] = inb(FW_CFG_PORT_DATA);
+	report(!strcmp(sig, "QEMU"), "fw_cfg signature through the service and IN: %s", sig);
+	outw(FW_CFG_SIGNATURE, FW_CFG_PORT_SEL);
+	report(host_pio_read(FW_CFG_PORT_DATA, 1) == 'Q', "IN-selected item read through the service");
+	report(host_pio_read(0x3000, 4) == 0xffffffff && inl(0x3000) == 0xffffffff,
+	       "an unassigned port reads all ones");
+	report(host_pio_read(FW_CFG_PORT_DATA, 3) == 0xffffffff, "a bad size is refused");
+
+	h = testdev_call(OP_HOST_MSR, MSR_APIC_BASE, 0, 0);
+	report(h.rax == 0 && h.rbx == rdmsr(MSR_APIC_BASE), "RDMSR APIC_BASE: %lx", h.rbx);
+	h = testdev_call(OP_HOST_MSR, MSR_EFER, 0, 0);
+	report(h.rax == 0 && h.rbx == rdmsr(MSR_EFER), "RDMSR EFER: %lx", h.rbx);
+	h = testdev_call(OP_HOST_MSR, MSR_KERNEL_GS_BASE, 1, 0x123456789000ul);
+	report(h.rax == 0 && rdmsr(MSR_KERNEL_GS_BASE) == 0x123456789000ul,
+	       "WRMSR KERNEL_GS_BASE seen by RDMSR");
+	wrmsr(MSR_KERNEL_GS_BASE, 0);
+
+	/* x2APIC registers #GP while the APIC is in xAPIC mode. */
+	report(!(rdmsr(MSR_APIC_BASE) & APIC_BASE_EXTD), "APIC in xAPIC mode");
+	report(try_rdmsr(MSR_X2APIC_ID, &v) == GP_VECTOR, "RDMSR x2APIC ID raises #GP");
+	report(testdev_call(OP_HOST_MSR, MSR_X2APIC_ID, 0, 0).rax == 1,
+	       "the service reports #GP for the x2APIC ID");
+	report(testdev_call(OP_HOST_MSR, MSR_APIC_BASE, 1, rdmsr(MSR_APIC_BASE) | 1).rax == 1,
+	       "the service reports #GP for reserved APIC_BASE bits");
+	report_prefix_pop();
+}
+
 /* Runs an instruction given as bytes in the asm string; returns its vector. */
 #define TRY_INSN(bytes)                                                       \
 	({                                                                    \
@@ -196,6 +273,12 @@ static void test_declined(void)
 
 int main(void)
 {
+	if (cmdline_has("panic")) {
+		printf("INFO: reporting a fatal error\n");
+		testdev(OP_HOST_PANIC, 0, 0, 0);
+		report(false, "the vCPU runs on after its fatal error");
+		return 0;
+	}
 	if (cmdline_has("no-testdev")) {
 		test_declined();
 		return 0;
@@ -205,5 +288,6 @@ int main(void)
 	test_remap();
 	test_retry();
 	test_insns();
+	test_host_services();
 	return 0;
 }

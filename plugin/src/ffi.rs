@@ -22,7 +22,7 @@ use qemu_plugin_sys::{
 
 use crate::args::{self, Request, HELP};
 use crate::guard::guard;
-use crate::hooks::{Access, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{Access, Fault, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::kvm::Effects;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::plugin::{Mode, Plugin};
@@ -60,6 +60,10 @@ struct CvmFns {
     register_dma_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_dma_cb_t) -> c_int,
     tlb_flush: unsafe extern "C" fn(c_int),
     phys_rw: unsafe extern "C" fn(u64, *mut c_void, u64, bool) -> c_int,
+    cpuid: unsafe extern "C" fn(u32, u32, *mut u32) -> c_int,
+    msr_rw: unsafe extern "C" fn(u32, *mut u64, bool) -> c_int,
+    pio_rw: unsafe extern "C" fn(u16, *mut u32, u32, bool) -> c_int,
+    guest_panicked: unsafe extern "C" fn() -> c_int,
 }
 
 /// Prints a report for the user.
@@ -108,14 +112,33 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_register_dma_cb,
             &api.qemu_plugin_cvm_tlb_flush,
             &api.qemu_plugin_cvm_phys_rw,
+            &api.qemu_plugin_cvm_cpuid,
+            &api.qemu_plugin_cvm_msr_rw,
+            &api.qemu_plugin_cvm_pio_rw,
+            &api.qemu_plugin_cvm_guest_panicked,
         ) {
-            (Ok(s), Ok(i), Ok(m), Ok(d), Ok(f), Ok(rw)) => Some(CvmFns {
+            (
+                Ok(s),
+                Ok(i),
+                Ok(m),
+                Ok(d),
+                Ok(f),
+                Ok(rw),
+                Ok(cpuid),
+                Ok(msr),
+                Ok(pio),
+                Ok(panicked),
+            ) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
                 register_memslot_cb: *m,
                 register_dma_cb: *d,
                 tlb_flush: *f,
                 phys_rw: *rw,
+                cpuid: *cpuid,
+                msr_rw: *msr,
+                pio_rw: *pio,
+                guest_panicked: *panicked,
             }),
             _ => None,
         };
@@ -162,6 +185,103 @@ fn apply(effects: Effects) {
     }
     if let Some(target) = effects.flush {
         tlb_flush(target);
+    }
+}
+
+/// QEMU's services for the instruction callback, over the cvm API. Only
+/// [`on_insn`] makes one, so every call runs inside the instruction callback
+/// on its vCPU's thread, as the API requires (outside it, QEMU would refuse
+/// the call with -1). Without the cvm API (audit mode, which registers no
+/// instruction callback) the services answer as an empty machine would.
+struct QemuHost;
+
+impl QemuHost {
+    /// `phys_rw` over `buf`, in chunks so that a length always fits.
+    fn phys_rw(&self, gpa: u64, buf: *mut u8, len: usize, write: bool) -> bool {
+        const CHUNK: usize = 1 << 20;
+        let Some(cvm) = CVM.get() else {
+            return false;
+        };
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw. The caller
+            // passes `len` bytes at `buf` (readable, and writable for a
+            // read), so `buf + done` has at least `n` of them; QEMU reads
+            // them for a write and writes them for a read, within the call.
+            let rc =
+                unsafe { (cvm.phys_rw)(gpa + done as u64, buf.add(done).cast(), n as u64, write) };
+            if rc != 0 {
+                return false;
+            }
+            done += n;
+        }
+        true
+    }
+}
+
+impl Host for QemuHost {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        let mut out = [0u32; 4];
+        if let Some(cvm) = CVM.get() {
+            // SAFETY: `cpuid` is QEMU's qemu_plugin_cvm_cpuid, which writes
+            // four u32 to `out` (four long) or, outside an instruction
+            // callback, nothing.
+            unsafe { (cvm.cpuid)(leaf, subleaf, out.as_mut_ptr()) };
+        }
+        out
+    }
+
+    fn rdmsr(&self, msr: u32) -> Option<u64> {
+        let cvm = CVM.get()?;
+        let mut value = 0u64;
+        // SAFETY: `msr_rw` is QEMU's qemu_plugin_cvm_msr_rw; for a read it
+        // writes one u64 to the valid, exclusive `value`.
+        let rc = unsafe { (cvm.msr_rw)(msr, &mut value, false) };
+        (rc == 0).then_some(value)
+    }
+
+    fn wrmsr(&self, msr: u32, value: u64) -> bool {
+        let Some(cvm) = CVM.get() else {
+            return false;
+        };
+        let mut value = value;
+        // SAFETY: `msr_rw` is QEMU's qemu_plugin_cvm_msr_rw; for a write it
+        // reads one u64 from the valid `value`.
+        unsafe { (cvm.msr_rw)(msr, &mut value, true) == 0 }
+    }
+
+    fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32 {
+        let Some(cvm) = CVM.get() else {
+            return if write { 0 } else { u32::MAX };
+        };
+        let mut v = value;
+        // SAFETY: `pio_rw` is QEMU's qemu_plugin_cvm_pio_rw; it reads or
+        // writes one u32 at the valid, exclusive `v`, and rejects a bad size.
+        let rc = unsafe { (cvm.pio_rw)(port, &mut v, u32::from(size), write) };
+        match (write, rc) {
+            (true, _) => 0,
+            (false, 0) => v,
+            // What IN gives where nothing answers.
+            (false, _) => u32::MAX,
+        }
+    }
+
+    fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.phys_rw(gpa, buf.as_mut_ptr(), buf.len(), false)
+    }
+
+    fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool {
+        // QEMU only reads the buffer of a write.
+        self.phys_rw(gpa, buf.as_ptr().cast_mut(), buf.len(), true)
+    }
+
+    fn guest_panicked(&self) {
+        if let Some(cvm) = CVM.get() {
+            // SAFETY: `guest_panicked` is QEMU's
+            // qemu_plugin_cvm_guest_panicked, which takes no arguments.
+            unsafe { (cvm.guest_panicked)() };
+        }
     }
 }
 
@@ -259,7 +379,7 @@ unsafe extern "C" fn on_insn(
         insn_len: raw.insn_len,
     };
     let action = guard("insn", InsnAction::Decline, || {
-        let (action, effects) = plugin.insn(vcpu_index, insn, &mut regs);
+        let (action, effects) = plugin.insn(vcpu_index, insn, &mut regs, &QemuHost);
         apply(effects);
         action
     });

@@ -200,7 +200,7 @@ impl Plugin {
     ) -> (InsnAction, Effects) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
         if let Some(dev) = &self.testdev {
-            let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm());
+            let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm(), host);
             if action != InsnAction::Decline {
                 return (
                     action,

@@ -17,9 +17,14 @@
 //! | 8 | DMA_BLOCKED | - | RAX pages of device accesses refused so far |
 //! | 9 | RETRY_ONCE | RBX gpa | the next fill of the page answers RETRY (the host-exit path), then the rule goes |
 //! | 10 | RETRIES | - | RAX RETRY answers given so far |
+//! | 11 | HOST_CPUID | RBX leaf, RCX subleaf | RAX, RBX, RCX, RDX: QEMU's CPUID through the host service |
+//! | 12 | HOST_PIO | RBX port, RCX size (1, 2, 4), RDX value to write or `u64::MAX` to read | a port access through the host service; RAX the value read |
+//! | 13 | HOST_MSR | RBX MSR, RCX 0 read / 1 write, RDX value to write | an MSR access through the host service; RAX 1 where the instruction would #GP, RBX the value read |
+//! | 14 | HOST_PANIC | - | the guest panics through the host service: `-action panic=` applies and the vCPU stops |
 //!
 //! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
-//! unknown op. CLEAR also lifts DMA blocks. Rules take effect at the
+//! unknown op. Ops 11-14 exercise QEMU's host services ([`Host`]), which
+//! act for the calling vCPU. CLEAR also lifts DMA blocks. Rules take effect at the
 //! next softTLB fill of the page, so a REMAP is seen only after a FLUSH: the
 //! softTLB behaves as a TLB.
 //!
@@ -38,7 +43,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::memslots::{MemslotOp, RamSection};
 
 use crate::hooks::{
-    gpr, prot, Fault, Insn, InsnAction, Regs, Stage2Answer, Stage2Request, RFLAGS_CF,
+    gpr, prot, Fault, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request, RFLAGS_CF,
 };
 
 /// `RAX` of a test-device VMCALL, without the op ("cvm" and a zero byte).
@@ -130,13 +135,15 @@ impl TestDev {
     }
 
     /// Emulates `insn`; returns what to do and a flush to perform, if any.
-    /// `vm` is the model, whose memslots MEMSLOT_FIND reads.
+    /// `vm` is the model, whose memslots MEMSLOT_FIND reads; `host` gives
+    /// QEMU's services to the HOST_* ops.
     pub fn insn(
         &self,
         vcpu: u32,
         insn: Insn,
         regs: &mut Regs,
         vm: &Vm,
+        host: &dyn Host,
     ) -> (InsnAction, Option<FlushTarget>) {
         let r = &mut regs.gpr;
         let mut flush = None;
@@ -193,6 +200,27 @@ impl TestDev {
                     8 => r[gpr::RAX] = self.dma_blocked.load(Ordering::Relaxed),
                     9 => self.set_rule(a1 & PAGE_MASK, Rule::RetryOnce),
                     10 => r[gpr::RAX] = self.retries.load(Ordering::Relaxed),
+                    11 => {
+                        let out = host.cpuid(a1 as u32, a2 as u32);
+                        for (reg, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].iter().zip(out) {
+                            r[*reg] = u64::from(v);
+                        }
+                    }
+                    12 => {
+                        let size = u8::try_from(a2).unwrap_or(0);
+                        let write = a3 != u64::MAX;
+                        r[gpr::RAX] = u64::from(host.pio(a1 as u16, size, write, a3 as u32));
+                    }
+                    13 => {
+                        let result = if a2 == 0 {
+                            host.rdmsr(a1 as u32)
+                        } else {
+                            host.wrmsr(a1 as u32, a3).then_some(0)
+                        };
+                        r[gpr::RAX] = u64::from(result.is_none());
+                        r[gpr::RBX] = result.unwrap_or(0);
+                    }
+                    14 => host.guest_panicked(),
                     _ => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
@@ -245,6 +273,41 @@ mod tests {
     use super::*;
     use crate::hooks::Access;
 
+    /// A host that answers from fixed values and records port writes.
+    #[derive(Default)]
+    struct FakeHost {
+        writes: Mutex<Vec<(u16, u8, u32)>>,
+    }
+
+    impl Host for FakeHost {
+        fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+            [leaf, subleaf, !leaf, 7]
+        }
+        fn rdmsr(&self, msr: u32) -> Option<u64> {
+            (msr == 0x1b).then_some(0xfee0_0900)
+        }
+        fn wrmsr(&self, msr: u32, _value: u64) -> bool {
+            msr == 0x1b
+        }
+        fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32 {
+            if write {
+                self.writes.lock().push((port, size, value));
+                0
+            } else {
+                u32::from(port) + u32::from(size)
+            }
+        }
+        fn phys_read(&self, _gpa: u64, _buf: &mut [u8]) -> bool {
+            false
+        }
+        fn phys_write(&self, _gpa: u64, _buf: &[u8]) -> bool {
+            false
+        }
+        fn guest_panicked(&self) {
+            self.writes.lock().push((0, 0, 0xdead));
+        }
+    }
+
     /// A VM without memslots, for calls that do not read them.
     fn no_slots() -> Vm {
         Vm::new(cvmem_model::VmConfig::new(cvmem_model::VmType::Default)).unwrap()
@@ -269,7 +332,13 @@ mod tests {
         regs.gpr[gpr::RBX] = a1;
         regs.gpr[gpr::RCX] = a2;
         regs.gpr[gpr::RDX] = a3;
-        let (action, flush) = dev.insn(3, Insn::Vmcall, &mut regs, &no_slots());
+        let (action, flush) = dev.insn(
+            3,
+            Insn::Vmcall,
+            &mut regs,
+            &no_slots(),
+            &FakeHost::default(),
+        );
         assert_eq!(action, InsnAction::Done);
         (regs.gpr[gpr::RAX], flush)
     }
@@ -325,17 +394,26 @@ mod tests {
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = 12; // KVM_HC_MAP_GPA_RANGE: not the test device's
         assert_eq!(
-            dev.insn(0, Insn::Vmcall, &mut regs, &no_slots()).0,
+            dev.insn(
+                0,
+                Insn::Vmcall,
+                &mut regs,
+                &no_slots(),
+                &FakeHost::default()
+            )
+            .0,
             InsnAction::Decline
         );
         regs.gpr[gpr::RAX] = 0;
         assert_eq!(
-            dev.insn(0, Insn::Cpuid, &mut regs, &no_slots()).0,
+            dev.insn(0, Insn::Cpuid, &mut regs, &no_slots(), &FakeHost::default())
+                .0,
             InsnAction::Decline
         );
         regs.gpr[gpr::RCX] = 0x10;
         assert_eq!(
-            dev.insn(0, Insn::Rdmsr, &mut regs, &no_slots()).0,
+            dev.insn(0, Insn::Rdmsr, &mut regs, &no_slots(), &FakeHost::default())
+                .0,
             InsnAction::Decline
         );
     }
@@ -348,19 +426,31 @@ mod tests {
             ..Regs::default()
         };
         regs.gpr[gpr::RCX] = 1;
-        dev.insn(0, Insn::Pvalidate, &mut regs, &no_slots());
+        dev.insn(
+            0,
+            Insn::Pvalidate,
+            &mut regs,
+            &no_slots(),
+            &FakeHost::default(),
+        );
         assert_eq!(regs.rflags & RFLAGS_CF, RFLAGS_CF);
         regs.gpr[gpr::RCX] = 0;
-        dev.insn(0, Insn::Pvalidate, &mut regs, &no_slots());
+        dev.insn(
+            0,
+            Insn::Pvalidate,
+            &mut regs,
+            &no_slots(),
+            &FakeHost::default(),
+        );
         assert_eq!(regs.rflags & RFLAGS_CF, 0);
 
         regs.gpr[gpr::RCX] = TESTDEV_MSR;
         regs.gpr[gpr::RAX] = 0x1111_2222;
         regs.gpr[gpr::RDX] = 0x3333_4444;
-        dev.insn(0, Insn::Wrmsr, &mut regs, &no_slots());
+        dev.insn(0, Insn::Wrmsr, &mut regs, &no_slots(), &FakeHost::default());
         regs.gpr[gpr::RAX] = 0;
         regs.gpr[gpr::RDX] = 0;
-        dev.insn(0, Insn::Rdmsr, &mut regs, &no_slots());
+        dev.insn(0, Insn::Rdmsr, &mut regs, &no_slots(), &FakeHost::default());
         assert_eq!(
             (regs.gpr[gpr::RAX], regs.gpr[gpr::RDX]),
             (0x1111_2222, 0x3333_4444)
@@ -388,7 +478,13 @@ mod tests {
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
         regs.gpr[gpr::RBX] = 0;
-        dev.insn(0, Insn::Vmcall, &mut regs, &no_slots());
+        dev.insn(
+            0,
+            Insn::Vmcall,
+            &mut regs,
+            &no_slots(),
+            &FakeHost::default(),
+        );
         let g = regs.gpr;
         assert_eq!(
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX]),
@@ -396,18 +492,50 @@ mod tests {
         );
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
         regs.gpr[gpr::RBX] = 1;
-        dev.insn(0, Insn::Vmcall, &mut regs, &no_slots());
+        dev.insn(
+            0,
+            Insn::Vmcall,
+            &mut regs,
+            &no_slots(),
+            &FakeHost::default(),
+        );
         assert_eq!(regs.gpr[gpr::RAX], u64::MAX);
 
         let kvm = crate::kvm::Kvm::with_type(cvmem_model::VmType::Default, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &s).unwrap();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 5;
         regs.gpr[gpr::RBX] = 0xfe0f_ffff;
-        dev.insn(0, Insn::Vmcall, &mut regs, kvm.vm());
+        dev.insn(0, Insn::Vmcall, &mut regs, kvm.vm(), &FakeHost::default());
         let g = regs.gpr;
         assert_eq!(
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX]),
             (0x10_0000, 0xfe00_0000, 0)
         );
+    }
+
+    #[test]
+    fn host_ops_reach_the_host() {
+        let dev = TestDev::default();
+        let host = FakeHost::default();
+        let call_host = |op: u64, a1: u64, a2: u64, a3: u64| {
+            let mut regs = Regs::default();
+            regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
+            regs.gpr[gpr::RBX] = a1;
+            regs.gpr[gpr::RCX] = a2;
+            regs.gpr[gpr::RDX] = a3;
+            let (action, _) = dev.insn(0, Insn::Vmcall, &mut regs, &no_slots(), &host);
+            assert_eq!(action, InsnAction::Done);
+            let g = regs.gpr;
+            (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX])
+        };
+        assert_eq!(call_host(11, 0xd, 1, 0), (0xd, 1, 0xffff_fff2, 7));
+        assert_eq!(call_host(12, 0x511, 1, u64::MAX).0, 0x512);
+        assert_eq!(call_host(12, 0x510, 2, 0).0, 0);
+        assert_eq!(call_host(13, 0x1b, 0, 0), (0, 0xfee0_0900, 0, 0));
+        assert_eq!(call_host(13, 0x1b, 1, 5).0, 0);
+        assert_eq!(call_host(13, 0x802, 0, 0).0, 1);
+        assert_eq!(call_host(13, 0x802, 1, 0).0, 1);
+        assert_eq!(call_host(14, 0, 0, 0).0, 0);
+        assert_eq!(*host.writes.lock(), vec![(0x510, 2, 0), (0, 0, 0xdead)]);
     }
 }
