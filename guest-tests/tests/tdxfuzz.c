@@ -175,13 +175,13 @@ int main(void)
 			u64 leaf, st = fuzz_tdcall(shared_bit, &leaf);
 
 			if (!documented_tdcall(st) && bad++ < 5)
-				printf("TDCALL leaf %#lx: undocumented status %#lx\n", leaf, st);
+				printf("TDCALL leaf %lx: undocumented status %lx\n", leaf, st);
 		} else {
 			bool kvm;
 			u64 sub, st = fuzz_tdvmcall(shared_bit, &kvm, &sub);
 
 			if (!documented_tdvmcall(st, kvm) && bad++ < 5)
-				printf("TDVMCALL %#lx: undocumented status %#lx\n", sub, st);
+				printf("TDVMCALL %lx: undocumented status %lx\n", sub, st);
 		}
 		calls++;
 	}

@@ -54,7 +54,7 @@ int main(void)
 		return 0;
 	}
 	old = (pci_read(devfn, PCI_BAR2) & ~0xful) | (u64)pci_read(devfn, PCI_BAR3) << 32;
-	report_info("ivshmem BAR2 at %#lx", old);
+	report_info("ivshmem BAR2 at %lx", old);
 	for (u64 off = 0; off < IVSHMEM_SIZE; off += PAGE_SIZE)
 		install_page(boot_pml4(), old + off, old + off, PT_PRESENT | PT_WRITABLE);
 	bar = (volatile u64 *)old;
@@ -69,7 +69,7 @@ int main(void)
 	report(touch(ram, &v) == -1 && v == 0x1111, "other memory is still mapped and kept");
 	report(touch(bar, &v) == VE_VECTOR, "the moved slot's pages are no longer accepted: #VE");
 	report(tdcall(TDG_VP_VEINFO_GET, &a) == 0 && a.r9 == NEW_BAR,
-	       "VE info: GPA %#lx", a.r9);
+	       "VE info: GPA %lx", a.r9);
 	for (u64 off = 0; off < IVSHMEM_SIZE; off += PAGE_SIZE)
 		if (tdx_accept_page(NEW_BAR + off, 0) != 0)
 			ve++;
