@@ -260,11 +260,7 @@ impl Kvm {
                 tdx.ensure_launched(self);
             }
         }
-        let access = match req.access {
-            Access::Read => ModelAccess::Read,
-            Access::Write => ModelAccess::Write,
-            Access::Fetch => ModelAccess::Fetch,
-        };
+        let access = model_access(req.access);
         let (vcpu, gpa) = (VcpuId(req.vcpu_index), Gpa::new(req.gpa));
         let answer = if self.vm.vm_type() == VmType::Snp {
             // The RMP check runs on every translation of an SNP guest.
@@ -413,12 +409,11 @@ impl Kvm {
     /// a memory-fault exit.
     fn strict_fault(&self, req: &Stage2Request, gpa: Gpa) -> (Stage2Answer, Effects) {
         if self.tdx.is_some() {
-            let access = match req.access {
-                Access::Read => ModelAccess::Read,
-                Access::Write => ModelAccess::Write,
-                Access::Fetch => ModelAccess::Fetch,
-            };
-            self.inject_ve(req, gpa, VeInfo::pending_access(gpa, access))
+            self.inject_ve(
+                req,
+                gpa,
+                VeInfo::pending_access(gpa, model_access(req.access)),
+            )
         } else {
             self.dead("strict: access through the wrong alias", gpa.raw())
         }
@@ -612,6 +607,15 @@ impl Kvm {
         let slots = self.vm.memslots();
         let slot = slots.find(gfn)?;
         Some(slot.pfn_of(gfn).addr().raw())
+    }
+}
+
+/// The model's name for a QEMU access kind.
+fn model_access(access: Access) -> ModelAccess {
+    match access {
+        Access::Read => ModelAccess::Read,
+        Access::Write => ModelAccess::Write,
+        Access::Fetch => ModelAccess::Fetch,
     }
 }
 

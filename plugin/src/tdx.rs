@@ -346,7 +346,7 @@ impl TdxModule {
         }
         let mut effects = Effects::NONE;
         let st = match rax {
-            leaf::VP_VMCALL => return self.vp_vmcall(kvm, vcpu, regs, host),
+            leaf::VP_VMCALL => return self.vp_vmcall(kvm, regs, host),
             leaf::VP_INFO => self.vp_info(kvm, vcpu, regs),
             leaf::MR_RTMR_EXTEND => self.rtmr_extend(kvm, regs, host),
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
@@ -588,7 +588,7 @@ impl TdxModule {
 
     /// TDG.VP.VMCALL: checks RCX, gives the VMM only the exposed registers,
     /// and returns only those.
-    fn vp_vmcall(&self, kvm: &Kvm, vcpu: u32, regs: &mut Regs, host: &dyn Host) -> TdcallResult {
+    fn vp_vmcall(&self, kvm: &Kvm, regs: &mut Regs, host: &dyn Host) -> TdcallResult {
         let mask = regs.gpr[gpr::RCX];
         if mask & expose::FORBIDDEN != 0 || mask & expose::REQUIRED != expose::REQUIRED {
             regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RCX);
@@ -602,7 +602,7 @@ impl TdxModule {
                 *v = regs.gpr[i];
             }
         }
-        let effects = self.tdvmcall(kvm, vcpu, &mut vmm, mask, host);
+        let effects = self.tdvmcall(kvm, &mut vmm, mask, host);
         for (i, v) in vmm.iter().enumerate() {
             if exposed(i) {
                 regs.gpr[i] = *v;
@@ -615,14 +615,7 @@ impl TdxModule {
     /// KVM's `handle_tdvmcall()`: R10 = 0 is a standard TDVMCALL with the
     /// sub-function in R11; R10 != 0 is a KVM hypercall with number R10.
     /// The status goes to R10.
-    fn tdvmcall(
-        &self,
-        kvm: &Kvm,
-        vcpu: u32,
-        r: &mut [u64; 16],
-        mask: u64,
-        host: &dyn Host,
-    ) -> Effects {
+    fn tdvmcall(&self, kvm: &Kvm, r: &mut [u64; 16], mask: u64, host: &dyn Host) -> Effects {
         use tdvmcall::*;
         if r[gpr::R10] != 0 {
             // tdx_emulate_vmcall(): KVM's hypercall ABI in R10..R14.
@@ -710,7 +703,6 @@ impl TdxModule {
             },
             _ => SUBFUNC_UNSUPPORTED,
         };
-        let _ = vcpu;
         r[gpr::R10] = status;
         effects
     }
