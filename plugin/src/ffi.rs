@@ -377,6 +377,8 @@ unsafe extern "C" fn on_insn(
         efer: raw.efer,
         cpl: raw.cpl,
         insn_len: raw.insn_len,
+        // Filled from the header's `info` once QEMU reports it (cvm API v5).
+        info: 0,
     };
     let action = guard("insn", InsnAction::Decline, || {
         let (action, effects) = plugin.insn(vcpu_index, insn, &mut regs, &QemuHost);

@@ -122,11 +122,17 @@ pub enum Insn {
     Rdmsr,
     /// 0F 30
     Wrmsr,
+    /// IN, OUT, INS, OUTS (every form), after their I/O permission checks.
+    /// The callback may only decline or fault; [`Regs::info`] holds the
+    /// access in the SVM IOIO `EXITINFO1` encoding (APM vol. 2 15.10.2).
+    Ioio,
+    /// F4, after its CPL check.
+    Hlt,
 }
 
 impl Insn {
     /// Every kind, in the header's numbering.
-    pub const ALL: [Insn; 9] = [
+    pub const ALL: [Insn; 11] = [
         Insn::Tdcall,
         Insn::Vmgexit,
         Insn::Vmcall,
@@ -136,6 +142,8 @@ impl Insn {
         Insn::Cpuid,
         Insn::Rdmsr,
         Insn::Wrmsr,
+        Insn::Ioio,
+        Insn::Hlt,
     ];
 
     /// The header's number for this kind.
@@ -201,6 +209,9 @@ pub struct Regs {
     pub cpl: u32,
     /// Instruction length.
     pub insn_len: u32,
+    /// Kind-specific information: for [`Insn::Ioio`] the SVM IOIO
+    /// `EXITINFO1` of the access (port in 31:16, size, string, rep, IN).
+    pub info: u64,
 }
 
 /// What the instruction callback did.
@@ -249,7 +260,7 @@ mod tests {
             assert_eq!(i.raw(), n as u32);
             assert_eq!(Insn::from_raw(n as u32), Some(*i));
         }
-        assert_eq!(Insn::from_raw(9), None);
+        assert_eq!(Insn::from_raw(11), None);
         assert_eq!(Insn::mask(&[Insn::Tdcall, Insn::Cpuid]), 0b100_0001);
     }
 
