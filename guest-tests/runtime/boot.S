@@ -31,6 +31,9 @@
 #define MSR_EFER 0xc0000080
 #define EFER_LME (1 << 8)
 #define EFER_NXE (1 << 11)
+#define MSR_AMD64_SEV 0xc0010131
+#define SEV_STATUS_SNP 2 /* bit number */
+#define CPUID_8000001F_EAX_SEV 1 /* bit number */
 
 #define PTE_P (1 << 0)
 #define PTE_W (1 << 1)
@@ -44,7 +47,8 @@
 /*
  * From 32-bit protected mode with paging off to compatibility mode on the
  * boot page tables (the caller far-jumps to a 64-bit CS). Clobbers EAX,
- * EBX, ECX, EDX.
+ * EBX, ECX, EDX. Runs no CPUID: an SNP guest's AP gets here after launch
+ * with paging off and no IDT, where CPUID would raise a fatal #VC.
  */
 .macro ENTER_LONG_MODE
 	movl $boot_pml4_table, %eax
@@ -55,17 +59,10 @@
 	orl $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
 	movl %eax, %cr4
 
-	/* CPUID.80000001H:EDX bit 20 (NX) decides whether EFER.NXE may be set (else #GP). */
-	movl $0x80000001, %eax
-	cpuid
-	movl %edx, %ebx
+	/* LME, and NXE if the BSP found NX (no CPUID here: see boot_efer). */
 	movl $MSR_EFER, %ecx
 	rdmsr
-	orl $EFER_LME, %eax
-	btl $20, %ebx
-	jnc .Lno_nx\@
-	orl $EFER_NXE, %eax
-.Lno_nx\@:
+	orl boot_efer, %eax
 	wrmsr
 
 	/* WP: supervisor writes honour read-only PTEs, which tests rely on. */
@@ -115,6 +112,65 @@ _start:
 	btl $29, %edx
 	jnc no_long_mode
 
+	/* CPUID.80000001H:EDX bit 20 (NX) decides whether EFER.NXE may be set (else #GP). */
+	movl $0x80000001, %eax
+	cpuid
+	movl $EFER_LME, %eax
+	btl $20, %edx
+	jnc 1f
+	orl $EFER_NXE, %eax
+1:	movl %eax, boot_efer
+
+	/*
+	 * SEV-SNP (as Linux's sev_enable(), arch/x86/boot/compressed/sev.c):
+	 * CPUID 0x8000001F EAX bit 1 says SEV, then SEV_STATUS bit 2 says
+	 * SNP, and EBX[5:0] is the C-bit position. Before the first access
+	 * with paging on the VMM is still building the guest: CPUID and
+	 * RDMSR run natively here.
+	 */
+	movl $0x80000000, %eax
+	cpuid
+	cmpl $0x8000001f, %eax
+	jb .Lsnp_done
+	movl $0x8000001f, %eax
+	cpuid
+	btl $CPUID_8000001F_EAX_SEV, %eax
+	jnc .Lsnp_done
+	movl %ebx, %edi
+	movl $MSR_AMD64_SEV, %ecx
+	rdmsr
+	movl %eax, boot_sev_status
+	movl %edx, boot_sev_status + 4
+	btl $SEV_STATUS_SNP, %eax
+	jnc .Lsnp_done
+	andl $0x3f, %edi
+	movl %edi, boot_c_bit
+	movl %edi, %ecx
+	movl $1, %eax
+	movl $boot_c_bit_mask, %edx
+	cmpl $32, %ecx
+	jb 1f
+	subl $32, %ecx
+	addl $4, %edx
+1:	shll %cl, %eax
+	movl %eax, (%edx)
+	/*
+	 * RAM is private: the 2 MiB pages up to 1 MiB + Multiboot mem_upper
+	 * (rounded up) get the C-bit. The MMIO hole above stays shared: a
+	 * private access there would kill the guest.
+	 */
+	xorl %eax, %eax
+	testl $1, (%esi)		/* Multiboot flags: mem_* valid */
+	jz 1f
+	movl 8(%esi), %eax		/* mem_upper, KiB from 1 MiB */
+1:	addl $(1024 + 2047), %eax
+	shrl $11, %eax
+	cmpl $2048, %eax
+	jbe 1f
+	movl $2048, %eax
+1:	movl %eax, boot_private_pdes
+.Lsnp_done:
+
 	/* PML4[0] -> PDPT, PDPT[0..3] -> 4 PDs, PD entries: 2 MiB identity pages. */
 	movl $boot_pdpt, %eax
 	orl $(PTE_P | PTE_W), %eax
@@ -129,10 +185,17 @@ _start:
 	cmpl $4, %ecx
 	jb 1b
 
+	/* The C-bit mask is 0 but in an SNP guest, boot_private_pdes 0 too. */
 	movl $(PTE_P | PTE_W | PTE_PS), %eax
 	xorl %ecx, %ecx
-1:	movl %eax, boot_pd(, %ecx, 8)	/* high dword stays 0 from the bss clear */
-	addl $(1 << 21), %eax
+1:	movl %eax, boot_pd(, %ecx, 8)	/* high dword stays 0 from the bss clear... */
+	cmpl boot_private_pdes, %ecx
+	jae 2f
+	movl boot_c_bit_mask, %edx	/* ...but for private RAM in an SNP guest */
+	orl %edx, boot_pd(, %ecx, 8)
+	movl boot_c_bit_mask + 4, %edx
+	movl %edx, boot_pd + 4(, %ecx, 8)
+2:	addl $(1 << 21), %eax
 	incl %ecx
 	cmpl $2048, %ecx
 	jb 1b
@@ -246,7 +309,24 @@ gdt_desc:
 	.word gdt_end - gdt - 1
 	.long gdt
 
+	/*
+	 * Filled in by the BSP before paging (after the bss clear): the EFER
+	 * bits every CPU sets, and what snp.c needs to know about SEV-SNP.
+	 */
 	.section .bss
+	.balign 8
+	.globl boot_efer, boot_sev_status, boot_c_bit, boot_c_bit_mask
+boot_sev_status:	/* SEV_STATUS (MSR 0xc0010131) if CPUID says SEV, else 0 */
+	.skip 8
+boot_c_bit_mask:	/* 1 << C-bit position in an SNP guest, else 0 */
+	.skip 8
+boot_efer:		/* EFER_LME | EFER_NXE if NX */
+	.skip 4
+boot_c_bit:		/* CPUID 0x8000001F EBX[5:0] in an SNP guest */
+	.skip 4
+boot_private_pdes:	/* boot_pd entries that map private RAM (SNP) */
+	.skip 4
+
 	.balign 4096
 	.globl boot_pml4_table
 boot_pml4_table:

@@ -178,8 +178,14 @@ void exception_dispatch(struct ex_regs *regs)
 	u64 cr2 = read_cr2();
 	ex_handler_t fn = __atomic_load_n(&handlers[regs->vector], __ATOMIC_ACQUIRE);
 
+	/*
+	 * An SNP guest's #VC: the runtime emulates what it knows (snp.c);
+	 * anything else (e.g. a page not validated) may be an ASM_TRY.
+	 */
 	if (fn)
 		fn(regs);
+	else if (regs->vector == VC_VECTOR && snp_handle_vc(regs))
+		;
 	else if (!run_fixup(regs, cr2))
 		unhandled_exception(regs, cr2);
 }

@@ -5,6 +5,8 @@
 
 #include "libcflat.h"
 
+struct ghcb;
+
 /*
  * The per-CPU area, one per CPU slot; GS base points at it (MSR_GS_BASE),
  * so that "%gs:offset" reaches this CPU's copy. Slot 0 is the BSP, APs take
@@ -26,6 +28,8 @@ struct percpu {
 	void (*fn)(void *);
 	void *arg;
 	u64 done;               /* functions run to completion */
+	struct ghcb *ghcb;      /* SNP: this CPU's GHCB (snp.c), NULL until registered */
+	bool ghcb_active;       /* SNP: between ghcb_start() and ghcb_end() */
 };
 
 extern struct percpu percpu_area[MAX_CPUS];
@@ -50,6 +54,10 @@ void phys_alloc_init(u64 start_pa, u64 end_pa); /* alloc.c */
 void percpu_init_bsp(void);                     /* smp.c */
 void runtime_start(u32 magic, u32 mbi_pa);      /* setup.c, from boot.S */
 void ap_main(int slot);                         /* smp.c, from boot.S */
+void snp_init_bsp(void);                        /* snp.c: the BSP's GHCB, if SNP */
+void snp_prepare_ap(int slot);                  /* snp.c: a shared GHCB page for an AP */
+void snp_init_ap(struct percpu *cpu);           /* snp.c: the AP registers it */
+bool snp_handle_vc(struct ex_regs *regs);       /* snp.c (snp.h) */
 int main(void);                                 /* the test */
 
 #endif /* CVMEM_INTERNAL_H */

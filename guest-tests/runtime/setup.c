@@ -119,12 +119,23 @@ bool cmdline_has(const char *word)
 
 void runtime_start(u32 magic, u32 mbi_pa)
 {
-	u64 free_pa;
+	bool multiboot = magic == MB_BOOT_MAGIC;
 
 	/* First: everything below may use this CPU's per-CPU area (GS). */
 	percpu_init_bsp();
-	serial_init();
 	idt_init();
+	/*
+	 * An SNP guest takes a #VC on port I/O, CPUID and most MSRs, which
+	 * needs the IDT and a GHCB (whose page comes from the allocator):
+	 * nothing before snp_init_bsp() may print or otherwise trap.
+	 */
+	if (multiboot) {
+		u64 free_pa = parse_multiboot(mbi_pa);
+
+		phys_alloc_init(ALIGN_UP(free_pa, PAGE_SIZE), boot_info.ram_end_pa);
+	}
+	snp_init_bsp();
+	serial_init();
 	/*
 	 * IF stays clear for the whole run, but the PICs still point IRQs at
 	 * vectors 8-15 where SeaBIOS left them; mask them in case a test sti's.
@@ -132,11 +143,9 @@ void runtime_start(u32 magic, u32 mbi_pa)
 	outb(0xff, 0x21);
 	outb(0xff, 0xa1);
 
-	if (magic != MB_BOOT_MAGIC) {
+	if (!multiboot) {
 		report(false, "booted with magic %x, not Multiboot's %x", magic, MB_BOOT_MAGIC);
 		exit(1);
 	}
-	free_pa = parse_multiboot(mbi_pa);
-	phys_alloc_init(ALIGN_UP(free_pa, PAGE_SIZE), boot_info.ram_end_pa);
 	exit(main());
 }

@@ -152,6 +152,7 @@ void ap_main(int slot)
 
 	percpu_load(cpu);
 	idt_load();
+	snp_init_ap(cpu); /* before the first CPUID, MSR or port access */
 	x2apic_enable(); /* smp_init() checked CPUID on the BSP */
 	apic_sw_enable();
 	cpu->apic_id = apic_id();
@@ -207,6 +208,7 @@ void smp_init(void)
 		}
 		percpu_setup(slot);
 		ap_stack_tops[slot] = pa + AP_STACK_SIZE;
+		snp_prepare_ap(slot);
 	}
 	ap_arrived = 0;
 	ap_slots = (u32)n;
