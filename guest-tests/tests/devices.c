@@ -15,50 +15,10 @@
  */
 #include "testdev.h"
 #include "fw_cfg.h"
+#include "pci.h"
 
 #define IVSHMEM_SIZE (1ul << 20)
 #define NEW_BAR 0x80000000ul /* in the PCI hole below 4 GiB, unused by SeaBIOS */
-
-#define PCI_VENDOR_REDHAT_QUMRANET 0x1af4
-#define PCI_DEVICE_IVSHMEM 0x1110
-#define PCI_COMMAND 0x04
-#define PCI_COMMAND_MEMORY 0x2
-#define PCI_BAR2 0x18
-#define PCI_BAR3 0x1c
-
-static u32 pci_addr(u32 devfn, u32 off)
-{
-	return 0x80000000u | devfn << 8 | (off & 0xfc);
-}
-
-static u32 pci_read(u32 devfn, u32 off)
-{
-	outl(pci_addr(devfn, off), 0xcf8);
-	return inl(0xcfc);
-}
-
-static void pci_write(u32 devfn, u32 off, u32 v)
-{
-	outl(pci_addr(devfn, off), 0xcf8);
-	outl(v, 0xcfc);
-}
-
-/* The devfn of the first ivshmem device on bus 0, or -1. */
-static int find_ivshmem(void)
-{
-	for (u32 devfn = 0; devfn < 256; devfn += 8) {
-		u32 id = pci_read(devfn, 0);
-
-		if ((id & 0xffff) == PCI_VENDOR_REDHAT_QUMRANET && id >> 16 == PCI_DEVICE_IVSHMEM)
-			return devfn;
-	}
-	return -1;
-}
-
-static u64 bar2(u32 devfn)
-{
-	return (pci_read(devfn, PCI_BAR2) & ~0xful) | (u64)pci_read(devfn, PCI_BAR3) << 32;
-}
 
 static u64 memslot_count(void)
 {
@@ -117,7 +77,7 @@ static void test_memslots(void)
 		report_prefix_pop();
 		return;
 	}
-	old = bar2(devfn);
+	old = pci_bar64(devfn, PCI_BAR2);
 	report(pci_read(devfn, PCI_COMMAND) & PCI_COMMAND_MEMORY, "firmware enabled memory decoding");
 	report(old && old + IVSHMEM_SIZE <= (4ul << 30) && old != NEW_BAR,
 	       "firmware mapped BAR2 below 4 GiB (%lx)", old);

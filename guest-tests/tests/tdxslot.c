@@ -9,32 +9,10 @@
  */
 #include "libcflat.h"
 #include "tdx.h"
+#include "pci.h"
 
 #define IVSHMEM_SIZE (1ul << 20)
 #define NEW_BAR 0x80000000ul
-#define PCI_BAR2 0x18
-#define PCI_BAR3 0x1c
-
-static u32 pci_read(u32 devfn, u32 off)
-{
-	outl(0x80000000u | devfn << 8 | (off & 0xfc), 0xcf8);
-	return inl(0xcfc);
-}
-
-static void pci_write(u32 devfn, u32 off, u32 v)
-{
-	outl(0x80000000u | devfn << 8 | (off & 0xfc), 0xcf8);
-	outl(v, 0xcfc);
-}
-
-static int find_ivshmem(void)
-{
-	for (u32 devfn = 0; devfn < 256; devfn += 8)
-		if (pci_read(devfn, 0) == (0x1110u << 16 | 0x1af4))
-			return devfn;
-	return -1;
-}
-
 static int touch(volatile u64 *p, u64 *v)
 {
 	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(*v) : "r"(p) : "memory");
@@ -53,7 +31,7 @@ int main(void)
 		report_skip("no ivshmem-plain device");
 		return 0;
 	}
-	old = (pci_read(devfn, PCI_BAR2) & ~0xful) | (u64)pci_read(devfn, PCI_BAR3) << 32;
+	old = pci_bar64(devfn, PCI_BAR2);
 	report_info("ivshmem BAR2 at %lx", old);
 	for (u64 off = 0; off < IVSHMEM_SIZE; off += PAGE_SIZE)
 		install_page(boot_pml4(), old + off, old + off, PT_PRESENT | PT_WRITABLE);
