@@ -271,6 +271,12 @@ pub mod fake {
     /// Bytes of guest memory.
     pub const MEM: u64 = 16 << 20;
 
+    impl Default for FakeHost {
+        fn default() -> FakeHost {
+            FakeHost::new()
+        }
+    }
+
     impl FakeHost {
         /// Zeroed memory, no I/O yet.
         pub fn new() -> FakeHost {

@@ -532,7 +532,7 @@ impl TdxModule {
                 AcceptOutcome::Status(st) => return Ok((st.0, effects)),
                 AcceptOutcome::ExitToHost { gpa, .. } => match vm.tdx_handle_accept_exit(id, gpa) {
                     Ok(()) => {}
-                    Err(fault) => match kvm.exit_fault(vcpu, fault) {
+                    Err(fault) => match kvm.exit_fault(vcpu, fault, 0) {
                         Ok(e) => {
                             effects.merge(e);
                         }
@@ -866,8 +866,8 @@ impl TdxModule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::fake::{FakeHost, MEM};
     use crate::args::Config;
+    use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
     use crate::memslots::{MemslotOp, RamSection};
     use cvmem_model::{TdAttributes, VmType};
