@@ -170,6 +170,9 @@ pub struct SnpStats {
     pub psc_pages: AtomicU64,
     /// GHCB requests refused with an error.
     pub ghcb_errors: AtomicU64,
+    /// Page-state changes refused (not private-capable RAM: QEMU's
+    /// `kvm_convert_memory()` fails them).
+    pub psc_refused: AtomicU64,
     /// Pages launched with SNP_LAUNCH_UPDATE.
     pub pages_launched: AtomicU64,
 }
@@ -539,8 +542,8 @@ impl SnpFirmware {
                         self.stats.psc_pages.fetch_add(1, Ordering::Relaxed);
                         (p::PSC_RESP, effects)
                     }
-                    Err(e) => {
-                        eprintln!("cvmem: SNP page-state change of GFN {gfn:#x} refused: {e}");
+                    Err(_) => {
+                        self.stats.psc_refused.fetch_add(1, Ordering::Relaxed);
                         (p::PSC_RESP_ERROR, Effects::NONE)
                     }
                 }
@@ -864,11 +867,8 @@ impl SnpFirmware {
                     .ok_or(ghcb_err::INVALID_INPUT)?;
                 match kvm.convert(range, op == msr_protocol::PSC_OP_PRIVATE, false) {
                     Ok(e) => effects.merge(e),
-                    Err(err) => {
-                        eprintln!(
-                            "cvmem: SNP page-state change of GFNs {:#x}+{todo} refused: {err}",
-                            gfn + cur_page
-                        );
+                    Err(_) => {
+                        self.stats.psc_refused.fetch_add(1, Ordering::Relaxed);
                         result = psc_err::GENERIC;
                         break;
                     }
@@ -977,7 +977,7 @@ impl SnpFirmware {
         let _ = write!(
             out,
             "{} VMGEXITs ({} MSR protocol, {} refused), {} #VC, {} PVALIDATE, {} RMPADJUST, \
-             {} pages changed by PSC, {} pages launched",
+             {} pages changed by PSC ({} requests refused), {} pages launched",
             n(&s.vmgexits),
             n(&s.msr_protocol),
             n(&s.ghcb_errors),
@@ -985,6 +985,7 @@ impl SnpFirmware {
             n(&s.pvalidates),
             n(&s.rmpadjusts),
             n(&s.psc_pages),
+            n(&s.psc_refused),
             n(&s.pages_launched)
         );
         out
