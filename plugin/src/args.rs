@@ -26,7 +26,8 @@ pub struct Config {
     pub gpaw: Gpaw,
     /// `td-attributes=`: TD ATTRIBUTES of a TDX guest.
     pub td_attributes: TdAttributes,
-    /// `accept=`: which private memory of a TD is accepted at launch.
+    /// `accept=`: which private memory of a TD (accepted) or an SNP guest
+    /// (validated) is ready at launch.
     pub accept: AcceptPolicy,
     /// `strict=`: a guest access through the wrong alias is a fault for the
     /// guest instead of an implicit conversion.
@@ -125,17 +126,18 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
                   (default: 48)
   td-attributes=N TD ATTRIBUTES: bit 0 DEBUG, bit 28 SEPT_VE_DISABLE
                   (default: 0x10000000)
-  accept=all|ADDR TDX private memory accepted at launch: all, or below
-                  ADDR (e.g. 64M); the rest waits for the guest's ACCEPT
-                  (default: all)
-  strict=on|off   an access through the wrong alias faults (TDX: #VE)
+  accept=all|ADDR private memory ready at launch: all, or below ADDR
+                  (e.g. 64M); the rest waits for the guest's TDX ACCEPT
+                  or SNP PVALIDATE (default: all)
+  strict=on|off   an access through the wrong alias faults (TDX: #VE,
+                  SNP: #PF with the RMP bit)
                   instead of converting the page (default: off)
   slot-zap-all=on|off
                   KVM_X86_QUIRK_SLOT_ZAP_ALL, for vm-type=default
                   (default: on)
   map-gpa-chunk=SIZE
-                  TDX MapGPA converts at most SIZE per call, then
-                  returns RETRY (default: 64M)
+                  TDX MapGPA and SNP GHCB page-state changes convert at
+                  most SIZE per call, then return (default: 64M)
   private-max-level=4K|2M
                   largest private mapping (default: the VM type's; TDX
                   4K as in KVM, so a 2M ACCEPT gets PAGE_SIZE_MISMATCH)

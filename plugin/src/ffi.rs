@@ -587,7 +587,9 @@ pub unsafe extern "C" fn qemu_plugin_install(
             unsafe { qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans)) };
         }
         if let (Some(cvm), Some(plugin)) = (CVM.get(), PLUGIN.get()) {
-            let kinds = Insn::mask(plugin.insn_kinds());
+            // Only the kinds this API version has (`Insn` may know more).
+            let known = (1u32 << qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_COUNT) - 1;
+            let kinds = Insn::mask(plugin.insn_kinds()) & known;
             // SAFETY: the register functions come from the patched QEMU and
             // take this plugin's id and callbacks of the declared types.
             let failed = unsafe {

@@ -250,6 +250,84 @@ pub trait Host {
     fn guest_panicked(&self);
 }
 
+/// A [`Host`] for unit tests.
+#[cfg(test)]
+pub mod fake {
+    use std::cell::{Cell, RefCell};
+
+    use super::Host;
+
+    /// 16 MiB of guest memory at QEMU address 0, a port and MSR space.
+    #[derive(Debug)]
+    pub struct FakeHost {
+        /// Guest memory at QEMU address 0.
+        pub mem: RefCell<Vec<u8>>,
+        /// Set by `guest_panicked`.
+        pub panicked: Cell<bool>,
+        /// Port accesses: port, size, write, value.
+        pub io: RefCell<Vec<(u16, u8, bool, u32)>>,
+    }
+
+    /// Bytes of guest memory.
+    pub const MEM: u64 = 16 << 20;
+
+    impl Default for FakeHost {
+        fn default() -> FakeHost {
+            FakeHost::new()
+        }
+    }
+
+    impl FakeHost {
+        /// Zeroed memory, no I/O yet.
+        pub fn new() -> FakeHost {
+            FakeHost {
+                mem: RefCell::new(vec![0; MEM as usize]),
+                panicked: Cell::new(false),
+                io: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Host for FakeHost {
+        fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+            [leaf.min(0x1f), subleaf, 0xc, 0xd]
+        }
+        fn rdmsr(&self, msr: u32) -> Option<u64> {
+            (msr == 0x1b).then_some(0xfee0_0900)
+        }
+        fn wrmsr(&self, msr: u32, _value: u64) -> bool {
+            msr == 0x1b
+        }
+        fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32 {
+            self.io.borrow_mut().push((port, size, write, value));
+            if write {
+                0
+            } else {
+                0x5a
+            }
+        }
+        fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+            let m = self.mem.borrow();
+            let Some(src) = m.get(gpa as usize..gpa as usize + buf.len()) else {
+                return false;
+            };
+            buf.copy_from_slice(src);
+            true
+        }
+        fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool {
+            let mut m = self.mem.borrow_mut();
+            let Some(dst) = m.get_mut(gpa as usize..gpa as usize + buf.len()) else {
+                return false;
+            };
+            dst.copy_from_slice(buf);
+            true
+        }
+        fn guest_panicked(&self) {
+            self.panicked.set(true);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,14 +19,15 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cvmem_model::{
-    Access as ModelAccess, BackingAddr, FlushRequest, FlushTarget, Gfn, GfnRange, Gpa,
-    MemoryRegion, MemslotFlags, MemslotId, SnpAccessCtx, Stage2, Stage2Fault, VcpuId, VeInfo, Vm,
-    VmConfig, VmType, Vmpl, PAGE_SIZE,
+    Access as ModelAccess, BackingAddr, DeviceAccess, FlushRequest, FlushTarget, Gfn, GfnRange,
+    Gpa, MemoryRegion, MemslotFlags, MemslotId, SnpAccessCtx, Stage2, Stage2Fault, VcpuId, VeInfo,
+    Vm, VmConfig, VmType, Vmpl, PAGE_SIZE,
 };
 
 use crate::args::Config;
 use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
 use crate::memslots::{MemslotOp, RamSection};
+use crate::snp::{self, SnpFirmware};
 use crate::tdx::TdxModule;
 
 /// What the plugin must do in QEMU besides answering the callback.
@@ -46,7 +47,8 @@ impl Effects {
         clear: Vec::new(),
     };
 
-    fn flush(req: Option<FlushRequest>) -> Effects {
+    /// The flush of `req`, if any.
+    pub fn flush(req: Option<FlushRequest>) -> Effects {
         Effects {
             flush: req.map(|r| r.target),
             clear: Vec::new(),
@@ -83,6 +85,7 @@ mod pferr {
     pub const USER: u32 = 1 << 2;
     pub const RSVD: u32 = 1 << 3;
     pub const FETCH: u32 = 1 << 4;
+    pub const RMP: u32 = 1 << 31;
 }
 
 /// KVM hypercall numbers and status codes (include/uapi/linux/kvm_para.h,
@@ -126,6 +129,8 @@ pub struct Kvm {
     strict: bool,
     /// The TDX module, for `vm-type=tdx`.
     pub tdx: Option<TdxModule>,
+    /// The SNP firmware and GHCB handling, for `vm-type=snp`.
+    pub snp: Option<SnpFirmware>,
 }
 
 impl Kvm {
@@ -154,6 +159,8 @@ impl Kvm {
             strict: config.strict,
             tdx: (vm_type == VmType::Tdx)
                 .then(|| TdxModule::new(max_vcpus, config.accept, config.map_gpa_chunk)),
+            snp: (vm_type == VmType::Snp)
+                .then(|| SnpFirmware::new(max_vcpus, config.accept, config.map_gpa_chunk)),
         })
     }
 
@@ -215,9 +222,11 @@ impl Kvm {
                     .map_err(|e| format!("memslot {:#x}+{:#x} ({}): {e}", s.gpa, s.size, s.name))?;
                 self.memslot_adds.fetch_add(1, Ordering::Relaxed);
                 let mut effects = Effects::flush(self.vm.flush(flush));
-                if self.tdx.is_some() && flags.contains(MemslotFlags::GUEST_MEMFD) {
-                    // QEMU makes a TD's guest_memfd RAM private when it adds
-                    // the slot (kvm_set_phys_mem() ->
+                if (self.tdx.is_some() || self.snp.is_some())
+                    && flags.contains(MemslotFlags::GUEST_MEMFD)
+                {
+                    // QEMU makes a TD's or an SNP guest's guest_memfd RAM
+                    // private when it adds the slot (kvm_set_phys_mem() ->
                     // kvm_set_memory_attributes_private()).
                     let range = GfnRange::from_start_len(Gpa::new(s.gpa).gfn(), s.size / PAGE_SIZE)
                         .ok_or("section out of range")?;
@@ -260,8 +269,24 @@ impl Kvm {
                 tdx.ensure_launched(self);
             }
         }
+        let mut launch = Effects::NONE;
+        let mut gpa = req.gpa;
+        if let Some(snp) = &self.snp {
+            if !snp.launched() {
+                if !req.paging {
+                    // The VMM still builds the guest (SnpFirmware docs).
+                    return (Stage2Answer::identity(req), Effects::NONE);
+                }
+                launch = snp.ensure_launched(self);
+            }
+            // With paging off every access of an SEV guest is private (APM
+            // vol. 2 §15.34.5): the AP trampoline runs on private memory.
+            if !req.paging {
+                gpa |= self.vm.alias().alias_mask();
+            }
+        }
         let access = model_access(req.access);
-        let (vcpu, gpa) = (VcpuId(req.vcpu_index), Gpa::new(req.gpa));
+        let (vcpu, gpa) = (VcpuId(req.vcpu_index), Gpa::new(gpa));
         let answer = if self.vm.vm_type() == VmType::Snp {
             // The RMP check runs on every translation of an SNP guest.
             let ctx = SnpAccessCtx {
@@ -290,9 +315,13 @@ impl Kvm {
                     prot: p,
                     page_size: t.level.size_bytes(),
                 };
-                (answer, Effects::NONE)
+                (answer, launch)
             }
-            Stage2::Fault(f) => self.fault_answer(req, f),
+            Stage2::Fault(f) => {
+                let (answer, effects) = self.fault_answer(req, f);
+                launch.merge(effects);
+                (answer, launch)
+            }
         }
     }
 
@@ -310,6 +339,12 @@ impl Kvm {
             )
         };
         match fault {
+            // An SEV-ES guest's MMIO is a #VC(NPF): KVM's MMIO SPTEs have
+            // reserved bits set, so the access faults into the guest, which
+            // emulates it through the GHCB (APM vol. 2 §15.35.6).
+            Stage2Fault::Mmio { .. } if self.snp.is_some() => {
+                raise(vector::VC, Some(snp::exit::NPF as u32), None)
+            }
             Stage2Fault::Mmio { gpa } | Stage2Fault::ReadOnlyWrite { gpa } => {
                 (self.unaliased(gpa), Effects::NONE)
             }
@@ -346,12 +381,16 @@ impl Kvm {
                     clear: Vec::new(),
                 },
             ),
-            // A nested page fault with the RMP bit that KVM cannot resolve
-            // (the guest would fault forever on hardware), a read of an
-            // assigned page without the C-bit (ciphertext), a failed
-            // RMPUPDATE: not modelled as guest-visible yet, so fail closed.
-            Stage2Fault::RmpNestedPageFault { .. }
-            | Stage2Fault::RmpCiphertextRead { .. }
+            // A nested page fault with the RMP bit that KVM cannot resolve:
+            // on hardware the guest would take the same #NPF forever; cvmem
+            // shows it to the guest as a #PF with the RMP bit (bit 31) and
+            // the rest of the nested fault's error code.
+            Stage2Fault::RmpNestedPageFault { error_code, .. } => {
+                raise(vector::PF, Some(error_code as u32), Some(req.gva))
+            }
+            // A read of an assigned page without the C-bit (ciphertext), a
+            // failed RMPUPDATE: not modelled as guest-visible, so fail closed.
+            Stage2Fault::RmpCiphertextRead { .. }
             | Stage2Fault::GmemPrepareFailed { .. }
             | Stage2Fault::VmDead { .. }
             | Stage2Fault::Dead
@@ -404,10 +443,31 @@ impl Kvm {
     }
 
     /// `strict=on`: an access through the wrong alias is not converted.
-    /// A TD gets a #VE (EPT violation) for it; other VM types have no way
-    /// to tell the guest, so the VM stops as QEMU stops it when it refuses
-    /// a memory-fault exit.
+    /// A TD gets a #VE (EPT violation) for it; an SNP guest the #PF with
+    /// the RMP bit the hardware gives for an access to a page the guest
+    /// does not own in that alias (APM Table 15-39); other VM types have no
+    /// way to tell the guest, so the VM stops as QEMU stops it when it
+    /// refuses a memory-fault exit.
     fn strict_fault(&self, req: &Stage2Request, gpa: Gpa) -> (Stage2Answer, Effects) {
+        if self.snp.is_some() {
+            let mut code = pferr::PRESENT | pferr::RMP;
+            match req.access {
+                Access::Write if !req.page_walk => code |= pferr::WRITE,
+                Access::Fetch => code |= pferr::FETCH,
+                _ => {}
+            }
+            if req.cpl == 3 {
+                code |= pferr::USER;
+            }
+            return (
+                Stage2Answer::Fault(Fault {
+                    vector: vector::PF,
+                    error_code: Some(code),
+                    cr2: Some(req.gva),
+                }),
+                Effects::NONE,
+            );
+        }
         if self.tdx.is_some() {
             self.inject_ve(
                 req,
@@ -455,15 +515,16 @@ impl Kvm {
     /// A memory-fault exit taken outside a translation (e.g. by a TDX
     /// ACCEPT of a page that is still shared), handled like one met at
     /// softTLB fill: `Ok` with effects when the operation may be retried,
-    /// `Err` with the exception for the guest otherwise.
-    pub fn exit_fault(&self, vcpu: u32, fault: Stage2Fault) -> Result<Effects, Fault> {
+    /// `Err` with the exception for the guest otherwise. `gva` is the linear
+    /// address the instruction named (CR2 of a #PF).
+    pub fn exit_fault(&self, vcpu: u32, fault: Stage2Fault, gva: u64) -> Result<Effects, Fault> {
         let gpa = match fault {
             Stage2Fault::MemoryFault { gpa, .. } | Stage2Fault::VmDead { gpa } => gpa.raw(),
             _ => 0,
         };
         let req = Stage2Request {
             gpa,
-            gva: 0,
+            gva,
             vcpu_index: vcpu,
             access: Access::Write,
             cpl: 0,
@@ -593,13 +654,19 @@ impl Kvm {
     /// reach; a sw-protected VM's private memory is guest_memfd, which QEMU
     /// does not map).
     pub fn device_access_allowed(&self, gpa: u64) -> bool {
-        // While the VMM builds a TD, its devices (fw_cfg DMA) load the image.
-        if self.tdx.as_ref().is_some_and(|t| !t.launched()) {
+        // While the VMM builds the guest, its devices (fw_cfg DMA) load the
+        // image.
+        if !self.launched() {
             return true;
         }
-        self.vm
-            .decode(Gpa::new(gpa))
-            .is_none_or(|d| !self.vm.is_private(d.gfn))
+        self.vm.device_access(Gpa::new(gpa), false) == DeviceAccess::Allowed
+    }
+
+    /// Whether the guest runs: a TD or SNP guest once launched, any other
+    /// VM from the start.
+    pub fn launched(&self) -> bool {
+        self.tdx.as_ref().is_none_or(|t| t.launched())
+            && self.snp.as_ref().is_none_or(|s| s.launched())
     }
 
     /// The QEMU address backing `gfn`, if a memslot holds it.

@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod kvm;
 pub mod memslots;
 pub mod plugin;
+pub mod snp;
 pub mod summary;
 pub mod tdx;
 pub mod testdev;

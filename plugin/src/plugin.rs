@@ -139,6 +139,19 @@ impl Plugin {
             &Insn::ALL
         } else if self.kvm.tdx.is_some() {
             &[Insn::Tdcall, Insn::Cpuid, Insn::Vmcall]
+        } else if self.kvm.snp.is_some() {
+            // VMCALL is Intel's: #UD on AMD, as QEMU raises it.
+            &[
+                Insn::Vmgexit,
+                Insn::Vmmcall,
+                Insn::Pvalidate,
+                Insn::Rmpadjust,
+                Insn::Cpuid,
+                Insn::Rdmsr,
+                Insn::Wrmsr,
+                Insn::Ioio,
+                Insn::Hlt,
+            ]
         } else {
             // KVM's hypercall ABI is there for every VM type.
             &[Insn::Vmcall]
@@ -210,6 +223,9 @@ impl Plugin {
                     },
                 );
             }
+        }
+        if let Some(snp) = &self.kvm.snp {
+            return snp.insn(&self.kvm, vcpu, insn, regs, host);
         }
         match (insn, &self.kvm.tdx) {
             (Insn::Vmcall, _) => (InsnAction::Done, self.kvm.hypercall(regs)),

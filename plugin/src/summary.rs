@@ -74,6 +74,9 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
             n(&t.pages_added)
         );
     }
+    if let Some(snp) = &plugin.kvm.snp {
+        let _ = writeln!(out, "  snp           {}", snp.summary());
+    }
     if plugin.mode == Mode::Audit {
         let _ = writeln!(
             out,

@@ -532,7 +532,7 @@ impl TdxModule {
                 AcceptOutcome::Status(st) => return Ok((st.0, effects)),
                 AcceptOutcome::ExitToHost { gpa, .. } => match vm.tdx_handle_accept_exit(id, gpa) {
                     Ok(()) => {}
-                    Err(fault) => match kvm.exit_fault(vcpu, fault) {
+                    Err(fault) => match kvm.exit_fault(vcpu, fault, 0) {
                         Ok(e) => {
                             effects.merge(e);
                         }
@@ -865,71 +865,12 @@ impl TdxModule {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::{Cell, RefCell};
-
     use super::*;
     use crate::args::Config;
+    use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
     use crate::memslots::{MemslotOp, RamSection};
     use cvmem_model::{TdAttributes, VmType};
-
-    /// 16 MiB of guest memory at QEMU address 0, a port and MSR space.
-    struct FakeHost {
-        mem: RefCell<Vec<u8>>,
-        panicked: Cell<bool>,
-        io: RefCell<Vec<(u16, u8, bool, u32)>>,
-    }
-
-    const MEM: u64 = 16 << 20;
-
-    impl FakeHost {
-        fn new() -> FakeHost {
-            FakeHost {
-                mem: RefCell::new(vec![0; MEM as usize]),
-                panicked: Cell::new(false),
-                io: RefCell::new(Vec::new()),
-            }
-        }
-    }
-
-    impl Host for FakeHost {
-        fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-            [leaf.min(0x1f), subleaf, 0xc, 0xd]
-        }
-        fn rdmsr(&self, msr: u32) -> Option<u64> {
-            (msr == 0x1b).then_some(0xfee0_0900)
-        }
-        fn wrmsr(&self, msr: u32, _value: u64) -> bool {
-            msr == 0x1b
-        }
-        fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32 {
-            self.io.borrow_mut().push((port, size, write, value));
-            if write {
-                0
-            } else {
-                0x5a
-            }
-        }
-        fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-            let m = self.mem.borrow();
-            let Some(src) = m.get(gpa as usize..gpa as usize + buf.len()) else {
-                return false;
-            };
-            buf.copy_from_slice(src);
-            true
-        }
-        fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool {
-            let mut m = self.mem.borrow_mut();
-            let Some(dst) = m.get_mut(gpa as usize..gpa as usize + buf.len()) else {
-                return false;
-            };
-            dst.copy_from_slice(buf);
-            true
-        }
-        fn guest_panicked(&self) {
-            self.panicked.set(true);
-        }
-    }
 
     const SHARED: u64 = 1 << 47;
 

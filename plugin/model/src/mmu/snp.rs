@@ -26,7 +26,7 @@ use crate::memslot::Memslot;
 use crate::rmp::{
     DeviceAccess, GuestAccess, PfnRange, PvalidateError, PvalidateOutcome, RmpAccess,
     RmpAccessKind, RmpEntry, RmpFault, RmpFaultFix, RmpInsnTarget, RmpPageSize, RmpadjustAttrs,
-    RmpadjustError, SnpGuest, Vmpl,
+    RmpadjustError, RmpupdateError, SnpGuest, Vmpl,
 };
 use crate::spte::{Access, Perms};
 use crate::tlb::{Flush, VcpuId};
@@ -530,6 +530,52 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// SNP_LAUNCH_UPDATE of `range` (KVM `snp_launch_update()` ->
+    /// `kvm_gmem_populate()` -> `sev_gmem_post_populate()`, SEV-SNP firmware
+    /// ABI 8.17): every private frame of a guest_memfd memslot is assigned
+    /// to the guest at 4K (`rmp_make_private(..., PG_LEVEL_4K, ...)`) and the
+    /// firmware leaves it validated, its content kept as the initial image.
+    /// Frames that are shared or not guest_memfd RAM are skipped (KVM
+    /// refuses to populate them). Returns the number of pages launched.
+    pub fn snp_launch_update(&self, range: GfnRange) -> Result<u64, RmpupdateError> {
+        if !self.is_snp() {
+            return Ok(0);
+        }
+        let _gmem = self.gmem_lock.write();
+        let slots = self.memslots.load();
+        let attrs = self.attrs.load();
+        let asid = self.config.asid;
+        let guest = SnpGuest {
+            asid,
+            vmpl: Vmpl::Vmpl0,
+        };
+        let mut launched = 0;
+        for gfn in range.iter() {
+            let Some(slot) = slots.find(gfn) else {
+                continue;
+            };
+            if !slot.private_capable() || !attrs.is_private(gfn) {
+                continue;
+            }
+            let pfn = slot.pfn_of(gfn);
+            self.rmp
+                .rmp_make_private(pfn, gfn, PageLevel::Size4K, asid, false)?;
+            // The firmware sets the validated bit, exactly as a PVALIDATE
+            // of the 4K page would.
+            let target = RmpInsnTarget {
+                gfn,
+                pfn,
+                npt_level: PageLevel::Size4K,
+            };
+            if let Err(e) = self.rmp.pvalidate(guest, target, 0, true) {
+                debug_assert!(false, "validating a page just assigned: {e:?}");
+                return Err(RmpupdateError::FailInput);
+            }
+            launched += 1;
+        }
+        Ok(launched)
     }
 
     /// The backing frame of `gpa`'s gfn, if a memslot maps it.

@@ -723,6 +723,39 @@ mod snp {
     }
 
     #[test]
+    fn launch_update_assigns_and_validates_private_frames_at_4k() {
+        // Other VM types launch nothing.
+        let tdx = vm(VmType::Tdx);
+        slot(&tdx, 0, 0, 4 * MB, 0x100_0000, MemslotFlags::GUEST_MEMFD).ignore();
+        assert_eq!(tdx.snp_launch_update(range(0, 16)), Ok(0));
+        let vm = snp_vm();
+        // Gfns 0x200.. become shared: LAUNCH_UPDATE skips them.
+        vm.flush(
+            vm.set_memory_attributes(range(0x200, 0x400), false)
+                .unwrap(),
+        );
+        assert_eq!(vm.snp_launch_update(range(0x1f0, 0x210)), Ok(0x10));
+        for gfn in 0x1f0..0x200 {
+            let e = vm.snp_rmp_entry(pfn(gfn)).unwrap();
+            assert!(e.assigned && e.validated, "gfn {gfn:#x}: {e:?}");
+            assert_eq!((e.gfn, e.page_size), (Gfn::new(gfn), RmpPageSize::Size4K));
+        }
+        assert!(!vm.snp_rmp_entry(pfn(0x200)).unwrap().assigned);
+        assert!(!vm.snp_rmp_entry(pfn(0x1ef)).unwrap().assigned);
+        // A launched page is usable at once, at 4K; its neighbour is not
+        // validated yet.
+        let t = mapped(vm.snp_stage2(V0, private(&vm, 0x1f8), Access::Write, CTX));
+        assert_eq!((t.level, t.backing), (PageLevel::Size4K, pfn(0x1f8).addr()));
+        assert!(matches!(
+            vm.snp_stage2(V0, private(&vm, 0x1e0), Access::Read, CTX),
+            Stage2::Fault(Stage2Fault::PageNotValidated { .. })
+        ));
+        // PVALIDATE of a launched page changes nothing (CF = 1).
+        let (eax, cf, _) = done(vm.snp_pvalidate(V0, private(&vm, 0x1f8), Vmpl::Vmpl0, 0, true));
+        assert_eq!((eax, cf), (0, true));
+    }
+
+    #[test]
     fn private_fault_prepares_unvalidated_and_pvalidate_opens_it() {
         let vm = snp_vm();
         // The fault assigns the whole 2M page (sev_gmem_prepare), unvalidated:
