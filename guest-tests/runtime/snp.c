@@ -744,7 +744,8 @@ static bool vc_ioio(struct ex_regs *regs)
 
 /*
  * NPF on a shared access to a GPA without RAM: MMIO. The MOV forms Linux's
- * vc_handle_mmio() knows, less MOVS: 88/89/8A/8B, C6/C7, 0F B6/B7/BE/BF.
+ * vc_handle_mmio() knows, less MOVS: 88/89/8A/8B, C6/C7, 0F B6/B7/BE/BF;
+ * and A0-A3 (moffs), which compilers emit for a constant address.
  */
 static bool vc_mmio(struct ex_regs *regs)
 {
@@ -779,11 +780,26 @@ static bool vc_mmio(struct ex_regs *regs)
 		sign = op2 >= 0xbe;
 		write = false;
 		break;
+	case 0xa0: case 0xa1: case 0xa2: case 0xa3: /* MOV AL/eAX <-> moffs (movabs) */
+		size = op & 1 ? opsize : 1;
+		write = op >= 0xa2;
+		break;
 	default:
 		return false;
 	}
-	if (!decode_modrm(&in, regs, &m))
+	if (op >= 0xa0 && op <= 0xa3) {
+		/* No ModRM: the address is an immediate of the address size. */
+		m = (struct modrm){ .reg = 0 };
+		if (in.addr32) {
+			m.ea = *(const u32 *)in.p;
+			in.p += 4;
+		} else {
+			m.ea = *(const u64 *)in.p;
+			in.p += 8;
+		}
+	} else if (!decode_modrm(&in, regs, &m)) {
 		return false;
+	}
 	if (op == 0xc6 || op == 0xc7) {
 		if ((m.reg & 7) != 0)
 			return false;
