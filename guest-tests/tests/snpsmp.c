@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * snpsmp: an SNP guest converting and touching memory on several vCPUs at
+ * once (MTTCG: one host thread per vCPU), each through its own GHCB.
+ *
+ *  1. KVM's private_mem_conversions_test ranges, each CPU in its own area,
+ *     all CPUs at once: rescind + page-state change to shared, then
+ *     page-state change to private + PVALIDATE (Linux's order), contents
+ *     discarded on every conversion, data written after it kept.
+ *  2. A stress loop: every CPU flips its own pages between private and
+ *     shared, writing a secret while private; the shared alias must never
+ *     show a secret. Meanwhile all CPUs add to one counter on an always
+ *     shared page with `lock xadd`: no write may be lost. Every CPU also
+ *     takes #VCs (CPUID) while the others convert.
+ */
+#include "libcflat.h"
+#include "snp.h"
+
+#define SZ_2M (2ul << 20)
+#define AREA_SIZE (4 * SZ_2M)
+#define SHARED_VA 0x200000000ul
+#define STRESS_ROUNDS 40
+#define STRESS_PAGES 8
+#define COUNTER_ADDS 20000
+
+static u8 *areas[MAX_CPUS];
+static volatile u64 *counter; /* through the shared alias */
+static volatile int failures[MAX_CPUS];
+static u32 cpuid0_a;
+
+static void *shared_alias(u64 pa)
+{
+	return (void *)(SHARED_VA + pa);
+}
+
+/* Maps [pa, pa + len) without the C-bit at SHARED_VA + pa. */
+static void map_shared(u64 pa, u64 len)
+{
+	for (u64 off = 0; off < len; off += PAGE_SIZE)
+		install_page(boot_pml4(), SHARED_VA + pa + off, pa + off, PT_PRESENT | PT_WRITABLE);
+}
+
+static bool all_bytes(const volatile u8 *p, u64 len, u8 c)
+{
+	for (u64 i = 0; i < len; i++)
+		if (p[i] != c)
+			return false;
+	return true;
+}
+
+static const struct {
+	u64 offset, size;
+} ranges[] = {
+	{ 0, PAGE_SIZE }, { 0, SZ_2M }, { PAGE_SIZE, PAGE_SIZE },
+	{ PAGE_SIZE, SZ_2M }, { SZ_2M, PAGE_SIZE },
+};
+
+#define CHECK(cond) \
+	do { \
+		if (!(cond)) { \
+			printf("cpu %d: %s failed (line %d)\n", smp_id(), #cond, __LINE__); \
+			failures[smp_id()]++; \
+		} \
+	} while (0)
+
+static void conversions(void *unused)
+{
+	u8 *area = areas[smp_id()];
+	u64 base = ptr_to_pa(area);
+	u8 *sh = shared_alias(base);
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(ranges); i++) {
+		u64 off = ranges[i].offset, size = ranges[i].size;
+		u64 npages = size / PAGE_SIZE;
+
+		memset(area, 0x11, AREA_SIZE);
+		CHECK(snp_make_shared((u64)area + off, base + off, npages) == 0);
+		CHECK(all_bytes(sh + off, size, 0));
+		CHECK(all_bytes(area, off, 0x11));
+		CHECK(all_bytes(area + off + size, AREA_SIZE - off - size, 0x11));
+		memset(sh + off, 0x22, size);
+		CHECK(all_bytes(sh + off, size, 0x22));
+		CHECK(snp_make_private((u64)area + off, base + off, npages) == 0);
+		CHECK(all_bytes(area + off, size, 0));
+		memset(area + off, 0x33, size);
+		CHECK(all_bytes(area + off, size, 0x33));
+	}
+	(void)unused;
+}
+
+static void stress(void *unused)
+{
+	int id = smp_id();
+	u64 base = ptr_to_pa(areas[id]);
+	u8 *priv = areas[id], *sh = shared_alias(base);
+	u8 secret = 0xc0 | id;
+	u64 len = STRESS_PAGES * PAGE_SIZE;
+
+	for (int round = 0; round < STRESS_ROUNDS; round++) {
+		memset(priv, secret, len);
+		/* Alternate the MSR protocol and the GHCB page for the change. */
+		if (round & 1) {
+			CHECK(snp_make_shared((u64)priv, base, STRESS_PAGES) == 0);
+		} else {
+			CHECK(snp_pvalidate_range((u64)priv, STRESS_PAGES, false, false, false) == 0);
+			for (u64 p = 0; p < STRESS_PAGES; p++)
+				CHECK(snp_page_state_change_msr(base + p * PAGE_SIZE,
+								SNP_PAGE_STATE_SHARED) == 0);
+		}
+		/* The private secret must never show through the shared alias. */
+		for (u64 i = 0; i < len; i++)
+			if (sh[i] == secret) {
+				CHECK(sh[i] != secret);
+				break;
+			}
+		memset(sh, round, len);
+		for (int k = 0; k < COUNTER_ADDS / STRESS_ROUNDS; k++)
+			__atomic_fetch_add(counter, 1, __ATOMIC_SEQ_CST);
+		CHECK(cpuid(0).a == cpuid0_a); /* a #VC while the others convert */
+		CHECK(all_bytes(sh, len, round));
+		CHECK(snp_make_private((u64)priv, base, STRESS_PAGES) == 0);
+		CHECK(all_bytes(priv, len, 0));
+	}
+	(void)unused;
+}
+
+int main(void)
+{
+	int n = smp_cpus();
+	u64 counter_pa;
+	int bad = 0;
+
+	report(is_snp_guest(), "SNP guest");
+	report(n >= 2, "%d vCPUs", n);
+	cpuid0_a = cpuid(0).a;
+	for (int i = 0; i < n; i++) {
+		u64 pa = phys_alloc_pages_aligned(AREA_SIZE / PAGE_SIZE, SZ_2M);
+
+		areas[i] = pa_to_ptr(pa);
+		map_shared(pa, AREA_SIZE);
+	}
+	counter_pa = ptr_to_pa(alloc_page());
+	report(snp_make_shared(counter_pa, counter_pa, 1) == 0, "counter page shared");
+	map_shared(counter_pa, PAGE_SIZE);
+	counter = shared_alias(counter_pa);
+	*counter = 0;
+
+	smp_init();
+	report(smp_cpus() == n, "every AP came up with its own GHCB");
+
+	on_cpus(conversions, NULL);
+	for (int i = 0; i < n; i++)
+		bad += failures[i];
+	report(bad == 0, "conversion ranges on %d vCPUs at once: %d failed checks", n, bad);
+
+	on_cpus(stress, NULL);
+	bad = 0;
+	for (int i = 0; i < n; i++)
+		bad += failures[i];
+	report(bad == 0, "flip stress: no secret through the shared alias (%d failed checks)",
+	       bad);
+	report(*counter == (u64)n * (COUNTER_ADDS / STRESS_ROUNDS) * STRESS_ROUNDS,
+	       "shared counter: %lu adds, none lost", *counter);
+	return 0;
+}
