@@ -437,7 +437,8 @@ u64 *new_pml4(void);
  *
  * pa may have any bit of PT_ADDR_MASK set, also bits at or above
  * MAXPHYADDR: a TDX guest maps a page's shared alias with
- * install_page(pml4, va, pa | tdx_shared_mask(), flags) (tdx.h). The CPU
+ * install_page(pml4, va, pa | tdx_shared_mask(), flags) (tdx.h), an SNP
+ * guest its private page with pa | snp_c_bit_mask() (snp.h). The CPU
  * takes a PTE address bit >= MAXPHYADDR as reserved (#PF with PFERR_RSVD):
  * QEMU's -cpu max has 40 physical address bits unless phys-bits= says more.
  */

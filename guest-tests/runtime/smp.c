@@ -8,8 +8,9 @@
  * itself through the x2APIC ICR (MSR 0x830): no access to the xAPIC MMIO
  * page, which a TDX guest could only reach through a shared alias. Each AP
  * comes up in boot.S's ap_start64 on the boot page tables, takes a slot
- * and a stack, and lands in ap_main(): per-CPU area, IDT, x2APIC, then the
- * idle loop. Work reaches it through its per-CPU mailbox plus a fixed IPI
+ * and a stack, and lands in ap_main(): per-CPU area, IDT, in an SNP guest
+ * its GHCB (prepared by smp_init(), registered by the AP before its first
+ * intercepted instruction), x2APIC, then the idle loop. Work reaches it through its per-CPU mailbox plus a fixed IPI
  * (SMP_IPI_VECTOR) that wakes it from hlt.
  */
 #include "internal.h"
