@@ -24,6 +24,10 @@
 #define OP_HOST_PIO 12
 #define OP_HOST_MSR 13
 #define OP_HOST_PANIC 14
+#define OP_IOIO_LAST 15
+#define OP_IOIO_FAULT 16
+#define OP_HLT_SKIP 17
+#define OP_HLTS 18
 #define HOST_PIO_READ (~0ul)
 #define NO_ERROR_CODE (~0ul)
 #define TESTDEV_LEAF 0x40000f00u

@@ -11,13 +11,20 @@
  *    MSRs behave as before;
  *  - QEMU's host services for the instruction callback (CPUID, port I/O,
  *    MSRs), called by the plugin for this vCPU, agree with the real
- *    instructions.
+ *    instructions;
+ *  - every form of IN, OUT, INS and OUTS reaches the plugin with its access
+ *    in the SVM IOIO EXITINFO1 encoding and RIP at the instruction, then
+ *    runs as usual; a fault the plugin asks for arrives at the instruction
+ *    before any of it has happened;
+ *  - a HLT the plugin completes returns at once even with interrupts off,
+ *    keeping the flags; a declined one sleeps until the APIC timer fires.
  *
  * With `-append panic` it reports a fatal error through the host service
  * and must stop there: -action panic= decides what QEMU does next.
  * With `-append no-testdev` it checks instead that QEMU behaves as it did:
- * those instructions raise #UD; with `-append "no-testdev kvm"` (the plugin
- * loaded without its test device) VMCALL is KVM's hypercall instead.
+ * those instructions raise #UD, I/O instructions give the same values, and
+ * sti; hlt sleeps until the timer; with `-append "no-testdev kvm"` (the
+ * plugin loaded without its test device) VMCALL is KVM's hypercall instead.
  */
 #include "fw_cfg.h"
 #include "testdev.h"
@@ -26,6 +33,30 @@
 #define APIC_BASE_EXTD (1ul << 10)
 #define MSR_X2APIC_ID 0x802
 #define MSR_KERNEL_GS_BASE 0xc0000102
+
+/* EXITINFO1 of an SVM IOIO intercept (AMD APM vol. 2, 15.10.2). */
+#define IOIO_TYPE_IN (1ul << 0)
+#define IOIO_STR (1ul << 2)
+#define IOIO_REP (1ul << 3)
+#define IOIO_SZ8 (1ul << 4)
+#define IOIO_SZ16 (1ul << 5)
+#define IOIO_SZ32 (1ul << 6)
+#define IOIO_A32 (1ul << 8)
+#define IOIO_A64 (1ul << 9)
+#define IOIO_PORT(p) ((u64)(p) << 16)
+
+#define POST_PORT 0x80         /* QEMU's port 80: writes dropped, reads all ones */
+#define UNASSIGNED_PORT 0x3000 /* reads all ones */
+
+/* The arithmetic flags (CF PF AF ZF SF OF). */
+#define ARITH_FLAGS 0x8d5ul
+
+/* x2APIC timer registers and the vector the test gives it. */
+#define MSR_X2APIC_LVT_TIMER 0x832
+#define MSR_X2APIC_TIMER_INITIAL 0x838
+#define MSR_X2APIC_TIMER_DIVIDE 0x83e
+#define TIMER_DIVIDE_BY_1 0xb
+#define TIMER_VECTOR 0x40
 
 static void flush_self(void) { testdev(OP_FLUSH, 1, 0, 0); }
 
@@ -243,6 +274,199 @@ static void test_host_services(void)
 	report_prefix_pop();
 }
 
+static u64 ioio_count(void)
+{
+	return testdev_call(OP_IOIO_LAST, 0, 0, 0).rcx;
+}
+
+/*
+ * The plugin saw exactly one I/O instruction since ioio_count() gave
+ * @count: the one at @rip, with @expect as its EXITINFO1.
+ */
+static void check_ioio(const char *what, u64 count, u64 rip, u64 expect)
+{
+	struct testdev_regs l = testdev_call(OP_IOIO_LAST, 0, 0, 0);
+
+	report(l.rax == expect && l.rbx == rip && l.rcx == count + 1,
+	       "%s: info %lx (expected %lx), RIP %s, %lu callback(s)", what, l.rax, expect,
+	       l.rbx == rip ? "at the instruction" : "elsewhere", l.rcx - count);
+}
+
+/*
+ * Every form of IN, OUT, INS and OUTS gives its usual result. With the
+ * test device, each also reached the plugin once, before it ran, with the
+ * access as an SVM IOIO intercept's EXITINFO1 would describe it.
+ */
+static void test_io(bool testdev)
+{
+	u8 *buf = alloc_page();
+	u64 n = 0, rip, rcx, rsi, rdi;
+	u32 v;
+
+	report_prefix_push("io");
+#define IO_COUNT() (testdev ? ioio_count() : 0)
+#define IO_CHECK(what, expect)                              \
+	do {                                                \
+		if (testdev)                                \
+			check_ioio(what, n, rip, expect);   \
+	} while (0)
+
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: outb %%al, $0x80" : "=&r"(rip) : "a"(0) : "memory");
+	IO_CHECK("OUT imm8, AL", IOIO_PORT(POST_PORT) | IOIO_A64 | IOIO_SZ8);
+
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: inb $0x80, %%al" : "=&r"(rip), "=a"(v) : "a"(0) : "memory");
+	IO_CHECK("IN AL, imm8", IOIO_PORT(POST_PORT) | IOIO_A64 | IOIO_SZ8 | IOIO_TYPE_IN);
+	report((v & 0xff) == 0xff, "IN AL, imm8 reads port 80: %x", v & 0xff);
+
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: outw %%ax, %%dx"
+		     : "=&r"(rip) : "a"(0x1234), "d"(UNASSIGNED_PORT) : "memory");
+	IO_CHECK("OUT DX, AX", IOIO_PORT(UNASSIGNED_PORT) | IOIO_A64 | IOIO_SZ16);
+
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: inl %%dx, %%eax"
+		     : "=&r"(rip), "=a"(v) : "d"(UNASSIGNED_PORT) : "memory");
+	IO_CHECK("IN EAX, DX", IOIO_PORT(UNASSIGNED_PORT) | IOIO_A64 | IOIO_SZ32 | IOIO_TYPE_IN);
+	report(v == 0xffffffff, "IN EAX, DX of an unassigned port: %x", v);
+
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: outl %%eax, $0x80" : "=&r"(rip) : "a"(0) : "memory");
+	IO_CHECK("OUT imm8, EAX", IOIO_PORT(POST_PORT) | IOIO_A64 | IOIO_SZ32);
+
+	rcx = 3, rsi = (u64)buf;
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: rep outsb"
+		     : "=&r"(rip), "+c"(rcx), "+S"(rsi) : "d"(POST_PORT) : "memory");
+	IO_CHECK("REP OUTSB", IOIO_PORT(POST_PORT) | IOIO_A64 | IOIO_SZ8 | IOIO_REP | IOIO_STR);
+	report(rcx == 0 && rsi == (u64)buf + 3, "REP OUTSB ran 3 times");
+
+	memset(buf, 0x5a, 16);
+	rcx = 2, rdi = (u64)buf;
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: rep insw"
+		     : "=&r"(rip), "+c"(rcx), "+D"(rdi) : "d"(UNASSIGNED_PORT) : "memory");
+	IO_CHECK("REP INSW", IOIO_PORT(UNASSIGNED_PORT) | IOIO_A64 | IOIO_SZ16 | IOIO_REP |
+			     IOIO_STR | IOIO_TYPE_IN);
+	report(rcx == 0 && rdi == (u64)buf + 4 && ((u32 *)buf)[0] == 0xffffffff && buf[4] == 0x5a,
+	       "REP INSW stored 2 words of all ones");
+
+	rdi = (u64)buf;
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: insl"
+		     : "=&r"(rip), "+D"(rdi) : "d"(UNASSIGNED_PORT) : "memory");
+	IO_CHECK("INSL", IOIO_PORT(UNASSIGNED_PORT) | IOIO_A64 | IOIO_SZ32 | IOIO_STR |
+			 IOIO_TYPE_IN);
+	report(rdi == (u64)buf + 4, "INSL stored a dword");
+
+	/* An address-size prefix: ESI and ECX, and A32 in the EXITINFO1. */
+	rcx = 2, rsi = (u64)buf;
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: addr32 rep outsb"
+		     : "=&r"(rip), "+c"(rcx), "+S"(rsi) : "d"(POST_PORT) : "memory");
+	IO_CHECK("ADDR32 REP OUTSB", IOIO_PORT(POST_PORT) | IOIO_A32 | IOIO_SZ8 | IOIO_REP |
+				     IOIO_STR);
+	report(rcx == 0 && rsi == (u64)buf + 2, "ADDR32 REP OUTSB ran twice");
+
+	/* A REP form with a count of zero is handed over too, and does nothing. */
+	rcx = 0, rdi = (u64)buf;
+	n = IO_COUNT();
+	asm volatile("lea 1f(%%rip), %0\n1: rep insb"
+		     : "=&r"(rip), "+c"(rcx), "+D"(rdi) : "d"(UNASSIGNED_PORT) : "memory");
+	IO_CHECK("REP INSB, count 0", IOIO_PORT(UNASSIGNED_PORT) | IOIO_A64 | IOIO_SZ8 | IOIO_REP |
+				      IOIO_STR | IOIO_TYPE_IN);
+	report(rdi == (u64)buf, "REP INSB with a count of zero stores nothing");
+#undef IO_CHECK
+#undef IO_COUNT
+	report_prefix_pop();
+}
+
+/* The plugin raises an exception in place of an I/O instruction. */
+static void test_io_fault(void)
+{
+	u8 *buf = alloc_page();
+	u64 n, rcx = 4, rdi = (u64)buf;
+
+	report_prefix_push("io fault");
+	testdev(OP_IOIO_FAULT, VC_VECTOR, 0x7b, 0);
+	asm volatile(ASM_TRY("1f") "outb %%al, $0x80\n1:" :: "a"(0) : "memory");
+	/* ASM_TRY only catches a fault whose RIP is the instruction's. */
+	report(exception_vector() == VC_VECTOR && exception_error_code() == 0x7b,
+	       "OUT raises #VC with error code 0x7b (SVM_EXIT_IOIO) at the instruction");
+
+	n = ioio_count();
+	asm volatile(ASM_TRY("1f") "outb %%al, $0x80\n1:" :: "a"(0) : "memory");
+	report(exception_vector() == -1 && ioio_count() == n + 1, "once: the next OUT runs");
+
+	memset(buf, 0x5a, 8);
+	testdev(OP_IOIO_FAULT, GP_VECTOR, 0, 0);
+	asm volatile(ASM_TRY("1f") "rep insb\n1:"
+		     : "+c"(rcx), "+D"(rdi) : "d"(UNASSIGNED_PORT) : "memory");
+	report(exception_vector() == GP_VECTOR && exception_error_code() == 0,
+	       "REP INSB raises #GP(0)");
+	report(rcx == 4 && rdi == (u64)buf && buf[0] == 0x5a,
+	       "before its first iteration: RCX %lx, RDI unchanged, memory unchanged", rcx);
+	report_prefix_pop();
+}
+
+/* A HLT the plugin completes: no sleep, even with interrupts off. */
+static void test_hlt_done(void)
+{
+	struct testdev_regs before = testdev_call(OP_HLTS, 0, 0, 0), after;
+	u64 fb, fa;
+
+	report_prefix_push("hlt done");
+	testdev(OP_HLT_SKIP, 1, 0, 0);
+	/* CMP leaves the flags to compute lazily: CF and SF set, ZF clear. */
+	asm volatile("cli\n\t"
+		     "cmpl $1, %k2\n\t"
+		     "pushfq; popq %0\n\t"
+		     "hlt\n\t"
+		     "pushfq; popq %1"
+		     : "=&r"(fb), "=&r"(fa) : "r"(0) : "cc", "memory");
+	after = testdev_call(OP_HLTS, 0, 0, 0);
+	report(after.rax == before.rax + 1 && after.rbx == 0, "cli; hlt returns: one HLT completed");
+	report((fb & 1) && !((fb ^ fa) & ARITH_FLAGS), "arithmetic flags kept: %lx -> %lx",
+	       fb & ARITH_FLAGS, fa & ARITH_FLAGS);
+	report_prefix_pop();
+}
+
+static volatile int timer_ticks;
+
+static void timer_handler(struct ex_regs *regs)
+{
+	(void)regs;
+	timer_ticks++;
+	wrmsr(MSR_X2APIC_EOI, 0);
+}
+
+/* A HLT nobody completes sleeps until an interrupt, as it always did. */
+static void test_hlt_sleeps(void)
+{
+	u64 fb, fa;
+
+	report_prefix_push("hlt");
+	smp_init(); /* the x2APIC, software-enabled */
+	handle_exception(TIMER_VECTOR, timer_handler);
+	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+	wrmsr(MSR_X2APIC_LVT_TIMER, TIMER_VECTOR); /* one-shot */
+	timer_ticks = 0;
+	/* QEMU's APIC timer counts nanoseconds: 10 ms. */
+	wrmsr(MSR_X2APIC_TIMER_INITIAL, 10 * 1000 * 1000);
+	asm volatile("cmpl $1, %k2\n\t"
+		     "pushfq; popq %0\n\t"
+		     "sti; hlt; cli\n\t"
+		     "pushfq; popq %1"
+		     : "=&r"(fb), "=&r"(fa) : "r"(0) : "cc", "memory");
+	report(timer_ticks == 1, "sti; hlt sleeps until the APIC timer fires (%d ticks)",
+	       timer_ticks);
+	report((fb & 1) && !((fb ^ fa) & ARITH_FLAGS), "arithmetic flags kept: %lx -> %lx",
+	       fb & ARITH_FLAGS, fa & ARITH_FLAGS);
+	handle_exception(TIMER_VECTOR, NULL);
+	report_prefix_pop();
+}
+
 /* Runs an instruction given as bytes in the asm string; returns its vector. */
 #define TRY_INSN(bytes)                                                       \
 	({                                                                    \
@@ -281,6 +505,8 @@ int main(void)
 	}
 	if (cmdline_has("no-testdev")) {
 		test_declined();
+		test_io(false);
+		test_hlt_sleeps();
 		return 0;
 	}
 	test_deny();
@@ -289,5 +515,9 @@ int main(void)
 	test_retry();
 	test_insns();
 	test_host_services();
+	test_io(true);
+	test_io_fault();
+	test_hlt_done();
+	test_hlt_sleeps();
 	return 0;
 }

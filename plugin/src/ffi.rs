@@ -40,6 +40,9 @@ mod cvm_api {
     include!(concat!(env!("OUT_DIR"), "/cvm_bindings.rs"));
 }
 
+// hooks.rs numbers the instruction kinds as the header does, all of them.
+const _: () = assert!(Insn::ALL.len() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_COUNT as usize);
+
 /// The plugin API version cvmem is built against; QEMU refuses to load a
 /// plugin whose version is outside the range it supports.
 #[no_mangle]
@@ -377,8 +380,7 @@ unsafe extern "C" fn on_insn(
         efer: raw.efer,
         cpl: raw.cpl,
         insn_len: raw.insn_len,
-        // Filled from the header's `info` once QEMU reports it (cvm API v5).
-        info: 0,
+        info: raw.info,
     };
     let action = guard("insn", InsnAction::Decline, || {
         let (action, effects) = plugin.insn(vcpu_index, insn, &mut regs, &QemuHost);

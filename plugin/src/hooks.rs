@@ -210,7 +210,9 @@ pub struct Regs {
     /// Instruction length.
     pub insn_len: u32,
     /// Kind-specific information: for [`Insn::Ioio`] the SVM IOIO
-    /// `EXITINFO1` of the access (port in 31:16, size, string, rep, IN).
+    /// `EXITINFO1` of the access (APM vol. 2 15.10.2: bit 0 IN, 2 string,
+    /// 3 REP prefix, 4-6 operand size 1/2/4, 7-9 address size 16/32/64,
+    /// 31:16 port); 0 for the other kinds.
     pub info: u64,
 }
 

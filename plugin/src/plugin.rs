@@ -314,6 +314,56 @@ mod tests {
         assert_eq!(p.stats.vcpus.load(Ordering::Relaxed), 2);
     }
 
+    /// A host for instructions that must not need one.
+    struct NoHost;
+
+    impl Host for NoHost {
+        fn cpuid(&self, _: u32, _: u32) -> [u32; 4] {
+            unreachable!()
+        }
+        fn rdmsr(&self, _: u32) -> Option<u64> {
+            unreachable!()
+        }
+        fn wrmsr(&self, _: u32, _: u64) -> bool {
+            unreachable!()
+        }
+        fn pio(&self, _: u16, _: u8, _: bool, _: u32) -> u32 {
+            unreachable!()
+        }
+        fn phys_read(&self, _: u64, _: &mut [u8]) -> bool {
+            unreachable!()
+        }
+        fn phys_write(&self, _: u64, _: &[u8]) -> bool {
+            unreachable!()
+        }
+        fn guest_panicked(&self) {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn io_and_hlt_are_the_test_devices_only() {
+        let p = Plugin::new(Config::default(), Mode::Audit, 1).unwrap();
+        assert!(!p.insn_kinds().contains(&Insn::Ioio));
+        assert!(!p.insn_kinds().contains(&Insn::Hlt));
+
+        let config = Config {
+            test: TestMode::Hooks,
+            ..Config::default()
+        };
+        let p = Plugin::new(config, Mode::Audit, 1).unwrap();
+        assert!(p.insn_kinds().contains(&Insn::Ioio) && p.insn_kinds().contains(&Insn::Hlt));
+        for insn in [Insn::Ioio, Insn::Hlt] {
+            let mut regs = Regs {
+                info: 0x0080_0210,
+                ..Regs::default()
+            };
+            let (action, effects) = p.insn(0, insn, &mut regs, &NoHost);
+            assert_eq!(action, InsnAction::Decline, "{insn:?}");
+            assert_eq!(effects, Effects::NONE);
+        }
+    }
+
     #[test]
     fn banner_names_mode_and_type() {
         let p = Plugin::new(Config::default(), Mode::Enforcing { api_version: 1 }, 1).unwrap();

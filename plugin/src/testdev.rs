@@ -21,10 +21,15 @@
 //! | 12 | HOST_PIO | RBX port, RCX size (1, 2, 4), RDX value to write or `u64::MAX` to read | a port access through the host service; RAX the value read |
 //! | 13 | HOST_MSR | RBX MSR, RCX 0 read / 1 write, RDX value to write | an MSR access through the host service; RAX 1 where the instruction would #GP, RBX the value read |
 //! | 14 | HOST_PANIC | - | the guest panics through the host service: `-action panic=` applies and the vCPU stops |
+//! | 15 | IOIO_LAST | - | RAX [`Regs::info`] of this vCPU's last I/O instruction (0: none yet), RBX its RIP, RCX how many this vCPU's callback saw |
+//! | 16 | IOIO_FAULT | RBX vector, RCX error code or `u64::MAX` | this vCPU's next I/O instruction raises the vector (once) |
+//! | 17 | HLT_SKIP | RBX n | this vCPU's next n HLTs complete without halting |
+//! | 18 | HLTS | - | RAX HLTs this vCPU's callback saw, RBX HLT_SKIPs left |
 //!
 //! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
 //! unknown op. Ops 11-14 exercise QEMU's host services ([`Host`]), which
-//! act for the calling vCPU. CLEAR also lifts DMA blocks. Rules take effect at the
+//! act for the calling vCPU. CLEAR also lifts DMA blocks and drops pending
+//! IOIO_FAULTs and HLT_SKIPs. Rules take effect at the
 //! next softTLB fill of the page, so a REMAP is seen only after a FLUSH: the
 //! softTLB behaves as a TLB.
 //!
@@ -33,7 +38,10 @@
 //! PVALIDATE: CF = RCX & 1, RAX = 0. RMPADJUST: RAX = RCX + RDX.
 //! CPUID leaf 0x40000f00: EAX "cvme", EBX = ECX + 1, other leaves declined.
 //! MSR 0x40000f00: a read/write scratch register, other MSRs declined.
+//! I/O instructions (IN, OUT, INS, OUTS) and HLT are declined, so QEMU runs
+//! them as usual, unless IOIO_FAULT or HLT_SKIP asked otherwise.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::tlb::{FlushTarget, VcpuId};
@@ -62,6 +70,21 @@ enum Rule {
     RetryOnce,
 }
 
+/// What the test device keeps per vCPU about I/O instructions and HLT.
+#[derive(Clone, Copy, Debug, Default)]
+struct VcpuInsns {
+    /// [`Regs::info`] and RIP of the last I/O instruction.
+    ioio_last: (u64, u64),
+    /// I/O instructions seen.
+    ioio_count: u64,
+    /// The exception the next I/O instruction raises (IOIO_FAULT).
+    ioio_fault: Option<Fault>,
+    /// HLTs seen.
+    hlts: u64,
+    /// How many of the next HLTs complete without halting (HLT_SKIP).
+    hlt_skip: u64,
+}
+
 /// The test device's state.
 #[derive(Debug, Default)]
 pub struct TestDev {
@@ -76,6 +99,8 @@ pub struct TestDev {
     retries: AtomicU64,
     /// QEMU's memslot reports, oldest first, at most `MEMSLOT_LOG_MAX`.
     memslot_log: Mutex<Vec<(MemslotOp, u64, u64)>>,
+    /// I/O instructions and HLTs, by vCPU index.
+    vcpu_insns: Mutex<HashMap<u32, VcpuInsns>>,
 }
 
 /// How many memslot reports the test device remembers.
@@ -128,6 +153,15 @@ impl TestDev {
         }
     }
 
+    /// What the device knows of `vcpu`'s I/O instructions and HLTs.
+    fn vcpu_insns(&self, vcpu: u32) -> VcpuInsns {
+        self.vcpu_insns
+            .lock()
+            .get(&vcpu)
+            .copied()
+            .unwrap_or_default()
+    }
+
     fn set_rule(&self, page: u64, rule: Rule) {
         let mut rules = self.rules.write();
         rules.retain(|(p, _)| *p != page);
@@ -168,6 +202,10 @@ impl TestDev {
                     3 => {
                         self.rules.write().clear();
                         self.dma_blocks.write().clear();
+                        for v in self.vcpu_insns.lock().values_mut() {
+                            v.ioio_fault = None;
+                            v.hlt_skip = 0;
+                        }
                     }
                     4 => {
                         flush = Some(if a1 == 0 {
@@ -221,9 +259,49 @@ impl TestDev {
                         r[gpr::RBX] = result.unwrap_or(0);
                     }
                     14 => host.guest_panicked(),
+                    15 => {
+                        let v = self.vcpu_insns(vcpu);
+                        r[gpr::RAX] = v.ioio_last.0;
+                        r[gpr::RBX] = v.ioio_last.1;
+                        r[gpr::RCX] = v.ioio_count;
+                    }
+                    16 => {
+                        self.vcpu_insns.lock().entry(vcpu).or_default().ioio_fault = Some(Fault {
+                            vector: (a1 & 31) as u8,
+                            error_code: u32::try_from(a2).ok(),
+                            cr2: None,
+                        })
+                    }
+                    17 => self.vcpu_insns.lock().entry(vcpu).or_default().hlt_skip = a1,
+                    18 => {
+                        let v = self.vcpu_insns(vcpu);
+                        r[gpr::RAX] = v.hlts;
+                        r[gpr::RBX] = v.hlt_skip;
+                    }
                     _ => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
+            }
+            Insn::Ioio => {
+                let mut all = self.vcpu_insns.lock();
+                let v = all.entry(vcpu).or_default();
+                v.ioio_last = (regs.info, regs.rip);
+                v.ioio_count += 1;
+                match v.ioio_fault.take() {
+                    Some(fault) => InsnAction::Fault(fault),
+                    None => InsnAction::Decline,
+                }
+            }
+            Insn::Hlt => {
+                let mut all = self.vcpu_insns.lock();
+                let v = all.entry(vcpu).or_default();
+                v.hlts += 1;
+                if v.hlt_skip > 0 {
+                    v.hlt_skip -= 1;
+                    InsnAction::Done
+                } else {
+                    InsnAction::Decline
+                }
             }
             Insn::Tdcall => {
                 r[gpr::RAX] = 0;
@@ -511,6 +589,78 @@ mod tests {
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX]),
             (0x10_0000, 0xfe00_0000, 0)
         );
+    }
+
+    /// A test-device call from `vcpu`: RAX, RBX, RCX, RDX after it.
+    fn call_on(dev: &TestDev, vcpu: u32, op: u64, a1: u64, a2: u64) -> [u64; 4] {
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
+        regs.gpr[gpr::RBX] = a1;
+        regs.gpr[gpr::RCX] = a2;
+        let host = FakeHost::default();
+        let (action, _) = dev.insn(vcpu, Insn::Vmcall, &mut regs, &no_slots(), &host);
+        assert_eq!(action, InsnAction::Done);
+        let g = regs.gpr;
+        [g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX]]
+    }
+
+    #[test]
+    fn io_instructions_are_recorded_and_faulted_once() {
+        let dev = TestDev::default();
+        let host = FakeHost::default();
+        let io = |vcpu: u32, info: u64, rip: u64| {
+            let mut regs = Regs {
+                info,
+                rip,
+                ..Regs::default()
+            };
+            let before = regs;
+            let action = dev.insn(vcpu, Insn::Ioio, &mut regs, &no_slots(), &host).0;
+            assert_eq!(regs, before, "the device changes no register");
+            action
+        };
+        assert_eq!(call_on(&dev, 0, 15, 0, 0)[..3], [0, 0, 0]);
+        // outb %al, $0x80 in 64-bit code: SZ8, A64, port 0x80.
+        assert_eq!(io(0, 0x0080_0210, 0x1000), InsnAction::Decline);
+        assert_eq!(io(1, 0x3000_0241, 0x2000), InsnAction::Decline);
+        assert_eq!(call_on(&dev, 0, 15, 0, 0)[..3], [0x0080_0210, 0x1000, 1]);
+        assert_eq!(call_on(&dev, 1, 15, 0, 0)[..3], [0x3000_0241, 0x2000, 1]);
+
+        call_on(&dev, 0, 16, 29, 0x7b);
+        let vc = Fault {
+            vector: 29,
+            error_code: Some(0x7b),
+            cr2: None,
+        };
+        assert_eq!(io(1, 0x10, 0), InsnAction::Decline, "another vCPU's");
+        assert_eq!(io(0, 0x11, 0x1008), InsnAction::Fault(vc));
+        assert_eq!(io(0, 0x11, 0x1008), InsnAction::Decline, "only once");
+        assert_eq!(call_on(&dev, 0, 15, 0, 0)[..3], [0x11, 0x1008, 3]);
+
+        call_on(&dev, 0, 16, 13, u64::MAX);
+        call_on(&dev, 0, 3, 0, 0);
+        assert_eq!(io(0, 0x11, 0), InsnAction::Decline, "CLEAR drops it");
+    }
+
+    #[test]
+    fn hlt_is_declined_unless_skipped() {
+        let dev = TestDev::default();
+        let host = FakeHost::default();
+        let hlt = |vcpu: u32| {
+            let mut regs = Regs::default();
+            dev.insn(vcpu, Insn::Hlt, &mut regs, &no_slots(), &host).0
+        };
+        assert_eq!(hlt(2), InsnAction::Decline);
+        call_on(&dev, 2, 17, 2, 0);
+        assert_eq!(call_on(&dev, 2, 18, 0, 0)[..2], [1, 2]);
+        assert_eq!(hlt(0), InsnAction::Decline, "another vCPU's");
+        assert_eq!(hlt(2), InsnAction::Done);
+        assert_eq!(hlt(2), InsnAction::Done);
+        assert_eq!(hlt(2), InsnAction::Decline);
+        assert_eq!(call_on(&dev, 2, 18, 0, 0)[..2], [4, 0]);
+        call_on(&dev, 2, 17, 5, 0);
+        call_on(&dev, 2, 3, 0, 0);
+        assert_eq!(hlt(2), InsnAction::Decline, "CLEAR drops the skips");
     }
 
     #[test]

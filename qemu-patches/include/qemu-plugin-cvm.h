@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 4
+#define QEMU_PLUGIN_CVM_API_VERSION 5
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -300,8 +300,60 @@ enum qemu_plugin_cvm_insn {
     QEMU_PLUGIN_CVM_INSN_CPUID = 6,     /* 0F A2 */
     QEMU_PLUGIN_CVM_INSN_RDMSR = 7,     /* 0F 32, after its CPL check */
     QEMU_PLUGIN_CVM_INSN_WRMSR = 8,     /* 0F 30, after its CPL check */
+    QEMU_PLUGIN_CVM_INSN_IOIO = 9,      /* IN, OUT, INS, OUTS: see below */
+    QEMU_PLUGIN_CVM_INSN_HLT = 10,      /* F4, after its CPL check */
     QEMU_PLUGIN_CVM_INSN_COUNT
 };
+
+/*
+ * QEMU_PLUGIN_CVM_INSN_IOIO covers every form of IN, OUT, INS and OUTS
+ * (E4-E7, EC-EF, 6C-6F, with or without REP). It is an intercept, not an
+ * emulation: the plugin may raise an exception where the instruction
+ * stands (the #VC, vector 29 with error code 0x7b, that an SEV-ES guest
+ * takes there), but not carry the access out in its place. The callback
+ * runs after the instruction's I/O permission checks (CPL against IOPL
+ * and the TSS I/O permission bitmap, which raise #GP first) and before
+ * QEMU's own SVM IOIO intercept check, with @rip at the instruction and
+ * @info describing the access:
+ *
+ *   FAULT            raise regs->fault at the instruction; nothing of the
+ *                    instruction has happened (no iteration of a REP form)
+ *   DECLINE, DONE    QEMU goes on with the instruction exactly as without
+ *                    the hook; in neither case are registers written back
+ *
+ * A REP string form is handed over each time QEMU starts or resumes it:
+ * before the first iteration (also with a count of zero), and again when
+ * it resumes after an interrupt or exception, or where QEMU splits a long
+ * repetition (every 65536 iterations; every iteration with icount or
+ * single-stepping); @regs then has the remaining count and the current
+ * addresses.
+ *
+ * @info has the EXITINFO1 encoding of an SVM IOIO intercept (AMD APM
+ * vol. 2, 15.10.2 "IN and OUT Behavior"):
+ */
+#define QEMU_PLUGIN_CVM_IOIO_TYPE_IN    (1u << 0) /* IN or INS, not OUT(S) */
+#define QEMU_PLUGIN_CVM_IOIO_STR        (1u << 2) /* INS or OUTS */
+#define QEMU_PLUGIN_CVM_IOIO_REP        (1u << 3) /* a REP prefix */
+#define QEMU_PLUGIN_CVM_IOIO_SZ8        (1u << 4) /* operand size 1 */
+#define QEMU_PLUGIN_CVM_IOIO_SZ16       (1u << 5) /* operand size 2 */
+#define QEMU_PLUGIN_CVM_IOIO_SZ32       (1u << 6) /* operand size 4 */
+#define QEMU_PLUGIN_CVM_IOIO_A16        (1u << 7) /* address size 2 */
+#define QEMU_PLUGIN_CVM_IOIO_A32        (1u << 8) /* address size 4 */
+#define QEMU_PLUGIN_CVM_IOIO_A64        (1u << 9) /* address size 8 */
+#define QEMU_PLUGIN_CVM_IOIO_PORT_SHIFT 16        /* bits 31:16, the port */
+/*
+ * Exactly one SZ and one A bit are set: the operand size, and the
+ * instruction's address size for every form, string or not. REP is set
+ * whenever the instruction carries a REP prefix (F2 or F3), as QEMU's own
+ * SVM intercept reports it. SEG (bits 12:10, filled in only by
+ * processors with decode assists) and the other bits are 0.
+ *
+ * QEMU_PLUGIN_CVM_INSN_HLT is handed over after HLT's CPL check (#GP
+ * outside ring 0) and its SVM intercept check. DONE continues after the
+ * HLT without halting (registers are written back as for the other
+ * kinds), FAULT raises, and DECLINE halts the vCPU as QEMU does without
+ * the hook, until an interrupt, NMI or INIT wakes it.
+ */
 
 /* Register indices in struct qemu_plugin_cvm_regs.gpr: x86 encoding order. */
 enum qemu_plugin_cvm_gpr {
@@ -324,6 +376,9 @@ enum qemu_plugin_cvm_gpr {
  * @cr0, @cr3, @cr4, @efer: read only
  * @cpl: current privilege level (read only)
  * @insn_len: length of the instruction in bytes
+ * @info: more about the instruction, for kinds whose registers do not say
+ *        everything (read only): for QEMU_PLUGIN_CVM_INSN_IOIO the access
+ *        (QEMU_PLUGIN_CVM_IOIO_*); 0 for the other kinds
  * @fault: the exception to raise when the callback answers FAULT
  */
 struct qemu_plugin_cvm_regs {
@@ -336,6 +391,7 @@ struct qemu_plugin_cvm_regs {
     uint64_t efer;
     uint32_t cpl;
     uint32_t insn_len;
+    uint64_t info;
     struct qemu_plugin_cvm_fault fault;
 };
 
@@ -343,7 +399,10 @@ struct qemu_plugin_cvm_regs {
 enum qemu_plugin_cvm_insn_action {
     /* Not for this plugin: QEMU does what it does without the hook. */
     QEMU_PLUGIN_CVM_INSN_DECLINE = 0,
-    /* Emulated: write registers back and continue after the instruction. */
+    /*
+     * Emulated: write registers back and continue after the instruction
+     * (for QEMU_PLUGIN_CVM_INSN_IOIO: the same as DECLINE).
+     */
     QEMU_PLUGIN_CVM_INSN_DONE = 1,
     /* Raise regs->fault at the instruction; registers are not written. */
     QEMU_PLUGIN_CVM_INSN_FAULT = 2,
@@ -353,7 +412,8 @@ enum qemu_plugin_cvm_insn_action {
  * typedef qemu_plugin_cvm_insn_cb_t - emulate an instruction
  *
  * Called when the vCPU executes an instruction of a kind the plugin
- * registered, before QEMU's own handling. Returns an enum
+ * registered, before QEMU's own handling (for QEMU_PLUGIN_CVM_INSN_IOIO
+ * only to intercept it, see there). Returns an enum
  * qemu_plugin_cvm_insn_action.
  */
 typedef int (*qemu_plugin_cvm_insn_cb_t)(uint32_t vcpu_index,
