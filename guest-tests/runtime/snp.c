@@ -30,6 +30,12 @@ extern u64 boot_sev_status;
 extern u32 boot_c_bit;
 extern u64 boot_c_bit_mask;
 
+_Static_assert(sizeof(struct ghcb) == PAGE_SIZE, "one GHCB page");
+_Static_assert(sizeof(struct snp_psc_desc) == GHCB_SHARED_BUF_SIZE,
+	       "a full page-state change descriptor fills the GHCB's shared buffer");
+_Static_assert(GHCB_SHARED_BUFFER + GHCB_SHARED_BUF_SIZE + 10 == GHCB_PROTOCOL_VERSION_OFF,
+	       "GHCB layout: shared buffer, 10 reserved bytes, protocol version");
+
 static u64 vc_counts[6]; /* CPUID, HLT, IOIO, MSR, VMMCALL, NPF */
 static struct ghcb *ap_ghcb[MAX_CPUS]; /* by slot: prepared by the BSP, registered by the AP */
 
@@ -103,7 +109,7 @@ static struct ghcb *ghcb_page_prepare(u64 pa)
 	resp = snp_msr_protocol(GHCB_MSR_PSC_REQ_GFN(pa >> PAGE_SHIFT, SNP_PAGE_STATE_SHARED));
 	if ((resp & GHCB_MSR_INFO_MASK) != GHCB_MSR_PSC_RESP || resp >> 32)
 		snp_terminate(SEV_TERM_SET_LINUX, GHCB_TERM_PSC);
-	install_page(boot_pml4(), pa, pa, PT_PRESENT | PT_WRITABLE | PT_NX);
+	install_page(boot_pml4(), pa, pa, PT_PRESENT | PT_WRITABLE);
 	memset(pa_to_ptr(pa), 0, PAGE_SIZE);
 	return pa_to_ptr(pa);
 }
