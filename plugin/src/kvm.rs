@@ -343,6 +343,7 @@ impl Kvm {
             // reserved bits set, so the access faults into the guest, which
             // emulates it through the GHCB (APM vol. 2 §15.35.6).
             Stage2Fault::Mmio { .. } if self.snp.is_some() => {
+                self.count_vc();
                 raise(vector::VC, Some(snp::exit::NPF as u32), None)
             }
             Stage2Fault::Mmio { gpa } | Stage2Fault::ReadOnlyWrite { gpa } => {
@@ -370,6 +371,7 @@ impl Kvm {
                 raise(vector::PF, Some(code), Some(req.gva))
             }
             Stage2Fault::PageNotValidated { .. } => {
+                self.count_vc();
                 raise(vector::VC, Some(SVM_EXIT_NPF_PAGE_NOT_VALIDATED), None)
             }
             // KVM's sev_handle_rmp_fault() ran (PSMASH and a zap): flush and
@@ -395,6 +397,13 @@ impl Kvm {
             | Stage2Fault::VmDead { .. }
             | Stage2Fault::Dead
             | Stage2Fault::OutOfTables => self.dead(&format!("{fault:?}"), req.gpa),
+        }
+    }
+
+    /// Counts a #VC raised at a translation in the SNP summary.
+    fn count_vc(&self) {
+        if let Some(snp) = &self.snp {
+            snp.stats.vcs.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -160,7 +160,7 @@ pub struct SnpStats {
     pub vmgexits: AtomicU64,
     /// ... of them through the MSR protocol.
     pub msr_protocol: AtomicU64,
-    /// #VCs raised for intercepted instructions and MMIO.
+    /// #VCs raised: intercepted instructions, MMIO, unvalidated pages.
     pub vcs: AtomicU64,
     /// PVALIDATEs.
     pub pvalidates: AtomicU64,

@@ -472,6 +472,8 @@ int qemu_plugin_cvm_msr_rw(uint32_t msr, uint64_t *value, bool is_write);
  * @size: 1, 2 or 4
  * @is_write: OUT rather than IN
  *
+ * The access is made the way QEMU makes KVM's I/O exits: a device that
+ * does not take @size bytes at once sees it split into accesses it takes.
  * Returns 0, or -1 for a bad size or outside an instruction callback. An
  * unassigned port reads all ones, as IN does.
  */
