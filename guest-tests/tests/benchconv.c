@@ -15,6 +15,11 @@
  *                 4K page made private; the shared alias is the GPA with
  *                 the shared bit, mapped at SHARED_VA (vm-type=tdx,
  *                 -cpu max,phys-bits=52)
+ *   snp           Linux's order through the runtime (snp_make_shared/
+ *                 private): PVALIDATE rescind and a GHCB page-state change
+ *                 to shared, a page-state change and PVALIDATE to private;
+ *                 the shared alias is mapped at SHARED_VA without the
+ *                 C-bit (vm-type=snp, -cpu max,phys-bits=52)
  *
  * The work is fixed; the guest prints it as "INFO: work: N conversions".
  * Every touch checks the page: after a conversion it must read zero (the
@@ -22,6 +27,7 @@
  * value written, so a run whose conversions did not happen fails.
  */
 #include "libcflat.h"
+#include "snp.h"
 #include "tdx.h"
 
 #define KVM_HC_MAP_GPA_RANGE 12
@@ -31,10 +37,11 @@
 #define SHARED_VA 0x200000000ul
 #define SZ_2M (2ul << 20)
 
-enum mode { MODE_NONE, MODE_SW_PROTECTED, MODE_TDX };
+enum mode { MODE_NONE, MODE_SW_PROTECTED, MODE_TDX, MODE_SNP };
 
 static enum mode mode;
-static u64 shared_bit; /* TDX: the shared bit of a GPA */
+static const char *mode_name;
+static u64 shared_bit; /* TDX: the shared bit of a GPA (SNP: a shared PTE has no C-bit) */
 static u64 bad, conversions;
 
 static bool parse_mode(void)
@@ -46,21 +53,23 @@ static bool parse_mode(void)
 		{ "none", MODE_NONE },
 		{ "sw-protected", MODE_SW_PROTECTED },
 		{ "tdx", MODE_TDX },
+		{ "snp", MODE_SNP },
 	};
 	size_t len;
 	const char *v = cmdline_value("mode", &len);
 
 	if (!v) {
-		report(false, "no mode= on the command line (none, sw-protected or tdx)");
+		report(false, "no mode= on the command line (none, sw-protected, tdx or snp)");
 		return false;
 	}
 	for (unsigned int i = 0; i < ARRAY_SIZE(modes); i++) {
 		if (strlen(modes[i].name) == len && !strncmp(v, modes[i].name, len)) {
 			mode = modes[i].mode;
+			mode_name = modes[i].name;
 			return true;
 		}
 	}
-	report(false, "%s: expected mode=none, sw-protected or tdx", boot_info.cmdline);
+	report(false, "%s: expected mode=none, sw-protected, tdx or snp", boot_info.cmdline);
 	return false;
 }
 
@@ -93,6 +102,11 @@ static bool convert(u64 pa, u64 len, bool private)
 				if (tdx_accept_page(pa + off, TDX_PS_4K) != TDX_SUCCESS)
 					return false;
 		return true;
+	case MODE_SNP:
+		/* The private side stays mapped through the identity map. */
+		if (private)
+			return snp_make_private(pa, pa, len / PAGE_SIZE) == 0;
+		return snp_make_shared(pa, pa, len / PAGE_SIZE) == 0;
 	}
 	return false;
 }
@@ -100,7 +114,7 @@ static bool convert(u64 pa, u64 len, bool private)
 /* The pointer through which the guest reaches pa's private or shared side. */
 static volatile u64 *alias(u64 pa, bool private)
 {
-	if (mode == MODE_TDX && !private)
+	if ((mode == MODE_TDX || mode == MODE_SNP) && !private)
 		return (volatile u64 *)(uintptr_t)(SHARED_VA + pa);
 	return pa_to_ptr(pa);
 }
@@ -152,13 +166,17 @@ int main(void)
 		report(false, "mode=tdx, but this is not a TD (vm-type=tdx?)");
 		return 1;
 	}
+	if (mode == MODE_SNP && !is_snp_guest()) {
+		report(false, "mode=snp, but this is not an SNP guest (vm-type=snp?)");
+		return 1;
+	}
 	base = phys_alloc_pages_aligned(size / PAGE_SIZE, SZ_2M);
 	if (!base) {
 		report(false, "%lu MiB do not fit: give QEMU more -m", mib);
 		return 1;
 	}
-	if (mode == MODE_TDX) {
-		shared_bit = tdx_shared_mask();
+	if (mode == MODE_TDX || mode == MODE_SNP) {
+		shared_bit = mode == MODE_TDX ? tdx_shared_mask() : 0;
 		for (u64 off = 0; off < size; off += PAGE_SIZE)
 			install_page(boot_pml4(), SHARED_VA + base + off, (base + off) | shared_bit,
 				     PT_PRESENT | PT_WRITABLE);
@@ -172,8 +190,7 @@ int main(void)
 	touch(base, size, 0, true);
 	bad = 0;
 	report_info("%lu MiB at pa %lx in chunks of %lu KiB, %lu rounds, mode %s", mib, base,
-		    chunk >> 10, rounds,
-		    mode == MODE_NONE ? "none" : mode == MODE_TDX ? "tdx" : "sw-protected");
+		    chunk >> 10, rounds, mode_name);
 
 	for (u64 round = 1; round <= rounds; round++) {
 		for (u64 pa = base; pa < base + size; pa += chunk) {

@@ -17,11 +17,12 @@
  * a benchmark run that computed wrong translations fails instead of
  * measuring them.
  *
- * Runs under any VM type whose memory the boot identity map reaches
- * directly: none, default, sw-protected (shared), tdx (private, accepted at
- * launch).
+ * Runs under every VM type: none, default, sw-protected (shared memory),
+ * tdx (private, accepted at launch) and snp (private, validated at launch;
+ * the 4K mappings carry the C-bit, as the runtime's identity map does).
  */
 #include "libcflat.h"
+#include "snp.h"
 
 /* PML4 slot 1: nothing else is mapped there. */
 #define TEST_VA 0x8000000000ul
@@ -60,6 +61,7 @@ int main(void)
 {
 	u64 mib = cmdline_u64("mib", 256), passes = cmdline_u64("passes", 128);
 	u64 boot_cr3 = read_cr3(), bad = 0, *pml4;
+	u64 c_bit = snp_c_bit_mask(); /* 0 but in an SNP guest */
 
 	npages = mib << (20 - PAGE_SHIFT);
 	if (!mib || (npages & (npages - 1)) || !passes) {
@@ -76,8 +78,8 @@ int main(void)
 	frames_pa = phys_alloc_pages(npages);
 	pml4 = new_pml4();
 	for (u64 page = 0; page < npages; page++)
-		install_page(pml4, TEST_VA + page * PAGE_SIZE, frames_pa + frame_of(page) * PAGE_SIZE,
-			     PT_PRESENT | PT_WRITABLE);
+		install_page(pml4, TEST_VA + page * PAGE_SIZE,
+			     (frames_pa + frame_of(page) * PAGE_SIZE) | c_bit, PT_PRESENT | PT_WRITABLE);
 	write_cr3(ptr_to_pa(pml4));
 	report_info("%lu MiB (%lu 4K pages) at pa %lx, %lu passes", mib, npages, frames_pa, passes);
 
