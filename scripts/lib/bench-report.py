@@ -225,8 +225,9 @@ def plot(meta, workloads, path):
         for t, style in sorted({(c["target"], "--") for c in cs if c["target"] is not None}):
             ax.axvline(t, color="tab:red", linestyle=style, linewidth=1)
             ax.text(t, len(names) - 0.5, f" target {t:g}", color="tab:red", fontsize=8, va="bottom")
-        for y, r in enumerate(ratios):
-            ax.text(r, y, f" {r:.2f}x", va="center", fontsize=8)
+        # The label right of the whisker, not on it.
+        for y, (r, h) in enumerate(zip(ratios, hi)):
+            ax.text(r + h, y, f"  {r:.2f}x", va="center", fontsize=8)
         targets = [c["target"] for c in cs if c["target"] is not None]
         ax.set_xlim(0, max(ratios + [c["ratio_max"] for c in cs] + targets + [1.2]) * 1.15)
         ax.set_title(textwrap.fill(f"{w['name']}: {w['description']}", 100), fontsize=8, loc="left")
