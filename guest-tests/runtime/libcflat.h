@@ -104,6 +104,18 @@ extern struct boot_info boot_info;
 
 /* True if the command line (QEMU -append) holds `word` as a whole token. */
 bool cmdline_has(const char *word); /* words: separated by spaces or commas */
+/*
+ * The value of the word `key=VALUE` on the command line: a pointer to VALUE
+ * in the copy, not terminated (it ends at a space, a comma or the end), and
+ * its length in *len; NULL if no word starts with "key=".
+ */
+const char *cmdline_value(const char *key, size_t *len);
+/*
+ * `key=N` as a number: decimal, or hex after 0x, times 2^10, 2^20 or 2^30
+ * with a K, M or G suffix. dflt if the key is absent; a value that is not
+ * such a number (or overflows) reports a failure and exits.
+ */
+u64 cmdline_u64(const char *key, u64 dflt);
 
 /* ---- Port I/O, MSRs, CPUID, control registers ------------------------- */
 

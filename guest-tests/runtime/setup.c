@@ -101,6 +101,81 @@ static u64 parse_multiboot(u32 mbi_pa)
 	return end;
 }
 
+const char *cmdline_value(const char *key, size_t *len)
+{
+	size_t n = strlen(key);
+
+	for (const char *p = cmdline_copy; *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (!strncmp(p, key, n) && p[n] == '=') {
+			const char *v = p + n + 1, *e = v;
+
+			while (*e && *e != ' ' && *e != ',')
+				e++;
+			*len = (size_t)(e - v);
+			return v;
+		}
+		while (*p && *p != ' ' && *p != ',')
+			p++;
+	}
+	return NULL;
+}
+
+static int digit_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return 99;
+}
+
+u64 cmdline_u64(const char *key, u64 dflt)
+{
+	size_t len, i = 0;
+	const char *v = cmdline_value(key, &len);
+	unsigned int base = 10, shift = 0;
+	char word[64];
+	u64 n = 0;
+
+	if (!v)
+		return dflt;
+	/* The value alone, for the message (printf has no precision). */
+	snprintf(word, len + 1 < sizeof(word) ? len + 1 : sizeof(word), "%s", v);
+	if (len > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+		base = 16;
+		i = 2;
+	}
+	/* A size suffix, never a hex digit (B, E, and F are not suffixes). */
+	if (len > i + 1) {
+		switch (v[len - 1]) {
+		case 'K': shift = 10; break;
+		case 'M': shift = 20; break;
+		case 'G': shift = 30; break;
+		}
+		if (shift)
+			len--;
+	}
+	if (i == len)
+		goto bad;
+	for (; i < len; i++) {
+		int d = digit_value(v[i]);
+
+		if (d >= (int)base || n > (~0ul - (u64)d) / base)
+			goto bad;
+		n = n * base + (u64)d;
+	}
+	if (shift && n > (~0ul >> shift))
+		goto bad;
+	return n << shift;
+bad:
+	report(false, "command line: '%s=%s' is not a number", key, word);
+	exit(1);
+}
+
 bool cmdline_has(const char *word)
 {
 	size_t n = strlen(word);

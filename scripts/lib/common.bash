@@ -1,5 +1,6 @@
 # Shared by the scripts in scripts/: locations, the build steps every script
-# needs, and the QEMU command line for a guest test. Source it; do not run it.
+# needs, the QEMU command line for a guest test and the verdict on its run.
+# Source it; do not run it.
 
 CVMEM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CVMEM_CACHE="${CVMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cvmem}"
@@ -44,4 +45,47 @@ cvmem_guest_cmdline() {
   CVMEM_CMD=("$qemu" -machine pc -cpu max -m 256M -display none -nodefaults
              -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04
              "${CVMEM_FIRMWARE_ARGS[@]}" -kernel "$image")
+}
+
+# Appends the plugin to CVMEM_CMD: vm-type=VMTYPE (none: no vm-type) and
+# more arguments PARGS (k=v,...); nothing if both are empty or none. Sets
+# CVMEM_PARGS to the argument string ("" without the plugin).
+cvmem_add_plugin() {
+  local vm_type=$1 more=$2
+  CVMEM_PARGS=""
+  [ "$vm_type" = none ] || CVMEM_PARGS="vm-type=$vm_type"
+  [ -z "$more" ] || CVMEM_PARGS="${CVMEM_PARGS:+$CVMEM_PARGS,}$more"
+  [ -z "$CVMEM_PARGS" ] || CVMEM_CMD+=(-plugin "$CVMEM_PLUGIN,$CVMEM_PARGS")
+}
+
+# Judges a guest-test run that should pass, from its log and QEMU's exit
+# status RC: the guest printed a SUMMARY line with no unexpected failure and
+# left through isa-debug-exit with 0 (status 1); a run that timed out
+# (RC 124 or 137, after TIMEOUT seconds) fails. With the plugin loaded
+# (MODE enforcing or audit; none without it) the plugin must have reported
+# that mode and printed its summary, and a line must match SUMMARY_RE if it
+# is not empty. Sets CVMEM_VERDICT to PASS, SKIP (every check skipped) or
+# FAIL, and CVMEM_WHY.
+cvmem_judge_pass() {
+  local log=$1 rc=$2 timeout=$3 mode=$4 summary_re=$5 summary
+  summary=$(grep -a '^SUMMARY:' "$log" | tail -n 1 || true)
+  CVMEM_VERDICT=FAIL CVMEM_WHY=""
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then CVMEM_WHY="timeout after $timeout s"
+  elif [ -z "$summary" ]; then CVMEM_WHY="no SUMMARY line (QEMU exit status $rc)"
+  elif [ "$rc" != 1 ]; then CVMEM_WHY="$summary (exit status $rc)"
+  elif [[ "$summary" =~ ([0-9]+)\ tests,\ 0\ unexpected\ failures(,\ ([0-9]+)\ skipped)? ]]; then
+    if [ "${BASH_REMATCH[3]:-0}" = "${BASH_REMATCH[1]}" ]; then CVMEM_VERDICT=SKIP CVMEM_WHY="every check skipped"
+    else CVMEM_VERDICT=PASS
+    fi
+  else CVMEM_WHY="$summary"
+  fi
+  # With the plugin loaded, it must have said which mode it ran in and
+  # printed its summary.
+  if [ "$CVMEM_VERDICT" = PASS ] && [ "$mode" != none ]; then
+    if ! grep -aq "^cvmem: .*mode=$mode" "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="plugin did not report mode=$mode"
+    elif ! grep -aq '^cvmem summary' "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="no plugin summary"
+    elif [ -n "$summary_re" ] && ! grep -aEq -- "$summary_re" "$log"; then
+      CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$summary_re/"
+    fi
+  fi
 }
