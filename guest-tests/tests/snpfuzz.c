@@ -155,8 +155,8 @@ static const u64 exits[] = {
 	SVM_VMGEXIT_EXT_GUEST_REQUEST, SVM_VMGEXIT_HV_FEATURES,
 };
 
-/* Reads at these ports, 1, 2 or 4 bytes (wider reads past a device: ioio_edge()). */
-static const u16 in_ports[] = { 0x80, 0x71, 0x510, 0x511, 0xcfc, 0x1234, 0x3f8 };
+/* Reads at these ports, 1, 2 or 4 bytes, including past a device's last port (0x3fd). */
+static const u16 in_ports[] = { 0x80, 0x71, 0x510, 0x511, 0xcfc, 0x1234, 0x3f8, 0x3fd };
 
 /* A page-state change descriptor of random entries in the shared buffer. */
 static void random_psc(struct ghcb *g)

@@ -840,14 +840,14 @@ impl SnpFirmware {
         }
         let area = self.scratch(kvm, ghcb_gpa, scratch, 8 + 8 * (end + 1))?;
         let mut desc = self.scratch_read(kvm, area, g, host)?;
-        let entry_at = |i: u64| 8 + 8 * i as usize;
+        // The work, entry by entry from `cur_entry`, within the budget: each
+        // step's range, its operation and the entry's new value.
         let mut budget = self.psc_chunk / PAGE_SIZE;
-        let mut effects = Effects::NONE;
         let mut result = 0;
-        let mut idx = cur;
-        while idx <= end && budget > 0 {
-            let at = entry_at(idx);
-            let mut e = u64::from_le_bytes(desc[at..at + 8].try_into().expect("8 bytes"));
+        let mut steps: Vec<PscStep> = Vec::new();
+        for idx in cur..=end {
+            let at = 8 + 8 * idx as usize;
+            let e = u64::from_le_bytes(desc[at..at + 8].try_into().expect("8 bytes"));
             let cur_page = e & 0xfff;
             let gfn = (e >> 12) & ((1 << 40) - 1);
             let op = (e >> 52) & 0xf;
@@ -857,33 +857,62 @@ impl SnpFirmware {
                 break;
             }
             let todo = (npages - cur_page).min(budget);
-            if todo > 0
-                && matches!(
-                    op,
-                    msr_protocol::PSC_OP_PRIVATE | msr_protocol::PSC_OP_SHARED
-                )
+            let private = match op {
+                msr_protocol::PSC_OP_PRIVATE => Some(true),
+                msr_protocol::PSC_OP_SHARED => Some(false),
+                // Other operations (PSMASH, UNSMASH) complete without
+                // effect, as in KVM.
+                _ => None,
+            };
+            if private.is_some() {
+                budget -= todo;
+            }
+            steps.push(PscStep {
+                idx,
+                at,
+                start: gfn + cur_page,
+                pages: todo,
+                private,
+                entry: (e & !0xfff) | (cur_page + todo),
+                done: cur_page + todo == npages,
+            });
+            if cur_page + todo < npages {
+                break;
+            }
+        }
+        // Adjacent steps with the same operation become one conversion, as
+        // KVM merges them into one KVM_HC_MAP_GPA_RANGE exit; a step's
+        // progress is recorded once its conversion succeeded.
+        let mut effects = Effects::NONE;
+        let mut idx = cur;
+        let mut i = 0;
+        'runs: while i < steps.len() {
+            let mut j = i + 1;
+            while j < steps.len()
+                && steps[j].private == steps[i].private
+                && steps[j].start == steps[j - 1].start + steps[j - 1].pages
             {
-                let range = GfnRange::from_start_len(Gfn::new(gfn + cur_page), todo)
+                j += 1;
+            }
+            let pages: u64 = steps[i..j].iter().map(|s| s.pages).sum();
+            if let (Some(private), true) = (steps[i].private, pages > 0) {
+                let range = GfnRange::from_start_len(Gfn::new(steps[i].start), pages)
                     .ok_or(ghcb_err::INVALID_INPUT)?;
-                match kvm.convert(range, op == msr_protocol::PSC_OP_PRIVATE, false) {
+                match kvm.convert(range, private, false) {
                     Ok(e) => effects.merge(e),
                     Err(_) => {
                         self.stats.psc_refused.fetch_add(1, Ordering::Relaxed);
                         result = psc_err::GENERIC;
-                        break;
+                        break 'runs;
                     }
                 }
-                self.stats.psc_pages.fetch_add(todo, Ordering::Relaxed);
-                budget -= todo;
+                self.stats.psc_pages.fetch_add(pages, Ordering::Relaxed);
             }
-            // Other operations (PSMASH, UNSMASH) complete without effect,
-            // as in KVM.
-            e = (e & !0xfff) | (cur_page + todo);
-            desc[at..at + 8].copy_from_slice(&e.to_le_bytes());
-            if cur_page + todo < npages {
-                break;
+            for s in &steps[i..j] {
+                desc[s.at..s.at + 8].copy_from_slice(&s.entry.to_le_bytes());
+                idx = if s.done { s.idx + 1 } else { s.idx };
             }
-            idx += 1;
+            i = j;
         }
         desc[0..2].copy_from_slice(&(idx as u16).to_le_bytes());
         self.scratch_write(kvm, area, &desc, g, host)?;
@@ -990,6 +1019,23 @@ impl SnpFirmware {
         );
         out
     }
+}
+
+/// One entry's share of a page-state change.
+#[derive(Clone, Copy, Debug)]
+struct PscStep {
+    /// The entry's index and byte offset in the descriptor.
+    idx: u64,
+    at: usize,
+    /// The frames to convert.
+    start: u64,
+    pages: u64,
+    /// To private or shared; `None`: an operation without effect.
+    private: Option<bool>,
+    /// The entry with its progress (`cur_page`) updated.
+    entry: u64,
+    /// The entry is complete after this step.
+    done: bool,
 }
 
 /// Where a NAE event's data lives.
@@ -1554,6 +1600,25 @@ mod tests {
         put(&host, desc + 8, entry(0x801, 1, 1));
         run();
         assert_eq!(info(&host), (0, psc_err::INVALID_ENTRY));
+        // Adjacent entries with one operation are one conversion, as KVM
+        // merges them; a gap or another operation starts a new one.
+        let before = kvm.vm().stats().conversions;
+        put(&host, desc, 3 << 16);
+        for (i, e) in [
+            entry(0x200, 2, 0),
+            entry(0x201, 2, 0),
+            entry(0x202, 2, 0),
+            entry(0x300, 2, 0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            put(&host, desc + 8 + 8 * i as u64, e);
+        }
+        run();
+        assert_eq!(info(&host), (0, 0));
+        assert_eq!(get(&host, desc) & 0xffff, 4);
+        assert_eq!(kvm.vm().stats().conversions - before, 2);
     }
 
     #[test]
