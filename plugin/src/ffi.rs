@@ -330,7 +330,9 @@ unsafe extern "C" fn on_stage2(
         || match PLUGIN.get() {
             Some(plugin) => {
                 let (answer, effects) = plugin.stage2(&request);
-                apply(effects);
+                if !effects.is_empty() {
+                    apply(effects);
+                }
                 answer
             }
             None => Stage2Answer::identity(&request),

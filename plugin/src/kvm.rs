@@ -55,6 +55,12 @@ impl Effects {
         }
     }
 
+    /// Whether there is nothing to do (the hot path's usual answer).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.flush.is_none() && self.clear.is_empty()
+    }
+
     /// Adds `other`'s effects to these: both clears, the wider flush.
     pub fn merge(&mut self, other: Effects) {
         self.clear.extend(other.clear);

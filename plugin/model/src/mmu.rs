@@ -366,10 +366,51 @@ struct MmuState {
     dead: bool,
 }
 
+/// The leaf a vCPU's last walk found, reusable while the TDP is unchanged
+/// (the seqlock still reads `seq`): a second-level TLB in front of the walk,
+/// as a hardware page walker caches its last translation. Exact: only
+/// leaves the guest may access, found in the first root the alias selects,
+/// are kept, and everything that changes a present leaf runs with the
+/// seqlock taken (`mmu_write`); what runs under the read lock only installs
+/// leaves in empty slots or makes a leaf accessible.
+#[derive(Clone, Copy)]
+struct CachedLeaf {
+    seq: u64,
+    alias: Alias,
+    /// The leaf's first gfn.
+    base: u64,
+    level: PageLevel,
+    role: RootRole,
+    root: RootId,
+    spte: u64,
+}
+
+/// Entries of a vCPU's leaf cache, indexed by the gfn's 2M frame: enough
+/// for the data and page-table pages a softTLB fill alternates between.
+const LEAF_CACHE_ENTRIES: usize = 64;
+
+/// A vCPU's [`CachedLeaf`]s, direct-mapped.
+struct LeafCache([Option<CachedLeaf>; LEAF_CACHE_ENTRIES]);
+
+impl Default for LeafCache {
+    fn default() -> LeafCache {
+        LeafCache([None; LEAF_CACHE_ENTRIES])
+    }
+}
+
+impl LeafCache {
+    fn slot(&mut self, gfn: u64) -> &mut Option<CachedLeaf> {
+        &mut self.0[(gfn >> 9) as usize % LEAF_CACHE_ENTRIES]
+    }
+}
+
 #[derive(Default)]
 struct VcpuState {
     lookups: AtomicU64,
     lookup_hits: AtomicU64,
+    /// Only the vCPU's own thread locks it; a `try_lock` that fails skips
+    /// the cache.
+    leaf: Mutex<LeafCache>,
     tlb: Mutex<VcpuTlb>,
     /// SNP: this vCPU's RMP reader (segment snapshot cached per thread).
     /// Only the vCPU's own thread locks it, so `try_lock` always succeeds;
@@ -538,7 +579,7 @@ impl Vm {
         if let Some(v) = v {
             bump(&v.lookups);
         }
-        let t = self.walk_current(gpa)?;
+        let t = self.walk_cached(v.map(|v| &v.leaf), gpa)?;
         if !t.perms.allow(access) {
             return None;
         }
@@ -552,6 +593,12 @@ impl Vm {
     /// seqlock.
     #[inline(always)]
     fn walk_current(&self, gpa: Gpa) -> Option<Translation> {
+        self.walk_cached(None, gpa)
+    }
+
+    /// [`Vm::walk_current`] through a vCPU's [`CachedLeaf`].
+    #[inline(always)]
+    fn walk_cached(&self, cache: Option<&Mutex<LeafCache>>, gpa: Gpa) -> Option<Translation> {
         let dec = self.alias.decode(gpa)?;
         let roles: &[RootRole] = match dec.alias {
             Alias::Shared => &[RootRole::Direct],
@@ -562,6 +609,12 @@ impl Vm {
         let s1 = self.mmu_seqlock.load(Ordering::Acquire);
         if s1 & 1 != 0 {
             return None;
+        }
+        let mut cached = cache.and_then(|c| c.try_lock());
+        if let Some(c) = cached.as_deref_mut().and_then(|c| c.slot(gfn).as_ref()) {
+            if c.seq == s1 && c.alias == dec.alias && gfn & !(c.level.pages() - 1) == c.base {
+                return Some(make_translation(dec.gfn, c.role, c.root, c.spte, c.level));
+            }
         }
         let mut found = None;
         for &role in roles {
@@ -585,6 +638,19 @@ impl Vm {
         // TDX: a mirror leaf whose Secure-EPT entry is not MAPPED.
         if !spte::is_guest_accessible(spte) {
             return None;
+        }
+        if let Some(c) = cached.as_deref_mut() {
+            if role == roles[0] {
+                *c.slot(gfn) = Some(CachedLeaf {
+                    seq: s1,
+                    alias: dec.alias,
+                    base: gfn & !(level.pages() - 1),
+                    level,
+                    role,
+                    root,
+                    spte,
+                });
+            }
         }
         Some(make_translation(dec.gfn, role, root, spte, level))
     }

@@ -56,6 +56,43 @@ fn private(vm: &Vm, gfn: u64) -> Gpa {
     vm.alias().encode(Gfn::new(gfn), Alias::Private)
 }
 
+/// The per-vCPU leaf cache never outlives a change of the TDP: after a zap,
+/// a conversion or a memslot deletion the lookup walks again and sees it.
+#[test]
+fn the_leaf_cache_follows_every_change() {
+    let vm = vm(VmType::SwProtected);
+    slot(&vm, 0, 0, 4 * MB, 0x100_0000, MemslotFlags::GUEST_MEMFD).ignore();
+    let a = |gfn: u64| Gpa::new(gfn << 12);
+    // A 2M leaf; a second lookup in it is served from the cache.
+    mapped(vm.stage2(V0, a(5), Access::Write));
+    let hits = vm.stats().lookup_hits;
+    let t = vm.lookup(V0, a(6), Access::Write).expect("same 2M leaf");
+    assert_eq!(
+        (t.gfn, t.backing),
+        (Gfn::new(6), BackingAddr::new(0x100_6000))
+    );
+    assert!(!t.private);
+    assert_eq!(vm.stats().lookup_hits, hits + 1);
+    // Another vCPU has its own cache and walks.
+    assert_eq!(
+        vm.lookup(VcpuId(1), a(7), Access::Read).map(|t| t.gfn),
+        Some(Gfn::new(7))
+    );
+    // A zap: the cached leaf is gone.
+    vm.flush(vm.zap_gfn_range(range(0, 512), ZapFilter::ALL));
+    assert_eq!(vm.lookup(V0, a(6), Access::Read), None);
+    // Converting to private: the shared leaf goes, the private one comes.
+    mapped(vm.stage2(V0, a(6), Access::Read));
+    vm.flush(vm.set_memory_attributes(range(0, 512), true).unwrap());
+    assert_eq!(vm.lookup(V0, a(6), Access::Read), None);
+    let t = mapped(vm.stage2(V0, a(6), Access::Read));
+    assert!(t.private);
+    assert!(vm.lookup(V0, a(8), Access::Read).unwrap().private);
+    // Deleting the slot.
+    vm.flush(delete(&vm, 0));
+    assert_eq!(vm.lookup(V0, a(8), Access::Read), None);
+}
+
 #[test]
 fn fault_maps_the_largest_page_the_slot_allows() {
     let vm = vm(VmType::Default);
