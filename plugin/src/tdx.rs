@@ -28,7 +28,7 @@
 //! | 12 HLT | returns at once (a wake-up HLT allows) |
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use cvmem_model::{
     AcceptOutcome, Alias, Gfn, GfnRange, Gpa, SeptState, TdxStatus, VcpuId, VeInfo, PAGE_SIZE,
@@ -169,7 +169,11 @@ pub struct TdxStats {
 pub struct TdxModule {
     vcpus: Box<[Mutex<TdVcpu>]>,
     rtmr: Mutex<[Sha384Digest; 4]>,
-    mrtd: Mutex<Sha384Digest>,
+    /// The ranges TDH.MEM.PAGE.ADD added at launch, in order; MRTD is
+    /// computed from them when a TDREPORT first needs it, so that a large TD
+    /// does not pay a SHA-384 block per page at boot.
+    added: Mutex<Vec<GfnRange>>,
+    mrtd: OnceLock<Sha384Digest>,
     td_ctls: AtomicU64,
     notify_enables: AtomicU64,
     launched: AtomicBool,
@@ -206,7 +210,8 @@ impl TdxModule {
                 .map(|_| Mutex::new(TdVcpu::default()))
                 .collect(),
             rtmr: Mutex::new([[0; SHA384_LEN]; 4]),
-            mrtd: Mutex::new([0; SHA384_LEN]),
+            added: Mutex::new(Vec::new()),
+            mrtd: OnceLock::new(),
             td_ctls: AtomicU64::new(0),
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
@@ -220,6 +225,27 @@ impl TdxModule {
     /// Whether the TD runs (TDH.MR.FINALIZE done).
     pub fn launched(&self) -> bool {
         self.launched.load(Ordering::Acquire)
+    }
+
+    /// MRTD: each TDH.MEM.PAGE.ADD at launch extended it with a 128-byte
+    /// block, "MEM.PAGE.ADD" and the GPA at byte 16 (TDX module ABI, MRTD
+    /// measurement). Content is not extended (no TDH.MR.EXTEND), as for
+    /// TDVF's temporary memory. All zero before launch.
+    fn mrtd(&self) -> &Sha384Digest {
+        const NONE_YET: Sha384Digest = [0; SHA384_LEN];
+        if !self.launched() {
+            return &NONE_YET;
+        }
+        self.mrtd.get_or_init(|| {
+            let mut mrtd = Sha384::new();
+            for gfn in self.added.lock().iter().flat_map(|r| r.iter()) {
+                let mut block = [0u8; 128];
+                block[..12].copy_from_slice(b"MEM.PAGE.ADD");
+                block[16..24].copy_from_slice(&gfn.gpa().raw().to_le_bytes());
+                mrtd.update(block);
+            }
+            mrtd.finalize().into()
+        })
     }
 
     /// Builds and launches the TD once, on the first guest access with
@@ -240,7 +266,7 @@ impl TdxModule {
                 AcceptPolicy::All => u64::MAX,
                 AcceptPolicy::Below(at) => at / PAGE_SIZE,
             };
-            let mut mrtd = Sha384::new();
+            let mut added = Vec::new();
             let slots = vm.memslots();
             for slot in slots.iter().filter(|s| s.private_capable()) {
                 let r = slot.range();
@@ -257,21 +283,12 @@ impl TdxModule {
                     );
                     continue;
                 }
-                // TDH.MEM.PAGE.ADD extends MRTD with a 128-byte block:
-                // "MEM.PAGE.ADD" and the GPA at byte 16 (TDX module ABI,
-                // MRTD measurement). Content is not extended (no
-                // TDH.MR.EXTEND), as for TDVF's temporary memory.
-                for gfn in add.iter() {
-                    let mut block = [0u8; 128];
-                    block[..12].copy_from_slice(b"MEM.PAGE.ADD");
-                    block[16..24].copy_from_slice(&gfn.gpa().raw().to_le_bytes());
-                    mrtd.update(block);
-                }
+                added.push(add);
                 self.stats
                     .pages_added
                     .fetch_add(add.len(), Ordering::Relaxed);
             }
-            *self.mrtd.lock() = mrtd.finalize().into();
+            *self.added.lock() = added;
             let st = vm.tdx_finalize();
             if !st.is_success() {
                 eprintln!("cvmem: TDH.MR.FINALIZE failed: {st}");
@@ -489,7 +506,7 @@ impl TdxModule {
             let td = &mut r[512..];
             td[0..8].copy_from_slice(&attributes.to_le_bytes());
             td[8..16].copy_from_slice(&xfam.to_le_bytes());
-            td[16..64].copy_from_slice(&*self.mrtd.lock());
+            td[16..64].copy_from_slice(self.mrtd());
             // MRCONFIGID, MROWNER, MROWNERCONFIG (64..208): zero, as when
             // the VMM gives none.
             let rtmr = self.rtmr.lock();
@@ -1373,7 +1390,17 @@ mod tests {
         let expect = sha384(&[&[0u8; 48], &[9u8; 48]]);
         assert_eq!(&rep[512 + 208 + 96..512 + 208 + 144], &expect, "RTMR2");
         assert_eq!(&rep[80..128], &sha384(&[&rep[512..]]), "TEE_INFO_HASH");
-        assert_ne!(&rep[528..576], &[0; 48], "MRTD");
+        // MRTD: one "MEM.PAGE.ADD" block per page added at launch (all of
+        // the 16 MiB), computed when first reported.
+        let mut mrtd = Sha384::new();
+        for gfn in 0..MEM / PAGE_SIZE {
+            let mut block = [0u8; 128];
+            block[..12].copy_from_slice(b"MEM.PAGE.ADD");
+            block[16..24].copy_from_slice(&(gfn * PAGE_SIZE).to_le_bytes());
+            mrtd.update(block);
+        }
+        let mrtd: Sha384Digest = mrtd.finalize().into();
+        assert_eq!(&rep[528..576], &mrtd, "MRTD");
         for (rcx, rdx, r8, op) in [
             (0x4100, 0x2000, 0, status::OPERAND_RCX),
             (0x4000, 0x2010, 0, status::OPERAND_RDX),
