@@ -145,6 +145,53 @@ fn sha384(parts: &[&[u8]]) -> Sha384Digest {
 struct TdVcpu {
     /// The #VE information of a #VE not yet read by TDG.VP.VEINFO.GET.
     ve: Option<VeInfo>,
+    /// KVM_TDX_INIT_VCPU's part that cvmem can only do from inside the
+    /// vCPU (its local APIC in x2APIC mode) is done.
+    initialized: bool,
+}
+
+/// CPUID leaf 0's EBX, EDX, ECX on Intel: "Genu", "ineI", "ntel".
+const GENUINE_INTEL: [u32; 3] = [
+    u32::from_le_bytes(*b"Genu"),
+    u32::from_le_bytes(*b"ineI"),
+    u32::from_le_bytes(*b"ntel"),
+];
+
+/// KVM's paravirtual CPUID leaves (Linux `asm/kvm_para.h`,
+/// Documentation/virt/kvm/x86/cpuid.rst): 0x40000000 has the signature
+/// "KVMKVMKVM\0\0\0" and the highest KVM leaf; 0x40000001 the features.
+const KVM_CPUID_SIGNATURE: u32 = 0x4000_0000;
+const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
+/// The hypervisor range the TDX module leaves to the VMM (it raises #VE for
+/// 0x40000000-0x4FFFFFFF; KVM answers its own 0x400000xx block).
+const KVM_CPUID_LAST: u32 = 0x4000_00ff;
+
+/// KVM's answer to a leaf of its paravirtual block, as a TD on KVM sees it
+/// (through #VE and TDVMCALL CPUID on hardware). The signature is what makes
+/// Linux take KVM's x86_hyper_kvm ops, whose `x2apic_available()` lets a
+/// guest without interrupt remapping keep x2APIC on (`try_to_enable_x2apic()`);
+/// without it Linux turns x2APIC off and touches the xAPIC page, which a TD
+/// cannot. No paravirtual feature is offered (EAX of 0x40000001 is 0): cvmem
+/// models none of kvmclock, steal time, PV EOI or PV TLB flush, and a TD
+/// uses none of them that need the host to read its memory.
+fn kvm_cpuid(leaf: u32) -> [u32; 4] {
+    match leaf {
+        KVM_CPUID_SIGNATURE => [
+            KVM_CPUID_FEATURES,
+            u32::from_le_bytes(*b"KVMK"),
+            u32::from_le_bytes(*b"VMKV"),
+            u32::from_le_bytes(*b"M\0\0\0"),
+        ],
+        _ => [0; 4],
+    }
+}
+
+/// IA32_APIC_BASE and its bits (SDM vol. 3 11.4.4, 11.12.1).
+mod apic_base {
+    pub const MSR: u32 = 0x1b;
+    pub const BSP: u64 = 1 << 8;
+    pub const EXTD: u64 = 1 << 10;
+    pub const EN: u64 = 1 << 11;
 }
 
 /// Counters for the summary.
@@ -174,6 +221,8 @@ pub struct TdxModule {
     notify_enables: AtomicU64,
     launched: AtomicBool,
     launch: Once,
+    /// The warning about QEMU's CPU vendor was printed.
+    vendor_warned: AtomicBool,
     /// `accept=`.
     pub accept: AcceptPolicy,
     /// `map-gpa-chunk=`.
@@ -211,6 +260,7 @@ impl TdxModule {
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
             launch: Once::new(),
+            vendor_warned: AtomicBool::new(false),
             accept,
             map_gpa_chunk,
             stats: TdxStats::default(),
@@ -280,6 +330,38 @@ impl TdxModule {
         });
     }
 
+    /// Finishes `vcpu`'s KVM_TDX_INIT_VCPU on its first TDCALL or CPUID
+    /// after launch: a TD's local APIC runs in x2APIC mode from the start
+    /// (KVM `tdx_vcpu_init()` sets IA32_APIC_BASE to APIC_DEFAULT_PHYS_BASE
+    /// | LAPIC_MODE_X2APIC, plus BSP for the boot vCPU; the TDX module
+    /// virtualizes only the x2APIC). Linux's TDX guest relies on it: it
+    /// finds x2APIC enabled (`check_x2apic()`) and never touches the xAPIC
+    /// page, which in a TD is private GPA space with no memory behind it.
+    ///
+    /// cvmem has no vCPU-creation hook with QEMU's MSR service, so this is
+    /// done at the vCPU's first instruction the module sees; the launch
+    /// itself runs with paging on before any RDMSR of the guest's kernel
+    /// (Linux's first TDCALL, TDG.VP.INFO in `tdx_early_init()`, and its
+    /// CPUIDs come first). The switch xAPIC -> x2APIC keeps base and BSP.
+    pub fn vcpu_enter(&self, vcpu: u32, host: &dyn Host) {
+        if !self.launched() {
+            return;
+        }
+        let Some(slot) = self.vcpus.get(vcpu as usize) else {
+            return;
+        };
+        let mut v = slot.lock();
+        if v.initialized {
+            return;
+        }
+        v.initialized = true;
+        let old = host.rdmsr(apic_base::MSR).unwrap_or(0);
+        let new = 0xfee0_0000 | (old & apic_base::BSP) | apic_base::EN | apic_base::EXTD;
+        if old != new && !host.wrmsr(apic_base::MSR, new) {
+            eprintln!("cvmem: vCPU {vcpu}: IA32_APIC_BASE {old:#x} -> {new:#x} (x2APIC) refused");
+        }
+    }
+
     /// Records the #VE information of a #VE about to be injected in `vcpu`.
     /// `false` if the previous #VE's information was never read: then the
     /// TDX module does not deliver a #VE but exits to the host (SDM 25.5.7:
@@ -299,16 +381,43 @@ impl TdxModule {
     }
 
     /// CPUID as the TD sees it: leaf 0x21 is the TDX module's
-    /// ("IntelTDX    ", Linux `TDX_IDENT`), leaf 0 reports it as present.
+    /// ("IntelTDX    ", Linux `TDX_IDENT`), leaf 0 reports it as present
+    /// and the vendor as GenuineIntel, which the TDX module fixes (TDX
+    /// module ABI, CPUID virtualization: leaf 0 EBX/ECX/EDX are fixed
+    /// fields). Leaves that raising the maximum basic leaf brings into
+    /// range but QEMU does not implement read as zero: QEMU answers a
+    /// leaf above its maximum with its highest leaf, as Intel CPUs do, and
+    /// Linux would take that for the TSC/crystal ratio of leaf 0x15 (a
+    /// TSC of a few kHz) or for topology in leaf 0x1f (a bitmap walk past
+    /// its end in `topology_init_possible_cpus()`).
     /// `None`: QEMU answers.
     pub fn cpuid(&self, regs: &mut Regs, host: &dyn Host) -> Option<()> {
         let leaf = regs.gpr[gpr::RAX] as u32;
         let out = match leaf {
             0 => {
                 let mut r = host.cpuid(0, 0);
+                if [r[1], r[3], r[2]] != GENUINE_INTEL
+                    && !self.vendor_warned.swap(true, Ordering::Relaxed)
+                {
+                    eprintln!(
+                        "cvmem: a TD runs on an Intel CPU, but QEMU's CPU model is not \
+                         GenuineIntel: give QEMU -cpu max,vendor=GenuineIntel,phys-bits=52 \
+                         (the guest is told GenuineIntel; QEMU emulates its own vendor)"
+                    );
+                }
                 r[0] = r[0].max(0x21);
+                [r[1], r[3], r[2]] = GENUINE_INTEL;
                 r
             }
+            1 => {
+                // ECX bit 31: a TD always runs under a hypervisor (fixed
+                // to 1 by the TDX module).
+                let mut r = host.cpuid(1, 0);
+                r[2] |= 1 << 31;
+                r
+            }
+            1..0x21 if leaf > host.cpuid(0, 0)[0] => [0; 4],
+            KVM_CPUID_SIGNATURE..=KVM_CPUID_LAST => kvm_cpuid(leaf),
             0x21 => {
                 let sub = regs.gpr[gpr::RCX] as u32;
                 if sub == 0 {
@@ -337,6 +446,7 @@ impl TdxModule {
             return (gp0(), Effects::NONE);
         }
         self.ensure_launched(kvm);
+        self.vcpu_enter(vcpu, host);
         let rax = regs.gpr[gpr::RAX];
         // RAX bits 15:0 the leaf, 23:16 its version (0 for every leaf here),
         // 63:24 reserved.
@@ -659,7 +769,14 @@ impl TdxModule {
                 SUCCESS
             }
             CPUID => {
-                let out = host.cpuid(a as u32, b as u32);
+                // KVM answers from the CPUID table QEMU gave it, its own
+                // paravirtual leaves included.
+                let leaf = a as u32;
+                let out = if (KVM_CPUID_SIGNATURE..=KVM_CPUID_LAST).contains(&leaf) {
+                    kvm_cpuid(leaf)
+                } else {
+                    host.cpuid(leaf, b as u32)
+                };
                 for (i, reg) in [gpr::R12, gpr::R13, gpr::R14, gpr::R15]
                     .into_iter()
                     .enumerate()
@@ -955,8 +1072,61 @@ mod tests {
         regs.gpr[gpr::RAX] = 0;
         tdx.cpuid(&mut regs, &host).unwrap();
         assert!(regs.gpr[gpr::RAX] >= 0x21);
+        let mut vendor = Vec::new();
+        for r in [gpr::RBX, gpr::RDX, gpr::RCX] {
+            vendor.extend((regs.gpr[r] as u32).to_le_bytes());
+        }
+        assert_eq!(&vendor, b"GenuineIntel", "the TDX module fixes the vendor");
         regs.gpr[gpr::RAX] = 1;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        assert_eq!(regs.gpr[gpr::RCX], 0x8000_000c, "the hypervisor bit");
+        // KVM's signature, and no paravirtual feature.
+        regs.gpr[gpr::RAX] = 0x4000_0000;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        let mut sig = Vec::new();
+        for r in [gpr::RBX, gpr::RCX, gpr::RDX] {
+            sig.extend((regs.gpr[r] as u32).to_le_bytes());
+        }
+        assert_eq!(
+            (regs.gpr[gpr::RAX], &sig[..]),
+            (0x4000_0001, &b"KVMKVMKVM\0\0\0"[..])
+        );
+        regs.gpr[gpr::RAX] = 0x4000_0001;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        assert_eq!(&regs.gpr[..4], &[0; 4]);
+        regs.gpr[gpr::RAX] = 2;
         assert!(tdx.cpuid(&mut regs, &host).is_none());
+        // FakeHost's maximum basic leaf is 0x1f: 0x20 is brought into range
+        // by leaf 0x21 and reads as zero, not as QEMU's highest leaf.
+        regs.gpr[gpr::RAX] = 0x1f;
+        assert!(tdx.cpuid(&mut regs, &host).is_none());
+        regs.gpr[gpr::RAX] = 0x20;
+        regs.gpr[gpr::RBX] = 7;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        assert_eq!(&regs.gpr[..4], &[0; 4]);
+    }
+
+    #[test]
+    fn a_vcpu_enters_the_td_in_x2apic_mode() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let tdx = kvm.tdx.as_ref().unwrap();
+        let host = FakeHost::new();
+        // Before launch (SeaBIOS, the option ROMs) the APIC stays as it is.
+        tdx.vcpu_enter(0, &host);
+        assert_eq!(host.apic_base.get(), 0xfee0_0900);
+        // The first TDCALL launches the TD and puts the vCPU's APIC in
+        // x2APIC mode at the default base, BSP kept (KVM tdx_vcpu_init()).
+        host.apic_base.set(0xfed0_0900);
+        call(&kvm, &host, leaf::VP_INFO, &[]);
+        assert_eq!(host.apic_base.get(), 0xfee0_0d00);
+        // Once: what the guest does with it later is its business.
+        host.apic_base.set(0xfee0_0900);
+        call(&kvm, &host, leaf::VP_INFO, &[]);
+        assert_eq!(host.apic_base.get(), 0xfee0_0900);
+        // An AP (no BSP bit) gets x2APIC on its own first TDCALL or CPUID.
+        host.apic_base.set(0xfee0_0800);
+        tdx.vcpu_enter(1, &host);
+        assert_eq!(host.apic_base.get(), 0xfee0_0c00);
     }
 
     #[test]
@@ -1251,8 +1421,9 @@ mod tests {
                 tdvmcall::INVALID_OPERAND
             );
         }
+        // The vCPU entered the TD with its APIC in x2APIC mode.
         let r = vmcall(&kvm, &host, tdvmcall::MSR_READ, &[0x1b]);
-        assert_eq!((r.gpr[gpr::R10], r.gpr[gpr::R11]), (0, 0xfee0_0900));
+        assert_eq!((r.gpr[gpr::R10], r.gpr[gpr::R11]), (0, 0xfee0_0d00));
         assert_eq!(
             vmcall(&kvm, &host, tdvmcall::MSR_READ, &[0x12345]).gpr[gpr::R10],
             tdvmcall::INVALID_OPERAND
