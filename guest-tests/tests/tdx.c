@@ -43,6 +43,33 @@ static u64 status_class(u64 st)
 	return st & 0xffffffff00000000ul;
 }
 
+/* What the TDX module fixes about the vCPU, and KVM's paravirtual leaves. */
+static void test_cpu(void)
+{
+	struct cpuid c = cpuid(0);
+	char vendor[13], kvm[13];
+
+	memcpy(vendor, &c.b, 4);
+	memcpy(vendor + 4, &c.d, 4);
+	memcpy(vendor + 8, &c.c, 4);
+	vendor[12] = '\0';
+	report(!strcmp(vendor, "GenuineIntel"), "CPUID 0: vendor %s", vendor);
+	report(cpuid(1).c & (1u << 31), "CPUID 1: hypervisor bit");
+	c = cpuid(0x40000000);
+	memcpy(kvm, &c.b, 4);
+	memcpy(kvm + 4, &c.c, 4);
+	memcpy(kvm + 8, &c.d, 4);
+	kvm[12] = '\0';
+	report(c.a == 0x40000001 && !strcmp(kvm, "KVMKVMKVM"), "CPUID 0x40000000: KVM");
+	c = cpuid(0x40000001);
+	report(!c.a && !c.b && !c.c && !c.d, "CPUID 0x40000001: no paravirtual feature");
+	/* Not QEMU's highest leaf repeated (QEMU has no leaf 0x20). */
+	c = cpuid(0x20);
+	report(!c.a && !c.b && !c.c && !c.d, "CPUID 0x20 reads zero");
+	/* KVM's tdx_vcpu_init(): a TD's local APIC starts in x2APIC mode. */
+	report((rdmsr(0x1b) & 0xc00) == 0xc00, "IA32_APIC_BASE %lx: x2APIC on", rdmsr(0x1b));
+}
+
 static void test_identity(void)
 {
 	struct tdx_module_args a = {};
@@ -56,6 +83,7 @@ static void test_identity(void)
 	report((u32)a.r8 == 1 && (a.r8 >> 32) == 1 && (u32)a.r9 == 0,
 	       "TDG.VP.INFO: 1 of 1 vCPUs, index 0");
 	report(tdx_shared_mask() == 1ul << 47, "shared bit 47");
+	test_cpu();
 }
 
 static void test_accept(void)
@@ -268,8 +296,8 @@ static void test_tdvmcalls(void)
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "IO size 3: INVALID_OPERAND");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x1b };
 	report(tdvmcall(&a) == 0 && a.r11 == rdmsr(0x1b), "RDMSR IA32_APIC_BASE");
-	/* QEMU's TCG reads unknown MSRs as 0; an x2APIC MSR in xAPIC mode #GPs. */
-	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x802 };
+	/* QEMU's TCG reads unknown MSRs as 0; a reserved x2APIC register #GPs. */
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x801 };
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "RDMSR that would #GP: INVALID_OPERAND");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_HLT, .r12 = 0 };
 	report(tdvmcall(&a) == 0, "HLT");

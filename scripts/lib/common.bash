@@ -88,8 +88,8 @@ cvmem_add_plugin() {
 # left through isa-debug-exit with 0 (status 1, or EXIT_RC); a run that timed out
 # (RC 124 or 137, after TIMEOUT seconds) fails. With the plugin loaded
 # (MODE enforcing or audit; none without it) the plugin must have reported
-# that mode and printed its summary, and a line must match SUMMARY_RE if it
-# is not empty. EXIT_RC (default 1) is the status a passing run ends with:
+# that mode and printed its summary, and for each line of SUMMARY_RE (extended
+# regular expressions, one a line) a line of the log must match. EXIT_RC (default 1) is the status a passing run ends with:
 # 0 for a Linux guest, which powers off. Sets CVMEM_VERDICT to PASS, SKIP
 # (every check skipped) or FAIL, and CVMEM_WHY.
 cvmem_judge_pass() {
@@ -110,8 +110,15 @@ cvmem_judge_pass() {
   if [ "$CVMEM_VERDICT" = PASS ] && [ "$mode" != none ]; then
     if ! grep -aq "^cvmem: .*mode=$mode" "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="plugin did not report mode=$mode"
     elif ! grep -aq '^cvmem summary' "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="no plugin summary"
-    elif [ -n "$summary_re" ] && ! grep -aEq -- "$summary_re" "$log"; then
-      CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$summary_re/"
+    else
+      # One regular expression a line: each must match a line of the log.
+      local re
+      while IFS= read -r re; do
+        if [ -n "$re" ] && ! grep -aEq -- "$re" "$log"; then
+          CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$re/"
+          break
+        fi
+      done <<< "$summary_re"
     fi
   fi
 }
