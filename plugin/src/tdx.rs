@@ -209,6 +209,64 @@ pub struct TdxStats {
     pub map_gpa: AtomicU64,
     /// Pages added with TDH.MEM.PAGE.ADD at launch.
     pub pages_added: AtomicU64,
+    /// TDCALLs by leaf (0-11; others are not counted here).
+    pub by_leaf: [AtomicU64; 12],
+    /// TDVMCALLs by sub-function, in the order of [`TDVMCALL_NAMES`].
+    pub by_tdvmcall: [AtomicU64; TDVMCALL_NAMES.len()],
+}
+
+/// TDCALL leaf names for the summary, by leaf number (TDX module ABI).
+pub const TDCALL_NAMES: [&str; 12] = [
+    "VP.VMCALL",
+    "VP.INFO",
+    "MR.RTMR.EXTEND",
+    "VP.VEINFO.GET",
+    "MR.REPORT",
+    "VP.CPUIDVE.SET",
+    "MEM.PAGE.ACCEPT",
+    "VM.RD",
+    "VM.WR",
+    "VP.RD",
+    "VP.WR",
+    "SYS.RD",
+];
+
+/// TDVMCALL sub-functions for the summary; the last counts KVM hypercalls
+/// (R10 != 0) and unknown sub-functions.
+pub const TDVMCALL_NAMES: [&str; 11] = [
+    "GetTdVmCallInfo",
+    "MapGPA",
+    "GetQuote",
+    "ReportFatalError",
+    "CPUID",
+    "HLT",
+    "IO",
+    "RDMSR",
+    "WRMSR",
+    "MMIO",
+    "other",
+];
+
+impl TdxStats {
+    /// The nonzero per-leaf and per-sub-function counts, "NAME N, ...".
+    pub fn calls(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let leaves = self
+            .by_leaf
+            .iter()
+            .zip(TDCALL_NAMES)
+            .skip(1) // VP.VMCALL: by sub-function below
+            .chain(self.by_tdvmcall.iter().zip(TDVMCALL_NAMES));
+        let parts: Vec<String> = leaves
+            .filter(|(c, _)| n(c) != 0)
+            .map(|(c, name)| format!("{name} {}", n(c)))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// The modelled TDX module of one TD.
@@ -442,6 +500,9 @@ impl TdxModule {
     /// A TDCALL from `vcpu`.
     pub fn tdcall(&self, kvm: &Kvm, vcpu: u32, regs: &mut Regs, host: &dyn Host) -> TdcallResult {
         self.stats.tdcalls.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.stats.by_leaf.get(regs.gpr[gpr::RAX] as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         if regs.cpl != 0 {
             return (gp0(), Effects::NONE);
         }
@@ -727,6 +788,20 @@ impl TdxModule {
     /// The status goes to R10.
     fn tdvmcall(&self, kvm: &Kvm, r: &mut [u64; 16], mask: u64, host: &dyn Host) -> Effects {
         use tdvmcall::*;
+        let counter = match (r[gpr::R10], r[gpr::R11]) {
+            (0, GET_TD_VM_CALL_INFO) => 0,
+            (0, MAP_GPA) => 1,
+            (0, GET_QUOTE) => 2,
+            (0, REPORT_FATAL_ERROR) => 3,
+            (0, CPUID) => 4,
+            (0, HLT) => 5,
+            (0, IO) => 6,
+            (0, MSR_READ) => 7,
+            (0, MSR_WRITE) => 8,
+            (0, EPT_VIOLATION) => 9,
+            _ => 10,
+        };
+        self.stats.by_tdvmcall[counter].fetch_add(1, Ordering::Relaxed);
         if r[gpr::R10] != 0 {
             // tdx_emulate_vmcall(): KVM's hypercall ABI in R10..R14.
             let mut hc = Regs {
@@ -1123,6 +1198,9 @@ mod tests {
         host.apic_base.set(0xfee0_0900);
         call(&kvm, &host, leaf::VP_INFO, &[]);
         assert_eq!(host.apic_base.get(), 0xfee0_0900);
+        assert_eq!(tdx.stats.calls(), "VP.INFO 2");
+        vmcall(&kvm, &host, tdvmcall::HLT, &[]);
+        assert_eq!(tdx.stats.calls(), "VP.INFO 2, HLT 1");
         // An AP (no BSP bit) gets x2APIC on its own first TDCALL or CPUID.
         host.apic_base.set(0xfee0_0800);
         tdx.vcpu_enter(1, &host);
