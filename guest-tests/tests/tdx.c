@@ -274,6 +274,33 @@ static void test_report(void)
 	report_prefix_pop();
 }
 
+/*
+ * A load from the IOAPIC through the shared alias: KVM's MMIO entries in
+ * the shared EPT leave #VE unsuppressed, so the TD gets an EPT-violation
+ * #VE and emulates the access itself (Linux handle_mmio()); @ioregsel is
+ * what #VE.RequestMMIO read at the same address.
+ */
+static void test_mmio_ve(u64 ioregsel)
+{
+	volatile u32 *ioapic = map_shared(0xfec00000ul, 1);
+	struct tdx_module_args a = {};
+	u32 v = 0;
+	u64 st;
+
+	asm volatile(ASM_TRY("1f") "movl (%1), %0\n1:" : "=r"(v) : "r"(ioapic) : "memory");
+	report(exception_vector() == VE_VECTOR, "MMIO through the shared alias: #VE (vector %d)",
+	       exception_vector());
+	st = tdcall(TDG_VP_VEINFO_GET, &a);
+	report(st == 0 && a.rcx == 48 && a.r9 == (0xfec00000ul | shared_bit) &&
+	       a.r8 == (u64)ioapic && (a.rdx & 7) == 1,
+	       "VE info: EPT violation, read, at the shared GPA %lx", a.r9);
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
+				      .r14 = a.r9 };
+	report(tdvmcall(&a) == 0 && a.r11 == ioregsel, "emulated with #VE.RequestMMIO (%lx)",
+	       a.r11);
+	(void)v;
+}
+
 static void test_tdvmcalls(void)
 {
 	struct tdx_module_args a;
@@ -304,6 +331,7 @@ static void test_tdvmcalls(void)
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
 				      .r14 = 0xfec00000ul | shared_bit };
 	report(tdvmcall(&a) == 0, "#VE.RequestMMIO read of the IOAPIC (%lx)", a.r11);
+	test_mmio_ve(a.r11);
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
 				      .r14 = 0xfec00000ul };
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "MMIO to a private GPA: refused");

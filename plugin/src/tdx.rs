@@ -1485,6 +1485,58 @@ mod tests {
     }
 
     #[test]
+    fn shared_mmio_is_a_ve_that_the_guest_emulates() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        let ioapic = 0xfec0_0000 | SHARED;
+        // Before launch (paging off) the VMM's loader reaches MMIO directly.
+        let mut req = Stage2Request {
+            gpa: 0xfec0_0000,
+            gva: 0xfec0_0000,
+            vcpu_index: 0,
+            access: Access::Write,
+            cpl: 0,
+            page_walk: false,
+            paging: false,
+            stage1_prot: prot::ALL,
+        };
+        assert!(matches!(
+            kvm.stage2(&req).0,
+            Stage2Answer::Allow {
+                backing_gpa: 0xfec0_0000,
+                ..
+            }
+        ));
+        // In the running TD: an EPT-violation #VE with the shared GPA, read
+        // once with TDG.VP.VEINFO.GET; the guest then asks for the access.
+        call(&kvm, &host, leaf::VP_INFO, &[]);
+        assert!(matches!(
+            access(&kvm, ioapic | 0x10, Access::Write),
+            Stage2Answer::Fault(Fault { vector: 20, .. })
+        ));
+        let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!((r.gpr[gpr::RCX], r.gpr[gpr::R9]), (48, ioapic | 0x10));
+        assert_eq!(
+            r.gpr[gpr::RDX] & 0x187,
+            0x182,
+            "write, GLA valid, translated"
+        );
+        let r = vmcall(
+            &kvm,
+            &host,
+            tdvmcall::EPT_VIOLATION,
+            &[4, 1, ioapic | 0x10, 7],
+        );
+        assert_eq!(r.gpr[gpr::R10], tdvmcall::SUCCESS);
+        // Page-walk reads are not the TD's MMIO (and never reach here on
+        // hardware); with paging off nothing is the TD's.
+        req.gpa = ioapic;
+        req.paging = true;
+        req.page_walk = true;
+        assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
+    }
+
+    #[test]
     fn io_msr_mmio_hlt_and_info() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
