@@ -43,6 +43,33 @@ static u64 status_class(u64 st)
 	return st & 0xffffffff00000000ul;
 }
 
+/* What the TDX module fixes about the vCPU, and KVM's paravirtual leaves. */
+static void test_cpu(void)
+{
+	struct cpuid c = cpuid(0);
+	char vendor[13], kvm[13];
+
+	memcpy(vendor, &c.b, 4);
+	memcpy(vendor + 4, &c.d, 4);
+	memcpy(vendor + 8, &c.c, 4);
+	vendor[12] = '\0';
+	report(!strcmp(vendor, "GenuineIntel"), "CPUID 0: vendor %s", vendor);
+	report(cpuid(1).c & (1u << 31), "CPUID 1: hypervisor bit");
+	c = cpuid(0x40000000);
+	memcpy(kvm, &c.b, 4);
+	memcpy(kvm + 4, &c.c, 4);
+	memcpy(kvm + 8, &c.d, 4);
+	kvm[12] = '\0';
+	report(c.a == 0x40000001 && !strcmp(kvm, "KVMKVMKVM"), "CPUID 0x40000000: KVM");
+	c = cpuid(0x40000001);
+	report(!c.a && !c.b && !c.c && !c.d, "CPUID 0x40000001: no paravirtual feature");
+	/* Not QEMU's highest leaf repeated (QEMU has no leaf 0x20). */
+	c = cpuid(0x20);
+	report(!c.a && !c.b && !c.c && !c.d, "CPUID 0x20 reads zero");
+	/* KVM's tdx_vcpu_init(): a TD's local APIC starts in x2APIC mode. */
+	report((rdmsr(0x1b) & 0xc00) == 0xc00, "IA32_APIC_BASE %lx: x2APIC on", rdmsr(0x1b));
+}
+
 static void test_identity(void)
 {
 	struct tdx_module_args a = {};
@@ -56,6 +83,7 @@ static void test_identity(void)
 	report((u32)a.r8 == 1 && (a.r8 >> 32) == 1 && (u32)a.r9 == 0,
 	       "TDG.VP.INFO: 1 of 1 vCPUs, index 0");
 	report(tdx_shared_mask() == 1ul << 47, "shared bit 47");
+	test_cpu();
 }
 
 static void test_accept(void)
@@ -246,6 +274,33 @@ static void test_report(void)
 	report_prefix_pop();
 }
 
+/*
+ * A load from the IOAPIC through the shared alias: KVM's MMIO entries in
+ * the shared EPT leave #VE unsuppressed, so the TD gets an EPT-violation
+ * #VE and emulates the access itself (Linux handle_mmio()); @ioregsel is
+ * what #VE.RequestMMIO read at the same address.
+ */
+static void test_mmio_ve(u64 ioregsel)
+{
+	volatile u32 *ioapic = map_shared(0xfec00000ul, 1);
+	struct tdx_module_args a = {};
+	u32 v = 0;
+	u64 st;
+
+	asm volatile(ASM_TRY("1f") "movl (%1), %0\n1:" : "=r"(v) : "r"(ioapic) : "memory");
+	report(exception_vector() == VE_VECTOR, "MMIO through the shared alias: #VE (vector %d)",
+	       exception_vector());
+	st = tdcall(TDG_VP_VEINFO_GET, &a);
+	report(st == 0 && a.rcx == 48 && a.r9 == (0xfec00000ul | shared_bit) &&
+	       a.r8 == (u64)ioapic && (a.rdx & 7) == 1,
+	       "VE info: EPT violation, read, at the shared GPA %lx", a.r9);
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
+				      .r14 = a.r9 };
+	report(tdvmcall(&a) == 0 && a.r11 == ioregsel, "emulated with #VE.RequestMMIO (%lx)",
+	       a.r11);
+	(void)v;
+}
+
 static void test_tdvmcalls(void)
 {
 	struct tdx_module_args a;
@@ -268,14 +323,15 @@ static void test_tdvmcalls(void)
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "IO size 3: INVALID_OPERAND");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x1b };
 	report(tdvmcall(&a) == 0 && a.r11 == rdmsr(0x1b), "RDMSR IA32_APIC_BASE");
-	/* QEMU's TCG reads unknown MSRs as 0; an x2APIC MSR in xAPIC mode #GPs. */
-	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x802 };
+	/* QEMU's TCG reads unknown MSRs as 0; a reserved x2APIC register #GPs. */
+	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x801 };
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "RDMSR that would #GP: INVALID_OPERAND");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_HLT, .r12 = 0 };
 	report(tdvmcall(&a) == 0, "HLT");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
 				      .r14 = 0xfec00000ul | shared_bit };
 	report(tdvmcall(&a) == 0, "#VE.RequestMMIO read of the IOAPIC (%lx)", a.r11);
+	test_mmio_ve(a.r11);
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
 				      .r14 = 0xfec00000ul };
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "MMIO to a private GPA: refused");

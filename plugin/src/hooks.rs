@@ -268,6 +268,9 @@ pub mod fake {
         pub panicked: Cell<bool>,
         /// Port accesses: port, size, write, value.
         pub io: RefCell<Vec<(u16, u8, bool, u32)>>,
+        /// IA32_APIC_BASE (MSR 0x1b), the only MSR there is: xAPIC enabled
+        /// at the default base, BSP.
+        pub apic_base: Cell<u64>,
     }
 
     /// Bytes of guest memory.
@@ -286,18 +289,28 @@ pub mod fake {
                 mem: RefCell::new(vec![0; MEM as usize]),
                 panicked: Cell::new(false),
                 io: RefCell::new(Vec::new()),
+                apic_base: Cell::new(0xfee0_0900),
             }
         }
     }
 
     impl Host for FakeHost {
         fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-            [leaf.min(0x1f), subleaf, 0xc, 0xd]
+            // Leaf 0: maximum basic leaf 0x1f.
+            [
+                if leaf == 0 { 0x1f } else { leaf.min(0x1f) },
+                subleaf,
+                0xc,
+                0xd,
+            ]
         }
         fn rdmsr(&self, msr: u32) -> Option<u64> {
-            (msr == 0x1b).then_some(0xfee0_0900)
+            (msr == 0x1b).then_some(self.apic_base.get())
         }
-        fn wrmsr(&self, msr: u32, _value: u64) -> bool {
+        fn wrmsr(&self, msr: u32, value: u64) -> bool {
+            if msr == 0x1b {
+                self.apic_base.set(value);
+            }
             msr == 0x1b
         }
         fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32 {

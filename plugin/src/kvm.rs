@@ -6,6 +6,8 @@
 //! |---|---|---|
 //! | mapped | the TDP maps it | allow: backing, permissions, leaf size |
 //! | `Mmio`, `ReadOnlyWrite` | `KVM_EXIT_MMIO`, QEMU emulates | allow at the guest-physical address (alias stripped): QEMU's memory core does the MMIO or drops the ROM write |
+//! | `Mmio` in a running TD | the shared EPT's MMIO entry raises #VE (EPT violation) | #VE; the guest emulates it with TDVMCALL #VE.RequestMMIO |
+//! | `Mmio` in an SEV-ES/SNP guest | #VC(NPF) | #VC; the guest emulates it through the GHCB |
 //! | `MemoryFault` | `KVM_EXIT_MEMORY_FAULT`, QEMU's `kvm_convert_memory()` | implicit conversion of the page, the side left discarded (zeroed), then retry |
 //! | `SeptBlocked` | KVM retries the fault | retry |
 //! | `VirtualizationException` | the TDX module injects #VE | #VE |
@@ -351,6 +353,23 @@ impl Kvm {
             Stage2Fault::Mmio { .. } if self.snp.is_some() => {
                 self.count_vc();
                 raise(vector::VC, Some(snp::exit::NPF as u32), None)
+            }
+            // A TD's MMIO is a #VE: KVM's shared-EPT MMIO entries leave #VE
+            // unsuppressed (TDX has no instruction decode in the host), so
+            // the access becomes an EPT-violation #VE and the guest emulates
+            // it with TDVMCALL #VE.RequestMMIO (Linux handle_mmio()).
+            // Page-walk reads and accesses with paging off (the VMM's
+            // loader before launch) are not the TD's.
+            Stage2Fault::Mmio { gpa }
+                if req.paging
+                    && !req.page_walk
+                    && self.tdx.as_ref().is_some_and(|t| t.launched()) =>
+            {
+                self.inject_ve(
+                    req,
+                    gpa,
+                    VeInfo::pending_access(gpa, model_access(req.access)),
+                )
             }
             Stage2Fault::Mmio { gpa } | Stage2Fault::ReadOnlyWrite { gpa } => {
                 (self.unaliased(gpa), Effects::NONE)

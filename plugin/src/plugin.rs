@@ -230,10 +230,13 @@ impl Plugin {
         match (insn, &self.kvm.tdx) {
             (Insn::Vmcall, _) => (InsnAction::Done, self.kvm.hypercall(regs)),
             (Insn::Tdcall, Some(tdx)) => tdx.tdcall(&self.kvm, vcpu, regs, host),
-            (Insn::Cpuid, Some(tdx)) => match tdx.cpuid(regs, host) {
-                Some(()) => (InsnAction::Done, Effects::NONE),
-                None => (InsnAction::Decline, Effects::NONE),
-            },
+            (Insn::Cpuid, Some(tdx)) => {
+                tdx.vcpu_enter(vcpu, host);
+                match tdx.cpuid(regs, host) {
+                    Some(()) => (InsnAction::Done, Effects::NONE),
+                    None => (InsnAction::Decline, Effects::NONE),
+                }
+            }
             _ => (InsnAction::Decline, Effects::NONE),
         }
     }

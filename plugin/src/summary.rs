@@ -73,6 +73,7 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
             n(&t.map_gpa),
             n(&t.pages_added)
         );
+        let _ = writeln!(out, "  tdx calls     {}", t.calls());
     }
     if let Some(snp) = &plugin.kvm.snp {
         let _ = writeln!(out, "  snp           {}", snp.summary());

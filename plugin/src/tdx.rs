@@ -145,6 +145,53 @@ fn sha384(parts: &[&[u8]]) -> Sha384Digest {
 struct TdVcpu {
     /// The #VE information of a #VE not yet read by TDG.VP.VEINFO.GET.
     ve: Option<VeInfo>,
+    /// KVM_TDX_INIT_VCPU's part that cvmem can only do from inside the
+    /// vCPU (its local APIC in x2APIC mode) is done.
+    initialized: bool,
+}
+
+/// CPUID leaf 0's EBX, EDX, ECX on Intel: "Genu", "ineI", "ntel".
+const GENUINE_INTEL: [u32; 3] = [
+    u32::from_le_bytes(*b"Genu"),
+    u32::from_le_bytes(*b"ineI"),
+    u32::from_le_bytes(*b"ntel"),
+];
+
+/// KVM's paravirtual CPUID leaves (Linux `asm/kvm_para.h`,
+/// Documentation/virt/kvm/x86/cpuid.rst): 0x40000000 has the signature
+/// "KVMKVMKVM\0\0\0" and the highest KVM leaf; 0x40000001 the features.
+const KVM_CPUID_SIGNATURE: u32 = 0x4000_0000;
+const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
+/// The hypervisor range the TDX module leaves to the VMM (it raises #VE for
+/// 0x40000000-0x4FFFFFFF; KVM answers its own 0x400000xx block).
+const KVM_CPUID_LAST: u32 = 0x4000_00ff;
+
+/// KVM's answer to a leaf of its paravirtual block, as a TD on KVM sees it
+/// (through #VE and TDVMCALL CPUID on hardware). The signature is what makes
+/// Linux take KVM's x86_hyper_kvm ops, whose `x2apic_available()` lets a
+/// guest without interrupt remapping keep x2APIC on (`try_to_enable_x2apic()`);
+/// without it Linux turns x2APIC off and touches the xAPIC page, which a TD
+/// cannot. No paravirtual feature is offered (EAX of 0x40000001 is 0): cvmem
+/// models none of kvmclock, steal time, PV EOI or PV TLB flush, and a TD
+/// uses none of them that need the host to read its memory.
+fn kvm_cpuid(leaf: u32) -> [u32; 4] {
+    match leaf {
+        KVM_CPUID_SIGNATURE => [
+            KVM_CPUID_FEATURES,
+            u32::from_le_bytes(*b"KVMK"),
+            u32::from_le_bytes(*b"VMKV"),
+            u32::from_le_bytes(*b"M\0\0\0"),
+        ],
+        _ => [0; 4],
+    }
+}
+
+/// IA32_APIC_BASE and its bits (SDM vol. 3 11.4.4, 11.12.1).
+mod apic_base {
+    pub const MSR: u32 = 0x1b;
+    pub const BSP: u64 = 1 << 8;
+    pub const EXTD: u64 = 1 << 10;
+    pub const EN: u64 = 1 << 11;
 }
 
 /// Counters for the summary.
@@ -162,6 +209,64 @@ pub struct TdxStats {
     pub map_gpa: AtomicU64,
     /// Pages added with TDH.MEM.PAGE.ADD at launch.
     pub pages_added: AtomicU64,
+    /// TDCALLs by leaf (0-11; others are not counted here).
+    pub by_leaf: [AtomicU64; 12],
+    /// TDVMCALLs by sub-function, in the order of [`TDVMCALL_NAMES`].
+    pub by_tdvmcall: [AtomicU64; TDVMCALL_NAMES.len()],
+}
+
+/// TDCALL leaf names for the summary, by leaf number (TDX module ABI).
+pub const TDCALL_NAMES: [&str; 12] = [
+    "VP.VMCALL",
+    "VP.INFO",
+    "MR.RTMR.EXTEND",
+    "VP.VEINFO.GET",
+    "MR.REPORT",
+    "VP.CPUIDVE.SET",
+    "MEM.PAGE.ACCEPT",
+    "VM.RD",
+    "VM.WR",
+    "VP.RD",
+    "VP.WR",
+    "SYS.RD",
+];
+
+/// TDVMCALL sub-functions for the summary; the last counts KVM hypercalls
+/// (R10 != 0) and unknown sub-functions.
+pub const TDVMCALL_NAMES: [&str; 11] = [
+    "GetTdVmCallInfo",
+    "MapGPA",
+    "GetQuote",
+    "ReportFatalError",
+    "CPUID",
+    "HLT",
+    "IO",
+    "RDMSR",
+    "WRMSR",
+    "MMIO",
+    "other",
+];
+
+impl TdxStats {
+    /// The nonzero per-leaf and per-sub-function counts, "NAME N, ...".
+    pub fn calls(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let leaves = self
+            .by_leaf
+            .iter()
+            .zip(TDCALL_NAMES)
+            .skip(1) // VP.VMCALL: by sub-function below
+            .chain(self.by_tdvmcall.iter().zip(TDVMCALL_NAMES));
+        let parts: Vec<String> = leaves
+            .filter(|(c, _)| n(c) != 0)
+            .map(|(c, name)| format!("{name} {}", n(c)))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// The modelled TDX module of one TD.
@@ -178,6 +283,8 @@ pub struct TdxModule {
     notify_enables: AtomicU64,
     launched: AtomicBool,
     launch: Once,
+    /// The warning about QEMU's CPU vendor was printed.
+    vendor_warned: AtomicBool,
     /// `accept=`.
     pub accept: AcceptPolicy,
     /// `map-gpa-chunk=`.
@@ -216,6 +323,7 @@ impl TdxModule {
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
             launch: Once::new(),
+            vendor_warned: AtomicBool::new(false),
             accept,
             map_gpa_chunk,
             stats: TdxStats::default(),
@@ -297,6 +405,38 @@ impl TdxModule {
         });
     }
 
+    /// Finishes `vcpu`'s KVM_TDX_INIT_VCPU on its first TDCALL or CPUID
+    /// after launch: a TD's local APIC runs in x2APIC mode from the start
+    /// (KVM `tdx_vcpu_init()` sets IA32_APIC_BASE to APIC_DEFAULT_PHYS_BASE
+    /// | LAPIC_MODE_X2APIC, plus BSP for the boot vCPU; the TDX module
+    /// virtualizes only the x2APIC). Linux's TDX guest relies on it: it
+    /// finds x2APIC enabled (`check_x2apic()`) and never touches the xAPIC
+    /// page, which in a TD is private GPA space with no memory behind it.
+    ///
+    /// cvmem has no vCPU-creation hook with QEMU's MSR service, so this is
+    /// done at the vCPU's first instruction the module sees; the launch
+    /// itself runs with paging on before any RDMSR of the guest's kernel
+    /// (Linux's first TDCALL, TDG.VP.INFO in `tdx_early_init()`, and its
+    /// CPUIDs come first). The switch xAPIC -> x2APIC keeps base and BSP.
+    pub fn vcpu_enter(&self, vcpu: u32, host: &dyn Host) {
+        if !self.launched() {
+            return;
+        }
+        let Some(slot) = self.vcpus.get(vcpu as usize) else {
+            return;
+        };
+        let mut v = slot.lock();
+        if v.initialized {
+            return;
+        }
+        v.initialized = true;
+        let old = host.rdmsr(apic_base::MSR).unwrap_or(0);
+        let new = 0xfee0_0000 | (old & apic_base::BSP) | apic_base::EN | apic_base::EXTD;
+        if old != new && !host.wrmsr(apic_base::MSR, new) {
+            eprintln!("cvmem: vCPU {vcpu}: IA32_APIC_BASE {old:#x} -> {new:#x} (x2APIC) refused");
+        }
+    }
+
     /// Records the #VE information of a #VE about to be injected in `vcpu`.
     /// `false` if the previous #VE's information was never read: then the
     /// TDX module does not deliver a #VE but exits to the host (SDM 25.5.7:
@@ -316,16 +456,43 @@ impl TdxModule {
     }
 
     /// CPUID as the TD sees it: leaf 0x21 is the TDX module's
-    /// ("IntelTDX    ", Linux `TDX_IDENT`), leaf 0 reports it as present.
+    /// ("IntelTDX    ", Linux `TDX_IDENT`), leaf 0 reports it as present
+    /// and the vendor as GenuineIntel, which the TDX module fixes (TDX
+    /// module ABI, CPUID virtualization: leaf 0 EBX/ECX/EDX are fixed
+    /// fields). Leaves that raising the maximum basic leaf brings into
+    /// range but QEMU does not implement read as zero: QEMU answers a
+    /// leaf above its maximum with its highest leaf, as Intel CPUs do, and
+    /// Linux would take that for the TSC/crystal ratio of leaf 0x15 (a
+    /// TSC of a few kHz) or for topology in leaf 0x1f (a bitmap walk past
+    /// its end in `topology_init_possible_cpus()`).
     /// `None`: QEMU answers.
     pub fn cpuid(&self, regs: &mut Regs, host: &dyn Host) -> Option<()> {
         let leaf = regs.gpr[gpr::RAX] as u32;
         let out = match leaf {
             0 => {
                 let mut r = host.cpuid(0, 0);
+                if [r[1], r[3], r[2]] != GENUINE_INTEL
+                    && !self.vendor_warned.swap(true, Ordering::Relaxed)
+                {
+                    eprintln!(
+                        "cvmem: a TD runs on an Intel CPU, but QEMU's CPU model is not \
+                         GenuineIntel: give QEMU -cpu max,vendor=GenuineIntel,phys-bits=52 \
+                         (the guest is told GenuineIntel; QEMU emulates its own vendor)"
+                    );
+                }
                 r[0] = r[0].max(0x21);
+                [r[1], r[3], r[2]] = GENUINE_INTEL;
                 r
             }
+            1 => {
+                // ECX bit 31: a TD always runs under a hypervisor (fixed
+                // to 1 by the TDX module).
+                let mut r = host.cpuid(1, 0);
+                r[2] |= 1 << 31;
+                r
+            }
+            1..0x21 if leaf > host.cpuid(0, 0)[0] => [0; 4],
+            KVM_CPUID_SIGNATURE..=KVM_CPUID_LAST => kvm_cpuid(leaf),
             0x21 => {
                 let sub = regs.gpr[gpr::RCX] as u32;
                 if sub == 0 {
@@ -350,10 +517,14 @@ impl TdxModule {
     /// A TDCALL from `vcpu`.
     pub fn tdcall(&self, kvm: &Kvm, vcpu: u32, regs: &mut Regs, host: &dyn Host) -> TdcallResult {
         self.stats.tdcalls.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.stats.by_leaf.get(regs.gpr[gpr::RAX] as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         if regs.cpl != 0 {
             return (gp0(), Effects::NONE);
         }
         self.ensure_launched(kvm);
+        self.vcpu_enter(vcpu, host);
         let rax = regs.gpr[gpr::RAX];
         // RAX bits 15:0 the leaf, 23:16 its version (0 for every leaf here),
         // 63:24 reserved.
@@ -634,6 +805,20 @@ impl TdxModule {
     /// The status goes to R10.
     fn tdvmcall(&self, kvm: &Kvm, r: &mut [u64; 16], mask: u64, host: &dyn Host) -> Effects {
         use tdvmcall::*;
+        let counter = match (r[gpr::R10], r[gpr::R11]) {
+            (0, GET_TD_VM_CALL_INFO) => 0,
+            (0, MAP_GPA) => 1,
+            (0, GET_QUOTE) => 2,
+            (0, REPORT_FATAL_ERROR) => 3,
+            (0, CPUID) => 4,
+            (0, HLT) => 5,
+            (0, IO) => 6,
+            (0, MSR_READ) => 7,
+            (0, MSR_WRITE) => 8,
+            (0, EPT_VIOLATION) => 9,
+            _ => 10,
+        };
+        self.stats.by_tdvmcall[counter].fetch_add(1, Ordering::Relaxed);
         if r[gpr::R10] != 0 {
             // tdx_emulate_vmcall(): KVM's hypercall ABI in R10..R14.
             let mut hc = Regs {
@@ -676,7 +861,14 @@ impl TdxModule {
                 SUCCESS
             }
             CPUID => {
-                let out = host.cpuid(a as u32, b as u32);
+                // KVM answers from the CPUID table QEMU gave it, its own
+                // paravirtual leaves included.
+                let leaf = a as u32;
+                let out = if (KVM_CPUID_SIGNATURE..=KVM_CPUID_LAST).contains(&leaf) {
+                    kvm_cpuid(leaf)
+                } else {
+                    host.cpuid(leaf, b as u32)
+                };
                 for (i, reg) in [gpr::R12, gpr::R13, gpr::R14, gpr::R15]
                     .into_iter()
                     .enumerate()
@@ -972,8 +1164,64 @@ mod tests {
         regs.gpr[gpr::RAX] = 0;
         tdx.cpuid(&mut regs, &host).unwrap();
         assert!(regs.gpr[gpr::RAX] >= 0x21);
+        let mut vendor = Vec::new();
+        for r in [gpr::RBX, gpr::RDX, gpr::RCX] {
+            vendor.extend((regs.gpr[r] as u32).to_le_bytes());
+        }
+        assert_eq!(&vendor, b"GenuineIntel", "the TDX module fixes the vendor");
         regs.gpr[gpr::RAX] = 1;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        assert_eq!(regs.gpr[gpr::RCX], 0x8000_000c, "the hypervisor bit");
+        // KVM's signature, and no paravirtual feature.
+        regs.gpr[gpr::RAX] = 0x4000_0000;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        let mut sig = Vec::new();
+        for r in [gpr::RBX, gpr::RCX, gpr::RDX] {
+            sig.extend((regs.gpr[r] as u32).to_le_bytes());
+        }
+        assert_eq!(
+            (regs.gpr[gpr::RAX], &sig[..]),
+            (0x4000_0001, &b"KVMKVMKVM\0\0\0"[..])
+        );
+        regs.gpr[gpr::RAX] = 0x4000_0001;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        assert_eq!(&regs.gpr[..4], &[0; 4]);
+        regs.gpr[gpr::RAX] = 2;
         assert!(tdx.cpuid(&mut regs, &host).is_none());
+        // FakeHost's maximum basic leaf is 0x1f: 0x20 is brought into range
+        // by leaf 0x21 and reads as zero, not as QEMU's highest leaf.
+        regs.gpr[gpr::RAX] = 0x1f;
+        assert!(tdx.cpuid(&mut regs, &host).is_none());
+        regs.gpr[gpr::RAX] = 0x20;
+        regs.gpr[gpr::RBX] = 7;
+        tdx.cpuid(&mut regs, &host).unwrap();
+        assert_eq!(&regs.gpr[..4], &[0; 4]);
+    }
+
+    #[test]
+    fn a_vcpu_enters_the_td_in_x2apic_mode() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let tdx = kvm.tdx.as_ref().unwrap();
+        let host = FakeHost::new();
+        // Before launch (SeaBIOS, the option ROMs) the APIC stays as it is.
+        tdx.vcpu_enter(0, &host);
+        assert_eq!(host.apic_base.get(), 0xfee0_0900);
+        // The first TDCALL launches the TD and puts the vCPU's APIC in
+        // x2APIC mode at the default base, BSP kept (KVM tdx_vcpu_init()).
+        host.apic_base.set(0xfed0_0900);
+        call(&kvm, &host, leaf::VP_INFO, &[]);
+        assert_eq!(host.apic_base.get(), 0xfee0_0d00);
+        // Once: what the guest does with it later is its business.
+        host.apic_base.set(0xfee0_0900);
+        call(&kvm, &host, leaf::VP_INFO, &[]);
+        assert_eq!(host.apic_base.get(), 0xfee0_0900);
+        assert_eq!(tdx.stats.calls(), "VP.INFO 2");
+        vmcall(&kvm, &host, tdvmcall::HLT, &[]);
+        assert_eq!(tdx.stats.calls(), "VP.INFO 2, HLT 1");
+        // An AP (no BSP bit) gets x2APIC on its own first TDCALL or CPUID.
+        host.apic_base.set(0xfee0_0800);
+        tdx.vcpu_enter(1, &host);
+        assert_eq!(host.apic_base.get(), 0xfee0_0c00);
     }
 
     #[test]
@@ -1254,6 +1502,58 @@ mod tests {
     }
 
     #[test]
+    fn shared_mmio_is_a_ve_that_the_guest_emulates() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        let ioapic = 0xfec0_0000 | SHARED;
+        // Before launch (paging off) the VMM's loader reaches MMIO directly.
+        let mut req = Stage2Request {
+            gpa: 0xfec0_0000,
+            gva: 0xfec0_0000,
+            vcpu_index: 0,
+            access: Access::Write,
+            cpl: 0,
+            page_walk: false,
+            paging: false,
+            stage1_prot: prot::ALL,
+        };
+        assert!(matches!(
+            kvm.stage2(&req).0,
+            Stage2Answer::Allow {
+                backing_gpa: 0xfec0_0000,
+                ..
+            }
+        ));
+        // In the running TD: an EPT-violation #VE with the shared GPA, read
+        // once with TDG.VP.VEINFO.GET; the guest then asks for the access.
+        call(&kvm, &host, leaf::VP_INFO, &[]);
+        assert!(matches!(
+            access(&kvm, ioapic | 0x10, Access::Write),
+            Stage2Answer::Fault(Fault { vector: 20, .. })
+        ));
+        let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!((r.gpr[gpr::RCX], r.gpr[gpr::R9]), (48, ioapic | 0x10));
+        assert_eq!(
+            r.gpr[gpr::RDX] & 0x187,
+            0x182,
+            "write, GLA valid, translated"
+        );
+        let r = vmcall(
+            &kvm,
+            &host,
+            tdvmcall::EPT_VIOLATION,
+            &[4, 1, ioapic | 0x10, 7],
+        );
+        assert_eq!(r.gpr[gpr::R10], tdvmcall::SUCCESS);
+        // Page-walk reads are not the TD's MMIO (and never reach here on
+        // hardware); with paging off nothing is the TD's.
+        req.gpa = ioapic;
+        req.paging = true;
+        req.page_walk = true;
+        assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
+    }
+
+    #[test]
     fn io_msr_mmio_hlt_and_info() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
@@ -1268,8 +1568,9 @@ mod tests {
                 tdvmcall::INVALID_OPERAND
             );
         }
+        // The vCPU entered the TD with its APIC in x2APIC mode.
         let r = vmcall(&kvm, &host, tdvmcall::MSR_READ, &[0x1b]);
-        assert_eq!((r.gpr[gpr::R10], r.gpr[gpr::R11]), (0, 0xfee0_0900));
+        assert_eq!((r.gpr[gpr::R10], r.gpr[gpr::R11]), (0, 0xfee0_0d00));
         assert_eq!(
             vmcall(&kvm, &host, tdvmcall::MSR_READ, &[0x12345]).gpr[gpr::R10],
             tdvmcall::INVALID_OPERAND

@@ -47,6 +47,31 @@ cvmem_guest_cmdline() {
              "${CVMEM_FIRMWARE_ARGS[@]}" -kernel "$image")
 }
 
+# Sets CVMEM_LINUX to the directory with the Debian kernel (vmlinuz) and
+# the test initramfs (initrd.cpio), fetching and building them if needed
+# (scripts/linux-guest, cached).
+cvmem_need_linux() {
+  if [ -z "${CVMEM_LINUX:-}" ]; then
+    CVMEM_LINUX=$("$CVMEM_TOP/scripts/linux-guest" | tail -n 1) || cvmem_die "linux-guest failed"
+  fi
+  [ -f "$CVMEM_LINUX/vmlinuz" ] && [ -f "$CVMEM_LINUX/initrd.cpio" ] || cvmem_die "no kernel and initrd in $CVMEM_LINUX"
+  export CVMEM_LINUX
+}
+
+# The QEMU command line of a Linux guest test: the Debian kernel booted
+# directly (SeaBIOS and the linuxboot option ROM) with the test initramfs,
+# its console on the serial port and so on stdout. APPEND goes after the
+# runner's kernel arguments. panic=-1 with -no-reboot makes a kernel panic
+# end QEMU at once instead of waiting for the timeout; /init ends with a
+# power-off (QEMU exit status 0).
+cvmem_linux_cmdline() {
+  local qemu=$1 append=$2
+  CVMEM_CMD=("$qemu" -machine pc -cpu max -m 1G -display none -nodefaults
+             -serial stdio -no-reboot "${CVMEM_FIRMWARE_ARGS[@]}"
+             -kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio"
+             -append "console=ttyS0 panic=-1${append:+ $append}")
+}
+
 # Appends the plugin to CVMEM_CMD: vm-type=VMTYPE (none: no vm-type) and
 # more arguments PARGS (k=v,...); nothing if both are empty or none. Sets
 # CVMEM_PARGS to the argument string ("" without the plugin).
@@ -60,19 +85,20 @@ cvmem_add_plugin() {
 
 # Judges a guest-test run that should pass, from its log and QEMU's exit
 # status RC: the guest printed a SUMMARY line with no unexpected failure and
-# left through isa-debug-exit with 0 (status 1); a run that timed out
+# left through isa-debug-exit with 0 (status 1, or EXIT_RC); a run that timed out
 # (RC 124 or 137, after TIMEOUT seconds) fails. With the plugin loaded
 # (MODE enforcing or audit; none without it) the plugin must have reported
-# that mode and printed its summary, and a line must match SUMMARY_RE if it
-# is not empty. Sets CVMEM_VERDICT to PASS, SKIP (every check skipped) or
-# FAIL, and CVMEM_WHY.
+# that mode and printed its summary, and for each line of SUMMARY_RE (extended
+# regular expressions, one a line) a line of the log must match. EXIT_RC (default 1) is the status a passing run ends with:
+# 0 for a Linux guest, which powers off. Sets CVMEM_VERDICT to PASS, SKIP
+# (every check skipped) or FAIL, and CVMEM_WHY.
 cvmem_judge_pass() {
-  local log=$1 rc=$2 timeout=$3 mode=$4 summary_re=$5 summary
+  local log=$1 rc=$2 timeout=$3 mode=$4 summary_re=$5 exit_rc=${6:-1} summary
   summary=$(grep -a '^SUMMARY:' "$log" | tail -n 1 || true)
   CVMEM_VERDICT=FAIL CVMEM_WHY=""
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then CVMEM_WHY="timeout after $timeout s"
   elif [ -z "$summary" ]; then CVMEM_WHY="no SUMMARY line (QEMU exit status $rc)"
-  elif [ "$rc" != 1 ]; then CVMEM_WHY="$summary (exit status $rc)"
+  elif [ "$rc" != "$exit_rc" ]; then CVMEM_WHY="$summary (exit status $rc)"
   elif [[ "$summary" =~ ([0-9]+)\ tests,\ 0\ unexpected\ failures(,\ ([0-9]+)\ skipped)? ]]; then
     if [ "${BASH_REMATCH[3]:-0}" = "${BASH_REMATCH[1]}" ]; then CVMEM_VERDICT=SKIP CVMEM_WHY="every check skipped"
     else CVMEM_VERDICT=PASS
@@ -84,8 +110,15 @@ cvmem_judge_pass() {
   if [ "$CVMEM_VERDICT" = PASS ] && [ "$mode" != none ]; then
     if ! grep -aq "^cvmem: .*mode=$mode" "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="plugin did not report mode=$mode"
     elif ! grep -aq '^cvmem summary' "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="no plugin summary"
-    elif [ -n "$summary_re" ] && ! grep -aEq -- "$summary_re" "$log"; then
-      CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$summary_re/"
+    else
+      # One regular expression a line: each must match a line of the log.
+      local re
+      while IFS= read -r re; do
+        if [ -n "$re" ] && ! grep -aEq -- "$re" "$log"; then
+          CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$re/"
+          break
+        fi
+      done <<< "$summary_re"
     fi
   fi
 }
