@@ -498,7 +498,7 @@ impl SnpFirmware {
         };
         if value & msr_protocol::INFO_MASK != 0 {
             self.stats.msr_protocol.fetch_add(1, Ordering::Relaxed);
-            let (response, effects) = self.msr_protocol(kvm, vcpu, value, host);
+            let (response, effects) = self.msr_protocol(kvm, value, host);
             let mut s = state.lock();
             s.ghcb_msr = response;
             if response & msr_protocol::INFO_MASK == msr_protocol::REG_GPA_RESP {
@@ -514,7 +514,7 @@ impl SnpFirmware {
 
     /// One MSR-protocol request; returns the new GHCB MSR value. An unknown
     /// request leaves the MSR as it is, as KVM does.
-    fn msr_protocol(&self, kvm: &Kvm, vcpu: u32, value: u64, host: &dyn Host) -> (u64, Effects) {
+    fn msr_protocol(&self, kvm: &Kvm, value: u64, host: &dyn Host) -> (u64, Effects) {
         use msr_protocol as p;
         let data = value >> 12;
         match value & p::INFO_MASK {
@@ -553,10 +553,7 @@ impl SnpFirmware {
                 self.terminate((value >> 12) & 0xf, (value >> 16) & 0xff, host);
                 (value, Effects::NONE)
             }
-            _ => {
-                let _ = vcpu;
-                (value, Effects::NONE)
-            }
+            _ => (value, Effects::NONE),
         }
     }
 
