@@ -11,6 +11,7 @@ use crate::hooks::{prot, Access, Host, Insn, InsnAction, Regs, Stage2Answer, Sta
 use crate::kvm::{Effects, Kvm};
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
+use crate::trace::{InsnOutcome, PluginEvent, Tracer};
 
 /// How much of the guest's memory semantics cvmem can enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,20 +118,50 @@ pub struct Plugin {
     pub testdev: Option<TestDev>,
     /// The modelled KVM, which decides.
     pub kvm: Kvm,
+    /// `trace=`: the event trace's writer.
+    pub trace: Option<Tracer>,
 }
 
 impl Plugin {
     /// A new plugin instance for a guest of up to `max_vcpus` vCPUs,
     /// installed now.
     pub fn new(config: Config, mode: Mode, max_vcpus: u32) -> Result<Self, String> {
+        let kvm = Kvm::new(&config, max_vcpus)?;
+        let trace = match &config.trace {
+            Some(path) => Some(
+                Tracer::start(
+                    path,
+                    kvm.vm().events(),
+                    kvm.vm().event_epoch(),
+                    crate::trace::CAPACITY,
+                )
+                .map_err(|reason| {
+                    crate::args::ArgError {
+                        arg: format!("trace={path}"),
+                        reason,
+                    }
+                    .to_string()
+                })?,
+            ),
+            None => None,
+        };
         Ok(Plugin {
-            kvm: Kvm::new(&config, max_vcpus)?,
+            kvm,
+            trace,
             testdev: (config.test == TestMode::Hooks).then(TestDev::default),
             config,
             mode,
             stats: Stats::default(),
             started: Instant::now(),
         })
+    }
+
+    /// Records a plugin event if tracing.
+    #[inline]
+    pub fn trace(&self, vcpu: Option<u32>, make: impl FnOnce() -> PluginEvent) {
+        if let Some(t) = &self.trace {
+            t.emit(vcpu, make());
+        }
     }
 
     /// The instruction kinds to register for.
@@ -167,8 +198,18 @@ impl Plugin {
             stats.stage2_page_walk.fetch_add(1, Ordering::Relaxed);
         }
         let decided = self.decide(req);
-        if matches!(decided.0, Stage2Answer::Fault(_)) {
+        if let Stage2Answer::Fault(fault) = decided.0 {
             stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
+            self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
+                fault,
+                gpa: Some(req.gpa),
+                access: Some(req.access),
+            });
+            if fault.vector == crate::kvm::vector::MC && self.kvm.is_dead() {
+                self.trace(Some(req.vcpu_index), || PluginEvent::VmDead {
+                    gpa: req.gpa,
+                });
+            }
         }
         decided
     }
@@ -212,6 +253,46 @@ impl Plugin {
         host: &dyn Host,
     ) -> (InsnAction, Effects) {
         self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
+        if self.trace.is_none() {
+            return self.insn_untraced(vcpu, insn, regs, host);
+        }
+        let rax = regs.gpr[0];
+        let (action, effects) = self.insn_untraced(vcpu, insn, regs, host);
+        let outcome = match action {
+            InsnAction::Done => InsnOutcome::Done,
+            InsnAction::Decline => InsnOutcome::Declined,
+            InsnAction::Fault(fault) => {
+                self.trace(Some(vcpu), || PluginEvent::Inject {
+                    fault,
+                    gpa: None,
+                    access: None,
+                });
+                InsnOutcome::Fault
+            }
+        };
+        // CPUID, MSRs, I/O and HLT are too frequent to be worth a line each
+        // (their #VC, if any, has one above).
+        if matches!(
+            insn,
+            Insn::Tdcall
+                | Insn::Vmgexit
+                | Insn::Vmcall
+                | Insn::Vmmcall
+                | Insn::Pvalidate
+                | Insn::Rmpadjust
+        ) {
+            self.trace(Some(vcpu), || PluginEvent::Insn { insn, rax, outcome });
+        }
+        (action, effects)
+    }
+
+    fn insn_untraced(
+        &self,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+        host: &dyn Host,
+    ) -> (InsnAction, Effects) {
         if let Some(dev) = &self.testdev {
             let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm(), host);
             if action != InsnAction::Decline {
@@ -259,13 +340,17 @@ impl Plugin {
 
     /// Whether a device may access the page of `gpa`. Runs on whichever
     /// thread emulates the device.
-    pub fn dma_allowed(&self, gpa: u64, _is_write: bool) -> bool {
+    pub fn dma_allowed(&self, gpa: u64, is_write: bool) -> bool {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
         // Devices never reach private memory (DESIGN.md, memory content).
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
             && self.kvm.device_access_allowed(gpa);
         if !allowed {
             self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
+            self.trace(None, || PluginEvent::DmaBlocked {
+                gpa,
+                write: is_write,
+            });
         }
         allowed
     }
