@@ -701,3 +701,293 @@ fn encode_end(tally: &Tally, t_ns: u64, model_dropped: u64, plugin_dropped: u64,
         model_dropped + plugin_dropped
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cvmem_model::{FlushRequest, Gfn, MemslotId, RootId, VcpuId};
+    use std::sync::Arc;
+
+    fn model(t_ns: u64, event: Event) -> String {
+        let mut s = String::new();
+        encode_model(&Stamped { t_ns, event }, &mut s);
+        s
+    }
+
+    fn plugin(vcpu: Option<u32>, event: PluginEvent) -> String {
+        let mut s = String::new();
+        encode_plugin(
+            &Record {
+                t_ns: 7,
+                vcpu,
+                event,
+            },
+            &mut s,
+        );
+        s
+    }
+
+    fn range(start: u64, npages: u64) -> GfnRange {
+        GfnRange::from_start_len(Gfn::new(start), npages).unwrap()
+    }
+
+    #[test]
+    fn model_events_encode_as_one_object() {
+        assert_eq!(
+            model(
+                5,
+                Event::Zap {
+                    root: RootId(2),
+                    role: RootRole::Mirror,
+                    range: range(0x120, 1),
+                    leaves: 1,
+                    reason: ZapReason::Conversion,
+                }
+            ),
+            r#"{"t":5,"type":"zap","vcpu":null,"root":2,"role":"mirror","gfn":"0x120","npages":1,"leaves":1,"reason":"conversion"}"#
+        );
+        assert_eq!(
+            model(
+                6,
+                Event::Flush {
+                    request: FlushRequest {
+                        target: FlushTarget::Vcpu(VcpuId(3)),
+                        kind: FlushKind::CurrentRoot,
+                    }
+                }
+            ),
+            r#"{"t":6,"type":"flush","vcpu":null,"target":3,"kind":"current-root"}"#
+        );
+        assert_eq!(
+            model(
+                7,
+                Event::Conversion {
+                    range: range(0, 16),
+                    private: false
+                }
+            ),
+            r#"{"t":7,"type":"conversion","vcpu":null,"gfn":"0x0","npages":16,"to":"shared"}"#
+        );
+        assert_eq!(
+            model(
+                8,
+                Event::Memslot {
+                    change: MemslotChange::Move,
+                    slot: MemslotId(4),
+                    old: Some(range(0x100, 2)),
+                    new: None,
+                }
+            ),
+            r#"{"t":8,"type":"memslot","vcpu":null,"change":"move","slot":4,"old":{"gfn":"0x100","npages":2},"new":null}"#
+        );
+        assert_eq!(
+            model(
+                9,
+                Event::SeptAccepted {
+                    vcpu: VcpuId(1),
+                    range: range(0x4000, 1)
+                }
+            ),
+            r#"{"t":9,"type":"accept","vcpu":1,"gfn":"0x4000","npages":1}"#
+        );
+        assert_eq!(
+            model(
+                10,
+                Event::FaultExit {
+                    vcpu: VcpuId(0),
+                    access: cvmem_model::Access::Write,
+                    fault: Stage2Fault::PageNotValidated {
+                        gpa: cvmem_model::Gpa::new(0x5000)
+                    },
+                }
+            ),
+            r#"{"t":10,"type":"rmp-violation","vcpu":0,"exit":"rmp-not-validated","access":"write","gpa":"0x5000"}"#
+        );
+    }
+
+    #[test]
+    fn plugin_events_encode_as_one_object() {
+        let ve = Fault {
+            vector: 20,
+            error_code: None,
+            cr2: None,
+        };
+        assert_eq!(
+            plugin(
+                Some(0),
+                PluginEvent::Inject {
+                    fault: ve,
+                    gpa: Some(0x8000_0000_1000),
+                    access: Some(Access::Read)
+                }
+            ),
+            r##"{"t":7,"type":"ve-injected","vcpu":0,"vector":20,"name":"#VE","gpa":"0x800000001000","access":"read"}"##
+        );
+        let vc = Fault {
+            vector: 29,
+            error_code: Some(0x72),
+            cr2: None,
+        };
+        assert_eq!(
+            plugin(
+                Some(1),
+                PluginEvent::Inject {
+                    fault: vc,
+                    gpa: None,
+                    access: None
+                }
+            ),
+            r##"{"t":7,"type":"vc-injected","vcpu":1,"vector":29,"name":"#VC","error_code":"0x72"}"##
+        );
+        assert_eq!(
+            plugin(
+                None,
+                PluginEvent::DmaBlocked {
+                    gpa: 0x3000,
+                    write: true
+                }
+            ),
+            r#"{"t":7,"type":"dma-blocked","vcpu":null,"gpa":"0x3000","write":true}"#
+        );
+        assert_eq!(
+            plugin(
+                None,
+                PluginEvent::FlushSent {
+                    target: FlushTarget::AllVcpus
+                }
+            ),
+            r#"{"t":7,"type":"flush-sent","vcpu":null,"target":"all"}"#
+        );
+        assert_eq!(
+            plugin(
+                Some(0),
+                PluginEvent::Insn {
+                    insn: Insn::Tdcall,
+                    rax: 6,
+                    outcome: InsnOutcome::Done
+                }
+            ),
+            r#"{"t":7,"type":"insn","vcpu":0,"insn":"tdcall","rax":"0x6","outcome":"done"}"#
+        );
+    }
+
+    /// An output whose writes wait until the test opens the gate (drops
+    /// the sender), so that the channel fills up.
+    struct Gated {
+        gate: Receiver<()>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.gate.recv();
+            self.out.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_channel_drops_and_counts_and_the_last_line_says_so() {
+        let (open, gate) = bounded::<()>(0);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(Gated {
+            gate,
+            out: out.clone(),
+        });
+        let tracer = Tracer::with_output(sink, None, Instant::now(), 1).unwrap();
+        const N: u64 = 1000;
+        for i in 0..N {
+            tracer.emit(
+                Some(0),
+                PluginEvent::DmaBlocked {
+                    gpa: i << 12,
+                    write: false,
+                },
+            );
+        }
+        // The writer blocks once its BufWriter (8 KiB, lines of 60 bytes
+        // or more) writes through: it takes at most 8192 / 60 + 1 events,
+        // the channel one more, and the rest is dropped.
+        let dropped = tracer.dropped();
+        assert!(dropped >= N - 8192 / 60 - 2, "{dropped}");
+        drop(open);
+        let report = tracer.finish(3);
+        assert_eq!(report.plugin_dropped, dropped);
+        assert_eq!(report.model_dropped, 3);
+        assert_eq!(report.tally.written + dropped, N);
+        assert_eq!(
+            report.tally.by_type.get("dma-blocked"),
+            Some(&(N - dropped))
+        );
+        let text = String::from_utf8(out.lock().clone()).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.contains(&format!(
+                r#""type":"end","vcpu":null,"events":{},"dropped":{},"model_dropped":3,"plugin_dropped":{dropped}}}"#,
+                N - dropped,
+                dropped + 3
+            )),
+            "{last}"
+        );
+        assert_eq!(text.lines().count() as u64, N - dropped + 1);
+        // Finishing again returns the same report; emitting afterwards is
+        // counted, not lost silently.
+        assert_eq!(tracer.finish(0), report);
+        tracer.emit(None, PluginEvent::VmDead { gpa: 0 });
+        assert_eq!(tracer.dropped(), dropped + 1);
+    }
+
+    #[test]
+    fn per_memslot_counts_follow_the_slots() {
+        let (open, gate) = bounded::<()>(0);
+        drop(open);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let (mtx, mrx) = bounded(16);
+        let tracer =
+            Tracer::with_output(Box::new(Gated { gate, out }), Some(mrx), Instant::now(), 16)
+                .unwrap();
+        let ev = |t_ns, event| Stamped { t_ns, event };
+        mtx.send(ev(
+            1,
+            Event::Memslot {
+                change: MemslotChange::Create,
+                slot: MemslotId(2),
+                old: None,
+                new: Some(range(0x100, 0x100)),
+            },
+        ))
+        .unwrap();
+        mtx.send(ev(
+            2,
+            Event::Conversion {
+                range: range(0x180, 1),
+                private: true,
+            },
+        ))
+        .unwrap();
+        mtx.send(ev(
+            3,
+            Event::Conversion {
+                range: range(0x300, 1),
+                private: true,
+            },
+        ))
+        .unwrap();
+        let report = tracer.finish(0);
+        assert_eq!(report.tally.by_type.get("conversion"), Some(&2));
+        assert_eq!(report.tally.by_slot.len(), 1);
+        assert_eq!(report.tally.by_slot[&2].get("conversion"), Some(&1));
+    }
+
+    #[test]
+    fn an_uncreatable_file_is_refused() {
+        let e = Tracer::start("/nonexistent-dir/x.jsonl", None, Instant::now(), 4).unwrap_err();
+        assert!(
+            e.contains("cannot create '/nonexistent-dir/x.jsonl'"),
+            "{e}"
+        );
+    }
+}
