@@ -630,9 +630,7 @@ unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
         if let Some(plugin) = PLUGIN.get() {
             // Stop the trace first: its last line and its counts are part
             // of the summary.
-            if let Some(trace) = &plugin.trace {
-                trace.finish(plugin.kvm.vm().stats().events_dropped);
-            }
+            plugin.finish_trace();
             report(&summary::render(plugin, plugin.started.elapsed()));
         }
     })

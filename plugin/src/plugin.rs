@@ -69,6 +69,24 @@ pub struct VcpuStats {
     pub audit_accesses: AtomicU64,
     /// Audit mode: checked accesses that enforcing mode would have refused.
     pub audit_violations: AtomicU64,
+    /// #VE raised in the guest (stage 2 or at an instruction).
+    pub injected_ve: AtomicU64,
+    /// #VC raised in the guest.
+    pub injected_vc: AtomicU64,
+    /// Other exceptions raised in the guest (#PF with the RMP bit, #GP, #MC, ...).
+    pub injected_other: AtomicU64,
+}
+
+impl VcpuStats {
+    /// Counts an exception raised in the guest.
+    pub fn injected(&self, fault: &crate::hooks::Fault) {
+        let c = match fault.vector {
+            crate::kvm::vector::VE => &self.injected_ve,
+            crate::kvm::vector::VC => &self.injected_vc,
+            _ => &self.injected_other,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// vCPU counters are kept in this many shards (vCPU index modulo).
@@ -92,6 +110,12 @@ impl Stats {
     /// The counters of `vcpu_index`'s shard.
     pub fn vcpu(&self, vcpu_index: u32) -> &VcpuStats {
         &self.per_vcpu[vcpu_index as usize % STAT_SHARDS]
+    }
+
+    /// How many shards the per-vCPU counters have: they are exact per vCPU
+    /// for that many vCPUs.
+    pub fn shards(&self) -> usize {
+        STAT_SHARDS
     }
 
     /// Sums one counter over all vCPUs.
@@ -156,6 +180,13 @@ impl Plugin {
         })
     }
 
+    /// Stops the trace (if any): the writer writes what is queued and the
+    /// final line, and closes the file. Later calls return the same report.
+    pub fn finish_trace(&self) -> Option<crate::trace::TraceReport> {
+        let t = self.trace.as_ref()?;
+        Some(t.finish(self.kvm.vm().stats().events_dropped))
+    }
+
     /// Records a plugin event if tracing.
     #[inline]
     pub fn trace(&self, vcpu: Option<u32>, make: impl FnOnce() -> PluginEvent) {
@@ -200,6 +231,7 @@ impl Plugin {
         let decided = self.decide(req);
         if let Stage2Answer::Fault(fault) = decided.0 {
             stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
+            stats.injected(&fault);
             self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
                 fault,
                 gpa: Some(req.gpa),
@@ -252,9 +284,14 @@ impl Plugin {
         regs: &mut Regs,
         host: &dyn Host,
     ) -> (InsnAction, Effects) {
-        self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.vcpu(vcpu);
+        stats.insns.fetch_add(1, Ordering::Relaxed);
         if self.trace.is_none() {
-            return self.insn_untraced(vcpu, insn, regs, host);
+            let (action, effects) = self.insn_untraced(vcpu, insn, regs, host);
+            if let InsnAction::Fault(fault) = &action {
+                stats.injected(fault);
+            }
+            return (action, effects);
         }
         let rax = regs.gpr[0];
         let (action, effects) = self.insn_untraced(vcpu, insn, regs, host);
@@ -262,6 +299,7 @@ impl Plugin {
             InsnAction::Done => InsnOutcome::Done,
             InsnAction::Decline => InsnOutcome::Declined,
             InsnAction::Fault(fault) => {
+                stats.injected(&fault);
                 self.trace(Some(vcpu), || PluginEvent::Inject {
                     fault,
                     gpa: None,

@@ -264,14 +264,19 @@ fn write_all<W: Write>(
                 Item::Model(s) => encode_model(s, &mut line),
                 Item::Plugin(r) => encode_plugin(r, &mut line),
             };
-            if let Item::Model(Stamped {
+            // A memslot event counts for its own slot; others for the slot
+            // their frame lies in.
+            let slot = if let Item::Model(Stamped {
                 event: Event::Memslot { slot, old, new, .. },
                 ..
             }) = &item
             {
                 slots.update(slot.0, *old, *new);
-            }
-            tally.count(kind, vcpu, gfn.and_then(|g| slots.find(g)));
+                Some(slot.0)
+            } else {
+                gfn.and_then(|g| slots.find(g))
+            };
+            tally.count(kind, vcpu, slot);
             line.push('\n');
             if let Err(e) = out.write_all(line.as_bytes()) {
                 tally.error.get_or_insert_with(|| e.to_string());
