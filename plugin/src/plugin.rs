@@ -222,6 +222,7 @@ impl Plugin {
 
     /// Decides a guest-physical access at softTLB fill, and says what to do
     /// in QEMU besides. The hot path.
+    #[inline]
     pub fn stage2(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
         let stats = self.stats.vcpu(req.vcpu_index);
         stats.stage2.fetch_add(1, Ordering::Relaxed);
@@ -230,20 +231,29 @@ impl Plugin {
         }
         let decided = self.decide(req);
         if let Stage2Answer::Fault(fault) = decided.0 {
-            stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
-            stats.injected(&fault);
-            self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
-                fault,
-                gpa: Some(req.gpa),
-                access: Some(req.access),
-            });
-            if fault.vector == crate::kvm::vector::MC && self.kvm.is_dead() {
-                self.trace(Some(req.vcpu_index), || PluginEvent::VmDead {
-                    gpa: req.gpa,
-                });
-            }
+            self.stage2_fault(req, stats, fault);
         }
         decided
+    }
+
+    /// Counts and traces a fault the stage-2 callback raises. Kept out of
+    /// line: the common answer is Allow, and with it the hot path is what
+    /// it was before tracing existed.
+    #[cold]
+    #[inline(never)]
+    fn stage2_fault(&self, req: &Stage2Request, stats: &VcpuStats, fault: crate::hooks::Fault) {
+        stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
+        stats.injected(&fault);
+        self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
+            fault,
+            gpa: Some(req.gpa),
+            access: Some(req.access),
+        });
+        if fault.vector == crate::kvm::vector::MC && self.kvm.is_dead() {
+            self.trace(Some(req.vcpu_index), || PluginEvent::VmDead {
+                gpa: req.gpa,
+            });
+        }
     }
 
     /// The stage-2 decision, shared by enforcing and audit mode: a test
