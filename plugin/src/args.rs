@@ -337,6 +337,17 @@ mod tests {
     }
 
     #[test]
+    fn trace_file() {
+        assert_eq!(run(&[]).trace, None);
+        assert_eq!(
+            run(&["trace=/tmp/t.jsonl"]).trace.as_deref(),
+            Some("/tmp/t.jsonl")
+        );
+        assert!(refused(&["trace="]).contains("'trace=': 'trace' needs a file name"));
+        assert!(refused(&["trace"]).contains("'trace' needs a value"));
+    }
+
+    #[test]
     fn test_device() {
         assert_eq!(run(&[]).test, TestMode::None);
         assert_eq!(run(&["test=hooks"]).test, TestMode::Hooks);
