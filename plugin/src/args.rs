@@ -41,6 +41,8 @@ pub struct Config {
     /// `private-max-level=`: the largest private mapping (`None`: the VM
     /// type's default, 4K for TDX as in KVM today).
     pub private_max_level: Option<PageLevel>,
+    /// `trace=`: write every event, one JSON object a line, to this file.
+    pub trace: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             slot_zap_all: true,
             map_gpa_chunk: 64 << 20,
             private_max_level: None,
+            trace: None,
         }
     }
 }
@@ -141,6 +144,9 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
   private-max-level=4K|2M
                   largest private mapping (default: the VM type's; TDX
                   4K as in KVM, so a 2M ACCEPT gets PAGE_SIZE_MISMATCH)
+  trace=PATH      write every memslot change, fault, map, zap, flush,
+                  conversion, accept, violation and injected exception
+                  to PATH, one JSON object a line (default: no trace)
   help            print this text and exit
 ";
 
@@ -155,6 +161,7 @@ const KEYS: &[&str] = &[
     "slot-zap-all",
     "map-gpa-chunk",
     "private-max-level",
+    "trace",
     "help",
 ];
 
@@ -282,6 +289,14 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
                     _ => return Err(error(format!("'{v}' is not 4K or 2M"))),
                 });
             }
+            ("trace", Some(v)) => {
+                // Whether the file can be created is checked when the
+                // plugin starts (Plugin::new), with the same wording.
+                if v.is_empty() {
+                    return Err(error("'trace' needs a file name ('trace=PATH')".into()));
+                }
+                config.trace = Some(v.to_owned());
+            }
             _ => unreachable!("every key in KEYS has a branch"),
         }
     }
@@ -319,6 +334,17 @@ mod tests {
         for t in VmType::ALL {
             assert_eq!(run(&[&format!("vm-type={t}")]).vm_type, t);
         }
+    }
+
+    #[test]
+    fn trace_file() {
+        assert_eq!(run(&[]).trace, None);
+        assert_eq!(
+            run(&["trace=/tmp/t.jsonl"]).trace.as_deref(),
+            Some("/tmp/t.jsonl")
+        );
+        assert!(refused(&["trace="]).contains("'trace=': 'trace' needs a file name"));
+        assert!(refused(&["trace"]).contains("'trace' needs a value"));
     }
 
     #[test]

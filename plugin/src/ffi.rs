@@ -27,6 +27,7 @@ use crate::kvm::Effects;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::plugin::{Mode, Plugin};
 use crate::summary;
+use crate::trace::PluginEvent;
 use cvm_api::*;
 use cvmem_model::tlb::FlushTarget;
 
@@ -152,6 +153,9 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
 /// Flushes softTLBs as the model or the test device asks. QEMU's softTLB
 /// has no root tags, so every flush drops all of the target's entries.
 fn tlb_flush(target: FlushTarget) {
+    if let Some(plugin) = PLUGIN.get() {
+        plugin.trace(None, || PluginEvent::FlushSent { target });
+    }
     if let Some(cvm) = CVM.get() {
         let vcpu = match target {
             FlushTarget::AllVcpus => -1,
@@ -624,6 +628,9 @@ unsafe extern "C" fn on_vcpu_init(_id: qemu_plugin_id_t, vcpu_index: c_uint) {
 unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
     guard("atexit", (), || {
         if let Some(plugin) = PLUGIN.get() {
+            // Stop the trace first: its last line and its counts are part
+            // of the summary.
+            plugin.finish_trace();
             report(&summary::render(plugin, plugin.started.elapsed()));
         }
     })

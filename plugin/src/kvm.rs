@@ -155,6 +155,12 @@ impl Kvm {
             private_max_level: config
                 .private_max_level
                 .unwrap_or(vm_type.default_private_max_level()),
+            // Events only for a trace: without one the model builds none.
+            event_capacity: if config.trace.is_some() {
+                crate::trace::CAPACITY
+            } else {
+                0
+            },
             ..VmConfig::new(vm_type)
         };
         let vm = Vm::new(vm_config).map_err(|e| format!("cannot create the {vm_type} VM: {e}"))?;
@@ -181,6 +187,11 @@ impl Kvm {
             },
             max_vcpus,
         )
+    }
+
+    /// Whether the model declared the VM dead.
+    pub fn is_dead(&self) -> bool {
+        self.dead_reported.load(Ordering::Relaxed)
     }
 
     /// The model.

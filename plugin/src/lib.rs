@@ -13,6 +13,8 @@
 //! - [`memslots`] is what QEMU's memory listener reports;
 //! - [`tdx`] is the TDX module's TDCALL interface and KVM's TDVMCALL handling;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
+//! - [`trace`] writes `trace=PATH`, the JSON-lines event trace, from a
+//!   thread of its own;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
 //! - [`guard`] keeps panics from crossing into QEMU;
 //! - `ffi` (not built for unit tests) is the only module with `unsafe`: the
@@ -29,6 +31,7 @@ pub mod snp;
 pub mod summary;
 pub mod tdx;
 pub mod testdev;
+pub mod trace;
 
 // The FFI layer references symbols that only QEMU provides; unit tests link
 // without QEMU, so they exercise the pure modules above instead.

@@ -11,6 +11,7 @@ use crate::hooks::{prot, Access, Host, Insn, InsnAction, Regs, Stage2Answer, Sta
 use crate::kvm::{Effects, Kvm};
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
+use crate::trace::{InsnOutcome, PluginEvent, Tracer};
 
 /// How much of the guest's memory semantics cvmem can enforce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +69,24 @@ pub struct VcpuStats {
     pub audit_accesses: AtomicU64,
     /// Audit mode: checked accesses that enforcing mode would have refused.
     pub audit_violations: AtomicU64,
+    /// #VE raised in the guest (stage 2 or at an instruction).
+    pub injected_ve: AtomicU64,
+    /// #VC raised in the guest.
+    pub injected_vc: AtomicU64,
+    /// Other exceptions raised in the guest (#PF with the RMP bit, #GP, #MC, ...).
+    pub injected_other: AtomicU64,
+}
+
+impl VcpuStats {
+    /// Counts an exception raised in the guest.
+    pub fn injected(&self, fault: &crate::hooks::Fault) {
+        let c = match fault.vector {
+            crate::kvm::vector::VE => &self.injected_ve,
+            crate::kvm::vector::VC => &self.injected_vc,
+            _ => &self.injected_other,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// vCPU counters are kept in this many shards (vCPU index modulo).
@@ -91,6 +110,12 @@ impl Stats {
     /// The counters of `vcpu_index`'s shard.
     pub fn vcpu(&self, vcpu_index: u32) -> &VcpuStats {
         &self.per_vcpu[vcpu_index as usize % STAT_SHARDS]
+    }
+
+    /// How many shards the per-vCPU counters have: they are exact per vCPU
+    /// for that many vCPUs.
+    pub fn shards(&self) -> usize {
+        STAT_SHARDS
     }
 
     /// Sums one counter over all vCPUs.
@@ -117,20 +142,57 @@ pub struct Plugin {
     pub testdev: Option<TestDev>,
     /// The modelled KVM, which decides.
     pub kvm: Kvm,
+    /// `trace=`: the event trace's writer.
+    pub trace: Option<Tracer>,
 }
 
 impl Plugin {
     /// A new plugin instance for a guest of up to `max_vcpus` vCPUs,
     /// installed now.
     pub fn new(config: Config, mode: Mode, max_vcpus: u32) -> Result<Self, String> {
+        let kvm = Kvm::new(&config, max_vcpus)?;
+        let trace = match &config.trace {
+            Some(path) => Some(
+                Tracer::start(
+                    path,
+                    kvm.vm().events(),
+                    kvm.vm().event_epoch(),
+                    crate::trace::CAPACITY,
+                )
+                .map_err(|reason| {
+                    crate::args::ArgError {
+                        arg: format!("trace={path}"),
+                        reason,
+                    }
+                    .to_string()
+                })?,
+            ),
+            None => None,
+        };
         Ok(Plugin {
-            kvm: Kvm::new(&config, max_vcpus)?,
+            kvm,
+            trace,
             testdev: (config.test == TestMode::Hooks).then(TestDev::default),
             config,
             mode,
             stats: Stats::default(),
             started: Instant::now(),
         })
+    }
+
+    /// Stops the trace (if any): the writer writes what is queued and the
+    /// final line, and closes the file. Later calls return the same report.
+    pub fn finish_trace(&self) -> Option<crate::trace::TraceReport> {
+        let t = self.trace.as_ref()?;
+        Some(t.finish(self.kvm.vm().stats().events_dropped))
+    }
+
+    /// Records a plugin event if tracing.
+    #[inline]
+    pub fn trace(&self, vcpu: Option<u32>, make: impl FnOnce() -> PluginEvent) {
+        if let Some(t) = &self.trace {
+            t.emit(vcpu, make());
+        }
     }
 
     /// The instruction kinds to register for.
@@ -160,6 +222,7 @@ impl Plugin {
 
     /// Decides a guest-physical access at softTLB fill, and says what to do
     /// in QEMU besides. The hot path.
+    #[inline]
     pub fn stage2(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
         let stats = self.stats.vcpu(req.vcpu_index);
         stats.stage2.fetch_add(1, Ordering::Relaxed);
@@ -167,10 +230,30 @@ impl Plugin {
             stats.stage2_page_walk.fetch_add(1, Ordering::Relaxed);
         }
         let decided = self.decide(req);
-        if matches!(decided.0, Stage2Answer::Fault(_)) {
-            stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
+        if let Stage2Answer::Fault(fault) = decided.0 {
+            self.stage2_fault(req, stats, fault);
         }
         decided
+    }
+
+    /// Counts and traces a fault the stage-2 callback raises. Kept out of
+    /// line: the common answer is Allow, and with it the hot path is what
+    /// it was before tracing existed.
+    #[cold]
+    #[inline(never)]
+    fn stage2_fault(&self, req: &Stage2Request, stats: &VcpuStats, fault: crate::hooks::Fault) {
+        stats.stage2_faults.fetch_add(1, Ordering::Relaxed);
+        stats.injected(&fault);
+        self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
+            fault,
+            gpa: Some(req.gpa),
+            access: Some(req.access),
+        });
+        if fault.vector == crate::kvm::vector::MC && self.kvm.is_dead() {
+            self.trace(Some(req.vcpu_index), || PluginEvent::VmDead {
+                gpa: req.gpa,
+            });
+        }
     }
 
     /// The stage-2 decision, shared by enforcing and audit mode: a test
@@ -211,7 +294,53 @@ impl Plugin {
         regs: &mut Regs,
         host: &dyn Host,
     ) -> (InsnAction, Effects) {
-        self.stats.vcpu(vcpu).insns.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.vcpu(vcpu);
+        stats.insns.fetch_add(1, Ordering::Relaxed);
+        if self.trace.is_none() {
+            let (action, effects) = self.insn_untraced(vcpu, insn, regs, host);
+            if let InsnAction::Fault(fault) = &action {
+                stats.injected(fault);
+            }
+            return (action, effects);
+        }
+        let rax = regs.gpr[0];
+        let (action, effects) = self.insn_untraced(vcpu, insn, regs, host);
+        let outcome = match action {
+            InsnAction::Done => InsnOutcome::Done,
+            InsnAction::Decline => InsnOutcome::Declined,
+            InsnAction::Fault(fault) => {
+                stats.injected(&fault);
+                self.trace(Some(vcpu), || PluginEvent::Inject {
+                    fault,
+                    gpa: None,
+                    access: None,
+                });
+                InsnOutcome::Fault
+            }
+        };
+        // CPUID, MSRs, I/O and HLT are too frequent to be worth a line each
+        // (their #VC, if any, has one above).
+        if matches!(
+            insn,
+            Insn::Tdcall
+                | Insn::Vmgexit
+                | Insn::Vmcall
+                | Insn::Vmmcall
+                | Insn::Pvalidate
+                | Insn::Rmpadjust
+        ) {
+            self.trace(Some(vcpu), || PluginEvent::Insn { insn, rax, outcome });
+        }
+        (action, effects)
+    }
+
+    fn insn_untraced(
+        &self,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+        host: &dyn Host,
+    ) -> (InsnAction, Effects) {
         if let Some(dev) = &self.testdev {
             let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm(), host);
             if action != InsnAction::Decline {
@@ -259,13 +388,17 @@ impl Plugin {
 
     /// Whether a device may access the page of `gpa`. Runs on whichever
     /// thread emulates the device.
-    pub fn dma_allowed(&self, gpa: u64, _is_write: bool) -> bool {
+    pub fn dma_allowed(&self, gpa: u64, is_write: bool) -> bool {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
         // Devices never reach private memory (DESIGN.md, memory content).
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
             && self.kvm.device_access_allowed(gpa);
         if !allowed {
             self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
+            self.trace(None, || PluginEvent::DmaBlocked {
+                gpa,
+                write: is_write,
+            });
         }
         allowed
     }

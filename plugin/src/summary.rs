@@ -1,11 +1,19 @@
 //! The one-screen report printed when QEMU exits.
+//!
+//! Violations come first (what the guest did that a real CVM refuses, and
+//! whether the VM died), then the configuration, the counts per kind of
+//! event, per memslot and per vCPU, and, with `trace=`, what the trace holds.
+//! Guest-test manifests match some lines with `summary =` regexes: keep the
+//! wording of existing lines.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::guard::CAUGHT_PANICS;
 use crate::plugin::{Mode, Plugin};
+use cvmem_model::MemslotSet;
 
 /// Renders the exit summary of `plugin` after `elapsed` of guest run time.
 pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
@@ -14,6 +22,7 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     // Writing into a String cannot fail.
     let _ = writeln!(out, "{rule}");
     let _ = writeln!(out, "cvmem summary");
+    violations(plugin, &mut out);
     let _ = writeln!(out, "  vm-type       {}", plugin.config.vm_type);
     let _ = match plugin.mode {
         Mode::Enforcing { api_version } => {
@@ -102,13 +111,16 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
             plugin.kvm.memslot_dels.load(Ordering::Relaxed),
             stats.memslot_rejected.load(Ordering::Relaxed)
         );
+        per_memslot(plugin, &slots, &mut out);
     }
+    per_vcpu(plugin, &mut out);
     let _ = writeln!(
         out,
         "  device DMA    {} pages checked, {} refused",
         stats.dma_checked.load(Ordering::Relaxed),
         stats.dma_refused.load(Ordering::Relaxed)
     );
+    trace(plugin, &mut out);
     let _ = writeln!(out, "  run time      {:.3} s", elapsed.as_secs_f64());
     let panics = CAUGHT_PANICS.load(Ordering::Relaxed);
     if panics > 0 {
@@ -119,6 +131,153 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     }
     let _ = writeln!(out, "{rule}");
     out
+}
+
+/// The first line after the title: everything a real CVM would have refused
+/// or reported, and whether the VM survived.
+fn violations(plugin: &Plugin, out: &mut String) {
+    let m = plugin.kvm.vm().stats();
+    let stats = &plugin.stats;
+    let rmp = m.page_not_validated_exits + m.rmp_npf_exits;
+    let _ = writeln!(
+        out,
+        "  violations    RMP {rmp}, SEPT {}, #VE {}, #VC {}, other exceptions {}, DMA blocked {}, {}",
+        m.pending_accesses,
+        stats.total(|s| &s.injected_ve),
+        stats.total(|s| &s.injected_vc),
+        stats.total(|s| &s.injected_other),
+        stats.dma_refused.load(Ordering::Relaxed),
+        if plugin.kvm.is_dead() {
+            "VM DEAD"
+        } else {
+            "VM alive"
+        }
+    );
+}
+
+/// Slots shown one a line; the rest are summed.
+const SLOT_LINES: usize = 6;
+/// vCPUs shown one a line; the rest are summed.
+const VCPU_LINES: usize = 4;
+
+/// The counts of `by_type` as `name n, ...`, the largest first.
+fn counts(by_type: Option<&BTreeMap<&'static str, u64>>) -> String {
+    let Some(by_type) = by_type else {
+        return String::new();
+    };
+    let mut v: Vec<_> = by_type.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `bytes` in KiB, MiB or GiB, whichever is whole.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b => format!("{} KiB", b >> 10),
+    }
+}
+
+/// One line per memslot: its frames and, with a trace, its events.
+fn per_memslot(plugin: &Plugin, slots: &MemslotSet, out: &mut String) {
+    let report = plugin.finish_trace();
+    let tally = report.as_ref().map(|r| &r.tally);
+    let all: Vec<_> = slots.iter().collect();
+    for s in all.iter().take(SLOT_LINES) {
+        let r = s.range();
+        let events = counts(tally.and_then(|t| t.by_slot.get(&s.id.0)));
+        let _ = writeln!(
+            out,
+            "    slot {:<4} {:#011x}-{:#011x} {:>9}{}{}",
+            s.id.0,
+            r.start().raw() << 12,
+            r.end().raw() << 12,
+            size(s.npages << 12),
+            if s.readonly() { " ro" } else { "" },
+            if events.is_empty() {
+                String::new()
+            } else {
+                format!(": {events}")
+            }
+        );
+    }
+    if all.len() > SLOT_LINES {
+        let _ = writeln!(out, "    ... {} more slots", all.len() - SLOT_LINES);
+    }
+}
+
+/// One line per vCPU (the first few), the rest summed.
+fn per_vcpu(plugin: &Plugin, out: &mut String) {
+    let n = plugin.stats.vcpus.load(Ordering::Relaxed);
+    let report = plugin.finish_trace();
+    let tally = report.as_ref().map(|r| &r.tally);
+    let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    // Counters are kept in shards (vCPU index modulo STAT_SHARDS): exact
+    // per vCPU up to that many.
+    let shown = (n as usize).min(VCPU_LINES).min(plugin.stats.shards());
+    for v in 0..shown as u32 {
+        let s = plugin.stats.vcpu(v);
+        let events = counts(tally.and_then(|t| t.by_vcpu.get(&v)));
+        let _ = writeln!(
+            out,
+            "  vcpu {v:<3}      {} stage-2 ({} faults), {} insns, #VE {}, #VC {}{}",
+            l(&s.stage2),
+            l(&s.stage2_faults),
+            l(&s.insns),
+            l(&s.injected_ve),
+            l(&s.injected_vc),
+            if events.is_empty() {
+                String::new()
+            } else {
+                format!("; {events}")
+            }
+        );
+    }
+    if (n as usize) > shown {
+        let _ = writeln!(
+            out,
+            "  vcpus {shown}..{}   counted in the totals above",
+            n - 1
+        );
+    }
+}
+
+/// With `trace=`: where it went, how much, what was dropped, and the counts
+/// per event type.
+fn trace(plugin: &Plugin, out: &mut String) {
+    let (Some(r), Some(path)) = (plugin.finish_trace(), &plugin.config.trace) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  trace         {} events to {path}, {} dropped ({} model, {} plugin){}",
+        r.tally.written,
+        r.model_dropped + r.plugin_dropped,
+        r.model_dropped,
+        r.plugin_dropped,
+        match &r.tally.error {
+            Some(e) => format!(", WRITE ERROR: {e}"),
+            None => String::new(),
+        }
+    );
+    // Wrapped at about 100 columns, at most three lines.
+    let mut line = String::from("  events       ");
+    let mut lines = 0;
+    for part in counts(Some(&r.tally.by_type)).split(", ") {
+        if line.len() + part.len() > 100 && lines < 2 {
+            let _ = writeln!(out, "{}", line.trim_end_matches(','));
+            line = String::from("               ");
+            lines += 1;
+        }
+        line.push(' ');
+        line.push_str(part);
+        line.push(',');
+    }
+    let _ = writeln!(out, "{}", line.trim_end_matches(','));
 }
 
 #[cfg(test)]
@@ -142,5 +301,55 @@ mod tests {
         assert!(s.contains("vcpus         2"), "{s}");
         assert!(s.contains("1.500 s"), "{s}");
         assert!(s.lines().count() < 25, "one screen");
+        // Violations come first, right after the title.
+        assert!(
+            s.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("  violations    RMP 0, SEPT 0, #VE 0"),
+            "{s}"
+        );
+        assert!(s.contains("  vcpu 1  "), "{s}");
+        assert!(!s.contains("trace"), "{s}");
+    }
+
+    #[test]
+    fn summary_with_a_trace_counts_its_events() {
+        let path = std::env::temp_dir().join(format!("cvmem-summary-{}.jsonl", std::process::id()));
+        let config = Config {
+            vm_type: VmType::SwProtected,
+            trace: Some(path.to_string_lossy().into_owned()),
+            ..Config::default()
+        };
+        let p = Plugin::new(config, Mode::Enforcing { api_version: 1 }, 1).unwrap();
+        p.vcpu_init(0);
+        p.memslot(
+            crate::memslots::MemslotOp::Add,
+            crate::memslots::RamSection {
+                gpa: 0,
+                size: 1 << 20,
+                readonly: false,
+                name: "pc.ram".into(),
+            },
+        );
+        let s = render(&p, Duration::from_millis(1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            s.contains("slot 0    0x000000000-0x000100000     1 MiB: memslot 1"),
+            "{s}"
+        );
+        assert!(s.contains(" events to "), "{s}");
+        assert!(s.contains(", 0 dropped (0 model, 0 plugin)"), "{s}");
+        assert!(s.contains("memslot 1"), "{s}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains(r#""type":"memslot","vcpu":null,"change":"create""#)),
+            "{text}"
+        );
+        assert!(
+            text.lines().last().unwrap().contains(r#""type":"end""#),
+            "{text}"
+        );
     }
 }

@@ -122,3 +122,29 @@ cvmem_judge_pass() {
     fi
   fi
 }
+
+# Runs a guest test's `check` commands (one a line, split at spaces, run
+# from the top of the tree) after QEMU has exited: @TRACE@ becomes TRACE
+# (the test's trace file) and @LOG@ becomes LOG. Each must exit 0. Sets
+# CVMEM_VERDICT to PASS or FAIL and CVMEM_WHY to the failing command's last
+# line of output (all its output goes to LOG).
+cvmem_run_checks() {
+  local log=$1 trace=$2 checks=$3 cmd out rc
+  CVMEM_VERDICT=PASS CVMEM_WHY=""
+  while IFS= read -r cmd; do
+    [ -n "$cmd" ] || continue
+    cmd=${cmd//@TRACE@/$trace}
+    cmd=${cmd//@LOG@/$log}
+    printf '$ %s\n' "$cmd" >> "$log"
+    set +e
+    # shellcheck disable=SC2086 # check commands are split at spaces on purpose
+    out=$(cd "$CVMEM_TOP" && $cmd 2>&1)
+    rc=$?
+    set -e
+    printf '%s\n' "$out" >> "$log"
+    if [ $rc != 0 ]; then
+      CVMEM_VERDICT=FAIL CVMEM_WHY="check failed: ${out##*$'\n'}"
+      return
+    fi
+  done <<< "$checks"
+}

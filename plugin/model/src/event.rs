@@ -7,6 +7,7 @@
 //! and memslot changes each produce one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 
@@ -194,12 +195,22 @@ pub enum Event {
     },
 }
 
+/// An event and when it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamped {
+    /// Nanoseconds since the VM's event epoch ([`crate::Vm::event_epoch`]).
+    pub t_ns: u64,
+    /// What happened.
+    pub event: Event,
+}
+
 /// Where events go.
 #[derive(Debug)]
 pub(crate) struct EventSink {
-    tx: Option<Sender<Event>>,
-    rx: Option<Receiver<Event>>,
+    tx: Option<Sender<Stamped>>,
+    rx: Option<Receiver<Stamped>>,
     dropped: AtomicU64,
+    epoch: Instant,
 }
 
 impl EventSink {
@@ -209,6 +220,7 @@ impl EventSink {
                 tx: None,
                 rx: None,
                 dropped: AtomicU64::new(0),
+                epoch: Instant::now(),
             };
         }
         let (tx, rx) = bounded(capacity);
@@ -216,6 +228,7 @@ impl EventSink {
             tx: Some(tx),
             rx: Some(rx),
             dropped: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -225,19 +238,30 @@ impl EventSink {
         self.tx.is_some()
     }
 
-    /// Sends the event `make` builds, if events are on.
+    /// Sends the event `make` builds, stamped with the time since the
+    /// epoch, if events are on. Without a receiver this is one test of an
+    /// `Option`: nothing is built and no clock is read.
     #[inline]
     pub fn emit(&self, make: impl FnOnce() -> Event) {
         if let Some(tx) = &self.tx {
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(make())
+            let stamped = Stamped {
+                t_ns: u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                event: make(),
+            };
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(stamped)
             {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    pub fn receiver(&self) -> Option<Receiver<Event>> {
+    pub fn receiver(&self) -> Option<Receiver<Stamped>> {
         self.rx.clone()
+    }
+
+    /// When the sink was made: time zero of [`Stamped::t_ns`].
+    pub fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     pub fn dropped(&self) -> u64 {
@@ -407,7 +431,7 @@ mod tests {
         s.emit(ev);
         s.emit(ev);
         assert_eq!(s.dropped(), 1);
-        assert_eq!(rx.try_recv().unwrap(), ev());
+        assert_eq!(rx.try_recv().unwrap().event, ev());
         let off = EventSink::new(0);
         assert!(!off.enabled());
         off.emit(|| unreachable!("disabled sinks never build events"));

@@ -218,7 +218,7 @@ pub mod vm;
 
 pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use attrs::{MemAttrs, RangeSet};
-pub use event::{Event, Stats, ZapReason};
+pub use event::{Event, Stamped, Stats, ZapReason};
 pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };

@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SIZE};
 use crate::attrs::MemAttrs;
-use crate::event::{Counters, Event, EventSink, Stats, ZapReason};
+use crate::event::{Counters, Event, EventSink, Stamped, Stats, ZapReason};
 use crate::memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
@@ -1622,8 +1622,13 @@ impl Vm {
 
     /// A receiver for the typed events (`None` if `event_capacity` is 0).
     /// Every receiver takes from the same queue.
-    pub fn events(&self) -> Option<crossbeam::channel::Receiver<Event>> {
+    pub fn events(&self) -> Option<crossbeam::channel::Receiver<Stamped>> {
         self.events.receiver()
+    }
+
+    /// Time zero of the events' [`Stamped::t_ns`] (when the VM was made).
+    pub fn event_epoch(&self) -> std::time::Instant {
+        self.events.epoch()
     }
 
     /// A snapshot of the counters.

@@ -568,7 +568,7 @@ impl Machine {
         prop_assert_eq!(self.vm.stats().live_tables, 0);
         if let Some(rx) = rx_events {
             // Leaves before non-leaves in the mirror root.
-            let evs: Vec<Event> = rx.try_iter().collect();
+            let evs: Vec<Event> = rx.try_iter().map(|s| s.event).collect();
             let last_leaf = evs.iter().rposition(|e| {
                 matches!(
                     e,

@@ -360,7 +360,7 @@ fn tdx_mirror_root_is_never_zapped_and_dropped_pages_need_accept() {
     assert_eq!(vm.stats().sept_removes, 3);
     // No non-leaf zap of the mirror happened.
     let rx = vm.events().unwrap();
-    let evs: Vec<Event> = rx.try_iter().collect();
+    let evs: Vec<Event> = rx.try_iter().map(|s| s.event).collect();
     assert_eq!(
         evs.iter()
             .filter(|e| matches!(e, Event::SeptRemoved { .. }))
@@ -386,7 +386,7 @@ fn teardown_zaps_leaves_before_non_leaves() {
     let rx = vm.events().unwrap();
     rx.try_iter().for_each(drop);
     vm.flush(vm.teardown());
-    let evs: Vec<Event> = rx.try_iter().collect();
+    let evs: Vec<Event> = rx.try_iter().map(|s| s.event).collect();
     let leaf = evs
         .iter()
         .position(|e| {
@@ -629,7 +629,7 @@ fn events_cover_fault_map_zap_flush_conversion() {
     mapped(vm.stage2(V0, Gpa::new(0), Access::Read));
     let _ = vm.stage2(V0, Gpa::new(GB), Access::Read);
     vm.flush(vm.set_memory_attributes(range(0, 1), true).unwrap());
-    let evs: Vec<Event> = rx.try_iter().collect();
+    let evs: Vec<Event> = rx.try_iter().map(|s| s.event).collect();
     let has = |f: &dyn Fn(&Event) -> bool| evs.iter().any(f);
     assert!(has(&|e| matches!(
         e,
@@ -869,7 +869,7 @@ mod snp {
             vm.snp_rmp_entry(pfn(7)).unwrap().page_size,
             RmpPageSize::Size4K
         );
-        assert!(ev.try_iter().any(|e| matches!(e, Event::RmpSmashed { range, .. } if range == GfnRange::page_containing(Gfn::new(7), PageLevel::Size2M))));
+        assert!(ev.try_iter().map(|s| s.event).any(|e| matches!(e, Event::RmpSmashed { range, .. } if range == GfnRange::page_containing(Gfn::new(7), PageLevel::Size2M))));
         // Re-executed: the page maps at 4K now and validates.
         let (eax, cf, _) = done(vm.snp_pvalidate(V0, private(&vm, 7), Vmpl::Vmpl0, 0, true));
         assert_eq!((eax, cf), (0, false));
@@ -950,7 +950,7 @@ mod snp {
         let f = vm.set_memory_attributes(range(4, 2), false).unwrap();
         assert!(f.is_needed());
         vm.flush(f);
-        assert!(ev.try_iter().any(|e| e
+        assert!(ev.try_iter().map(|s| s.event).any(|e| e
             == Event::RmpUnassigned {
                 range: range(4, 2),
                 pages: 2

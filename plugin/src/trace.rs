@@ -1,0 +1,998 @@
+//! `trace=PATH`: every event of the model and of the plugin, one JSON object
+//! a line, written by a thread of its own.
+//!
+//! Two bounded channels feed the writer: the model's (its typed
+//! [`cvmem_model::Event`]s, stamped when they happen) and the plugin's own
+//! ([`PluginEvent`]: what only the plugin knows, such as an exception raised
+//! in the guest or a device access refused). Neither side ever blocks: when a
+//! channel is full the event is dropped and counted, and the counts are the
+//! trace's last line and part of the exit summary. Without `trace=` the model
+//! has no channel and the plugin no [`Tracer`], so the hot path tests one
+//! `Option` and builds nothing.
+//!
+//! The writer drains whatever both channels hold, orders that batch by time
+//! and appends it to a `BufWriter`. Lines are therefore in time order except
+//! where an event reached its channel after a later one of the other channel
+//! had been written (rare, a few microseconds apart): `t` is authoritative.
+//! The schema is in README.md ("Trace").
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam::channel::{bounded, never, select, Receiver, Sender, TrySendError};
+use cvmem_model::event::ZapReason;
+use cvmem_model::mmu::Stage2Fault;
+use cvmem_model::{
+    Event, FlushKind, FlushTarget, GfnRange, MemslotChange, RootRole, Stamped, PAGE_SHIFT,
+};
+use parking_lot::Mutex;
+
+use crate::hooks::{Access, Fault, Insn};
+
+/// Events each channel holds before new ones are dropped.
+pub const CAPACITY: usize = 1 << 16;
+
+/// What only the plugin knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginEvent {
+    /// An exception raised in the guest: by the stage-2 callback (`gpa` is
+    /// the access's) or at an instruction (`gpa` is `None`).
+    Inject {
+        /// The exception.
+        fault: Fault,
+        /// The guest-physical access that raised it, if any.
+        gpa: Option<u64>,
+        /// What kind of access, if any.
+        access: Option<Access>,
+    },
+    /// A device access to guest memory was refused.
+    DmaBlocked {
+        /// The page's guest-physical address.
+        gpa: u64,
+        /// Whether the device wrote.
+        write: bool,
+    },
+    /// The plugin asked QEMU to flush softTLBs.
+    FlushSent {
+        /// Whose.
+        target: FlushTarget,
+    },
+    /// A TDCALL, VMGEXIT, PVALIDATE, ... handed to the plugin (not CPUID,
+    /// MSRs, I/O or HLT, which are too many to be worth a line each).
+    Insn {
+        /// Which instruction.
+        insn: Insn,
+        /// RAX on entry (the TDCALL leaf, the GHCB MSR value, ...).
+        rax: u64,
+        /// What the plugin did with it.
+        outcome: InsnOutcome,
+    },
+    /// The VM is dead: every later access raises #MC.
+    VmDead {
+        /// The access that found it dead.
+        gpa: u64,
+    },
+}
+
+/// What became of an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsnOutcome {
+    /// Emulated.
+    Done,
+    /// Left to QEMU.
+    Declined,
+    /// An exception was raised at it.
+    Fault,
+}
+
+/// A plugin event and when and where it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Nanoseconds since the trace's epoch.
+    pub t_ns: u64,
+    /// The vCPU, if there is one.
+    pub vcpu: Option<u32>,
+    /// What happened.
+    pub event: PluginEvent,
+}
+
+/// What the writer saw, for the exit summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Lines written, the final one excluded.
+    pub written: u64,
+    /// Events per `type`.
+    pub by_type: BTreeMap<&'static str, u64>,
+    /// Events per vCPU, per `type`.
+    pub by_vcpu: BTreeMap<u32, BTreeMap<&'static str, u64>>,
+    /// Events per memslot id, per `type` (events with a frame inside a
+    /// slot, as the slots were when the event happened).
+    pub by_slot: BTreeMap<u16, BTreeMap<&'static str, u64>>,
+    /// The first write error, if any (the trace is then incomplete).
+    pub error: Option<String>,
+}
+
+/// What the trace ended with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceReport {
+    /// What was written.
+    pub tally: Tally,
+    /// Model events dropped because the channel was full.
+    pub model_dropped: u64,
+    /// Plugin events dropped because the channel was full.
+    pub plugin_dropped: u64,
+}
+
+/// The stop channel (time, model drops, plugin drops) and the writer thread.
+type Writer = (Sender<[u64; 3]>, JoinHandle<Tally>);
+
+/// The plugin's side of the trace.
+#[derive(Debug)]
+pub struct Tracer {
+    tx: Sender<Record>,
+    dropped: AtomicU64,
+    epoch: Instant,
+    /// The stop channel and the writer thread, until [`Tracer::finish`].
+    writer: Mutex<Option<Writer>>,
+    /// Kept after [`Tracer::finish`] for the summary.
+    report: Mutex<Option<TraceReport>>,
+}
+
+impl Tracer {
+    /// Creates `path` and starts the writer over the model's events `model`
+    /// (stamped from `epoch`) and the plugin's, each channel holding
+    /// `capacity` events. Fails if the file cannot be created.
+    pub fn start(
+        path: &str,
+        model: Option<Receiver<Stamped>>,
+        epoch: Instant,
+        capacity: usize,
+    ) -> Result<Tracer, String> {
+        let file = File::create(path).map_err(|e| format!("cannot create '{path}': {e}"))?;
+        Tracer::with_output(Box::new(file), model, epoch, capacity)
+            .map_err(|e| format!("cannot start the trace writer: {e}"))
+    }
+
+    /// As [`Tracer::start`], writing to `out`.
+    pub fn with_output(
+        out: Box<dyn Write + Send>,
+        model: Option<Receiver<Stamped>>,
+        epoch: Instant,
+        capacity: usize,
+    ) -> std::io::Result<Tracer> {
+        let (tx, rx) = bounded(capacity);
+        let (stop_tx, stop_rx) = bounded(1);
+        let handle = std::thread::Builder::new()
+            .name("cvmem-trace".into())
+            .spawn(move || write_all(BufWriter::new(out), model, rx, stop_rx))?;
+        Ok(Tracer {
+            tx,
+            dropped: AtomicU64::new(0),
+            epoch,
+            writer: Mutex::new(Some((stop_tx, handle))),
+            report: Mutex::new(None),
+        })
+    }
+
+    /// Queues `event` of `vcpu`, or counts it dropped if the writer is behind
+    /// (or gone).
+    pub fn emit(&self, vcpu: Option<u32>, event: PluginEvent) {
+        let record = Record {
+            t_ns: u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            vcpu,
+            event,
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(record)
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Plugin events dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer: it writes what the channels hold, a final line with
+    /// the drop counts (`model_dropped` from the model's statistics), flushes
+    /// and closes the file. Later calls return the same report.
+    pub fn finish(&self, model_dropped: u64) -> TraceReport {
+        if let Some((stop, handle)) = self.writer.lock().take() {
+            let plugin_dropped = self.dropped();
+            let t_ns = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let _ = stop.send([t_ns, model_dropped, plugin_dropped]);
+            let tally = handle.join().unwrap_or_else(|_| Tally {
+                error: Some("the trace writer panicked".into()),
+                ..Tally::default()
+            });
+            *self.report.lock() = Some(TraceReport {
+                tally,
+                model_dropped,
+                plugin_dropped,
+            });
+        }
+        self.report.lock().clone().unwrap_or_default()
+    }
+}
+
+/// One line to write.
+enum Item {
+    Model(Stamped),
+    Plugin(Record),
+}
+
+impl Item {
+    fn t_ns(&self) -> u64 {
+        match self {
+            Item::Model(s) => s.t_ns,
+            Item::Plugin(r) => r.t_ns,
+        }
+    }
+}
+
+/// The writer thread: until a stop message arrives, drains both channels
+/// batch by batch, in time order within a batch.
+fn write_all<W: Write>(
+    mut out: W,
+    model: Option<Receiver<Stamped>>,
+    plugin: Receiver<Record>,
+    stop: Receiver<[u64; 3]>,
+) -> Tally {
+    let model = model.unwrap_or_else(never);
+    let mut tally = Tally::default();
+    let mut slots = SlotMap::default();
+    let mut batch: Vec<Item> = Vec::new();
+    let mut line = String::new();
+    loop {
+        let mut end = None;
+        select! {
+            recv(model) -> m => if let Ok(m) = m { batch.push(Item::Model(m)) },
+            recv(plugin) -> p => if let Ok(p) = p { batch.push(Item::Plugin(p)) },
+            recv(stop) -> s => end = Some(s.unwrap_or([0; 3])),
+        }
+        batch.extend(model.try_iter().map(Item::Model));
+        batch.extend(plugin.try_iter().map(Item::Plugin));
+        batch.sort_by_key(Item::t_ns);
+        for item in batch.drain(..) {
+            line.clear();
+            let (kind, vcpu, gfn) = match &item {
+                Item::Model(s) => encode_model(s, &mut line),
+                Item::Plugin(r) => encode_plugin(r, &mut line),
+            };
+            // A memslot event counts for its own slot; others for the slot
+            // their frame lies in.
+            let slot = if let Item::Model(Stamped {
+                event: Event::Memslot { slot, old, new, .. },
+                ..
+            }) = &item
+            {
+                slots.update(slot.0, *old, *new);
+                Some(slot.0)
+            } else {
+                gfn.and_then(|g| slots.find(g))
+            };
+            tally.count(kind, vcpu, slot);
+            line.push('\n');
+            if let Err(e) = out.write_all(line.as_bytes()) {
+                tally.error.get_or_insert_with(|| e.to_string());
+            }
+        }
+        if let Some([t_ns, model_dropped, plugin_dropped]) = end {
+            line.clear();
+            encode_end(&tally, t_ns, model_dropped, plugin_dropped, &mut line);
+            line.push('\n');
+            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                tally.error.get_or_insert_with(|| e.to_string());
+            }
+            return tally;
+        }
+    }
+}
+
+impl Tally {
+    fn count(&mut self, kind: &'static str, vcpu: Option<u32>, slot: Option<u16>) {
+        self.written += 1;
+        *self.by_type.entry(kind).or_default() += 1;
+        if let Some(v) = vcpu {
+            *self.by_vcpu.entry(v).or_default().entry(kind).or_default() += 1;
+        }
+        if let Some(s) = slot {
+            *self.by_slot.entry(s).or_default().entry(kind).or_default() += 1;
+        }
+    }
+}
+
+/// The memslots as the trace has told them so far (start gfn -> end, id).
+#[derive(Default)]
+struct SlotMap(BTreeMap<u64, (u64, u16)>);
+
+impl SlotMap {
+    fn update(&mut self, id: u16, old: Option<GfnRange>, new: Option<GfnRange>) {
+        if let Some(old) = old {
+            self.0.remove(&old.start().raw());
+        }
+        if let Some(new) = new {
+            self.0.insert(new.start().raw(), (new.end().raw(), id));
+        }
+    }
+
+    fn find(&self, gfn: u64) -> Option<u16> {
+        let (_, &(end, id)) = self.0.range(..=gfn).next_back()?;
+        (gfn < end).then_some(id)
+    }
+}
+
+/// The frame of `gpa` for the per-memslot counts, alias bits (a TD's shared
+/// bit 47 or 51) stripped: cvmem's RAM lies below 2^47.
+fn frame(gpa: u64) -> u64 {
+    (gpa & ((1 << 47) - 1)) >> PAGE_SHIFT
+}
+
+/// Appends `"key":value` (with a leading comma).
+macro_rules! field {
+    ($out:expr, $key:literal, hex $v:expr) => {{
+        let _ = write!($out, concat!(",\"", $key, "\":\"{:#x}\""), $v);
+    }};
+    ($out:expr, $key:literal, str $v:expr) => {{
+        let _ = write!($out, concat!(",\"", $key, "\":\"{}\""), $v);
+    }};
+    ($out:expr, $key:literal, $v:expr) => {{
+        let _ = write!($out, concat!(",\"", $key, "\":{}"), $v);
+    }};
+}
+
+/// `{"t":T,"type":"KIND","vcpu":V` (no closing brace).
+fn head(out: &mut String, t_ns: u64, kind: &str, vcpu: Option<u32>) {
+    let _ = write!(out, "{{\"t\":{t_ns},\"type\":\"{kind}\",\"vcpu\":");
+    match vcpu {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("null"),
+    }
+}
+
+fn range(out: &mut String, r: &GfnRange) {
+    field!(out, "gfn", hex r.start().raw());
+    field!(out, "npages", r.end().raw() - r.start().raw());
+}
+
+fn role(r: RootRole) -> &'static str {
+    match r {
+        RootRole::Direct => "direct",
+        RootRole::Mirror => "mirror",
+    }
+}
+
+fn reason(r: ZapReason) -> &'static str {
+    match r {
+        ZapReason::MemslotLeafs => "memslot-leafs",
+        ZapReason::ZapAllFast => "zap-all-fast",
+        ZapReason::Conversion => "conversion",
+        ZapReason::Range => "range",
+        ZapReason::Teardown => "teardown",
+    }
+}
+
+fn target(out: &mut String, t: FlushTarget) {
+    match t {
+        FlushTarget::Vcpu(v) => {
+            field!(out, "target", v.0);
+        }
+        FlushTarget::AllVcpus => {
+            field!(out, "target", str "all");
+        }
+    }
+}
+
+fn model_access(a: cvmem_model::Access) -> &'static str {
+    match a {
+        cvmem_model::Access::Read => "read",
+        cvmem_model::Access::Write => "write",
+        cvmem_model::Access::Fetch => "fetch",
+    }
+}
+
+/// The name and GPA of a stage-2 exit, and whether it is a violation (an
+/// SEPT or RMP check failed).
+fn exit_name(f: &Stage2Fault) -> (&'static str, Option<u64>) {
+    match f {
+        Stage2Fault::Mmio { gpa } => ("mmio", Some(gpa.raw())),
+        Stage2Fault::MemoryFault { gpa, .. } => ("memory-fault", Some(gpa.raw())),
+        Stage2Fault::ReadOnlyWrite { gpa } => ("readonly-write", Some(gpa.raw())),
+        Stage2Fault::ReservedGpa { gpa } => ("reserved-gpa", Some(gpa.raw())),
+        Stage2Fault::VirtualizationException { gpa, .. } => ("sept-pending-ve", Some(gpa.raw())),
+        Stage2Fault::SeptBlocked { gpa } => ("sept-blocked", Some(gpa.raw())),
+        Stage2Fault::VmDead { gpa } => ("sept-pending-vm-dead", Some(gpa.raw())),
+        Stage2Fault::PageNotValidated { gpa } => ("rmp-not-validated", Some(gpa.raw())),
+        Stage2Fault::RmpNestedPageFault { gpa, .. } => ("rmp-npf", Some(gpa.raw())),
+        Stage2Fault::RmpSmashed { gpa, .. } => ("rmp-smashed", Some(gpa.raw())),
+        Stage2Fault::RmpCiphertextRead { gpa } => ("rmp-ciphertext-read", Some(gpa.raw())),
+        Stage2Fault::GmemPrepareFailed { gpa, .. } => ("gmem-prepare-failed", Some(gpa.raw())),
+        Stage2Fault::OutOfTables => ("out-of-tables", None),
+        Stage2Fault::Dead => ("dead", None),
+        #[allow(unreachable_patterns)]
+        _ => ("other", None),
+    }
+}
+
+/// Whether a stage-2 exit is an SEPT (TDX) or RMP (SNP) violation.
+fn violation(f: &Stage2Fault) -> Option<&'static str> {
+    match f {
+        Stage2Fault::VirtualizationException { .. } | Stage2Fault::VmDead { .. } => Some("sept"),
+        Stage2Fault::PageNotValidated { .. } | Stage2Fault::RmpNestedPageFault { .. } => {
+            Some("rmp")
+        }
+        _ => None,
+    }
+}
+
+/// Encodes a model event into `out` (no newline). Returns its `type`, its
+/// vCPU and a frame it concerns (for the per-memslot counts).
+pub fn encode_model(s: &Stamped, out: &mut String) -> (&'static str, Option<u32>, Option<u64>) {
+    let (kind, vcpu, gfn): (&'static str, Option<u32>, Option<u64>) = match &s.event {
+        Event::FaultExit {
+            vcpu,
+            access,
+            fault,
+        } => {
+            let (name, gpa) = exit_name(fault);
+            let kind = match violation(fault) {
+                Some("sept") => "sept-violation",
+                Some(_) => "rmp-violation",
+                None => "fault-exit",
+            };
+            head(out, s.t_ns, kind, Some(vcpu.0));
+            field!(out, "exit", str name);
+            field!(out, "access", str model_access(*access));
+            if let Some(gpa) = gpa {
+                field!(out, "gpa", hex gpa);
+            }
+            if let Stage2Fault::RmpNestedPageFault { error_code, .. } = fault {
+                field!(out, "error_code", hex * error_code);
+            }
+            (kind, Some(vcpu.0), gpa.map(frame))
+        }
+        Event::FaultRetry { vcpu, gfn } => {
+            head(out, s.t_ns, "fault-retry", Some(vcpu.0));
+            field!(out, "gfn", hex gfn.raw());
+            ("fault-retry", Some(vcpu.0), Some(gfn.raw()))
+        }
+        Event::FaultSpurious { vcpu, gfn, level } => {
+            head(out, s.t_ns, "fault-spurious", Some(vcpu.0));
+            field!(out, "gfn", hex gfn.raw());
+            field!(out, "level", str level);
+            ("fault-spurious", Some(vcpu.0), Some(gfn.raw()))
+        }
+        Event::Map {
+            vcpu,
+            root,
+            role: r,
+            gfn,
+            level,
+            pfn,
+        } => {
+            head(out, s.t_ns, "map", Some(vcpu.0));
+            field!(out, "root", root.0);
+            field!(out, "role", str role(*r));
+            field!(out, "gfn", hex gfn.raw());
+            field!(out, "level", str level);
+            field!(out, "pfn", hex pfn.raw());
+            ("map", Some(vcpu.0), Some(gfn.raw()))
+        }
+        Event::Zap {
+            root,
+            role: r,
+            range: g,
+            leaves,
+            reason: why,
+        } => {
+            head(out, s.t_ns, "zap", None);
+            field!(out, "root", root.0);
+            field!(out, "role", str role(*r));
+            range(out, g);
+            field!(out, "leaves", leaves);
+            field!(out, "reason", str reason(*why));
+            ("zap", None, Some(g.start().raw()))
+        }
+        Event::ZapNonLeaf {
+            root,
+            role: r,
+            tables,
+            reason: why,
+        } => {
+            head(out, s.t_ns, "zap-tables", None);
+            field!(out, "root", root.0);
+            field!(out, "role", str role(*r));
+            field!(out, "tables", tables);
+            field!(out, "reason", str reason(*why));
+            ("zap-tables", None, None)
+        }
+        Event::RootCreated { root, role: r } => {
+            head(out, s.t_ns, "root-created", None);
+            field!(out, "root", root.0);
+            field!(out, "role", str role(*r));
+            ("root-created", None, None)
+        }
+        Event::RootInvalidated { root, role: r } => {
+            head(out, s.t_ns, "root-invalidated", None);
+            field!(out, "root", root.0);
+            field!(out, "role", str role(*r));
+            ("root-invalidated", None, None)
+        }
+        Event::Flush { request } => {
+            head(out, s.t_ns, "flush", None);
+            target(out, request.target);
+            let kind = match request.kind {
+                FlushKind::CurrentRoot => "current-root",
+                FlushKind::AllRoots => "all-roots",
+            };
+            field!(out, "kind", str kind);
+            ("flush", None, None)
+        }
+        Event::Conversion { range: g, private } => {
+            head(out, s.t_ns, "conversion", None);
+            range(out, g);
+            field!(out, "to", str if *private { "private" } else { "shared" });
+            ("conversion", None, Some(g.start().raw()))
+        }
+        Event::SeptRemoved { range: g } => {
+            head(out, s.t_ns, "sept-removed", None);
+            range(out, g);
+            ("sept-removed", None, Some(g.start().raw()))
+        }
+        Event::SeptAccepted { vcpu, range: g } => {
+            head(out, s.t_ns, "accept", Some(vcpu.0));
+            range(out, g);
+            ("accept", Some(vcpu.0), Some(g.start().raw()))
+        }
+        Event::RmpUnassigned { range: g, pages } => {
+            head(out, s.t_ns, "rmp-unassigned", None);
+            range(out, g);
+            field!(out, "pages", pages);
+            ("rmp-unassigned", None, Some(g.start().raw()))
+        }
+        Event::RmpSmashed { vcpu, range: g } => {
+            head(out, s.t_ns, "rmp-smashed", Some(vcpu.0));
+            range(out, g);
+            ("rmp-smashed", Some(vcpu.0), Some(g.start().raw()))
+        }
+        Event::RmpGuestUpdate {
+            vcpu,
+            range: g,
+            validated,
+        } => {
+            let kind = if validated.is_some() {
+                "pvalidate"
+            } else {
+                "rmpadjust"
+            };
+            head(out, s.t_ns, kind, Some(vcpu.0));
+            range(out, g);
+            if let Some(v) = validated {
+                field!(out, "validated", v);
+            }
+            (kind, Some(vcpu.0), Some(g.start().raw()))
+        }
+        Event::Memslot {
+            change,
+            slot,
+            old,
+            new,
+        } => {
+            head(out, s.t_ns, "memslot", None);
+            let change = match change {
+                MemslotChange::Create => "create",
+                MemslotChange::Delete => "delete",
+                MemslotChange::Move => "move",
+                MemslotChange::FlagsOnly => "flags",
+            };
+            field!(out, "change", str change);
+            field!(out, "slot", slot.0);
+            for (key, r) in [("old", old), ("new", new)] {
+                match r {
+                    Some(r) => {
+                        let _ = write!(
+                            out,
+                            ",\"{key}\":{{\"gfn\":\"{:#x}\",\"npages\":{}}}",
+                            r.start().raw(),
+                            r.end().raw() - r.start().raw()
+                        );
+                    }
+                    None => {
+                        let _ = write!(out, ",\"{key}\":null");
+                    }
+                }
+            }
+            ("memslot", None, None)
+        }
+        Event::Invalidated { seq, range: g } => {
+            head(out, s.t_ns, "invalidate", None);
+            field!(out, "seq", seq);
+            range(out, g);
+            ("invalidate", None, None)
+        }
+    };
+    out.push('}');
+    (kind, vcpu, gfn)
+}
+
+/// The conventional name of an exception vector.
+pub fn vector_name(v: u8) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#CSO", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "#22", "#23", "#24", "#25",
+        "#26", "#27", "#HV", "#VC", "#SX", "#31",
+    ];
+    NAMES.get(usize::from(v)).copied().unwrap_or("?")
+}
+
+/// Encodes a plugin event into `out` (no newline). Returns its `type`, its
+/// vCPU and a frame it concerns.
+pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>, Option<u64>) {
+    let (kind, gfn) = match &r.event {
+        PluginEvent::Inject { fault, gpa, access } => {
+            let kind = match fault.vector {
+                20 => "ve-injected",
+                29 => "vc-injected",
+                _ => "exception-injected",
+            };
+            head(out, r.t_ns, kind, r.vcpu);
+            field!(out, "vector", fault.vector);
+            field!(out, "name", str vector_name(fault.vector));
+            if let Some(e) = fault.error_code {
+                field!(out, "error_code", hex e);
+            }
+            if let Some(cr2) = fault.cr2 {
+                field!(out, "cr2", hex cr2);
+            }
+            if let Some(gpa) = gpa {
+                field!(out, "gpa", hex * gpa);
+            }
+            if let Some(a) = access {
+                let a = match a {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                    Access::Fetch => "fetch",
+                };
+                field!(out, "access", str a);
+            }
+            (kind, None)
+        }
+        PluginEvent::DmaBlocked { gpa, write } => {
+            head(out, r.t_ns, "dma-blocked", r.vcpu);
+            field!(out, "gpa", hex * gpa);
+            field!(out, "write", write);
+            ("dma-blocked", Some(frame(*gpa)))
+        }
+        PluginEvent::FlushSent { target: t } => {
+            head(out, r.t_ns, "flush-sent", r.vcpu);
+            target(out, *t);
+            ("flush-sent", None)
+        }
+        PluginEvent::Insn { insn, rax, outcome } => {
+            head(out, r.t_ns, "insn", r.vcpu);
+            field!(out, "insn", str format!("{insn:?}").to_lowercase());
+            field!(out, "rax", hex * rax);
+            let o = match outcome {
+                InsnOutcome::Done => "done",
+                InsnOutcome::Declined => "declined",
+                InsnOutcome::Fault => "fault",
+            };
+            field!(out, "outcome", str o);
+            ("insn", None)
+        }
+        PluginEvent::VmDead { gpa } => {
+            head(out, r.t_ns, "vm-dead", r.vcpu);
+            field!(out, "gpa", hex * gpa);
+            ("vm-dead", None)
+        }
+    };
+    out.push('}');
+    (kind, r.vcpu, gfn)
+}
+
+/// The last line: how many events were written and dropped.
+fn encode_end(tally: &Tally, t_ns: u64, model_dropped: u64, plugin_dropped: u64, out: &mut String) {
+    let _ = write!(
+        out,
+        "{{\"t\":{t_ns},\"type\":\"end\",\"vcpu\":null,\"events\":{},\"dropped\":{},\"model_dropped\":{model_dropped},\"plugin_dropped\":{plugin_dropped}}}",
+        tally.written,
+        model_dropped + plugin_dropped
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cvmem_model::{FlushRequest, Gfn, MemslotId, RootId, VcpuId};
+    use std::sync::Arc;
+
+    fn model(t_ns: u64, event: Event) -> String {
+        let mut s = String::new();
+        encode_model(&Stamped { t_ns, event }, &mut s);
+        s
+    }
+
+    fn plugin(vcpu: Option<u32>, event: PluginEvent) -> String {
+        let mut s = String::new();
+        encode_plugin(
+            &Record {
+                t_ns: 7,
+                vcpu,
+                event,
+            },
+            &mut s,
+        );
+        s
+    }
+
+    fn range(start: u64, npages: u64) -> GfnRange {
+        GfnRange::from_start_len(Gfn::new(start), npages).unwrap()
+    }
+
+    #[test]
+    fn model_events_encode_as_one_object() {
+        assert_eq!(
+            model(
+                5,
+                Event::Zap {
+                    root: RootId(2),
+                    role: RootRole::Mirror,
+                    range: range(0x120, 1),
+                    leaves: 1,
+                    reason: ZapReason::Conversion,
+                }
+            ),
+            r#"{"t":5,"type":"zap","vcpu":null,"root":2,"role":"mirror","gfn":"0x120","npages":1,"leaves":1,"reason":"conversion"}"#
+        );
+        assert_eq!(
+            model(
+                6,
+                Event::Flush {
+                    request: FlushRequest {
+                        target: FlushTarget::Vcpu(VcpuId(3)),
+                        kind: FlushKind::CurrentRoot,
+                    }
+                }
+            ),
+            r#"{"t":6,"type":"flush","vcpu":null,"target":3,"kind":"current-root"}"#
+        );
+        assert_eq!(
+            model(
+                7,
+                Event::Conversion {
+                    range: range(0, 16),
+                    private: false
+                }
+            ),
+            r#"{"t":7,"type":"conversion","vcpu":null,"gfn":"0x0","npages":16,"to":"shared"}"#
+        );
+        assert_eq!(
+            model(
+                8,
+                Event::Memslot {
+                    change: MemslotChange::Move,
+                    slot: MemslotId(4),
+                    old: Some(range(0x100, 2)),
+                    new: None,
+                }
+            ),
+            r#"{"t":8,"type":"memslot","vcpu":null,"change":"move","slot":4,"old":{"gfn":"0x100","npages":2},"new":null}"#
+        );
+        assert_eq!(
+            model(
+                9,
+                Event::SeptAccepted {
+                    vcpu: VcpuId(1),
+                    range: range(0x4000, 1)
+                }
+            ),
+            r#"{"t":9,"type":"accept","vcpu":1,"gfn":"0x4000","npages":1}"#
+        );
+        assert_eq!(
+            model(
+                10,
+                Event::FaultExit {
+                    vcpu: VcpuId(0),
+                    access: cvmem_model::Access::Write,
+                    fault: Stage2Fault::PageNotValidated {
+                        gpa: cvmem_model::Gpa::new(0x5000)
+                    },
+                }
+            ),
+            r#"{"t":10,"type":"rmp-violation","vcpu":0,"exit":"rmp-not-validated","access":"write","gpa":"0x5000"}"#
+        );
+    }
+
+    #[test]
+    fn plugin_events_encode_as_one_object() {
+        let ve = Fault {
+            vector: 20,
+            error_code: None,
+            cr2: None,
+        };
+        assert_eq!(
+            plugin(
+                Some(0),
+                PluginEvent::Inject {
+                    fault: ve,
+                    gpa: Some(0x8000_0000_1000),
+                    access: Some(Access::Read)
+                }
+            ),
+            r##"{"t":7,"type":"ve-injected","vcpu":0,"vector":20,"name":"#VE","gpa":"0x800000001000","access":"read"}"##
+        );
+        let vc = Fault {
+            vector: 29,
+            error_code: Some(0x72),
+            cr2: None,
+        };
+        assert_eq!(
+            plugin(
+                Some(1),
+                PluginEvent::Inject {
+                    fault: vc,
+                    gpa: None,
+                    access: None
+                }
+            ),
+            r##"{"t":7,"type":"vc-injected","vcpu":1,"vector":29,"name":"#VC","error_code":"0x72"}"##
+        );
+        assert_eq!(
+            plugin(
+                None,
+                PluginEvent::DmaBlocked {
+                    gpa: 0x3000,
+                    write: true
+                }
+            ),
+            r#"{"t":7,"type":"dma-blocked","vcpu":null,"gpa":"0x3000","write":true}"#
+        );
+        assert_eq!(
+            plugin(
+                None,
+                PluginEvent::FlushSent {
+                    target: FlushTarget::AllVcpus
+                }
+            ),
+            r#"{"t":7,"type":"flush-sent","vcpu":null,"target":"all"}"#
+        );
+        assert_eq!(
+            plugin(
+                Some(0),
+                PluginEvent::Insn {
+                    insn: Insn::Tdcall,
+                    rax: 6,
+                    outcome: InsnOutcome::Done
+                }
+            ),
+            r#"{"t":7,"type":"insn","vcpu":0,"insn":"tdcall","rax":"0x6","outcome":"done"}"#
+        );
+    }
+
+    /// An output whose writes wait until the test opens the gate (drops
+    /// the sender), so that the channel fills up.
+    struct Gated {
+        gate: Receiver<()>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.gate.recv();
+            self.out.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_channel_drops_and_counts_and_the_last_line_says_so() {
+        let (open, gate) = bounded::<()>(0);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(Gated {
+            gate,
+            out: out.clone(),
+        });
+        let tracer = Tracer::with_output(sink, None, Instant::now(), 1).unwrap();
+        const N: u64 = 1000;
+        for i in 0..N {
+            tracer.emit(
+                Some(0),
+                PluginEvent::DmaBlocked {
+                    gpa: i << 12,
+                    write: false,
+                },
+            );
+        }
+        // The writer blocks once its BufWriter (8 KiB, lines of 60 bytes
+        // or more) writes through: it takes at most 8192 / 60 + 1 events,
+        // the channel one more, and the rest is dropped.
+        let dropped = tracer.dropped();
+        assert!(dropped >= N - 8192 / 60 - 2, "{dropped}");
+        drop(open);
+        let report = tracer.finish(3);
+        assert_eq!(report.plugin_dropped, dropped);
+        assert_eq!(report.model_dropped, 3);
+        assert_eq!(report.tally.written + dropped, N);
+        assert_eq!(
+            report.tally.by_type.get("dma-blocked"),
+            Some(&(N - dropped))
+        );
+        let text = String::from_utf8(out.lock().clone()).unwrap();
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.contains(&format!(
+                r#""type":"end","vcpu":null,"events":{},"dropped":{},"model_dropped":3,"plugin_dropped":{dropped}}}"#,
+                N - dropped,
+                dropped + 3
+            )),
+            "{last}"
+        );
+        assert_eq!(text.lines().count() as u64, N - dropped + 1);
+        // Finishing again returns the same report; emitting afterwards is
+        // counted, not lost silently.
+        assert_eq!(tracer.finish(0), report);
+        tracer.emit(None, PluginEvent::VmDead { gpa: 0 });
+        assert_eq!(tracer.dropped(), dropped + 1);
+    }
+
+    #[test]
+    fn per_memslot_counts_follow_the_slots() {
+        let (open, gate) = bounded::<()>(0);
+        drop(open);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let (mtx, mrx) = bounded(16);
+        let tracer =
+            Tracer::with_output(Box::new(Gated { gate, out }), Some(mrx), Instant::now(), 16)
+                .unwrap();
+        let ev = |t_ns, event| Stamped { t_ns, event };
+        mtx.send(ev(
+            1,
+            Event::Memslot {
+                change: MemslotChange::Create,
+                slot: MemslotId(2),
+                old: None,
+                new: Some(range(0x100, 0x100)),
+            },
+        ))
+        .unwrap();
+        mtx.send(ev(
+            2,
+            Event::Conversion {
+                range: range(0x180, 1),
+                private: true,
+            },
+        ))
+        .unwrap();
+        mtx.send(ev(
+            3,
+            Event::Conversion {
+                range: range(0x300, 1),
+                private: true,
+            },
+        ))
+        .unwrap();
+        let report = tracer.finish(0);
+        assert_eq!(report.tally.by_type.get("conversion"), Some(&2));
+        assert_eq!(report.tally.by_slot.len(), 1);
+        assert_eq!(report.tally.by_slot[&2].get("conversion"), Some(&1));
+    }
+
+    #[test]
+    fn an_uncreatable_file_is_refused() {
+        let e = Tracer::start("/nonexistent-dir/x.jsonl", None, Instant::now(), 4).unwrap_err();
+        assert!(
+            e.contains("cannot create '/nonexistent-dir/x.jsonl'"),
+            "{e}"
+        );
+    }
+}
