@@ -167,6 +167,8 @@ static void unhandled_exception(struct ex_regs *regs, u64 cr2)
 		       "if the CPU pushed none, the real rip is %lx)\n",
 		       regs->cs, KERNEL_CS, v, regs->error_code);
 	dump_regs(regs);
+	if (v == VE_VECTOR)
+		tdx_dump_ve();
 	console_unlock();
 	report(false, "unhandled exception %d %s at rip=%lx", v, exception_mnemonic(v), regs->rip);
 	exit(1);
@@ -179,12 +181,16 @@ void exception_dispatch(struct ex_regs *regs)
 	ex_handler_t fn = __atomic_load_n(&handlers[regs->vector], __ATOMIC_ACQUIRE);
 
 	/*
-	 * An SNP guest's #VC: the runtime emulates what it knows (snp.c);
-	 * anything else (e.g. a page not validated) may be an ASM_TRY.
+	 * An SNP guest's #VC, a TD's #VE: the runtime emulates what it knows
+	 * (snp.c, tdx.c); anything else (e.g. a page not validated or not
+	 * accepted) may be an ASM_TRY. A TD's #VE handling must read the VE
+	 * information before anything here may print (tdx.c).
 	 */
 	if (fn)
 		fn(regs);
 	else if (regs->vector == VC_VECTOR && snp_handle_vc(regs))
+		;
+	else if (regs->vector == VE_VECTOR && tdx_ve_entry(regs))
 		;
 	else if (!run_fixup(regs, cr2))
 		unhandled_exception(regs, cr2);

@@ -30,6 +30,8 @@ struct percpu {
 	u64 done;               /* functions run to completion */
 	struct ghcb *ghcb;      /* SNP: this CPU's GHCB (snp.c), NULL until registered */
 	bool ghcb_active;       /* SNP: between ghcb_start() and ghcb_end() */
+	bool ve_info_valid;     /* TDX: ve_info holds a #VE the runtime passed on */
+	u64 ve_info[5];         /* TDX: its RCX, RDX, R8, R9, R10 (tdx.c) */
 };
 
 extern struct percpu percpu_area[MAX_CPUS];
@@ -58,6 +60,9 @@ void snp_init_bsp(void);                        /* snp.c: the BSP's GHCB, if SNP
 void snp_prepare_ap(int slot);                  /* snp.c: a shared GHCB page for an AP */
 void snp_init_ap(struct percpu *cpu);           /* snp.c: the AP registers it */
 bool snp_handle_vc(struct ex_regs *regs);       /* snp.c (snp.h) */
+void tdx_init_bsp(void);                        /* tdx.c: is this a TD? */
+bool tdx_ve_entry(struct ex_regs *regs);        /* tdx.c: the runtime's #VE handling */
+void tdx_dump_ve(void);                         /* tdx.c: the VE info passed on, if any */
 int main(void);                                 /* the test */
 
 #endif /* CVMEM_INTERNAL_H */

@@ -200,6 +200,12 @@ void runtime_start(u32 magic, u32 mbi_pa)
 	percpu_init_bsp();
 	idt_init();
 	/*
+	 * A TD is running already (boot.S turned paging on): its port I/O
+	 * and HLT raise #VE, which needs the IDT and tdx_init_bsp() before
+	 * anything may print (a failure report included).
+	 */
+	tdx_init_bsp();
+	/*
 	 * An SNP guest takes a #VC on port I/O, CPUID and most MSRs, which
 	 * needs the IDT and a GHCB (whose page comes from the allocator):
 	 * nothing before snp_init_bsp() may print or otherwise trap.

@@ -2,7 +2,7 @@
 /*
  * snp.c: the runtime's SEV-SNP support (snp.h): GHCB set-up per CPU, the
  * GHCB page and MSR protocols, page-state changes, conversions and the #VC
- * handler with its small instruction decoder.
+ * handler (its instruction decoder is insn.c, shared with tdx.c).
  *
  * Boot order in an SNP guest (the plugin launches the guest at the first
  * memory access with paging on; from then on CPUID, port I/O, most MSRs,
@@ -24,6 +24,7 @@
  */
 #include "internal.h"
 #include "snp.h"
+#include "insn.h"
 
 /* Written by boot.S before paging. */
 extern u64 boot_sev_status;
@@ -316,148 +317,7 @@ u64 set_memory_private(u64 pa, u64 npages)
 	return snp_make_private(pa, pa, npages);
 }
 
-/* ---- #VC: instruction decoding -------------------------------------------- */
-
-struct insn {
-	const u8 *p;     /* next byte to decode */
-	const u8 *start;
-	bool opsize16;   /* 0x66 */
-	bool addr32;     /* 0x67 */
-	bool rep;        /* 0xf3 */
-	bool seg_fs_gs;  /* an FS/GS override: a base the decoder does not apply */
-	u8 rex;
-};
-
-#define REX_W 8
-#define REX_R 4
-#define REX_X 2
-#define REX_B 1
-
-static void decode_prefixes(struct insn *in, u64 rip)
-{
-	in->start = in->p = (const u8 *)rip;
-	for (;;) {
-		u8 b = *in->p;
-
-		if (b == 0x66)
-			in->opsize16 = true;
-		else if (b == 0x67)
-			in->addr32 = true;
-		else if (b == 0xf3)
-			in->rep = true;
-		else if (b == 0x64 || b == 0x65)
-			in->seg_fs_gs = true;
-		else if (b == 0x26 || b == 0x2e || b == 0x36 || b == 0x3e || b == 0xf2 || b == 0xf0)
-			; /* ignored in 64-bit mode / for these instructions */
-		else
-			break;
-		in->p++;
-	}
-	if ((*in->p & 0xf0) == 0x40)
-		in->rex = *in->p++;
-}
-
-/* The register numbered n in the instruction encoding (0 RAX .. 15 R15). */
-static u64 *gpr(struct ex_regs *r, int n)
-{
-	switch (n) {
-	case 0: return &r->rax;
-	case 1: return &r->rcx;
-	case 2: return &r->rdx;
-	case 3: return &r->rbx;
-	case 4: return &r->rsp;
-	case 5: return &r->rbp;
-	case 6: return &r->rsi;
-	case 7: return &r->rdi;
-	default: return &r->r8 + (n - 8);
-	}
-}
-
-static u64 size_mask(int size)
-{
-	return size == 8 ? ~0ul : (1ul << (8 * size)) - 1;
-}
-
-/* Reads register n of size bytes; without REX, byte registers 4-7 are AH..BH. */
-static u64 reg_read(struct ex_regs *r, const struct insn *in, int n, int size)
-{
-	if (size == 1 && !in->rex && n >= 4 && n < 8)
-		return (*gpr(r, n - 4) >> 8) & 0xff;
-	return *gpr(r, n) & size_mask(size);
-}
-
-/* Writes as the CPU does: 32-bit writes zero-extend, 8/16-bit ones merge. */
-static void reg_write(struct ex_regs *r, const struct insn *in, int n, int size, u64 v)
-{
-	u64 *reg;
-
-	if (size == 1 && !in->rex && n >= 4 && n < 8) {
-		reg = gpr(r, n - 4);
-		*reg = (*reg & ~0xff00ul) | (v & 0xff) << 8;
-		return;
-	}
-	reg = gpr(r, n);
-	if (size == 4)
-		*reg = (u32)v;
-	else if (size == 8)
-		*reg = v;
-	else
-		*reg = (*reg & ~size_mask(size)) | (v & size_mask(size));
-}
-
-struct modrm {
-	int mod, reg, rm;
-	bool rip_rel;
-	u64 ea; /* without the RIP-relative part's next-RIP */
-};
-
-/* Decodes ModRM (+SIB, displacement) at in->p for a memory operand. */
-static bool decode_modrm(struct insn *in, struct ex_regs *r, struct modrm *m)
-{
-	u8 modrm = *in->p++;
-	int base = -1, index = -1, scale = 0;
-	s64 disp = 0;
-
-	m->mod = modrm >> 6;
-	m->reg = ((modrm >> 3) & 7) | (in->rex & REX_R ? 8 : 0);
-	m->rm = modrm & 7;
-	m->rip_rel = false;
-	if (m->mod == 3)
-		return false; /* a register operand: no memory access */
-	if (m->rm == 4) {
-		u8 sib = *in->p++;
-
-		scale = sib >> 6;
-		index = ((sib >> 3) & 7) | (in->rex & REX_X ? 8 : 0);
-		if (index == 4)
-			index = -1; /* no index */
-		base = (sib & 7) | (in->rex & REX_B ? 8 : 0);
-		if ((sib & 7) == 5 && m->mod == 0) {
-			base = -1;
-			disp = *(const int32_t *)in->p;
-			in->p += 4;
-		}
-	} else if (m->rm == 5 && m->mod == 0) {
-		m->rip_rel = true;
-		disp = *(const int32_t *)in->p;
-		in->p += 4;
-	} else {
-		base = m->rm | (in->rex & REX_B ? 8 : 0);
-	}
-	if (m->mod == 1) {
-		disp = *(const int8_t *)in->p;
-		in->p += 1;
-	} else if (m->mod == 2) {
-		disp = *(const int32_t *)in->p;
-		in->p += 4;
-	}
-	m->ea = (u64)disp;
-	if (base >= 0)
-		m->ea += *gpr(r, base);
-	if (index >= 0)
-		m->ea += *gpr(r, index) << scale;
-	return true;
-}
+/* ---- #VC: page tables ----------------------------------------------------- */
 
 /* Walks the live page tables: the GPA behind va (C-bit stripped), or false. */
 static bool va_to_gpa(u64 va, u64 *gpa)
@@ -692,58 +552,32 @@ static bool vc_ioio_string(struct ex_regs *regs, u64 info1, int size, bool in, b
 
 static bool vc_ioio(struct ex_regs *regs)
 {
-	struct insn in = { 0 };
-	u64 info1, port, amask;
-	int size;
-	bool is_in, string = false;
-	u8 op;
+	struct io_insn io;
+	u64 info1;
 	struct ghcb *g;
 	u64 r;
 
-	decode_prefixes(&in, regs->rip);
-	op = *in.p++;
-	switch (op) {
-	case 0xe4: case 0xe5: case 0xe6: case 0xe7: /* IN/OUT with imm8 port */
-		port = *in.p++;
-		break;
-	case 0xec: case 0xed: case 0xee: case 0xef: /* IN/OUT with DX */
-		port = (u16)regs->rdx;
-		break;
-	case 0x6c: case 0x6d: case 0x6e: case 0x6f: /* INS/OUTS */
-		port = (u16)regs->rdx;
-		string = true;
-		break;
-	default:
+	if (!io_insn_decode(regs, &io))
 		return false;
-	}
-	if (in.seg_fs_gs && string)
-		return false;
-	is_in = op == 0xe4 || op == 0xe5 || op == 0xec || op == 0xed || op == 0x6c || op == 0x6d;
-	size = !(op & 1) ? 1 : in.opsize16 ? 2 : 4;
-	amask = in.addr32 ? 0xfffffffful : ~0ul;
-
-	info1 = port << SVM_IOIO_PORT_SHIFT | (is_in ? SVM_IOIO_TYPE_IN : 0) |
-		(size == 1 ? SVM_IOIO_SZ8 : size == 2 ? SVM_IOIO_SZ16 : SVM_IOIO_SZ32) |
-		(in.addr32 ? SVM_IOIO_A32 : SVM_IOIO_A64);
-	if (string) {
-		info1 |= SVM_IOIO_STR | (is_in ? SVM_IOIO_SEG_ES : SVM_IOIO_SEG_DS);
-		if (in.rep)
+	info1 = (u64)io.port << SVM_IOIO_PORT_SHIFT | (io.in ? SVM_IOIO_TYPE_IN : 0) |
+		(io.size == 1 ? SVM_IOIO_SZ8 : io.size == 2 ? SVM_IOIO_SZ16 : SVM_IOIO_SZ32) |
+		(io.amask == 0xfffffffful ? SVM_IOIO_A32 : SVM_IOIO_A64);
+	if (io.string) {
+		info1 |= SVM_IOIO_STR | (io.in ? SVM_IOIO_SEG_ES : SVM_IOIO_SEG_DS);
+		if (io.rep)
 			info1 |= SVM_IOIO_REP;
-		vc_ioio_string(regs, info1, size, is_in, in.rep, amask);
+		vc_ioio_string(regs, info1, io.size, io.in, io.rep, io.amask);
 	} else {
 		g = ghcb_start();
-		ghcb_set(g, GHCB_RAX, is_in ? 0 : regs->rax & size_mask(size));
+		ghcb_set(g, GHCB_RAX, io.in ? 0 : regs->rax & size_mask(io.size));
 		r = ghcb_call(g, SVM_EXIT_IOIO, info1, 0);
 		if (!vc_result(regs, g, r))
 			return true;
-		if (is_in) {
-			u64 v = ghcb_get(g, GHCB_RAX) & size_mask(size);
-
-			regs->rax = size == 4 ? v : (regs->rax & ~size_mask(size)) | v;
-		}
+		if (io.in)
+			io_set_ax(regs, io.size, ghcb_get(g, GHCB_RAX));
 		ghcb_end(g);
 	}
-	regs->rip = (u64)in.p;
+	regs->rip += io.len;
 	vc_count(2);
 	return true;
 }

@@ -310,4 +310,37 @@ static inline void install_page_shared(u64 *pml4, u64 va, u64 pa, u64 flags)
 	install_page(pml4, va, pa | tdx_shared_mask(), flags);
 }
 
+/* ---- #VE (tdx.c) -------------------------------------------------------- */
+
+/*
+ * In a running TD, port I/O and HLT raise #VE. The runtime's #VE entry
+ * reads the VE information (TDG.VP.VEINFO.GET) before anything else and
+ * emulates them with TDVMCALL IO / HLT; any other #VE goes on to ASM_TRY
+ * or the default handler, its VE information kept for tdx_veinfo_get().
+ * A test that installs its own #VE handler (handle_exception(VE_VECTOR,
+ * fn)) runs first and instead of the runtime's: it must read the VE
+ * information before any output or port access (a #VE while it is unread
+ * is a #DF) and may chain with tdx_handle_ve(regs, &ve).
+ */
+
+/*
+ * Emulates the #VE described by ve (TDG.VP.VEINFO.GET's registers: RCX
+ * exit reason, RDX exit qualification, R10 instruction length) if it is
+ * port I/O (reason 30; IN/OUT, INS/OUTS with REP) or HLT (12), and skips
+ * the instruction by the reported length. False for anything else, or if
+ * the VMM refused the TDVMCALL.
+ */
+bool tdx_handle_ve(struct ex_regs *regs, const struct tdx_module_args *ve);
+
+/*
+ * TDG.VP.VEINFO.GET as a test after ASM_TRY sees it: the VE information
+ * the runtime read for this CPU's last #VE that it passed on, once, in
+ * TDG.VP.VEINFO.GET's registers (status TDX_SUCCESS); without one, the
+ * TDCALL itself (e.g. TDX_NO_VALID_VE_INFO).
+ */
+u64 tdx_veinfo_get(struct tdx_module_args *a);
+
+/* #VEs the runtime emulated: EXIT_REASON_IO_INSTRUCTION, EXIT_REASON_HLT; else passed on. */
+u64 tdx_ve_count(u64 exit_reason);
+
 #endif /* CVMEM_TDX_H */

@@ -6,6 +6,11 @@
  * Run with accept=64M (memory above 64 MiB starts unaccepted),
  * td-attributes=0 (SEPT_VE_DISABLE clear: a PENDING page gives #VE) and
  * map-gpa-chunk=2M (MapGPA answers RETRY after each 2 MiB).
+ *
+ * Port I/O and HLT raise #VE in the TD (the runtime emulates them, tdx.c),
+ * so the runtime's #VE entry reads the VE information of every #VE before
+ * anything prints; after an ASM_TRY'd #VE a test gets it from
+ * tdx_veinfo_get().
  */
 #include "libcflat.h"
 #include "fw_cfg.h"
@@ -126,7 +131,8 @@ static void test_ve(void)
 	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(v) : "r"(p) : "memory");
 	report(exception_vector() == VE_VECTOR, "a PENDING page gives #VE (vector %d)",
 	       exception_vector());
-	st = tdcall(TDG_VP_VEINFO_GET, &a);
+	/* What the runtime's #VE entry read with TDG.VP.VEINFO.GET. */
+	st = tdx_veinfo_get(&a);
 	report(st == 0 && a.rcx == 48, "VE info: EPT violation (reason %lu)", a.rcx);
 	report(a.r9 == gpa, "VE info: GPA %lx", a.r9);
 	report(a.r8 == (u64)p, "VE info: linear address %lx", a.r8);
@@ -180,7 +186,7 @@ static void test_map_gpa(void)
 	report(st == 0, "back to private: status %lx", st);
 	asm volatile(ASM_TRY("1f") "movb (%0), %%al\n1:" : : "r"(priv) : "rax", "memory");
 	report(exception_vector() == VE_VECTOR, "converted pages must be accepted again (#VE)");
-	tdcall(TDG_VP_VEINFO_GET, &a);
+	tdx_veinfo_get(&a);
 	for (u64 i = 0; i < 2 * SZ_2M / PAGE_SIZE; i++)
 		tdx_accept_page(pa + i * PAGE_SIZE, 0);
 	report(all_bytes(priv, 2 * SZ_2M, 0), "accepted again: shared content is gone");
@@ -290,7 +296,7 @@ static void test_mmio_ve(u64 ioregsel)
 	asm volatile(ASM_TRY("1f") "movl (%1), %0\n1:" : "=r"(v) : "r"(ioapic) : "memory");
 	report(exception_vector() == VE_VECTOR, "MMIO through the shared alias: #VE (vector %d)",
 	       exception_vector());
-	st = tdcall(TDG_VP_VEINFO_GET, &a);
+	st = tdx_veinfo_get(&a);
 	report(st == 0 && a.rcx == 48 && a.r9 == (0xfec00000ul | shared_bit) &&
 	       a.r8 == (u64)ioapic && (a.rdx & 7) == 1,
 	       "VE info: EPT violation, read, at the shared GPA %lx", a.r9);
@@ -299,6 +305,136 @@ static void test_mmio_ve(u64 ioregsel)
 	report(tdvmcall(&a) == 0 && a.r11 == ioregsel, "emulated with #VE.RequestMMIO (%lx)",
 	       a.r11);
 	(void)v;
+}
+
+/*
+ * Port I/O and HLT through #VE, seen by a #VE handler of the test's own
+ * that runs before the runtime's: it reads the VE information first (a
+ * #VE while it is unread would be a #DF), keeps it, and chains to
+ * tdx_handle_ve(), which emulates the instruction with TDVMCALL IO / HLT
+ * and skips it by the reported length.
+ */
+struct seen_ve {
+	int n;
+	u64 status, rip, reason, qual, len, gla, gpa;
+};
+
+static struct seen_ve seen;
+static bool df_probe;     /* the handler first does port I/O before reading */
+static int df_vector = -1;
+
+static void test_ve_handler(struct ex_regs *regs)
+{
+	struct tdx_module_args ve = {};
+	u64 st;
+
+	if (df_probe) {
+		/* Wrong on purpose: the TDX module raises #DF (Linux tdx_get_ve_info()). */
+		df_probe = false;
+		asm volatile(ASM_TRY("1f") "inb $0x21, %%al\n1:" ::: "rax", "memory");
+		df_vector = exception_vector();
+	}
+	st = tdcall(TDG_VP_VEINFO_GET, &ve);
+	seen = (struct seen_ve){ seen.n + 1, st, regs->rip, ve.rcx, ve.rdx, (u32)ve.r10, ve.r8,
+				 ve.r9 };
+	if (st || !tdx_handle_ve(regs, &ve)) {
+		report(false, "test #VE handler: status %lx, reason %lu at rip %lx", st, ve.rcx,
+		       regs->rip);
+		exit(1);
+	}
+}
+
+/* I/O qualification (SDM Table 28-5). */
+#define IOQ(port, size, in, imm) \
+	((u64)(port) << 16 | ((size) - 1) | ((in) ? 1 << 3 : 0) | ((imm) ? 1 << 6 : 0))
+
+static void check_io_ve(const struct seen_ve *s, int n0, u64 start, u64 end, u64 qual,
+			const char *what)
+{
+	report(s->n == n0 + 1 && s->status == 0 && s->reason == EXIT_REASON_IO_INSTRUCTION &&
+	       s->rip == start && s->len == end - start && s->qual == qual && !s->gla && !s->gpa,
+	       "%s: #VE, reason %lu, qualification %lx (want %lx), length %lu (want %lu)", what,
+	       s->reason, s->qual, qual, s->len, end - start);
+}
+
+static void test_io_ve(void)
+{
+	struct tdx_module_args a = {};
+	u64 start, end, io0 = tdx_ve_count(EXIT_REASON_IO_INSTRUCTION);
+	u64 hlt0 = tdx_ve_count(EXIT_REASON_HLT);
+	struct seen_ve s;
+	u32 v;
+	char sig[5] = {};
+	int n0;
+
+	report_prefix_push("I/O #VE");
+	/* The runtime's own handling: printing went through #VE, nothing left unread. */
+	report_info("port I/O in a TD raises #VE");
+	report(tdx_ve_count(EXIT_REASON_IO_INSTRUCTION) > io0, "the console's port I/O: %lu #VEs",
+	       tdx_ve_count(EXIT_REASON_IO_INSTRUCTION) - io0);
+	report(tdcall(TDG_VP_VEINFO_GET, &a) == TDX_NO_VALID_VE_INFO,
+	       "no VE info left unread after them");
+
+	handle_exception(VE_VECTOR, test_ve_handler);
+	/* OUT imm8 (the PIC mask setup.c wrote), then IN imm8 reads it back. */
+	n0 = seen.n;
+	asm volatile("lea 1f(%%rip), %0; lea 2f(%%rip), %1\n1: outb %%al, $0x21\n2:"
+		     : "=&r"(start), "=&r"(end) : "a"(0xff) : "memory");
+	s = seen;
+	check_io_ve(&s, n0, start, end, IOQ(0x21, 1, false, true), "outb imm8");
+	n0 = seen.n;
+	asm volatile("lea 1f(%%rip), %1; lea 2f(%%rip), %2\n1: inb $0x21, %%al\n2:"
+		     : "=a"(v), "=&r"(start), "=&r"(end) : "a"(0x1234) : "memory");
+	s = seen;
+	check_io_ve(&s, n0, start, end, IOQ(0x21, 1, true, true), "inb imm8");
+	report((v & 0xff) == 0xff && (v & 0xff00) == 0x1200, "inb: AL %x from the VMM, AH kept",
+	       v);
+	/* OUT DX (fw_cfg selector, 16 bits), then IN DX of its data. */
+	n0 = seen.n;
+	asm volatile("lea 1f(%%rip), %0; lea 2f(%%rip), %1\n1: outw %%ax, %%dx\n2:"
+		     : "=&r"(start), "=&r"(end) : "a"(FW_CFG_SIGNATURE), "d"(FW_CFG_PORT_SEL)
+		     : "memory");
+	s = seen;
+	check_io_ve(&s, n0, start, end, IOQ(FW_CFG_PORT_SEL, 2, false, false), "outw dx");
+	n0 = seen.n;
+	asm volatile("lea 1f(%%rip), %1; lea 2f(%%rip), %2\n1: inb %%dx, %%al\n2:"
+		     : "=a"(v), "=&r"(start), "=&r"(end) : "d"(FW_CFG_PORT_DATA), "a"(0)
+		     : "memory");
+	s = seen;
+	check_io_ve(&s, n0, start, end, IOQ(FW_CFG_PORT_DATA, 1, true, false), "inb dx");
+	report(v == 'Q', "inb dx: '%c' from fw_cfg", (char)v);
+	/* REP INSB: the rest of the signature, one #VE for the whole string. */
+	n0 = seen.n;
+	{
+		void *dst = sig;
+		u64 cnt = 3;
+
+		asm volatile("lea 1f(%%rip), %2; lea 2f(%%rip), %3\n1: rep insb\n2:"
+			     : "+D"(dst), "+c"(cnt), "=&r"(start), "=&r"(end)
+			     : "d"(FW_CFG_PORT_DATA) : "memory");
+		s = seen;
+		check_io_ve(&s, n0, start, end,
+			    IOQ(FW_CFG_PORT_DATA, 1, true, false) | 1 << 4 | 1 << 5, "rep insb");
+		report(!strcmp(sig, "EMU") && cnt == 0 && dst == sig + 3,
+		       "rep insb: '%s', RCX 0, RDI advanced", sig);
+	}
+	/* HLT: reason 12, length 1; TDVMCALL HLT returns. */
+	n0 = seen.n;
+	asm volatile("lea 1f(%%rip), %0; lea 2f(%%rip), %1\n1: hlt\n2:"
+		     : "=&r"(start), "=&r"(end) :: "memory");
+	s = seen;
+	report(s.n == n0 + 1 && s.reason == EXIT_REASON_HLT && s.qual == 0 && s.rip == start &&
+	       s.len == end - start, "hlt: #VE, reason %lu, length %lu", s.reason, s.len);
+	report(tdx_ve_count(EXIT_REASON_HLT) == hlt0 + 1, "hlt emulated with TDVMCALL HLT");
+	/* Port I/O in a #VE handler before TDG.VP.VEINFO.GET: #DF. */
+	df_probe = true;
+	n0 = seen.n;
+	asm volatile("outb %%al, $0x80" :: "a"(0) : "memory");
+	s = seen;
+	report(df_vector == DF_VECTOR && s.n == n0 + 1 && s.qual == IOQ(0x80, 1, false, true),
+	       "a #VE over unread VE info: #DF (vector %d), the first VE info kept", df_vector);
+	handle_exception(VE_VECTOR, NULL);
+	report_prefix_pop();
 }
 
 static void test_tdvmcalls(void)
@@ -380,7 +516,7 @@ static void test_alias(bool strict)
 	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(v) : "r"(shared) : "memory");
 	if (strict) {
 		report(exception_vector() == VE_VECTOR, "shared access to a private page: #VE");
-		report(tdcall(TDG_VP_VEINFO_GET, &a) == 0 && a.r9 == (pa | shared_bit),
+		report(tdx_veinfo_get(&a) == 0 && a.r9 == (pa | shared_bit),
 		       "VE info names the shared GPA %lx", a.r9);
 		report(*priv == 0x77, "the private page is untouched");
 	} else {
@@ -394,7 +530,7 @@ static void test_alias(bool strict)
 		asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "=r"(v) : "r"(priv) : "memory");
 		report(exception_vector() == VE_VECTOR,
 		       "private access converts it back: PENDING, so #VE");
-		report(tdcall(TDG_VP_VEINFO_GET, &a) == 0 && a.r9 == pa, "VE info GPA %lx", a.r9);
+		report(tdx_veinfo_get(&a) == 0 && a.r9 == pa, "VE info GPA %lx", a.r9);
 		report(tdx_accept_page(pa, 0) == 0 && *priv == 0,
 		       "accepted: the shared data is gone (reads zero)");
 	}
@@ -434,5 +570,6 @@ int main(void)
 	test_metadata();
 	test_report();
 	test_tdvmcalls();
+	test_io_ve();
 	return 0;
 }

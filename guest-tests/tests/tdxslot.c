@@ -46,7 +46,7 @@ int main(void)
 
 	report(touch(ram, &v) == -1 && v == 0x1111, "other memory is still mapped and kept");
 	report(touch(bar, &v) == VE_VECTOR, "the moved slot's pages are no longer accepted: #VE");
-	report(tdcall(TDG_VP_VEINFO_GET, &a) == 0 && a.r9 == NEW_BAR,
+	report(tdx_veinfo_get(&a) == 0 && a.r9 == NEW_BAR,
 	       "VE info: GPA %lx", a.r9);
 	for (u64 off = 0; off < IVSHMEM_SIZE; off += PAGE_SIZE)
 		if (tdx_accept_page(NEW_BAR + off, 0) != 0)

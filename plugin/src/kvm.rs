@@ -76,6 +76,7 @@ impl Effects {
 /// Exception vectors cvmem raises.
 pub mod vector {
     #![allow(missing_docs)]
+    pub const DF: u8 = 8;
     pub const PF: u8 = 14;
     pub const MC: u8 = 18;
     pub const VE: u8 = 20;
@@ -474,16 +475,16 @@ impl Kvm {
                 ve.exit_qualification |= 1 << 8;
             }
         }
-        match &self.tdx {
-            Some(tdx) if tdx.record_ve(req.vcpu_index, ve) => (
-                Stage2Answer::Fault(Fault {
-                    vector: vector::VE,
-                    error_code: None,
-                    cr2: None,
-                }),
-                Effects::NONE,
+        match self
+            .tdx
+            .as_ref()
+            .and_then(|t| t.record_ve(req.vcpu_index, ve, 0))
+        {
+            Some(fault) => (Stage2Answer::Fault(fault), Effects::NONE),
+            None => self.dead(
+                "EPT violation on a vCPU the TDX module does not have",
+                gpa.raw(),
             ),
-            _ => self.dead("EPT violation while the last #VE was unread", gpa.raw()),
         }
     }
 

@@ -200,7 +200,13 @@ impl Plugin {
         if self.testdev.is_some() {
             &Insn::ALL
         } else if self.kvm.tdx.is_some() {
-            &[Insn::Tdcall, Insn::Cpuid, Insn::Vmcall]
+            &[
+                Insn::Tdcall,
+                Insn::Cpuid,
+                Insn::Vmcall,
+                Insn::Ioio,
+                Insn::Hlt,
+            ]
         } else if self.kvm.snp.is_some() {
             // VMCALL is Intel's: #UD on AMD, as QEMU raises it.
             &[
@@ -359,6 +365,12 @@ impl Plugin {
         match (insn, &self.kvm.tdx) {
             (Insn::Vmcall, _) => (InsnAction::Done, self.kvm.hypercall(regs)),
             (Insn::Tdcall, Some(tdx)) => tdx.tdcall(&self.kvm, vcpu, regs, host),
+            (Insn::Ioio | Insn::Hlt, Some(tdx)) => {
+                match tdx.instruction_ve(&self.kvm, vcpu, insn, regs, host) {
+                    Some(action) => (action, Effects::NONE),
+                    None => (InsnAction::Decline, Effects::NONE),
+                }
+            }
             (Insn::Cpuid, Some(tdx)) => {
                 tdx.vcpu_enter(vcpu, host);
                 match tdx.cpuid(regs, host) {

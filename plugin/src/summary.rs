@@ -83,6 +83,14 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
             n(&t.pages_added)
         );
         let _ = writeln!(out, "  tdx calls     {}", t.calls());
+        let _ = writeln!(
+            out,
+            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info)",
+            n(&t.io_ves),
+            n(&t.hlt_ves),
+            n(&t.ves).saturating_sub(n(&t.io_ves) + n(&t.hlt_ves)),
+            n(&t.double_ves)
+        );
     }
     if let Some(snp) = &plugin.kvm.snp {
         let _ = writeln!(out, "  snp           {}", snp.summary());

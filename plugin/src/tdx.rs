@@ -26,6 +26,17 @@
 //! | 0x10003 ReportFatalError | the message is shown and QEMU's guest-panic action runs |
 //! | 10 CPUID, 30 IO, 31/32 MSR, 48 MMIO | QEMU answers, through the cvm host services |
 //! | 12 HLT | returns at once (a wake-up HLT allows) |
+//!
+//! | #VE (after launch) | VE info: exit reason, qualification, GLA, GPA, R10 instruction length |
+//! | --- | --- |
+//! | EPT violation: a PENDING private page (SEPT_VE_DISABLE clear), MMIO through the shared alias, `strict=` wrong alias | 48, SDM Table 28-7, the linear and guest-physical address, 0 |
+//! | IN, OUT, INS, OUTS (every form) | 30, SDM Table 28-5 (size, IN, string, REP, immediate, port), 0, 0, the length |
+//! | HLT | 12, 0, 0, 0, 1 (the length) |
+//! | any of them while the last VE info is unread | #DF (error code 0) instead, as the module's `tdx_inject_ve()` |
+//!
+//! CPUID and the MSRs the module virtualizes run without a #VE (the module
+//! answers CPUID, QEMU the MSRs). Before launch (SeaBIOS, the option ROMs)
+//! nothing raises #VE.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Once, OnceLock};
@@ -37,7 +48,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha384};
 
 use crate::args::AcceptPolicy;
-use crate::hooks::{gpr, Fault, Host, InsnAction, Regs};
+use crate::hooks::{gpr, Fault, Host, Insn, InsnAction, Regs};
 use crate::kvm::{vector, Effects, Kvm};
 
 /// TDCALL leaf numbers (RAX bits 15:0).
@@ -143,8 +154,10 @@ fn sha384(parts: &[&[u8]]) -> Sha384Digest {
 /// Per-vCPU state of the module.
 #[derive(Debug, Default)]
 struct TdVcpu {
-    /// The #VE information of a #VE not yet read by TDG.VP.VEINFO.GET.
-    ve: Option<VeInfo>,
+    /// The #VE information of a #VE not yet read by TDG.VP.VEINFO.GET,
+    /// with the instruction length of an instruction-caused #VE (0 for an
+    /// EPT violation, where it is not defined).
+    ve: Option<(VeInfo, u32)>,
     /// KVM_TDX_INIT_VCPU's part that cvmem can only do from inside the
     /// vCPU (its local APIC in x2APIC mode) is done.
     initialized: bool,
@@ -186,6 +199,66 @@ fn kvm_cpuid(leaf: u32) -> [u32; 4] {
     }
 }
 
+/// VMX basic exit reasons of instruction-caused #VEs (SDM Appendix C).
+const EXIT_REASON_HLT: u32 = 12;
+const EXIT_REASON_IO_INSTRUCTION: u32 = 30;
+
+/// The VMX exit qualification of an I/O instruction (SDM vol. 3C Table
+/// 28-5) from the SVM IOIO EXITINFO1 QEMU gives (APM vol. 2 15.10.2):
+/// bits 2:0 the size - 1 (0, 1 or 3), bit 3 IN, bit 4 string, bit 5 REP,
+/// bit 6 the operand encoding (1: an immediate port, which EXITINFO1 does
+/// not say: `imm`), bits 31:16 the port.
+fn io_exit_qualification(info: u64, imm: bool) -> u64 {
+    let size: u64 = if info & (1 << 4) != 0 {
+        1
+    } else if info & (1 << 5) != 0 {
+        2
+    } else {
+        4
+    };
+    let mut q = (size - 1) | (info & 0xffff_0000);
+    for (svm, vmx) in [(0, 3), (2, 4), (3, 5)] {
+        if info & (1 << svm) != 0 {
+            q |= 1 << vmx;
+        }
+    }
+    if imm {
+        q |= 1 << 6;
+    }
+    q
+}
+
+/// Whether the I/O instruction at `regs.rip` takes its port as an imm8
+/// (IN/OUT E4-E7 ib) rather than from DX (EC-EF, INS/OUTS): the second
+/// last byte is the opcode and the last the port, where DX forms end with
+/// their opcode after prefixes (none of which is E4-E7). Read through the
+/// guest's page tables (a TD runs in long mode, CS base 0, so RIP is the
+/// linear address); unreadable bytes count as DX, which Linux ignores.
+fn io_operand_is_immediate(kvm: &Kvm, regs: &Regs, host: &dyn Host) -> bool {
+    if regs.info & (1 << 2) != 0 || regs.insn_len < 2 {
+        return false;
+    }
+    let at = regs.rip.wrapping_add(u64::from(regs.insn_len) - 2);
+    let mut b = [0u8; 2];
+    for (i, byte) in b.iter_mut().enumerate() {
+        let vm = kvm.vm();
+        let la = at.wrapping_add(i as u64);
+        let Ok(gpa) = crate::snp::linear_to_gpa(regs, la, vm.alias().alias_mask(), host) else {
+            return false;
+        };
+        let Some(qemu) = vm
+            .decode(Gpa::new(gpa))
+            .and_then(|d| Some(kvm.backing_of(d.gfn)? + d.offset))
+        else {
+            return false;
+        };
+        if !host.phys_read(qemu, std::slice::from_mut(byte)) {
+            return false;
+        }
+    }
+    (0xe4..=0xe7).contains(&b[0]) && u64::from(b[1]) == (regs.info >> 16) & 0xff
+}
+
 /// IA32_APIC_BASE and its bits (SDM vol. 3 11.4.4, 11.12.1).
 mod apic_base {
     pub const MSR: u32 = 0x1b;
@@ -203,6 +276,11 @@ pub struct TdxStats {
     pub tdvmcalls: AtomicU64,
     /// #VEs injected.
     pub ves: AtomicU64,
+    /// Of those, for port I/O and for HLT.
+    pub io_ves: AtomicU64,
+    pub hlt_ves: AtomicU64,
+    /// #VEs that found the last one's information unread: #DF instead.
+    pub double_ves: AtomicU64,
     /// Pages accepted by the guest.
     pub accepts: AtomicU64,
     /// MapGPA calls that changed memory.
@@ -437,22 +515,83 @@ impl TdxModule {
         }
     }
 
-    /// Records the #VE information of a #VE about to be injected in `vcpu`.
-    /// `false` if the previous #VE's information was never read: then the
-    /// TDX module does not deliver a #VE but exits to the host (SDM 25.5.7:
-    /// a valid VE information area suppresses the #VE), which cvmem reports
-    /// as a dead VM.
-    pub fn record_ve(&self, vcpu: u32, ve: VeInfo) -> bool {
-        let Some(slot) = self.vcpus.get(vcpu as usize) else {
-            return false;
-        };
-        let mut v = slot.lock();
+    /// Records the #VE information of a #VE about to be injected in `vcpu`
+    /// (`insn_len`: the instruction length of an instruction-caused #VE, 0
+    /// for an EPT violation) and returns the exception to raise: #VE, or
+    /// #DF if the previous #VE's information is still unread. The TDX
+    /// module delivers a #VE only while VE_INFO.VALID is clear; "a nested
+    /// #VE which occurs before [TDG.VP.VEINFO.GET] will raise a #DF and is
+    /// not recoverable" (Linux `tdx_get_ve_info()`; the module's
+    /// `tdx_inject_ve()` injects #DF instead). So a guest's #VE handler
+    /// must read the VE information before anything that may #VE again,
+    /// port I/O (a console line) and HLT included. `None`: no such vCPU.
+    pub fn record_ve(&self, vcpu: u32, ve: VeInfo, insn_len: u32) -> Option<Fault> {
+        let mut v = self.vcpus.get(vcpu as usize)?.lock();
         if v.ve.is_some() {
-            return false;
+            self.stats.double_ves.fetch_add(1, Ordering::Relaxed);
+            return Some(Fault {
+                vector: vector::DF,
+                error_code: Some(0),
+                cr2: None,
+            });
         }
-        v.ve = Some(ve);
+        v.ve = Some((ve, insn_len));
         self.stats.ves.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(Fault {
+            vector: vector::VE,
+            error_code: None,
+            cr2: None,
+        })
+    }
+
+    /// An instruction the TDX module does not let a TD execute: port I/O
+    /// (every IN, OUT, INS, OUTS) and HLT exit to the module, which
+    /// reflects them to the guest as a #VE with the exit reason, the exit
+    /// qualification and the instruction length in the VE information
+    /// (TDX module base spec, "#VE on instruction execution": IN/OUT/INS/
+    /// OUTS and HLT are among the unconditionally #VE-inducing
+    /// instructions). The guest emulates them with TDVMCALL IO or HLT and
+    /// skips the instruction by that length (Linux `handle_io()`,
+    /// `handle_halt()`, `ve_instr_len()`). Before launch (SeaBIOS, the
+    /// option ROMs: the VMM's loader, not the TD) the instructions run as
+    /// they are. `None`: QEMU runs the instruction.
+    pub fn instruction_ve(
+        &self,
+        kvm: &Kvm,
+        vcpu: u32,
+        insn: Insn,
+        regs: &Regs,
+        host: &dyn Host,
+    ) -> Option<InsnAction> {
+        if !self.launched() {
+            return None;
+        }
+        let (exit_reason, exit_qualification) = match insn {
+            Insn::Ioio => {
+                let imm = io_operand_is_immediate(kvm, regs, host);
+                (
+                    EXIT_REASON_IO_INSTRUCTION,
+                    io_exit_qualification(regs.info, imm),
+                )
+            }
+            Insn::Hlt => (EXIT_REASON_HLT, 0),
+            _ => return None,
+        };
+        let ve = VeInfo {
+            exit_reason,
+            exit_qualification,
+            gla: 0,
+            gpa: Gpa::new(0),
+        };
+        let by_reason = match insn {
+            Insn::Ioio => &self.stats.io_ves,
+            _ => &self.stats.hlt_ves,
+        };
+        let fault = self.record_ve(vcpu, ve, regs.insn_len)?;
+        if fault.vector == vector::VE {
+            by_reason.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(InsnAction::Fault(fault))
     }
 
     /// CPUID as the TD sees it: leaf 0x21 is the TDX module's
@@ -576,7 +715,7 @@ impl TdxModule {
     }
 
     fn veinfo_get(&self, vcpu: u32, regs: &mut Regs) -> u64 {
-        let Some(ve) = self
+        let Some((ve, insn_len)) = self
             .vcpus
             .get(vcpu as usize)
             .and_then(|v| v.lock().ve.take())
@@ -587,8 +726,10 @@ impl TdxModule {
         regs.gpr[gpr::RDX] = ve.exit_qualification;
         regs.gpr[gpr::R8] = ve.gla;
         regs.gpr[gpr::R9] = ve.gpa.raw();
-        // Instruction length and information: not defined for EPT violations.
-        regs.gpr[gpr::R10] = 0;
+        // Bits 31:0 the instruction length (0 where not defined, as for an
+        // EPT violation), 63:32 the instruction information (none of the
+        // exits here has any).
+        regs.gpr[gpr::R10] = u64::from(insn_len);
         0
     }
 
@@ -1278,14 +1419,18 @@ mod tests {
         );
         let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
         assert_eq!(r.gpr[gpr::RAX], status::NO_VALID_VE_INFO);
-        // A second #VE while the first is unread kills the VM.
+        // A second #VE while the first is unread is a #DF (error code 0).
         assert!(matches!(
             access(&kvm, 0x90_1000, Access::Read),
             Stage2Answer::Fault(Fault { vector: 20, .. })
         ));
         assert!(matches!(
             access(&kvm, 0x90_2000, Access::Read),
-            Stage2Answer::Fault(Fault { vector: 18, .. })
+            Stage2Answer::Fault(Fault {
+                vector: 8,
+                error_code: Some(0),
+                ..
+            })
         ));
     }
 
@@ -1551,6 +1696,132 @@ mod tests {
         req.paging = true;
         req.page_walk = true;
         assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
+    }
+
+    /// An instruction at `rip` in long mode on an identity map of the first
+    /// 2 MiB (tables at 0x10000), with the bytes `code` there.
+    fn insn_regs(host: &FakeHost, rip: u64, code: &[u8], info: u64) -> Regs {
+        let put = |at: u64, v: u64| {
+            host.mem.borrow_mut()[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes())
+        };
+        put(0x10000, 0x11000 | 3); // PML4[0]
+        put(0x11000, 0x12000 | 3); // PDPT[0]
+        put(0x12000, 0x83); // PD[0]: 2M page at 0
+        host.phys_write(rip, code);
+        Regs {
+            cr0: (1 << 31) | 1,
+            cr3: 0x10000,
+            cr4: 1 << 5,
+            efer: (1 << 10) | (1 << 8),
+            rip,
+            insn_len: code.len() as u32,
+            info,
+            ..Regs::default()
+        }
+    }
+
+    #[test]
+    fn port_io_and_hlt_raise_ve_in_a_running_td() {
+        const IN: u64 = 1;
+        const STR: u64 = 1 << 2;
+        const REP: u64 = 1 << 3;
+        const SZ8: u64 = 1 << 4;
+        const SZ16: u64 = 1 << 5;
+        const SZ32: u64 = 1 << 6;
+        const A64: u64 = 1 << 9;
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let tdx = kvm.tdx.as_ref().unwrap();
+        let host = FakeHost::new();
+        let ve = |regs: &Regs, insn| tdx.instruction_ve(&kvm, 0, insn, regs, &host);
+        let ve_fault = Some(InsnAction::Fault(Fault {
+            vector: vector::VE,
+            error_code: None,
+            cr2: None,
+        }));
+        // out %al, $0xf4
+        let out = insn_regs(&host, 0x5000, &[0xe6, 0xf4], 0xf4 << 16 | SZ8 | A64);
+        // Before launch (SeaBIOS, paging off) the instructions run.
+        assert_eq!(ve(&out, Insn::Ioio), None);
+        assert_eq!(ve(&out, Insn::Hlt), None);
+        access(&kvm, 0x1000, Access::Read);
+        assert!(tdx.launched());
+        assert_eq!(ve(&out, Insn::Ioio), ve_fault);
+        // Exit reason 30, qualification as SDM Table 28-5 (size 1, OUT,
+        // immediate, port 0xf4), the instruction's length in R10.
+        let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!(
+            (
+                r.gpr[gpr::RAX],
+                r.gpr[gpr::RCX],
+                r.gpr[gpr::RDX],
+                r.gpr[gpr::R10]
+            ),
+            (0, 30, 0xf4 << 16 | 1 << 6, 2)
+        );
+        assert_eq!((r.gpr[gpr::R8], r.gpr[gpr::R9]), (0, 0));
+        // in (%dx), %ax; in $0xec, %eax (an imm8 that looks like an
+        // opcode); outl %eax, (%dx); rep outsb; rep insw.
+        for (code, info, qual) in [
+            (
+                &[0x66, 0xed][..],
+                0x3fd << 16 | IN | SZ16 | A64,
+                0x3fd << 16 | 1 << 3 | 1,
+            ),
+            (
+                &[0xe5, 0xec][..],
+                0xec << 16 | IN | SZ32 | A64,
+                0xec << 16 | 1 << 6 | 1 << 3 | 3,
+            ),
+            (&[0xef][..], 0xcfc << 16 | SZ32 | A64, 0xcfc << 16 | 3),
+            (
+                &[0xf3, 0x6e][..],
+                0x3f8 << 16 | STR | REP | SZ8 | A64,
+                0x3f8 << 16 | 3 << 4,
+            ),
+            (
+                &[0x66, 0xf3, 0x6d][..],
+                0x510 << 16 | IN | STR | REP | SZ16 | A64,
+                0x510 << 16 | 7 << 3 | 1,
+            ),
+        ] {
+            let regs = insn_regs(&host, 0x6000, code, info);
+            assert_eq!(ve(&regs, Insn::Ioio), ve_fault);
+            let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+            assert_eq!(
+                (r.gpr[gpr::RCX], r.gpr[gpr::RDX], r.gpr[gpr::R10]),
+                (30, qual, code.len() as u64),
+                "{code:x?}"
+            );
+        }
+        // HLT: exit reason 12, no qualification, length 1.
+        let hlt = insn_regs(&host, 0x7000, &[0xf4], 0);
+        assert_eq!(ve(&hlt, Insn::Hlt), ve_fault);
+        // Port I/O or an EPT violation before TDG.VP.VEINFO.GET (a #VE
+        // handler that prints first): #DF, and the first VE info stays.
+        assert_eq!(
+            ve(&out, Insn::Ioio),
+            Some(InsnAction::Fault(Fault {
+                vector: vector::DF,
+                error_code: Some(0),
+                cr2: None,
+            }))
+        );
+        assert!(matches!(
+            access(&kvm, SHARED | 0xfec0_0000, Access::Read),
+            Stage2Answer::Fault(Fault { vector: 8, .. })
+        ));
+        let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!(
+            (r.gpr[gpr::RCX], r.gpr[gpr::RDX], r.gpr[gpr::R10]),
+            (12, 0, 1)
+        );
+        let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!(r.gpr[gpr::RAX], status::NO_VALID_VE_INFO);
+        let s = &tdx.stats;
+        assert_eq!(
+            [&s.ves, &s.io_ves, &s.hlt_ves, &s.double_ves].map(|c| c.load(Ordering::Relaxed)),
+            [7, 6, 1, 2]
+        );
     }
 
     #[test]
