@@ -235,5 +235,5 @@ pub use rmp::{
 pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
 pub use spte::{Access, Perms};
 pub use tdp::{RootId, RootRole};
-pub use tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId};
+pub use tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId, ZapRecord};
 pub use vm::{Alias, AliasLayout, ConfigError, DecodedGpa, Gpaw, VmConfig, VmType};

@@ -37,7 +37,7 @@ use crate::rmp::{PfnRange, Rmp, RmpReader, RmpupdateError};
 use crate::sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdVpInfo, TdxStatus};
 use crate::spte::{self, Access, Perms};
 use crate::tdp::{LeafEntry, MapOutcome, RootId, RootRole, TableArena, ZapOutcome};
-use crate::tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId, VcpuTlb};
+use crate::tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId, VcpuTlb, ZapRecord};
 use crate::vm::{Alias, AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
 
 /// A translation the model allows: what the plugin puts in QEMU's softTLB.
@@ -438,6 +438,11 @@ pub struct Vm {
     memslots: ArcSwap<MemslotSet>,
     attrs: ArcSwap<MemAttrs>,
     vcpus: Box<[CachePadded<VcpuState>]>,
+    /// Missing-flush detection: zaps mark the TLB-model entries they make
+    /// stale ([`Vm::set_tlb_tracking`]).
+    tlb_tracking: AtomicBool,
+    /// Zaps so far that removed a leaf (numbers [`ZapRecord`]s).
+    zap_seq: AtomicU64,
     counters: Counters,
     events: EventSink,
     /// TDX: the Secure EPT. Lock order: `mmu_lock`, then `sept`. Changed by
@@ -527,6 +532,8 @@ impl Vm {
             memslots: ArcSwap::from_pointee(MemslotSet::new()),
             attrs: ArcSwap::from_pointee(MemAttrs::new()),
             vcpus,
+            tlb_tracking: AtomicBool::new(false),
+            zap_seq: AtomicU64::new(0),
             counters: Counters::default(),
             events: EventSink::new(config.event_capacity),
             sept: Mutex::new(Sept::new(config.gpaw, config.max_vcpus)),
@@ -1564,6 +1571,44 @@ impl Vm {
         })
     }
 
+    /// Missing-flush detection on or off. While on, every zap marks the
+    /// TLB-model entries it makes stale with a [`ZapRecord`], and
+    /// [`Vm::tlb_missing_flush`] reports their use. Off (the default), zaps
+    /// only bump a counter.
+    pub fn set_tlb_tracking(&self, on: bool) {
+        self.tlb_tracking.store(on, Ordering::Relaxed);
+    }
+
+    /// Records a zap of `range` in root `root` against every vCPU's TLB
+    /// model (runs under mmu_lock for write, so zaps are numbered in the
+    /// order they change the tables).
+    fn tlb_mark_zapped(&self, root: RootId, role: RootRole, range: GfnRange, reason: ZapReason) {
+        let seq = self.zap_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.tlb_tracking.load(Ordering::Relaxed) {
+            return;
+        }
+        let zap = ZapRecord {
+            seq,
+            root,
+            role,
+            range,
+            reason,
+        };
+        for v in self.vcpus.iter() {
+            v.tlb.lock().mark_zapped(zap);
+        }
+    }
+
+    /// Missing-flush detection: if `vcpu`'s TLB model holds a translation
+    /// for `gpa` (raw, alias bits included) whose leaf a zap removed and no
+    /// flush has dropped since, that translation and the zap. An access
+    /// through it is one the zap's flush should have prevented.
+    pub fn tlb_missing_flush(&self, vcpu: VcpuId, gpa: Gpa) -> Option<(Translation, ZapRecord)> {
+        let v = self.vcpus.get(vcpu.0 as usize)?;
+        let e = v.tlb.lock().get(gpa.gfn().raw())?;
+        Some((e.translation, e.zapped?))
+    }
+
     /// The translations in `vcpu`'s TLB model, keyed by raw gfn.
     pub fn tlb_entries(&self, vcpu: VcpuId) -> Vec<(u64, Translation)> {
         self.vcpus
@@ -1774,6 +1819,7 @@ impl MmuWrite<'_> {
         Counters::add(&vm.counters.leaves_zapped, leaves);
         Counters::add(&vm.counters.tables_freed, out.tables_freed);
         if leaves > 0 {
+            vm.tlb_mark_zapped(id, role, range, reason);
             vm.events.emit(|| Event::Zap {
                 root: id,
                 role,

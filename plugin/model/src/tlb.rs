@@ -22,8 +22,10 @@
 
 use std::collections::HashMap;
 
+use crate::addr::GfnRange;
+use crate::event::ZapReason;
 use crate::mmu::Translation;
-use crate::tdp::RootId;
+use crate::tdp::{RootId, RootRole};
 
 /// A vCPU index (QEMU's `cpu_index`, KVM's `vcpu_idx`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,11 +141,32 @@ impl Flush {
     }
 }
 
+/// A zap that removed the leaf behind a cached translation: what the
+/// missing-flush detector names when the translation is used before a flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZapRecord {
+    /// Which zap of the VM's life (1 is the first), in the order they ran.
+    pub seq: u64,
+    /// The root zapped.
+    pub root: RootId,
+    /// Its role.
+    pub role: RootRole,
+    /// The range asked for.
+    pub range: GfnRange,
+    /// Why.
+    pub reason: ZapReason,
+}
+
 /// One cached translation in the TLB model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlbEntry {
     /// What was installed.
     pub translation: Translation,
+    /// The last zap that removed the translation's leaf since it was
+    /// installed (only kept while [`crate::Vm::set_tlb_tracking`] is on).
+    /// A flush drops the entry, so a marked entry is a stale one that a
+    /// flush still owes.
+    pub zapped: Option<ZapRecord>,
 }
 
 /// The model of one vCPU's TLB (QEMU's softTLB, as far as stage 2 goes):
@@ -165,7 +188,29 @@ impl VcpuTlb {
         if let Some(slot) = self.loaded.get_mut(role_index) {
             *slot = Some(t.root);
         }
-        self.entries.insert(raw_gfn, TlbEntry { translation: t });
+        self.entries.insert(
+            raw_gfn,
+            TlbEntry {
+                translation: t,
+                zapped: None,
+            },
+        );
+    }
+
+    /// Marks the entries `zap` made stale: those of its root whose leaf
+    /// overlaps its range (a zap of one 4K frame removes the whole 2M leaf
+    /// that maps it, and so every translation taken from that leaf).
+    /// Returns how many.
+    pub fn mark_zapped(&mut self, zap: ZapRecord) -> usize {
+        let mut n = 0;
+        for e in self.entries.values_mut() {
+            let t = &e.translation;
+            if t.root == zap.root && zap.range.overlaps(t.page()) {
+                e.zapped = Some(zap);
+                n += 1;
+            }
+        }
+        n
     }
 
     pub fn apply(&mut self, kind: FlushKind) -> usize {

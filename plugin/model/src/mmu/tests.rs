@@ -1204,3 +1204,41 @@ mod snp {
         assert!(!vm.snp_rmp_entry(pfn(0)).unwrap().assigned);
     }
 }
+
+#[test]
+fn tlb_tracking_names_the_zap_a_flush_is_owed_for() {
+    let vm = vm(VmType::Default);
+    slot(&vm, 0, 0, 4 * MB, 0, MemslotFlags::NONE).ignore();
+    let (gpa, other) = (Gpa::new(0x5000), Gpa::new(0x20_9000));
+    // Off (the default): zaps mark nothing.
+    vm.tlb_access(V0, gpa, Access::Write);
+    vm.zap_gfn_range(range(5, 1), ZapFilter::ALL).ignore();
+    assert_eq!(vm.tlb_missing_flush(V0, gpa), None);
+
+    vm.set_tlb_tracking(true);
+    vm.flush(vm.request_flush(V0, FlushKind::AllRoots));
+    vm.tlb_access(V0, gpa, Access::Write);
+    vm.tlb_access(V0, other, Access::Read);
+    vm.tlb_access(VcpuId(1), gpa, Access::Read);
+    assert_eq!(vm.tlb_missing_flush(V0, gpa), None);
+    let f = vm.zap_gfn_range(range(4, 2), ZapFilter::ALL);
+    let (t, zap) = vm.tlb_missing_flush(V0, gpa).unwrap();
+    assert_eq!(t.gfn, gpa.gfn());
+    assert_eq!(zap.range, range(4, 2));
+    assert_eq!(zap.reason, ZapReason::Range);
+    assert_eq!(zap.root, t.root);
+    // The zap names only the leaves it removed, on every vCPU.
+    assert_eq!(vm.tlb_missing_flush(V0, other), None);
+    assert_eq!(vm.tlb_missing_flush(VcpuId(1), gpa).unwrap().1, zap);
+    // A later zap of the same frame is the one named.
+    let g = vm.zap_all_fast();
+    let (_, last) = vm.tlb_missing_flush(V0, gpa).unwrap();
+    assert!(last.seq > zap.seq && last.reason == ZapReason::ZapAllFast);
+    // A refill installs a fresh translation; the flush drops everything.
+    vm.flush(vm.request_flush(V0, FlushKind::AllRoots));
+    vm.tlb_access(V0, gpa, Access::Write);
+    assert_eq!(vm.tlb_missing_flush(V0, gpa), None);
+    assert!(vm.tlb_missing_flush(VcpuId(1), gpa).is_some());
+    vm.flush(f.merge(g));
+    assert_eq!(vm.tlb_missing_flush(VcpuId(1), gpa), None);
+}
