@@ -28,6 +28,7 @@
 #define OP_IOIO_FAULT 16
 #define OP_HLT_SKIP 17
 #define OP_HLTS 18
+#define OP_ZAP_NOFLUSH 19
 #define HOST_PIO_READ (~0ul)
 #define NO_ERROR_CODE (~0ul)
 #define TESTDEV_LEAF 0x40000f00u

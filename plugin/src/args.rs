@@ -43,6 +43,8 @@ pub struct Config {
     pub private_max_level: Option<PageLevel>,
     /// `trace=`: write every event, one JSON object a line, to this file.
     pub trace: Option<String>,
+    /// `flush-check=`: the missing-flush detector (see `flushcheck.rs`).
+    pub flush_check: bool,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             map_gpa_chunk: 64 << 20,
             private_max_level: None,
             trace: None,
+            flush_check: false,
         }
     }
 }
@@ -147,6 +150,11 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
   trace=PATH      write every memslot change, fault, map, zap, flush,
                   conversion, accept, violation and injected exception
                   to PATH, one JSON object a line (default: no trace)
+  flush-check=on|off
+                  report every guest access through a translation the
+                  model zapped but has not flushed yet, with the zap; a
+                  debugging option: a callback per guest load and store
+                  (default: off)
   help            print this text and exit
 ";
 
@@ -162,6 +170,7 @@ const KEYS: &[&str] = &[
     "map-gpa-chunk",
     "private-max-level",
     "trace",
+    "flush-check",
     "help",
 ];
 
@@ -269,6 +278,10 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
             }
             ("strict", Some(v)) => {
                 config.strict = parse_bool(v)
+                    .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
+            }
+            ("flush-check", Some(v)) => {
+                config.flush_check = parse_bool(v)
                     .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
             }
             ("slot-zap-all", Some(v)) => {
@@ -421,6 +434,8 @@ mod tests {
         assert!(refused(&["accept=some"]).contains("'accept=some'"));
         assert!(refused(&["map-gpa-chunk=0"]).contains("'map-gpa-chunk=0'"));
         assert!(refused(&["strict=2"]).contains("'strict=2'"));
+        assert!(run(&["flush-check=on"]).flush_check && !run(&[]).flush_check);
+        assert!(refused(&["flush-check=2"]).contains("'flush-check=2'"));
     }
 
     #[test]

@@ -451,8 +451,8 @@ unsafe extern "C" fn on_dma(gpa: u64, is_write: bool) -> bool {
     })
 }
 
-/// Audit mode: QEMU translated a block; ask for a callback after each of its
-/// memory accesses.
+/// Audit mode or `flush-check=on`: QEMU translated a block; ask for a
+/// callback after each of its memory accesses.
 unsafe extern "C" fn on_tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
     guard("tb_trans", (), || {
         // SAFETY: `tb` is valid during the translation callback, and so are
@@ -472,7 +472,7 @@ unsafe extern "C" fn on_tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb)
     })
 }
 
-/// Audit mode: a guest load or store has happened.
+/// Audit mode or `flush-check=on`: a guest load or store has happened.
 unsafe extern "C" fn on_mem(
     vcpu_index: c_uint,
     info: qemu_plugin_meminfo_t,
@@ -491,9 +491,12 @@ unsafe extern "C" fn on_mem(
         return;
     };
     let access = if store { Access::Write } else { Access::Read };
-    guard("audit", (), || {
+    guard("mem", (), || {
         if let Some(plugin) = PLUGIN.get() {
-            plugin.audit_access(vcpu_index, gpa, vaddr, access);
+            if plugin.mode == Mode::Audit {
+                plugin.audit_access(vcpu_index, gpa, vaddr, access);
+            }
+            plugin.flush_check_access(vcpu_index, vaddr, access);
         }
     })
 }
@@ -589,7 +592,9 @@ pub unsafe extern "C" fn qemu_plugin_install(
             qemu_plugin_register_vcpu_init_cb(id, Some(on_vcpu_init));
             qemu_plugin_register_atexit_cb(id, Some(on_exit), std::ptr::null_mut());
         }
-        if mode == Mode::Audit {
+        // The missing-flush detector observes accesses as audit mode does
+        // (the softTLB hides them from the stage-2 callback).
+        if mode == Mode::Audit || PLUGIN.get().is_some_and(|p| p.config.flush_check) {
             // SAFETY: `id` is this plugin's id and `on_tb_trans` has the
             // declared callback type.
             unsafe { qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans)) };

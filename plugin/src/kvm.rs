@@ -27,6 +27,7 @@ use cvmem_model::{
 };
 
 use crate::args::Config;
+use crate::flushcheck::FlushCheck;
 use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
 use crate::memslots::{MemslotOp, RamSection};
 use crate::snp::{self, SnpFirmware};
@@ -140,6 +141,9 @@ pub struct Kvm {
     pub tdx: Option<TdxModule>,
     /// The SNP firmware and GHCB handling, for `vm-type=snp`.
     pub snp: Option<SnpFirmware>,
+    /// `flush-check=on`: the missing-flush detector, which learns every
+    /// translation handed to QEMU.
+    pub flush_check: Option<FlushCheck>,
 }
 
 impl Kvm {
@@ -165,7 +169,9 @@ impl Kvm {
             ..VmConfig::new(vm_type)
         };
         let vm = Vm::new(vm_config).map_err(|e| format!("cannot create the {vm_type} VM: {e}"))?;
+        let flush_check = config.flush_check.then(|| FlushCheck::new(&vm, max_vcpus));
         Ok(Kvm {
+            flush_check,
             vm,
             memslot_adds: AtomicU64::new(0),
             memslot_dels: AtomicU64::new(0),
@@ -320,6 +326,14 @@ impl Kvm {
         };
         match answer {
             Stage2::Mapped(t) => {
+                if let Some(fc) = &self.flush_check {
+                    // What QEMU caches: the final access's translation, not
+                    // those of page-table reads.
+                    if !req.page_walk {
+                        self.vm.tlb_record(vcpu, gpa, t);
+                        fc.filled(req.vcpu_index, req.gva, gpa.raw());
+                    }
+                }
                 let mut p = 0;
                 if t.perms.read {
                     p |= prot::READ;

@@ -22,6 +22,7 @@
 //!   bindings to the cvm API that the patch series adds to QEMU.
 
 pub mod args;
+pub mod flushcheck;
 pub mod guard;
 pub mod hooks;
 pub mod kvm;

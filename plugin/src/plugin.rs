@@ -271,6 +271,18 @@ impl Plugin {
         self.kvm.stage2(req)
     }
 
+    /// `flush-check=on`: a guest load or store at `gva` happened (QEMU's
+    /// memory callback, after the access); reports it if it went through a
+    /// translation a zap left stale (see `flushcheck.rs`).
+    pub fn flush_check_access(&self, vcpu_index: u32, gva: u64, access: Access) {
+        let Some(fc) = &self.kvm.flush_check else {
+            return;
+        };
+        if let Some(report) = fc.access(self.kvm.vm(), vcpu_index, gva, access) {
+            self.trace(Some(vcpu_index), || PluginEvent::MissingFlush(report));
+        }
+    }
+
     /// Audit mode: a guest load or store reached guest RAM at `gpa` (QEMU's
     /// memory callback, after the access). Checks it as the stage-2
     /// callback would have, and counts what enforcing mode would refuse.

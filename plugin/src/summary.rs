@@ -161,6 +161,9 @@ fn violations(plugin: &Plugin, out: &mut String) {
             "VM alive"
         }
     );
+    if let Some(fc) = &plugin.kvm.flush_check {
+        fc.summary(out);
+    }
 }
 
 /// Slots shown one a line; the rest are summed.

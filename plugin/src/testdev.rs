@@ -25,6 +25,7 @@
 //! | 16 | IOIO_FAULT | RBX vector, RCX error code or `u64::MAX` | this vCPU's next I/O instruction raises the vector (once) |
 //! | 17 | HLT_SKIP | RBX n | this vCPU's next n HLTs complete without halting |
 //! | 18 | HLTS | - | RAX HLTs this vCPU's callback saw, RBX HLT_SKIPs left |
+//! | 19 | ZAP_NOFLUSH | RBX gpa, RCX pages | zaps the leaves of `[gfn(gpa), +pages)` (alias bits ignored) in every root of the model, *without* the flush the zap asks for: QEMU's softTLB keeps the stale translations (what `flush-check=on` detects); RAX 1 if a leaf was zapped |
 //!
 //! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
 //! unknown op. Ops 11-14 exercise QEMU's host services ([`Host`]), which
@@ -45,7 +46,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::tlb::{FlushTarget, VcpuId};
-use cvmem_model::{Gpa, Vm, PAGE_SIZE};
+use cvmem_model::{GfnRange, Gpa, Vm, ZapFilter, PAGE_SIZE};
 use parking_lot::{Mutex, RwLock};
 
 use crate::memslots::{MemslotOp, RamSection};
@@ -278,6 +279,20 @@ impl TestDev {
                         r[gpr::RAX] = v.hlts;
                         r[gpr::RBX] = v.hlt_skip;
                     }
+                    19 => {
+                        let gpa = Gpa::new(a1 & !vm.alias().alias_mask());
+                        r[gpr::RAX] = match GfnRange::from_start_len(gpa.gfn(), a2) {
+                            Some(range) => {
+                                let flush = vm.zap_gfn_range(range, ZapFilter::ALL);
+                                let zapped = flush.is_needed();
+                                // The point of the op: a zap whose flush is
+                                // missing.
+                                flush.ignore();
+                                u64::from(zapped)
+                            }
+                            None => u64::MAX,
+                        };
+                    }
                     _ => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
@@ -464,6 +479,44 @@ mod tests {
             (0, Some(FlushTarget::Vcpu(VcpuId(3))))
         );
         assert_eq!(call(&dev, 99, 0, 0, 0), (u64::MAX, None));
+    }
+
+    #[test]
+    fn zap_noflush_zaps_and_asks_for_no_flush() {
+        use cvmem_model::{
+            Access as A, BackingAddr, MemoryRegion, MemslotFlags, MemslotId, TlbAccess,
+        };
+        let vm = no_slots();
+        vm.set_memory_region(MemoryRegion {
+            slot: MemslotId(0),
+            flags: MemslotFlags::NONE,
+            guest_phys_addr: Gpa::new(0),
+            memory_size: 4 << 20,
+            backing: BackingAddr::new(0),
+        })
+        .unwrap()
+        .ignore();
+        vm.set_tlb_tracking(true);
+        let gpa = Gpa::new(0x5000);
+        assert!(matches!(
+            vm.tlb_access(VcpuId(0), gpa, A::Read),
+            TlbAccess::Filled(_)
+        ));
+        let dev = TestDev::default();
+        let zap = |a1, a2| {
+            let mut regs = Regs::default();
+            regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 19;
+            regs.gpr[gpr::RBX] = a1;
+            regs.gpr[gpr::RCX] = a2;
+            let (action, flush) = dev.insn(0, Insn::Vmcall, &mut regs, &vm, &FakeHost::default());
+            assert_eq!((action, flush), (InsnAction::Done, None));
+            regs.gpr[gpr::RAX]
+        };
+        assert_eq!(zap(0x5000, 1), 1);
+        assert_eq!(vm.tlb_missing_flush(VcpuId(0), gpa).unwrap().1.seq, 1);
+        // Nothing left to zap; a range past the top is refused.
+        assert_eq!(zap(0x5000, 1), 0);
+        assert_eq!(zap(0x5000, u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use cvmem_model::{
 };
 use parking_lot::Mutex;
 
+use crate::flushcheck::MissingFlush;
 use crate::hooks::{Access, Fault, Insn};
 
 /// Events each channel holds before new ones are dropped.
@@ -72,6 +73,9 @@ pub enum PluginEvent {
         /// What the plugin did with it.
         outcome: InsnOutcome,
     },
+    /// `flush-check=on`: a guest access went through a translation a zap
+    /// left stale, before the zap's flush.
+    MissingFlush(MissingFlush),
     /// The VM is dead: every later access raises #MC.
     VmDead {
         /// The access that found it dead.
@@ -622,6 +626,15 @@ pub fn encode_model(s: &Stamped, out: &mut String) -> (&'static str, Option<u32>
     (kind, vcpu, gfn)
 }
 
+/// How an access is spelt in the trace.
+fn access_name(a: Access) -> &'static str {
+    match a {
+        Access::Read => "read",
+        Access::Write => "write",
+        Access::Fetch => "fetch",
+    }
+}
+
 /// The conventional name of an exception vector.
 pub fn vector_name(v: u8) -> &'static str {
     const NAMES: [&str; 32] = [
@@ -655,12 +668,7 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
                 field!(out, "gpa", hex * gpa);
             }
             if let Some(a) = access {
-                let a = match a {
-                    Access::Read => "read",
-                    Access::Write => "write",
-                    Access::Fetch => "fetch",
-                };
-                field!(out, "access", str a);
+                field!(out, "access", str access_name(*a));
             }
             (kind, None)
         }
@@ -686,6 +694,20 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
             };
             field!(out, "outcome", str o);
             ("insn", None)
+        }
+        PluginEvent::MissingFlush(m) => {
+            head(out, r.t_ns, "missing-flush", r.vcpu);
+            field!(out, "gva", hex m.gva);
+            field!(out, "gpa", hex m.gpa);
+            field!(out, "access", str access_name(m.access));
+            field!(out, "backing", hex m.translation.backing.raw());
+            field!(out, "zap_seq", m.zap.seq);
+            field!(out, "zap_root", m.zap.root.0);
+            field!(out, "zap_role", str role(m.zap.role));
+            field!(out, "zap_gfn", hex m.zap.range.start().raw());
+            field!(out, "zap_npages", m.zap.range.len());
+            field!(out, "zap_reason", str reason(m.zap.reason));
+            ("missing-flush", Some(frame(m.gpa)))
         }
         PluginEvent::VmDead { gpa } => {
             head(out, r.t_ns, "vm-dead", r.vcpu);
