@@ -25,7 +25,7 @@
 //! | 16 | IOIO_FAULT | RBX vector, RCX error code or `u64::MAX` | this vCPU's next I/O instruction raises the vector (once) |
 //! | 17 | HLT_SKIP | RBX n | this vCPU's next n HLTs complete without halting |
 //! | 18 | HLTS | - | RAX HLTs this vCPU's callback saw, RBX HLT_SKIPs left |
-//! | 19 | ZAP_NOFLUSH | RBX gpa, RCX pages | zaps the leaves of `[gfn(gpa), +pages)` (alias bits ignored) in every root of the model, *without* the flush the zap asks for: QEMU's softTLB keeps the stale translations (what `flush-check=on` detects); RAX 1 if a leaf was zapped |
+//! | 19 | ZAP_NOFLUSH | RBX gpa, RCX pages, RDX 0 or 1 | zaps the leaves of `[gfn(gpa), +pages)` (alias bits ignored) in every root of the model; with RDX 0 *without* the flush the zap asks for, so QEMU's softTLB keeps the stale translations (what `flush-check=on` detects), with RDX 1 followed by its flush as KVM does; RAX 1 if a leaf was zapped |
 //!
 //! RAX returns 0 unless the table says otherwise, or `u64::MAX` for an
 //! unknown op. Ops 11-14 exercise QEMU's host services ([`Host`]), which
@@ -283,11 +283,15 @@ impl TestDev {
                         let gpa = Gpa::new(a1 & !vm.alias().alias_mask());
                         r[gpr::RAX] = match GfnRange::from_start_len(gpa.gfn(), a2) {
                             Some(range) => {
-                                let flush = vm.zap_gfn_range(range, ZapFilter::ALL);
-                                let zapped = flush.is_needed();
-                                // The point of the op: a zap whose flush is
-                                // missing.
-                                flush.ignore();
+                                let token = vm.zap_gfn_range(range, ZapFilter::ALL);
+                                let zapped = token.is_needed();
+                                if a3 == 0 {
+                                    // The point of the op: a zap whose flush
+                                    // is missing.
+                                    token.ignore();
+                                } else {
+                                    flush = vm.flush(token).map(|req| req.target);
+                                }
                                 u64::from(zapped)
                             }
                             None => u64::MAX,
@@ -503,20 +507,25 @@ mod tests {
             TlbAccess::Filled(_)
         ));
         let dev = TestDev::default();
-        let zap = |a1, a2| {
+        let zap = |a1, a2, a3| {
             let mut regs = Regs::default();
             regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 19;
             regs.gpr[gpr::RBX] = a1;
             regs.gpr[gpr::RCX] = a2;
+            regs.gpr[gpr::RDX] = a3;
             let (action, flush) = dev.insn(0, Insn::Vmcall, &mut regs, &vm, &FakeHost::default());
-            assert_eq!((action, flush), (InsnAction::Done, None));
-            regs.gpr[gpr::RAX]
+            assert_eq!(action, InsnAction::Done);
+            (regs.gpr[gpr::RAX], flush)
         };
-        assert_eq!(zap(0x5000, 1), 1);
+        assert_eq!(zap(0x5000, 1, 0), (1, None));
         assert_eq!(vm.tlb_missing_flush(VcpuId(0), gpa).unwrap().1.seq, 1);
         // Nothing left to zap; a range past the top is refused.
-        assert_eq!(zap(0x5000, 1), 0);
-        assert_eq!(zap(0x5000, u64::MAX), u64::MAX);
+        assert_eq!(zap(0x5000, 1, 0), (0, None));
+        assert_eq!(zap(0x5000, u64::MAX, 0), (u64::MAX, None));
+        // With its flush, as KVM: the model's TLB forgets the translation.
+        let _ = vm.stage2(VcpuId(0), gpa, A::Read);
+        assert_eq!(zap(0x5000, 1, 1), (1, Some(FlushTarget::AllVcpus)));
+        assert_eq!(vm.tlb_missing_flush(VcpuId(0), gpa), None);
     }
 
     #[test]
