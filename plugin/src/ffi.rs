@@ -314,6 +314,31 @@ unsafe extern "C" fn on_stage2(
     req: *const qemu_plugin_cvm_s2_request,
     resp: *mut qemu_plugin_cvm_s2_response,
 ) -> c_int {
+    // SAFETY: QEMU's pointers are passed on unchanged.
+    unsafe { stage2::<false>(req, resp) }
+}
+
+/// [`on_stage2`] with `flush-check=on`: also tells the missing-flush
+/// detector what QEMU is about to cache. A callback of its own, so that
+/// without the detector the hot path has not one instruction more.
+unsafe extern "C" fn on_stage2_flush_check(
+    req: *const qemu_plugin_cvm_s2_request,
+    resp: *mut qemu_plugin_cvm_s2_response,
+) -> c_int {
+    // SAFETY: QEMU's pointers are passed on unchanged.
+    unsafe { stage2::<true>(req, resp) }
+}
+
+/// The body of the stage-2 callbacks.
+///
+/// # Safety
+/// `req` and `resp` are null or valid and exclusive for the call, as QEMU
+/// passes them to the stage-2 callback.
+#[inline(always)]
+unsafe fn stage2<const FLUSH_CHECK: bool>(
+    req: *const qemu_plugin_cvm_s2_request,
+    resp: *mut qemu_plugin_cvm_s2_response,
+) -> c_int {
     // SAFETY: QEMU passes valid, exclusive pointers for the call's duration.
     let (Some(req), Some(resp)) = (unsafe { req.as_ref() }, unsafe { resp.as_mut() }) else {
         return qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_RETRY as c_int;
@@ -334,6 +359,11 @@ unsafe extern "C" fn on_stage2(
         || match PLUGIN.get() {
             Some(plugin) => {
                 let (answer, effects) = plugin.stage2(&request);
+                if FLUSH_CHECK {
+                    if let Some(fc) = &plugin.kvm.flush_check {
+                        fc.stage2_answered(plugin.kvm.vm(), &request, &answer);
+                    }
+                }
                 if !effects.is_empty() {
                     apply(effects);
                 }
@@ -603,10 +633,15 @@ pub unsafe extern "C" fn qemu_plugin_install(
             // Only the kinds this API version has (`Insn` may know more).
             let known = (1u32 << qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_COUNT) - 1;
             let kinds = Insn::mask(plugin.insn_kinds()) & known;
+            let stage2_cb = if plugin.config.flush_check {
+                on_stage2_flush_check
+            } else {
+                on_stage2
+            };
             // SAFETY: the register functions come from the patched QEMU and
             // take this plugin's id and callbacks of the declared types.
             let failed = unsafe {
-                (cvm.register_stage2_cb)(id, Some(on_stage2)) != 0
+                (cvm.register_stage2_cb)(id, Some(stage2_cb)) != 0
                     || (kinds != 0 && (cvm.register_insn_cb)(id, kinds, Some(on_insn)) != 0)
                     || (cvm.register_memslot_cb)(id, Some(on_memslot)) != 0
                     || (cvm.register_dma_cb)(id, Some(on_dma)) != 0

@@ -9,7 +9,7 @@
 //! against the model's per-vCPU TLB ([`Vm::tlb_missing_flush`]):
 //!
 //! - at every stage-2 *allow* the model records the translation it handed
-//!   to QEMU (`Vm::tlb_record`, keyed by the raw GPA frame) and this module
+//!   to QEMU (`Vm::tlb_record_current`, keyed by the raw GPA frame) and this module
 //!   records which linear page it was for (QEMU's softTLB is keyed by the
 //!   linear address, and the memory callback gives the linear address and
 //!   the backing address, not the raw GPA);
@@ -36,7 +36,7 @@ use cvmem_model::tlb::VcpuId;
 use cvmem_model::{Gpa, Translation, Vm, ZapRecord};
 use parking_lot::Mutex;
 
-use crate::hooks::Access;
+use crate::hooks::{Access, Stage2Answer, Stage2Request};
 
 /// How many reports the exit summary keeps word for word.
 pub const KEPT: usize = 8;
@@ -83,6 +83,26 @@ impl FlushCheck {
                 .collect(),
             reports: AtomicU64::new(0),
             first: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The stage-2 callback answered `req` with `answer`: if QEMU is about
+    /// to cache it, record the translation in the model's TLB and which
+    /// linear page it is for. Out of line, and called only with the
+    /// detector on, so that the hot path without it keeps its code.
+    #[cold]
+    #[inline(never)]
+    pub fn stage2_answered(&self, vm: &Vm, req: &Stage2Request, answer: &Stage2Answer) {
+        // What QEMU caches: the final access's translation, not those of
+        // page-table reads.
+        if req.page_walk || !matches!(answer, Stage2Answer::Allow { .. }) {
+            return;
+        }
+        if vm
+            .tlb_record_current(VcpuId(req.vcpu_index), Gpa::new(req.gpa))
+            .is_some()
+        {
+            self.filled(req.vcpu_index, req.gva, req.gpa);
         }
     }
 

@@ -326,14 +326,6 @@ impl Kvm {
         };
         match answer {
             Stage2::Mapped(t) => {
-                if let Some(fc) = &self.flush_check {
-                    // What QEMU caches: the final access's translation, not
-                    // those of page-table reads.
-                    if !req.page_walk {
-                        self.vm.tlb_record(vcpu, gpa, t);
-                        fc.filled(req.vcpu_index, req.gva, gpa.raw());
-                    }
-                }
                 let mut p = 0;
                 if t.perms.read {
                     p |= prot::READ;

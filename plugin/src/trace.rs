@@ -833,6 +833,36 @@ mod tests {
     }
 
     #[test]
+    fn missing_flush_encodes_with_its_zap() {
+        use cvmem_model::{BackingAddr, Perms, Translation, ZapRecord};
+        let report = MissingFlush {
+            vcpu: 1,
+            gva: 0xffff_8000_0020_0008,
+            gpa: 0x20_0008,
+            access: Access::Write,
+            translation: Translation {
+                gfn: Gfn::new(0x200),
+                backing: BackingAddr::new(0x7f00_0020_0000),
+                level: cvmem_model::PageLevel::Size2M,
+                perms: Perms::RWX,
+                private: false,
+                root: RootId(3),
+            },
+            zap: ZapRecord {
+                seq: 9,
+                root: RootId(3),
+                role: RootRole::Direct,
+                range: range(0x200, 1),
+                reason: ZapReason::Range,
+            },
+        };
+        assert_eq!(
+            plugin(Some(1), PluginEvent::MissingFlush(report)),
+            r#"{"t":7,"type":"missing-flush","vcpu":1,"gva":"0xffff800000200008","gpa":"0x200008","access":"write","backing":"0x7f0000200000","zap_seq":9,"zap_root":3,"zap_role":"direct","zap_gfn":"0x200","zap_npages":1,"zap_reason":"range"}"#
+        );
+    }
+
+    #[test]
     fn plugin_events_encode_as_one_object() {
         let ve = Fault {
             vector: 20,

@@ -1525,6 +1525,18 @@ impl Vm {
         }
     }
 
+    /// Records in `vcpu`'s TLB model the translation the current tables give
+    /// for `gpa` (the one a stage-2 fill just handed to QEMU), and returns
+    /// it; `None` if the tables do not map `gpa`.
+    pub fn tlb_record_current(&self, vcpu: VcpuId, gpa: Gpa) -> Option<Translation> {
+        let t = {
+            let _r = self.mmu_lock.read();
+            self.walk_current(gpa)
+        }?;
+        self.tlb_record(vcpu, gpa, t);
+        Some(t)
+    }
+
     /// Simulates a guest access through `vcpu`'s TLB: a cached translation
     /// that allows `access` is used as is (stale or not, as hardware would);
     /// otherwise the model is asked ([`Vm::stage2`]) and the answer cached.
