@@ -197,11 +197,34 @@ mod tests {
         .ignore();
         let fc = FlushCheck::new(&vm, 1);
         let (gva, gpa) = (0xffff_8000_0000_5010u64, 0x5010u64);
+        let mut req = Stage2Request {
+            gpa,
+            gva,
+            vcpu_index: 0,
+            access: Access::Read,
+            cpl: 0,
+            page_walk: true,
+            paging: true,
+            stage1_prot: crate::hooks::prot::ALL,
+        };
+        let allow = Stage2Answer::Allow {
+            backing_gpa: gpa,
+            prot: crate::hooks::prot::ALL,
+            page_size: 4096,
+        };
+        // Before the fill, and for page-table reads and refusals (QEMU caches
+        // none of them), nothing is recorded.
+        fc.stage2_answered(&vm, &req, &allow);
         assert!(matches!(
-            vm.tlb_access(VcpuId(0), Gpa::new(gpa), cvmem_model::Access::Read),
-            cvmem_model::TlbAccess::Filled(_)
+            vm.stage2(VcpuId(0), Gpa::new(gpa), cvmem_model::Access::Read),
+            cvmem_model::Stage2::Mapped(_)
         ));
-        fc.filled(0, gva, gpa);
+        fc.stage2_answered(&vm, &req, &allow);
+        req.page_walk = false;
+        fc.stage2_answered(&vm, &req, &Stage2Answer::Retry);
+        assert!(vm.tlb_entries(VcpuId(0)).is_empty());
+        fc.stage2_answered(&vm, &req, &allow);
+        assert_eq!(vm.tlb_entries(VcpuId(0)).len(), 1);
         assert_eq!(fc.access(&vm, 0, gva, Access::Read), None);
         let range = GfnRange::from_start_len(Gpa::new(gpa).gfn(), 1).unwrap();
         let flush = vm.zap_gfn_range(range, ZapFilter::ALL);
