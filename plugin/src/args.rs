@@ -43,6 +43,8 @@ pub struct Config {
     pub private_max_level: Option<PageLevel>,
     /// `trace=`: write every event, one JSON object a line, to this file.
     pub trace: Option<String>,
+    /// `control=`: the control socket's path (see `control.rs`).
+    pub control: Option<String>,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             map_gpa_chunk: 64 << 20,
             private_max_level: None,
             trace: None,
+            control: None,
         }
     }
 }
@@ -147,6 +150,8 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
   trace=PATH      write every memslot change, fault, map, zap, flush,
                   conversion, accept, violation and injected exception
                   to PATH, one JSON object a line (default: no trace)
+  control=PATH    a Unix socket taking JSON requests for the host side:
+                  memslots, attributes, zaps, flushes (see README)
   help            print this text and exit
 ";
 
@@ -162,6 +167,7 @@ const KEYS: &[&str] = &[
     "map-gpa-chunk",
     "private-max-level",
     "trace",
+    "control",
     "help",
 ];
 
@@ -296,6 +302,15 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
                     return Err(error("'trace' needs a file name ('trace=PATH')".into()));
                 }
                 config.trace = Some(v.to_owned());
+            }
+            ("control", Some(v)) => {
+                // The socket is made when the plugin starts (Plugin::new).
+                if v.is_empty() {
+                    return Err(error(
+                        "'control' needs a socket path ('control=PATH')".into(),
+                    ));
+                }
+                config.control = Some(v.to_owned());
             }
             _ => unreachable!("every key in KEYS has a branch"),
         }

@@ -198,7 +198,8 @@ fn apply(effects: Effects) {
 /// QEMU's services for the instruction callback, over the cvm API. Only
 /// [`on_insn`] makes one, so every call runs inside the instruction callback
 /// on its vCPU's thread, as the API requires (outside it, QEMU would refuse
-/// the call with -1). Without the cvm API (audit mode, which registers no
+/// the call with -1); the exception is `phys_rw`, which the control socket
+/// uses too (any thread). Without the cvm API (audit mode, which registers no
 /// instruction callback) the services answer as an empty machine would.
 struct QemuHost;
 
@@ -289,6 +290,23 @@ impl Host for QemuHost {
             // qemu_plugin_cvm_guest_panicked, which takes no arguments.
             unsafe { (cvm.guest_panicked)() };
         }
+    }
+}
+
+/// The control socket's way into QEMU: the same [`apply`] as the callbacks,
+/// and host writes through `phys_rw`. Both cvm API calls are safe from any
+/// thread (the header; `address_space_rw()` takes what it needs).
+struct QemuControl;
+
+impl crate::control::ControlHost for QemuControl {
+    fn apply(&self, effects: Effects) {
+        if !effects.is_empty() {
+            apply(effects);
+        }
+    }
+
+    fn phys_write(&self, gpa: u64, bytes: &[u8]) -> bool {
+        QemuHost.phys_write(gpa, bytes)
     }
 }
 
@@ -611,6 +629,22 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 return -1;
             }
         }
+        if let (Some(path), Some(plugin)) = (
+            PLUGIN.get().and_then(|p| p.config.control.as_deref()),
+            PLUGIN.get(),
+        ) {
+            static HOST: QemuControl = QemuControl;
+            let started =
+                crate::control::bind(path).and_then(|l| crate::control::serve(l, plugin, &HOST));
+            if let Err(reason) = started {
+                let e = args::ArgError {
+                    arg: format!("control={path}"),
+                    reason,
+                };
+                eprintln!("cvmem: {e}");
+                return -1;
+            }
+        }
         0
     })
 }
@@ -631,6 +665,9 @@ unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
             // Stop the trace first: its last line and its counts are part
             // of the summary.
             plugin.finish_trace();
+            if let Some(path) = &plugin.config.control {
+                crate::control::unlink(path);
+            }
             report(&summary::render(plugin, plugin.started.elapsed()));
         }
     })
