@@ -556,6 +556,21 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 return -1;
             }
         };
+        // The control socket is made now, so that a bad path is refused
+        // before anything runs; it is served once the plugin is installed.
+        let control = match config.control.as_deref().map(crate::control::bind) {
+            Some(Err(reason)) => {
+                let path = config.control.as_deref().unwrap_or_default();
+                let e = args::ArgError {
+                    arg: format!("control={path}"),
+                    reason,
+                };
+                eprintln!("cvmem: {e}");
+                return -1;
+            }
+            Some(Ok(listener)) => Some(listener),
+            None => None,
+        };
         let cvm = lookup_cvm_api();
         let mode = match Mode::negotiate(cvm.as_ref().map(|c| c.0), QEMU_PLUGIN_CVM_API_VERSION) {
             Ok(mode) => mode,
@@ -629,18 +644,9 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 return -1;
             }
         }
-        if let (Some(path), Some(plugin)) = (
-            PLUGIN.get().and_then(|p| p.config.control.as_deref()),
-            PLUGIN.get(),
-        ) {
+        if let (Some(listener), Some(plugin)) = (control, PLUGIN.get()) {
             static HOST: QemuControl = QemuControl;
-            let started =
-                crate::control::bind(path).and_then(|l| crate::control::serve(l, plugin, &HOST));
-            if let Err(reason) = started {
-                let e = args::ArgError {
-                    arg: format!("control={path}"),
-                    reason,
-                };
+            if let Err(e) = crate::control::serve(listener, plugin, &HOST) {
                 eprintln!("cvmem: {e}");
                 return -1;
             }
