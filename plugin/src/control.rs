@@ -293,6 +293,22 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                         size.0
                     )
                 })?;
+            // kvm_gmem_bind(): a guest_memfd range backs one memslot only
+            // (EEXIST); here the backing stands for the guest_memfd offset.
+            // The model checks it for SNP, whose RMP covers each backing
+            // once; for the other types it is checked here.
+            if flags.contains(MemslotFlags::GUEST_MEMFD) {
+                if let Some(other) = vm.memslots().iter().find(|s| {
+                    let start = s.backing.raw();
+                    let len = s.npages * PAGE_SIZE;
+                    s.private_capable() && start < end && backing < start.saturating_add(len)
+                }) {
+                    return Err(format!(
+                        "EEXIST: the guest_memfd range at {backing:#x} is bound to slot {}",
+                        other.id.0
+                    ));
+                }
+            }
             if section.readonly && !flags.contains(MemslotFlags::READONLY) {
                 return Err(format!(
                     "EFAULT: backing {backing:#x} is read-only ({}): give flags READONLY (2)",
@@ -859,6 +875,9 @@ mod tests {
             vec![(64 * MB, 8192)]
         );
         assert!(!p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
+        // A second guest_memfd slot over the same backing: EEXIST.
+        let alias = r#"{"cmd":"create-memslot","slot":40,"gpa":"1G","size":4096,"backing":"64M","flags":4}"#;
+        assert!(err(&run(&p, &h, alias)).contains("is bound to slot"));
         let q = run(&p, &h, r#"{"cmd":"set-zap-quirk","enabled":true}"#);
         assert!(err(&q).contains("does not honour"));
         let bad = r#"{"cmd":"set-attributes","gpa":"64M","size":8192,"attributes":8,"flags":1}"#;
