@@ -577,7 +577,11 @@ pub fn serve(
         .name("cvmem-control".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(mut stream) = stream else {
+                    // Out of file descriptors, say: do not spin.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                };
                 if CLIENTS.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
                     CLIENTS.fetch_sub(1, Ordering::Relaxed);
                     let _ = writeln!(stream, "{}", error_reply("too many clients"));
