@@ -45,6 +45,8 @@ pub struct Config {
     pub trace: Option<String>,
     /// `flush-check=`: the missing-flush detector (see `flushcheck.rs`).
     pub flush_check: bool,
+    /// `control=`: the control socket's path (see `control.rs`).
+    pub control: Option<String>,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             private_max_level: None,
             trace: None,
             flush_check: false,
+            control: None,
         }
     }
 }
@@ -155,6 +158,8 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
                   model zapped but has not flushed yet, with the zap; a
                   debugging option: a callback per guest load and store
                   (default: off)
+  control=PATH    a Unix socket taking JSON requests for the host side:
+                  memslots, attributes, zaps, flushes (see README)
   help            print this text and exit
 ";
 
@@ -171,6 +176,7 @@ const KEYS: &[&str] = &[
     "private-max-level",
     "trace",
     "flush-check",
+    "control",
     "help",
 ];
 
@@ -309,6 +315,15 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
                     return Err(error("'trace' needs a file name ('trace=PATH')".into()));
                 }
                 config.trace = Some(v.to_owned());
+            }
+            ("control", Some(v)) => {
+                // The socket is made when the plugin starts (Plugin::new).
+                if v.is_empty() {
+                    return Err(error(
+                        "'control' needs a socket path ('control=PATH')".into(),
+                    ));
+                }
+                config.control = Some(v.to_owned());
             }
             _ => unreachable!("every key in KEYS has a branch"),
         }

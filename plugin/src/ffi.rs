@@ -198,7 +198,8 @@ fn apply(effects: Effects) {
 /// QEMU's services for the instruction callback, over the cvm API. Only
 /// [`on_insn`] makes one, so every call runs inside the instruction callback
 /// on its vCPU's thread, as the API requires (outside it, QEMU would refuse
-/// the call with -1). Without the cvm API (audit mode, which registers no
+/// the call with -1); the exception is `phys_rw`, which the control socket
+/// uses too (any thread). Without the cvm API (audit mode, which registers no
 /// instruction callback) the services answer as an empty machine would.
 struct QemuHost;
 
@@ -289,6 +290,23 @@ impl Host for QemuHost {
             // qemu_plugin_cvm_guest_panicked, which takes no arguments.
             unsafe { (cvm.guest_panicked)() };
         }
+    }
+}
+
+/// The control socket's way into QEMU: the same [`apply`] as the callbacks,
+/// and host writes through `phys_rw`. Both cvm API calls are safe from any
+/// thread (the header; `address_space_rw()` takes what it needs).
+struct QemuControl;
+
+impl crate::control::ControlHost for QemuControl {
+    fn apply(&self, effects: Effects) {
+        if !effects.is_empty() {
+            apply(effects);
+        }
+    }
+
+    fn phys_write(&self, gpa: u64, bytes: &[u8]) -> bool {
+        QemuHost.phys_write(gpa, bytes)
     }
 }
 
@@ -571,6 +589,21 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 return -1;
             }
         };
+        // The control socket is made now, so that a bad path is refused
+        // before anything runs; it is served once the plugin is installed.
+        let control = match config.control.as_deref().map(crate::control::bind) {
+            Some(Err(reason)) => {
+                let path = config.control.as_deref().unwrap_or_default();
+                let e = args::ArgError {
+                    arg: format!("control={path}"),
+                    reason,
+                };
+                eprintln!("cvmem: {e}");
+                return -1;
+            }
+            Some(Ok(listener)) => Some(listener),
+            None => None,
+        };
         let cvm = lookup_cvm_api();
         let mode = match Mode::negotiate(cvm.as_ref().map(|c| c.0), QEMU_PLUGIN_CVM_API_VERSION) {
             Ok(mode) => mode,
@@ -651,6 +684,13 @@ pub unsafe extern "C" fn qemu_plugin_install(
                 return -1;
             }
         }
+        if let (Some(listener), Some(plugin)) = (control, PLUGIN.get()) {
+            static HOST: QemuControl = QemuControl;
+            if let Err(e) = crate::control::serve(listener, plugin, &HOST) {
+                eprintln!("cvmem: {e}");
+                return -1;
+            }
+        }
         0
     })
 }
@@ -671,6 +711,9 @@ unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
             // Stop the trace first: its last line and its counts are part
             // of the summary.
             plugin.finish_trace();
+            if let Some(path) = &plugin.config.control {
+                crate::control::unlink(path);
+            }
             report(&summary::render(plugin, plugin.started.elapsed()));
         }
     })

@@ -144,6 +144,9 @@ pub struct Kvm {
     /// `flush-check=on`: the missing-flush detector, which learns every
     /// translation handed to QEMU.
     pub flush_check: Option<FlushCheck>,
+    /// The RAM sections QEMU has reported and not deleted: what a memslot
+    /// made through the control socket may be backed by.
+    pub qemu_ram: parking_lot::Mutex<Vec<RamSection>>,
 }
 
 impl Kvm {
@@ -182,6 +185,7 @@ impl Kvm {
                 .then(|| TdxModule::new(max_vcpus, config.accept, config.map_gpa_chunk)),
             snp: (vm_type == VmType::Snp)
                 .then(|| SnpFirmware::new(max_vcpus, config.accept, config.map_gpa_chunk)),
+            qemu_ram: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -217,8 +221,14 @@ impl Kvm {
                 s.gpa, s.size
             ));
         }
-        // QEMU's listener runs under the big QEMU lock, one report at a
-        // time, so the snapshot cannot change under us.
+        // Held throughout: QEMU's listener runs under the big QEMU lock, one
+        // report at a time, and the control socket takes this lock too, so
+        // the snapshot below (and the free slot id) cannot change under us.
+        let mut ram = self.qemu_ram.lock();
+        ram.retain(|r| r.gpa != s.gpa || r.size != s.size);
+        if op == MemslotOp::Add {
+            ram.push(s.clone());
+        }
         let slots = self.vm.memslots();
         match op {
             // QEMU's kvm_set_phys_mem() gives no slot to read-only memory
@@ -691,13 +701,14 @@ impl Kvm {
 
     /// The QEMU ranges (start, bytes) backing the frames of `range` that
     /// memslots hold. Backing addresses are QEMU guest-physical addresses
-    /// (see the module comment), so frames map to themselves.
+    /// (see the module comment): a slot QEMU reported maps frames to
+    /// themselves, one moved or made through the control socket need not.
     pub fn backing_ranges(&self, range: GfnRange) -> Vec<(u64, u64)> {
         let slots = self.vm.memslots();
         slots
             .iter()
-            .filter_map(|s| s.range().intersect(range))
-            .map(|r| (r.start().gpa().raw(), r.len() * PAGE_SIZE))
+            .filter_map(|s| Some((s, s.range().intersect(range)?)))
+            .map(|(s, r)| (s.backing_of(r.start()).raw(), r.len() * PAGE_SIZE))
             .collect()
     }
 

@@ -15,6 +15,7 @@
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`trace`] writes `trace=PATH`, the JSON-lines event trace, from a
 //!   thread of its own;
+//! - [`control`] serves `control=PATH`, the host side's JSON socket;
 //! - [`summary`] renders the one-screen report printed when QEMU exits;
 //! - [`guard`] keeps panics from crossing into QEMU;
 //! - `ffi` (not built for unit tests) is the only module with `unsafe`: the
@@ -22,6 +23,7 @@
 //!   bindings to the cvm API that the patch series adds to QEMU.
 
 pub mod args;
+pub mod control;
 pub mod flushcheck;
 pub mod guard;
 pub mod hooks;

@@ -463,6 +463,9 @@ pub struct Vm {
     /// never re-assigns a page after the invalidation that freed it.
     /// Lock order: `slots_lock`, `gmem_lock`, `mmu_lock`.
     gmem_lock: RwLock<()>,
+    /// `KVM_X86_QUIRK_SLOT_ZAP_ALL` in effect now: the configuration's
+    /// value, changed by [`Vm::set_slot_zap_all_quirk`].
+    slot_zap_all: AtomicBool,
 }
 
 impl std::fmt::Debug for Vm {
@@ -541,6 +544,7 @@ impl Vm {
             vm_dead: AtomicBool::new(false),
             rmp,
             gmem_lock: RwLock::new(()),
+            slot_zap_all: AtomicBool::new(config.slot_zap_all()),
             config,
         };
         {
@@ -1132,11 +1136,31 @@ impl Vm {
     /// effect (default VMs only) a fast zap of every direct root; otherwise
     /// only the slot's leaves, in every root.
     fn flush_shadow_memslot(&self, slot: &Memslot) -> Flush {
-        if self.config.slot_zap_all() {
+        if self.slot_zap_all() {
             self.zap_all_fast_reason(ZapReason::ZapAllFast)
         } else {
             self.zap_range_reason(slot.range(), ZapFilter::ALL, ZapReason::MemslotLeafs)
         }
+    }
+
+    /// Whether memslot moves and deletions zap every direct root
+    /// (`KVM_X86_QUIRK_SLOT_ZAP_ALL` in effect) rather than the slot's leaves.
+    pub fn slot_zap_all(&self) -> bool {
+        self.slot_zap_all.load(Ordering::Relaxed)
+    }
+
+    /// Turns `KVM_X86_QUIRK_SLOT_ZAP_ALL` on or off for later memslot
+    /// changes. Only default VMs honour the quirk (the others always zap
+    /// the slot's leaves), so for them this is refused with `false`. KVM
+    /// itself can only disable a quirk (`KVM_CAP_DISABLE_QUIRKS2` ORs into
+    /// `disabled_quirks`); enabling it again is cvmem's, for comparison runs.
+    pub fn set_slot_zap_all_quirk(&self, on: bool) -> bool {
+        let _slots_lock = self.slots_lock.lock();
+        if !self.config.vm_type.honours_slot_zap_all_quirk() {
+            return false;
+        }
+        self.slot_zap_all.store(on, Ordering::Relaxed);
+        true
     }
 
     /// The current memslots.

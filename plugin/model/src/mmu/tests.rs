@@ -1242,3 +1242,29 @@ fn tlb_tracking_names_the_zap_a_flush_is_owed_for() {
     vm.flush(f.merge(g));
     assert_eq!(vm.tlb_missing_flush(VcpuId(1), gpa), None);
 }
+
+#[test]
+fn slot_zap_all_quirk_toggles_for_default_vms_only() {
+    let vm = Vm::new(VmConfig::new(VmType::Default)).unwrap();
+    assert!(vm.slot_zap_all());
+    slot(&vm, 0, 0, 8 * MB, 0, MemslotFlags::NONE).ignore();
+    slot(&vm, 1, GB, 8 * MB, GB, MemslotFlags::NONE).ignore();
+    mapped(vm.stage2(V0, Gpa::new(0), Access::Read));
+    mapped(vm.stage2(V0, Gpa::new(GB), Access::Read));
+    // Quirk off: deleting slot 1 zaps only its leaves, the root stays.
+    assert!(vm.set_slot_zap_all_quirk(false));
+    assert!(!vm.slot_zap_all());
+    let root = vm.root_id(RootRole::Direct);
+    vm.flush(delete(&vm, 1));
+    assert_eq!(vm.root_id(RootRole::Direct), root);
+    assert_eq!(vm.leaves().len(), 1);
+    // On again: the next deletion replaces the root.
+    assert!(vm.set_slot_zap_all_quirk(true));
+    vm.flush(delete(&vm, 0));
+    assert_ne!(vm.root_id(RootRole::Direct), root);
+    for t in [VmType::SwProtected, VmType::Tdx, VmType::Snp] {
+        let vm = Vm::new(VmConfig::new(t)).unwrap();
+        assert!(!vm.set_slot_zap_all_quirk(true), "{t}");
+        assert!(!vm.slot_zap_all(), "{t}");
+    }
+}

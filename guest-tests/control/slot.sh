@@ -1,0 +1,76 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# The host side of the `control` guest tests (guest-tests/tests/control.c),
+# run by scripts/guest-test next to QEMU (manifest key `script`):
+#
+#   guest-tests/control/slot.sh SOCKET LOG
+#
+# Waits for the guest's "CONTROL: ready bar=... flag=..." line in LOG, sends
+# hostile requests (each must get an error, and the plugin must go on
+# answering), deletes the ivshmem BAR's memslot and re-creates it as it was,
+# then writes the flag the guest polls. Exits non-zero on anything
+# unexpected.
+set -euo pipefail
+sock=$1 log=$2
+ctl=${CVMEM_CTL:-$(dirname "$0")/../../target/release/cvmem-ctl}
+fail() { echo "control script: FAIL: $*" >&2; exit 1; }
+
+for _ in $(seq 600); do
+  grep -aq '^CONTROL: ready' "$log" 2>/dev/null && break
+  sleep 0.1
+done
+line=$(grep -a '^CONTROL: ready' "$log" | head -n 1) || fail "no ready line from the guest"
+[[ "$line" =~ bar=([0-9a-f]+)\ flag=([0-9a-f]+) ]] || fail "cannot parse '$line'"
+bar=$((16#${BASH_REMATCH[1]})) flag=$((16#${BASH_REMATCH[2]}))
+echo "control script: BAR at $(printf %#x $bar), flag at $(printf %#x $flag)"
+
+# expect_error DESCRIPTION CVMEM-CTL-ARGS...: the request must be refused.
+expect_error() {
+  local what=$1 out rc=0; shift
+  out=$("$ctl" "$sock" "$@" 2>&1) || rc=$?
+  [ $rc = 1 ] && [[ "$out" == *'"ok":false'* ]] || fail "$what: expected an error reply, got ($rc) $out"
+  echo "control script: $what -> $out"
+}
+echo 'this is not JSON' | expect_error "bad JSON" -
+echo '{"cmd":"stats","gpa":' | expect_error "truncated JSON" -
+expect_error "unknown command" format-disk
+expect_error "huge zap" zap gpa=0 size=0xfffffffffffff000
+expect_error "huge attribute range" set-attributes gpa=0 size=0x7ffffffffffff000 attributes=0
+expect_error "unaligned slot" create-memslot slot=100 gpa=4097 size=4096
+expect_error "overlapping slot" create-memslot slot=100 gpa=$bar size=4096
+expect_error "slot beyond the address width" create-memslot slot=100 gpa=0x7ffffffff000000 size=4096
+expect_error "slot not backed by QEMU's RAM" create-memslot slot=100 gpa=0xf00000000 size=4096
+expect_error "no such slot" delete-memslot slot=30000
+expect_error "bad slot id" delete-memslot slot=0x20000
+# A client that goes away mid-request, one that sends a line too long, and
+# one that sends garbage bytes: dropped or refused, nothing else happens.
+python3 - "$sock" <<'PY' || fail "raw clients"
+import socket, sys
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); return s
+s = conn(); s.sendall(b'{"cmd":"delete-memsl'); s.close()
+s = conn(); s.sendall(b'{"cmd":"stats"}\n'); s.close()   # closed before the reply
+s = conn(); s.sendall(b'x' * 100000 + b'\n')
+reply = s.makefile().readline(); s.close()
+assert '"ok":false' in reply and 'longer' in reply, reply
+s = conn(); s.sendall(b'\xff\xfe\n'); reply = s.makefile().readline(); s.close()
+assert '"ok":false' in reply, reply
+print("control script: raw clients handled")
+PY
+"$ctl" "$sock" stats >/dev/null || fail "the plugin stopped answering"
+
+# The BAR's memslot, as the plugin lists it.
+read -r id size flags backing < <("$ctl" "$sock" list-memslots | python3 -c "
+import json, sys
+r = json.load(sys.stdin)
+s = [m for m in r['memslots'] if m['gpa'] == $bar][0]
+print(s['slot'], s['size'], s['flags'], s['backing'])") || fail "no memslot at the BAR"
+echo "control script: the BAR is slot $id ($size bytes, flags $flags, backing $(printf %#x "$backing"))"
+"$ctl" "$sock" delete-memslot slot="$id" || fail "delete"
+"$ctl" "$sock" delete-memslot slot="$id" >/dev/null && fail "a second delete succeeded"
+"$ctl" "$sock" create-memslot slot="$id" gpa="$bar" size="$size" flags="$flags" backing="$backing" \
+  || fail "re-create"
+"$ctl" "$sock" stats || fail "stats"
+"$ctl" "$sock" write gpa="$flag" value=0x600d || fail "writing the flag"
+echo "control script: done"
