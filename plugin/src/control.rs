@@ -177,6 +177,10 @@ pub enum Command {
         gpa: Num,
         value: Num,
     },
+    /// Start (`on: true`) or stop writing the trace of `trace=PATH`.
+    Trace {
+        on: bool,
+    },
 }
 
 /// Parses one request line.
@@ -455,6 +459,10 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
             }
             Ok(json!({"slot_zap_all": vm.slot_zap_all()}))
         }
+        Command::Trace { on } => match &plugin.trace {
+            Some(t) => Ok(json!({"was_on": t.set_recording(on), "on": on})),
+            None => Err("ENOENT: no trace: start QEMU with the plugin argument trace=PATH".into()),
+        },
         Command::Stats => {
             let s = vm.stats();
             Ok(json!({

@@ -265,11 +265,16 @@ fn trace(plugin: &Plugin, out: &mut String) {
     };
     let _ = writeln!(
         out,
-        "  trace         {} events to {path}, {} dropped ({} model, {} plugin){}",
+        "  trace         {} events to {path}, {} dropped ({} model, {} plugin){}{}",
         r.tally.written,
         r.model_dropped + r.plugin_dropped,
         r.model_dropped,
         r.plugin_dropped,
+        if r.tally.paused > 0 {
+            format!(", {} not written while stopped", r.tally.paused)
+        } else {
+            String::new()
+        },
         match &r.tally.error {
             Some(e) => format!(", WRITE ERROR: {e}"),
             None => String::new(),

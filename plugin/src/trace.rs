@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -117,6 +118,10 @@ pub struct Tally {
     /// Events per memslot id, per `type` (events with a frame inside a
     /// slot, as the slots were when the event happened).
     pub by_slot: BTreeMap<u16, BTreeMap<&'static str, u64>>,
+    /// Events not written because tracing was stopped (the control
+    /// socket's `trace` command): plugin events when they happened, model
+    /// events when the writer took them.
+    pub paused: u64,
     /// The first write error, if any (the trace is then incomplete).
     pub error: Option<String>,
 }
@@ -132,8 +137,9 @@ pub struct TraceReport {
     pub plugin_dropped: u64,
 }
 
-/// The stop channel (time, model drops, plugin drops) and the writer thread.
-type Writer = (Sender<[u64; 3]>, JoinHandle<Tally>);
+/// The stop channel (time, model drops, plugin drops, plugin events not
+/// queued while stopped) and the writer thread.
+type Writer = (Sender<[u64; 4]>, JoinHandle<Tally>);
 
 /// The plugin's side of the trace.
 #[derive(Debug)]
@@ -141,6 +147,10 @@ pub struct Tracer {
     tx: Sender<Record>,
     dropped: AtomicU64,
     epoch: Instant,
+    /// Whether events are written (tracing started) or counted as paused.
+    recording: Arc<AtomicBool>,
+    /// Plugin events not queued because tracing was stopped.
+    paused: AtomicU64,
     /// The stop channel and the writer thread, until [`Tracer::finish`].
     writer: Mutex<Option<Writer>>,
     /// Kept after [`Tracer::finish`] for the summary.
@@ -171,13 +181,17 @@ impl Tracer {
     ) -> std::io::Result<Tracer> {
         let (tx, rx) = bounded(capacity);
         let (stop_tx, stop_rx) = bounded(1);
+        let recording = Arc::new(AtomicBool::new(true));
+        let writing = Arc::clone(&recording);
         let handle = std::thread::Builder::new()
             .name("cvmem-trace".into())
-            .spawn(move || write_all(BufWriter::new(out), model, rx, stop_rx))?;
+            .spawn(move || write_all(BufWriter::new(out), model, rx, stop_rx, &writing))?;
         Ok(Tracer {
             tx,
             dropped: AtomicU64::new(0),
             epoch,
+            recording,
+            paused: AtomicU64::new(0),
             writer: Mutex::new(Some((stop_tx, handle))),
             report: Mutex::new(None),
         })
@@ -186,6 +200,10 @@ impl Tracer {
     /// Queues `event` of `vcpu`, or counts it dropped if the writer is behind
     /// (or gone).
     pub fn emit(&self, vcpu: Option<u32>, event: PluginEvent) {
+        if !self.recording.load(Ordering::Acquire) {
+            self.paused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let record = Record {
             t_ns: u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
             vcpu,
@@ -195,6 +213,14 @@ impl Tracer {
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Starts (`true`) or stops writing events; returns whether it was
+    /// writing. While stopped, the writer counts what it would have written
+    /// (`paused` in the final line and the summary): nothing is lost
+    /// silently.
+    pub fn set_recording(&self, on: bool) -> bool {
+        self.recording.swap(on, Ordering::AcqRel)
     }
 
     /// Plugin events dropped so far.
@@ -209,7 +235,8 @@ impl Tracer {
         if let Some((stop, handle)) = self.writer.lock().take() {
             let plugin_dropped = self.dropped();
             let t_ns = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let _ = stop.send([t_ns, model_dropped, plugin_dropped]);
+            let paused = self.paused.load(Ordering::Relaxed);
+            let _ = stop.send([t_ns, model_dropped, plugin_dropped, paused]);
             let tally = handle.join().unwrap_or_else(|_| Tally {
                 error: Some("the trace writer panicked".into()),
                 ..Tally::default()
@@ -245,7 +272,8 @@ fn write_all<W: Write>(
     mut out: W,
     model: Option<Receiver<Stamped>>,
     plugin: Receiver<Record>,
-    stop: Receiver<[u64; 3]>,
+    stop: Receiver<[u64; 4]>,
+    recording: &AtomicBool,
 ) -> Tally {
     let model = model.unwrap_or_else(never);
     let mut tally = Tally::default();
@@ -257,7 +285,7 @@ fn write_all<W: Write>(
         select! {
             recv(model) -> m => if let Ok(m) = m { batch.push(Item::Model(m)) },
             recv(plugin) -> p => if let Ok(p) = p { batch.push(Item::Plugin(p)) },
-            recv(stop) -> s => end = Some(s.unwrap_or([0; 3])),
+            recv(stop) -> s => end = Some(s.unwrap_or([0; 4])),
         }
         batch.extend(model.try_iter().map(Item::Model));
         batch.extend(plugin.try_iter().map(Item::Plugin));
@@ -280,13 +308,18 @@ fn write_all<W: Write>(
             } else {
                 gfn.and_then(|g| slots.find(g))
             };
+            if !recording.load(Ordering::Acquire) {
+                tally.paused += 1;
+                continue;
+            }
             tally.count(kind, vcpu, slot);
             line.push('\n');
             if let Err(e) = out.write_all(line.as_bytes()) {
                 tally.error.get_or_insert_with(|| e.to_string());
             }
         }
-        if let Some([t_ns, model_dropped, plugin_dropped]) = end {
+        if let Some([t_ns, model_dropped, plugin_dropped, paused]) = end {
+            tally.paused += paused;
             line.clear();
             encode_end(&tally, t_ns, model_dropped, plugin_dropped, &mut line);
             line.push('\n');
@@ -723,9 +756,10 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
 fn encode_end(tally: &Tally, t_ns: u64, model_dropped: u64, plugin_dropped: u64, out: &mut String) {
     let _ = write!(
         out,
-        "{{\"t\":{t_ns},\"type\":\"end\",\"vcpu\":null,\"events\":{},\"dropped\":{},\"model_dropped\":{model_dropped},\"plugin_dropped\":{plugin_dropped}}}",
+        "{{\"t\":{t_ns},\"type\":\"end\",\"vcpu\":null,\"events\":{},\"dropped\":{},\"model_dropped\":{model_dropped},\"plugin_dropped\":{plugin_dropped},\"paused\":{}}}",
         tally.written,
-        model_dropped + plugin_dropped
+        model_dropped + plugin_dropped,
+        tally.paused
     );
 }
 
@@ -946,6 +980,39 @@ mod tests {
         }
     }
 
+    /// Stopped tracing (the control socket's `trace` command) counts what
+    /// it does not write, and starting again writes again.
+    #[test]
+    fn stopped_tracing_counts_what_it_skips() {
+        let (open, gate) = bounded::<()>(0);
+        drop(open);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(Gated {
+            gate,
+            out: out.clone(),
+        });
+        let tracer = Tracer::with_output(sink, None, Instant::now(), 64).unwrap();
+        let blocked = |i: u64| PluginEvent::DmaBlocked {
+            gpa: i << 12,
+            write: true,
+        };
+        assert!(tracer.set_recording(false));
+        for i in 0..3 {
+            tracer.emit(None, blocked(i));
+        }
+        assert!(!tracer.set_recording(true));
+        tracer.emit(None, blocked(9));
+        let report = tracer.finish(0);
+        assert_eq!((report.tally.written, report.tally.paused), (1, 3));
+        let text = String::from_utf8(out.lock().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains(r#""gpa":"0x9000""#), "{text}");
+        assert!(
+            text.lines().last().unwrap().ends_with(r#""paused":3}"#),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_full_channel_drops_and_counts_and_the_last_line_says_so() {
         let (open, gate) = bounded::<()>(0);
@@ -983,7 +1050,7 @@ mod tests {
         let last = text.lines().last().unwrap();
         assert!(
             last.contains(&format!(
-                r#""type":"end","vcpu":null,"events":{},"dropped":{},"model_dropped":3,"plugin_dropped":{dropped}}}"#,
+                r#""type":"end","vcpu":null,"events":{},"dropped":{},"model_dropped":3,"plugin_dropped":{dropped},"paused":0}}"#,
                 N - dropped,
                 dropped + 3
             )),
