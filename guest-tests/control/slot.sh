@@ -13,16 +13,8 @@
 # unexpected.
 set -euo pipefail
 sock=$1 log=$2
-ctl=${CVMEM_CTL:-$(dirname "$0")/../../target/release/cvmem-ctl}
-fail() { echo "control script: FAIL: $*" >&2; exit 1; }
-
-for _ in $(seq 600); do
-  grep -aq '^CONTROL: ready' "$log" 2>/dev/null && break
-  sleep 0.1
-done
-line=$(grep -a '^CONTROL: ready' "$log" | head -n 1) || fail "no ready line from the guest"
-[[ "$line" =~ bar=([0-9a-f]+)\ flag=([0-9a-f]+) ]] || fail "cannot parse '$line'"
-bar=$((16#${BASH_REMATCH[1]})) flag=$((16#${BASH_REMATCH[2]}))
+source "$(dirname "$0")/common.sh"
+wait_ready "$log"
 echo "control script: BAR at $(printf %#x $bar), flag at $(printf %#x $flag)"
 
 # expect_error DESCRIPTION CVMEM-CTL-ARGS...: the request must be refused.

@@ -16,6 +16,7 @@
  * by design). Seed: -append seed=N (default 1).
  */
 #include "libcflat.h"
+#include "fuzz.h"
 #include "snp.h"
 
 #define ITERATIONS 6000
@@ -26,35 +27,8 @@
 #define KVM_ENOSYS 1000
 #define KVM_EPERM 1
 
-static u64 state;
 static u64 bad;
 static u64 counts[6]; /* MSR protocol, GHCB, PVALIDATE, RMPADJUST, touches, exceptions */
-
-static u64 rnd(void)
-{
-	/* xorshift64* */
-	state ^= state >> 12;
-	state ^= state << 25;
-	state ^= state >> 27;
-	return state * 0x2545F4914F6CDD1Dul;
-}
-
-/* A random value biased toward edge cases. */
-static u64 operand(void)
-{
-	switch (rnd() % 6) {
-	case 0:
-		return 0;
-	case 1:
-		return ~0ul;
-	case 2:
-		return rnd() & 0xfff;
-	case 3:
-		return 1ul << (rnd() % 64);
-	default:
-		return rnd();
-	}
-}
 
 /* A GPA in the sacrificial region, sometimes misaligned or 2M aligned. */
 static u64 sacrificial_gpa(void)
@@ -465,15 +439,7 @@ int main(void)
 		ioio_edge();
 		return 0;
 	}
-	state = 1;
-	for (u64 s = 1; s < 1000; s++) {
-		char word[16];
-
-		snprintf(word, sizeof(word), "seed=%lu", s);
-		if (cmdline_has(word))
-			state = s;
-	}
-	report_info("seed %lu, %d iterations", state, ITERATIONS);
+	report_info("seed %lu, %d iterations", fuzz_seed(), ITERATIONS);
 	for (u64 off = 0; off < SACRIFICE_SIZE; off += PAGE_SIZE)
 		install_page(boot_pml4(), SHARED_VA + SACRIFICE_BASE + off, SACRIFICE_BASE + off,
 			     PT_PRESENT | PT_WRITABLE);

@@ -11,39 +11,12 @@
  * Seed: -append seed=N (default 1).
  */
 #include "libcflat.h"
+#include "fuzz.h"
 #include "tdx.h"
 
 #define ITERATIONS 6000
 #define SACRIFICE_BASE (128ul << 20)
 #define SACRIFICE_SIZE (64ul << 20)
-
-static u64 state;
-
-static u64 rnd(void)
-{
-	/* xorshift64* */
-	state ^= state >> 12;
-	state ^= state << 25;
-	state ^= state >> 27;
-	return state * 0x2545F4914F6CDD1Dul;
-}
-
-/* A random value biased toward edge cases. */
-static u64 operand(void)
-{
-	switch (rnd() % 6) {
-	case 0:
-		return 0;
-	case 1:
-		return ~0ul;
-	case 2:
-		return rnd() & 0xfff;
-	case 3:
-		return 1ul << (rnd() % 64);
-	default:
-		return rnd();
-	}
-}
 
 /* A GPA in the sacrificial region, sometimes misaligned or shared. */
 static u64 sacrificial_gpa(u64 shared_bit)
@@ -161,15 +134,7 @@ int main(void)
 	u64 shared_bit = tdx_shared_mask();
 	u64 bad = 0, calls = 0;
 
-	state = 1;
-	for (u64 s = 1; s < 1000; s++) {
-		char word[16];
-
-		snprintf(word, sizeof(word), "seed=%lu", s);
-		if (cmdline_has(word))
-			state = s;
-	}
-	report_info("seed %lu, %d iterations", state, ITERATIONS);
+	report_info("seed %lu, %d iterations", fuzz_seed(), ITERATIONS);
 	for (int i = 0; i < ITERATIONS; i++) {
 		if (rnd() % 2) {
 			u64 leaf, st = fuzz_tdcall(shared_bit, &leaf);
