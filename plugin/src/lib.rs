@@ -29,6 +29,7 @@ pub mod guard;
 pub mod hooks;
 pub mod kvm;
 pub mod memslots;
+pub mod paging;
 pub mod plugin;
 pub mod snp;
 pub mod summary;

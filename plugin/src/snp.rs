@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use crate::args::AcceptPolicy;
 use crate::hooks::{gpr, Fault, Host, Insn, InsnAction, Regs, RFLAGS_CF};
 use crate::kvm::{vector, Effects, Kvm};
+use crate::paging;
 
 /// The SEV MSRs.
 pub mod msr {
@@ -448,7 +449,7 @@ impl SnpFirmware {
         counter.fetch_add(1, Ordering::Relaxed);
         let vm = kvm.vm();
         let alias_mask = vm.alias().alias_mask();
-        let gpa = match linear_to_gpa(regs, regs.gpr[gpr::RAX], alias_mask, host) {
+        let gpa = match paging::linear_to_gpa(regs, regs.gpr[gpr::RAX], alias_mask, host) {
             Ok(gpa) => Gpa::new(gpa),
             Err(f) => return (InsnAction::Fault(f), Effects::NONE),
         };
@@ -1114,74 +1115,6 @@ impl Ghcb {
     }
 }
 
-/// Translates linear address `la` through the guest's page tables, as the
-/// CPU does for PVALIDATE's and RMPADJUST's RAX (APM vol. 2 §5.3-5.5): the
-/// GPA with the leaf's C-bit, or the #PF (not present) to raise. Table
-/// addresses have the C-bit (`alias_mask`) removed before they are read.
-pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> Result<u64, Fault> {
-    const CR0_PG: u64 = 1 << 31;
-    const CR4_PSE: u64 = 1 << 4;
-    const CR4_PAE: u64 = 1 << 5;
-    const CR4_LA57: u64 = 1 << 12;
-    const EFER_LMA: u64 = 1 << 10;
-    const PRESENT: u64 = 1 << 0;
-    const PS: u64 = 1 << 7;
-    const ADDR: u64 = 0x000f_ffff_ffff_f000;
-    let long = regs.efer & EFER_LMA != 0;
-    let la = if long { la } else { la & 0xffff_ffff };
-    if regs.cr0 & CR0_PG == 0 {
-        return Ok(la);
-    }
-    let not_present = || {
-        fault(
-            vector::PF,
-            Some(if regs.cpl == 3 { 1 << 2 } else { 0 }),
-            Some(la),
-        )
-    };
-    // Per level, top down: the index's shift and width, and whether a PS
-    // entry maps a page there.
-    let (root, levels, wide): (u64, &[(u32, u64, bool)], bool) = if long {
-        const L5: [(u32, u64, bool); 5] = [
-            (48, 0x1ff, false),
-            (39, 0x1ff, false),
-            (30, 0x1ff, true),
-            (21, 0x1ff, true),
-            (12, 0x1ff, true),
-        ];
-        let n = if regs.cr4 & CR4_LA57 != 0 { 0 } else { 1 };
-        (regs.cr3 & ADDR, &L5[n..], true)
-    } else if regs.cr4 & CR4_PAE != 0 {
-        const PAE: [(u32, u64, bool); 3] = [(30, 0x3, false), (21, 0x1ff, true), (12, 0x1ff, true)];
-        (regs.cr3 & 0xffff_ffe0, &PAE, true)
-    } else {
-        const LEGACY: [(u32, u64, bool); 2] = [(22, 0x3ff, true), (12, 0x3ff, true)];
-        (regs.cr3 & 0xffff_f000, &LEGACY, false)
-    };
-    let (entry_size, addr_mask) = if wide { (8, ADDR) } else { (4, 0xffff_f000) };
-    let mut table = root;
-    for (i, &(shift, index_mask, large)) in levels.iter().enumerate() {
-        let at = (table & !alias_mask) + ((la >> shift) & index_mask) * entry_size;
-        let mut b = [0u8; 8];
-        if !host.phys_read(at, &mut b[..entry_size as usize]) {
-            return Err(not_present());
-        }
-        let pte = u64::from_le_bytes(b);
-        if pte & PRESENT == 0 {
-            return Err(not_present());
-        }
-        let last = i + 1 == levels.len();
-        let ps = large && pte & PS != 0 && (wide || regs.cr4 & CR4_PSE != 0);
-        if last || ps {
-            let page = (1u64 << shift) - 1;
-            let frame = if wide { pte & ADDR } else { pte & 0xffff_f000 };
-            return Ok((frame & !page) | (la & page));
-        }
-        table = pte & addr_mask;
-    }
-    Err(not_present())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1189,6 +1122,7 @@ mod tests {
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
     use crate::memslots::{MemslotOp, RamSection};
+    use crate::paging::linear_to_gpa;
     use cvmem_model::VmType;
 
     const C_BIT: u64 = 1 << 51;

@@ -240,21 +240,8 @@ fn io_operand_is_immediate(kvm: &Kvm, regs: &Regs, host: &dyn Host) -> bool {
     }
     let at = regs.rip.wrapping_add(u64::from(regs.insn_len) - 2);
     let mut b = [0u8; 2];
-    for (i, byte) in b.iter_mut().enumerate() {
-        let vm = kvm.vm();
-        let la = at.wrapping_add(i as u64);
-        let Ok(gpa) = crate::snp::linear_to_gpa(regs, la, vm.alias().alias_mask(), host) else {
-            return false;
-        };
-        let Some(qemu) = vm
-            .decode(Gpa::new(gpa))
-            .and_then(|d| Some(kvm.backing_of(d.gfn)? + d.offset))
-        else {
-            return false;
-        };
-        if !host.phys_read(qemu, std::slice::from_mut(byte)) {
-            return false;
-        }
+    if !crate::paging::read_linear(kvm, regs, at, &mut b, host) {
+        return false;
     }
     (0xe4..=0xe7).contains(&b[0]) && u64::from(b[1]) == (regs.info >> 16) & 0xff
 }
