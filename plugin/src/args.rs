@@ -83,6 +83,16 @@ pub enum AcceptPolicy {
     Below(u64),
 }
 
+impl AcceptPolicy {
+    /// The first frame not ready at launch (`u64::MAX` for all).
+    pub fn ready_below_gfn(self) -> u64 {
+        match self {
+            AcceptPolicy::All => u64::MAX,
+            AcceptPolicy::Below(at) => at / cvmem_model::PAGE_SIZE,
+        }
+    }
+}
+
 /// `test=`: which test device to give the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum TestMode {

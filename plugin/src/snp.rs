@@ -281,10 +281,7 @@ impl SnpFirmware {
         }
         self.launch.call_once(|| {
             let vm = kvm.vm();
-            let limit = match self.accept {
-                AcceptPolicy::All => u64::MAX,
-                AcceptPolicy::Below(at) => at / PAGE_SIZE,
-            };
+            let limit = self.accept.ready_below_gfn();
             let slots = vm.memslots();
             for slot in slots.iter().filter(|s| s.private_capable()) {
                 let r = slot.range();

@@ -435,10 +435,7 @@ impl TdxModule {
         }
         self.launch.call_once(|| {
             let vm = kvm.vm();
-            let limit = match self.accept {
-                AcceptPolicy::All => u64::MAX,
-                AcceptPolicy::Below(at) => at / PAGE_SIZE,
-            };
+            let limit = self.accept.ready_below_gfn();
             let mut added = Vec::new();
             let slots = vm.memslots();
             for slot in slots.iter().filter(|s| s.private_capable()) {
