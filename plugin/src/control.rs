@@ -297,22 +297,6 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                         size.0
                     )
                 })?;
-            // kvm_gmem_bind(): a guest_memfd range backs one memslot only
-            // (EEXIST); here the backing stands for the guest_memfd offset.
-            // The model checks it for SNP, whose RMP covers each backing
-            // once; for the other types it is checked here.
-            if flags.contains(MemslotFlags::GUEST_MEMFD) {
-                if let Some(other) = vm.memslots().iter().find(|s| {
-                    let start = s.backing.raw();
-                    let len = s.npages * PAGE_SIZE;
-                    s.private_capable() && start < end && backing < start.saturating_add(len)
-                }) {
-                    return Err(format!(
-                        "EEXIST: the guest_memfd range at {backing:#x} is bound to slot {}",
-                        other.id.0
-                    ));
-                }
-            }
             if section.readonly && !flags.contains(MemslotFlags::READONLY) {
                 return Err(format!(
                     "EFAULT: backing {backing:#x} is read-only ({}): give flags READONLY (2)",

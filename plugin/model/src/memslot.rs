@@ -185,10 +185,11 @@ pub enum MemslotError {
     /// A modify of a guest_memfd slot: private slots can only be deleted.
     /// EINVAL.
     PrivateSlotImmutable(MemslotId),
-    /// SNP: a guest_memfd slot whose backing overlaps another guest_memfd
-    /// slot's backing. A guest_memfd range can be bound to one memslot only
-    /// (`kvm_gmem_bind()`: EEXIST); here the backing stands for the
-    /// guest_memfd offset, and the RMP covers each backing once.
+    /// The guest_memfd slot being created has a backing that overlaps
+    /// another guest_memfd slot's. A guest_memfd range can be bound to one
+    /// memslot only (`kvm_gmem_bind()`: EEXIST); here the backing stands
+    /// for the guest_memfd offset (and for SNP, the RMP covers each backing
+    /// once).
     GmemBound(MemslotId),
     /// Create or move onto frames another slot covers. EEXIST.
     Overlap {
@@ -226,7 +227,11 @@ impl fmt::Display for MemslotError {
                 write!(f, "{e}: private slot {} may only be deleted", id.0)
             }
             MemslotError::GmemBound(id) => {
-                write!(f, "{e}: slot {}'s guest_memfd range is already bound", id.0)
+                write!(
+                    f,
+                    "{e}: slot {}'s guest_memfd range is bound to slot(s) that exist already",
+                    id.0
+                )
             }
             MemslotError::Overlap { slot, existing } => {
                 write!(f, "{e}: slot {} overlaps slot {}", slot.0, existing.0)
@@ -417,6 +422,17 @@ impl MemslotSet {
                     slot: req.slot,
                     existing: existing.id,
                 });
+            }
+        }
+        if change == MemslotChange::Create && new.private_capable() {
+            // kvm_gmem_bind(): a guest_memfd range is bound to one memslot
+            // only (EEXIST); the backing stands for the guest_memfd offset.
+            let (start, end) = (new.backing.raw(), new.backing.raw() + req.memory_size);
+            if self.slots.iter().any(|s| {
+                let b = s.backing.raw();
+                s.private_capable() && b < end && start < b + s.npages * PAGE_SIZE
+            }) {
+                return Err(MemslotError::GmemBound(req.slot));
             }
         }
         Ok(MemslotUpdate {

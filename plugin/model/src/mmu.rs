@@ -1018,6 +1018,8 @@ impl Vm {
                 // kvm_gmem_bind(): the guest_memfd range (here the backing)
                 // is bound to this slot, and the RMP covers it, every page
                 // hypervisor-owned until a private fault prepares it.
+                // check() refused a backing another slot is bound to, so
+                // the RMP cannot cover it yet; the error stays as a guard.
                 let pfns = PfnRange::from_start_len(new.backing.pfn(), new.npages)
                     .ok_or(MemslotError::TooLarge)?;
                 self.rmp

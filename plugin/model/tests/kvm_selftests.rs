@@ -500,7 +500,8 @@ fn set_memory_region_limits_flags_and_overlaps() {
     vm.set_memory_region(region(0, GB, 4 * MB, 0, p))
         .unwrap()
         .ignore();
-    vm.set_memory_region(region(1, GB + 4 * MB, 4 * MB, 0, p))
+    // Each guest_memfd slot binds its own backing (kvm_gmem_bind()).
+    vm.set_memory_region(region(1, GB + 4 * MB, 4 * MB, 4 * MB, p))
         .unwrap()
         .ignore();
     for (gpa, size) in [
@@ -510,7 +511,7 @@ fn set_memory_region_limits_flags_and_overlaps() {
         (GB - 2 * MB, 16 * MB),
     ] {
         let e = vm
-            .set_memory_region(region(2, gpa, size, 0, p))
+            .set_memory_region(region(2, gpa, size, 64 * MB, p))
             .unwrap_err();
         assert_eq!(e.errno(), "EEXIST", "{gpa:#x}+{size:#x}");
     }

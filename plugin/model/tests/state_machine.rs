@@ -307,10 +307,9 @@ impl Machine {
             .slots
             .iter()
             .any(|(&i, s)| i != id && s.base < n.base + n.npages && n.base < s.base + s.npages);
-        // SNP: a guest_memfd range (here: the backing) binds to one slot
-        // only (kvm_gmem_bind(): EEXIST); the RMP covers it once.
-        let bound = self.t == VmType::Snp
-            && n.gmem
+        // A guest_memfd range (here: the backing) binds to one slot only
+        // (kvm_gmem_bind(): EEXIST), for every VM type.
+        let bound = n.gmem
             && old.is_none()
             && self.reference.slots.iter().any(|(&i, s)| {
                 i != id
