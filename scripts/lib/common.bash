@@ -59,17 +59,32 @@ cvmem_need_linux() {
 }
 
 # The QEMU command line of a Linux guest test: the Debian kernel booted
-# directly (SeaBIOS and the linuxboot option ROM) with the test initramfs,
-# its console on the serial port and so on stdout. APPEND goes after the
-# runner's kernel arguments. panic=-1 with -no-reboot makes a kernel panic
-# end QEMU at once instead of waiting for the timeout; /init ends with a
-# power-off (QEMU exit status 0).
+# directly with the test initramfs, its console on the serial port and so on
+# stdout. APPEND goes after the runner's kernel arguments. panic=-1 with
+# -no-reboot makes a kernel panic end QEMU at once instead of waiting for
+# the timeout; /init ends with a power-off (QEMU exit status 0). BOOT says
+# who loads the kernel:
+#   seabios           SeaBIOS and QEMU's linuxboot option ROM (default)
+#   efiboot [ARGS]    SeaBIOS starts guest-tests/boot/efiboot.c as a
+#                     Multiboot image with ARGS as its command line; it
+#                     hands the kernel (module 1) and initramfs (module 2)
+#                     EFI boot information (unaccepted memory, ACPI)
 cvmem_linux_cmdline() {
-  local qemu=$1 append=$2
+  local qemu=$1 append=$2 boot=${3:-seabios} kargs
+  kargs="console=ttyS0 panic=-1${append:+ $append}"
   CVMEM_CMD=("$qemu" -machine pc -cpu max -m 1G -display none -nodefaults
-             -serial stdio -no-reboot "${CVMEM_FIRMWARE_ARGS[@]}"
-             -kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio"
-             -append "console=ttyS0 panic=-1${append:+ $append}")
+             -serial stdio -no-reboot "${CVMEM_FIRMWARE_ARGS[@]}")
+  case "$boot" in
+    seabios)
+      CVMEM_CMD+=(-kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
+    efiboot|efiboot\ *)
+      # Multiboot modules are "FILE ARGS" separated by commas (",," for one).
+      local mod1="$CVMEM_LINUX/vmlinuz $kargs" mod2="$CVMEM_LINUX/initrd.cpio"
+      CVMEM_CMD+=(-device isa-debug-exit,iobase=0xf4,iosize=0x04
+                  -kernel "$CVMEM_GUEST_BUILD/efiboot.elf" -append "${boot#efiboot}"
+                  -initrd "${mod1//,/,,},${mod2//,/,,}") ;;
+    *) cvmem_die "unknown Linux boot '$boot'" ;;
+  esac
 }
 
 # Appends the plugin to CVMEM_CMD: vm-type=VMTYPE (none: no vm-type) and
