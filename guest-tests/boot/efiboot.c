@@ -22,8 +22,9 @@
  *     does not fill a whole unit is accepted now, as the EFI stub's
  *     process_unaccepted_memory() does;
  *   - builds the ACPI tables from QEMU's fw_cfg "etc/table-loader" script
- *     (as OVMF's AcpiPlatformDxe and SeaBIOS do) in memory it types ACPI;
- *   - builds an EFI system table with the ACPI and unaccepted-memory
+ *     (as OVMF's AcpiPlatformDxe and SeaBIOS do) and the SMBIOS tables in
+ *     memory it types ACPI;
+ *   - builds an EFI system table with the ACPI, SMBIOS and unaccepted-memory
  *     configuration tables and an EFI memory map, and passes them in
  *     boot_params.efi_info as a 64-bit EFI loader ("EL64") does;
  *   - loads the kernel and enters it through the 64-bit boot protocol
@@ -72,6 +73,16 @@ static void put8(void *b, u64 off, u8 v) { ((u8 *)b)[off] = v; }
 static void put16(void *b, u64 off, u16 v) { memcpy((u8 *)b + off, &v, 2); }
 static void put32(void *b, u64 off, u32 v) { memcpy((u8 *)b + off, &v, 4); }
 static void put64(void *b, u64 off, u64 v) { memcpy((u8 *)b + off, &v, 8); }
+
+/* What makes the bytes sum to zero (ACPI, SMBIOS). */
+static u8 checksum(const u8 *p, u64 len)
+{
+	u8 sum = 0;
+
+	for (u64 i = 0; i < len; i++)
+		sum += p[i];
+	return (u8)-sum;
+}
 
 /* ---- the Multiboot info (setup.c parsed the rest) ---------------------- */
 
@@ -388,7 +399,7 @@ static void *build_unaccepted_table(u64 base)
 #define LOADER_ADD_POINTER 2
 #define LOADER_ADD_CHECKSUM 3
 #define LOADER_WRITE_POINTER 4
-#define MAX_FILES 32
+#define MAX_FILES 128
 
 struct fw_file {
 	char name[FW_CFG_FILE_NAME];
@@ -426,7 +437,7 @@ static void fw_cfg_read_dir(void)
 		for (int j = 0; j < 64; j++)
 			buf[j] = inb(FW_CFG_PORT_DATA);
 		if (fw_nfiles == MAX_FILES)
-			continue;
+			fail("fw_cfg has more than %d files", MAX_FILES);
 		struct fw_file *f = &fw_files[fw_nfiles++];
 
 		f->size = be32(buf);
@@ -442,6 +453,18 @@ static struct fw_file *fw_file(const char *name)
 		if (!strncmp(fw_files[i].name, name, FW_CFG_FILE_NAME))
 			return &fw_files[i];
 	return NULL;
+}
+
+/* Reads file @f into fresh pages aligned to @align; sets and returns f->data. */
+static u8 *fw_file_load(struct fw_file *f, u32 align)
+{
+	u64 pa = phys_alloc_pages_aligned((f->size + PAGE_SIZE - 1) / PAGE_SIZE, align);
+
+	if (!pa)
+		fail("no memory for fw_cfg file '%s' (%u bytes, align %u)", f->name, f->size, align);
+	f->data = pa_to_ptr(pa);
+	fw_cfg_read_rep(f->select, f->data, f->size);
+	return f->data;
 }
 
 /* A command's file name field: NUL-terminated within its 56 bytes. */
@@ -476,8 +499,7 @@ static u64 build_acpi_tables(void)
 	script = fw_file("etc/table-loader");
 	if (!script || script->size % LOADER_ENTRY)
 		fail("fw_cfg has no usable etc/table-loader");
-	cmds = pa_to_ptr(phys_alloc_pages((script->size + PAGE_SIZE - 1) / PAGE_SIZE));
-	fw_cfg_read_rep(script->select, cmds, script->size);
+	cmds = fw_file_load(script, PAGE_SIZE);
 
 	for (u32 off = 0; off < script->size; off += LOADER_ENTRY) {
 		const u8 *c = cmds + off;
@@ -487,16 +509,10 @@ static u64 build_acpi_tables(void)
 		case LOADER_ALLOCATE: {
 			struct fw_file *f = loader_file(arg, false);
 			u32 align = get32(arg, FW_CFG_FILE_NAME);
-			u64 pa;
 
 			if (f->data)
 				fail("table-loader allocates '%s' twice", f->name);
-			pa = phys_alloc_pages_aligned((f->size + PAGE_SIZE - 1) / PAGE_SIZE, align);
-			if (!pa)
-				fail("no memory for ACPI file '%s' (%u bytes, align %u)", f->name,
-				     f->size, align);
-			f->data = pa_to_ptr(pa);
-			fw_cfg_read_rep(f->select, f->data, f->size);
+			fw_file_load(f, align);
 			break;
 		}
 		case LOADER_ADD_POINTER: {
@@ -519,13 +535,11 @@ static u64 build_acpi_tables(void)
 			u32 at = get32(arg, FW_CFG_FILE_NAME);
 			u32 start = get32(arg, FW_CFG_FILE_NAME + 4);
 			u32 len = get32(arg, FW_CFG_FILE_NAME + 8);
-			u8 sum = 0;
 
 			if (at >= f->size || start > f->size || len > f->size - start)
 				fail("table-loader: bad checksum range in '%s'", f->name);
-			for (u32 i = 0; i < len; i++)
-				sum += f->data[start + i];
-			f->data[at] -= sum;
+			/* The byte at @at is part of the range, as QEMU zeroed it. */
+			f->data[at] += checksum(f->data + start, len);
 			break;
 		}
 		case LOADER_WRITE_POINTER:
@@ -542,6 +556,44 @@ static u64 build_acpi_tables(void)
 	if (!rsdp || !rsdp->data || memcmp(rsdp->data, "RSD PTR ", 8))
 		fail("the table loader built no RSDP");
 	return ptr_to_pa(rsdp->data);
+}
+
+/* ---- SMBIOS from fw_cfg ------------------------------------------------- */
+
+/*
+ * QEMU's SMBIOS tables and entry point ("etc/smbios/smbios-anchor" and
+ * "-tables", as SeaBIOS and OVMF take them): the entry point gets the
+ * tables' address and its checksums (SMBIOS 3.0 §5.2.1 for _SM3_, 2.x
+ * §5.2.1 for _SM_ and its _DMI_ intermediate part). Returns the entry
+ * point's address, 0 if there is none; *v3 says which kind.
+ */
+static u64 build_smbios(bool *v3)
+{
+	struct fw_file *ep = fw_file("etc/smbios/smbios-anchor");
+	struct fw_file *tables = fw_file("etc/smbios/smbios-tables");
+	u8 *a;
+
+	if (!ep || !tables)
+		return 0;
+	a = fw_file_load(ep, 16);
+	fw_file_load(tables, 16);
+	if (ep->size >= 0x18 && !memcmp(a, "_SM3_", 5) && a[6] >= 0x18 && a[6] <= ep->size) {
+		put64(a, 0x10, ptr_to_pa(tables->data));
+		a[5] = 0;
+		a[5] = checksum(a, a[6]);
+		*v3 = true;
+	} else if (ep->size >= 0x1f && !memcmp(a, "_SM_", 4) && a[5] >= 0x1f && a[5] <= ep->size) {
+		put32(a, 0x18, (u32)ptr_to_pa(tables->data));
+		a[0x15] = 0;
+		a[0x15] = checksum(a + 0x10, 0x0f);
+		a[4] = 0;
+		a[4] = checksum(a, a[5]);
+		*v3 = false;
+	} else {
+		printf("efiboot: unknown SMBIOS entry point: no DMI\n");
+		return 0;
+	}
+	return ptr_to_pa(a);
 }
 
 /* ---- the EFI system table ---------------------------------------------- */
@@ -565,6 +617,12 @@ static const struct efi_guid ACPI_20_TABLE_GUID = {
 static const struct efi_guid ACPI_TABLE_GUID = {
 	0xeb9d2d30, 0x2d88, 0x11d3, { 0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d }
 };
+static const struct efi_guid SMBIOS_TABLE_GUID = {
+	0xeb9d2d31, 0x2d88, 0x11d3, { 0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d }
+};
+static const struct efi_guid SMBIOS3_TABLE_GUID = {
+	0xf2fd1544, 0x9794, 0x4a2c, { 0x99, 0x2e, 0xe5, 0xbb, 0xcf, 0x20, 0xe3, 0x94 }
+};
 static const struct efi_guid LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID = {
 	0xd5d1de3c, 0x105c, 0x44f9, { 0x9e, 0xa9, 0xbc, 0xef, 0x98, 0x12, 0x00, 0x31 }
 };
@@ -583,9 +641,10 @@ static u32 crc32(const u8 *p, u64 len)
 
 /*
  * One page: the system table, its configuration tables (efi_config_table_64_t:
- * GUID, u64 address) and the firmware vendor string (UCS-2).
+ * GUID, u64 address: ACPI, SMBIOS, unaccepted memory) and the firmware
+ * vendor string (UCS-2).
  */
-static u64 build_efi_systab(u64 rsdp, const void *unaccepted)
+static u64 build_efi_systab(u64 rsdp, u64 smbios, bool smbios3, const void *unaccepted)
 {
 	u64 pa = phys_alloc_pages(1);
 	u8 *st = memset(pa_to_ptr(pa), 0, PAGE_SIZE);
@@ -601,6 +660,11 @@ static u64 build_efi_systab(u64 rsdp, const void *unaccepted)
 	memcpy(cfg, get8(pa_to_ptr(rsdp), 15) >= 2 ? &ACPI_20_TABLE_GUID : &ACPI_TABLE_GUID, 16);
 	put64(cfg, 16, rsdp);
 	n++;
+	if (smbios) {
+		memcpy(cfg + 24 * n, smbios3 ? &SMBIOS3_TABLE_GUID : &SMBIOS_TABLE_GUID, 16);
+		put64(cfg + 24 * n, 16, smbios);
+		n++;
+	}
 	if (unaccepted) {
 		memcpy(cfg + 24 * n, &LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID, 16);
 		put64(cfg + 24 * n, 16, ptr_to_pa(unaccepted));
@@ -753,14 +817,14 @@ int main(void)
 {
 	struct module mods[2];
 	u64 boundary, unaccepted_bytes = 0, load, init_size, align, rsdp, bp_pa, cmd_pa;
-	u64 memmap_pa, systab, fw_start, fw_end, setup_bytes, initrd = 0, initrd_size = 0;
+	u64 memmap_pa, systab, fw_start, fw_end, setup_bytes, initrd = 0, initrd_size = 0, smbios;
 	const u8 *image;
 	void *unaccepted = NULL;
 	u8 *bp;
 	char *cmd;
 	const char *args;
 	u32 hdr_len, memmap_size;
-	bool td = is_tdx_guest();
+	bool td = is_tdx_guest(), smbios3 = false;
 	extern char __image_start[], __image_end[];
 	int nmods;
 
@@ -800,9 +864,10 @@ int main(void)
 	/* Firmware data, all in one run of the bump allocator: typed ACPI. */
 	fw_start = phys_alloc_pages(0);
 	rsdp = build_acpi_tables();
+	smbios = build_smbios(&smbios3);
 	if (unaccepted_bytes)
 		unaccepted = build_unaccepted_table(boundary);
-	systab = build_efi_systab(rsdp, unaccepted);
+	systab = build_efi_systab(rsdp, smbios, smbios3, unaccepted);
 	memmap_pa = phys_alloc_pages(2);
 	bp_pa = phys_alloc_pages(1);
 	cmd_pa = phys_alloc_pages(1);
