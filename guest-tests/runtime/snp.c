@@ -5,8 +5,8 @@
  * handler (its instruction decoder is insn.c, shared with tdx.c).
  *
  * Boot order in an SNP guest (the plugin launches the guest at the first
- * memory access with paging on; from then on CPUID, port I/O, most MSRs,
- * HLT and VMMCALL raise #VC):
+ * memory access with paging on; from then on CPUID, port I/O, most MSRs
+ * and VMMCALL raise #VC; HLT does not, an SEV-ES automatic exit):
  *  - boot.S (paging off, before launch) detects SNP and sets the C-bit in
  *    the boot identity map for RAM;
  *  - runtime_start() loads GS (MSR_GS_BASE passes through) and the IDT,
@@ -37,7 +37,7 @@ _Static_assert(sizeof(struct snp_psc_desc) == GHCB_SHARED_BUF_SIZE,
 _Static_assert(GHCB_SHARED_BUFFER + GHCB_SHARED_BUF_SIZE + 10 == GHCB_PROTOCOL_VERSION_OFF,
 	       "GHCB layout: shared buffer, 10 reserved bytes, protocol version");
 
-static u64 vc_counts[6]; /* CPUID, HLT, IOIO, MSR, VMMCALL, NPF */
+static u64 vc_counts[5]; /* CPUID, IOIO, MSR, VMMCALL, NPF */
 static struct ghcb *ap_ghcb[MAX_CPUS]; /* by slot: prepared by the BSP, registered by the AP */
 
 bool is_snp_guest(void)
@@ -396,8 +396,8 @@ static void vc_count(int i)
 
 u64 snp_vc_count(u64 code)
 {
-	static const u64 codes[] = { SVM_EXIT_CPUID, SVM_EXIT_HLT, SVM_EXIT_IOIO,
-				     SVM_EXIT_MSR, SVM_EXIT_VMMCALL, SVM_EXIT_NPF };
+	static const u64 codes[] = { SVM_EXIT_CPUID, SVM_EXIT_IOIO, SVM_EXIT_MSR,
+				     SVM_EXIT_VMMCALL, SVM_EXIT_NPF };
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(codes); i++)
 		if (codes[i] == code)
@@ -465,24 +465,7 @@ static bool vc_msr(struct ex_regs *regs)
 	}
 	ghcb_end(g);
 	regs->rip += 2;
-	vc_count(3);
-	return true;
-}
-
-static bool vc_hlt(struct ex_regs *regs)
-{
-	struct ghcb *g;
-	u64 r;
-
-	if (*(const u8 *)regs->rip != 0xf4)
-		return false;
-	g = ghcb_start();
-	r = ghcb_call(g, SVM_EXIT_HLT, 0, 0);
-	if (!vc_result(regs, g, r))
-		return true;
-	ghcb_end(g);
-	regs->rip += 1;
-	vc_count(1);
+	vc_count(2);
 	return true;
 }
 
@@ -508,7 +491,7 @@ static bool vc_vmmcall(struct ex_regs *regs)
 	regs->rax = ghcb_get(g, GHCB_RAX);
 	ghcb_end(g);
 	regs->rip += 3;
-	vc_count(4);
+	vc_count(3);
 	return true;
 }
 
@@ -578,7 +561,7 @@ static bool vc_ioio(struct ex_regs *regs)
 		ghcb_end(g);
 	}
 	regs->rip += io.len;
-	vc_count(2);
+	vc_count(1);
 	return true;
 }
 
@@ -682,7 +665,7 @@ static bool vc_mmio(struct ex_regs *regs)
 		}
 	}
 	regs->rip = (u64)in.p;
-	vc_count(5);
+	vc_count(4);
 	return true;
 }
 
@@ -715,7 +698,6 @@ static bool vc_dispatch(struct ex_regs *regs)
 	case SVM_EXIT_CPUID: return vc_cpuid(regs);
 	case SVM_EXIT_MSR: return vc_msr(regs);
 	case SVM_EXIT_IOIO: return vc_ioio(regs);
-	case SVM_EXIT_HLT: return vc_hlt(regs);
 	case SVM_EXIT_VMMCALL: return vc_vmmcall(regs);
 	case SVM_EXIT_NPF: return vc_mmio(regs);
 	default: return false;

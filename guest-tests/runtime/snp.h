@@ -7,7 +7,9 @@
  * detects SNP before paging and sets the C-bit in the boot identity map for
  * RAM, runtime_start() and ap_main() give each CPU a GHCB before its first
  * intercepted instruction, and a #VC handler emulates CPUID, port I/O, MSRs,
- * HLT, VMMCALL and simple MMIO MOVs through the GHCB.
+ * VMMCALL and simple MMIO MOVs through the GHCB. HLT raises no #VC: it is
+ * an automatic exit of SEV-ES (the hypervisor halts the vCPU; Linux's #VC
+ * handler has no HLT case and KVM takes no HLT through the GHCB).
  *
  * Memory: a page-table entry with the C-bit (snp_c_bit_mask(), bit 51 under
  * `-cpu max,phys-bits=52`) set maps the private (encrypted) page, one
@@ -404,7 +406,7 @@ u64 set_memory_private(u64 pa, u64 npages);
 
 /*
  * The #VC handler: emulates the instruction at regs->rip for the exit code
- * in regs->error_code (CPUID, IOIO incl. string forms, MSR, HLT, VMMCALL,
+ * in regs->error_code (CPUID, IOIO incl. string forms, MSR, VMMCALL,
  * NPF as MMIO for MOV forms) through this CPU's GHCB, advances RIP and
  * returns true; returns false for any other exit code or an instruction it
  * cannot decode. A #GP the hypervisor asks for (refused MSR) is dispatched

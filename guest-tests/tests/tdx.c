@@ -357,6 +357,55 @@ static void check_io_ve(const struct seen_ve *s, int n0, u64 start, u64 end, u64
 	       s->reason, s->qual, qual, s->len, end - start);
 }
 
+#define MSR_X2APIC_LVT_TIMER 0x832
+#define MSR_X2APIC_TIMER_INITIAL 0x838
+#define MSR_X2APIC_TIMER_CURRENT 0x839
+#define MSR_X2APIC_TIMER_DIVIDE 0x83e
+#define TIMER_DIVIDE_BY_1 0xb
+#define TIMER_VECTOR 0xe0
+
+static volatile int timer_ticks;
+
+static void timer_handler(struct ex_regs *regs)
+{
+	(void)regs;
+	timer_ticks++;
+	wrmsr(MSR_X2APIC_EOI, 0);
+}
+
+/*
+ * TDVMCALL<Instruction.HLT> with R12 = 0 (interrupts not blocked) and IF
+ * clear, as Linux's tdx_safe_halt() makes it: KVM halts the vCPU until an
+ * interrupt is pending and returns with it still pending; the guest takes
+ * it once it sets IF.
+ */
+static void test_hlt(void)
+{
+	struct tdx_module_args a = { .r11 = EXIT_REASON_HLT, .r12 = 0 };
+	u64 st, left;
+
+	report_prefix_push("TDVMCALL HLT");
+	handle_exception(TIMER_VECTOR, timer_handler);
+	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+	wrmsr(MSR_X2APIC_LVT_TIMER, TIMER_VECTOR); /* one-shot */
+	timer_ticks = 0;
+	/* QEMU's APIC timer counts nanoseconds: 20 ms. */
+	wrmsr(MSR_X2APIC_TIMER_INITIAL, 20 * 1000 * 1000);
+	st = tdvmcall(&a);
+	left = rdmsr(MSR_X2APIC_TIMER_CURRENT);
+	report(st == 0 && left == 0 && timer_ticks == 0,
+	       "R12 = 0, IF clear: the vCPU slept until the timer fired (%lu ns left), "
+	       "the interrupt still pending", left);
+	asm volatile("sti; nop; cli" ::: "memory");
+	report(timer_ticks == 1, "taken once the guest sets IF (%d)", timer_ticks);
+	/* Pending already: the halt ends at once. */
+	x2apic_icr_write(APIC_DEST_SELF | APIC_DM_FIXED | SMP_IPI_VECTOR, 0);
+	report(tdvmcall(&a) == 0, "a pending IPI ends it at once");
+	asm volatile("sti; nop; cli" ::: "memory");
+	handle_exception(TIMER_VECTOR, NULL);
+	report_prefix_pop();
+}
+
 static void test_io_ve(void)
 {
 	struct tdx_module_args a = {};
@@ -418,9 +467,14 @@ static void test_io_ve(void)
 		report(!strcmp(sig, "EMU") && cnt == 0 && dst == sig + 3,
 		       "rep insb: '%s', RCX 0, RDI advanced", sig);
 	}
-	/* HLT: reason 12, length 1; TDVMCALL HLT returns. */
+	/*
+	 * HLT: reason 12, length 1; the runtime's TDVMCALL HLT (interrupts not
+	 * blocked: IF was set at the HLT) ends at once on the pending IPI,
+	 * which is taken after the #VE returns.
+	 */
 	n0 = seen.n;
-	asm volatile("lea 1f(%%rip), %0; lea 2f(%%rip), %1\n1: hlt\n2:"
+	x2apic_icr_write(APIC_DEST_SELF | APIC_DM_FIXED | SMP_IPI_VECTOR, 0);
+	asm volatile("lea 1f(%%rip), %0; lea 2f(%%rip), %1\nsti\n1: hlt\n2: cli"
 		     : "=&r"(start), "=&r"(end) :: "memory");
 	s = seen;
 	report(s.n == n0 + 1 && s.reason == EXIT_REASON_HLT && s.qual == 0 && s.rip == start &&
@@ -462,8 +516,6 @@ static void test_tdvmcalls(void)
 	/* QEMU's TCG reads unknown MSRs as 0; a reserved x2APIC register #GPs. */
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_MSR_READ, .r12 = 0x801 };
 	report(tdvmcall(&a) == TDVMCALL_STATUS_INVALID_OPERAND, "RDMSR that would #GP: INVALID_OPERAND");
-	a = (struct tdx_module_args){ .r11 = EXIT_REASON_HLT, .r12 = 0 };
-	report(tdvmcall(&a) == 0, "HLT");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_EPT_VIOLATION, .r12 = 4, .r13 = 0,
 				      .r14 = 0xfec00000ul | shared_bit };
 	report(tdvmcall(&a) == 0, "#VE.RequestMMIO read of the IOAPIC (%lx)", a.r11);
@@ -569,7 +621,9 @@ int main(void)
 	test_map_gpa();
 	test_metadata();
 	test_report();
+	smp_init(); /* the x2APIC software-enabled, the IPI vector handled */
 	test_tdvmcalls();
+	test_hlt();
 	test_io_ve();
 	return 0;
 }

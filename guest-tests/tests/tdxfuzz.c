@@ -65,13 +65,22 @@ static u64 fuzz_tdvmcall(u64 shared_bit, bool *kvm, u64 *sub)
 	struct tdx_module_args a = {
 		.r12 = operand(), .r13 = operand(), .r14 = operand(), .r15 = operand(),
 	};
-	u64 n = sizeof(subfunctions) / sizeof(subfunctions[0]);
+	u64 n = sizeof(subfunctions) / sizeof(subfunctions[0]), st;
 
 	*kvm = rnd() % 16 == 0;
 	a.r10 = *kvm ? 1 + rnd() % 64 : 0;
 	a.r11 = rnd() % 8 ? subfunctions[rnd() % n] : operand();
 	*sub = a.r11;
 	switch (a.r11) {
+	case EXIT_REASON_HLT:
+		/*
+		 * KVM halts the vCPU until an interrupt is pending: pend one
+		 * (taken below) and say interrupts are not blocked, or the TD
+		 * would sleep for good with IF clear.
+		 */
+		a.r12 = 0;
+		x2apic_icr_write(APIC_DEST_SELF | APIC_DM_FIXED | SMP_IPI_VECTOR, 0);
+		break;
 	case TDVMCALL_MAP_GPA:
 	case TDVMCALL_GET_QUOTE:
 		a.r12 = sacrificial_gpa(shared_bit);
@@ -92,7 +101,10 @@ static u64 fuzz_tdvmcall(u64 shared_bit, bool *kvm, u64 *sub)
 		break;
 	}
 	a.rcx = TDVMCALL_EXPOSE_REGS_MASK;
-	if (tdcall(TDG_VP_VMCALL, &a) != 0)
+	st = tdcall(TDG_VP_VMCALL, &a);
+	/* The self-IPI of a HLT (or of one the VMM refused). */
+	asm volatile("sti; nop; cli" ::: "memory");
+	if (st != 0)
 		return ~0ul;
 	return a.r10;
 }
@@ -107,9 +119,12 @@ static u64 fuzz_tdcall(u64 shared_bit, u64 *leaf)
 	*leaf = rnd() % 8 ? rnd() % 13 : operand();
 	switch (*leaf) {
 	case TDG_VP_VMCALL:
-		/* A random expose mask: TDX_OPERAND_INVALID unless it is valid. */
+		/*
+		 * A random expose mask: TDX_OPERAND_INVALID unless it is valid
+		 * (a harmless sub-function: a HLT could sleep for good).
+		 */
 		a.r10 = 0;
-		a.r11 = EXIT_REASON_HLT;
+		a.r11 = TDVMCALL_GET_TD_VM_CALL_INFO;
 		a.rcx &= 0xffffffff0000fffful;
 		break;
 	case TDG_MEM_PAGE_ACCEPT:
@@ -135,6 +150,7 @@ int main(void)
 	u64 bad = 0, calls = 0;
 
 	report_info("seed %lu, %d iterations", fuzz_seed(), ITERATIONS);
+	smp_init(); /* the x2APIC software-enabled, the IPI vector handled */
 	for (int i = 0; i < ITERATIONS; i++) {
 		if (rnd() % 2) {
 			u64 leaf, st = fuzz_tdcall(shared_bit, &leaf);

@@ -443,10 +443,18 @@ unsafe extern "C" fn on_insn(
     });
     let action = match action {
         InsnAction::Decline => qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DECLINE,
-        InsnAction::Done => {
+        InsnAction::Done | InsnAction::Halt { .. } => {
             raw.gpr = regs.gpr;
             raw.rflags = regs.rflags;
-            qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DONE
+            match action {
+                InsnAction::Halt { irq_wakes: true } => {
+                    qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DONE_HALT
+                }
+                InsnAction::Halt { irq_wakes: false } => {
+                    qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DONE_HLT
+                }
+                _ => qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_DONE,
+            }
         }
         InsnAction::Fault(fault) => {
             write_fault(&mut raw.fault, &fault);

@@ -223,6 +223,12 @@ pub enum InsnAction {
     Decline,
     /// Emulated; registers are written back.
     Done,
+    /// Emulated, registers written back, then the vCPU halts as KVM's
+    /// `kvm_emulate_halt_noskip()` does. `irq_wakes`: a pending interrupt
+    /// wakes it even with RFLAGS.IF clear (the guest said its interrupts are
+    /// not blocked, as TDVMCALL<HLT> with R12 = 0 does); otherwise it wakes
+    /// as a HLT would.
+    Halt { irq_wakes: bool },
     /// Raise this exception at the instruction.
     Fault(Fault),
 }

@@ -218,7 +218,7 @@ impl Plugin {
                 Insn::Rdmsr,
                 Insn::Wrmsr,
                 Insn::Ioio,
-                Insn::Hlt,
+                // Not HLT: an SEV-ES automatic exit, QEMU halts the vCPU.
             ]
         } else {
             // KVM's hypercall ABI is there for every VM type.
@@ -324,7 +324,7 @@ impl Plugin {
         let rax = regs.gpr[0];
         let (action, effects) = self.insn_untraced(vcpu, insn, regs, host);
         let outcome = match action {
-            InsnAction::Done => InsnOutcome::Done,
+            InsnAction::Done | InsnAction::Halt { .. } => InsnOutcome::Done,
             InsnAction::Decline => InsnOutcome::Declined,
             InsnAction::Fault(fault) => {
                 stats.injected(&fault);

@@ -14,9 +14,10 @@
 //! |---|---|
 //! | CPUID 0x8000001F, SEV_STATUS (0xC0010131) | SEV, SEV-ES, SNP, VMPL; C-bit 51, 4 VMPLs; status SEV/SEV-ES/SNP and nothing else |
 //! | GHCB MSR (0xC0010130) | per vCPU, read and written without an intercept |
-//! | CPUID, RDMSR/WRMSR (intercepted MSRs), IN/OUT/INS/OUTS, HLT, VMMCALL, MMIO | #VC with the SVM exit code, once launched |
+//! | CPUID, RDMSR/WRMSR (intercepted MSRs), IN/OUT/INS/OUTS, VMMCALL, MMIO | #VC with the SVM exit code, once launched |
+//! | HLT | no #VC: an automatic exit (KVM halts the vCPU; Linux's #VC handler has no HLT case), so QEMU halts it |
 //! | VMGEXIT, MSR protocol | SEV info, CPUID, GHCB GPA registration, page-state change, hypervisor features, termination |
-//! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, HLT (returns at once), VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, NMI complete, HV features, termination |
+//! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, AP HLT loop (returns at once), NMI complete, HV features, termination; HLT (0x78) is not a GHCB event (KVM's `sev_es_validate_vmgexit()`: GHCB_ERR_INVALID_EVENT) |
 //! | SNP_GUEST_REQUEST | **unsupported**: `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`; cvmem has no AMD-SP to sign a report |
 //! | PVALIDATE, RMPADJUST | RAX translated through the guest's page tables, then the model's RMP |
 //!
@@ -414,7 +415,6 @@ impl SnpFirmware {
                 (InsnAction::Done, Effects::NONE)
             }
             Insn::Ioio if launched => intercept(exit::IOIO),
-            Insn::Hlt if launched => intercept(exit::HLT),
             Insn::Vmmcall if launched => intercept(exit::VMMCALL),
             // Before launch VMMCALL is KVM's hypercall, as for any AMD guest.
             Insn::Vmmcall => (InsnAction::Done, kvm.hypercall(regs)),
@@ -666,9 +666,10 @@ impl SnpFirmware {
                     }
                 }
             }
-            // KVM halts the vCPU until an event; cvmem returns at once, which
-            // a guest must accept from HLT anyway.
-            exit::HLT | exit::NMI_COMPLETE | exit::AP_HLT_LOOP => {}
+            // AP_HLT_LOOP: KVM holds the AP until a SIPI (AP reset hold),
+            // which QEMU only delivers to a CPU waiting for one after INIT;
+            // cvmem returns at once, as a spurious wake-up would.
+            exit::NMI_COMPLETE | exit::AP_HLT_LOOP => {}
             exit::VMMCALL => {
                 let mut regs = Regs {
                     cpl: (g.input(off::CPL)? & 3) as u32,
@@ -1284,7 +1285,6 @@ mod tests {
         for (insn, want) in [
             (Insn::Cpuid, exit::CPUID),
             (Insn::Ioio, exit::IOIO),
-            (Insn::Hlt, exit::HLT),
             (Insn::Vmmcall, exit::VMMCALL),
         ] {
             assert_eq!(
@@ -1465,6 +1465,9 @@ mod tests {
         ghcb_call(&kvm, &host, &std(exit::CPUID));
         assert_eq!(info(&host), (2, ghcb_err::MISSING_INPUT));
         ghcb_call(&kvm, &host, &std(0x1234));
+        assert_eq!(info(&host), (2, ghcb_err::INVALID_EVENT));
+        // HLT is an automatic exit, never a GHCB event.
+        ghcb_call(&kvm, &host, &std(exit::HLT));
         assert_eq!(info(&host), (2, ghcb_err::INVALID_EVENT));
         // The guest request is answered as unsupported.
         let mut f = std(exit::GUEST_REQUEST).to_vec();

@@ -25,7 +25,7 @@
 //! | 0x10002 GetQuote | the buffer's status becomes "service unavailable": cvmem has no quoting enclave |
 //! | 0x10003 ReportFatalError | the message is shown and QEMU's guest-panic action runs |
 //! | 10 CPUID, 30 IO, 31/32 MSR, 48 MMIO | QEMU answers, through the cvm host services |
-//! | 12 HLT | returns at once (a wake-up HLT allows) |
+//! | 12 HLT | the vCPU halts until an interrupt is pending (R12 = 0: whatever RFLAGS.IF says) or, R12 = 1, as HLT with interrupts off would |
 //!
 //! | #VE (after launch) | VE info: exit reason, qualification, GLA, GPA, R10 instruction length |
 //! | --- | --- |
@@ -909,6 +909,13 @@ impl TdxModule {
         }
         self.stats.tdvmcalls.fetch_add(1, Ordering::Relaxed);
         let exposed = |i: usize| mask & (1 << i) != 0;
+        // GHCI TDG.VP.VMCALL<Instruction.HLT>: R12 is the guest's "interrupt
+        // blocked" flag; KVM halts the vCPU (kvm_emulate_halt_noskip()) and
+        // wakes it on a pending interrupt unless the flag was set.
+        let hlt = exposed(gpr::R10)
+            && exposed(gpr::R11)
+            && (regs.gpr[gpr::R10], regs.gpr[gpr::R11]) == (0, tdvmcall::HLT);
+        let irq_blocked = exposed(gpr::R12) && regs.gpr[gpr::R12] != 0;
         let mut vmm = [0u64; 16];
         for (i, v) in vmm.iter_mut().enumerate() {
             if exposed(i) {
@@ -922,6 +929,14 @@ impl TdxModule {
             }
         }
         regs.gpr[gpr::RAX] = 0;
+        if hlt && vmm[gpr::R10] == tdvmcall::SUCCESS {
+            return (
+                InsnAction::Halt {
+                    irq_wakes: !irq_blocked,
+                },
+                effects,
+            );
+        }
         (InsnAction::Done, effects)
     }
 
@@ -1264,13 +1279,64 @@ mod tests {
 
     /// A TDVMCALL exposing R10-R15; returns the registers after.
     fn vmcall(kvm: &Kvm, host: &FakeHost, sub: u64, args: &[u64]) -> Regs {
-        let mut a = vec![(gpr::RCX, 0xfc00), (gpr::R10, 0), (gpr::R11, sub)];
-        for (i, &v) in args.iter().enumerate() {
-            a.push((gpr::R12 + i, v));
-        }
-        let r = call(kvm, host, leaf::VP_VMCALL, &a);
-        assert_eq!(r.gpr[gpr::RAX], 0);
+        let (r, action) = vmcall_action(kvm, host, 0xfc00, sub, args);
+        assert_eq!(action, InsnAction::Done);
         r
+    }
+
+    /// A TDVMCALL exposing the registers of `mask`; the registers after
+    /// and the callback's answer.
+    fn vmcall_action(
+        kvm: &Kvm,
+        host: &FakeHost,
+        mask: u64,
+        sub: u64,
+        args: &[u64],
+    ) -> (Regs, InsnAction) {
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RAX] = leaf::VP_VMCALL;
+        regs.gpr[gpr::RCX] = mask;
+        regs.gpr[gpr::R11] = sub;
+        for (i, &v) in args.iter().enumerate() {
+            regs.gpr[gpr::R12 + i] = v;
+        }
+        let action = tdcall(kvm, host, &mut regs);
+        assert_eq!(regs.gpr[gpr::RAX], 0);
+        (regs, action)
+    }
+
+    #[test]
+    fn hlt_halts_the_vcpu_as_kvm_does() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        let halt = |mask, args: &[u64]| {
+            let (r, action) = vmcall_action(&kvm, &host, mask, tdvmcall::HLT, args);
+            (r.gpr[gpr::R10], action)
+        };
+        // R12 = 0: interrupts not blocked, a pending one wakes the vCPU
+        // even with RFLAGS.IF clear (Linux's tdx_safe_halt()).
+        assert_eq!(
+            halt(0xfc00, &[0]),
+            (0, InsnAction::Halt { irq_wakes: true })
+        );
+        // R12 = 1: blocked, the vCPU halts as HLT would (Linux's tdx_halt()
+        // with interrupts off).
+        assert_eq!(
+            halt(0xfc00, &[1]),
+            (0, InsnAction::Halt { irq_wakes: false })
+        );
+        // R12 not exposed: the VMM reads 0.
+        assert_eq!(
+            halt(0x0c00, &[1]),
+            (0, InsnAction::Halt { irq_wakes: true })
+        );
+        // R11 = 12 under R10 != 0 is KVM hypercall 12's argument, no HLT.
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RAX] = leaf::VP_VMCALL;
+        regs.gpr[gpr::RCX] = 0xfc00;
+        regs.gpr[gpr::R10] = 1;
+        regs.gpr[gpr::R11] = tdvmcall::HLT;
+        assert_eq!(tdcall(&kvm, &host, &mut regs), InsnAction::Done);
     }
 
     #[test]
@@ -1341,8 +1407,8 @@ mod tests {
         call(&kvm, &host, leaf::VP_INFO, &[]);
         assert_eq!(host.apic_base.get(), 0xfee0_0900);
         assert_eq!(tdx.stats.calls(), "VP.INFO 2");
-        vmcall(&kvm, &host, tdvmcall::HLT, &[]);
-        assert_eq!(tdx.stats.calls(), "VP.INFO 2, HLT 1");
+        vmcall(&kvm, &host, tdvmcall::CPUID, &[0, 0]);
+        assert_eq!(tdx.stats.calls(), "VP.INFO 2, CPUID 1");
         // An AP (no BSP bit) gets x2APIC on its own first TDCALL or CPUID.
         host.apic_base.set(0xfee0_0800);
         tdx.vcpu_enter(1, &host);
@@ -1838,7 +1904,6 @@ mod tests {
             vmcall(&kvm, &host, tdvmcall::MSR_WRITE, &[7, 1]).gpr[gpr::R10],
             tdvmcall::INVALID_OPERAND
         );
-        assert_eq!(vmcall(&kvm, &host, tdvmcall::HLT, &[0]).gpr[gpr::R10], 0);
         // MMIO: shared, outside memslots, within one page.
         let r = vmcall(
             &kvm,

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 5
+#define QEMU_PLUGIN_CVM_API_VERSION 6
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -406,6 +406,19 @@ enum qemu_plugin_cvm_insn_action {
     QEMU_PLUGIN_CVM_INSN_DONE = 1,
     /* Raise regs->fault at the instruction; registers are not written. */
     QEMU_PLUGIN_CVM_INSN_FAULT = 2,
+    /*
+     * As DONE, then the vCPU halts until an external interrupt is pending,
+     * whatever RFLAGS.IF says (it is delivered once the guest sets IF), or
+     * an NMI, SMI, INIT or SIPI arrives: how KVM halts a vCPU for a
+     * TDVMCALL<Instruction.HLT> whose guest says its interrupts are not
+     * blocked. Not for QEMU_PLUGIN_CVM_INSN_IOIO.
+     */
+    QEMU_PLUGIN_CVM_INSN_DONE_HALT = 3,
+    /*
+     * As DONE, then the vCPU halts as a HLT after the instruction would: an
+     * external interrupt wakes it only with RFLAGS.IF set.
+     */
+    QEMU_PLUGIN_CVM_INSN_DONE_HLT = 4,
 };
 
 /**
