@@ -65,6 +65,11 @@ pub const KVM_MEMORY_ATTRIBUTE_PRIVATE: u64 = 1 << 3;
 /// What QEMU must do for the control socket: implemented over the cvm API
 /// in `ffi.rs`, whose calls are safe from any thread.
 pub trait ControlHost: Sync {
+    /// A client thread starts: it must be known to QEMU's RCU before it
+    /// touches guest memory.
+    fn thread_start(&self);
+    /// The client thread is leaving (after `thread_start`).
+    fn thread_exit(&self);
     /// Carries out a model operation's effects as the callbacks do.
     fn apply(&self, effects: Effects);
     /// Writes `bytes` at the QEMU guest-physical address `gpa`.
@@ -582,7 +587,11 @@ pub fn serve(
                 let spawned = std::thread::Builder::new()
                     .name("cvmem-control-client".into())
                     .spawn(move || {
+                        host.thread_start();
+                        // A panic is caught here, so the thread always
+                        // unregisters.
                         guard("control client", (), || client(stream, plugin, host));
+                        host.thread_exit();
                         CLIENTS.fetch_sub(1, Ordering::Relaxed);
                     });
                 if spawned.is_err() {
@@ -644,9 +653,17 @@ mod tests {
     struct FakeHost {
         applied: Mutex<Vec<Effects>>,
         writes: Mutex<Vec<(u64, Vec<u8>)>>,
+        /// Threads registered, and unregistered again.
+        threads: Mutex<(u32, u32)>,
     }
 
     impl ControlHost for FakeHost {
+        fn thread_start(&self) {
+            self.threads.lock().0 += 1;
+        }
+        fn thread_exit(&self) {
+            self.threads.lock().1 += 1;
+        }
         fn apply(&self, effects: Effects) {
             self.applied.lock().push(effects);
         }
@@ -878,6 +895,43 @@ mod tests {
         assert!(err(&q).contains("does not honour"));
         let bad = r#"{"cmd":"set-attributes","gpa":"64M","size":8192,"attributes":8,"flags":1}"#;
         assert!(err(&run(&p, &h, bad)).contains("flags must be 0"));
+    }
+
+    /// Each client thread registers with QEMU's RCU before its first
+    /// request and unregisters as it leaves.
+    #[test]
+    fn client_threads_register_and_unregister() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = std::env::temp_dir().join(format!("cvmem-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let path = path.to_str().unwrap();
+        let plugin: &'static Plugin = Box::leak(Box::new(plugin(VmType::Default)));
+        let host: &'static FakeHost = Box::leak(Box::default());
+        serve(bind(path).unwrap(), plugin, host).unwrap();
+        let wait_for = |want: (u32, u32)| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while *host.threads.lock() != want {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{:?}",
+                    host.threads.lock()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        for i in 1..=2 {
+            let mut s = UnixStream::connect(path).unwrap();
+            writeln!(s, r#"{{"cmd":"stats"}}"#).unwrap();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).unwrap();
+            assert!(line.contains(r#""ok":true"#), "{line}");
+            // Registered while it serves, unregistered once the client left.
+            assert_eq!(*host.threads.lock(), (i, i - 1));
+            drop(s);
+            wait_for((i, i));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

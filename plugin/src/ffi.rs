@@ -68,6 +68,8 @@ struct CvmFns {
     msr_rw: unsafe extern "C" fn(u32, *mut u64, bool) -> c_int,
     pio_rw: unsafe extern "C" fn(u16, *mut u32, u32, bool) -> c_int,
     guest_panicked: unsafe extern "C" fn() -> c_int,
+    thread_register: unsafe extern "C" fn(),
+    thread_unregister: unsafe extern "C" fn(),
 }
 
 /// Prints a report for the user.
@@ -120,6 +122,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_msr_rw,
             &api.qemu_plugin_cvm_pio_rw,
             &api.qemu_plugin_cvm_guest_panicked,
+            &api.qemu_plugin_cvm_thread_register,
+            &api.qemu_plugin_cvm_thread_unregister,
         ) {
             (
                 Ok(s),
@@ -132,6 +136,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 Ok(msr),
                 Ok(pio),
                 Ok(panicked),
+                Ok(reg),
+                Ok(unreg),
             ) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
@@ -143,6 +149,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 msr_rw: *msr,
                 pio_rw: *pio,
                 guest_panicked: *panicked,
+                thread_register: *reg,
+                thread_unregister: *unreg,
             }),
             _ => None,
         };
@@ -294,11 +302,27 @@ impl Host for QemuHost {
 }
 
 /// The control socket's way into QEMU: the same [`apply`] as the callbacks,
-/// and host writes through `phys_rw`. Both cvm API calls are safe from any
-/// thread (the header; `address_space_rw()` takes what it needs).
+/// and host writes through `phys_rw`, from client threads registered with
+/// QEMU's RCU (`phys_rw` reads the memory map under it).
 struct QemuControl;
 
 impl crate::control::ControlHost for QemuControl {
+    fn thread_start(&self) {
+        if let Some(cvm) = CVM.get() {
+            // SAFETY: QEMU's qemu_plugin_cvm_thread_register, called once
+            // on a thread of cvmem's own (control.rs, before any access).
+            unsafe { (cvm.thread_register)() };
+        }
+    }
+
+    fn thread_exit(&self) {
+        if let Some(cvm) = CVM.get() {
+            // SAFETY: QEMU's qemu_plugin_cvm_thread_unregister, called once
+            // by the thread that registered, as it leaves.
+            unsafe { (cvm.thread_unregister)() };
+        }
+    }
+
     fn apply(&self, effects: Effects) {
         if !effects.is_empty() {
             apply(effects);

@@ -202,6 +202,25 @@ int qemu_plugin_cvm_phys_rw(uint64_t gpa, void *buf, uint64_t len,
                             bool is_write);
 
 /**
+ * qemu_plugin_cvm_thread_register() - make a thread of the plugin's known
+ *
+ * qemu_plugin_cvm_phys_rw() walks QEMU's memory map under RCU. A thread the
+ * plugin started itself (a control socket, say) must register before its
+ * first call, or a change of the memory map on another thread may free
+ * what the access is using; it must call
+ * qemu_plugin_cvm_thread_unregister() before it exits. QEMU's own threads
+ * (vCPUs, the main loop) are registered already and must not call either.
+ */
+QEMU_PLUGIN_API
+void qemu_plugin_cvm_thread_register(void);
+
+/**
+ * qemu_plugin_cvm_thread_unregister() - the registered thread is leaving
+ */
+QEMU_PLUGIN_API
+void qemu_plugin_cvm_thread_unregister(void);
+
+/**
  * struct qemu_plugin_cvm_memslot - a RAM section of guest-physical memory
  * @gpa: first guest-physical address, page aligned
  * @size: bytes, a multiple of the page size
