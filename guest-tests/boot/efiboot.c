@@ -764,16 +764,19 @@ static u8 build_e820(u8 *bp)
 
 	for (int i = 0; i < nregions; i++) {
 		struct region r = regions[i];
-		u8 *prev = bp + BP_E820_TABLE + 20 * (n - 1);
+		u8 *e;
 
-		if (n && get32(prev, 16) == r.e820 && get64(prev, 0) + get64(prev, 8) == r.start) {
-			put64(prev, 8, get64(prev, 8) + r.end - r.start);
-			continue;
+		if (n) {
+			u8 *prev = bp + BP_E820_TABLE + 20 * (n - 1);
+
+			if (get32(prev, 16) == r.e820 && get64(prev, 0) + get64(prev, 8) == r.start) {
+				put64(prev, 8, get64(prev, 8) + r.end - r.start);
+				continue;
+			}
 		}
 		if (n == E820_MAX_ENTRIES_ZEROPAGE)
 			fail("more than %d e820 entries", E820_MAX_ENTRIES_ZEROPAGE);
-		u8 *e = bp + BP_E820_TABLE + 20 * n++;
-
+		e = bp + BP_E820_TABLE + 20 * n++;
 		put64(e, 0, r.start);
 		put64(e, 8, r.end - r.start);
 		put32(e, 16, r.e820);
@@ -853,16 +856,22 @@ int main(void)
 		if (boundary != ~0ul)
 			boundary = td_unaccepted_start(boundary);
 		unaccepted_bytes = td_accept_memory(boundary);
-	}
-	else if (boundary != ~0ul)
+	} else if (boundary != ~0ul)
 		printf("efiboot: not a TD: accept=%lx has no effect\n", boundary);
 
 	/* The loader image itself: the kernel may not land on it early. */
 	region_set(ptr_to_pa(__image_start), ALIGN_UP(ptr_to_pa(__image_end), PAGE_SIZE),
 		   E820_TYPE_RAM, EFI_LOADER_CODE);
 
-	/* Firmware data, all in one run of the bump allocator: typed ACPI. */
+	/*
+	 * Firmware data, all in one run of the bump allocator: typed ACPI.
+	 * QEMU's tables take a few hundred KiB; in a TD they must land in
+	 * accepted memory.
+	 */
 	fw_start = phys_alloc_pages(0);
+	if (td && fw_start + SZ_2M > boundary)
+		fail("no room for the firmware tables below accept=%lx (free memory starts at %lx)",
+		     boundary, fw_start);
 	rsdp = build_acpi_tables();
 	smbios = build_smbios(&smbios3);
 	if (unaccepted_bytes)

@@ -497,7 +497,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                     gpa.0
                 ));
             }
-            if !kvm.device_access_allowed(gpa.0) || !kvm.device_access_allowed(end - 1) {
+            if !kvm.host_access_allowed(gpa.0) || !kvm.host_access_allowed(end - 1) {
                 return Err(format!("EFAULT: {:#x} is private memory", gpa.0));
             }
             if !host.phys_write(gpa.0, &value.0.to_le_bytes()) {

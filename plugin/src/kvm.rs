@@ -725,6 +725,19 @@ impl Kvm {
         self.vm.device_access(Gpa::new(gpa), false) == DeviceAccess::Allowed
     }
 
+    /// [`Kvm::device_access_allowed`] for a QEMU address (a device's DMA,
+    /// a host write through the control socket): the GPAs whose memslots
+    /// use that memory decide, which differ from it for a slot that was
+    /// moved or aliased (see the module comment on backing addresses).
+    pub fn host_access_allowed(&self, qemu_addr: u64) -> bool {
+        if !self.launched() {
+            return true;
+        }
+        self.vm
+            .device_access_backing(BackingAddr::new(qemu_addr), false)
+            == DeviceAccess::Allowed
+    }
+
     /// Whether the guest runs: a TD or SNP guest once launched, any other
     /// VM from the start.
     pub fn launched(&self) -> bool {

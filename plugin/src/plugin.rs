@@ -416,7 +416,7 @@ impl Plugin {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
         // Devices never reach private memory (DESIGN.md, memory content).
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
-            && self.kvm.device_access_allowed(gpa);
+            && self.kvm.host_access_allowed(gpa);
         if !allowed {
             self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
             self.trace(None, || PluginEvent::DmaBlocked {

@@ -20,7 +20,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{Stage2, Stage2Fault, Translation, Vm, ZapFilter};
-use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn};
+use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn};
 use crate::event::{Counters, Event, ZapReason};
 use crate::memslot::Memslot;
 use crate::rmp::{
@@ -607,6 +607,30 @@ impl Vm {
         }
         if self.is_snp() {
             return self.rmp.check_device_access(pfn, write);
+        }
+        DeviceAccess::Allowed
+    }
+
+    /// [`Vm::device_access`] for a device that addresses the memory behind
+    /// the memslots rather than a GPA: QEMU's DMA API works on QEMU's own
+    /// view of guest RAM, as a device model behind KVM works on the
+    /// userspace mapping (hva). Every frame a memslot backs with `addr`'s
+    /// page is checked, so a slot whose memory the guest sees at other GPAs
+    /// (moved, or aliased by a second slot) is judged by those GPAs; the
+    /// first refusal wins. A page no memslot backs is allowed.
+    pub fn device_access_backing(&self, addr: BackingAddr, write: bool) -> DeviceAccess {
+        let pfn = addr.pfn().raw();
+        let slots = self.memslots.load();
+        for s in slots.iter() {
+            let off = pfn.wrapping_sub(s.backing.pfn().raw());
+            if off >= s.npages {
+                continue;
+            }
+            let gfn = Gfn::new(s.base_gfn.raw() + off);
+            let access = self.device_access(gfn.gpa(), write);
+            if access != DeviceAccess::Allowed {
+                return access;
+            }
         }
         DeviceAccess::Allowed
     }
