@@ -909,19 +909,18 @@ impl TdxModule {
         }
         self.stats.tdvmcalls.fetch_add(1, Ordering::Relaxed);
         let exposed = |i: usize| mask & (1 << i) != 0;
-        // GHCI TDG.VP.VMCALL<Instruction.HLT>: R12 is the guest's "interrupt
-        // blocked" flag; KVM halts the vCPU (kvm_emulate_halt_noskip()) and
-        // wakes it on a pending interrupt unless the flag was set.
-        let hlt = exposed(gpr::R10)
-            && exposed(gpr::R11)
-            && (regs.gpr[gpr::R10], regs.gpr[gpr::R11]) == (0, tdvmcall::HLT);
-        let irq_blocked = exposed(gpr::R12) && regs.gpr[gpr::R12] != 0;
         let mut vmm = [0u64; 16];
         for (i, v) in vmm.iter_mut().enumerate() {
             if exposed(i) {
                 *v = regs.gpr[i];
             }
         }
+        // GHCI TDG.VP.VMCALL<Instruction.HLT>: R12 is the guest's "interrupt
+        // blocked" flag; KVM halts the vCPU (kvm_emulate_halt_noskip()) and
+        // wakes it on a pending interrupt unless the flag was set. What the
+        // VMM sees decides (registers not exposed read as 0).
+        let hlt = (vmm[gpr::R10], vmm[gpr::R11]) == (0, tdvmcall::HLT);
+        let irq_blocked = vmm[gpr::R12] != 0;
         let effects = self.tdvmcall(kvm, &mut vmm, mask, host);
         for (i, v) in vmm.iter().enumerate() {
             if exposed(i) {
