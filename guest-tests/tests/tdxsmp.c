@@ -10,6 +10,8 @@
  *     shared, writing a secret while private; the shared alias must never
  *     show a secret. Meanwhile all CPUs add to one counter on an always
  *     shared page with `lock xadd`: no write may be lost.
+ *  3. TDVMCALL<HLT> with interrupts blocked (R12 = 1, IF clear) on CPU 1:
+ *     its own timer interrupt does not wake it, an NMI from CPU 0 does.
  */
 #include "libcflat.h"
 #include "tdx.h"
@@ -123,6 +125,85 @@ static void stress(void *unused)
 	(void)unused;
 }
 
+#define MSR_X2APIC_LVT_TIMER 0x832
+#define MSR_X2APIC_TIMER_INITIAL 0x838
+#define MSR_X2APIC_TIMER_CURRENT 0x839
+#define MSR_X2APIC_TIMER_DIVIDE 0x83e
+#define LVT_MASKED (1u << 16)
+#define TIMER_DIVIDE_BY_1 0xb
+#define HALT_TIMER_VECTOR 0xe1
+#define MS (1000 * 1000) /* QEMU's APIC timer counts nanoseconds */
+
+static volatile int halt_state; /* 1: about to halt, 2: back, 3: refused */
+static volatile int halt_nmis, halt_ticks;
+static volatile int woke_nmis, woke_ticks; /* as CPU 1 saw them on its return */
+
+static void halt_nmi(struct ex_regs *regs)
+{
+	(void)regs;
+	halt_nmis++;
+}
+
+static void halt_timer(struct ex_regs *regs)
+{
+	(void)regs;
+	halt_ticks++;
+	wrmsr(MSR_X2APIC_EOI, 0);
+}
+
+/* CPU 1: its timer armed for 5 ms, then a halt that says IRQs are blocked. */
+static void blocked_halt(void *unused)
+{
+	struct tdx_module_args a = { .r11 = EXIT_REASON_HLT, .r12 = 1 };
+	u64 st;
+
+	(void)unused;
+	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+	wrmsr(MSR_X2APIC_LVT_TIMER, HALT_TIMER_VECTOR);
+	wrmsr(MSR_X2APIC_TIMER_INITIAL, 5 * MS);
+	halt_state = 1;
+	st = tdvmcall(&a);
+	woke_nmis = halt_nmis;
+	woke_ticks = halt_ticks;
+	halt_state = st == 0 ? 2 : 3;
+}
+
+/* Spins on this CPU's APIC timer (masked: no interrupt) for @ns. */
+static void wait_ns(u64 ns)
+{
+	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+	wrmsr(MSR_X2APIC_LVT_TIMER, LVT_MASKED | HALT_TIMER_VECTOR);
+	wrmsr(MSR_X2APIC_TIMER_INITIAL, ns);
+	while (rdmsr(MSR_X2APIC_TIMER_CURRENT))
+		pause();
+}
+
+static void test_blocked_halt(void)
+{
+	report_prefix_push("TDVMCALL HLT, R12 = 1");
+	handle_exception(NMI_VECTOR, halt_nmi);
+	handle_exception(HALT_TIMER_VECTOR, halt_timer);
+	on_cpu_async(1, blocked_halt, NULL);
+	while (halt_state != 1)
+		pause();
+	wait_ns(50 * MS);
+	report(halt_state == 1 && halt_nmis == 0 && halt_ticks == 0,
+	       "CPU 1 stays halted when its timer fires (IF clear, interrupts blocked)");
+	x2apic_icr_write(APIC_DM_NMI, cpu_apic_id(1));
+	while (halt_state == 1)
+		pause();
+	report(halt_state == 2 && woke_nmis == 1 && woke_ticks == 0,
+	       "an NMI wakes it; the timer interrupt waits for IF (%d NMI, %d ticks)", woke_nmis,
+	       woke_ticks);
+	on_cpus_wait();
+	/* Back in its idle loop (sti; hlt) CPU 1 takes the timer interrupt. */
+	wait_ns(10 * MS);
+	report(halt_ticks == 1, "taken once CPU 1 sets IF (%d)", halt_ticks);
+	handle_exception(NMI_VECTOR, NULL);
+	handle_exception(HALT_TIMER_VECTOR, NULL);
+	report_prefix_pop();
+}
+
 int main(void)
 {
 	int n = smp_cpus();
@@ -156,5 +237,6 @@ int main(void)
 	       bad);
 	report(*counter == (u64)n * (COUNTER_ADDS / STRESS_ROUNDS) * STRESS_ROUNDS,
 	       "shared counter: %lu adds, none lost", *counter);
+	test_blocked_halt();
 	return 0;
 }
