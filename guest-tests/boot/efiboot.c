@@ -411,19 +411,8 @@ struct fw_file {
 static struct fw_file fw_files[MAX_FILES];
 static int fw_nfiles;
 
-/*
- * Reads @len bytes of item @key with one REP INSB: natively a string of
- * port reads, in a TD one #VE whose handler does them all (a byte at a
- * time through the data port: the 128K ACPI blob is 128K TDVMCALLs, but
- * not 128K #VEs). DMA would need a shared bounce buffer in a TD.
- */
-static void fw_cfg_read_rep(u16 key, void *buf, u64 len)
-{
-	outw(key, FW_CFG_PORT_SEL);
-	asm volatile("rep insb" : "+D"(buf), "+c"(len) : "d"(FW_CFG_PORT_DATA) : "memory");
-}
-
-static u32 be32(const u8 *p) { return (u32)p[0] << 24 | (u32)p[1] << 16 | (u32)p[2] << 8 | p[3]; }
+/* fw_cfg's directory is big-endian. */
+static u32 be32(const u8 *p) { return __builtin_bswap32(get32(p, 0)); }
 
 static void fw_cfg_read_dir(void)
 {
@@ -434,8 +423,7 @@ static void fw_cfg_read_dir(void)
 
 	/* The data port goes on where the count ended: the entries follow. */
 	for (u32 i = 0; i < count; i++) {
-		for (int j = 0; j < 64; j++)
-			buf[j] = inb(FW_CFG_PORT_DATA);
+		fw_cfg_read_next(buf, sizeof(buf));
 		if (fw_nfiles == MAX_FILES)
 			fail("fw_cfg has more than %d files", MAX_FILES);
 		struct fw_file *f = &fw_files[fw_nfiles++];
@@ -463,7 +451,7 @@ static u8 *fw_file_load(struct fw_file *f, u32 align)
 	if (!pa)
 		fail("no memory for fw_cfg file '%s' (%u bytes, align %u)", f->name, f->size, align);
 	f->data = pa_to_ptr(pa);
-	fw_cfg_read_rep(f->select, f->data, f->size);
+	fw_cfg_read(f->select, f->data, f->size);
 	return f->data;
 }
 

@@ -51,6 +51,8 @@ int puts(const char *s); /* appends '\n' like libc */
 void *memset(void *dst, int c, size_t n);
 void *memcpy(void *dst, const void *src, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
+/* Whether every byte of [p, p + len) is @c (volatile: memory a test shares). */
+bool all_bytes(const volatile void *p, u64 len, u8 c);
 size_t strlen(const char *s);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
@@ -320,6 +322,13 @@ u64 exception_cr2(void);        /* CR2 read when this CPU's last ASM_TRY fault a
 #define APIC_DEST_SELF 0x40000
 #define APIC_DEST_ALLINC 0x80000
 #define APIC_DEST_ALLBUT 0xc0000
+/* The x2APIC timer; under QEMU it counts nanoseconds at divide-by-1. */
+#define MSR_X2APIC_LVT_TIMER 0x832
+#define MSR_X2APIC_TIMER_INITIAL 0x838
+#define MSR_X2APIC_TIMER_CURRENT 0x839
+#define MSR_X2APIC_TIMER_DIVIDE 0x83e
+#define APIC_LVT_MASKED (1u << 16)
+#define APIC_TIMER_DIVIDE_BY_1 0xb
 /* Vectors the runtime takes once smp_init() ran: the wake-up IPI, spurious. */
 #define SMP_IPI_VECTOR 0xf0
 #define APIC_SPURIOUS_VECTOR 0xff
@@ -372,6 +381,17 @@ u32 cpu_apic_id(int cpu); /* of CPU number cpu, after smp_init() */
  * CPUID says there is no x2APIC. */
 bool x2apic_enable(void);
 /* Writes the x2APIC ICR: dest in bits 63:32, low = delivery mode | vector | ... */
+/*
+ * Arms this CPU's x2APIC timer, one-shot, to fire @ns from now at @vector
+ * (APIC_LVT_MASKED in @lvt_flags: count down without an interrupt).
+ */
+static inline void apic_timer_oneshot(u8 vector, u32 lvt_flags, u64 ns)
+{
+	wrmsr(MSR_X2APIC_TIMER_DIVIDE, APIC_TIMER_DIVIDE_BY_1);
+	wrmsr(MSR_X2APIC_LVT_TIMER, lvt_flags | vector);
+	wrmsr(MSR_X2APIC_TIMER_INITIAL, ns);
+}
+
 static inline void x2apic_icr_write(u32 low, u32 dest)
 {
 	wrmsr(MSR_X2APIC_ICR, (u64)dest << 32 | low);

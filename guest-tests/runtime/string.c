@@ -22,6 +22,16 @@ void *memcpy(void *dst, const void *src, size_t n)
 	return dst;
 }
 
+bool all_bytes(const volatile void *p, u64 len, u8 c)
+{
+	const volatile u8 *b = p;
+
+	for (u64 i = 0; i < len; i++)
+		if (b[i] != c)
+			return false;
+	return true;
+}
+
 int memcmp(const void *a, const void *b, size_t n)
 {
 	const u8 *p = a, *q = b;

@@ -13,6 +13,7 @@
  *    -KVM_EINVAL, an unknown hypercall -KVM_ENOSYS.
  */
 #include "libcflat.h"
+#include "conversions.h"
 #include "fw_cfg.h"
 
 #define KVM_HC_MAP_GPA_RANGE 12
@@ -38,53 +39,33 @@ static u64 map_gpa_range(u64 gpa, u64 npages, bool private)
 			      (private ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0) | KVM_MAP_GPA_RANGE_4K);
 }
 
-/* Whether every byte of [p, p + len) is @c. */
-static bool all_bytes(const u8 *p, u64 len, u8 c)
-{
-	for (u64 i = 0; i < len; i++)
-		if (p[i] != c)
-			return false;
-	return true;
-}
-
-/* KVM's private_mem_conversions_test ranges: offset and size in the area. */
-static const struct {
-	u64 offset, size;
-} ranges[] = {
-	{ 0, PAGE_SIZE },
-	{ 0, SZ_2M },
-	{ PAGE_SIZE, PAGE_SIZE },
-	{ PAGE_SIZE, SZ_2M },
-	{ SZ_2M, PAGE_SIZE },
-};
-
 static void test_conversions(u8 *area)
 {
 	u64 base = ptr_to_pa(area);
 
-	for (unsigned int i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
-		u8 *p = area + ranges[i].offset;
-		u64 size = ranges[i].size, npages = size / PAGE_SIZE;
+	for (unsigned int i = 0; i < ARRAY_SIZE(conversion_ranges); i++) {
+		u8 *p = area + conversion_ranges[i].offset;
+		u64 size = conversion_ranges[i].size, npages = size / PAGE_SIZE;
 		char name[40];
 		u64 r;
 
-		snprintf(name, sizeof(name), "%lx+%lx", ranges[i].offset, size);
+		snprintf(name, sizeof(name), "%lx+%lx", conversion_ranges[i].offset, size);
 		report_prefix_push(name);
 		memset(area, 0x11, AREA_SIZE);
-		r = map_gpa_range(base + ranges[i].offset, npages, true);
+		r = map_gpa_range(base + conversion_ranges[i].offset, npages, true);
 		report(r == 0, "to private: status %ld", (long)r);
 		report(all_bytes(p, size, 0), "the range reads zero");
-		report(all_bytes(area, ranges[i].offset, 0x11) &&
-		       all_bytes(p + size, AREA_SIZE - ranges[i].offset - size, 0x11),
+		report(all_bytes(area, conversion_ranges[i].offset, 0x11) &&
+		       all_bytes(p + size, AREA_SIZE - conversion_ranges[i].offset - size, 0x11),
 		       "the memory around it is untouched");
 		memset(p, 0x22, size);
 		report(all_bytes(p, size, 0x22), "private data stays");
 
-		r = map_gpa_range(base + ranges[i].offset, npages, true);
+		r = map_gpa_range(base + conversion_ranges[i].offset, npages, true);
 		report(r == 0 && all_bytes(p, size, 0x22),
 		       "converting private memory to private again keeps it");
 
-		r = map_gpa_range(base + ranges[i].offset, npages, false);
+		r = map_gpa_range(base + conversion_ranges[i].offset, npages, false);
 		report(r == 0, "to shared: status %ld", (long)r);
 		report(all_bytes(p, size, 0), "the range reads zero again");
 		memset(p, 0x33, size);

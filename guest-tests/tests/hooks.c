@@ -51,11 +51,7 @@
 /* The arithmetic flags (CF PF AF ZF SF OF). */
 #define ARITH_FLAGS 0x8d5ul
 
-/* x2APIC timer registers and the vector the test gives it. */
-#define MSR_X2APIC_LVT_TIMER 0x832
-#define MSR_X2APIC_TIMER_INITIAL 0x838
-#define MSR_X2APIC_TIMER_DIVIDE 0x83e
-#define TIMER_DIVIDE_BY_1 0xb
+/* The vector the test gives the x2APIC timer. */
 #define TIMER_VECTOR 0x40
 
 static void flush_self(void) { testdev(OP_FLUSH, 1, 0, 0); }
@@ -449,11 +445,8 @@ static void test_hlt_sleeps(void)
 	report_prefix_push("hlt");
 	smp_init(); /* the x2APIC, software-enabled */
 	handle_exception(TIMER_VECTOR, timer_handler);
-	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
-	wrmsr(MSR_X2APIC_LVT_TIMER, TIMER_VECTOR); /* one-shot */
 	timer_ticks = 0;
-	/* QEMU's APIC timer counts nanoseconds: 10 ms. */
-	wrmsr(MSR_X2APIC_TIMER_INITIAL, 10 * 1000 * 1000);
+	apic_timer_oneshot(TIMER_VECTOR, 0, 10 * 1000 * 1000); /* 10 ms */
 	asm volatile("cmpl $1, %k2\n\t"
 		     "pushfq; popq %0\n\t"
 		     "sti; hlt; cli\n\t"

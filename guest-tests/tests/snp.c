@@ -36,14 +36,6 @@ static void *map_shared(u64 pa, u64 npages)
 	return (void *)(SHARED_VA + pa);
 }
 
-static bool all_bytes(const volatile u8 *p, u64 len, u8 c)
-{
-	for (u64 i = 0; i < len; i++)
-		if (p[i] != c)
-			return false;
-	return true;
-}
-
 /* A read of *p that may fault: the vector (-1 for none), *v the value. */
 static int touch(const volatile void *p, u64 *v)
 {

@@ -14,6 +14,7 @@
  *     takes #VCs (CPUID) while the others convert.
  */
 #include "libcflat.h"
+#include "conversions.h"
 #include "snp.h"
 
 #define SZ_2M (2ul << 20)
@@ -40,50 +41,27 @@ static void map_shared(u64 pa, u64 len)
 		install_page(boot_pml4(), SHARED_VA + pa + off, pa + off, PT_PRESENT | PT_WRITABLE);
 }
 
-static bool all_bytes(const volatile u8 *p, u64 len, u8 c)
-{
-	for (u64 i = 0; i < len; i++)
-		if (p[i] != c)
-			return false;
-	return true;
-}
-
-static const struct {
-	u64 offset, size;
-} ranges[] = {
-	{ 0, PAGE_SIZE }, { 0, SZ_2M }, { PAGE_SIZE, PAGE_SIZE },
-	{ PAGE_SIZE, SZ_2M }, { SZ_2M, PAGE_SIZE },
-};
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) { \
-			printf("cpu %d: %s failed (line %d)\n", smp_id(), #cond, __LINE__); \
-			failures[smp_id()]++; \
-		} \
-	} while (0)
-
 static void conversions(void *unused)
 {
 	u8 *area = areas[smp_id()];
 	u64 base = ptr_to_pa(area);
 	u8 *sh = shared_alias(base);
 
-	for (unsigned int i = 0; i < ARRAY_SIZE(ranges); i++) {
-		u64 off = ranges[i].offset, size = ranges[i].size;
+	for (unsigned int i = 0; i < ARRAY_SIZE(conversion_ranges); i++) {
+		u64 off = conversion_ranges[i].offset, size = conversion_ranges[i].size;
 		u64 npages = size / PAGE_SIZE;
 
 		memset(area, 0x11, AREA_SIZE);
-		CHECK(snp_make_shared((u64)area + off, base + off, npages) == 0);
-		CHECK(all_bytes(sh + off, size, 0));
-		CHECK(all_bytes(area, off, 0x11));
-		CHECK(all_bytes(area + off + size, AREA_SIZE - off - size, 0x11));
+		CPU_CHECK(snp_make_shared((u64)area + off, base + off, npages) == 0);
+		CPU_CHECK(all_bytes(sh + off, size, 0));
+		CPU_CHECK(all_bytes(area, off, 0x11));
+		CPU_CHECK(all_bytes(area + off + size, AREA_SIZE - off - size, 0x11));
 		memset(sh + off, 0x22, size);
-		CHECK(all_bytes(sh + off, size, 0x22));
-		CHECK(snp_make_private((u64)area + off, base + off, npages) == 0);
-		CHECK(all_bytes(area + off, size, 0));
+		CPU_CHECK(all_bytes(sh + off, size, 0x22));
+		CPU_CHECK(snp_make_private((u64)area + off, base + off, npages) == 0);
+		CPU_CHECK(all_bytes(area + off, size, 0));
 		memset(area + off, 0x33, size);
-		CHECK(all_bytes(area + off, size, 0x33));
+		CPU_CHECK(all_bytes(area + off, size, 0x33));
 	}
 	(void)unused;
 }
@@ -100,26 +78,26 @@ static void stress(void *unused)
 		memset(priv, secret, len);
 		/* Alternate the MSR protocol and the GHCB page for the change. */
 		if (round & 1) {
-			CHECK(snp_make_shared((u64)priv, base, STRESS_PAGES) == 0);
+			CPU_CHECK(snp_make_shared((u64)priv, base, STRESS_PAGES) == 0);
 		} else {
-			CHECK(snp_pvalidate_range((u64)priv, STRESS_PAGES, false, false, false) == 0);
+			CPU_CHECK(snp_pvalidate_range((u64)priv, STRESS_PAGES, false, false, false) == 0);
 			for (u64 p = 0; p < STRESS_PAGES; p++)
-				CHECK(snp_page_state_change_msr(base + p * PAGE_SIZE,
+				CPU_CHECK(snp_page_state_change_msr(base + p * PAGE_SIZE,
 								SNP_PAGE_STATE_SHARED) == 0);
 		}
 		/* The private secret must never show through the shared alias. */
 		for (u64 i = 0; i < len; i++)
 			if (sh[i] == secret) {
-				CHECK(sh[i] != secret);
+				CPU_CHECK(sh[i] != secret);
 				break;
 			}
 		memset(sh, round, len);
 		for (int k = 0; k < COUNTER_ADDS / STRESS_ROUNDS; k++)
 			__atomic_fetch_add(counter, 1, __ATOMIC_SEQ_CST);
-		CHECK(cpuid(0).a == cpuid0_a); /* a #VC while the others convert */
-		CHECK(all_bytes(sh, len, round));
-		CHECK(snp_make_private((u64)priv, base, STRESS_PAGES) == 0);
-		CHECK(all_bytes(priv, len, 0));
+		CPU_CHECK(cpuid(0).a == cpuid0_a); /* a #VC while the others convert */
+		CPU_CHECK(all_bytes(sh, len, round));
+		CPU_CHECK(snp_make_private((u64)priv, base, STRESS_PAGES) == 0);
+		CPU_CHECK(all_bytes(priv, len, 0));
 	}
 	(void)unused;
 }

@@ -35,14 +35,6 @@ static void *map_shared(u64 pa, u64 npages)
 
 static u32 dma_read(struct fw_cfg_dma_access *desc, u64 desc_pa, u64 buf_pa, u32 len);
 
-static bool all_bytes(const volatile u8 *p, u64 len, u8 c)
-{
-	for (u64 i = 0; i < len; i++)
-		if (p[i] != c)
-			return false;
-	return true;
-}
-
 static u64 status_class(u64 st)
 {
 	return st & 0xffffffff00000000ul;
@@ -357,11 +349,6 @@ static void check_io_ve(const struct seen_ve *s, int n0, u64 start, u64 end, u64
 	       s->reason, s->qual, qual, s->len, end - start);
 }
 
-#define MSR_X2APIC_LVT_TIMER 0x832
-#define MSR_X2APIC_TIMER_INITIAL 0x838
-#define MSR_X2APIC_TIMER_CURRENT 0x839
-#define MSR_X2APIC_TIMER_DIVIDE 0x83e
-#define TIMER_DIVIDE_BY_1 0xb
 #define TIMER_VECTOR 0xe0
 
 static volatile int timer_ticks;
@@ -386,11 +373,8 @@ static void test_hlt(void)
 
 	report_prefix_push("TDVMCALL HLT");
 	handle_exception(TIMER_VECTOR, timer_handler);
-	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
-	wrmsr(MSR_X2APIC_LVT_TIMER, TIMER_VECTOR); /* one-shot */
 	timer_ticks = 0;
-	/* QEMU's APIC timer counts nanoseconds: 20 ms. */
-	wrmsr(MSR_X2APIC_TIMER_INITIAL, 20 * 1000 * 1000);
+	apic_timer_oneshot(TIMER_VECTOR, 0, 20 * 1000 * 1000); /* 20 ms */
 	st = tdvmcall(&a);
 	left = rdmsr(MSR_X2APIC_TIMER_CURRENT);
 	report(st == 0 && left == 0 && timer_ticks == 0,

@@ -14,6 +14,7 @@
  *     its own timer interrupt does not wake it, an NMI from CPU 0 does.
  */
 #include "libcflat.h"
+#include "conversions.h"
 #include "tdx.h"
 
 #define SZ_2M (2ul << 20)
@@ -40,14 +41,6 @@ static void map_shared(u64 pa, u64 len)
 			     PT_PRESENT | PT_WRITABLE);
 }
 
-static bool all_bytes(const volatile u8 *p, u64 len, u8 c)
-{
-	for (u64 i = 0; i < len; i++)
-		if (p[i] != c)
-			return false;
-	return true;
-}
-
 static bool accept_range(u64 pa, u64 len)
 {
 	for (u64 off = 0; off < len; off += PAGE_SIZE)
@@ -56,42 +49,27 @@ static bool accept_range(u64 pa, u64 len)
 	return true;
 }
 
-static const struct {
-	u64 offset, size;
-} ranges[] = {
-	{ 0, PAGE_SIZE }, { 0, SZ_2M }, { PAGE_SIZE, PAGE_SIZE },
-	{ PAGE_SIZE, SZ_2M }, { SZ_2M, PAGE_SIZE },
-};
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) { \
-			printf("cpu %d: %s failed (line %d)\n", smp_id(), #cond, __LINE__); \
-			failures[smp_id()]++; \
-		} \
-	} while (0)
-
 static void conversions(void *unused)
 {
 	u8 *area = areas[smp_id()];
 	u64 base = ptr_to_pa(area);
 	u8 *sh = shared_alias(base);
 
-	for (unsigned int i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
-		u64 off = ranges[i].offset, size = ranges[i].size;
+	for (unsigned int i = 0; i < ARRAY_SIZE(conversion_ranges); i++) {
+		u64 off = conversion_ranges[i].offset, size = conversion_ranges[i].size;
 
 		memset(area, 0x11, AREA_SIZE);
-		CHECK(tdx_map_gpa(base + off, size, true) == 0);
-		CHECK(all_bytes(sh + off, size, 0));
-		CHECK(all_bytes(area, off, 0x11));
-		CHECK(all_bytes(area + off + size, AREA_SIZE - off - size, 0x11));
+		CPU_CHECK(tdx_map_gpa(base + off, size, true) == 0);
+		CPU_CHECK(all_bytes(sh + off, size, 0));
+		CPU_CHECK(all_bytes(area, off, 0x11));
+		CPU_CHECK(all_bytes(area + off + size, AREA_SIZE - off - size, 0x11));
 		memset(sh + off, 0x22, size);
-		CHECK(all_bytes(sh + off, size, 0x22));
-		CHECK(tdx_map_gpa(base + off, size, false) == 0);
-		CHECK(accept_range(base + off, size));
-		CHECK(all_bytes(area + off, size, 0));
+		CPU_CHECK(all_bytes(sh + off, size, 0x22));
+		CPU_CHECK(tdx_map_gpa(base + off, size, false) == 0);
+		CPU_CHECK(accept_range(base + off, size));
+		CPU_CHECK(all_bytes(area + off, size, 0));
 		memset(area + off, 0x33, size);
-		CHECK(all_bytes(area + off, size, 0x33));
+		CPU_CHECK(all_bytes(area + off, size, 0x33));
 	}
 	(void)unused;
 }
@@ -107,30 +85,24 @@ static void stress(void *unused)
 		u64 len = STRESS_PAGES * PAGE_SIZE;
 
 		memset(priv, secret, len);
-		CHECK(tdx_map_gpa(base, len, true) == 0);
+		CPU_CHECK(tdx_map_gpa(base, len, true) == 0);
 		/* The private secret must never show through the shared alias. */
 		for (u64 i = 0; i < len; i++)
 			if (sh[i] == secret) {
-				CHECK(sh[i] != secret);
+				CPU_CHECK(sh[i] != secret);
 				break;
 			}
 		memset(sh, round, len);
 		for (int k = 0; k < COUNTER_ADDS / STRESS_ROUNDS; k++)
 			__atomic_fetch_add(counter, 1, __ATOMIC_SEQ_CST);
-		CHECK(all_bytes(sh, len, round));
-		CHECK(tdx_map_gpa(base, len, false) == 0);
-		CHECK(accept_range(base, len));
-		CHECK(all_bytes(priv, len, 0));
+		CPU_CHECK(all_bytes(sh, len, round));
+		CPU_CHECK(tdx_map_gpa(base, len, false) == 0);
+		CPU_CHECK(accept_range(base, len));
+		CPU_CHECK(all_bytes(priv, len, 0));
 	}
 	(void)unused;
 }
 
-#define MSR_X2APIC_LVT_TIMER 0x832
-#define MSR_X2APIC_TIMER_INITIAL 0x838
-#define MSR_X2APIC_TIMER_CURRENT 0x839
-#define MSR_X2APIC_TIMER_DIVIDE 0x83e
-#define LVT_MASKED (1u << 16)
-#define TIMER_DIVIDE_BY_1 0xb
 #define HALT_TIMER_VECTOR 0xe1
 #define MS (1000 * 1000) /* QEMU's APIC timer counts nanoseconds */
 
@@ -158,9 +130,7 @@ static void blocked_halt(void *unused)
 	u64 st;
 
 	(void)unused;
-	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
-	wrmsr(MSR_X2APIC_LVT_TIMER, HALT_TIMER_VECTOR);
-	wrmsr(MSR_X2APIC_TIMER_INITIAL, 5 * MS);
+	apic_timer_oneshot(HALT_TIMER_VECTOR, 0, 5 * MS);
 	halt_state = 1;
 	st = tdvmcall(&a);
 	woke_nmis = halt_nmis;
@@ -171,9 +141,7 @@ static void blocked_halt(void *unused)
 /* Spins on this CPU's APIC timer (masked: no interrupt) for @ns. */
 static void wait_ns(u64 ns)
 {
-	wrmsr(MSR_X2APIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
-	wrmsr(MSR_X2APIC_LVT_TIMER, LVT_MASKED | HALT_TIMER_VECTOR);
-	wrmsr(MSR_X2APIC_TIMER_INITIAL, ns);
+	apic_timer_oneshot(HALT_TIMER_VECTOR, APIC_LVT_MASKED, ns);
 	while (rdmsr(MSR_X2APIC_TIMER_CURRENT))
 		pause();
 }
