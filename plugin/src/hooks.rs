@@ -282,6 +282,17 @@ pub mod fake {
     /// Bytes of guest memory.
     pub const MEM: u64 = 16 << 20;
 
+    /// QEMU reports the fake's memory to `kvm` as one RAM section at 0.
+    pub fn report_ram(kvm: &crate::kvm::Kvm) {
+        let ram = crate::memslots::RamSection {
+            gpa: 0,
+            size: MEM,
+            readonly: false,
+            name: "ram".into(),
+        };
+        kvm.memslot(crate::memslots::MemslotOp::Add, &ram).unwrap();
+    }
+
     impl Default for FakeHost {
         fn default() -> FakeHost {
             FakeHost::new()

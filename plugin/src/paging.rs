@@ -104,20 +104,13 @@ pub fn read_linear(kvm: &Kvm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn H
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::fake::{FakeHost, MEM};
-    use crate::memslots::{MemslotOp, RamSection};
+    use crate::hooks::fake::{report_ram, FakeHost, MEM};
     use cvmem_model::VmType;
 
     #[test]
     fn linear_reads_cross_pages_and_stop_outside_memory() {
         let kvm = Kvm::with_type(VmType::Default, 1).unwrap();
-        let ram = RamSection {
-            gpa: 0,
-            size: MEM,
-            readonly: false,
-            name: "ram".into(),
-        };
-        kvm.memslot(MemslotOp::Add, &ram).unwrap();
+        report_ram(&kvm);
         let host = FakeHost::new();
         host.phys_write(0x1ffe, &[1, 2, 3, 4]);
         // Paging off: linear = guest-physical.

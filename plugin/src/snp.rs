@@ -1117,9 +1117,8 @@ impl Ghcb {
 mod tests {
     use super::*;
     use crate::args::Config;
-    use crate::hooks::fake::{FakeHost, MEM};
+    use crate::hooks::fake::{report_ram, FakeHost, MEM};
     use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
-    use crate::memslots::{MemslotOp, RamSection};
     use crate::paging::linear_to_gpa;
     use cvmem_model::VmType;
 
@@ -1135,13 +1134,7 @@ mod tests {
             ..Config::default()
         };
         let kvm = Kvm::new(&config, 2).unwrap();
-        let ram = RamSection {
-            gpa: 0,
-            size: MEM,
-            readonly: false,
-            name: "ram".into(),
-        };
-        kvm.memslot(MemslotOp::Add, &ram).unwrap();
+        report_ram(&kvm);
         let e = kvm.snp.as_ref().unwrap().ensure_launched(&kvm);
         let rest: Vec<_> = (accept_below < MEM)
             .then_some((accept_below, MEM - accept_below))

@@ -1215,7 +1215,7 @@ impl TdxModule {
 mod tests {
     use super::*;
     use crate::args::Config;
-    use crate::hooks::fake::{FakeHost, MEM};
+    use crate::hooks::fake::{report_ram, FakeHost, MEM};
     use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
     use crate::memslots::{MemslotOp, RamSection};
     use cvmem_model::{TdAttributes, VmType};
@@ -1233,13 +1233,7 @@ mod tests {
             ..Config::default()
         };
         let kvm = Kvm::new(&config, 2).unwrap();
-        let ram = RamSection {
-            gpa: 0,
-            size: MEM,
-            readonly: false,
-            name: "ram".into(),
-        };
-        kvm.memslot(MemslotOp::Add, &ram).unwrap();
+        report_ram(&kvm);
         kvm
     }
 
