@@ -712,24 +712,16 @@ impl Kvm {
             .collect()
     }
 
-    /// Whether a device may touch the page at `gpa`: not if it is private
-    /// (TDX private pages and SNP guest-owned pages are out of a device's
-    /// reach; a sw-protected VM's private memory is guest_memfd, which QEMU
-    /// does not map).
-    pub fn device_access_allowed(&self, gpa: u64) -> bool {
+    /// Whether a device or the host (a device's DMA, a host write through
+    /// the control socket, GHCB MMIO emulation) may touch QEMU's memory at
+    /// `qemu_addr`: not if a GPA the guest uses for it is private (TDX
+    /// private pages and SNP guest-owned pages are out of a device's reach;
+    /// a sw-protected VM's private memory is guest_memfd, which QEMU does not
+    /// map). Those GPAs differ from the address for a slot that was moved or
+    /// aliased (see the module comment on backing addresses).
+    pub fn host_access_allowed(&self, qemu_addr: u64) -> bool {
         // While the VMM builds the guest, its devices (fw_cfg DMA) load the
         // image.
-        if !self.launched() {
-            return true;
-        }
-        self.vm.device_access(Gpa::new(gpa), false) == DeviceAccess::Allowed
-    }
-
-    /// [`Kvm::device_access_allowed`] for a QEMU address (a device's DMA,
-    /// a host write through the control socket): the GPAs whose memslots
-    /// use that memory decide, which differ from it for a slot that was
-    /// moved or aliased (see the module comment on backing addresses).
-    pub fn host_access_allowed(&self, qemu_addr: u64) -> bool {
         if !self.launched() {
             return true;
         }

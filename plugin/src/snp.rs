@@ -799,7 +799,7 @@ impl SnpFirmware {
         if len == 0 || len > 8 || (addr ^ (addr + len - 1)) & !(PAGE_SIZE - 1) != 0 {
             return Err(ghcb_err::INVALID_INPUT);
         }
-        let reachable = kvm.device_access_allowed(addr);
+        let reachable = kvm.host_access_allowed(addr);
         if write {
             let data = self.scratch_read(kvm, area, g, host)?;
             if reachable {

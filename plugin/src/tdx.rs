@@ -1431,11 +1431,11 @@ mod tests {
             }
         ));
         assert!(!kvm.tdx.as_ref().unwrap().launched());
-        assert!(kvm.device_access_allowed(0x9000));
+        assert!(kvm.host_access_allowed(0x9000));
         req.paging = true;
         assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
         assert!(kvm.vm().tdx_is_finalized());
-        assert!(!kvm.device_access_allowed(0x9000), "private after launch");
+        assert!(!kvm.host_access_allowed(0x9000), "private after launch");
         assert_eq!(
             kvm.tdx
                 .as_ref()
@@ -1585,7 +1585,7 @@ mod tests {
         host.phys_read(0x40_0000, &mut b);
         assert_eq!(b, [0; 6], "content of the private side is gone");
         assert!(!kvm.vm().is_private(Gfn::new(0x6ff)));
-        assert!(kvm.device_access_allowed(0x40_0000));
+        assert!(kvm.host_access_allowed(0x40_0000));
         assert!(matches!(
             access(&kvm, SHARED | 0x40_0000, Access::Write),
             Stage2Answer::Allow {
