@@ -79,6 +79,23 @@ void idt_load(void)
 	asm volatile("lidt %0" :: "m"(idtr));
 }
 
+/*
+ * Ends the run in a triple fault: with an empty IDT the ud2's #UD cannot be
+ * delivered (#GP), nor can that #GP (#DF), nor the #DF: the CPU shuts down,
+ * and QEMU reports a triple fault whose undeliverable exception is #GP.
+ */
+void triple_fault(void)
+{
+	struct {
+		u16 limit;
+		u64 base;
+	} __attribute__((packed)) empty = { 0, 0 };
+
+	asm volatile("cli; lidt %0; ud2" :: "m"(empty));
+	for (;;)
+		;
+}
+
 void idt_init(void)
 {
 	for (int v = 0; v < 256; v++) {

@@ -254,6 +254,8 @@ ex_handler_t handle_exception(int vector, ex_handler_t fn);
 /* The CPU pushes an error code for this vector (8, 10-14, 17, 21, 29, 30). */
 bool exception_has_error_code(int vector);
 const char *exception_mnemonic(int vector); /* "#PF", ..., or "" */
+/* Ends the run in a triple fault (#GP undeliverable); never returns. */
+void triple_fault(void) __attribute__((noreturn));
 
 /*
  * ASM_TRY(fixup): kvm-unit-tests' idiom for "this instruction may fault".

@@ -7,7 +7,8 @@
  *
  * Command-line words (QEMU -append) exercise the failure paths, for the
  * runner's own tests: "fail-report" adds one failing report (QEMU must exit
- * 3), "fail-exception" runs an unhandled ud2 (same).
+ * 3), "fail-exception" runs an unhandled ud2 (same), "triple-fault" ends
+ * the run in a triple fault (for the plugin summary's account of it).
  */
 #include "libcflat.h"
 
@@ -308,5 +309,9 @@ int main(void)
 		report(false, "deliberate failure (fail-report on the command line)");
 	if (cmdline_has("fail-exception"))
 		asm volatile("ud2");
+	if (cmdline_has("triple-fault")) {
+		report_info("triple-faulting on purpose");
+		triple_fault();
+	}
 	return 0;
 }

@@ -594,6 +594,21 @@ int main(void)
 	shared_bit = tdx_shared_mask();
 	if (cmdline_has("fatal"))
 		fatal();
+	if (cmdline_has("triple-fault")) {
+		report_info("triple-faulting on purpose");
+		triple_fault();
+	}
+	if (cmdline_has("mmio-private")) {
+		/*
+		 * The IOAPIC through the private alias (the boot map is
+		 * private): under KVM a KVM_EXIT_MEMORY_FAULT that QEMU cannot
+		 * convert, so the VM stops; no #VE.
+		 */
+		report_info("reading the IOAPIC through the private alias");
+		(void)*(volatile u32 *)0xfec00000ul;
+		report(false, "the private MMIO read returned");
+		return 0;
+	}
 	if (cmdline_has("strict")) {
 		test_alias(true);
 		return 0;

@@ -47,6 +47,21 @@ pub struct Config {
     pub flush_check: bool,
     /// `control=`: the control socket's path (see `control.rs`).
     pub control: Option<String>,
+    /// `vm-stop=`: what QEMU does when the modelled KVM stops the VM.
+    pub vm_stop: VmStopAction,
+}
+
+/// `vm-stop=`: what happens when the modelled KVM stops the VM (as QEMU
+/// stops a KVM guest whose KVM_RUN failed, e.g. on a memory-fault exit it
+/// refuses to convert).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VmStopAction {
+    /// QEMU's behaviour: the VM pauses in the internal-error state, for
+    /// the monitor or a debugger (the default).
+    #[default]
+    Pause,
+    /// QEMU exits with status 1: for test runs with nobody at the monitor.
+    Exit,
 }
 
 impl Default for Config {
@@ -67,6 +82,7 @@ impl Default for Config {
             trace: None,
             flush_check: false,
             control: None,
+            vm_stop: VmStopAction::Pause,
         }
     }
 }
@@ -170,6 +186,11 @@ usage: -plugin /path/to/libcvmem.so[,key=value...]
                   (default: off)
   control=PATH    a Unix socket taking JSON requests for the host side:
                   memslots, attributes, zaps, flushes (see README)
+  vm-stop=pause|exit
+                  when the modelled KVM stops the VM (as QEMU stops a
+                  KVM guest on a failed KVM_RUN): pause it in the
+                  internal-error state as QEMU does, or exit QEMU with
+                  status 1 (default: pause)
   help            print this text and exit
 ";
 
@@ -187,6 +208,7 @@ const KEYS: &[&str] = &[
     "trace",
     "flush-check",
     "control",
+    "vm-stop",
     "help",
 ];
 
@@ -326,6 +348,13 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
                 }
                 config.trace = Some(v.to_owned());
             }
+            ("vm-stop", Some(v)) => {
+                config.vm_stop = match v {
+                    "pause" => VmStopAction::Pause,
+                    "exit" => VmStopAction::Exit,
+                    _ => return Err(error(format!("'{v}' is not pause or exit"))),
+                };
+            }
             ("control", Some(v)) => {
                 // The socket is made when the plugin starts (Plugin::new).
                 if v.is_empty() {
@@ -383,6 +412,14 @@ mod tests {
         );
         assert!(refused(&["trace="]).contains("'trace=': 'trace' needs a file name"));
         assert!(refused(&["trace"]).contains("'trace' needs a value"));
+    }
+
+    #[test]
+    fn vm_stop_action() {
+        assert_eq!(run(&[]).vm_stop, VmStopAction::Pause);
+        assert_eq!(run(&["vm-stop=exit"]).vm_stop, VmStopAction::Exit);
+        assert_eq!(run(&["vm-stop=pause"]).vm_stop, VmStopAction::Pause);
+        assert!(refused(&["vm-stop=quit"]).contains("'vm-stop=quit': 'quit' is not pause or exit"));
     }
 
     #[test]

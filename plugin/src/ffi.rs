@@ -70,6 +70,10 @@ struct CvmFns {
     guest_panicked: unsafe extern "C" fn() -> c_int,
     thread_register: unsafe extern "C" fn(),
     thread_unregister: unsafe extern "C" fn(),
+    set_vm_flags: unsafe extern "C" fn(u64, u32) -> c_int,
+    register_machine_ready_cb:
+        unsafe extern "C" fn(u64, qemu_plugin_cvm_machine_ready_cb_t) -> c_int,
+    register_shutdown_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_shutdown_cb_t) -> c_int,
 }
 
 /// Prints a report for the user.
@@ -124,6 +128,9 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_guest_panicked,
             &api.qemu_plugin_cvm_thread_register,
             &api.qemu_plugin_cvm_thread_unregister,
+            &api.qemu_plugin_cvm_set_vm_flags,
+            &api.qemu_plugin_cvm_register_machine_ready_cb,
+            &api.qemu_plugin_cvm_register_shutdown_cb,
         ) {
             (
                 Ok(s),
@@ -138,6 +145,9 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 Ok(panicked),
                 Ok(reg),
                 Ok(unreg),
+                Ok(flags),
+                Ok(ready),
+                Ok(shutdown),
             ) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
@@ -151,6 +161,9 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 guest_panicked: *panicked,
                 thread_register: *reg,
                 thread_unregister: *unreg,
+                set_vm_flags: *flags,
+                register_machine_ready_cb: *ready,
+                register_shutdown_cb: *shutdown,
             }),
             _ => None,
         };
@@ -233,6 +246,12 @@ impl QemuHost {
             done += n;
         }
         true
+    }
+}
+
+impl crate::machine::CpuModel for QemuHost {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        Host::cpuid(self, leaf, subleaf)
     }
 }
 
@@ -430,6 +449,7 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
             qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_FAULT
         }
         Stage2Answer::Retry => qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_RETRY,
+        Stage2Answer::Stop => qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_STOP,
     };
     action as c_int
 }
@@ -484,6 +504,7 @@ unsafe extern "C" fn on_insn(
             write_fault(&mut raw.fault, &fault);
             qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_FAULT
         }
+        InsnAction::Stop => qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_STOP,
     };
     action as c_int
 }
@@ -711,6 +732,20 @@ pub unsafe extern "C" fn qemu_plugin_install(
                     || (cvm.register_memslot_cb)(id, Some(on_memslot)) != 0
                     || (cvm.register_dma_cb)(id, Some(on_dma)) != 0
             };
+            let mut flags = 0;
+            if !plugin.kvm.lifecycle.resettable() {
+                flags |= QEMU_PLUGIN_CVM_VM_NOT_RESETTABLE;
+            }
+            if plugin.config.vm_stop == args::VmStopAction::Exit {
+                flags |= QEMU_PLUGIN_CVM_VM_EXIT_ON_STOP;
+            }
+            // SAFETY: as above; `flags` holds only bits the header defines.
+            let failed = failed
+                || unsafe {
+                    (cvm.set_vm_flags)(id, flags) != 0
+                        || (cvm.register_machine_ready_cb)(id, Some(on_machine_ready)) != 0
+                        || (cvm.register_shutdown_cb)(id, Some(on_shutdown)) != 0
+                };
             if failed {
                 eprintln!("cvmem: QEMU refused the cvm hooks (is another cvm plugin loaded?)");
                 return -1;
@@ -736,6 +771,51 @@ unsafe extern "C" fn on_vcpu_init(_id: qemu_plugin_id_t, vcpu_index: c_uint) {
     })
 }
 
+/// Set when the machine-ready check refused the configuration: QEMU exits
+/// before the guest ran, and a summary would only bury the reason.
+static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// QEMU has built the machine; no vCPU has run. A non-zero return makes
+/// QEMU exit with status 1.
+unsafe extern "C" fn on_machine_ready() -> c_int {
+    guard("machine_ready", 0, || {
+        let Some(plugin) = PLUGIN.get() else {
+            return 0;
+        };
+        match crate::machine::check(plugin.kvm.vm().config(), &QemuHost) {
+            Ok(()) => 0,
+            Err(why) => {
+                eprintln!("cvmem: {why}");
+                REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+                1
+            }
+        }
+    })
+}
+
+/// QEMU shuts the VM down or resets it.
+unsafe extern "C" fn on_shutdown(ev: *const qemu_plugin_cvm_shutdown) {
+    // SAFETY: QEMU passes a valid pointer for the call's duration.
+    let Some(ev) = (unsafe { ev.as_ref() }) else {
+        return;
+    };
+    let shutdown = crate::lifecycle::Shutdown {
+        cause: crate::lifecycle::ShutdownCause::from_raw(ev.cause),
+        reset: ev.reset,
+        triple_fault: ev.triple_fault.then_some(crate::lifecycle::TripleFault {
+            vcpu: ev.vcpu_index,
+            rip: ev.rip,
+            vector: ev.vector,
+        }),
+        exit_code: ev.exit_code,
+    };
+    guard("shutdown", (), || {
+        if let Some(plugin) = PLUGIN.get() {
+            plugin.kvm.lifecycle.shutdown(shutdown);
+        }
+    })
+}
+
 /// QEMU is exiting: print the summary.
 unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
     guard("atexit", (), || {
@@ -745,6 +825,9 @@ unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
             plugin.finish_trace();
             if let Some(path) = &plugin.config.control {
                 crate::control::unlink(path);
+            }
+            if REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
             }
             report(&summary::render(plugin, plugin.started.elapsed()));
         }

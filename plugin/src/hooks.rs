@@ -88,6 +88,9 @@ pub enum Stage2Answer {
     Fault(Fault),
     /// Run the translation again (the plugin changed state).
     Retry,
+    /// The VM cannot go on: QEMU stops it as it stops a KVM guest whose
+    /// KVM_RUN failed (the modelled KVM said why on stderr).
+    Stop,
 }
 
 impl Stage2Answer {
@@ -231,6 +234,9 @@ pub enum InsnAction {
     Halt { irq_wakes: bool },
     /// Raise this exception at the instruction.
     Fault(Fault),
+    /// The VM cannot go on: stopped as for [`Stage2Answer::Stop`], the
+    /// vCPU at the instruction.
+    Stop,
 }
 
 /// What the emulated TDX module, SNP firmware and KVM need from QEMU while

@@ -9,16 +9,17 @@
 //! | `Mmio` in a running TD | the shared EPT's MMIO entry raises #VE (EPT violation) | #VE; the guest emulates it with TDVMCALL #VE.RequestMMIO |
 //! | `Mmio` in an SEV-ES/SNP guest | #VC(NPF) | #VC; the guest emulates it through the GHCB |
 //! | `MemoryFault` | `KVM_EXIT_MEMORY_FAULT`, QEMU's `kvm_convert_memory()` | implicit conversion of the page, the side left discarded (zeroed), then retry |
+//! | `MemoryFault` to private where no guest_memfd memslot is (MMIO through a TD's or SNP guest's private alias) | `kvm_convert_memory()` refuses, QEMU stops the VM | the VM stops, the access named |
 //! | `SeptBlocked` | KVM retries the fault | retry |
 //! | `VirtualizationException` | the TDX module injects #VE | #VE |
 //! | `ReservedGpa` | reserved bits in the guest's tables | #PF with RSVD |
-//! | `VmDead`, `Dead`, `OutOfTables` | the VM is dead / `-ENOMEM` | #MC and a message: nothing is allowed unchecked |
+//! | `VmDead`, `Dead`, `OutOfTables` | the VM is dead / `-ENOMEM`: `KVM_RUN` fails, QEMU stops the VM | the VM stops, with a message: nothing is allowed unchecked |
 //!
 //! QEMU's view and the model's are kept identical: a memslot's backing
 //! address is the QEMU guest-physical address where QEMU put the section,
 //! so an allowed translation is a QEMU address that QEMU resolves to RAM.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::{
     Access as ModelAccess, BackingAddr, DeviceAccess, FlushRequest, FlushTarget, Gfn, GfnRange,
@@ -28,7 +29,8 @@ use cvmem_model::{
 
 use crate::args::Config;
 use crate::flushcheck::FlushCheck;
-use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{gpr, prot, Access, Fault, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::lifecycle::Lifecycle;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::snp::{self, SnpFirmware};
 use crate::tdx::TdxModule;
@@ -133,8 +135,9 @@ pub struct Kvm {
     pub memslot_dels: AtomicU64,
     /// Implicit conversions done on memory-fault exits.
     pub implicit_conversions: AtomicU64,
-    /// Set once the model declared the VM dead; reported once.
-    dead_reported: AtomicBool,
+    /// How the run goes: shutdowns, resets, the guest's fatal errors, and
+    /// whether this KVM stopped the VM.
+    pub lifecycle: Lifecycle,
     /// `strict=`: wrong-alias accesses fault instead of converting.
     strict: bool,
     /// The TDX module, for `vm-type=tdx`.
@@ -179,7 +182,9 @@ impl Kvm {
             memslot_adds: AtomicU64::new(0),
             memslot_dels: AtomicU64::new(0),
             implicit_conversions: AtomicU64::new(0),
-            dead_reported: AtomicBool::new(false),
+            // KVM protects the vCPU state of a TD and of an SEV-ES/SNP
+            // guest: QEMU cannot reset it (kvm_cpus_are_resettable()).
+            lifecycle: Lifecycle::new(!matches!(vm_type, VmType::Tdx | VmType::Snp)),
             strict: config.strict,
             tdx: (vm_type == VmType::Tdx)
                 .then(|| TdxModule::new(max_vcpus, config.accept, config.map_gpa_chunk)),
@@ -200,9 +205,9 @@ impl Kvm {
         )
     }
 
-    /// Whether the model declared the VM dead.
+    /// Whether the VM was stopped or the guest reported a fatal error.
     pub fn is_dead(&self) -> bool {
-        self.dead_reported.load(Ordering::Relaxed)
+        self.lifecycle.is_dead()
     }
 
     /// The model.
@@ -449,7 +454,12 @@ impl Kvm {
             | Stage2Fault::GmemPrepareFailed { .. }
             | Stage2Fault::VmDead { .. }
             | Stage2Fault::Dead
-            | Stage2Fault::OutOfTables => self.dead(&format!("{fault:?}"), req.gpa),
+            | Stage2Fault::OutOfTables => self.stop(format!(
+                "{fault:?} on vCPU {}'s {} of GPA {:#x}",
+                req.vcpu_index,
+                access_name(req.access),
+                req.gpa
+            )),
         }
     }
 
@@ -460,23 +470,13 @@ impl Kvm {
         }
     }
 
-    /// The VM cannot go on (KVM killed it, or QEMU would have stopped it):
-    /// said once on stderr; every guest access then raises #MC, so nothing
-    /// runs unchecked.
-    fn dead(&self, why: &str, gpa: u64) -> (Stage2Answer, Effects) {
-        if !self.dead_reported.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "cvmem: the VM is dead ({why} at GPA {gpa:#x}); guest accesses now raise #MC"
-            );
-        }
-        (
-            Stage2Answer::Fault(Fault {
-                vector: vector::MC,
-                error_code: None,
-                cr2: None,
-            }),
-            Effects::NONE,
-        )
+    /// The VM cannot go on (KVM killed it, or QEMU would have stopped it on
+    /// this exit): said on stderr, recorded for the summary, and QEMU stops
+    /// the VM as it stops a KVM guest whose KVM_RUN failed.
+    pub fn stop(&self, why: String) -> (Stage2Answer, Effects) {
+        eprintln!("cvmem: stopping the VM: {why}");
+        self.lifecycle.stopped(why);
+        (Stage2Answer::Stop, Effects::NONE)
     }
 
     /// Injects a #VE with `ve` (the linear address filled in from `req`).
@@ -497,10 +497,11 @@ impl Kvm {
             .and_then(|t| t.record_ve(req.vcpu_index, ve, 0))
         {
             Some(fault) => (Stage2Answer::Fault(fault), Effects::NONE),
-            None => self.dead(
-                "EPT violation on a vCPU the TDX module does not have",
+            None => self.stop(format!(
+                "EPT violation at GPA {:#x} on vCPU {}, which the TDX module does not have",
                 gpa.raw(),
-            ),
+                req.vcpu_index
+            )),
         }
     }
 
@@ -537,7 +538,12 @@ impl Kvm {
                 VeInfo::pending_access(gpa, model_access(req.access)),
             )
         } else {
-            self.dead("strict: access through the wrong alias", gpa.raw())
+            self.stop(format!(
+                "strict=on: vCPU {} {} of GPA {:#x} through the wrong alias",
+                req.vcpu_index,
+                access_name(req.access),
+                gpa.raw()
+            ))
         }
     }
 
@@ -570,16 +576,39 @@ impl Kvm {
                 self.implicit_conversions.fetch_add(1, Ordering::Relaxed);
                 (Stage2Answer::Retry, effects)
             }
-            Err(e) => self.dead(&format!("implicit conversion: {e}"), req.gpa),
+            // A private access where no guest_memfd memslot is (MMIO
+            // through the private alias): QEMU's kvm_convert_memory() makes
+            // only guest_memfd RAM private and stops the VM. Shared MMIO
+            // is what a TD's #VE and an SNP guest's #VC are for.
+            Err(_) if private => self.stop(format!(
+                "vCPU {} {} of GPA {:#x} through the private alias, where no guest_memfd \
+                 memslot is (KVM_EXIT_MEMORY_FAULT; QEMU's kvm_convert_memory() refuses to \
+                 make it private; MMIO must be mapped shared)",
+                req.vcpu_index,
+                access_name(req.access),
+                gfn.gpa().raw() | (req.gpa & (PAGE_SIZE - 1))
+            )),
+            Err(e) => self.stop(format!(
+                "vCPU {} {} of GPA {:#x} needs a conversion QEMU refuses: {e}",
+                req.vcpu_index,
+                access_name(req.access),
+                gfn.gpa().raw() | (req.gpa & (PAGE_SIZE - 1))
+            )),
         }
     }
 
     /// A memory-fault exit taken outside a translation (e.g. by a TDX
     /// ACCEPT of a page that is still shared), handled like one met at
     /// softTLB fill: `Ok` with effects when the operation may be retried,
-    /// `Err` with the exception for the guest otherwise. `gva` is the linear
-    /// address the instruction named (CR2 of a #PF).
-    pub fn exit_fault(&self, vcpu: u32, fault: Stage2Fault, gva: u64) -> Result<Effects, Fault> {
+    /// `Err` with what the instruction does instead (raise an exception, or
+    /// stop the VM). `gva` is the linear address the instruction named (CR2
+    /// of a #PF).
+    pub fn exit_fault(
+        &self,
+        vcpu: u32,
+        fault: Stage2Fault,
+        gva: u64,
+    ) -> Result<Effects, InsnAction> {
         let gpa = match fault {
             Stage2Fault::MemoryFault { gpa, .. } | Stage2Fault::VmDead { gpa } => gpa.raw(),
             _ => 0,
@@ -595,7 +624,8 @@ impl Kvm {
             stage1_prot: prot::ALL,
         };
         match self.fault_answer(&req, fault) {
-            (Stage2Answer::Fault(f), _) => Err(f),
+            (Stage2Answer::Fault(f), _) => Err(InsnAction::Fault(f)),
+            (Stage2Answer::Stop, _) => Err(InsnAction::Stop),
             (_, effects) => Ok(effects),
         }
     }
@@ -742,6 +772,15 @@ impl Kvm {
         let slots = self.vm.memslots();
         let slot = slots.find(gfn)?;
         Some(slot.pfn_of(gfn).addr().raw())
+    }
+}
+
+/// "read", "write" or "fetch", for messages.
+fn access_name(access: Access) -> &'static str {
+    match access {
+        Access::Read => "read",
+        Access::Write => "write",
+        Access::Fetch => "fetch",
     }
 }
 

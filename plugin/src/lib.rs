@@ -11,6 +11,10 @@
 //! - [`kvm`] is the modelled KVM: it owns the model's VM, makes memslots of
 //!   QEMU's RAM sections, answers stage-2 requests and handles exits;
 //! - [`memslots`] is what QEMU's memory listener reports;
+//! - [`lifecycle`] records how the run ends (shutdowns, resets, triple
+//!   faults, the guest's fatal errors, the VM stopped) for the summary;
+//! - [`machine`] refuses CPU models a VM type cannot run on, before the
+//!   guest runs;
 //! - [`tdx`] is the TDX module's TDCALL interface and KVM's TDVMCALL handling;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`trace`] writes `trace=PATH`, the JSON-lines event trace, from a
@@ -28,6 +32,8 @@ pub mod flushcheck;
 pub mod guard;
 pub mod hooks;
 pub mod kvm;
+pub mod lifecycle;
+pub mod machine;
 pub mod memslots;
 pub mod paging;
 pub mod plugin;

@@ -236,8 +236,12 @@ impl Plugin {
             stats.stage2_page_walk.fetch_add(1, Ordering::Relaxed);
         }
         let decided = self.decide(req);
-        if let Stage2Answer::Fault(fault) = decided.0 {
-            self.stage2_fault(req, stats, fault);
+        match decided.0 {
+            Stage2Answer::Fault(fault) => self.stage2_fault(req, stats, fault),
+            Stage2Answer::Stop => self.trace(Some(req.vcpu_index), || PluginEvent::VmStopped {
+                gpa: Some(req.gpa),
+            }),
+            _ => {}
         }
         decided
     }
@@ -255,11 +259,6 @@ impl Plugin {
             gpa: Some(req.gpa),
             access: Some(req.access),
         });
-        if fault.vector == crate::kvm::vector::MC && self.kvm.is_dead() {
-            self.trace(Some(req.vcpu_index), || PluginEvent::VmDead {
-                gpa: req.gpa,
-            });
-        }
     }
 
     /// The stage-2 decision, shared by enforcing and audit mode: a test
@@ -334,6 +333,10 @@ impl Plugin {
                     access: None,
                 });
                 InsnOutcome::Fault
+            }
+            InsnAction::Stop => {
+                self.trace(Some(vcpu), || PluginEvent::VmStopped { gpa: None });
+                InsnOutcome::Stopped
             }
         };
         // CPUID, MSRs, I/O and HLT are too frequent to be worth a line each

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
 
-use cvmem_model::{Gfn, GfnRange, Gpa, SnpInsnOutcome, Stage2Fault, VcpuId, Vmpl, PAGE_SIZE};
+use cvmem_model::{Gfn, GfnRange, Gpa, SnpInsnOutcome, VcpuId, Vmpl, PAGE_SIZE};
 use parking_lot::Mutex;
 
 use crate::args::AcceptPolicy;
@@ -472,15 +472,18 @@ impl SnpFirmware {
                 SnpInsnOutcome::Retry { flush } => effects.merge(Effects::flush(vm.flush(flush))),
                 SnpInsnOutcome::Fault(f) => match kvm.exit_fault(vcpu, f, regs.gpr[gpr::RAX]) {
                     Ok(e) => effects.merge(e),
-                    Err(f) => return (InsnAction::Fault(f), effects),
+                    Err(action) => return (action, effects),
                 },
                 SnpInsnOutcome::Unsupported => return (InsnAction::Decline, effects),
             }
         }
-        match kvm.exit_fault(vcpu, Stage2Fault::Dead, 0) {
-            Err(f) => (InsnAction::Fault(f), effects),
-            Ok(_) => (InsnAction::Done, effects),
-        }
+        // Other vCPUs kept undoing what each exit resolved: KVM would
+        // loop; cvmem stops rather than spin.
+        kvm.stop(format!(
+            "{} on vCPU {vcpu} made no progress in 8 exits",
+            if pvalidate { "PVALIDATE" } else { "RMPADJUST" }
+        ));
+        (InsnAction::Stop, effects)
     }
 
     /// VMGEXIT: the MSR protocol when the GHCB MSR carries a request code,
@@ -548,7 +551,7 @@ impl SnpFirmware {
             }
             p::HV_FT_REQ => ((p::HV_FT_SNP << 12) | p::HV_FT_RESP, Effects::NONE),
             p::TERM_REQ => {
-                self.terminate((value >> 12) & 0xf, (value >> 16) & 0xff, host);
+                self.terminate(kvm, (value >> 12) & 0xf, (value >> 16) & 0xff, host);
                 (value, Effects::NONE)
             }
             _ => (value, Effects::NONE),
@@ -557,11 +560,13 @@ impl SnpFirmware {
 
     /// The guest asked to be terminated: say why and stop the VM as QEMU
     /// does on KVM's SEV termination event.
-    fn terminate(&self, set: u64, code: u64, host: &dyn Host) {
-        eprintln!(
-            "cvmem: the SNP guest requested termination: reason set {set}, code {code} ({})",
+    fn terminate(&self, kvm: &Kvm, set: u64, code: u64, host: &dyn Host) {
+        let why = format!(
+            "the SNP guest requested termination: reason set {set}, code {code} ({})",
             term_reason(set, code)
         );
+        eprintln!("cvmem: {why}");
+        kvm.lifecycle.guest_panic(why);
         host.guest_panicked();
     }
 
@@ -710,12 +715,14 @@ impl SnpFirmware {
                 g.set(off::EXIT_INFO_2, GUEST_REQUEST_UNSUPPORTED);
             }
             exit::HV_FEATURES => g.set(off::EXIT_INFO_2, msr_protocol::HV_FT_SNP),
-            exit::TERM_REQUEST => self.terminate(info1 & 0xf, (info1 >> 4) & 0xff, host),
+            exit::TERM_REQUEST => self.terminate(kvm, info1 & 0xf, (info1 >> 4) & 0xff, host),
             exit::UNSUPPORTED_EVENT => {
-                eprintln!(
-                    "cvmem: the SNP guest met an event it cannot handle \
-                     (exit info {info1:#x}, {info2:#x})"
+                let why = format!(
+                    "the SNP guest met an event it cannot handle \
+                     (SVM_VMGEXIT_UNSUPPORTED_EVENT, exit info {info1:#x}, {info2:#x})"
                 );
+                eprintln!("cvmem: {why}");
+                kvm.lifecycle.guest_panic(why);
                 host.guest_panicked();
             }
             _ => return Err(ghcb_err::INVALID_EVENT),

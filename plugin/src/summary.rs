@@ -1,7 +1,8 @@
 //! The one-screen report printed when QEMU exits.
 //!
-//! Violations come first (what the guest did that a real CVM refuses, and
-//! whether the VM died), then the configuration, the counts per kind of
+//! The title line says how the guest's run ended (powered off, a triple
+//! fault, a panic, the VM stopped: see `lifecycle.rs`). Violations come next
+//! (what the guest did that a real CVM refuses), then the configuration, the counts per kind of
 //! event, per memslot and per vCPU, and, with `trace=`, what the trace holds.
 //! Guest-test manifests match some lines with `summary =` regexes: keep the
 //! wording of existing lines.
@@ -21,7 +22,12 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     let rule = "-".repeat(60);
     // Writing into a String cannot fail.
     let _ = writeln!(out, "{rule}");
-    let _ = writeln!(out, "cvmem summary");
+    let ending = match plugin.mode {
+        Mode::Enforcing { .. } => plugin.kvm.lifecycle.describe(),
+        // The stock API says nothing of shutdowns and resets.
+        Mode::Audit => "(audit mode: an unpatched QEMU does not say how the run ended)".into(),
+    };
+    let _ = writeln!(out, "cvmem summary: {ending}");
     violations(plugin, &mut out);
     let _ = writeln!(out, "  vm-type       {}", plugin.config.vm_type);
     let _ = match plugin.mode {
@@ -149,17 +155,12 @@ fn violations(plugin: &Plugin, out: &mut String) {
     let rmp = m.page_not_validated_exits + m.rmp_npf_exits;
     let _ = writeln!(
         out,
-        "  violations    RMP {rmp}, SEPT {}, #VE {}, #VC {}, other exceptions {}, DMA blocked {}, {}",
+        "  violations    RMP {rmp}, SEPT {}, #VE {}, #VC {}, other exceptions {}, DMA blocked {}",
         m.pending_accesses,
         stats.total(|s| &s.injected_ve),
         stats.total(|s| &s.injected_vc),
         stats.total(|s| &s.injected_other),
         stats.dma_refused.load(Ordering::Relaxed),
-        if plugin.kvm.is_dead() {
-            "VM DEAD"
-        } else {
-            "VM alive"
-        }
     );
     if let Some(fc) = &plugin.kvm.flush_check {
         fc.summary(out);

@@ -849,16 +849,15 @@ impl TdxModule {
                         Ok(e) => {
                             effects.merge(e);
                         }
-                        Err(f) => return Err(InsnAction::Fault(f)),
+                        Err(action) => return Err(action),
                     },
                 },
             }
         }
-        Err(InsnAction::Fault(Fault {
-            vector: vector::MC,
-            error_code: None,
-            cr2: None,
-        }))
+        kvm.stop(format!(
+            "TDG.MEM.PAGE.ACCEPT of {rcx:#x} on vCPU {vcpu} made no progress in 4 exits"
+        ));
+        Err(InsnAction::Stop)
     }
 
     fn vm_rd(&self, regs: &mut Regs) -> u64 {
@@ -996,7 +995,7 @@ impl TdxModule {
             }
             GET_QUOTE => self.get_quote(kvm, a, b, host),
             REPORT_FATAL_ERROR => {
-                self.report_fatal_error(r, mask, host);
+                self.report_fatal_error(kvm, r, mask, host);
                 SUCCESS
             }
             CPUID => {
@@ -1139,7 +1138,7 @@ impl TdxModule {
     /// ReportFatalError: R12 the error code, R13 an optional GPA, and a
     /// message of up to 64 bytes in R14, R15, RBX, RDI, RSI, R8, R9, RDX
     /// when R14 is exposed (GHCI; QEMU `tdx_handle_report_fatal_error()`).
-    fn report_fatal_error(&self, r: &[u64; 16], mask: u64, host: &dyn Host) {
+    fn report_fatal_error(&self, kvm: &Kvm, r: &[u64; 16], mask: u64, host: &dyn Host) {
         let code = r[gpr::R12];
         let mut message = String::new();
         if mask & (1 << gpr::R14) != 0 {
@@ -1165,6 +1164,11 @@ impl TdxModule {
             String::new()
         };
         eprintln!("cvmem: the TD reported a fatal error {code:#x}{gpa}: {message}");
+        kvm.lifecycle.guest_panic(format!(
+            "the TD reported a fatal error (TDG.VP.VMCALL<ReportFatalError>) \
+             {code:#x}{gpa}: \"{}\"",
+            message.escape_debug()
+        ));
         host.guest_panicked();
     }
 
@@ -2112,10 +2116,12 @@ mod tests {
             Stage2Answer::Retry
         );
         assert!(!kvm.vm().is_private(Gfn::new(5)));
-        // A private access to MMIO: QEMU cannot convert it; the VM stops.
-        assert!(matches!(
-            access(&kvm, 0xfed0_0000, Access::Read),
-            Stage2Answer::Fault(Fault { vector: 18, .. })
+        // A private access to MMIO: QEMU cannot convert it; the VM stops
+        // and the summary says which access stopped it.
+        assert_eq!(access(&kvm, 0xfed0_0000, Access::Read), Stage2Answer::Stop);
+        assert!(kvm.is_dead());
+        assert!(kvm.lifecycle.describe().starts_with(
+            "VM stopped by the modelled KVM: vCPU 0 read of GPA 0xfed00000 through the private alias"
         ));
     }
 }

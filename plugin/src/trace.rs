@@ -77,10 +77,10 @@ pub enum PluginEvent {
     /// `flush-check=on`: a guest access went through a translation a zap
     /// left stale, before the zap's flush.
     MissingFlush(MissingFlush),
-    /// The VM is dead: every later access raises #MC.
-    VmDead {
-        /// The access that found it dead.
-        gpa: u64,
+    /// The modelled KVM stopped the VM (stderr and the summary say why).
+    VmStopped {
+        /// The guest-physical access that stopped it, if it was one.
+        gpa: Option<u64>,
     },
 }
 
@@ -93,6 +93,8 @@ pub enum InsnOutcome {
     Declined,
     /// An exception was raised at it.
     Fault,
+    /// The VM stopped at it.
+    Stopped,
 }
 
 /// A plugin event and when and where it happened.
@@ -724,6 +726,7 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
                 InsnOutcome::Done => "done",
                 InsnOutcome::Declined => "declined",
                 InsnOutcome::Fault => "fault",
+                InsnOutcome::Stopped => "stopped",
             };
             field!(out, "outcome", str o);
             ("insn", None)
@@ -742,10 +745,12 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
             field!(out, "zap_reason", str reason(m.zap.reason));
             ("missing-flush", Some(frame(m.gpa)))
         }
-        PluginEvent::VmDead { gpa } => {
-            head(out, r.t_ns, "vm-dead", r.vcpu);
-            field!(out, "gpa", hex * gpa);
-            ("vm-dead", None)
+        PluginEvent::VmStopped { gpa } => {
+            head(out, r.t_ns, "vm-stopped", r.vcpu);
+            if let Some(gpa) = gpa {
+                field!(out, "gpa", hex * gpa);
+            }
+            ("vm-stopped", None)
         }
     };
     out.push('}');
@@ -1060,7 +1065,7 @@ mod tests {
         // Finishing again returns the same report; emitting afterwards is
         // counted, not lost silently.
         assert_eq!(tracer.finish(0), report);
-        tracer.emit(None, PluginEvent::VmDead { gpa: 0 });
+        tracer.emit(None, PluginEvent::VmStopped { gpa: Some(0) });
         assert_eq!(tracer.dropped(), dropped + 1);
     }
 

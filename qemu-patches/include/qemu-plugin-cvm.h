@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 6
+#define QEMU_PLUGIN_CVM_API_VERSION 7
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -130,6 +130,14 @@ enum qemu_plugin_cvm_s2_action {
      * guest does not notice. The plugin must make progress.
      */
     QEMU_PLUGIN_CVM_S2_RETRY = 2,
+    /*
+     * The VM cannot go on: stop it as QEMU stops a KVM guest whose KVM_RUN
+     * failed (a memory-fault exit QEMU refuses to convert, say). QEMU dumps
+     * the vCPU's registers and stops the VM in the internal-error state;
+     * the vCPU stays at the instruction, nothing of it done, and runs it
+     * again if the VM is continued. See QEMU_PLUGIN_CVM_VM_EXIT_ON_STOP.
+     */
+    QEMU_PLUGIN_CVM_S2_STOP = 3,
 };
 
 /**
@@ -337,6 +345,8 @@ enum qemu_plugin_cvm_insn {
  *
  *   FAULT            raise regs->fault at the instruction; nothing of the
  *                    instruction has happened (no iteration of a REP form)
+ *   STOP             stop the VM at the instruction (see
+ *                    QEMU_PLUGIN_CVM_INSN_STOP)
  *   DECLINE, DONE    QEMU goes on with the instruction exactly as without
  *                    the hook; in neither case are registers written back
  *
@@ -438,6 +448,11 @@ enum qemu_plugin_cvm_insn_action {
      * external interrupt wakes it only with RFLAGS.IF set.
      */
     QEMU_PLUGIN_CVM_INSN_DONE_HLT = 4,
+    /*
+     * The VM cannot go on: stopped as for QEMU_PLUGIN_CVM_S2_STOP, the vCPU
+     * at the instruction, registers not written.
+     */
+    QEMU_PLUGIN_CVM_INSN_STOP = 5,
 };
 
 /**
@@ -479,7 +494,8 @@ int qemu_plugin_cvm_register_insn_cb(uint64_t id, uint32_t insn_mask,
  * @subleaf: ECX
  * @out: EAX, EBX, ECX, EDX
  *
- * Returns 0, or -1 outside an instruction callback.
+ * Also callable from the machine-ready callback, where it answers for
+ * vCPU 0. Returns 0, or -1 outside those callbacks.
  */
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
@@ -523,6 +539,120 @@ int qemu_plugin_cvm_pio_rw(uint16_t port, uint32_t *value, uint32_t size,
  */
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_guest_panicked(void);
+
+/*
+ * The VM's life: what QEMU knows about how a run ends that a plugin
+ * modelling KVM needs, and the checks it makes before the guest runs.
+ */
+
+/*
+ * Flags for qemu_plugin_cvm_set_vm_flags().
+ *
+ * QEMU_PLUGIN_CVM_VM_NOT_RESETTABLE: the vCPUs' state cannot be reset, as
+ * for a KVM guest whose state is protected (TDX, SEV-ES, SEV-SNP:
+ * cpus_are_resettable() is false). A reset request then ends the VM with
+ * "cpus are not resettable, terminating", as QEMU ends such a KVM guest.
+ *
+ * QEMU_PLUGIN_CVM_VM_EXIT_ON_STOP: a STOP answer ends QEMU with exit status
+ * 1 (a shutdown with QEMU_PLUGIN_CVM_SHUTDOWN_HOST_ERROR) instead of leaving
+ * the VM paused in the internal-error state: for test runs, where nobody
+ * is at the monitor.
+ */
+#define QEMU_PLUGIN_CVM_VM_NOT_RESETTABLE (1u << 0)
+#define QEMU_PLUGIN_CVM_VM_EXIT_ON_STOP   (1u << 1)
+
+/**
+ * qemu_plugin_cvm_set_vm_flags() - how the VM may be reset and stopped
+ * @id: the plugin's id
+ * @flags: QEMU_PLUGIN_CVM_VM_* (0 by default)
+ *
+ * Must be called from qemu_plugin_install().
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_set_vm_flags(uint64_t id, uint32_t flags);
+
+/**
+ * typedef qemu_plugin_cvm_machine_ready_cb_t - the machine is built
+ *
+ * Called once on the main-loop thread, with the BQL held, when QEMU has
+ * created the machine and its vCPUs and before any vCPU executes guest
+ * code (the machine-init-done notifiers). qemu_plugin_cvm_cpuid() may be
+ * called from it and answers for vCPU 0. Returns 0 to let the guest run;
+ * any other value makes QEMU exit with status 1 at once: the plugin has
+ * said why (one line naming the option to change).
+ */
+typedef int (*qemu_plugin_cvm_machine_ready_cb_t)(void);
+
+/**
+ * qemu_plugin_cvm_register_machine_ready_cb() - check the machine
+ * @id: the plugin's id
+ * @cb: the callback
+ *
+ * Must be called from qemu_plugin_install().
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_machine_ready_cb(
+    uint64_t id, qemu_plugin_cvm_machine_ready_cb_t cb);
+
+/* Why a run ends or restarts: QEMU's ShutdownCause (qapi/run-state.json). */
+enum qemu_plugin_cvm_shutdown_cause {
+    QEMU_PLUGIN_CVM_SHUTDOWN_NONE = 0,
+    QEMU_PLUGIN_CVM_SHUTDOWN_HOST_ERROR = 1,     /* QEMU gave up */
+    QEMU_PLUGIN_CVM_SHUTDOWN_HOST_QMP_QUIT = 2,  /* quit command */
+    QEMU_PLUGIN_CVM_SHUTDOWN_HOST_QMP_SYSTEM_RESET = 3,
+    QEMU_PLUGIN_CVM_SHUTDOWN_HOST_SIGNAL = 4,    /* SIGINT, SIGTERM ... */
+    QEMU_PLUGIN_CVM_SHUTDOWN_HOST_UI = 5,        /* the window closed */
+    QEMU_PLUGIN_CVM_SHUTDOWN_GUEST_SHUTDOWN = 6, /* ACPI poweroff etc. */
+    QEMU_PLUGIN_CVM_SHUTDOWN_GUEST_RESET = 7,    /* reset or triple fault */
+    QEMU_PLUGIN_CVM_SHUTDOWN_GUEST_PANIC = 8,    /* -action panic=... */
+    QEMU_PLUGIN_CVM_SHUTDOWN_SUBSYSTEM_RESET = 9,
+    QEMU_PLUGIN_CVM_SHUTDOWN_SNAPSHOT_LOAD = 10,
+};
+
+/**
+ * struct qemu_plugin_cvm_shutdown - a shutdown or reset QEMU carries out
+ * @cause: enum qemu_plugin_cvm_shutdown_cause
+ * @reset: QEMU resets the machine and the guest runs again; false: the
+ *         run ends (QEMU exits, or pauses with -action shutdown=pause). A
+ *         reset request ends the run under -no-reboot (-action
+ *         reboot=shutdown) and with QEMU_PLUGIN_CVM_VM_NOT_RESETTABLE
+ * @triple_fault: the request came from a triple fault (an exception while
+ *                delivering a #DF); the next three fields say where
+ * @vector: the exception that could not be delivered
+ * @vcpu_index: the vCPU that triple-faulted
+ * @rip: its RIP at the faulting instruction
+ * @exit_code: the status QEMU exits with where the request chose one (a
+ *             guest's isa-debug-exit write: (value << 1) | 1), else 0
+ */
+struct qemu_plugin_cvm_shutdown {
+    uint32_t cause;
+    bool reset;
+    bool triple_fault;
+    uint8_t vector;
+    uint32_t vcpu_index;
+    uint64_t rip;
+    int32_t exit_code;
+};
+
+/**
+ * typedef qemu_plugin_cvm_shutdown_cb_t - a run ends or restarts
+ *
+ * Called on the main-loop thread, with the BQL held, when QEMU acts on a
+ * shutdown or reset request, before it resets the machine or leaves its
+ * main loop. QEMU exiting otherwise (exit() in a device such as
+ * isa-debug-exit, a fatal error) comes with no call.
+ */
+typedef void (*qemu_plugin_cvm_shutdown_cb_t)(
+    const struct qemu_plugin_cvm_shutdown *ev);
+
+/**
+ * qemu_plugin_cvm_register_shutdown_cb() - follow the VM's runs
+ * @id: the plugin's id
+ * @cb: the callback
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_shutdown_cb(uint64_t id,
+                                         qemu_plugin_cvm_shutdown_cb_t cb);
 
 #ifdef __cplusplus
 }

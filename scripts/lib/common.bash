@@ -95,7 +95,11 @@ cvmem_add_plugin() {
   CVMEM_PARGS=""
   [ "$vm_type" = none ] || CVMEM_PARGS="vm-type=$vm_type"
   [ -z "$more" ] || CVMEM_PARGS="${CVMEM_PARGS:+$CVMEM_PARGS,}$more"
-  [ -z "$CVMEM_PARGS" ] || CVMEM_CMD+=(-plugin "$CVMEM_PLUGIN,$CVMEM_PARGS")
+  [ -z "$CVMEM_PARGS" ] && return
+  # Nobody is at the monitor of a test run: a VM the modelled KVM stops
+  # must end QEMU rather than wait paused until the timeout.
+  [[ ",$CVMEM_PARGS" == *,vm-stop=* ]] || CVMEM_PARGS+=",vm-stop=exit"
+  CVMEM_CMD+=(-plugin "$CVMEM_PLUGIN,$CVMEM_PARGS")
 }
 
 # Judges a guest-test run that should pass, from its log and QEMU's exit
@@ -123,19 +127,37 @@ cvmem_judge_pass() {
   # With the plugin loaded, it must have said which mode it ran in and
   # printed its summary.
   if [ "$CVMEM_VERDICT" = PASS ] && [ "$mode" != none ]; then
+    # How the run ended, as the summary's title says it: a Linux guest
+    # powers off; a test image leaves through isa-debug-exit, an exit()
+    # without a shutdown request. Audit mode cannot know.
+    local ending='^cvmem summary: '
+    if [ "$mode" = audit ]; then ending+='\(audit mode'
+    elif [ "$exit_rc" = 0 ]; then ending+='the guest powered off$'
+    else ending+="the guest asked QEMU to exit with status $exit_rc \\(isa-debug-exit\\)$"
+    fi
     if ! grep -aq "^cvmem: .*mode=$mode" "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="plugin did not report mode=$mode"
     elif ! grep -aq '^cvmem summary' "$log"; then CVMEM_VERDICT=FAIL CVMEM_WHY="no plugin summary"
-    else
-      # One regular expression a line: each must match a line of the log.
-      local re
-      while IFS= read -r re; do
-        if [ -n "$re" ] && ! grep -aEq -- "$re" "$log"; then
-          CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$re/"
-          break
-        fi
-      done <<< "$summary_re"
+    else cvmem_check_summary "$log" "$ending
+$summary_re"
     fi
   fi
+}
+
+# Checks a plugin summary in LOG against SUMMARY_RE, extended regular
+# expressions one a line, each of which must match a line of LOG. Leaves
+# CVMEM_VERDICT alone when all match; otherwise sets it to FAIL and
+# CVMEM_WHY to the first that does not.
+cvmem_check_summary() {
+  local log=$1 summary_re=$2 re
+  while IFS= read -r re; do
+    if [ -n "$re" ] && ! grep -aEq -- "$re" "$log"; then
+      CVMEM_VERDICT=FAIL CVMEM_WHY="plugin summary lacks /$re/"
+      local title
+      title=$(grep -a '^cvmem summary' "$log" | tail -n 1 || true)
+      [ -z "$title" ] || CVMEM_WHY+=" (it says: ${title#cvmem summary: })"
+      break
+    fi
+  done <<< "$summary_re"
 }
 
 # Runs a guest test's `check` commands (one a line, split at spaces, run
