@@ -3,7 +3,8 @@
 # Source it; do not run it.
 
 CVMEM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CVMEM_CACHE="${CVMEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cvmem}"
+# CVMEM_CACHE and the build pruning.
+source "$CVMEM_TOP/scripts/lib/cache.bash"
 CVMEM_GUEST_BUILD="${CVMEM_GUEST_BUILD:-$CVMEM_TOP/target/guest-tests}"
 CVMEM_PLUGIN_DEFAULT="$CVMEM_TOP/target/release/libcvmem.so"
 # Debian's unpatched QEMU from bookworm-backports: audit mode.
