@@ -574,7 +574,9 @@ unsafe extern "C" fn on_mem(
     guard("mem", (), || {
         if let Some(plugin) = PLUGIN.get() {
             if plugin.mode == Mode::Audit {
-                plugin.audit_access(vcpu_index, gpa, vaddr, access);
+                // Paging counts as on: a TD or SNP guest launches at its
+                // first RAM access.
+                plugin.audit_access(vcpu_index, gpa, vaddr, access, true);
             }
             plugin.flush_check_access(vcpu_index, vaddr, access);
         }

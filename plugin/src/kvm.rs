@@ -29,6 +29,7 @@ use cvmem_model::{
 use crate::args::Config;
 use crate::flushcheck::FlushCheck;
 use crate::hooks::{gpr, prot, Access, Fault, Regs, Stage2Answer, Stage2Request};
+use crate::learn::RamLearner;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::snp::{self, SnpFirmware};
 use crate::tdx::TdxModule;
@@ -145,8 +146,15 @@ pub struct Kvm {
     /// translation handed to QEMU.
     pub flush_check: Option<FlushCheck>,
     /// The RAM sections QEMU has reported and not deleted: what a memslot
-    /// made through the control socket may be backed by.
+    /// made through the control socket may be backed by. Its lock also
+    /// serialises memslot changes with audit mode's learning and the TD/SNP
+    /// launch.
     pub qemu_ram: parking_lot::Mutex<Vec<RamSection>>,
+    /// Audit mode (an unpatched QEMU): the RAM learned from guest accesses,
+    /// which stands in for QEMU's memslot reports. Its answers are counted,
+    /// not carried out, so nothing is recorded for an exception the guest
+    /// never gets.
+    pub audit: Option<RamLearner>,
 }
 
 impl Kvm {
@@ -186,7 +194,14 @@ impl Kvm {
             snp: (vm_type == VmType::Snp)
                 .then(|| SnpFirmware::new(max_vcpus, config.accept, config.map_gpa_chunk)),
             qemu_ram: parking_lot::Mutex::new(Vec::new()),
+            audit: None,
         })
+    }
+
+    /// Audit mode: memslots come from the RAM the guest is seen to use
+    /// (`learn.rs`), and answers are only counted.
+    pub fn start_audit(&mut self) {
+        self.audit = Some(RamLearner::default());
     }
 
     /// A VM of `vm_type` with the default options.
@@ -453,8 +468,12 @@ impl Kvm {
         }
     }
 
-    /// Counts a #VC raised at a translation in the SNP summary.
+    /// Counts a #VC raised at a translation in the SNP summary (not in
+    /// audit mode, where none is raised).
     fn count_vc(&self) {
+        if self.audit.is_some() {
+            return;
+        }
         if let Some(snp) = &self.snp {
             snp.stats.vcs.fetch_add(1, Ordering::Relaxed);
         }
@@ -465,9 +484,16 @@ impl Kvm {
     /// runs unchecked.
     fn dead(&self, why: &str, gpa: u64) -> (Stage2Answer, Effects) {
         if !self.dead_reported.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "cvmem: the VM is dead ({why} at GPA {gpa:#x}); guest accesses now raise #MC"
-            );
+            if self.audit.is_some() {
+                eprintln!(
+                    "cvmem: audit: enforcing mode would have stopped the VM here ({why} at GPA \
+                     {gpa:#x}); every later access counts as refused"
+                );
+            } else {
+                eprintln!(
+                    "cvmem: the VM is dead ({why} at GPA {gpa:#x}); guest accesses now raise #MC"
+                );
+            }
         }
         (
             Stage2Answer::Fault(Fault {
@@ -490,6 +516,19 @@ impl Kvm {
             if !req.page_walk {
                 ve.exit_qualification |= 1 << 8;
             }
+        }
+        if self.audit.is_some() {
+            // Counted as refused; the guest never sees it, so no VE
+            // information waits to be read (which would make the next #VE
+            // a #DF).
+            return (
+                Stage2Answer::Fault(Fault {
+                    vector: vector::VE,
+                    error_code: None,
+                    cr2: None,
+                }),
+                Effects::NONE,
+            );
         }
         match self
             .tdx

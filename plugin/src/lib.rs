@@ -11,6 +11,8 @@
 //! - [`kvm`] is the modelled KVM: it owns the model's VM, makes memslots of
 //!   QEMU's RAM sections, answers stage-2 requests and handles exits;
 //! - [`memslots`] is what QEMU's memory listener reports;
+//! - [`learn`] is audit mode's stand-in for it: guest RAM learned from the
+//!   guest's accesses;
 //! - [`tdx`] is the TDX module's TDCALL interface and KVM's TDVMCALL handling;
 //! - [`testdev`] is a test device through which guest tests drive the hooks;
 //! - [`trace`] writes `trace=PATH`, the JSON-lines event trace, from a
@@ -28,6 +30,7 @@ pub mod flushcheck;
 pub mod guard;
 pub mod hooks;
 pub mod kvm;
+pub mod learn;
 pub mod memslots;
 pub mod paging;
 pub mod plugin;
