@@ -9,15 +9,18 @@
 //! dlsym at install time instead of being linked, so the same libcvmem.so
 //! loads in Debian's unpatched QEMU and runs there in audit mode.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
 use qemu_plugin_sys::{
-    qemu_info_t, qemu_plugin_cb_flags, qemu_plugin_get_hwaddr, qemu_plugin_hwaddr_is_io,
-    qemu_plugin_hwaddr_phys_addr, qemu_plugin_id_t, qemu_plugin_mem_is_store, qemu_plugin_mem_rw,
-    qemu_plugin_meminfo_t, qemu_plugin_register_atexit_cb, qemu_plugin_register_vcpu_init_cb,
-    qemu_plugin_register_vcpu_mem_cb, qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb,
-    qemu_plugin_tb_get_insn, qemu_plugin_tb_n_insns, QEMU_PLUGIN_VERSION,
+    qemu_info_t, qemu_plugin_cb_flags, qemu_plugin_get_hwaddr, qemu_plugin_get_registers,
+    qemu_plugin_hwaddr_is_io, qemu_plugin_hwaddr_phys_addr, qemu_plugin_id_t,
+    qemu_plugin_mem_is_store, qemu_plugin_mem_rw, qemu_plugin_meminfo_t, qemu_plugin_read_register,
+    qemu_plugin_reg_descriptor, qemu_plugin_register, qemu_plugin_register_atexit_cb,
+    qemu_plugin_register_vcpu_init_cb, qemu_plugin_register_vcpu_mem_cb,
+    qemu_plugin_register_vcpu_tb_trans_cb, qemu_plugin_tb, qemu_plugin_tb_get_insn,
+    qemu_plugin_tb_n_insns, GArray, GByteArray, QEMU_PLUGIN_VERSION,
 };
 
 use crate::args::{self, Request, HELP};
@@ -552,21 +555,133 @@ unsafe extern "C" fn on_dma(gpa: u64, is_write: bool) -> bool {
     })
 }
 
+// glib, which QEMU links: the register API hands values over in a
+// GByteArray and the register list in a GArray.
+extern "C" {
+    fn g_byte_array_new() -> *mut GByteArray;
+    fn g_byte_array_set_size(array: *mut GByteArray, length: c_uint) -> *mut GByteArray;
+    fn g_array_free(array: *mut GArray, free_segment: c_int) -> *mut c_char;
+}
+
+/// QEMU's handles for CR0 and EFER (gdbstub's "cr0" and "efer"), which
+/// audit mode reads to know whether paging is on: a TD or SNP guest
+/// launches at its first access with paging on. The same for every vCPU
+/// (one CPU model); `None` if this QEMU does not offer them.
+#[derive(Clone, Copy)]
+struct PagingRegs {
+    cr0: usize,
+    efer: usize,
+}
+
+static PAGING_REGS: OnceLock<Option<PagingRegs>> = OnceLock::new();
+
+const CR0_PG: u64 = 1 << 31;
+const EFER_LMA: u64 = 1 << 10;
+
+/// Looks the paging registers up. Must run on a vCPU thread (the vCPU-init
+/// callback).
+fn find_paging_regs() -> Option<PagingRegs> {
+    let (mut cr0, mut efer) = (None, None);
+    // SAFETY: called on a vCPU thread, as qemu_plugin_get_registers()
+    // requires; it returns null or a GArray of descriptors that this
+    // function owns and frees, whose names are C strings QEMU keeps.
+    unsafe {
+        let regs = qemu_plugin_get_registers();
+        let list = regs.as_ref()?;
+        let descs: &[qemu_plugin_reg_descriptor] = if list.data.is_null() {
+            &[]
+        } else {
+            std::slice::from_raw_parts(list.data.cast(), list.len as usize)
+        };
+        for d in descs.iter().filter(|d| !d.name.is_null()) {
+            match CStr::from_ptr(d.name).to_bytes() {
+                b"cr0" => cr0 = Some(d.handle as usize),
+                b"efer" => efer = Some(d.handle as usize),
+                _ => {}
+            }
+        }
+        g_array_free(regs, 1);
+    }
+    Some(PagingRegs {
+        cr0: cr0?,
+        efer: efer?,
+    })
+}
+
+thread_local! {
+    /// This vCPU thread's buffer for register values.
+    static REG_BUF: Cell<*mut GByteArray> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Reads a register of the current vCPU (on its thread, inside a
+/// translation callback or one registered with QEMU_PLUGIN_CB_R_REGS).
+fn read_reg(handle: usize) -> Option<u64> {
+    REG_BUF.with(|cell| {
+        let mut buf = cell.get();
+        if buf.is_null() {
+            // SAFETY: glib allocates an empty array; it lives as long as
+            // the thread (one per vCPU), never freed.
+            buf = unsafe { g_byte_array_new() };
+            cell.set(buf);
+        }
+        // SAFETY: `buf` is this thread's GByteArray. `handle` came from
+        // qemu_plugin_get_registers() for this CPU model; QEMU appends the
+        // value to `buf`, of which the first `n` (at most its length) bytes
+        // are read back.
+        unsafe {
+            g_byte_array_set_size(buf, 0);
+            let n = qemu_plugin_read_register(handle as *mut qemu_plugin_register, buf);
+            let b = buf.as_ref()?;
+            let n = usize::try_from(n).ok()?.min(b.len as usize).min(8);
+            if n == 0 || b.data.is_null() {
+                return None;
+            }
+            let mut v = [0u8; 8];
+            v[..n].copy_from_slice(std::slice::from_raw_parts(b.data, n));
+            Some(u64::from_le_bytes(v))
+        }
+    })
+}
+
+/// `on_mem`'s user data: paging is on (the block runs in long mode).
+const PAGING_ON: *mut c_void = std::ptr::null_mut();
+/// `on_mem`'s user data: read CR0 at each access.
+const PAGING_CR0: *mut c_void = std::ptr::without_provenance_mut(1);
+
 /// Audit mode or `flush-check=on`: QEMU translated a block; ask for a
 /// callback after each of its memory accesses.
+///
+/// A TD or SNP guest in audit mode launches at its first RAM access with
+/// paging on, so its callbacks must know whether paging is on. A block
+/// translated in long mode runs only in long mode (EFER.LMA is part of the
+/// block's flags), where paging is on; in other blocks the callback reads
+/// CR0 (registered with QEMU_PLUGIN_CB_R_REGS, as the register API wants).
 unsafe extern "C" fn on_tb_trans(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
     guard("tb_trans", (), || {
+        let legacy = PLUGIN.get().is_some_and(|p| p.audit_needs_paging())
+            && PAGING_REGS
+                .get()
+                .copied()
+                .flatten()
+                .and_then(|r| read_reg(r.efer))
+                .is_none_or(|efer| efer & EFER_LMA == 0);
+        let (flags, userdata) = if legacy {
+            (qemu_plugin_cb_flags::QEMU_PLUGIN_CB_R_REGS, PAGING_CR0)
+        } else {
+            (qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS, PAGING_ON)
+        };
         // SAFETY: `tb` is valid during the translation callback, and so are
         // the instruction handles taken from it; `on_mem` has the declared
-        // type and needs no user data.
+        // type, and its user data is one of two constants, never
+        // dereferenced.
         unsafe {
             for i in 0..qemu_plugin_tb_n_insns(tb) {
                 qemu_plugin_register_vcpu_mem_cb(
                     qemu_plugin_tb_get_insn(tb, i),
                     Some(on_mem),
-                    qemu_plugin_cb_flags::QEMU_PLUGIN_CB_NO_REGS,
+                    flags,
                     qemu_plugin_mem_rw::QEMU_PLUGIN_MEM_RW,
-                    std::ptr::null_mut(),
+                    userdata,
                 );
             }
         }
@@ -578,7 +693,7 @@ unsafe extern "C" fn on_mem(
     vcpu_index: c_uint,
     info: qemu_plugin_meminfo_t,
     vaddr: u64,
-    _userdata: *mut c_void,
+    userdata: *mut c_void,
 ) {
     // SAFETY: `info` is valid during the memory callback, and the hwaddr
     // handle derived from it is used only inside it.
@@ -595,7 +710,16 @@ unsafe extern "C" fn on_mem(
     guard("mem", (), || {
         if let Some(plugin) = PLUGIN.get() {
             if plugin.mode == Mode::Audit {
-                plugin.audit_access(vcpu_index, gpa, vaddr, access);
+                // Without the registers (another QEMU), paging counts as
+                // on: the guest launches at its first RAM access.
+                let paging = userdata == PAGING_ON
+                    || PAGING_REGS
+                        .get()
+                        .copied()
+                        .flatten()
+                        .and_then(|r| read_reg(r.cr0))
+                        .is_none_or(|cr0| cr0 & CR0_PG != 0);
+                plugin.audit_access(vcpu_index, gpa, vaddr, access, paging);
             }
             plugin.flush_check_access(vcpu_index, vaddr, access);
         }
@@ -762,11 +886,20 @@ pub unsafe extern "C" fn qemu_plugin_install(
     })
 }
 
-/// QEMU has created vCPU `vcpu_index`.
+/// QEMU has created vCPU `vcpu_index` (on its thread, before it runs).
 unsafe extern "C" fn on_vcpu_init(_id: qemu_plugin_id_t, vcpu_index: c_uint) {
     guard("vcpu_init", (), || {
         if let Some(plugin) = PLUGIN.get() {
             plugin.vcpu_init(vcpu_index);
+            if plugin.audit_needs_paging() {
+                let regs = PAGING_REGS.get_or_init(find_paging_regs);
+                if regs.is_none() && vcpu_index == 0 {
+                    eprintln!(
+                        "cvmem: audit: this QEMU does not let plugins read CR0 and EFER; \
+                         the guest launches at its first RAM access, paging on or not"
+                    );
+                }
+            }
         }
     })
 }

@@ -30,6 +30,7 @@ use cvmem_model::{
 use crate::args::Config;
 use crate::flushcheck::FlushCheck;
 use crate::hooks::{gpr, prot, Access, Fault, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::learn::RamLearner;
 use crate::lifecycle::Lifecycle;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::snp::{self, SnpFirmware};
@@ -148,8 +149,15 @@ pub struct Kvm {
     /// translation handed to QEMU.
     pub flush_check: Option<FlushCheck>,
     /// The RAM sections QEMU has reported and not deleted: what a memslot
-    /// made through the control socket may be backed by.
+    /// made through the control socket may be backed by. Its lock also
+    /// serialises memslot changes with audit mode's learning and the TD/SNP
+    /// launch.
     pub qemu_ram: parking_lot::Mutex<Vec<RamSection>>,
+    /// Audit mode (an unpatched QEMU): the RAM learned from guest accesses,
+    /// which stands in for QEMU's memslot reports. Its answers are counted,
+    /// not carried out, so nothing is recorded for an exception the guest
+    /// never gets.
+    pub audit: Option<RamLearner>,
 }
 
 impl Kvm {
@@ -191,7 +199,14 @@ impl Kvm {
             snp: (vm_type == VmType::Snp)
                 .then(|| SnpFirmware::new(max_vcpus, config.accept, config.map_gpa_chunk)),
             qemu_ram: parking_lot::Mutex::new(Vec::new()),
+            audit: None,
         })
+    }
+
+    /// Audit mode: memslots come from the RAM the guest is seen to use
+    /// (`learn.rs`), and answers are only counted.
+    pub fn start_audit(&mut self) {
+        self.audit = Some(RamLearner::default());
     }
 
     /// A VM of `vm_type` with the default options.
@@ -463,8 +478,12 @@ impl Kvm {
         }
     }
 
-    /// Counts a #VC raised at a translation in the SNP summary.
+    /// Counts a #VC raised at a translation in the SNP summary (not in
+    /// audit mode, where none is raised).
     fn count_vc(&self) {
+        if self.audit.is_some() {
+            return;
+        }
         if let Some(snp) = &self.snp {
             snp.stats.vcs.fetch_add(1, Ordering::Relaxed);
         }
@@ -472,9 +491,19 @@ impl Kvm {
 
     /// The VM cannot go on (KVM killed it, or QEMU would have stopped it on
     /// this exit): said on stderr, recorded for the summary, and QEMU stops
-    /// the VM as it stops a KVM guest whose KVM_RUN failed.
+    /// the VM as it stops a KVM guest whose KVM_RUN failed. In audit mode
+    /// nothing stops; every later access counts as refused.
     pub fn stop(&self, why: String) -> (Stage2Answer, Effects) {
-        eprintln!("cvmem: stopping the VM: {why}");
+        if !self.is_dead() {
+            if self.audit.is_some() {
+                eprintln!(
+                    "cvmem: audit: enforcing mode would have stopped the VM here: {why}; \
+                     every later access counts as refused"
+                );
+            } else {
+                eprintln!("cvmem: stopping the VM: {why}");
+            }
+        }
         self.lifecycle.stopped(why);
         (Stage2Answer::Stop, Effects::NONE)
     }
@@ -490,6 +519,19 @@ impl Kvm {
             if !req.page_walk {
                 ve.exit_qualification |= 1 << 8;
             }
+        }
+        if self.audit.is_some() {
+            // Counted as refused; the guest never sees it, so no VE
+            // information waits to be read (which would make the next #VE
+            // a #DF).
+            return (
+                Stage2Answer::Fault(Fault {
+                    vector: vector::VE,
+                    error_code: None,
+                    cr2: None,
+                }),
+                Effects::NONE,
+            );
         }
         match self
             .tdx

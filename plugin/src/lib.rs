@@ -11,6 +11,8 @@
 //! - [`kvm`] is the modelled KVM: it owns the model's VM, makes memslots of
 //!   QEMU's RAM sections, answers stage-2 requests and handles exits;
 //! - [`memslots`] is what QEMU's memory listener reports;
+//! - [`learn`] is audit mode's stand-in for it: guest RAM learned from the
+//!   guest's accesses;
 //! - [`lifecycle`] records how the run ends (shutdowns, resets, triple
 //!   faults, the guest's fatal errors, the VM stopped) for the summary;
 //! - [`machine`] refuses CPU models a VM type cannot run on, before the
@@ -32,6 +34,7 @@ pub mod flushcheck;
 pub mod guard;
 pub mod hooks;
 pub mod kvm;
+pub mod learn;
 pub mod lifecycle;
 pub mod machine;
 pub mod memslots;

@@ -9,6 +9,7 @@ use crossbeam::utils::CachePadded;
 use crate::args::{Config, TestMode};
 use crate::hooks::{prot, Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::kvm::{Effects, Kvm};
+use crate::learn::Page;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
 use crate::trace::{InsnOutcome, PluginEvent, Tracer};
@@ -69,6 +70,9 @@ pub struct VcpuStats {
     pub audit_accesses: AtomicU64,
     /// Audit mode: checked accesses that enforcing mode would have refused.
     pub audit_violations: AtomicU64,
+    /// Audit mode: RAM accesses not checked, their page having no memslot
+    /// (KVM's slots were used up).
+    pub audit_unchecked: AtomicU64,
     /// #VE raised in the guest (stage 2 or at an instruction).
     pub injected_ve: AtomicU64,
     /// #VC raised in the guest.
@@ -150,7 +154,10 @@ impl Plugin {
     /// A new plugin instance for a guest of up to `max_vcpus` vCPUs,
     /// installed now.
     pub fn new(config: Config, mode: Mode, max_vcpus: u32) -> Result<Self, String> {
-        let kvm = Kvm::new(&config, max_vcpus)?;
+        let mut kvm = Kvm::new(&config, max_vcpus)?;
+        if mode == Mode::Audit {
+            kvm.start_audit();
+        }
         let trace = match &config.trace {
             Some(path) => Some(
                 Tracer::start(
@@ -283,11 +290,45 @@ impl Plugin {
     }
 
     /// Audit mode: a guest load or store reached guest RAM at `gpa` (QEMU's
-    /// memory callback, after the access). Checks it as the stage-2
-    /// callback would have, and counts what enforcing mode would refuse.
-    pub fn audit_access(&self, vcpu_index: u32, gpa: u64, gva: u64, access: Access) {
+    /// memory callback, after the access), with paging on or off. Learns
+    /// the page if it is new (`learn.rs`), checks the access as the stage-2
+    /// callback would have, and counts it as refused if enforcing mode
+    /// would have answered it with an exception (or stopped the VM). An
+    /// answer to retry (an implicit conversion done, a blocked Secure-EPT
+    /// entry) is no refusal: the access is decided again, as QEMU retries.
+    pub fn audit_access(&self, vcpu_index: u32, gpa: u64, gva: u64, access: Access, paging: bool) {
+        /// Retries before an access is left undecided (enforcing mode
+        /// would retry on; none is refused for it).
+        const RETRIES: usize = 4;
+        let Some(learner) = &self.kvm.audit else {
+            return;
+        };
         let stats = self.stats.vcpu(vcpu_index);
+        // QEMU's RAM has no alias bits; decoding keeps an address that had
+        // them (or reserved bits) from being learned as a page of its own.
+        let Some(gfn) = self
+            .kvm
+            .vm()
+            .decode(cvmem_model::Gpa::new(gpa))
+            .map(|d| d.gfn)
+        else {
+            stats.audit_unchecked.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let page = match learner.page(gfn) {
+            Page::Unknown => learner.learn(&self.kvm, gfn, vcpu_index),
+            page => page,
+        };
+        if page != Page::Ram {
+            stats.audit_unchecked.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         stats.audit_accesses.fetch_add(1, Ordering::Relaxed);
+        if self.kvm.is_dead() {
+            // Enforcing mode would have stopped the VM already.
+            stats.audit_violations.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let req = Stage2Request {
             gpa,
             gva,
@@ -295,12 +336,26 @@ impl Plugin {
             access,
             cpl: 0,
             page_walk: false,
-            paging: true,
+            paging,
             stage1_prot: prot::ALL,
         };
-        if matches!(self.decide(&req).0, Stage2Answer::Fault(_)) {
-            stats.audit_violations.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..RETRIES {
+            match self.decide(&req).0 {
+                Stage2Answer::Allow { .. } => return,
+                Stage2Answer::Retry => continue,
+                Stage2Answer::Fault(_) | Stage2Answer::Stop => {
+                    stats.audit_violations.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
         }
+    }
+
+    /// Whether audit mode needs to know if paging is on at each access: a
+    /// TD or an SNP guest launches at its first access with paging on, and
+    /// an SNP guest's accesses with paging off are private.
+    pub fn audit_needs_paging(&self) -> bool {
+        self.mode == Mode::Audit && (self.kvm.tdx.is_some() || self.kvm.snp.is_some())
     }
 
     /// Emulates an instruction the plugin registered for.
@@ -444,7 +499,8 @@ impl Plugin {
             ),
             Mode::Audit => format!(
                 "cvmem: vm-type={} mode=audit: this QEMU has no cvm plugin API \
-                 (unpatched), so cvmem observes and enforces nothing\n",
+                 (unpatched), so cvmem enforces nothing: it checks the guest's RAM \
+                 accesses after the fact and counts what enforcing mode would refuse\n",
                 self.config.vm_type
             ),
         }

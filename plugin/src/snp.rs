@@ -281,6 +281,9 @@ impl SnpFirmware {
             return effects;
         }
         self.launch.call_once(|| {
+            // No memslot appears while the guest launches: audit mode's
+            // learning decides by launched() what a new page gets.
+            let _ram = kvm.qemu_ram.lock();
             let vm = kvm.vm();
             let limit = self.accept.ready_below_gfn();
             let slots = vm.memslots();
@@ -306,6 +309,27 @@ impl SnpFirmware {
             self.launched.store(true, Ordering::Release);
         });
         effects
+    }
+
+    /// Audit mode: `gfn` is RAM learned after launch (`learn.rs`), which
+    /// enforcing mode knew at launch. Below `accept=` it is launched now
+    /// (SNP_LAUNCH_UPDATE: assigned, validated); above it stays as launch
+    /// left it, unvalidated (the zeroing is not done: audit mode only
+    /// observes). Before launch nothing is done: the launch takes it. The
+    /// caller holds `Kvm::qemu_ram`.
+    pub fn add_learned(&self, kvm: &Kvm, gfn: Gfn) {
+        if !self.launched() || gfn.raw() >= self.accept.ready_below_gfn() {
+            return;
+        }
+        match kvm.vm().snp_launch_update(GfnRange::one(gfn)) {
+            Ok(n) => {
+                self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!(
+                "cvmem: audit: SNP_LAUNCH_UPDATE of {:#x}: {e:?}",
+                gfn.gpa().raw()
+            ),
+        }
     }
 
     fn vcpu(&self, vcpu: u32) -> Option<&Mutex<SnpVcpu>> {

@@ -101,12 +101,34 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     if let Some(snp) = &plugin.kvm.snp {
         let _ = writeln!(out, "  snp           {}", snp.summary());
     }
-    if plugin.mode == Mode::Audit {
+    if let Some(learner) = plugin
+        .kvm
+        .audit
+        .as_ref()
+        .filter(|_| plugin.mode == Mode::Audit)
+    {
+        // Refused: what enforcing mode would have answered with an
+        // exception (or by stopping the VM), the model deciding with the
+        // memslots learned (learn.rs).
         let _ = writeln!(
             out,
             "  audit         {} RAM accesses checked, {} would have been refused",
             stats.total(|s| &s.audit_accesses),
             stats.total(|s| &s.audit_violations)
+        );
+        let (ranges, pages, no_slot) = learner.learned();
+        let l = &learner.stats;
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "  audit RAM     {:.1} MiB learned from guest accesses in {ranges} ranges; memslots {} made, \
+             {} grown, {} merged; {} pages and {} accesses without a memslot (unchecked)",
+            pages as f64 / 256.0,
+            n(&l.slots_made),
+            n(&l.slots_grown),
+            n(&l.slots_merged),
+            no_slot,
+            stats.total(|s| &s.audit_unchecked)
         );
     }
     {

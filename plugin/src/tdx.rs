@@ -434,6 +434,9 @@ impl TdxModule {
             return;
         }
         self.launch.call_once(|| {
+            // No memslot appears while the TD launches: audit mode's
+            // learning decides by launched() what a new page gets.
+            let _ram = kvm.qemu_ram.lock();
             let vm = kvm.vm();
             let limit = self.accept.ready_below_gfn();
             let mut added = Vec::new();
@@ -465,6 +468,42 @@ impl TdxModule {
             }
             self.launched.store(true, Ordering::Release);
         });
+    }
+
+    /// Audit mode: `gfn` is RAM learned after launch (`learn.rs`), which
+    /// enforcing mode knew at launch. Below `accept=` it gets what
+    /// TDH.MEM.PAGE.ADD gave it there, MAPPED, here through the AUG and
+    /// TDG.MEM.PAGE.ACCEPT the model has after finalization (its content is
+    /// not touched: audit mode only observes); above it stays PENDING. It
+    /// counts as added at launch; MRTD is not extended, as audit mode sees
+    /// no TDCALL and so no TDREPORT. Before launch nothing is done: the
+    /// launch adds it. The caller holds `Kvm::qemu_ram`.
+    pub fn add_learned(&self, kvm: &Kvm, gfn: Gfn, vcpu: u32) {
+        if !self.launched() || gfn.raw() >= self.accept.ready_below_gfn() {
+            return;
+        }
+        let vm = kvm.vm();
+        let id = VcpuId(vcpu);
+        // RCX: the page's GPA, level 0 (4K).
+        let rcx = gfn.gpa().raw();
+        for _ in 0..4 {
+            match vm.tdx_accept(id, rcx) {
+                AcceptOutcome::Accepted { .. } => {
+                    self.stats.pages_added.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                AcceptOutcome::Status(st) => {
+                    eprintln!("cvmem: audit: adding {rcx:#x} as at launch: {st}");
+                    return;
+                }
+                AcceptOutcome::ExitToHost { gpa, .. } => {
+                    if let Err(f) = vm.tdx_handle_accept_exit(id, gpa) {
+                        eprintln!("cvmem: audit: adding {rcx:#x} as at launch: {f:?}");
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Finishes `vcpu`'s KVM_TDX_INIT_VCPU on its first TDCALL or CPUID

@@ -630,6 +630,7 @@ pub fn encode_model(s: &Stamped, out: &mut String) -> (&'static str, Option<u32>
                 MemslotChange::Delete => "delete",
                 MemslotChange::Move => "move",
                 MemslotChange::FlagsOnly => "flags",
+                MemslotChange::Grow => "grow",
             };
             field!(out, "change", str change);
             field!(out, "slot", slot.0);

@@ -158,6 +158,10 @@ pub enum MemslotChange {
     Move,
     /// KVM_MR_FLAGS_ONLY.
     FlagsOnly,
+    /// Not a KVM change: audit mode learned more of the RAM a slot stands
+    /// for, and the slot grew over it, absorbing the slots it reached
+    /// ([`crate::Vm::grow_memslot`]). Nothing is zapped.
+    Grow,
 }
 
 /// A refused memslot request. Each variant is one of KVM's checks in
@@ -440,6 +444,103 @@ impl MemslotSet {
             old,
             new: Some(new),
         })
+    }
+
+    /// Validates growing slot `id` to cover `range`, for
+    /// [`crate::Vm::grow_memslot`] (audit mode's RAM discovery, not a KVM
+    /// request): `range` contains the slot and keeps within the size limit
+    /// and the address width; every frame the slot had keeps its backing;
+    /// every other slot `range` reaches lies inside it, is valid, has the
+    /// same flags and the backing the grown slot gives its frames (it is
+    /// absorbed); and a guest_memfd slot's new backing is bound to no slot
+    /// but those. Returns the grown slot and the slots it absorbs.
+    pub fn check_grow(
+        &self,
+        id: MemslotId,
+        range: GfnRange,
+        alias: AliasLayout,
+    ) -> Result<(Memslot, Vec<Memslot>), MemslotError> {
+        let old = *self.by_id(id).ok_or(MemslotError::NoSuchSlot(id))?;
+        if old.invalid || !range.contains_range(old.range()) {
+            return Err(MemslotError::ImmutableChange(id));
+        }
+        if range.len() > KVM_MEM_MAX_NR_PAGES {
+            return Err(MemslotError::TooLarge);
+        }
+        if range.end() > alias.max_gfn() {
+            return Err(MemslotError::BeyondMaxGfn);
+        }
+        // The frames below the old base get the backing frames below its
+        // backing, which must exist, and so must those above.
+        let below = old.base_gfn.raw() - range.start().raw();
+        let first = old
+            .backing
+            .pfn()
+            .raw()
+            .checked_sub(below)
+            .ok_or(MemslotError::TooLarge)?;
+        if first
+            .checked_add(range.len())
+            .is_none_or(|end| end > u64::MAX >> PAGE_SHIFT)
+        {
+            return Err(MemslotError::TooLarge);
+        }
+        let new = Memslot {
+            base_gfn: range.start(),
+            npages: range.len(),
+            backing: Pfn::new(first).addr(),
+            ..old
+        };
+        let mut absorbed = Vec::new();
+        for s in self.in_range(range).filter(|s| s.id != id) {
+            let fits = range.contains_range(s.range())
+                && !s.invalid
+                && s.flags == old.flags
+                && s.backing.is_page_aligned()
+                && new.pfn_of(s.base_gfn) == s.backing.pfn();
+            if !fits {
+                return Err(MemslotError::Overlap {
+                    slot: id,
+                    existing: s.id,
+                });
+            }
+            absorbed.push(*s);
+        }
+        if new.private_capable() {
+            let (start, end) = (
+                new.backing.raw(),
+                new.backing.raw() + range.len() * PAGE_SIZE,
+            );
+            if self.slots.iter().any(|s| {
+                let b = s.backing.raw();
+                s.id != id
+                    && !absorbed.iter().any(|a| a.id == s.id)
+                    && s.private_capable()
+                    && b < end
+                    && start < b + s.npages * PAGE_SIZE
+            }) {
+                return Err(MemslotError::GmemBound(id));
+            }
+        }
+        Ok((new, absorbed))
+    }
+
+    /// A new set, one generation on, with `grown` in place of the slot of
+    /// its id and without `absorbed` (as [`MemslotSet::check_grow`] gave
+    /// them).
+    pub fn with_grown(&self, grown: Memslot, absorbed: &[Memslot]) -> MemslotSet {
+        let mut slots: Vec<Memslot> = self
+            .slots
+            .iter()
+            .filter(|s| s.id != grown.id && !absorbed.iter().any(|a| a.id == s.id))
+            .copied()
+            .collect();
+        let i = slots.partition_point(|s| s.base_gfn < grown.base_gfn);
+        slots.insert(i, grown);
+        MemslotSet {
+            generation: self.generation + 1,
+            slots,
+        }
     }
 
     /// A new set, one generation on, with `old` removed (if any) and `new`

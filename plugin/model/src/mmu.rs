@@ -1077,6 +1077,45 @@ impl Vm {
         Ok(flush)
     }
 
+    /// Grows memslot `id` to cover `range`, merging into it the slots it
+    /// reaches (see [`MemslotSet::check_grow`] for what is refused). This is
+    /// no KVM operation: it is how audit mode, which learns guest RAM a page
+    /// at a time from the accesses it observes, makes its slots what the
+    /// VMM's would have been had it known the RAM from the start. Nothing is
+    /// zapped and no frame changes backing, so every mapping stays valid; a
+    /// fault that raced with the change sees a new generation and retries.
+    /// For an SNP guest_memfd slot the RMP covers the new backing
+    /// ([`Rmp::grow_covered`], which copies the absorbed entries).
+    pub fn grow_memslot(&self, id: MemslotId, range: GfnRange) -> Result<(), MemslotError> {
+        let _slots_lock = self.slots_lock.lock();
+        if self.mmu_lock.read().dead {
+            return Ok(());
+        }
+        let cur = self.memslots.load_full();
+        let (grown, absorbed) = cur.check_grow(id, range, self.alias)?;
+        let old = cur.by_id(id).copied();
+        if old == Some(grown) && absorbed.is_empty() {
+            return Ok(());
+        }
+        if self.is_snp() && grown.private_capable() {
+            let pfns = PfnRange::from_start_len(grown.backing.pfn(), grown.npages)
+                .ok_or(MemslotError::TooLarge)?;
+            self.rmp
+                .grow_covered(pfns)
+                .map_err(|_| MemslotError::GmemBound(id))?;
+        }
+        Counters::inc(&self.counters.memslot_changes);
+        self.events.emit(|| Event::Memslot {
+            change: MemslotChange::Grow,
+            slot: id,
+            old: old.map(|s| s.range()),
+            new: Some(grown.range()),
+        });
+        self.memslots
+            .store(Arc::new(cur.with_grown(grown, &absorbed)));
+        Ok(())
+    }
+
     /// Creates memslot `id` over `range`, backed from `backing` on: the
     /// KVM_MR_CREATE case of [`Vm::set_memory_region`].
     pub fn create_memslot(

@@ -955,6 +955,48 @@ impl Rmp {
         Ok(())
     }
 
+    /// Covers `range`, which may contain covered ranges but not overlap
+    /// one partly: they become part of it with their entries, and its other
+    /// frames start hypervisor-owned, as [`Rmp::add_covered`] leaves them.
+    /// Afterwards `range` is one covered range (for [`Rmp::remove_covered`]).
+    /// For memslots that grow in audit mode ([`crate::Vm::grow_memslot`]);
+    /// it copies the entries it absorbs, so keep such ranges small.
+    pub fn grow_covered(&self, range: PfnRange) -> Result<(), CoverError> {
+        if range.is_empty() {
+            return Err(CoverError::Invalid);
+        }
+        let _w = self.write_lock.lock();
+        let cur = self.segments.load_full();
+        let inside = |s: &Segment| {
+            range.start.raw() <= s.range.start.raw() && s.range.end.raw() <= range.end.raw()
+        };
+        if cur.iter().any(|s| s.range.overlaps(range) && !inside(s)) {
+            return Err(CoverError::Invalid);
+        }
+        // Every mutation holds the write lock, so the absorbed entries
+        // cannot change while they are copied; a reader still holding the
+        // old segments sees what was true until the new ones are stored.
+        let grown = Segment::new(range);
+        for old in cur.iter().filter(|s| s.range.overlaps(range)) {
+            for pfn in (old.range.start.raw()..old.range.end.raw()).map(Pfn::new) {
+                let (lo, hi) = old.slot(pfn).read();
+                if lo & LO_ASSIGNED != 0 {
+                    grown.assigned_2m[grown.region_index(pfn)].fetch_add(1, Ordering::Relaxed);
+                }
+                grown.slot(pfn).write(lo, hi);
+            }
+        }
+        let mut next: Vec<Arc<Segment>> = cur
+            .iter()
+            .filter(|s| !s.range.overlaps(range))
+            .cloned()
+            .collect();
+        let at = next.partition_point(|s| s.range.start.raw() < range.start.raw());
+        next.insert(at, Arc::new(grown));
+        self.segments.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Stops covering `range`, which must be exactly a range given to
     /// [`Rmp::add_covered`] and have no assigned page left.
     pub fn remove_covered(&self, range: PfnRange) -> Result<(), CoverError> {

@@ -719,6 +719,79 @@ fn memslot_wrappers() {
     );
 }
 
+#[test]
+fn grow_memslot_merges_slots_and_keeps_every_mapping() {
+    let vm = vm(VmType::Default);
+    let one = |id: u16, gfn: u64| {
+        slot(&vm, id, gfn << 12, 4096, gfn << 12, MemslotFlags::NONE).ignore();
+    };
+    one(0, 0x100);
+    one(1, 0x102);
+    one(2, 0x200);
+    let t = mapped(vm.stage2(V0, Gpa::new(0x10_0123), Access::Write));
+    let before = vm.stats();
+    // Growing slot 0 over 0x101 reaches slot 1, which it absorbs.
+    vm.grow_memslot(MemslotId(0), range(0x100, 3)).unwrap();
+    let slots = vm.memslots();
+    let ids: Vec<_> = slots
+        .iter()
+        .map(|s| (s.id.0, s.base_gfn.raw(), s.npages))
+        .collect();
+    assert_eq!(ids, [(0, 0x100, 3), (2, 0x200, 1)]);
+    // Nothing was zapped: the mapping made before is still looked up.
+    let after = vm.stats();
+    assert_eq!(
+        (after.zaps, after.leaves_zapped),
+        (before.zaps, before.leaves_zapped)
+    );
+    assert_eq!(vm.lookup(V0, Gpa::new(0x10_0123), Access::Write), Some(t));
+    let t = mapped(vm.stage2(V0, Gpa::new(0x10_2000), Access::Read));
+    assert_eq!(t.backing, BackingAddr::new(0x10_2000));
+    // Downwards: the new frames take the backing below the slot's.
+    vm.grow_memslot(MemslotId(2), range(0x1fe, 3)).unwrap();
+    assert_eq!(
+        vm.memslots().find(Gfn::new(0x1fe)).unwrap().backing,
+        BackingAddr::new(0x1f_e000)
+    );
+    // Refused: not containing the slot, half over another slot, a slot of
+    // other flags or backing, an unknown slot.
+    let err = |id: u16, start: u64, len: u64| {
+        vm.grow_memslot(MemslotId(id), range(start, len))
+            .unwrap_err()
+    };
+    assert_eq!(
+        err(0, 0x101, 2),
+        MemslotError::ImmutableChange(MemslotId(0))
+    );
+    assert_eq!(
+        err(0, 0x100, 0xff),
+        MemslotError::Overlap {
+            slot: MemslotId(0),
+            existing: MemslotId(2)
+        }
+    );
+    slot(&vm, 3, 0x30_0000, 4096, 0x30_0000, MemslotFlags::READONLY).ignore();
+    slot(&vm, 4, 0x40_1000, 4096, 0x90_0000, MemslotFlags::NONE).ignore();
+    assert!(matches!(err(2, 0x1fe, 0x103), MemslotError::Overlap { .. }));
+    vm.grow_memslot(MemslotId(2), range(0x1fe, 0x102)).unwrap();
+    vm.flush(vm.delete_memslot(MemslotId(3)).unwrap());
+    assert_eq!(
+        err(2, 0x1fe, 0x204),
+        MemslotError::Overlap {
+            slot: MemslotId(2),
+            existing: MemslotId(4)
+        }
+    );
+    assert_eq!(err(9, 0x1000, 1), MemslotError::NoSuchSlot(MemslotId(9)));
+    // Growing to what the slot is changes nothing.
+    let generation = vm.memslots().generation();
+    vm.grow_memslot(MemslotId(0), range(0x100, 3)).unwrap();
+    assert_eq!(vm.memslots().generation(), generation);
+    // A grown slot is deleted like any other.
+    vm.flush(vm.delete_memslot(MemslotId(0)).unwrap());
+    assert!(vm.memslots().find(Gfn::new(0x101)).is_none());
+}
+
 // ----- SEV-SNP: the RMP wired into the VM ----------------------------------
 
 mod snp {
@@ -790,6 +863,54 @@ mod snp {
         // PVALIDATE of a launched page changes nothing (CF = 1).
         let (eax, cf, _) = done(vm.snp_pvalidate(V0, private(&vm, 0x1f8), Vmpl::Vmpl0, 0, true));
         assert_eq!((eax, cf), (0, true));
+    }
+
+    #[test]
+    fn a_grown_guest_memfd_slot_keeps_its_rmp_entries() {
+        let vm = vm(VmType::Snp);
+        let page = |id: u16, gfn: u64| {
+            slot(
+                &vm,
+                id,
+                gfn << 12,
+                4096,
+                (0x1000 + gfn) << 12,
+                MemslotFlags::GUEST_MEMFD,
+            )
+            .ignore();
+        };
+        page(0, 0x10);
+        page(1, 0x12);
+        vm.flush(vm.set_memory_attributes(range(0x10, 3), true).unwrap());
+        assert_eq!(vm.snp_launch_update(range(0x10, 3)), Ok(2));
+        vm.grow_memslot(MemslotId(0), range(0x10, 3)).unwrap();
+        assert_eq!(vm.memslots().len(), 1);
+        // The launched pages stay assigned and validated; the frame between
+        // them joined the RMP hypervisor-owned, and launches like the rest.
+        for gfn in [0x10, 0x12] {
+            let e = vm.snp_rmp_entry(pfn(gfn)).unwrap();
+            assert!(e.assigned && e.validated, "gfn {gfn:#x}: {e:?}");
+        }
+        assert!(!vm.snp_rmp_entry(pfn(0x11)).unwrap().assigned);
+        assert_eq!(vm.snp_launch_update(range(0x11, 1)), Ok(1));
+        mapped(vm.snp_stage2(V0, private(&vm, 0x11), Access::Write, CTX));
+        // Another slot's backing is not taken over.
+        slot(
+            &vm,
+            2,
+            0x20 << 12,
+            4096,
+            (0x1000 + 0x14) << 12,
+            MemslotFlags::GUEST_MEMFD,
+        )
+        .ignore();
+        assert_eq!(
+            vm.grow_memslot(MemslotId(0), range(0x10, 5)),
+            Err(MemslotError::GmemBound(MemslotId(0)))
+        );
+        // Deleting the grown slot gives its pages back and uncovers them.
+        vm.flush(vm.delete_memslot(MemslotId(0)).unwrap());
+        assert_eq!(vm.snp_rmp_entry(pfn(0x11)), None);
     }
 
     #[test]

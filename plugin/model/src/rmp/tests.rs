@@ -1260,6 +1260,35 @@ fn coverage_add_remove() {
 }
 
 #[test]
+fn coverage_grows_over_covered_ranges_keeping_their_entries() {
+    let r = Rmp::new();
+    let range = |start: u64, len: u64| PfnRange::from_start_len(Pfn::new(P0 + start), len).unwrap();
+    r.add_covered(range(0, 1)).unwrap();
+    r.add_covered(range(2, 1)).unwrap();
+    r.add_covered(range(0x100, 4)).unwrap();
+    a4(&r, 0);
+    val(&r, t4(0), 0);
+    a4(&r, 2);
+    // A range reaching into a covered range without containing it.
+    assert_eq!(r.grow_covered(range(1, 0x100)), Err(CoverError::Invalid));
+    assert_eq!(r.grow_covered(range(4, 0)), Err(CoverError::Invalid));
+    r.grow_covered(range(0, 4)).unwrap();
+    assert_eq!(r.covered(), vec![range(0, 4), range(0x100, 4)]);
+    // The absorbed entries are kept, the new frames hypervisor-owned.
+    assert!(e(&r, 0).assigned && e(&r, 0).validated);
+    assert!(e(&r, 2).assigned && !e(&r, 2).validated);
+    assert_eq!(e(&r, 1), RmpEntry::default());
+    assert_eq!(e(&r, 3), RmpEntry::default());
+    // The 2M region's count of assigned pages came along: the grown range
+    // is still in use, and free again once both pages are shared.
+    assert_eq!(r.remove_covered(range(0, 4)), Err(CoverError::Assigned));
+    r.rmp_make_shared(pfn(0), K4).unwrap();
+    r.rmp_make_shared(pfn(2), K4).unwrap();
+    r.remove_covered(range(0, 4)).unwrap();
+    assert_eq!(r.covered(), vec![range(0x100, 4)]);
+}
+
+#[test]
 fn entries_never_tear() {
     // Writers replace whole entries; readers must see each entry as one of
     // the written states (gfn and VMPL1 mask written together).
