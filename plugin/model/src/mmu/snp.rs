@@ -19,18 +19,19 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Stage2, Stage2Fault, Translation, Vm, ZapFilter};
+use super::{Vm, ZapFilter};
 use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn};
-use crate::event::{Counters, Event, ZapReason};
+use crate::config::{Alias, VmType};
+use crate::event::{Counters, Event};
 use crate::memslot::Memslot;
 use crate::rmp::{
     DeviceAccess, GuestAccess, PfnRange, PvalidateError, PvalidateOutcome, RmpAccess,
     RmpAccessKind, RmpEntry, RmpFault, RmpFaultFix, RmpInsnTarget, RmpPageSize, RmpadjustAttrs,
-    RmpadjustError, RmpupdateError, SnpGuest, Vmpl,
+    RmpadjustError, SnpGuest, Vmpl,
 };
-use crate::spte::{Access, Perms};
-use crate::tlb::{Flush, VcpuId};
-use crate::vm::{Alias, VmType};
+use crate::tlb::Flush;
+use crate::types::{Access, Perms, Stage2, Stage2Fault, Translation, VcpuId};
+use crate::types::{RmpupdateError, ZapReason};
 
 /// What the plugin knows about an SNP guest access besides its GPA and kind.
 /// The C-bit is the GPA's alias bit (the plugin passes the GPA with the

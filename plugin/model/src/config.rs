@@ -7,6 +7,7 @@ use std::str::FromStr;
 use crate::addr::{Gfn, Gpa, PageLevel};
 use crate::rmp::Asid;
 use crate::sept::TdAttributes;
+use crate::types::Gpaw;
 
 /// The kind of VM the guest runs in, as KVM's `KVM_CREATE_VM` type argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -106,36 +107,6 @@ impl VmType {
         match self {
             VmType::Tdx => PageLevel::Size4K,
             _ => PageLevel::Size2M,
-        }
-    }
-}
-
-/// The guest physical address width of a TD (TDX `GPAW`, TD_PARAMS.CONFIG_FLAGS
-/// bit 0). The shared bit is bit `GPAW - 1` (arch/x86/coco/tdx/tdx.c,
-/// `cc_mkdec()`), and KVM's `kvm_gfn_direct_bits()` is that bit for a TD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Gpaw {
-    /// 48-bit guest physical addresses (4-level EPT); shared bit 47.
-    #[default]
-    Bits48,
-    /// 52-bit guest physical addresses (5-level EPT); shared bit 51.
-    Bits52,
-}
-
-impl Gpaw {
-    /// The width in bits.
-    pub const fn bits(self) -> u32 {
-        match self {
-            Gpaw::Bits48 => 48,
-            Gpaw::Bits52 => 52,
-        }
-    }
-
-    /// The number of TDP levels that cover this width (4 or 5, as EPT).
-    pub const fn tdp_root_level(self) -> u8 {
-        match self {
-            Gpaw::Bits48 => 4,
-            Gpaw::Bits52 => 5,
         }
     }
 }
