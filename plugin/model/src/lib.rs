@@ -220,6 +220,8 @@ pub mod spte;
 pub mod tdp;
 pub mod tlb;
 pub mod types;
+mod vcpu;
+pub mod vm;
 
 pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use attrs::{MemAttrs, RangeSet};
@@ -229,8 +231,7 @@ pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
 pub use mmu::{
-    AttrError, FaultOutcome, MappedLeaf, PendingFault, SnpAccessCtx, SnpInsnOutcome, TlbAccess, Vm,
-    ZapFilter,
+    AttrError, FaultOutcome, PendingFault, SnpAccessCtx, SnpInsnOutcome, TlbAccess, ZapFilter,
 };
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
@@ -244,3 +245,4 @@ pub use types::{
     Access, FlushKind, FlushRequest, FlushTarget, Gpaw, Perms, RmpupdateError, RootId, RootRole,
     Stage2, Stage2Fault, Translation, VcpuId, VeInfo, ZapReason,
 };
+pub use vm::{MappedLeaf, Vm};

@@ -1,5 +1,6 @@
 use super::*;
 use crate::rmp::RmpPageSize;
+use crate::*;
 
 const MB: u64 = 1 << 20;
 const GB: u64 = 1 << 30;
