@@ -31,9 +31,15 @@
 //!   ([`AcceptOutcome`]), TD ATTRIBUTES and TDG.VP.INFO.
 //! - [`spte`]: the SPTE encoding.
 //! - [`tdp`]: page tables (the arena), the walker, map and zap.
-//! - [`mmu`]: the [`Vm`] itself; its `snp` part wires the RMP into it for
-//!   SEV-SNP guests ([`Vm::snp_stage2`], [`Vm::snp_pvalidate`],
-//!   [`Vm::snp_rmpadjust`], [`Vm::device_access`], [`Vm::host_write_allowed`]).
+//! - [`vm`]: the [`Vm`]'s state and constructor; `vcpu`: per-vCPU state.
+//! - [`mmu`]: what the MMU does to the [`Vm`], one file per concept:
+//!   lookup, fault, zap, memslots, attributes, the TLB model, host/device
+//!   accesses. It names no VM type: private memory goes through
+//!   `private`, the backends behind KVM's `kvm_x86_ops` private hooks
+//!   (software-protected, TDX Secure EPT, SNP RMP).
+//! - `tdx` and `snp`: the operations only a TD or an SNP guest has
+//!   ([`Vm::tdx_accept`], [`Vm::tdx_page_add`], [`Vm::snp_stage2`],
+//!   [`Vm::snp_pvalidate`], [`Vm::snp_rmpadjust`], ...).
 //! - [`rmp`]: the SEV-SNP Reverse Map Table ([`Rmp`]): RMPUPDATE, PSMASH,
 //!   PVALIDATE, RMPADJUST and the RMP access checks. An SNP [`Vm`] owns one
 //!   and drives it as KVM does (arch/x86/kvm/svm/sev.c): a guest_memfd
@@ -214,10 +220,13 @@ pub mod config;
 pub mod event;
 pub mod memslot;
 pub mod mmu;
+mod private;
 pub mod rmp;
 pub mod sept;
+mod snp;
 pub mod spte;
 pub mod tdp;
+mod tdx;
 pub mod tlb;
 pub mod types;
 mod vcpu;
@@ -230,9 +239,7 @@ pub use event::{Event, Stamped, Stats};
 pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
-pub use mmu::{
-    AttrError, FaultOutcome, PendingFault, SnpAccessCtx, SnpInsnOutcome, TlbAccess, ZapFilter,
-};
+pub use mmu::{AttrError, FaultOutcome, PendingFault, TlbAccess, ZapFilter};
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
     PvalidateError, PvalidateOutcome, Rmp, RmpAccess, RmpAccessKind, RmpCheck, RmpEntry, RmpFault,
@@ -240,6 +247,7 @@ pub use rmp::{
     RmpadjustError, SnpGuest, Vmpl, VmplPerms,
 };
 pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
+pub use snp::{SnpAccessCtx, SnpInsnOutcome};
 pub use tlb::{Flush, ZapRecord};
 pub use types::{
     Access, FlushKind, FlushRequest, FlushTarget, Gpaw, Perms, RmpupdateError, RootId, RootRole,

@@ -97,16 +97,14 @@ impl MmuWrite<'_> {
 
 mod attributes;
 mod fault;
+mod host;
 mod lookup;
 mod memslots;
-mod snp;
-mod tdx;
 mod tlb;
 mod zap;
 
 pub use attributes::AttrError;
 pub use fault::{FaultOutcome, PendingFault};
-pub use snp::{SnpAccessCtx, SnpInsnOutcome};
 pub use tlb::TlbAccess;
 pub use zap::ZapFilter;
 

@@ -13,8 +13,7 @@ use crate::attrs::MemAttrs;
 use crate::config::{AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
 use crate::event::{Counters, Event, EventSink, Stamped, Stats};
 use crate::memslot::MemslotSet;
-use crate::rmp::Rmp;
-use crate::sept::Sept;
+use crate::private::{Backend, PrivateMem};
 use crate::spte;
 use crate::tdp::{LeafEntry, TableArena};
 use crate::types::{Perms, RootId, RootRole};
@@ -78,24 +77,12 @@ pub struct Vm {
     pub(crate) zap_seq: AtomicU64,
     pub(crate) counters: Counters,
     pub(crate) events: EventSink,
-    /// TDX: the Secure EPT. Lock order: `mmu_lock`, then `sept`. Changed by
-    /// faults (AUG/ADD, under `mmu_lock` read), ACCEPT (read), zaps (write).
-    pub(crate) sept: Mutex<Sept>,
-    /// TDX: TDH.MR.FINALIZE done (changed under `mmu_lock` write).
-    pub(crate) tdx_finalized: AtomicBool,
-    /// TDX: KVM killed the VM (`kvm_vm_dead()`).
+    /// KVM killed the VM (`kvm_vm_dead()`; TDX: an access to a PENDING
+    /// page with `SEPT_VE_DISABLE`).
     pub(crate) vm_dead: AtomicBool,
-    /// SNP: the Reverse Map Table, covering the backing of every guest_memfd
-    /// memslot. Empty for other types.
-    pub(crate) rmp: Rmp,
-    /// SNP: KVM's guest_memfd `filemap_invalidate_lock`. Private faults hold
-    /// it for read from their snapshots to `sev_gmem_prepare()`; the host
-    /// operations that return pages to the hypervisor (`sev_gmem_invalidate()`
-    /// on conversion to shared, memslot delete, teardown) hold it for write
-    /// until the attributes/memslots they publish are visible. So a fault
-    /// never re-assigns a page after the invalidation that freed it.
-    /// Lock order: `slots_lock`, `gmem_lock`, `mmu_lock`.
-    pub(crate) gmem_lock: RwLock<()>,
+    /// The private-memory backend: KVM's `kvm_x86_ops` private hooks and
+    /// the hardware state behind them (TDX Secure EPT, SNP RMP).
+    pub(crate) private: Backend,
     /// `KVM_X86_QUIRK_SLOT_ZAP_ALL` in effect now: the configuration's
     /// value, changed by [`Vm::set_slot_zap_all_quirk`].
     pub(crate) slot_zap_all: AtomicBool,
@@ -138,12 +125,11 @@ impl Vm {
     /// types with private memory, the mirror root.
     pub fn new(config: VmConfig) -> Result<Vm, ConfigError> {
         config.validate()?;
-        let rmp = Rmp::new();
-        let snp = config.vm_type == VmType::Snp;
+        let private = Backend::new(&config);
         let vcpus = (0..config.max_vcpus)
             .map(|_| {
                 CachePadded::new(VcpuState {
-                    rmp_reader: Mutex::new(snp.then(|| rmp.reader())),
+                    rmp_reader: Mutex::new(private.snp().map(|s| s.rmp.reader())),
                     ..VcpuState::default()
                 })
             })
@@ -171,11 +157,8 @@ impl Vm {
             zap_seq: AtomicU64::new(0),
             counters: Counters::default(),
             events: EventSink::new(config.event_capacity),
-            sept: Mutex::new(Sept::new(config.gpaw, config.max_vcpus)),
-            tdx_finalized: AtomicBool::new(false),
             vm_dead: AtomicBool::new(false),
-            rmp,
-            gmem_lock: RwLock::new(()),
+            private,
             slot_zap_all: AtomicBool::new(config.slot_zap_all()),
             config,
         };
@@ -270,7 +253,7 @@ impl Vm {
         }
         s.mmu_invalidate_seq = self.mmu_invalidate_seq();
         s.live_tables = self.arena.live_tables();
-        s.frames_needing_accept = self.sept.lock().pending_frames();
+        s.frames_needing_accept = self.private.pending_frames();
         s.events_dropped = self.events.dropped();
         s
     }

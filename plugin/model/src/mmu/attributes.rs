@@ -6,6 +6,7 @@ use super::ZapFilter;
 use crate::addr::{Gfn, GfnRange};
 use crate::attrs::MemAttrs;
 use crate::event::{Counters, Event};
+use crate::private::PrivateMem;
 use crate::tlb::Flush;
 use crate::types::ZapReason;
 use crate::vm::Vm;
@@ -67,7 +68,11 @@ impl Vm {
         let _slots_lock = self.slots_lock.lock();
         // SNP to shared: held until the shared attributes are visible, so no
         // private fault prepares a page again after it was invalidated.
-        let _gmem = (self.is_snp() && !private).then(|| self.gmem_lock.write());
+        let _gmem = if private {
+            None
+        } else {
+            self.private.gmem_write()
+        };
         let attrs = self.attrs.load_full();
         if attrs.range_is(range, private) {
             return Ok(Flush::none());
@@ -97,17 +102,19 @@ impl Vm {
                 zapped |= w.zap_leafs(*r, leaving, ZapReason::Conversion);
             }
         }
-        if self.is_snp() && !private {
+        if !private {
             // The side being left is discarded (DESIGN.md "Memory
-            // content"): QEMU punches the guest_memfd range and KVM's
-            // sev_gmem_invalidate() returns the pages to the hypervisor,
-            // unvalidated. Converting back needs a fresh PVALIDATE. Done
-            // while the invalidation is in progress, after the private zap
-            // (whose flush drops every translation of the pages). Conversion
-            // to private needs no RMP change: the next fault prepares.
+            // content"): QEMU punches the guest_memfd range and the
+            // backend's gmem_invalidate returns the pages to the host (SNP:
+            // sev_gmem_invalidate(), unvalidated; converting back needs a
+            // fresh PVALIDATE). Done while the invalidation is in progress,
+            // after the private zap (whose flush drops every translation of
+            // the pages). Conversion to private needs no backend change: the
+            // next fault prepares.
             for s in slots.in_range(range).filter(|s| s.private_capable()) {
                 if let Some(r) = s.range().intersect(range) {
-                    self.snp_gmem_invalidate(s, r);
+                    self.private
+                        .gmem_invalidate(s, r, &self.counters, &self.events);
                 }
             }
         }

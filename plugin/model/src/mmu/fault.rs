@@ -10,10 +10,10 @@ use crate::attrs::MemAttrs;
 use crate::config::Alias;
 use crate::event::{Counters, Event};
 use crate::memslot::Memslot;
-use crate::sept::SeptAccess;
+use crate::private::{PrivateAccess, PrivateMem, PrivateOutcome};
 use crate::spte;
 use crate::tdp::MapOutcome;
-use crate::types::{Access, Perms, RootRole, Stage2, Stage2Fault, Translation, VcpuId, VeInfo};
+use crate::types::{Access, Perms, RootRole, Stage2, Stage2Fault, Translation, VcpuId};
 use crate::vm::{unpack_root, Vm};
 
 /// The end of one fault attempt.
@@ -91,11 +91,14 @@ impl Vm {
         let Some(dec) = self.alias.decode(gpa) else {
             return Err(self.exit(vcpu, access, Stage2Fault::ReservedGpa { gpa }));
         };
-        // SNP private: kvm_gmem_get_pfn() holds the guest_memfd invalidate
-        // lock across sev_gmem_prepare(); take it before the snapshots so
+        // A private fault holds the guest_memfd invalidate lock (if the
+        // backend has one) from before its snapshots to the prepare, so
         // that they cannot predate an invalidation the prepare follows.
-        let snp_private = self.is_snp() && dec.alias == Alias::Private;
-        let _gmem = snp_private.then(|| self.gmem_lock.read());
+        let _gmem = if dec.alias == Alias::Private {
+            self.private.gmem_read()
+        } else {
+            None
+        };
         // fault->mmu_seq = kvm->mmu_invalidate_seq; smp_rmb();
         let mmu_seq = self.mmu_invalidate_seq.load(Ordering::Acquire);
         let slots = self.memslots.load();
@@ -162,22 +165,19 @@ impl Vm {
             RootRole::Direct
         };
         let mut goal = self.max_mapping_level(&slot, &attrs, gfn, is_private);
-        if is_private && self.is_tdx() && !self.tdx_finalized.load(Ordering::Acquire) {
-            // TDH.MEM.PAGE.ADD maps 4K pages only.
-            goal = PageLevel::Size4K;
-        }
-        if snp_private {
-            // kvm_mmu_faultin_pfn_private(): kvm_gmem_get_pfn() prepares the
-            // page (sev_gmem_prepare(): assigned to the guest, unvalidated,
-            // 2M if the whole 2M page may be), then
-            // kvm_max_private_mapping_level() caps the level by the RMP page
-            // size (sev_gmem_max_mapping_level()): nested and RMP page sizes
-            // must agree. An RMP page the guest validated stays as it is.
-            let pfn = slot.pfn_of(gfn);
-            if let Err(error) = self.rmp.gmem_prepare(pfn, gfn, goal, self.config.asid) {
-                return Err(self.exit(vcpu, access, Stage2Fault::GmemPrepareFailed { gpa, error }));
-            }
-            goal = goal.min(self.rmp.gmem_max_mapping_level(pfn));
+        if is_private {
+            // kvm_mmu_faultin_pfn_private(): the backend prepares the page
+            // (gmem_prepare) and caps the level (private_max_mapping_level).
+            goal = match self.private.private_max_level(slot.pfn_of(gfn), gfn, goal) {
+                Ok(level) => level,
+                Err(error) => {
+                    return Err(self.exit(
+                        vcpu,
+                        access,
+                        Stage2Fault::GmemPrepareFailed { gpa, error },
+                    ));
+                }
+            };
         }
         Ok(PendingFault {
             vcpu,
@@ -252,13 +252,8 @@ impl Vm {
         };
         let slot = p.slot;
         let gfn = p.gfn;
-        let tdx_private = p.role == RootRole::Mirror && self.is_tdx();
-        // finalize() takes mmu_lock for write, so this is stable until the
-        // read lock is dropped.
-        let finalized = self.tdx_finalized.load(Ordering::Acquire);
-        // A TDX private page is guest-accessible at once only if PAGE.ADD
-        // makes it MAPPED (before finalize); PAGE.AUG makes it PENDING.
-        let accessible = if tdx_private && finalized {
+        let private = p.role == RootRole::Mirror;
+        let accessible = if private && !self.private.private_leaf_accessible() {
             0
         } else {
             spte::SPTE_GUEST_ACCESSIBLE
@@ -268,28 +263,15 @@ impl Vm {
             .map(top, self.root_level, gfn.raw(), p.goal, |level| {
                 spte::make_leaf(slot.pfn_of(gfn.align_down(level)), level, perms) | accessible
             });
-        let mut sept_access = SeptAccess::Mapped;
-        if tdx_private {
-            let mut sept = self.sept.lock();
-            if let MapOutcome::Installed { spte, level } = out {
-                // KVM's set_external_spte: tdx_sept_link_private_spt() for a
-                // new Secure-EPT page, then tdx_sept_set_private_spte(): AUG
-                // once the TD runs; before that the page is premapped and
-                // KVM_TDX_INIT_MEM_REGION ADDs it (one step here).
-                let first = gfn.align_down(level);
-                if level == PageLevel::Size4K && !sept.has_table(first) {
-                    let st = sept.sept_add(first);
-                    debug_assert!(st.is_success(), "SEPT.ADD {first:?}: {st:?}");
-                }
-                let st = if finalized {
-                    sept.page_aug(first, level, spte::pfn(spte))
-                } else {
-                    sept.page_add(first, spte::pfn(spte))
-                };
-                debug_assert!(st.is_success(), "AUG/ADD {first:?}: {st:?}");
-            }
-            sept_access = sept.access(gfn);
-        }
+        let private_access = if private {
+            let installed = match out {
+                MapOutcome::Installed { spte, level } => Some((spte, level)),
+                _ => None,
+            };
+            self.private.set_private_spte(gfn, installed)
+        } else {
+            PrivateAccess::Accessible
+        };
         drop(state);
         let (spte, level) = match out {
             MapOutcome::Installed { spte, level } => {
@@ -316,28 +298,19 @@ impl Vm {
             MapOutcome::OutOfTables => return FaultOutcome::Exit(Stage2Fault::OutOfTables),
         };
         let t = make_translation(gfn, p.role, root, spte, level);
-        match sept_access {
-            SeptAccess::Mapped => FaultOutcome::Mapped(t),
-            SeptAccess::Pending if for_accept => FaultOutcome::Mapped(t),
-            SeptAccess::Pending => {
-                // tdx_handle_ept_violation(): #VE in the guest unless
-                // SEPT_VE_DISABLE, in which case KVM kills the VM.
-                let f = if self.config.td_attributes.sept_ve_disable() {
+        match self
+            .private
+            .private_outcome(private_access, p.gpa, p.access, for_accept)
+        {
+            PrivateOutcome::Mapped => FaultOutcome::Mapped(t),
+            PrivateOutcome::Retry => self.retry(p.vcpu, gfn),
+            PrivateOutcome::Exit(f) => {
+                if let Stage2Fault::VmDead { .. } = f {
+                    // kvm_vm_dead(): every later fault exits too.
                     self.vm_dead.store(true, Ordering::Release);
-                    Stage2Fault::VmDead { gpa: p.gpa }
-                } else {
-                    Stage2Fault::VirtualizationException {
-                        gpa: p.gpa,
-                        ve: VeInfo::pending_access(p.gpa, p.access),
-                    }
-                };
+                }
                 self.exit(p.vcpu, p.access, f)
             }
-            SeptAccess::Blocked => {
-                self.exit(p.vcpu, p.access, Stage2Fault::SeptBlocked { gpa: p.gpa })
-            }
-            // Another vCPU installed the leaf and has not AUGed it yet.
-            SeptAccess::NotPresent => self.retry(p.vcpu, gfn),
         }
     }
 

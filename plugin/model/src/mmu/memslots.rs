@@ -9,7 +9,7 @@ use crate::event::{Counters, Event};
 use crate::memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
-use crate::rmp::PfnRange;
+use crate::private::PrivateMem;
 use crate::tlb::Flush;
 use crate::types::ZapReason;
 use crate::vm::Vm;
@@ -29,19 +29,10 @@ impl Vm {
         if upd.old == upd.new {
             return Ok(Flush::none());
         }
-        if let (true, MemslotChange::Create, Some(new)) = (self.is_snp(), upd.change, upd.new) {
-            if new.private_capable() {
-                // kvm_gmem_bind(): the guest_memfd range (here the backing)
-                // is bound to this slot, and the RMP covers it, every page
-                // hypervisor-owned until a private fault prepares it.
-                // check() refused a backing another slot is bound to, so
-                // the RMP cannot cover it yet; the error stays as a guard.
-                let pfns = PfnRange::from_start_len(new.backing.pfn(), new.npages)
-                    .ok_or(MemslotError::TooLarge)?;
-                self.rmp
-                    .add_covered(pfns)
-                    .map_err(|_| MemslotError::GmemBound(req.slot))?;
-            }
+        if let (MemslotChange::Create, Some(new)) = (upd.change, upd.new) {
+            // kvm_gmem_bind() for a guest_memfd slot (SNP: the RMP starts
+            // covering its backing).
+            self.private.gmem_bind(&new)?;
         }
         Counters::inc(&self.counters.memslot_changes);
         self.events.emit(|| Event::Memslot {
@@ -60,23 +51,21 @@ impl Vm {
                 self.memslots
                     .store(Arc::new(cur.with(Some(old.id), Some(invalid))));
                 let flush = self.flush_shadow_memslot(&old);
-                // SNP: deleting a guest_memfd slot frees its pages (the
-                // model's guest_memfd lives and dies with the slot):
-                // sev_gmem_invalidate() returns them to the hypervisor, then
-                // the RMP stops covering the backing. A guest_memfd slot
+                // Deleting a guest_memfd slot frees its pages (the model's
+                // guest_memfd lives and dies with the slot): gmem_invalidate
+                // returns them to the host (SNP: sev_gmem_invalidate(), then
+                // the RMP stops covering the backing). A guest_memfd slot
                 // cannot move (PrivateSlotImmutable), so a move never
-                // touches the RMP.
-                let _gmem = (self.is_snp() && old.private_capable()).then(|| {
-                    let g = self.gmem_lock.write();
-                    self.snp_gmem_invalidate(&old, old.range());
-                    let pfns = PfnRange::from_start_len(old.backing.pfn(), old.npages);
-                    let removed = pfns.map(|r| self.rmp.remove_covered(r));
-                    debug_assert!(
-                        matches!(removed, Some(Ok(()))),
-                        "RMP coverage of slot {old:?}: {removed:?}"
-                    );
+                // touches them.
+                let _gmem = if old.private_capable() {
+                    let g = self.private.gmem_write();
+                    self.private
+                        .gmem_invalidate(&old, old.range(), &self.counters, &self.events);
+                    self.private.gmem_unbind(&old);
                     g
-                });
+                } else {
+                    None
+                };
                 let now = self.memslots.load_full();
                 self.memslots
                     .store(Arc::new(now.with(Some(old.id), upd.new)));

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use crate::addr::{GfnRange, Gpa};
 use crate::event::{Counters, Event};
+use crate::private::PrivateMem;
 use crate::tlb::{Flush, ZapRecord};
 use crate::types::{
     Access, FlushKind, FlushRequest, FlushTarget, RootId, RootRole, Stage2, Stage2Fault,
@@ -38,18 +39,12 @@ impl Vm {
         if req.target == FlushTarget::AllVcpus {
             Counters::inc(&self.counters.flushes_all_vcpus);
         }
-        let mut sept = self.is_tdx().then(|| self.sept.lock());
         for (i, v) in self.vcpus.iter().enumerate() {
             if req.covers(VcpuId(i as u32)) {
                 v.tlb.lock().apply(req.kind);
-                // The softTLB flush is the TD exit + re-entry at which the
-                // TDX module flushes: the vCPU leaves its TLB epoch.
-                if let Some(s) = sept.as_mut() {
-                    s.vcpu_flushed(i);
-                }
             }
         }
-        drop(sept);
+        self.private.tlb_flushed(req, self.config.max_vcpus);
         self.events.emit(|| Event::Flush { request: req });
         Some(req)
     }

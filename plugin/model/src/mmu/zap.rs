@@ -3,10 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::addr::{Gfn, GfnRange, PageLevel};
-use crate::config::VmType;
+use crate::addr::{Gfn, GfnRange};
 use crate::event::{Counters, Event};
-use crate::sept::{Sept, TdxStatus};
+use crate::private::PrivateMem;
 use crate::tdp::ZapOutcome;
 use crate::tlb::Flush;
 use crate::types::{RootId, RootRole, ZapReason};
@@ -120,13 +119,12 @@ impl Vm {
             any |= w.free_root(&r, ZapReason::Teardown);
         }
         drop(w);
-        if self.is_snp() {
-            // The guest_memfd files are released (kvm_gmem_release() ->
-            // sev_gmem_invalidate() as the folios are freed).
-            let _gmem = self.gmem_lock.write();
-            for s in self.memslots.load().iter().filter(|s| s.private_capable()) {
-                self.snp_gmem_invalidate(s, s.range());
-            }
+        // The guest_memfd files are released (kvm_gmem_release() ->
+        // gmem_invalidate as the folios are freed).
+        let _gmem = self.private.gmem_write();
+        for s in self.memslots.load().iter().filter(|s| s.private_capable()) {
+            self.private
+                .gmem_invalidate(s, s.range(), &self.counters, &self.events);
         }
         self.counted(Flush::remote_if(any))
     }
@@ -140,10 +138,11 @@ impl Vm {
 }
 
 impl MmuWrite<'_> {
-    /// Whether zaps of this root free emptied tables. The TDX mirror keeps
-    /// its Secure-EPT pages until teardown.
+    /// Whether zaps of this root free emptied tables (the backend decides
+    /// for the private root: the TDX mirror keeps its Secure-EPT pages until
+    /// teardown).
     pub(crate) fn prunes(&self, role: RootRole) -> bool {
-        !(role == RootRole::Mirror && self.vm.config.vm_type == VmType::Tdx)
+        role == RootRole::Direct || self.vm.private.prunes_private_root()
     }
 
     /// Zaps leaves in `range` of every live root `filter` selects; true if
@@ -204,47 +203,15 @@ impl MmuWrite<'_> {
                 reason,
             });
         }
-        if role == RootRole::Mirror && vm.is_tdx() {
-            let mut sept = vm.sept.lock();
-            if reason == ZapReason::Teardown {
-                sept.reclaim_all();
-            } else {
-                for r in &out.leaf_ranges {
-                    Self::sept_remove_private_spte(&mut sept, *r);
-                    Counters::inc(&vm.counters.sept_removes);
-                    vm.events.emit(|| Event::SeptRemoved { range: *r });
-                }
-            }
+        if role == RootRole::Mirror {
+            vm.private.remove_private_sptes(
+                &out.leaf_ranges,
+                reason == ZapReason::Teardown,
+                &vm.counters,
+                &vm.events,
+            );
         }
         leaves > 0
-    }
-
-    /// KVM's `tdx_sept_remove_private_spte()` for one zapped mirror leaf:
-    /// TDH.MEM.RANGE.BLOCK (`tdx_sept_zap_private_spte()`), TDH.MEM.TRACK and
-    /// the kick of every vCPU out of guest mode (`tdx_track()`), then
-    /// TDH.MEM.PAGE.REMOVE (`tdx_sept_drop_private_spte()`). The kick is the
-    /// flush this zap returns: KVM's request waits for every vCPU to leave
-    /// guest mode, so the plugin performs the flush before any vCPU runs
-    /// again. Before finalize `tdx_track()` does nothing and REMOVE needs no
-    /// tracking.
-    pub(crate) fn sept_remove_private_spte(sept: &mut Sept, r: GfnRange) {
-        let level = if r.len() == 1 {
-            PageLevel::Size4K
-        } else {
-            PageLevel::Size2M
-        };
-        let st = sept.range_block(r.start(), level);
-        debug_assert!(
-            st.is_success() || st.class() == TdxStatus::GPA_RANGE_ALREADY_BLOCKED,
-            "BLOCK {r:?}: {st:?}"
-        );
-        if sept.is_finalized() {
-            let st = sept.track();
-            debug_assert!(st.is_success(), "TRACK: {st:?}");
-            sept.kick_all_vcpus();
-        }
-        let st = sept.page_remove(r.start(), level);
-        debug_assert!(st.is_success(), "REMOVE {r:?}: {st:?}");
     }
 
     /// The direct-root half of `kvm_mmu_zap_all_fast()`.

@@ -1,40 +1,47 @@
-//! TDX: the Secure EPT behind the mirror root (arch/x86/kvm/vmx/tdx.c).
+//! TDX: the operations only a TD has (arch/x86/kvm/vmx/tdx.c): the build
+//! phase (KVM_TDX_INIT_MEM_REGION, KVM_TDX_FINALIZE_VM), the guest's
+//! TDG.MEM.PAGE.ACCEPT and TDG.VP.INFO, and Secure-EPT introspection. What
+//! the generic MMU asks of TDX goes through the backend hooks
+//! (crate::private::tdx).
 
 use std::sync::atomic::Ordering;
 
-use super::FaultOutcome;
 use crate::addr::{Gfn, GfnRange, Gpa, PageLevel};
-use crate::config::{Alias, VmType};
+use crate::config::Alias;
 use crate::event::{Counters, Event};
+use crate::mmu::FaultOutcome;
 use crate::sept::{AcceptOutcome, SeptState, TdVpInfo, TdxStatus};
 use crate::spte;
 use crate::types::{Access, RootRole, Stage2, Stage2Fault, VcpuId};
 use crate::vm::{unpack_root, Vm};
 
 impl Vm {
-    pub(crate) fn is_tdx(&self) -> bool {
-        self.config.vm_type == VmType::Tdx
-    }
-
-    /// TDX: the Secure-EPT state of private `gfn` and the size of its leaf.
+    /// TDX: the Secure-EPT state of private `gfn` and the size of its leaf
+    /// (`(Free, 4K)` for a VM that is not a TD: it has no Secure EPT).
     pub fn tdx_sept_state(&self, gfn: Gfn) -> (SeptState, PageLevel) {
-        self.sept.lock().state(gfn)
+        match self.private.tdx() {
+            Some(tdx) => tdx.sept.lock().state(gfn),
+            None => (SeptState::Free, PageLevel::Size4K),
+        }
     }
 
     /// TDX: every Secure-EPT leaf (frames, state), in gfn order.
     pub fn tdx_sept_leaves(&self) -> Vec<(GfnRange, SeptState)> {
-        self.sept.lock().leaves()
+        self.private
+            .tdx()
+            .map(|tdx| tdx.sept.lock().leaves())
+            .unwrap_or_default()
     }
 
     /// TDX: whether TDH.MR.FINALIZE ran.
     pub fn tdx_is_finalized(&self) -> bool {
-        self.tdx_finalized.load(Ordering::Acquire)
+        self.private.tdx().is_some_and(|tdx| tdx.is_finalized())
     }
 
     /// TDX: TDG.VP.INFO for `vcpu` (`None` for other VM types or a bad
     /// vCPU index). Every configured vCPU counts as initialised.
     pub fn tdx_vp_info(&self, vcpu: VcpuId) -> Option<TdVpInfo> {
-        if !self.is_tdx() || vcpu.0 >= self.config.max_vcpus {
+        if self.private.tdx().is_none() || vcpu.0 >= self.config.max_vcpus {
             return None;
         }
         Some(TdVpInfo::new(
@@ -54,14 +61,14 @@ impl Vm {
     /// be mapped privately (KVM: -EINVAL / -EFAULT), `TDX_EPT_ENTRY_STATE_INCORRECT`
     /// if a frame is already in the Secure EPT.
     pub fn tdx_page_add(&self, range: GfnRange) -> Result<(), TdxStatus> {
-        if !self.is_tdx() {
+        let Some(tdx) = self.private.tdx() else {
             return Err(TdxStatus::OPERAND_INVALID);
-        }
+        };
         for gfn in range.iter() {
-            if self.tdx_is_finalized() {
+            if tdx.is_finalized() {
                 return Err(TdxStatus::OP_STATE_INCORRECT);
             }
-            if self.sept.lock().state(gfn).0 != SeptState::Free {
+            if tdx.sept.lock().state(gfn).0 != SeptState::Free {
                 return Err(TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx());
             }
             let gpa = self.alias.encode(gfn, Alias::Private);
@@ -77,13 +84,13 @@ impl Vm {
     /// later private faults AUG pages PENDING for the guest to accept.
     /// `TDX_OP_STATE_INCORRECT` if already finalized or not a TD.
     pub fn tdx_finalize(&self) -> TdxStatus {
-        if !self.is_tdx() {
+        let Some(tdx) = self.private.tdx() else {
             return TdxStatus::OP_STATE_INCORRECT;
-        }
+        };
         let _w = self.mmu_write();
-        let st = self.sept.lock().finalize();
+        let st = tdx.sept.lock().finalize();
         if st.is_success() {
-            self.tdx_finalized.store(true, Ordering::Release);
+            tdx.finalized.store(true, Ordering::Release);
         }
         st
     }
@@ -100,11 +107,11 @@ impl Vm {
     /// VM that is not a TD the answer is `TDX_OPERAND_INVALID` (the plugin
     /// raises #UD instead: TDCALL does not exist there).
     pub fn tdx_accept(&self, vcpu: VcpuId, rcx: u64) -> AcceptOutcome {
-        if !self.is_tdx() {
+        let Some(tdx) = self.private.tdx() else {
             return AcceptOutcome::Status(TdxStatus::OPERAND_INVALID.rcx());
-        }
+        };
         let state = self.mmu_lock.read();
-        let out = self.sept.lock().accept(rcx);
+        let out = tdx.sept.lock().accept(rcx);
         if let AcceptOutcome::Accepted { range } = out {
             let packed = self.current_roots[RootRole::Mirror.index()].load(Ordering::Acquire);
             if packed != 0 {
