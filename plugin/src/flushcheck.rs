@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cvmem_model::tlb::VcpuId;
+use cvmem_model::VcpuId;
 use cvmem_model::{Gpa, Translation, Vm, ZapRecord};
 use parking_lot::Mutex;
 

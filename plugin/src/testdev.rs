@@ -45,7 +45,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cvmem_model::tlb::{FlushTarget, VcpuId};
+use cvmem_model::{FlushTarget, VcpuId};
 use cvmem_model::{GfnRange, Gpa, Vm, ZapFilter, PAGE_SIZE};
 use parking_lot::{Mutex, RwLock};
 

@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam::channel::{bounded, never, select, Receiver, Sender, TrySendError};
-use cvmem_model::event::ZapReason;
-use cvmem_model::mmu::Stage2Fault;
+use cvmem_model::Stage2Fault;
+use cvmem_model::ZapReason;
 use cvmem_model::{
     Event, FlushKind, FlushTarget, GfnRange, MemslotChange, RootRole, Stamped, PAGE_SHIFT,
 };

@@ -81,7 +81,7 @@ macro_rules! address_newtype {
 
 address_newtype!(
     /// A guest-physical address, possibly carrying alias bits (the TDX shared
-    /// bit or the SNP C-bit); see [`crate::vm::AliasLayout`].
+    /// bit or the SNP C-bit); see [`crate::config::AliasLayout`].
     Gpa
 );
 address_newtype!(
@@ -102,7 +102,7 @@ address_newtype!(
 
 impl Gpa {
     /// The frame this address lies in. Alias bits are kept: strip them with
-    /// [`crate::vm::AliasLayout::decode`] first.
+    /// [`crate::config::AliasLayout::decode`] first.
     pub const fn gfn(self) -> Gfn {
         Gfn(self.0 >> PAGE_SHIFT)
     }

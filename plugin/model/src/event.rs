@@ -13,26 +13,7 @@ use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::addr::{Gfn, GfnRange, PageLevel, Pfn};
 use crate::memslot::{MemslotChange, MemslotId};
-use crate::mmu::Stage2Fault;
-use crate::spte::Access;
-use crate::tdp::{RootId, RootRole};
-use crate::tlb::{FlushRequest, VcpuId};
-
-/// Why leaves were zapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ZapReason {
-    /// Memslot move/delete, slot leaves only (`kvm_mmu_zap_memslot_leafs()`).
-    MemslotLeafs,
-    /// Fast zap of every direct root (`kvm_mmu_zap_all_fast()`), from a
-    /// memslot change under `KVM_X86_QUIRK_SLOT_ZAP_ALL` or asked for directly.
-    ZapAllFast,
-    /// The pre phase of a memory-attribute change.
-    Conversion,
-    /// An explicit gfn-range zap (`kvm_zap_gfn_range()`).
-    Range,
-    /// VM teardown (`kvm_mmu_zap_all()`, then the mirror root).
-    Teardown,
-}
+use crate::types::{Access, FlushRequest, RootId, RootRole, Stage2Fault, VcpuId, ZapReason};
 
 /// One thing the model did.
 #[derive(Clone, Debug, PartialEq, Eq)]

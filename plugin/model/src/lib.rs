@@ -16,7 +16,11 @@
 //!
 //! - [`addr`]: one newtype per address space ([`Gpa`], [`Gfn`],
 //!   [`BackingAddr`], [`Pfn`]), half-open [`GfnRange`], typed [`PageLevel`].
-//! - [`vm`]: [`VmType`], [`VmConfig`], the private/shared alias of a GPA
+//! - [`types`]: the vocabulary every other module speaks: [`VcpuId`],
+//!   [`Access`], [`Perms`], [`RootId`], [`RootRole`], [`Translation`],
+//!   [`Stage2`], [`Stage2Fault`], [`FlushRequest`], [`ZapReason`], [`Gpaw`].
+//!   It depends on [`addr`] only.
+//! - [`config`]: [`VmType`], [`VmConfig`], the private/shared alias of a GPA
 //!   ([`AliasLayout`]: TDX shared bit at GPAW-1, SNP C-bit).
 //! - [`memslot`]: memslots and KVM's validation with KVM's errno names.
 //! - [`attrs`]: memory attributes (private ranges) and huge-page mixed
@@ -25,11 +29,17 @@
 //!   SEAMCALLs (ADD, AUG, BLOCK, TRACK, REMOVE, PROMOTE, DEMOTE) with the
 //!   TDX module's status codes ([`TdxStatus`]), TDG.MEM.PAGE.ACCEPT
 //!   ([`AcceptOutcome`]), TD ATTRIBUTES and TDG.VP.INFO.
-//! - [`spte`]: the SPTE encoding; [`Access`] and [`Perms`].
-//! - [`tdp`]: page tables, roots ([`RootId`], [`RootRole`]), map and zap.
-//! - [`mmu`]: the [`Vm`] itself; its `snp` part wires the RMP into it for
-//!   SEV-SNP guests ([`Vm::snp_stage2`], [`Vm::snp_pvalidate`],
-//!   [`Vm::snp_rmpadjust`], [`Vm::device_access`], [`Vm::host_write_allowed`]).
+//! - [`spte`]: the SPTE encoding.
+//! - [`tdp`]: page tables (the arena), the walker, map and zap.
+//! - [`vm`]: the [`Vm`]'s state and constructor; `vcpu`: per-vCPU state.
+//! - [`mmu`]: what the MMU does to the [`Vm`], one file per concept:
+//!   lookup, fault, zap, memslots, attributes, the TLB model, host/device
+//!   accesses. It names no VM type: private memory goes through
+//!   `private`, the backends behind KVM's `kvm_x86_ops` private hooks
+//!   (software-protected, TDX Secure EPT, SNP RMP).
+//! - `tdx` and `snp`: the operations only a TD or an SNP guest has
+//!   ([`Vm::tdx_accept`], [`Vm::tdx_page_add`], [`Vm::snp_stage2`],
+//!   [`Vm::snp_pvalidate`], [`Vm::snp_rmpadjust`], ...).
 //! - [`rmp`]: the SEV-SNP Reverse Map Table ([`Rmp`]): RMPUPDATE, PSMASH,
 //!   PVALIDATE, RMPADJUST and the RMP access checks. An SNP [`Vm`] owns one
 //!   and drives it as KVM does (arch/x86/kvm/svm/sev.c): a guest_memfd
@@ -37,7 +47,7 @@
 //!   `sev_gmem_prepare()` on private faults, `sev_gmem_invalidate()` on
 //!   conversion to shared, `sev_handle_rmp_fault()` (PSMASH + zap) on RMP
 //!   #NPFs. Zaps never touch it.
-//! - [`tlb`]: flush tokens ([`Flush`], [`FlushRequest`]) and the TLB model.
+//! - [`tlb`]: flush tokens ([`Flush`]) and the TLB model.
 //! - [`event`]: typed [`Event`]s and [`Stats`].
 //!
 //! # Using it from the plugin
@@ -206,34 +216,41 @@
 
 pub mod addr;
 pub mod attrs;
+pub mod config;
 pub mod event;
 pub mod memslot;
 pub mod mmu;
+mod private;
 pub mod rmp;
 pub mod sept;
+mod snp;
 pub mod spte;
 pub mod tdp;
+mod tdx;
 pub mod tlb;
+pub mod types;
+mod vcpu;
 pub mod vm;
 
 pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use attrs::{MemAttrs, RangeSet};
-pub use event::{Event, Stamped, Stats, ZapReason};
+pub use config::{Alias, AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
+pub use event::{Event, Stamped, Stats};
 pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
 };
-pub use mmu::{
-    AttrError, FaultOutcome, MappedLeaf, PendingFault, SnpAccessCtx, SnpInsnOutcome, Stage2,
-    Stage2Fault, TlbAccess, Translation, VeInfo, Vm, ZapFilter,
-};
+pub use mmu::{AttrError, FaultOutcome, PendingFault, TlbAccess, ZapFilter};
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
     PvalidateError, PvalidateOutcome, Rmp, RmpAccess, RmpAccessKind, RmpCheck, RmpEntry, RmpFault,
     RmpFaultFix, RmpInsnTarget, RmpOwner, RmpPageSize, RmpReader, RmpState, RmpadjustAttrs,
-    RmpadjustError, RmpupdateError, SnpGuest, Vmpl, VmplPerms,
+    RmpadjustError, SnpGuest, Vmpl, VmplPerms,
 };
 pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
-pub use spte::{Access, Perms};
-pub use tdp::{RootId, RootRole};
-pub use tlb::{Flush, FlushKind, FlushRequest, FlushTarget, VcpuId, ZapRecord};
-pub use vm::{Alias, AliasLayout, ConfigError, DecodedGpa, Gpaw, VmConfig, VmType};
+pub use snp::{SnpAccessCtx, SnpInsnOutcome};
+pub use tlb::{Flush, ZapRecord};
+pub use types::{
+    Access, FlushKind, FlushRequest, FlushTarget, Gpaw, Perms, RmpupdateError, RootId, RootRole,
+    Stage2, Stage2Fault, Translation, VcpuId, VeInfo, ZapReason,
+};
+pub use vm::{MappedLeaf, Vm};

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
-use crate::vm::{AliasLayout, VmType};
+use crate::config::{AliasLayout, VmType};
 
 /// A memslot id (the low 16 bits of KVM's `slot` field; cvmem models one
 /// address space, so the address-space id bits are always 0).
@@ -566,7 +566,7 @@ impl MemslotSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::VmConfig;
+    use crate::config::VmConfig;
 
     fn region(id: u16, gpa: u64, size: u64, backing: u64, flags: MemslotFlags) -> MemoryRegion {
         MemoryRegion {

@@ -2,7 +2,7 @@
 //!
 //! One [`RmpEntry`] per 4K page of system physical memory. For cvmem the
 //! "system physical address" of a guest page is its backing address
-//! ([`BackingAddr`] / [`Pfn`]), so the RMP covers the backing of the ranges
+//! ([`BackingAddr`](crate::BackingAddr) / [`Pfn`]), so the RMP covers the backing of the ranges
 //! the plugin registers ([`Rmp::add_covered`]); everything else is
 //! hypervisor-owned, as memory beyond `RMP_END` is on hardware (AMD APM vol. 2
 //! §15.36.5: "pages not covered by the RMP are permanent hypervisor pages").
@@ -45,6 +45,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::addr::{Gfn, PageLevel, Pfn};
+use crate::types::RmpupdateError;
 
 /// 4K frames in a 2M page.
 const PAGES_2M: u64 = 512;
@@ -706,21 +707,6 @@ pub struct RmpState {
     pub immutable: bool,
     /// The new owner's ASID (must be 0 when unassigning).
     pub asid: Asid,
-}
-
-/// A failed RMPUPDATE; the discriminant is the EAX value (APM vol. 3;
-/// Linux `RMPUPDATE_FAIL_OVERLAP` = 4 in arch/x86/include/asm/sev.h).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RmpupdateError {
-    /// `FAIL_INPUT` (1): the page is not covered, a 2M page is not 2M aligned
-    /// (frame or GPA) or not wholly covered, or an unassigned state carries
-    /// an ASID, GPA or immutable bit.
-    FailInput = 1,
-    /// `FAIL_PERMISSION` (2): the entry is immutable.
-    FailPermission = 2,
-    /// `FAIL_OVERLAP` (4): a 4K update inside an assigned 2M page, or a 2M
-    /// update over assigned 4K pages.
-    FailOverlap = 4,
 }
 
 /// A failed PSMASH; the discriminant is the EAX value (APM vol. 3).

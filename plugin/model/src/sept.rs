@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT};
-use crate::vm::Gpaw;
+use crate::types::Gpaw;
 
 /// A TDX module status as returned in RAX by a SEAMCALL or TDCALL: the status
 /// class in bits 63:32, details (often the operand ID) in bits 31:0.

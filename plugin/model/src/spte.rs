@@ -8,6 +8,7 @@
 //! a non-leaf names a table rather than a host physical address).
 
 use crate::addr::{PageLevel, Pfn};
+use crate::types::Perms;
 
 /// Readable.
 pub const SPTE_READ: u64 = 1 << 0;
@@ -35,52 +36,6 @@ pub const SPTE_GUEST_ACCESSIBLE: u64 = 1 << 52;
 
 /// The non-present SPTE.
 pub const SHADOW_NONPRESENT_VALUE: u64 = 0;
-
-/// Permissions of a leaf.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Perms {
-    /// Guest reads allowed.
-    pub read: bool,
-    /// Guest writes allowed.
-    pub write: bool,
-    /// Guest instruction fetches allowed.
-    pub exec: bool,
-}
-
-impl Perms {
-    /// Read, write and execute.
-    pub const RWX: Perms = Perms {
-        read: true,
-        write: true,
-        exec: true,
-    };
-    /// Read and execute (a read-only memslot).
-    pub const RX: Perms = Perms {
-        read: true,
-        write: false,
-        exec: true,
-    };
-
-    /// Whether these permissions allow `access`.
-    pub const fn allow(self, access: Access) -> bool {
-        match access {
-            Access::Read => self.read,
-            Access::Write => self.write,
-            Access::Fetch => self.exec,
-        }
-    }
-}
-
-/// The kind of a guest access (KVM's `PFERR_WRITE_MASK` / `PFERR_FETCH_MASK`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// A data read.
-    Read,
-    /// A data write.
-    Write,
-    /// An instruction fetch.
-    Fetch,
-}
 
 /// A leaf SPTE for `pfn` at `level` (`make_spte()`).
 pub const fn make_leaf(pfn: Pfn, level: PageLevel, perms: Perms) -> u64 {
@@ -167,7 +122,5 @@ mod tests {
         assert!(!is_leaf(n, 3));
         assert_eq!(table(n), 77);
         assert!(!is_present(SHADOW_NONPRESENT_VALUE));
-        assert!(Perms::RX.allow(Access::Fetch));
-        assert!(!Perms::RX.allow(Access::Write));
     }
 }

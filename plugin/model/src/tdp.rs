@@ -37,35 +37,6 @@ const CHUNK_TABLES: usize = 1 << CHUNK_SHIFT;
 /// mapped at 4K.
 const MAX_CHUNKS: usize = 1 << 14;
 
-/// An identifier for a TDP root, never reused while the VM lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RootId(pub u32);
-
-/// Which kind of root (KVM's `enum kvm_tdp_mmu_root_types`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RootRole {
-    /// A direct root (`KVM_DIRECT_ROOTS`): shared memory of private-memory VMs
-    /// and all memory of default VMs. Replaced by a fast zap.
-    Direct,
-    /// The mirror root (`KVM_MIRROR_ROOTS`): private memory. For TDX it mirrors
-    /// the Secure-EPT (`is_mirror_sp()`); cvmem uses the same kind of root for
-    /// the private pages of sw-protected and SNP VMs. Never replaced while the
-    /// VM lives.
-    Mirror,
-}
-
-impl RootRole {
-    /// Both roles.
-    pub const ALL: [RootRole; 2] = [RootRole::Direct, RootRole::Mirror];
-
-    pub(crate) const fn index(self) -> usize {
-        match self {
-            RootRole::Direct => 0,
-            RootRole::Mirror => 1,
-        }
-    }
-}
-
 /// One table: 512 SPTEs.
 struct Table([AtomicU64; TABLE_ENTRIES]);
 
@@ -498,7 +469,8 @@ impl TableArena {
 mod tests {
     use super::*;
     use crate::addr::Pfn;
-    use crate::spte::{make_leaf, Perms};
+    use crate::spte::make_leaf;
+    use crate::types::Perms;
 
     fn leaf_for(gfn: u64) -> impl Fn(PageLevel) -> u64 {
         move |l: PageLevel| make_leaf(Pfn::new(0x1000 + (gfn & !(l.pages() - 1))), l, Perms::RWX)

@@ -23,67 +23,7 @@
 use std::collections::HashMap;
 
 use crate::addr::GfnRange;
-use crate::event::ZapReason;
-use crate::mmu::Translation;
-use crate::tdp::{RootId, RootRole};
-
-/// A vCPU index (QEMU's `cpu_index`, KVM's `vcpu_idx`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VcpuId(pub u32);
-
-/// Which vCPUs a flush targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FlushTarget {
-    /// One vCPU (`kvm_make_request()` on that vCPU).
-    Vcpu(VcpuId),
-    /// Every vCPU (`kvm_make_all_cpus_request()`).
-    AllVcpus,
-}
-
-/// What a flush removes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FlushKind {
-    /// `KVM_REQ_TLB_FLUSH_CURRENT`.
-    CurrentRoot,
-    /// `KVM_REQ_TLB_FLUSH`.
-    AllRoots,
-}
-
-/// A flush the plugin must perform in QEMU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlushRequest {
-    /// Which vCPUs.
-    pub target: FlushTarget,
-    /// What to drop.
-    pub kind: FlushKind,
-}
-
-impl FlushRequest {
-    /// `kvm_flush_remote_tlbs()`: every root of every vCPU.
-    pub const REMOTE_ALL: FlushRequest = FlushRequest {
-        target: FlushTarget::AllVcpus,
-        kind: FlushKind::AllRoots,
-    };
-
-    /// Whether this request covers `vcpu`.
-    pub fn covers(&self, vcpu: VcpuId) -> bool {
-        match self.target {
-            FlushTarget::AllVcpus => true,
-            FlushTarget::Vcpu(v) => v == vcpu,
-        }
-    }
-
-    fn merge(self, other: FlushRequest) -> FlushRequest {
-        let target = match (self.target, other.target) {
-            (FlushTarget::Vcpu(a), FlushTarget::Vcpu(b)) if a == b => FlushTarget::Vcpu(a),
-            _ => FlushTarget::AllVcpus,
-        };
-        FlushRequest {
-            target,
-            kind: self.kind.max(other.kind),
-        }
-    }
-}
+use crate::types::{FlushKind, FlushRequest, RootId, RootRole, Translation, ZapReason};
 
 /// A pending TLB flush: the result of an operation that invalidated
 /// translations. Pass it to [`crate::Vm::flush`] or drop it with
@@ -234,6 +174,7 @@ impl VcpuTlb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{FlushTarget, VcpuId};
 
     #[test]
     fn merge_widens() {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::rmp::RmpPageSize;
+use crate::*;
 
 const MB: u64 = 1 << 20;
 const GB: u64 = 1 << 30;
@@ -670,7 +671,7 @@ fn events_cover_fault_map_zap_flush_conversion() {
 #[test]
 fn gpaw52_uses_five_levels() {
     let vm = Vm::new(VmConfig {
-        gpaw: crate::vm::Gpaw::Bits52,
+        gpaw: crate::types::Gpaw::Bits52,
         ..VmConfig::new(VmType::Tdx)
     })
     .unwrap();

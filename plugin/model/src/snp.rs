@@ -19,18 +19,20 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Stage2, Stage2Fault, Translation, Vm, ZapFilter};
-use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn};
-use crate::event::{Counters, Event, ZapReason};
-use crate::memslot::Memslot;
+use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn};
+use crate::config::Alias;
+use crate::event::{Counters, Event};
+use crate::mmu::ZapFilter;
+use crate::private::snp::Snp;
 use crate::rmp::{
-    DeviceAccess, GuestAccess, PfnRange, PvalidateError, PvalidateOutcome, RmpAccess,
-    RmpAccessKind, RmpEntry, RmpFault, RmpFaultFix, RmpInsnTarget, RmpPageSize, RmpadjustAttrs,
-    RmpadjustError, RmpupdateError, SnpGuest, Vmpl,
+    GuestAccess, PfnRange, PvalidateError, PvalidateOutcome, RmpAccess, RmpAccessKind, RmpEntry,
+    RmpFault, RmpFaultFix, RmpInsnTarget, RmpPageSize, RmpadjustAttrs, RmpadjustError, SnpGuest,
+    Vmpl,
 };
-use crate::spte::{Access, Perms};
-use crate::tlb::{Flush, VcpuId};
-use crate::vm::{Alias, VmType};
+use crate::tlb::Flush;
+use crate::types::{Access, Perms, Stage2, Stage2Fault, Translation, VcpuId};
+use crate::types::{RmpupdateError, ZapReason};
+use crate::vm::Vm;
 
 /// What the plugin knows about an SNP guest access besides its GPA and kind.
 /// The C-bit is the GPA's alias bit (the plugin passes the GPA with the
@@ -96,10 +98,6 @@ impl SnpInsnOutcome {
 }
 
 impl Vm {
-    pub(super) fn is_snp(&self) -> bool {
-        self.config.vm_type == VmType::Snp
-    }
-
     /// Whether an invalidation ran since `seq` was read, or is running.
     #[inline]
     fn invalidated_since(&self, seq: u64) -> bool {
@@ -111,6 +109,7 @@ impl Vm {
     #[inline(always)]
     fn rmp_check(
         &self,
+        snp: &Snp,
         vcpu: VcpuId,
         guest: SnpGuest,
         access: &GuestAccess,
@@ -122,7 +121,7 @@ impl Vm {
                 }
             }
         }
-        self.rmp.check_guest_access(guest, access)
+        snp.rmp.check_guest_access(guest, access)
     }
 
     /// The stage-2 answer for an SNP guest's softTLB fill: the nested walk
@@ -147,9 +146,9 @@ impl Vm {
     /// of all ones), `GmemPrepareFailed`.
     #[inline]
     pub fn snp_stage2(&self, vcpu: VcpuId, gpa: Gpa, access: Access, ctx: SnpAccessCtx) -> Stage2 {
-        if !self.is_snp() {
+        let Some(snp) = self.private.snp() else {
             return self.stage2(vcpu, gpa, access);
-        }
+        };
         let Some(dec) = self.alias.decode(gpa) else {
             return self.stage2(vcpu, gpa, access);
         };
@@ -180,8 +179,8 @@ impl Vm {
                 kind,
                 user: ctx.user,
             };
-            if let Ok(RmpAccess::Plain) = self.rmp_check(vcpu, guest, &ga) {
-                return Stage2::Mapped(self.snp_perms(vcpu, guest, t, &ga, c_bit, ctx));
+            if let Ok(RmpAccess::Plain) = self.rmp_check(snp, vcpu, guest, &ga) {
+                return Stage2::Mapped(self.snp_perms(snp, vcpu, guest, t, &ga, c_bit, ctx));
             }
         }
         loop {
@@ -198,9 +197,9 @@ impl Vm {
                 kind,
                 user: ctx.user,
             };
-            match self.rmp_check(vcpu, guest, &ga) {
+            match self.rmp_check(snp, vcpu, guest, &ga) {
                 Ok(RmpAccess::Plain) => {
-                    return Stage2::Mapped(self.snp_perms(vcpu, guest, t, &ga, c_bit, ctx));
+                    return Stage2::Mapped(self.snp_perms(snp, vcpu, guest, t, &ga, c_bit, ctx));
                 }
                 Ok(RmpAccess::Ciphertext) => {
                     return self.snp_exit(vcpu, access, Stage2Fault::RmpCiphertextRead { gpa });
@@ -218,7 +217,7 @@ impl Vm {
                         std::thread::yield_now();
                         continue;
                     }
-                    let f = match self.snp_handle_rmp_fault(vcpu, &t, private) {
+                    let f = match self.snp_handle_rmp_fault(snp, vcpu, &t, private) {
                         Some(flush) => Stage2Fault::RmpSmashed {
                             gpa,
                             flush: self.flush(flush),
@@ -238,8 +237,10 @@ impl Vm {
 
     /// The permissions of an allowed SNP translation (see [`Vm::snp_stage2`]).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn snp_perms(
         &self,
+        snp: &Snp,
         vcpu: VcpuId,
         guest: SnpGuest,
         mut t: Translation,
@@ -249,7 +250,7 @@ impl Vm {
     ) -> Translation {
         let allows = |kind| {
             let a = GuestAccess { kind, ..*ga };
-            self.rmp_check(vcpu, guest, &a) == Ok(RmpAccess::Plain)
+            self.rmp_check(snp, vcpu, guest, &a) == Ok(RmpAccess::Plain)
         };
         let p = t.perms;
         t.perms = if ctx.page_walk {
@@ -293,32 +294,23 @@ impl Vm {
     /// access maps 4K. Returns the zap's flush then; `None` when KVM has
     /// nothing to fix (shared gfn: KVM warns; unassigned page; already 4K:
     /// "likely spurious").
-    fn snp_handle_rmp_fault(&self, vcpu: VcpuId, t: &Translation, private: bool) -> Option<Flush> {
+    fn snp_handle_rmp_fault(
+        &self,
+        snp: &Snp,
+        vcpu: VcpuId,
+        t: &Translation,
+        private: bool,
+    ) -> Option<Flush> {
         if !private || !self.is_private(t.gfn) {
             return None;
         }
-        if self.rmp.handle_rmp_fault(t.backing.pfn()) != RmpFaultFix::Smashed {
+        if snp.rmp.handle_rmp_fault(t.backing.pfn()) != RmpFaultFix::Smashed {
             return None;
         }
         let range = GfnRange::page_containing(t.gfn, PageLevel::Size2M);
         Counters::inc(&self.counters.rmp_smashes);
         self.events.emit(|| Event::RmpSmashed { vcpu, range });
         Some(self.zap_range_reason(range, ZapFilter::ALL, ZapReason::Range))
-    }
-
-    /// `sev_gmem_invalidate()` for the backing of `range` (inside `slot`):
-    /// every assigned page returns to the hypervisor, unvalidated. Emits
-    /// [`Event::RmpUnassigned`]. The caller holds `gmem_lock` for write.
-    pub(super) fn snp_gmem_invalidate(&self, slot: &Memslot, range: GfnRange) -> u64 {
-        let Some(pfns) = PfnRange::from_start_len(slot.pfn_of(range.start()), range.len()) else {
-            return 0;
-        };
-        let pages = self.rmp.gmem_invalidate(pfns);
-        if pages > 0 {
-            Counters::add(&self.counters.rmp_pages_unassigned, pages);
-            self.events.emit(|| Event::RmpUnassigned { range, pages });
-        }
-        pages
     }
 
     /// The nested translation of an RMP instruction's target: the private
@@ -336,12 +328,13 @@ impl Vm {
     /// over a 2M RMP page): KVM's `sev_handle_rmp_fault()`.
     fn snp_insn_npf(
         &self,
+        snp: &Snp,
         vcpu: VcpuId,
         gpa: Gpa,
         t: &Translation,
         error_code: u64,
     ) -> SnpInsnOutcome {
-        match self.snp_handle_rmp_fault(vcpu, t, true) {
+        match self.snp_handle_rmp_fault(snp, vcpu, t, true) {
             Some(flush) => SnpInsnOutcome::Retry { flush },
             None => {
                 let f = Stage2Fault::RmpNestedPageFault { gpa, error_code };
@@ -375,9 +368,9 @@ impl Vm {
         rcx: u64,
         validate: bool,
     ) -> SnpInsnOutcome {
-        if !self.is_snp() {
+        let Some(snp) = self.private.snp() else {
             return SnpInsnOutcome::Unsupported;
-        }
+        };
         let Some(dec) = self.alias.decode(gpa) else {
             return SnpInsnOutcome::Fault(Stage2Fault::ReservedGpa { gpa });
         };
@@ -395,8 +388,8 @@ impl Vm {
             vmpl,
         };
         let size_mismatch = PvalidateError::FailSizeMismatch.eax();
-        self.snp_rmp_insn(vcpu, gpa, dec.gfn, size, size_mismatch, |target| {
-            match self.rmp.pvalidate(guest, target, rcx, validate) {
+        self.snp_rmp_insn(snp, vcpu, gpa, dec.gfn, size, size_mismatch, |target| {
+            match snp.rmp.pvalidate(guest, target, rcx, validate) {
                 Ok(out) => {
                     let mut flush = Flush::none();
                     if out == PvalidateOutcome::Updated {
@@ -439,9 +432,9 @@ impl Vm {
         rcx: u64,
         rdx: u64,
     ) -> SnpInsnOutcome {
-        if !self.is_snp() {
+        let Some(snp) = self.private.snp() else {
             return SnpInsnOutcome::Unsupported;
-        }
+        };
         let Some(dec) = self.alias.decode(gpa) else {
             return SnpInsnOutcome::Fault(Stage2Fault::ReservedGpa { gpa });
         };
@@ -457,9 +450,9 @@ impl Vm {
             vmpl,
         };
         let size_mismatch = RmpadjustError::FailSizeMismatch.eax();
-        self.snp_rmp_insn(vcpu, gpa, dec.gfn, size, size_mismatch, |target| {
-            let before = self.rmp.entry(target.pfn);
-            match self.rmp.rmpadjust(guest, target, rcx, rdx) {
+        self.snp_rmp_insn(snp, vcpu, gpa, dec.gfn, size, size_mismatch, |target| {
+            let before = snp.rmp.entry(target.pfn);
+            match snp.rmp.rmpadjust(guest, target, rcx, rdx) {
                 Ok(()) => {
                     let range = GfnRange::page_containing(dec.gfn, size.level());
                     Counters::inc(&self.counters.rmp_guest_updates);
@@ -490,8 +483,10 @@ impl Vm {
     /// gfn need not be 2M aligned), then run `insn` on the target. An RMP
     /// nested page fault is retried if an invalidation raced with it, else
     /// resolved as KVM does; an unvalidated page is #VC.
+    #[allow(clippy::too_many_arguments)]
     fn snp_rmp_insn(
         &self,
+        snp: &Snp,
         vcpu: VcpuId,
         gpa: Gpa,
         gfn: Gfn,
@@ -521,7 +516,7 @@ impl Vm {
                         std::thread::yield_now();
                         continue;
                     }
-                    return self.snp_insn_npf(vcpu, gpa, &t, error_code);
+                    return self.snp_insn_npf(snp, vcpu, gpa, &t, error_code);
                 }
                 Err(RmpFault::PageNotValidated) => {
                     let f = Stage2Fault::PageNotValidated { gpa };
@@ -540,10 +535,10 @@ impl Vm {
     /// Frames that are shared or not guest_memfd RAM are skipped (KVM
     /// refuses to populate them). Returns the number of pages launched.
     pub fn snp_launch_update(&self, range: GfnRange) -> Result<u64, RmpupdateError> {
-        if !self.is_snp() {
+        let Some(snp) = self.private.snp() else {
             return Ok(0);
-        }
-        let _gmem = self.gmem_lock.write();
+        };
+        let _gmem = snp.gmem_lock.write();
         let slots = self.memslots.load();
         let attrs = self.attrs.load();
         let asid = self.config.asid;
@@ -560,7 +555,7 @@ impl Vm {
                 continue;
             }
             let pfn = slot.pfn_of(gfn);
-            self.rmp
+            snp.rmp
                 .rmp_make_private(pfn, gfn, PageLevel::Size4K, asid, false)?;
             // The firmware sets the validated bit, exactly as a PVALIDATE
             // of the 4K page would.
@@ -569,7 +564,7 @@ impl Vm {
                 pfn,
                 npt_level: PageLevel::Size4K,
             };
-            if let Err(e) = self.rmp.pvalidate(guest, target, 0, true) {
+            if let Err(e) = snp.rmp.pvalidate(guest, target, 0, true) {
                 debug_assert!(false, "validating a page just assigned: {e:?}");
                 return Err(RmpupdateError::FailInput);
             }
@@ -578,91 +573,22 @@ impl Vm {
         Ok(launched)
     }
 
-    /// The backing frame of `gpa`'s gfn, if a memslot maps it.
-    fn backing_pfn(&self, gpa: Gpa) -> Option<(Gfn, Pfn)> {
-        let gfn = self.alias.decode(gpa)?.gfn;
-        let slots = self.memslots.load();
-        let slot = slots.find(gfn)?;
-        Some((gfn, slot.pfn_of(gfn)))
-    }
-
-    /// The check of a device (DMA) access to the 4K page of `gpa` (alias bits
-    /// ignored: devices see guest-physical memory). Private memory is not
-    /// reachable from devices (DESIGN.md): a frame that is private by its
-    /// attributes, or (SNP) whose backing is assigned in the RMP, reads as
-    /// all ones ([`DeviceAccess::Encrypted`]) and drops writes
-    /// ([`DeviceAccess::Blocked`]). Everything else, including GPAs no
-    /// memslot maps, is [`DeviceAccess::Allowed`].
-    pub fn device_access(&self, gpa: Gpa, write: bool) -> DeviceAccess {
-        let Some((gfn, pfn)) = self.backing_pfn(gpa) else {
-            return DeviceAccess::Allowed;
-        };
-        let refused = if write {
-            DeviceAccess::Blocked
-        } else {
-            DeviceAccess::Encrypted
-        };
-        if self.config.vm_type.has_private_mem() && self.is_private(gfn) {
-            return refused;
-        }
-        if self.is_snp() {
-            return self.rmp.check_device_access(pfn, write);
-        }
-        DeviceAccess::Allowed
-    }
-
-    /// [`Vm::device_access`] for a device that addresses the memory behind
-    /// the memslots rather than a GPA: QEMU's DMA API works on QEMU's own
-    /// view of guest RAM, as a device model behind KVM works on the
-    /// userspace mapping (hva). Every frame a memslot backs with `addr`'s
-    /// page is checked, so a slot whose memory the guest sees at other GPAs
-    /// (moved, or aliased by a second slot) is judged by those GPAs; the
-    /// first refusal wins. A page no memslot backs is allowed.
-    pub fn device_access_backing(&self, addr: BackingAddr, write: bool) -> DeviceAccess {
-        let pfn = addr.pfn().raw();
-        let slots = self.memslots.load();
-        for s in slots.iter() {
-            let off = pfn.wrapping_sub(s.backing.pfn().raw());
-            if off >= s.npages {
-                continue;
-            }
-            let gfn = Gfn::new(s.base_gfn.raw() + off);
-            let access = self.device_access(gfn.gpa(), write);
-            if access != DeviceAccess::Allowed {
-                return access;
-            }
-        }
-        DeviceAccess::Allowed
-    }
-
-    /// Whether the host (the plugin clearing a page, a device model writing
-    /// guest RAM) may write the 4K page of `gpa`: SNP refuses writes to a
-    /// page assigned in the RMP (APM Table 15-39: a host write to an
-    /// assigned page is a #PF with the RMP bit). Other types, and GPAs no
-    /// memslot maps, are always writable by the host.
-    pub fn host_write_allowed(&self, gpa: Gpa) -> bool {
-        if !self.is_snp() {
-            return true;
-        }
-        match self.backing_pfn(gpa) {
-            Some((_, pfn)) => self.rmp.check_host_write(pfn, PageLevel::Size4K).is_ok(),
-            None => true,
-        }
-    }
-
     /// SNP: the RMP entry of backing frame `pfn` (RMPREAD), `None` if the RMP
     /// does not cover it.
     pub fn snp_rmp_entry(&self, pfn: Pfn) -> Option<RmpEntry> {
-        self.rmp.entry(pfn)
+        self.private.snp()?.rmp.entry(pfn)
     }
 
     /// SNP: the RMP entry of the backing of `gpa`'s gfn.
     pub fn snp_rmp_entry_of(&self, gpa: Gpa) -> Option<RmpEntry> {
-        self.rmp.entry(self.backing_pfn(gpa)?.1)
+        self.private.snp()?.rmp.entry(self.backing_pfn(gpa)?.1)
     }
 
     /// SNP: the backing ranges the RMP covers (one per guest_memfd memslot).
     pub fn snp_rmp_covered(&self) -> Vec<PfnRange> {
-        self.rmp.covered()
+        self.private
+            .snp()
+            .map(|snp| snp.rmp.covered())
+            .unwrap_or_default()
     }
 }

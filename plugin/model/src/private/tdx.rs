@@ -1,0 +1,190 @@
+//! The TDX backend: the TDX module's Secure EPT behind the mirror root
+//! (arch/x86/kvm/vmx/tdx.c, the `tdx_sept_*` hooks).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use super::{PrivateAccess, PrivateMem, PrivateOutcome};
+use crate::addr::{Gfn, GfnRange, Gpa, PageLevel};
+use crate::config::VmConfig;
+use crate::event::{Counters, Event, EventSink};
+use crate::sept::{Sept, SeptAccess, TdAttributes, TdxStatus};
+use crate::spte;
+use crate::types::{Access, FlushRequest, Stage2Fault, VcpuId, VeInfo};
+
+/// A TD's private-memory state.
+#[derive(Debug)]
+pub(crate) struct Tdx {
+    /// The Secure EPT. Lock order: `mmu_lock`, then `sept`. Changed by
+    /// faults (AUG/ADD, under `mmu_lock` read), ACCEPT (read), zaps (write).
+    pub sept: Mutex<Sept>,
+    /// TDH.MR.FINALIZE done (changed under `mmu_lock` write).
+    pub finalized: AtomicBool,
+    /// TD ATTRIBUTES (`SEPT_VE_DISABLE`).
+    pub td_attributes: TdAttributes,
+}
+
+impl Tdx {
+    pub fn new(config: &VmConfig) -> Tdx {
+        Tdx {
+            sept: Mutex::new(Sept::new(config.gpaw, config.max_vcpus)),
+            finalized: AtomicBool::new(false),
+            td_attributes: config.td_attributes,
+        }
+    }
+
+    /// Whether TDH.MR.FINALIZE ran.
+    pub fn is_finalized(&self) -> bool {
+        self.finalized.load(Ordering::Acquire)
+    }
+
+    /// KVM's `tdx_sept_remove_private_spte()` for one zapped mirror leaf:
+    /// TDH.MEM.RANGE.BLOCK (`tdx_sept_zap_private_spte()`), TDH.MEM.TRACK and
+    /// the kick of every vCPU out of guest mode (`tdx_track()`), then
+    /// TDH.MEM.PAGE.REMOVE (`tdx_sept_drop_private_spte()`). The kick is the
+    /// flush this zap returns: KVM's request waits for every vCPU to leave
+    /// guest mode, so the plugin performs the flush before any vCPU runs
+    /// again. Before finalize `tdx_track()` does nothing and REMOVE needs no
+    /// tracking.
+    fn sept_remove_private_spte(sept: &mut Sept, r: GfnRange) {
+        let level = if r.len() == 1 {
+            PageLevel::Size4K
+        } else {
+            PageLevel::Size2M
+        };
+        let st = sept.range_block(r.start(), level);
+        debug_assert!(
+            st.is_success() || st.class() == TdxStatus::GPA_RANGE_ALREADY_BLOCKED,
+            "BLOCK {r:?}: {st:?}"
+        );
+        if sept.is_finalized() {
+            let st = sept.track();
+            debug_assert!(st.is_success(), "TRACK: {st:?}");
+            sept.kick_all_vcpus();
+        }
+        let st = sept.page_remove(r.start(), level);
+        debug_assert!(st.is_success(), "REMOVE {r:?}: {st:?}");
+    }
+}
+
+impl PrivateMem for Tdx {
+    #[inline]
+    fn private_max_level(
+        &self,
+        _pfn: crate::addr::Pfn,
+        _gfn: Gfn,
+        goal: PageLevel,
+    ) -> Result<PageLevel, crate::types::RmpupdateError> {
+        // TDH.MEM.PAGE.ADD maps 4K pages only.
+        Ok(if self.is_finalized() {
+            goal
+        } else {
+            PageLevel::Size4K
+        })
+    }
+
+    #[inline]
+    fn private_leaf_accessible(&self) -> bool {
+        // A TDX private page is guest-accessible at once only if PAGE.ADD
+        // makes it MAPPED (before finalize); PAGE.AUG makes it PENDING.
+        // finalize() takes mmu_lock for write, so this is stable while the
+        // fault holds it for read.
+        !self.is_finalized()
+    }
+
+    fn set_private_spte(&self, gfn: Gfn, installed: Option<(u64, PageLevel)>) -> PrivateAccess {
+        let finalized = self.is_finalized();
+        let mut sept = self.sept.lock();
+        if let Some((spte, level)) = installed {
+            // KVM's set_external_spte: tdx_sept_link_private_spt() for a
+            // new Secure-EPT page, then tdx_sept_set_private_spte(): AUG
+            // once the TD runs; before that the page is premapped and
+            // KVM_TDX_INIT_MEM_REGION ADDs it (one step here).
+            let first = gfn.align_down(level);
+            if level == PageLevel::Size4K && !sept.has_table(first) {
+                let st = sept.sept_add(first);
+                debug_assert!(st.is_success(), "SEPT.ADD {first:?}: {st:?}");
+            }
+            let st = if finalized {
+                sept.page_aug(first, level, spte::pfn(spte))
+            } else {
+                sept.page_add(first, spte::pfn(spte))
+            };
+            debug_assert!(st.is_success(), "AUG/ADD {first:?}: {st:?}");
+        }
+        match sept.access(gfn) {
+            SeptAccess::Mapped => PrivateAccess::Accessible,
+            SeptAccess::Pending => PrivateAccess::Pending,
+            SeptAccess::Blocked => PrivateAccess::Blocked,
+            SeptAccess::NotPresent => PrivateAccess::NotPresent,
+        }
+    }
+
+    fn private_outcome(
+        &self,
+        a: PrivateAccess,
+        gpa: Gpa,
+        access: Access,
+        for_accept: bool,
+    ) -> PrivateOutcome {
+        match a {
+            PrivateAccess::Accessible => PrivateOutcome::Mapped,
+            PrivateAccess::Pending if for_accept => PrivateOutcome::Mapped,
+            PrivateAccess::Pending => {
+                // tdx_handle_ept_violation(): #VE in the guest unless
+                // SEPT_VE_DISABLE, in which case KVM kills the VM.
+                PrivateOutcome::Exit(if self.td_attributes.sept_ve_disable() {
+                    Stage2Fault::VmDead { gpa }
+                } else {
+                    Stage2Fault::VirtualizationException {
+                        gpa,
+                        ve: VeInfo::pending_access(gpa, access),
+                    }
+                })
+            }
+            PrivateAccess::Blocked => PrivateOutcome::Exit(Stage2Fault::SeptBlocked { gpa }),
+            // Another vCPU installed the leaf and has not AUGed it yet.
+            PrivateAccess::NotPresent => PrivateOutcome::Retry,
+        }
+    }
+
+    /// The TDX mirror keeps its Secure-EPT pages until teardown.
+    fn prunes_private_root(&self) -> bool {
+        false
+    }
+
+    fn remove_private_sptes(
+        &self,
+        leaf_ranges: &[GfnRange],
+        teardown: bool,
+        counters: &Counters,
+        events: &EventSink,
+    ) {
+        let mut sept = self.sept.lock();
+        if teardown {
+            sept.reclaim_all();
+        } else {
+            for r in leaf_ranges {
+                Self::sept_remove_private_spte(&mut sept, *r);
+                Counters::inc(&counters.sept_removes);
+                events.emit(|| Event::SeptRemoved { range: *r });
+            }
+        }
+    }
+
+    fn tlb_flushed(&self, req: FlushRequest, vcpus: u32) {
+        // The softTLB flush is the TD exit + re-entry at which the TDX
+        // module flushes: the vCPU leaves its TLB epoch.
+        let mut sept = self.sept.lock();
+        for i in 0..vcpus {
+            if req.covers(VcpuId(i)) {
+                sept.vcpu_flushed(i as usize);
+            }
+        }
+    }
+
+    fn pending_frames(&self) -> u64 {
+        self.sept.lock().pending_frames()
+    }
+}
