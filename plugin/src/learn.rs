@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use cvmem_model::memslot::KVM_USER_MEM_SLOTS;
+use cvmem_model::KVM_USER_MEM_SLOTS;
 use cvmem_model::{
     BackingAddr, Gfn, GfnRange, MemoryRegion, Memslot, MemslotFlags, MemslotId, PageLevel, VmType,
     PAGE_SIZE,

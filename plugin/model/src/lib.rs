@@ -214,23 +214,36 @@
 //!   cannot change on an existing slot (`EINVAL`).
 #![forbid(unsafe_code)]
 
-pub mod addr;
-pub mod attrs;
-pub mod config;
-pub mod event;
-pub mod memslot;
-pub mod mmu;
+/// An internal invariant of the model (a SEAMCALL that cannot fail, an RMP
+/// coverage that must exist): checked in debug builds and whenever the
+/// `invariants` feature is on, which `scripts/test` turns on for its
+/// release-mode test run. The plugin's own release build leaves them out:
+/// they sit on the fault and zap paths.
+macro_rules! invariant {
+    ($($arg:tt)*) => {
+        if cfg!(any(debug_assertions, feature = "invariants")) {
+            assert!($($arg)*);
+        }
+    };
+}
+
+mod addr;
+mod attrs;
+mod config;
+mod event;
+mod memslot;
+mod mmu;
 mod private;
-pub mod rmp;
-pub mod sept;
+mod rmp;
+mod sept;
 mod snp;
-pub mod spte;
-pub mod tdp;
+mod spte;
+mod tdp;
 mod tdx;
-pub mod tlb;
-pub mod types;
+mod tlb;
+mod types;
 mod vcpu;
-pub mod vm;
+mod vm;
 
 pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use attrs::{MemAttrs, RangeSet};
@@ -238,13 +251,14 @@ pub use config::{Alias, AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
 pub use event::{Event, Stamped, Stats};
 pub use memslot::{
     MemoryRegion, Memslot, MemslotChange, MemslotError, MemslotFlags, MemslotId, MemslotSet,
+    KVM_USER_MEM_SLOTS,
 };
 pub use mmu::{AttrError, FaultOutcome, PendingFault, TlbAccess, ZapFilter};
 pub use rmp::{
     Asid, CoverError, DeviceAccess, GuestAccess, HostRmpFault, PfnRange, PsmashError,
     PvalidateError, PvalidateOutcome, Rmp, RmpAccess, RmpAccessKind, RmpCheck, RmpEntry, RmpFault,
     RmpFaultFix, RmpInsnTarget, RmpOwner, RmpPageSize, RmpReader, RmpState, RmpadjustAttrs,
-    RmpadjustError, SnpGuest, Vmpl, VmplPerms,
+    RmpadjustError, SnpGuest, Vmpl, VmplPerms, SVM_EXIT_PAGE_NOT_VALIDATED,
 };
 pub use sept::{AcceptOutcome, Sept, SeptAccess, SeptState, TdAttributes, TdVpInfo, TdxStatus};
 pub use snp::{SnpAccessCtx, SnpInsnOutcome};

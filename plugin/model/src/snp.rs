@@ -565,7 +565,7 @@ impl Vm {
                 npt_level: PageLevel::Size4K,
             };
             if let Err(e) = snp.rmp.pvalidate(guest, target, 0, true) {
-                debug_assert!(false, "validating a page just assigned: {e:?}");
+                invariant!(false, "validating a page just assigned: {e:?}");
                 return Err(RmpupdateError::FailInput);
             }
             launched += 1;

@@ -179,7 +179,7 @@ impl TableArena {
 
     /// Returns a table whose entries are all non-present to the free list.
     fn release(&self, table: u32) {
-        debug_assert!(
+        invariant!(
             self.is_empty(table),
             "freeing a table that still has entries"
         );

@@ -122,7 +122,7 @@ impl Vm {
                     range.start().raw(),
                     spte::SPTE_GUEST_ACCESSIBLE,
                 );
-                debug_assert!(set.is_some(), "accepted {range:?} has no mirror leaf");
+                invariant!(set.is_some(), "accepted {range:?} has no mirror leaf");
             }
             drop(state);
             Counters::inc(&self.counters.sept_accepts);

@@ -49,11 +49,6 @@ impl PendingFault {
     pub fn mmu_seq(&self) -> u64 {
         self.mmu_seq
     }
-
-    /// The level the fault will try to map at (`fault->goal_level`).
-    pub fn goal_level(&self) -> PageLevel {
-        self.goal
-    }
 }
 
 impl Vm {

@@ -99,7 +99,7 @@ impl PrivateMem for Snp {
         // The RMP stops covering the backing of the released guest_memfd.
         let pfns = PfnRange::from_start_len(slot.backing.pfn(), slot.npages);
         let removed = pfns.map(|r| self.rmp.remove_covered(r));
-        debug_assert!(
+        invariant!(
             matches!(removed, Some(Ok(()))),
             "RMP coverage of slot {slot:?}: {removed:?}"
         );

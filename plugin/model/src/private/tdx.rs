@@ -54,17 +54,17 @@ impl Tdx {
             PageLevel::Size2M
         };
         let st = sept.range_block(r.start(), level);
-        debug_assert!(
+        invariant!(
             st.is_success() || st.class() == TdxStatus::GPA_RANGE_ALREADY_BLOCKED,
             "BLOCK {r:?}: {st:?}"
         );
         if sept.is_finalized() {
             let st = sept.track();
-            debug_assert!(st.is_success(), "TRACK: {st:?}");
+            invariant!(st.is_success(), "TRACK: {st:?}");
             sept.kick_all_vcpus();
         }
         let st = sept.page_remove(r.start(), level);
-        debug_assert!(st.is_success(), "REMOVE {r:?}: {st:?}");
+        invariant!(st.is_success(), "REMOVE {r:?}: {st:?}");
     }
 }
 
@@ -104,14 +104,14 @@ impl PrivateMem for Tdx {
             let first = gfn.align_down(level);
             if level == PageLevel::Size4K && !sept.has_table(first) {
                 let st = sept.sept_add(first);
-                debug_assert!(st.is_success(), "SEPT.ADD {first:?}: {st:?}");
+                invariant!(st.is_success(), "SEPT.ADD {first:?}: {st:?}");
             }
             let st = if finalized {
                 sept.page_aug(first, level, spte::pfn(spte))
             } else {
                 sept.page_add(first, spte::pfn(spte))
             };
-            debug_assert!(st.is_success(), "AUG/ADD {first:?}: {st:?}");
+            invariant!(st.is_success(), "AUG/ADD {first:?}: {st:?}");
         }
         match sept.access(gfn) {
             SeptAccess::Mapped => PrivateAccess::Accessible,
