@@ -472,7 +472,7 @@ impl Plugin {
     /// thread emulates the device.
     pub fn dma_allowed(&self, gpa: u64, is_write: bool) -> bool {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
-        // Devices never reach private memory (DESIGN.md, memory content).
+        // Devices never reach private memory (docs/architecture.md, "Devices never reach private memory").
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
             && self.kvm.host_access_allowed(gpa);
         if !allowed {

@@ -198,7 +198,7 @@
 //! - SNP: conversion to shared invalidates the guest_memfd range at once
 //!   (KVM: when the VMM punches the hole, which QEMU does right after the
 //!   conversion). Shared and private aliases share one backing page here
-//!   (DESIGN.md), so the page must be hypervisor-owned before it is used
+//!   (docs/architecture.md, "One backing page per GPA"), so the page must be hypervisor-owned before it is used
 //!   shared.
 //! - SNP: private memory is mapped at 2M when the attributes and the memslot
 //!   allow it (mainline guest_memfd has no huge folios yet, so KVM maps 4K).

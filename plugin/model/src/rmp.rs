@@ -678,8 +678,8 @@ pub enum RmpAccess {
     Ciphertext,
 }
 
-/// What a device (DMA) access to a page may do (cvmem DESIGN.md, "Memory
-/// content").
+/// What a device (DMA) access to a page may do (docs/architecture.md,
+/// "Devices never reach private memory").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceAccess {
     /// A hypervisor-owned page: the access goes through.

@@ -103,8 +103,8 @@ impl Vm {
             }
         }
         if !private {
-            // The side being left is discarded (DESIGN.md "Memory
-            // content"): QEMU punches the guest_memfd range and the
+            // The side being left is discarded (docs/architecture.md, "A
+            // conversion discards the side left"): QEMU punches the guest_memfd range and the
             // backend's gmem_invalidate returns the pages to the host (SNP:
             // sev_gmem_invalidate(), unvalidated; converting back needs a
             // fresh PVALIDATE). Done while the invalidation is in progress,

@@ -18,7 +18,7 @@ impl Vm {
 
     /// The check of a device (DMA) access to the 4K page of `gpa` (alias bits
     /// ignored: devices see guest-physical memory). Private memory is not
-    /// reachable from devices (DESIGN.md): a frame that is private by its
+    /// reachable from devices (docs/architecture.md, "Devices never reach private memory"): a frame that is private by its
     /// attributes, or (SNP) whose backing is assigned in the RMP, reads as
     /// all ones ([`DeviceAccess::Encrypted`]) and drops writes
     /// ([`DeviceAccess::Blocked`]). Everything else, including GPAs no

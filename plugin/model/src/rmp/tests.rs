@@ -1123,7 +1123,8 @@ fn guest_access_table() {
 #[test]
 fn host_and_device_table() {
     // APM Table 15-39: host writes need Hypervisor-Owned (#PF with the RMP
-    // bit); host reads are not checked. Devices: cvmem DESIGN.md.
+    // bit); host reads are not checked. Devices: docs/architecture.md,
+    // "Devices never reach private memory".
     let r = rmp();
     a4(&r, 5);
     let fault = Err(HostRmpFault {
