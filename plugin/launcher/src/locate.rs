@@ -1,0 +1,131 @@
+//! Finding (and building when missing) what a run needs: the patched QEMU,
+//! libcvmem.so and the guest images (efiboot.elf).
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The top of the cvmem checkout this binary was built from.
+pub fn tree() -> PathBuf {
+    // plugin/launcher -> the top.
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    top.canonicalize().unwrap_or(top)
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The patched qemu-system-x86_64: `$CVMEM_QEMU`, else the last line of
+/// `scripts/build-qemu` (which builds it the first time, cached after).
+pub fn qemu() -> Result<PathBuf> {
+    let path = match env_path("CVMEM_QEMU") {
+        Some(p) => p,
+        None => {
+            let script = tree().join("scripts/build-qemu");
+            eprintln!(
+                "cvmem: finding QEMU: {} (the first build takes minutes)",
+                script.display()
+            );
+            let out = Command::new(&script)
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+                .with_context(|| format!("cannot run {}", script.display()))?;
+            if !out.status.success() {
+                bail!("{} failed ({})", script.display(), out.status);
+            }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            match stdout.lines().rev().find(|l| !l.trim().is_empty()) {
+                Some(last) => PathBuf::from(last.trim()),
+                None => bail!("{} printed no path", script.display()),
+            }
+        }
+    };
+    if !path.is_file() {
+        bail!("no QEMU at {}", path.display());
+    }
+    Ok(path)
+}
+
+/// Where cargo puts release builds of this tree.
+fn target_release() -> PathBuf {
+    env_path("CARGO_TARGET_DIR")
+        .unwrap_or_else(|| tree().join("target"))
+        .join("release")
+}
+
+/// The places libcvmem.so may be, best first: next to this binary (where
+/// cargo builds both), then the tree's target directory.
+fn plugin_candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        c.push(dir.join("libcvmem.so"));
+    }
+    c.push(target_release().join("libcvmem.so"));
+    c
+}
+
+/// libcvmem.so: `$CVMEM_PLUGIN`, else next to this binary or in the tree's
+/// target/release, built with `cargo build --release -p cvmem` if missing.
+pub fn plugin() -> Result<PathBuf> {
+    if let Some(p) = env_path("CVMEM_PLUGIN") {
+        if !p.is_file() {
+            bail!("no plugin at {} ($CVMEM_PLUGIN)", p.display());
+        }
+        return Ok(p);
+    }
+    if let Some(p) = plugin_candidates().into_iter().find(|p| p.is_file()) {
+        return Ok(p);
+    }
+    eprintln!("cvmem: building the plugin: cargo build --release -p cvmem");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "-p", "cvmem"])
+        .current_dir(tree())
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p cvmem failed ({status})");
+    }
+    match plugin_candidates().into_iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p),
+        None => bail!(
+            "cargo built no libcvmem.so in {}",
+            target_release().display()
+        ),
+    }
+}
+
+/// guest-tests/boot/efiboot.c's image, built (with the guest tests) into
+/// `$CVMEM_GUEST_BUILD` or target/guest-tests by `make -C guest-tests`.
+pub fn efiboot() -> Result<PathBuf> {
+    let out = env_path("CVMEM_GUEST_BUILD").unwrap_or_else(|| tree().join("target/guest-tests"));
+    let status = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(tree().join("guest-tests"))
+        .arg(format!("O={}", out.display()))
+        .arg(out.join("efiboot.elf"))
+        .stdin(Stdio::null())
+        // make's chatter is not the guest's console.
+        .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+        .status()
+        .context("cannot run make")?;
+    let elf = out.join("efiboot.elf");
+    if !status.success() || !elf.is_file() {
+        bail!(
+            "efiboot.elf does not build (make -C guest-tests O={})",
+            out.display()
+        );
+    }
+    Ok(elf)
+}

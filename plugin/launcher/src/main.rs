@@ -1,0 +1,239 @@
+//! `cvmem`: boot a kernel as a TD, an SNP guest or a plain VM under the
+//! patched QEMU with the cvmem plugin, in one command (docs/launcher.md).
+
+mod cmdline;
+mod config;
+mod doctor;
+mod locate;
+mod outcome;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Firmware, RunOptions, VmType};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cvmem",
+    version,
+    about = "Boot a kernel as an Intel TDX or AMD SEV-SNP guest (or a plain VM) under TCG, \
+             with cvmem's confidential-VM memory semantics",
+    after_help = outcome::EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+// One value, parsed once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a guest: prints the QEMU command line on stderr, runs it with
+    /// the serial console on the terminal (Ctrl-C ends it), and exits with
+    /// the guest's outcome.
+    #[command(after_help = outcome::EXIT_CODES)]
+    Run(RunArgs),
+    /// Print the patched QEMU's path (building it if needed).
+    QemuPath,
+    /// Print libcvmem.so's path (building it if needed).
+    PluginPath,
+    /// Check the setup and say what is missing, one line each.
+    Doctor,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The KVM VM type the guest gets.
+    #[arg(long, value_enum, default_value = "default")]
+    vm_type: VmType,
+    /// A Linux bzImage, or a Multiboot image (a guest test's NAME.elf).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// The initramfs for --kernel.
+    #[arg(long, value_name = "FILE")]
+    initrd: Option<PathBuf>,
+    /// The kernel command line. Linux gets `console=ttyS0 panic=-1` first
+    /// unless it names console= or panic= itself.
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
+    /// Who loads the kernel: seabios (QEMU's linuxboot), efiboot (EFI boot
+    /// information, needed for --accept in a TD; the default for a TD's
+    /// Linux) or a firmware image PATH given as -bios (not yet for TDX/SNP).
+    #[arg(long, value_name = "seabios|efiboot|PATH", value_parser = Firmware::parse)]
+    firmware: Option<Firmware>,
+    /// vCPUs.
+    #[arg(long, value_name = "N")]
+    smp: Option<u32>,
+    /// Guest RAM (QEMU's -m: MiB, or with a K/M/G suffix); default 1G for
+    /// Linux, 256M for a Multiboot image.
+    #[arg(short = 'm', value_name = "SIZE")]
+    memory: Option<String>,
+    /// TDX/SNP: private memory ready at launch; the guest accepts the rest
+    /// itself (a multiple of 2M).
+    #[arg(long, value_name = "SIZE")]
+    accept: Option<String>,
+    /// Write the plugin's event trace (JSON lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// The plugin's control socket (driven with cvmem-ctl).
+    #[arg(long, value_name = "SOCK")]
+    control: Option<PathBuf>,
+    /// More QEMU arguments, after `--`; they come last.
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    extra: Vec<String>,
+}
+
+impl RunArgs {
+    fn options(self) -> RunOptions {
+        RunOptions {
+            vm_type: Some(self.vm_type),
+            kernel: self.kernel,
+            initrd: self.initrd,
+            append: self.append,
+            firmware: self.firmware,
+            smp: self.smp,
+            memory: self.memory,
+            accept: self.accept,
+            trace: self.trace,
+            control: self.control,
+            extra: self.extra,
+        }
+    }
+}
+
+/// cvmem's own failure (QEMU or the plugin could not be found or built).
+const EXIT_FAILED: u8 = 1;
+/// A bad command line, refused before QEMU ran.
+const EXIT_REFUSED: u8 = 2;
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("cvmem: error: {e:#}");
+    ExitCode::from(EXIT_FAILED)
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let cfg = match config::check(&args.options(), &config::RealFiles) {
+        Ok(cfg) => cfg,
+        Err(why) => {
+            eprintln!("cvmem: {why}");
+            return ExitCode::from(EXIT_REFUSED);
+        }
+    };
+    let paths = (|| {
+        Ok::<_, anyhow::Error>(cmdline::Paths {
+            qemu: locate::qemu()?,
+            plugin: locate::plugin()?,
+            efiboot: match cfg.firmware {
+                Firmware::Efiboot => Some(locate::efiboot()?),
+                _ => None,
+            },
+        })
+    })();
+    let paths = match paths {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let args = cmdline::qemu_args(&cfg, &paths);
+    eprintln!("$ {}", cmdline::shell_line(&paths.qemu, &args));
+    let (status, title) = match run::run_qemu(&paths.qemu, &args) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let outcome = outcome::outcome(title.as_deref(), status.code());
+    eprintln!(
+        "cvmem: {} (QEMU {status}): exit code {}",
+        outcome.describe(),
+        outcome.code()
+    );
+    ExitCode::from(outcome.code())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::QemuPath => match locate::qemu() {
+            Ok(p) => {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Cmd::PluginPath => match locate::plugin() {
+            Ok(p) => {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Cmd::Doctor => doctor::doctor(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_a_run() {
+        let cli = Cli::try_parse_from([
+            "cvmem",
+            "run",
+            "--vm-type",
+            "tdx",
+            "--kernel",
+            "k",
+            "--initrd",
+            "i",
+            "--append",
+            "a b",
+            "-m",
+            "2G",
+            "--smp",
+            "2",
+            "--accept",
+            "256M",
+            "--firmware",
+            "efiboot",
+            "--",
+            "-d",
+            "plugin",
+        ])
+        .unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!()
+        };
+        let o = args.options();
+        assert_eq!(o.vm_type, Some(VmType::Tdx));
+        assert_eq!(o.append.as_deref(), Some("a b"));
+        assert_eq!(o.memory.as_deref(), Some("2G"));
+        assert_eq!(o.firmware, Some(Firmware::Efiboot));
+        assert_eq!(o.extra, ["-d", "plugin"]);
+        assert!(Cli::try_parse_from(["cvmem", "run", "--vm-type", "sev"]).is_err());
+        let cli = Cli::try_parse_from(["cvmem", "run", "--vm-type", "sw-protected"]).unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.vm_type, VmType::SwProtected);
+    }
+
+    #[test]
+    fn help_lists_exit_codes() {
+        let help = Cli::command()
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("5  VM stopped by the modelled KVM"), "{help}");
+    }
+}
