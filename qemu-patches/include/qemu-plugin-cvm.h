@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 7
+#define QEMU_PLUGIN_CVM_API_VERSION 15
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
