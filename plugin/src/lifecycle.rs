@@ -1,7 +1,7 @@
 //! How the guest's run ended: the first line of the exit summary.
 //!
 //! A user must be able to tell a clean power-off from a crash. QEMU tells
-//! the plugin about every shutdown and reset it carries out (patch 0018:
+//! the plugin about every shutdown and reset it carries out (patches 0014 and 0015:
 //! its ShutdownCause, and where a triple fault happened); the plugin adds
 //! what only it knows: a guest's fatal-error report (TDX ReportFatalError,
 //! SNP termination request) and the modelled KVM stopping the VM.

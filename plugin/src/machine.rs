@@ -4,7 +4,7 @@
 //! QEMU itself refuses impossible configurations before starting a guest;
 //! cvmem does the same for those that would otherwise only hang or die
 //! inside the guest. The CPU model is known only once QEMU has built the
-//! machine, so the check runs from the machine-ready callback (patch 0019)
+//! machine, so the check runs from the machine-ready callback (patch 0016)
 //! and reads the model through CPUID, as the guest will.
 
 use cvmem_model::{VmConfig, VmType};
