@@ -1,0 +1,90 @@
+//! Launching the guest: SNP_LAUNCH_UPDATE of the RAM ready at launch.
+
+use super::*;
+use crate::kvm::{Effects, Kvm};
+use cvmem_model::{Gfn, GfnRange};
+use std::sync::atomic::Ordering;
+
+impl SnpFirmware {
+    /// Launches the guest once, on its first access with paging on (see the
+    /// module comment): SNP_LAUNCH_UPDATE of the private RAM below
+    /// `accept=`, and the rest zeroed (guest_memfd hands out cleared pages).
+    /// Returns the memory to clear.
+    pub fn ensure_launched(&self, kvm: &Kvm) -> Effects {
+        let mut effects = Effects::NONE;
+        if self.launched() {
+            return effects;
+        }
+        self.launch.call_once(|| {
+            let vm = kvm.vm();
+            let limit = self.accept.ready_below_gfn();
+            let slots = vm.memslots();
+            for slot in slots.iter().filter(|s| s.private_capable()) {
+                let r = slot.range();
+                let split = Gfn::new(r.end().raw().min(limit).max(r.start().raw()));
+                if let Some(launch) = GfnRange::new(r.start(), split).filter(|g| !g.is_empty()) {
+                    match vm.snp_launch_update(launch) {
+                        Ok(n) => {
+                            self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => eprintln!(
+                            "cvmem: SNP_LAUNCH_UPDATE of {:#x}..{:#x} failed: {e:?}",
+                            launch.start().gpa().raw(),
+                            launch.end().gpa().raw()
+                        ),
+                    }
+                }
+                if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
+                    effects.clear.extend(kvm.backing_ranges(rest));
+                }
+            }
+            self.launched.store(true, Ordering::Release);
+        });
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kvm::vector;
+
+    use crate::hooks::fake::MEM;
+    use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
+
+    use crate::snp::testutil::*;
+
+    #[test]
+    fn paging_off_accesses_are_private_after_launch() {
+        let kvm = guest(MEM);
+        let answer = kvm
+            .stage2(&Stage2Request {
+                gpa: 0x8000,
+                gva: 0x8000,
+                vcpu_index: 1,
+                access: Access::Write,
+                cpl: 0,
+                page_walk: false,
+                paging: false,
+                stage1_prot: prot::ALL,
+            })
+            .0;
+        assert!(matches!(
+            answer,
+            Stage2Answer::Allow {
+                backing_gpa: 0x8000,
+                ..
+            }
+        ));
+        assert!(kvm.vm().is_private(Gfn::new(8)));
+        // Shared MMIO is #VC(NPF).
+        assert_eq!(
+            access(&kvm, 0xfe00_0000, Access::Read),
+            Stage2Answer::Fault(Fault {
+                vector: vector::VC,
+                error_code: Some(exit::NPF as u32),
+                cr2: None
+            })
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The SEV-SNP guest interface for `vm-type=snp`: what the SNP hardware and
+//! firmware (PVALIDATE, RMPADJUST, #VC, SNP_LAUNCH_UPDATE) and KVM's GHCB
+//! handling give a guest.
+//!
+//! Oracles: AMD APM vol. 2 §15.35 (SEV-ES: #VC, the GHCB MSR), §15.36 (the
+//! RMP, PVALIDATE, RMPADJUST); the GHCB specification (MSR protocol, NAE
+//! events, page layout); Linux `arch/x86/include/asm/sev-common.h` and
+//! `svm.h` (the encodings a guest uses); `arch/x86/kvm/svm/sev.c` (what KVM
+//! answers: `sev_handle_vmgexit()`, `sev_es_validate_vmgexit()`,
+//! `sev_handle_vmgexit_msr_protocol()`, `setup_vmgexit_scratch()`,
+//! `snp_begin_psc()`).
+//!
+//! | guest does | here |
+//! |---|---|
+//! | CPUID 0x8000001F, SEV_STATUS (0xC0010131) | SEV, SEV-ES, SNP, VMPL; C-bit 51, 4 VMPLs; status SEV/SEV-ES/SNP and nothing else |
+//! | GHCB MSR (0xC0010130) | per vCPU, read and written without an intercept |
+//! | CPUID, RDMSR/WRMSR (intercepted MSRs), IN/OUT/INS/OUTS, VMMCALL, MMIO | #VC with the SVM exit code, once launched |
+//! | HLT | no #VC: an automatic exit (KVM halts the vCPU; Linux's #VC handler has no HLT case), so QEMU halts it |
+//! | VMGEXIT, MSR protocol | SEV info, CPUID, GHCB GPA registration, page-state change, hypervisor features, termination |
+//! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, AP HLT loop (returns at once), NMI complete, HV features, termination; HLT (0x78) is not a GHCB event (KVM's `sev_es_validate_vmgexit()`: GHCB_ERR_INVALID_EVENT) |
+//! | SNP_GUEST_REQUEST | **unsupported**: `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`; cvmem has no AMD-SP to sign a report |
+//! | PVALIDATE, RMPADJUST | RAX translated through the guest's page tables, then the model's RMP |
+//!
+//! Launch. cvmem has no OVMF: SeaBIOS and QEMU's Multiboot loader run before
+//! launch (paging off, nothing checked, nothing intercepted). The first
+//! guest access with paging on launches the guest: SNP_LAUNCH_UPDATE of the
+//! private RAM below `accept=` (validated, content kept), the rest private,
+//! unvalidated and zeroed as fresh guest_memfd pages are.
+
+mod ghcb;
+mod intercept;
+mod launch;
+mod msr_protocol;
+mod nae;
+mod psc;
+mod rmp_insn;
+mod stats;
+#[cfg(test)]
+mod testutil;
+
+use intercept::{msr_passes_through, vc};
+pub use stats::SnpStats;
+
+use crate::args::AcceptPolicy;
+use crate::hooks::{gpr, Fault, Host, Insn, InsnAction, Regs};
+use crate::kvm::{Effects, Kvm};
+use cvmem_model::PAGE_SIZE;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+
+/// The SEV MSRs.
+pub mod msr {
+    /// The GHCB MSR (APM §15.35.5).
+    pub const GHCB: u32 = 0xC001_0130;
+    /// SEV_STATUS, read only (APM §15.34.10).
+    pub const SEV_STATUS: u32 = 0xC001_0131;
+}
+
+/// SEV_STATUS: SEV, SEV-ES and SNP enabled; no optional feature (vTOM,
+/// reflect-#VC, restricted injection, secure TSC...) is modelled.
+pub const SEV_STATUS_VALUE: u64 = 0b111;
+
+/// SVM exit codes used as #VC error codes and GHCB `SW_EXITCODE`s (APM
+/// vol. 2 appendix C, GHCB spec table "NAE events").
+pub mod exit {
+    #![allow(missing_docs)]
+    pub const CPUID: u64 = 0x72;
+    pub const HLT: u64 = 0x78;
+    pub const IOIO: u64 = 0x7b;
+    pub const MSR: u64 = 0x7c;
+    pub const VMMCALL: u64 = 0x81;
+    pub const NPF: u64 = 0x400;
+    pub const MMIO_READ: u64 = 0x8000_0001;
+    pub const MMIO_WRITE: u64 = 0x8000_0002;
+    pub const NMI_COMPLETE: u64 = 0x8000_0003;
+    pub const AP_HLT_LOOP: u64 = 0x8000_0004;
+    pub const AP_JUMP_TABLE: u64 = 0x8000_0005;
+    pub const PSC: u64 = 0x8000_0010;
+    pub const GUEST_REQUEST: u64 = 0x8000_0011;
+    pub const EXT_GUEST_REQUEST: u64 = 0x8000_0012;
+    pub const HV_FEATURES: u64 = 0x8000_FFFD;
+    pub const TERM_REQUEST: u64 = 0x8000_FFFE;
+    pub const UNSUPPORTED_EVENT: u64 = 0x8000_FFFF;
+}
+
+/// The GHCB MSR protocol (sev-common.h): request and response codes in
+/// bits 11:0, data above.
+pub mod proto {
+    #![allow(missing_docs)]
+    pub const INFO_MASK: u64 = 0xfff;
+    pub const SEV_INFO_RESP: u64 = 0x001;
+    pub const SEV_INFO_REQ: u64 = 0x002;
+    pub const CPUID_REQ: u64 = 0x004;
+    pub const CPUID_RESP: u64 = 0x005;
+    pub const REG_GPA_REQ: u64 = 0x012;
+    pub const REG_GPA_RESP: u64 = 0x013;
+    pub const PSC_REQ: u64 = 0x014;
+    pub const PSC_RESP: u64 = 0x015;
+    /// KVM's generic failure answer: bit 63 set in the error field.
+    pub const PSC_RESP_ERROR: u64 = (1 << 63) | PSC_RESP;
+    pub const HV_FT_REQ: u64 = 0x080;
+    pub const HV_FT_RESP: u64 = 0x081;
+    pub const TERM_REQ: u64 = 0x100;
+    /// The GHCB protocol versions KVM offers (`GHCB_VERSION_MAX/MIN`).
+    pub const VERSION_MAX: u64 = 2;
+    pub const VERSION_MIN: u64 = 1;
+    /// Hypervisor features: SNP (the only one cvmem has; no AP creation).
+    pub const HV_FT_SNP: u64 = 1 << 0;
+    /// Page-state change operations.
+    pub const PSC_OP_PRIVATE: u64 = 1;
+    pub const PSC_OP_SHARED: u64 = 2;
+}
+
+/// Per-vCPU state.
+#[derive(Debug, Default)]
+struct SnpVcpu {
+    /// The GHCB MSR.
+    ghcb_msr: u64,
+    /// The GHCB GPA registered through the MSR protocol.
+    registered: Option<u64>,
+}
+
+/// The SNP side of one guest: firmware, hardware and KVM's GHCB handling.
+#[derive(Debug)]
+pub struct SnpFirmware {
+    vcpus: Box<[Mutex<SnpVcpu>]>,
+    /// The SEV-ES AP jump table the guest set.
+    ap_jump_table: AtomicU64,
+    launched: AtomicBool,
+    launch: Once,
+    /// `accept=`: RAM below it is launched (validated).
+    pub accept: AcceptPolicy,
+    /// `map-gpa-chunk=`: a GHCB page-state change converts at most this many
+    /// bytes per VMGEXIT, then returns with the progress recorded.
+    pub psc_chunk: u64,
+    /// Counters.
+    pub stats: SnpStats,
+}
+
+fn fault(vector: u8, error_code: Option<u32>, cr2: Option<u64>) -> Fault {
+    Fault {
+        vector,
+        error_code,
+        cr2,
+    }
+}
+
+fn gp0() -> InsnAction {
+    InsnAction::Fault(fault(13, Some(0), None))
+}
+
+impl SnpFirmware {
+    /// The SNP side of a guest with `max_vcpus` vCPUs.
+    pub fn new(max_vcpus: u32, accept: AcceptPolicy, psc_chunk: u64) -> SnpFirmware {
+        SnpFirmware {
+            vcpus: (0..max_vcpus.max(1))
+                .map(|_| Mutex::new(SnpVcpu::default()))
+                .collect(),
+            ap_jump_table: AtomicU64::new(0),
+            launched: AtomicBool::new(false),
+            launch: Once::new(),
+            accept,
+            psc_chunk: psc_chunk.max(PAGE_SIZE),
+            stats: SnpStats::default(),
+        }
+    }
+
+    /// Whether the guest runs (SNP_LAUNCH_FINISH done).
+    pub fn launched(&self) -> bool {
+        self.launched.load(Ordering::Acquire)
+    }
+
+    fn vcpu(&self, vcpu: u32) -> Option<&Mutex<SnpVcpu>> {
+        self.vcpus.get(vcpu as usize)
+    }
+
+    /// Handles an instruction of an SNP guest.
+    pub fn insn(
+        &self,
+        kvm: &Kvm,
+        vcpu: u32,
+        insn: Insn,
+        regs: &mut Regs,
+        host: &dyn Host,
+    ) -> (InsnAction, Effects) {
+        let launched = self.launched();
+        let intercept = |exit_code| {
+            self.stats.vcs.fetch_add(1, Ordering::Relaxed);
+            (vc(exit_code), Effects::NONE)
+        };
+        match insn {
+            Insn::Vmgexit => self.vmgexit(kvm, vcpu, host),
+            Insn::Pvalidate => self.rmp_insn(kvm, vcpu, regs, host, true),
+            Insn::Rmpadjust => self.rmp_insn(kvm, vcpu, regs, host, false),
+            Insn::Cpuid if launched => intercept(exit::CPUID),
+            Insn::Cpuid => {
+                let out = self.cpuid(
+                    kvm,
+                    regs.gpr[gpr::RAX] as u32,
+                    regs.gpr[gpr::RCX] as u32,
+                    host,
+                );
+                for (r, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX]
+                    .into_iter()
+                    .zip(out)
+                {
+                    regs.gpr[r] = u64::from(v);
+                }
+                (InsnAction::Done, Effects::NONE)
+            }
+            Insn::Rdmsr | Insn::Wrmsr => {
+                let m = regs.gpr[gpr::RCX] as u32;
+                if m != msr::SEV_STATUS && m != msr::GHCB {
+                    if launched && !msr_passes_through(m) {
+                        return intercept(exit::MSR);
+                    }
+                    return (InsnAction::Decline, Effects::NONE);
+                }
+                if insn == Insn::Wrmsr {
+                    let value = (regs.gpr[gpr::RDX] << 32) | (regs.gpr[gpr::RAX] & 0xffff_ffff);
+                    if !self.wrmsr(vcpu, m, value, host) {
+                        return (gp0(), Effects::NONE);
+                    }
+                } else {
+                    let value = self.rdmsr(vcpu, m, host).unwrap_or(0);
+                    regs.gpr[gpr::RAX] = value & 0xffff_ffff;
+                    regs.gpr[gpr::RDX] = value >> 32;
+                }
+                (InsnAction::Done, Effects::NONE)
+            }
+            Insn::Ioio if launched => intercept(exit::IOIO),
+            Insn::Vmmcall if launched => intercept(exit::VMMCALL),
+            // Before launch VMMCALL is KVM's hypercall, as for any AMD guest.
+            Insn::Vmmcall => (InsnAction::Done, kvm.hypercall(regs)),
+            _ => (InsnAction::Decline, Effects::NONE),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Non-automatic exits through the GHCB page (`sev_handle_vmgexit()`):
+//! CPUID, IOIO, MSR, VMMCALL, MMIO, AP jump table, guest requests.
+
+use super::ghcb::{ghcb_err, off, Ghcb, Scratch};
+use super::*;
+use crate::hooks::{gpr, Host, Regs};
+use crate::kvm::{Effects, Kvm};
+use cvmem_model::{Gpa, PAGE_SIZE};
+use std::sync::atomic::Ordering;
+
+/// `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`: the answer to every guest
+/// request (include/uapi/linux/sev-guest.h).
+pub const GUEST_REQUEST_UNSUPPORTED: u64 = 0xFFFF_FFFF_0000_0000;
+
+/// The event a refused MSR access asks the guest to raise: #GP, an
+/// exception, valid (`X86_TRAP_GP | SVM_EVTINJ_TYPE_EXEPT | SVM_EVTINJ_VALID`).
+pub const GP_EVENT: u64 = 13 | (3 << 8) | (1 << 31);
+
+impl SnpFirmware {
+    /// A non-automatic exit through the GHCB (`sev_es_validate_vmgexit()`
+    /// then `sev_handle_vmgexit()`): `Err` is a `GHCB_ERR_*`.
+    pub(super) fn nae(
+        &self,
+        kvm: &Kvm,
+        vcpu: u32,
+        ghcb_gpa: u64,
+        g: &mut Ghcb,
+        host: &dyn Host,
+    ) -> Result<Effects, u64> {
+        if g.u32_at(off::USAGE) != 0 {
+            return Err(ghcb_err::INVALID_USAGE);
+        }
+        let code = g.input(off::EXIT_CODE)?;
+        let info1 = g.input(off::EXIT_INFO_1)?;
+        let info2 = g.input(off::EXIT_INFO_2)?;
+        g.set(off::EXIT_INFO_1, 0);
+        g.set(off::EXIT_INFO_2, 0);
+        let mut effects = Effects::NONE;
+        match code {
+            exit::CPUID => {
+                let leaf = g.input(off::RAX)?;
+                if leaf as u32 == 0xd {
+                    g.input(off::XCR0)?;
+                }
+                let sub = g.optional(off::RCX);
+                let out = self.cpuid(kvm, leaf as u32, sub as u32, host);
+                for (o, v) in [off::RAX, off::RBX, off::RCX, off::RDX]
+                    .into_iter()
+                    .zip(out)
+                {
+                    g.set(o, u64::from(v));
+                }
+            }
+            exit::IOIO => self.ioio(kvm, ghcb_gpa, info1, info2, g, host)?,
+            exit::MSR => {
+                let m = g.input(off::RCX)? as u32;
+                if info1 == 0 {
+                    match self.rdmsr(vcpu, m, host) {
+                        Some(v) => {
+                            g.set(off::RAX, v & 0xffff_ffff);
+                            g.set(off::RDX, v >> 32);
+                        }
+                        None => g.raise(GP_EVENT),
+                    }
+                } else {
+                    let v = (g.input(off::RDX)? << 32) | (g.input(off::RAX)? & 0xffff_ffff);
+                    if !self.wrmsr(vcpu, m, v, host) {
+                        g.raise(GP_EVENT);
+                    }
+                }
+            }
+            // AP_HLT_LOOP: KVM holds the AP until a SIPI (AP reset hold),
+            // which QEMU only delivers to a CPU waiting for one after INIT;
+            // cvmem returns at once, as a spurious wake-up would.
+            exit::NMI_COMPLETE | exit::AP_HLT_LOOP => {}
+            exit::VMMCALL => {
+                let mut regs = Regs {
+                    cpl: (g.input(off::CPL)? & 3) as u32,
+                    ..Regs::default()
+                };
+                regs.gpr[gpr::RAX] = g.input(off::RAX)?;
+                for (r, o) in [
+                    (gpr::RBX, off::RBX),
+                    (gpr::RCX, off::RCX),
+                    (gpr::RDX, off::RDX),
+                ] {
+                    regs.gpr[r] = g.optional(o);
+                }
+                regs.gpr[gpr::RSI] = g.optional(off::RSI);
+                effects = kvm.hypercall(&mut regs);
+                g.set(off::RAX, regs.gpr[gpr::RAX]);
+            }
+            exit::MMIO_READ | exit::MMIO_WRITE => {
+                let scratch = g.input(off::SCRATCH)?;
+                let area = self.scratch(kvm, ghcb_gpa, scratch, info2)?;
+                self.mmio(kvm, info1, code == exit::MMIO_WRITE, area, g, host)?;
+            }
+            exit::AP_JUMP_TABLE => match info1 {
+                0 => self.ap_jump_table.store(info2, Ordering::Relaxed),
+                1 => g.set(off::EXIT_INFO_2, self.ap_jump_table.load(Ordering::Relaxed)),
+                _ => return Err(ghcb_err::INVALID_INPUT),
+            },
+            exit::PSC => {
+                let scratch = g.input(off::SCRATCH)?;
+                let (result, e) = self.psc(kvm, ghcb_gpa, scratch, g, host)?;
+                g.set(off::EXIT_INFO_2, result);
+                effects = e;
+            }
+            exit::GUEST_REQUEST | exit::EXT_GUEST_REQUEST => {
+                if info1 % PAGE_SIZE != 0 || info2 % PAGE_SIZE != 0 || info1 == info2 {
+                    return Err(ghcb_err::MISSING_INPUT);
+                }
+                g.set(off::EXIT_INFO_2, GUEST_REQUEST_UNSUPPORTED);
+            }
+            exit::HV_FEATURES => g.set(off::EXIT_INFO_2, proto::HV_FT_SNP),
+            exit::TERM_REQUEST => self.terminate(kvm, info1 & 0xf, (info1 >> 4) & 0xff, host),
+            exit::UNSUPPORTED_EVENT => {
+                let why = format!(
+                    "the SNP guest met an event it cannot handle \
+                     (SVM_VMGEXIT_UNSUPPORTED_EVENT, exit info {info1:#x}, {info2:#x})"
+                );
+                eprintln!("cvmem: {why}");
+                kvm.lifecycle.guest_panic(why);
+                host.guest_panicked();
+            }
+            _ => return Err(ghcb_err::INVALID_EVENT),
+        }
+        Ok(effects)
+    }
+
+    /// IOIO through the GHCB: `info1` in the SVM IOIO encoding; string
+    /// forms move `info2` items through the scratch area.
+    pub(super) fn ioio(
+        &self,
+        kvm: &Kvm,
+        ghcb_gpa: u64,
+        info1: u64,
+        info2: u64,
+        g: &mut Ghcb,
+        host: &dyn Host,
+    ) -> Result<(), u64> {
+        let port = (info1 >> 16) as u16;
+        let size: u8 = match (info1 >> 4) & 7 {
+            1 => 1,
+            2 => 2,
+            4 => 4,
+            _ => return Err(ghcb_err::INVALID_INPUT),
+        };
+        let is_in = info1 & 1 != 0;
+        let mask = if size == 4 {
+            u64::from(u32::MAX)
+        } else {
+            (1u64 << (8 * size)) - 1
+        };
+        if info1 & (1 << 2) != 0 {
+            let bytes = info2
+                .checked_mul(u64::from(size))
+                .ok_or(ghcb_err::INVALID_INPUT)?;
+            let scratch = g.input(off::SCRATCH)?;
+            let area = self.scratch(kvm, ghcb_gpa, scratch, bytes)?;
+            if is_in {
+                let data: Vec<u8> = (0..info2)
+                    .flat_map(|_| {
+                        let v = host.pio(port, size, false, 0);
+                        v.to_le_bytes()[..usize::from(size)].to_vec()
+                    })
+                    .collect();
+                self.scratch_write(kvm, area, &data, g, host)?;
+            } else {
+                let data = self.scratch_read(kvm, area, g, host)?;
+                for item in data.chunks(usize::from(size)) {
+                    let mut b = [0u8; 4];
+                    b[..item.len()].copy_from_slice(item);
+                    host.pio(port, size, true, u32::from_le_bytes(b));
+                }
+            }
+        } else if is_in {
+            let v = u64::from(host.pio(port, size, false, 0)) & mask;
+            // KVM keeps RAX's upper bytes for 1- and 2-byte INs.
+            let old = if size < 4 { g.optional(off::RAX) } else { 0 };
+            g.set(off::RAX, (old & !mask) | v);
+        } else {
+            let v = g.input(off::RAX)? & mask;
+            host.pio(port, size, true, v as u32);
+        }
+        Ok(())
+    }
+
+    /// MMIO through the GHCB, done by QEMU. Private RAM is out of the host's
+    /// reach: it reads as all ones and takes no writes, as for a device.
+    pub(super) fn mmio(
+        &self,
+        kvm: &Kvm,
+        gpa: u64,
+        write: bool,
+        area: Scratch,
+        g: &mut Ghcb,
+        host: &dyn Host,
+    ) -> Result<(), u64> {
+        let vm = kvm.vm();
+        let d = vm.decode(Gpa::new(gpa)).ok_or(ghcb_err::INVALID_INPUT)?;
+        let addr = d.gfn.gpa().raw() | d.offset;
+        let len = area.len();
+        if len == 0 || len > 8 || (addr ^ (addr + len - 1)) & !(PAGE_SIZE - 1) != 0 {
+            return Err(ghcb_err::INVALID_INPUT);
+        }
+        let reachable = kvm.host_access_allowed(addr);
+        if write {
+            let data = self.scratch_read(kvm, area, g, host)?;
+            if reachable {
+                host.phys_write(addr, &data);
+            }
+        } else {
+            let mut data = vec![0xffu8; len as usize];
+            if reachable && !host.phys_read(addr, &mut data) {
+                data.fill(0xff);
+            }
+            self.scratch_write(kvm, area, &data, g, host)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! PVALIDATE and RMPADJUST: the guest's RMP instructions.
+
+use super::*;
+use crate::hooks::{gpr, Host, InsnAction, Regs, RFLAGS_CF};
+use crate::kvm::{Effects, Kvm};
+use crate::paging;
+use cvmem_model::{Gpa, SnpInsnOutcome, VcpuId, Vmpl};
+use std::sync::atomic::Ordering;
+
+impl SnpFirmware {
+    /// PVALIDATE (`pvalidate`) or RMPADJUST: RAX is a linear address,
+    /// translated through the guest's page tables; then the model's RMP.
+    /// An exit on the way (the page is shared: KVM's memory-fault exit, the
+    /// VMM converts; a 2M RMP page under a 4K request: PSMASH) is handled and
+    /// the instruction runs again, as the guest would re-execute it.
+    pub(super) fn rmp_insn(
+        &self,
+        kvm: &Kvm,
+        vcpu: u32,
+        regs: &mut Regs,
+        host: &dyn Host,
+        pvalidate: bool,
+    ) -> (InsnAction, Effects) {
+        if regs.cpl != 0 {
+            return (gp0(), Effects::NONE);
+        }
+        let counter = if pvalidate {
+            &self.stats.pvalidates
+        } else {
+            &self.stats.rmpadjusts
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let vm = kvm.vm();
+        let alias_mask = vm.alias().alias_mask();
+        let gpa = match paging::linear_to_gpa(regs, regs.gpr[gpr::RAX], alias_mask, host) {
+            Ok(gpa) => Gpa::new(gpa),
+            Err(f) => return (InsnAction::Fault(f), Effects::NONE),
+        };
+        let (rcx, rdx) = (regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
+        let mut effects = Effects::NONE;
+        // Each exit resolves one obstacle (a conversion, a PSMASH); more
+        // than a few in a row means another vCPU keeps undoing them.
+        for _ in 0..8 {
+            let outcome = if pvalidate {
+                vm.snp_pvalidate(VcpuId(vcpu), gpa, Vmpl::Vmpl0, rcx, rdx & 1 != 0)
+            } else {
+                vm.snp_rmpadjust(VcpuId(vcpu), gpa, Vmpl::Vmpl0, rcx, rdx)
+            };
+            match outcome {
+                SnpInsnOutcome::Completed { eax, cf, flush } => {
+                    regs.gpr[gpr::RAX] = u64::from(eax);
+                    if pvalidate {
+                        regs.rflags = (regs.rflags & !RFLAGS_CF) | if cf { RFLAGS_CF } else { 0 };
+                    }
+                    effects.merge(Effects::flush(vm.flush(flush)));
+                    return (InsnAction::Done, effects);
+                }
+                SnpInsnOutcome::Retry { flush } => effects.merge(Effects::flush(vm.flush(flush))),
+                SnpInsnOutcome::Fault(f) => match kvm.exit_fault(vcpu, f, regs.gpr[gpr::RAX]) {
+                    Ok(e) => effects.merge(e),
+                    Err(action) => return (action, effects),
+                },
+                SnpInsnOutcome::Unsupported => return (InsnAction::Decline, effects),
+            }
+        }
+        // Other vCPUs kept undoing what each exit resolved: KVM would
+        // loop; cvmem stops rather than spin.
+        kvm.stop(format!(
+            "{} on vCPU {vcpu} made no progress in 8 exits",
+            if pvalidate { "PVALIDATE" } else { "RMPADJUST" }
+        ));
+        (InsnAction::Stop, effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kvm::vector;
+
+    use crate::hooks::fake::FakeHost;
+    use crate::hooks::{Access, Stage2Answer};
+    use crate::paging::linear_to_gpa;
+    use crate::snp::testutil::*;
+
+    #[test]
+    fn the_walker_follows_c_bit_tables_and_keeps_the_leaf_c_bit() {
+        let host = FakeHost::new();
+        let regs = tables(&host, 0x80_0000 | C_BIT);
+        assert_eq!(
+            linear_to_gpa(&regs, 0x4000_0123, C_BIT, &host),
+            Ok(0x80_0123 | C_BIT)
+        );
+        assert_eq!(
+            linear_to_gpa(&regs, 0x4020_1234, C_BIT, &host),
+            Ok(0x20_1234 | C_BIT)
+        );
+        let pf = linear_to_gpa(&regs, 0x4000_1000, C_BIT, &host).unwrap_err();
+        assert_eq!((pf.vector, pf.cr2), (vector::PF, Some(0x4000_1000)));
+        // Paging off: the linear address is the GPA.
+        let off = Regs::default();
+        assert_eq!(linear_to_gpa(&off, 0x1234, C_BIT, &host), Ok(0x1234));
+    }
+    #[test]
+    fn pvalidate_through_the_page_tables() {
+        let kvm = guest(8 << 20);
+        let host = FakeHost::new();
+        let mut regs = tables(&host, 0x90_0000 | C_BIT);
+        // 0x90_0000 (9 MiB) is above the launch boundary: not validated.
+        assert_eq!(
+            access(&kvm, 0x90_0000 | C_BIT, Access::Read),
+            Stage2Answer::Fault(Fault {
+                vector: vector::VC,
+                error_code: Some(0x404),
+                cr2: None
+            })
+        );
+        assert_eq!(
+            pvalidate(&kvm, &host, &mut regs, 0x4000_0000, 0, 1),
+            InsnAction::Done
+        );
+        assert_eq!((regs.gpr[gpr::RAX], regs.rflags & RFLAGS_CF), (0, 0));
+        assert!(matches!(
+            access(&kvm, 0x90_0000 | C_BIT, Access::Write),
+            Stage2Answer::Allow { .. }
+        ));
+        // Again: no update, CF set.
+        pvalidate(&kvm, &host, &mut regs, 0x4000_0000, 0, 1);
+        assert_eq!(
+            (regs.gpr[gpr::RAX], regs.rflags & RFLAGS_CF),
+            (0, RFLAGS_CF)
+        );
+        // Rescind: #VC again.
+        pvalidate(&kvm, &host, &mut regs, 0x4000_0000, 0, 0);
+        assert_eq!((regs.gpr[gpr::RAX], regs.rflags & RFLAGS_CF), (0, 0));
+        assert!(matches!(
+            access(&kvm, 0x90_0000 | C_BIT, Access::Read),
+            Stage2Answer::Fault(_)
+        ));
+        // A bad page size: FAIL_INPUT; an unmapped address: #PF; CPL 3: #GP.
+        pvalidate(&kvm, &host, &mut regs, 0x4000_0000, 7, 1);
+        assert_eq!(regs.gpr[gpr::RAX], 1);
+        assert!(matches!(
+            pvalidate(&kvm, &host, &mut regs, 0x5000_0000, 0, 1),
+            InsnAction::Fault(Fault {
+                vector: vector::PF,
+                ..
+            })
+        ));
+        regs.cpl = 3;
+        assert!(matches!(
+            pvalidate(&kvm, &host, &mut regs, 0x4000_0000, 0, 1),
+            InsnAction::Fault(Fault { vector: 13, .. })
+        ));
+    }
+}
