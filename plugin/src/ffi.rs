@@ -42,7 +42,20 @@ mod cvm_api {
 }
 
 // hooks.rs numbers the instruction kinds as the header does, all of them.
-const _: () = assert!(Insn::ALL.len() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_COUNT as usize);
+const _: () = {
+    assert!(Insn::ALL.len() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_COUNT as usize);
+    assert!(Insn::Tdcall.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_TDCALL);
+    assert!(Insn::Vmgexit.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_VMGEXIT);
+    assert!(Insn::Vmcall.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_VMCALL);
+    assert!(Insn::Vmmcall.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_VMMCALL);
+    assert!(Insn::Pvalidate.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_PVALIDATE);
+    assert!(Insn::Rmpadjust.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_RMPADJUST);
+    assert!(Insn::Cpuid.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_CPUID);
+    assert!(Insn::Rdmsr.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_RDMSR);
+    assert!(Insn::Wrmsr.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_WRMSR);
+    assert!(Insn::Ioio.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_IOIO);
+    assert!(Insn::Hlt.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_HLT);
+};
 
 /// The plugin API version cvmem is built against; QEMU refuses to load a
 /// plugin whose version is outside the range it supports.
@@ -412,7 +425,6 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
         cpl: req.cpl,
         page_walk: req.page_walk,
         paging: req.paging,
-        stage1_prot: req.stage1_prot,
     };
     let answer = guard(
         "stage2",

@@ -205,7 +205,6 @@ mod tests {
             cpl: 0,
             page_walk: true,
             paging: true,
-            stage1_prot: crate::hooks::prot::ALL,
         };
         let allow = Stage2Answer::Allow {
             backing_gpa: gpa,

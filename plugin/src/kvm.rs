@@ -81,7 +81,6 @@ pub mod vector {
     #![allow(missing_docs)]
     pub const DF: u8 = 8;
     pub const PF: u8 = 14;
-    pub const MC: u8 = 18;
     pub const VE: u8 = 20;
     pub const VC: u8 = 29;
 }
@@ -195,6 +194,7 @@ impl Kvm {
     }
 
     /// A VM of `vm_type` with the default options.
+    #[cfg(test)]
     pub fn with_type(vm_type: VmType, max_vcpus: u32) -> Result<Kvm, String> {
         Kvm::new(
             &Config {
@@ -203,11 +203,6 @@ impl Kvm {
             },
             max_vcpus,
         )
-    }
-
-    /// Whether the VM was stopped or the guest reported a fatal error.
-    pub fn is_dead(&self) -> bool {
-        self.lifecycle.is_dead()
     }
 
     /// The model.
@@ -621,7 +616,6 @@ impl Kvm {
             cpl: 0,
             page_walk: false,
             paging: false,
-            stage1_prot: prot::ALL,
         };
         match self.fault_answer(&req, fault) {
             (Stage2Answer::Fault(f), _) => Err(InsnAction::Fault(f)),
@@ -830,7 +824,6 @@ mod tests {
             cpl: 0,
             page_walk: false,
             paging: true,
-            stage1_prot: prot::ALL,
         }
     }
 

@@ -153,6 +153,7 @@ impl Lifecycle {
     }
 
     /// Whether the VM was stopped or the guest panicked: it is dead.
+    #[cfg(test)]
     pub fn is_dead(&self) -> bool {
         matches!(
             self.state.lock().end,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crossbeam::utils::CachePadded;
 
 use crate::args::{Config, TestMode};
-use crate::hooks::{prot, Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::kvm::{Effects, Kvm};
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
@@ -41,14 +41,6 @@ impl Mode {
                 "QEMU implements cvm plugin API version {v}, but this libcvmem.so was built for \
                  version {built_for}; rebuild QEMU with scripts/build-qemu"
             )),
-        }
-    }
-
-    /// A short name for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Enforcing { .. } => "enforcing",
-            Mode::Audit => "audit",
         }
     }
 }
@@ -296,7 +288,6 @@ impl Plugin {
             cpl: 0,
             page_walk: false,
             paging: true,
-            stage1_prot: prot::ALL,
         };
         if matches!(self.decide(&req).0, Stage2Answer::Fault(_)) {
             stats.audit_violations.fetch_add(1, Ordering::Relaxed);

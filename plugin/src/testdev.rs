@@ -419,7 +419,6 @@ mod tests {
             cpl: 0,
             page_walk: false,
             paging: true,
-            stage1_prot: prot::ALL,
         }
     }
 

@@ -372,7 +372,7 @@ mod tests {
         ghcb_call(&kvm, &host, &std(0x1234));
         assert_eq!(info(&host), (2, ghcb_err::INVALID_EVENT));
         // HLT is an automatic exit, never a GHCB event.
-        ghcb_call(&kvm, &host, &std(exit::HLT));
+        ghcb_call(&kvm, &host, &std(0x78)); // SVM_EXIT_HLT
         assert_eq!(info(&host), (2, ghcb_err::INVALID_EVENT));
         // The guest request is answered as unsupported.
         let mut f = std(exit::GUEST_REQUEST).to_vec();

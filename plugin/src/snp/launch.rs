@@ -50,7 +50,7 @@ mod tests {
     use crate::kvm::vector;
 
     use crate::hooks::fake::MEM;
-    use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
+    use crate::hooks::{Access, Stage2Answer, Stage2Request};
 
     use crate::snp::testutil::*;
 
@@ -66,7 +66,6 @@ mod tests {
                 cpl: 0,
                 page_walk: false,
                 paging: false,
-                stage1_prot: prot::ALL,
             })
             .0;
         assert!(matches!(

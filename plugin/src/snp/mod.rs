@@ -66,7 +66,6 @@ pub const SEV_STATUS_VALUE: u64 = 0b111;
 pub mod exit {
     #![allow(missing_docs)]
     pub const CPUID: u64 = 0x72;
-    pub const HLT: u64 = 0x78;
     pub const IOIO: u64 = 0x7b;
     pub const MSR: u64 = 0x7c;
     pub const VMMCALL: u64 = 0x81;

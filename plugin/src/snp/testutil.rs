@@ -9,7 +9,7 @@ use crate::snp::ghcb::off;
 
 use crate::args::Config;
 use crate::hooks::fake::{report_ram, FakeHost, MEM};
-use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
+use crate::hooks::{Access, Stage2Answer, Stage2Request};
 use cvmem_model::VmType;
 pub(crate) const C_BIT: u64 = 1 << 51;
 /// An SNP guest with 16 MiB of RAM, launched, RAM below `accept_below`
@@ -40,7 +40,6 @@ pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
         cpl: 0,
         page_walk: false,
         paging: true,
-        stage1_prot: prot::ALL,
     })
     .0
 }

@@ -101,7 +101,7 @@ mod tests {
     use crate::hooks::gpr;
 
     use crate::hooks::fake::{FakeHost, MEM};
-    use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
+    use crate::hooks::{Access, Stage2Answer, Stage2Request};
 
     use crate::tdx::testutil::*;
     use cvmem_model::TdAttributes;
@@ -143,7 +143,6 @@ mod tests {
             cpl: 0,
             page_walk: false,
             paging: false,
-            stage1_prot: prot::ALL,
         };
         assert!(matches!(
             kvm.stage2(&req).0,

@@ -49,7 +49,7 @@ mod testutil;
 mod ve;
 
 use report::{Sha384Digest, SHA384_LEN};
-pub use stats::{TdxStats, TDCALL_NAMES, TDVMCALL_NAMES};
+pub use stats::TdxStats;
 
 use crate::args::AcceptPolicy;
 use crate::hooks::{Fault, InsnAction};
@@ -110,7 +110,6 @@ pub mod vmcall {
 
     /// GetQuote buffer header: `version` must be 1; `status` values.
     pub const QUOTE_VERSION: u64 = 1;
-    pub const QUOTE_ERROR: u64 = 0x8000_0000_0000_0000;
     pub const QUOTE_SERVICE_UNAVAILABLE: u64 = 0x8000_0000_0000_0001;
 
     /// ReportFatalError R12 bit 63: R13 holds a GPA of more data.
@@ -130,7 +129,6 @@ pub mod field {
     /// follows ATTRIBUTES.SEPT_VE_DISABLE; REDUCE_VE needs a TDX_FEATURES0
     /// bit cvmem does not report).
     pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
-    pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
 }
 
 /// Per-vCPU state of the module.

@@ -7,7 +7,7 @@ use crate::kvm::Kvm;
 
 use crate::args::Config;
 use crate::hooks::fake::{report_ram, FakeHost};
-use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
+use crate::hooks::{Access, Stage2Answer, Stage2Request};
 use cvmem_model::{TdAttributes, VmType};
 pub(crate) const SHARED: u64 = 1 << 47;
 /// A launched TD with 16 MiB of RAM, private memory accepted below
@@ -33,7 +33,6 @@ pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
         cpl: 0,
         page_walk: false,
         paging: true,
-        stage1_prot: prot::ALL,
     })
     .0
 }

@@ -160,7 +160,7 @@ mod tests {
     use super::*;
     use crate::args::Config;
     use crate::hooks::fake::{FakeHost, MEM};
-    use crate::hooks::{prot, Access, Stage2Answer, Stage2Request};
+    use crate::hooks::{Access, Stage2Answer, Stage2Request};
     use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
     use cvmem_model::Gfn;
@@ -179,7 +179,6 @@ mod tests {
             cpl: 0,
             page_walk: false,
             paging: false,
-            stage1_prot: prot::ALL,
         };
         assert!(matches!(
             kvm.stage2(&req).0,
@@ -357,7 +356,7 @@ mod tests {
         // A private access to MMIO: QEMU cannot convert it; the VM stops
         // and the summary says which access stopped it.
         assert_eq!(access(&kvm, 0xfed0_0000, Access::Read), Stage2Answer::Stop);
-        assert!(kvm.is_dead());
+        assert!(kvm.lifecycle.is_dead());
         assert!(kvm.lifecycle.describe().starts_with(
             "VM stopped by the modelled KVM: vCPU 0 read of GPA 0xfed00000 through the private alias"
         ));
