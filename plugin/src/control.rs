@@ -49,8 +49,8 @@ use cvmem_model::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::effects::Effects;
 use crate::guard::guard;
-use crate::kvm::Effects;
 use crate::plugin::Plugin;
 
 /// The longest request line accepted.
@@ -385,8 +385,9 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
             }
             let private = attributes.0 & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0;
             // As QEMU's kvm_convert_memory(): the side left is discarded.
-            let effects = kvm
-                .convert(range, private, true)
+            let mut effects = Effects::NONE;
+            kvm.vmm
+                .convert(range, private, true, &mut effects)
                 .map_err(|e| format!("EINVAL: {e}"))?;
             host.apply(effects);
             Ok(json!({}))
@@ -454,7 +455,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
         },
         Command::Stats => {
             let s = vm.stats();
-            Ok(json!({
+            let mut reply = json!({
                 "vm_type": vm.vm_type().to_string(),
                 "slot_zap_all": vm.slot_zap_all(),
                 "lookups": s.lookups,
@@ -479,8 +480,12 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                 "rmp_pages_unassigned": s.rmp_pages_unassigned,
                 "memslot_adds": kvm.memslot_adds.load(Ordering::Relaxed),
                 "memslot_dels": kvm.memslot_dels.load(Ordering::Relaxed),
-                "implicit_conversions": kvm.implicit_conversions.load(Ordering::Relaxed),
-            }))
+                "implicit_conversions": kvm.vmm.implicit_conversions.load(Ordering::Relaxed),
+            });
+            if let Some((name, stats)) = kvm.flavour.stats() {
+                reply[name] = stats;
+            }
+            Ok(reply)
         }
         Command::Write { gpa, value } => {
             // A VMM reaches guest memory through its own mapping: QEMU's

@@ -21,9 +21,9 @@ use qemu_plugin_sys::{
 };
 
 use crate::args::{self, Request, HELP};
+use crate::effects::Effects;
 use crate::guard::guard;
 use crate::hooks::{Access, Fault, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
-use crate::kvm::Effects;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::plugin::{Mode, Plugin};
 use crate::summary;
@@ -745,7 +745,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
                     || (cvm.register_dma_cb)(id, Some(on_dma)) != 0
             };
             let mut flags = 0;
-            if !plugin.kvm.lifecycle.resettable() {
+            if !plugin.kvm.vmm.lifecycle.resettable() {
                 flags |= QEMU_PLUGIN_CVM_VM_NOT_RESETTABLE;
             }
             if plugin.config.vm_stop == args::VmStopAction::Exit {
@@ -823,7 +823,7 @@ unsafe extern "C" fn on_shutdown(ev: *const qemu_plugin_cvm_shutdown) {
     };
     guard("shutdown", (), || {
         if let Some(plugin) = PLUGIN.get() {
-            plugin.kvm.lifecycle.shutdown(shutdown);
+            plugin.kvm.vmm.lifecycle.shutdown(shutdown);
         }
     })
 }

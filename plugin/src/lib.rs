@@ -42,6 +42,9 @@
 
 mod args;
 mod control;
+mod effects;
+mod flavour;
+mod flavours;
 mod flushcheck;
 mod guard;
 mod hooks;
@@ -56,6 +59,7 @@ mod summary;
 mod tdx;
 mod testdev;
 mod trace;
+mod vmm;
 
 // The FFI layer references symbols that only QEMU provides; unit tests link
 // without QEMU, so they exercise the pure modules above instead.

@@ -5,7 +5,7 @@
 use cvmem_model::{Gpa, PAGE_SIZE};
 
 use crate::hooks::{Fault, Host, Regs};
-use crate::kvm::{vector, Kvm};
+use crate::vmm::{vector, Vmm};
 
 /// Translates linear address `la` through the guest's page tables, as the
 /// CPU does for PVALIDATE's and RMPADJUST's RAX (APM vol. 2 §5.3-5.5): the
@@ -77,8 +77,8 @@ pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> 
 /// Reads `buf.len()` bytes of guest memory at linear address `la` through
 /// the guest's page tables (one walk per page touched); `false` if a page is
 /// not mapped or not memory.
-pub fn read_linear(kvm: &Kvm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn Host) -> bool {
-    let vm = kvm.vm();
+pub fn read_linear(vmm: &Vmm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn Host) -> bool {
+    let vm = vmm.vm();
     let alias_mask = vm.alias().alias_mask();
     let mut done = 0;
     while done < buf.len() {
@@ -89,7 +89,7 @@ pub fn read_linear(kvm: &Kvm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn H
         };
         let Some(qemu) = vm
             .decode(Gpa::new(gpa))
-            .and_then(|d| Some(kvm.backing_of(d.gfn)? + d.offset))
+            .and_then(|d| Some(vmm.backing_of(d.gfn)? + d.offset))
         else {
             return false;
         };
@@ -105,6 +105,7 @@ pub fn read_linear(kvm: &Kvm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn H
 mod tests {
     use super::*;
     use crate::hooks::fake::{report_ram, FakeHost, MEM};
+    use crate::kvm::Kvm;
     use cvmem_model::VmType;
 
     #[test]
@@ -116,8 +117,8 @@ mod tests {
         // Paging off: linear = guest-physical.
         let regs = Regs::default();
         let mut b = [0u8; 4];
-        assert!(read_linear(&kvm, &regs, 0x1ffe, &mut b, &host));
+        assert!(read_linear(&kvm.vmm, &regs, 0x1ffe, &mut b, &host));
         assert_eq!(b, [1, 2, 3, 4]);
-        assert!(!read_linear(&kvm, &regs, MEM - 2, &mut b, &host));
+        assert!(!read_linear(&kvm.vmm, &regs, MEM - 2, &mut b, &host));
     }
 }

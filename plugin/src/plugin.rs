@@ -7,8 +7,9 @@ use std::time::Instant;
 use crossbeam::utils::CachePadded;
 
 use crate::args::{Config, TestMode};
+use crate::effects::Effects;
 use crate::hooks::{Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
-use crate::kvm::{Effects, Kvm};
+use crate::kvm::Kvm;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
 use crate::trace::{InsnOutcome, PluginEvent, Tracer};
@@ -73,8 +74,8 @@ impl VcpuStats {
     /// Counts an exception raised in the guest.
     pub fn injected(&self, fault: &crate::hooks::Fault) {
         let c = match fault.vector {
-            crate::kvm::vector::VE => &self.injected_ve,
-            crate::kvm::vector::VC => &self.injected_vc,
+            crate::vmm::vector::VE => &self.injected_ve,
+            crate::vmm::vector::VC => &self.injected_vc,
             _ => &self.injected_other,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -191,30 +192,8 @@ impl Plugin {
     pub fn insn_kinds(&self) -> &'static [Insn] {
         if self.testdev.is_some() {
             &Insn::ALL
-        } else if self.kvm.tdx.is_some() {
-            &[
-                Insn::Tdcall,
-                Insn::Cpuid,
-                Insn::Vmcall,
-                Insn::Ioio,
-                Insn::Hlt,
-            ]
-        } else if self.kvm.snp.is_some() {
-            // VMCALL is Intel's: #UD on AMD, as QEMU raises it.
-            &[
-                Insn::Vmgexit,
-                Insn::Vmmcall,
-                Insn::Pvalidate,
-                Insn::Rmpadjust,
-                Insn::Cpuid,
-                Insn::Rdmsr,
-                Insn::Wrmsr,
-                Insn::Ioio,
-                // Not HLT: an SEV-ES automatic exit, QEMU halts the vCPU.
-            ]
         } else {
-            // KVM's hypercall ABI is there for every VM type.
-            &[Insn::Vmcall]
+            self.kvm.flavour.insn_kinds()
         }
     }
 
@@ -365,27 +344,7 @@ impl Plugin {
                 );
             }
         }
-        if let Some(snp) = &self.kvm.snp {
-            return snp.insn(&self.kvm, vcpu, insn, regs, host);
-        }
-        match (insn, &self.kvm.tdx) {
-            (Insn::Vmcall, _) => (InsnAction::Done, self.kvm.hypercall(regs)),
-            (Insn::Tdcall, Some(tdx)) => tdx.tdcall(&self.kvm, vcpu, regs, host),
-            (Insn::Ioio | Insn::Hlt, Some(tdx)) => {
-                match tdx.instruction_ve(&self.kvm, vcpu, insn, regs, host) {
-                    Some(action) => (action, Effects::NONE),
-                    None => (InsnAction::Decline, Effects::NONE),
-                }
-            }
-            (Insn::Cpuid, Some(tdx)) => {
-                tdx.vcpu_enter(vcpu, host);
-                match tdx.cpuid(regs, host) {
-                    Some(()) => (InsnAction::Done, Effects::NONE),
-                    None => (InsnAction::Decline, Effects::NONE),
-                }
-            }
-            _ => (InsnAction::Decline, Effects::NONE),
-        }
+        self.kvm.insn(vcpu, insn, regs, host)
     }
 
     /// QEMU's memory listener added or deleted a RAM section. Runs on the

@@ -2,8 +2,9 @@
 //! and the guest's termination requests.
 
 use super::*;
+use crate::effects::Effects;
 use crate::hooks::{Host, InsnAction};
-use crate::kvm::{Effects, Kvm};
+use crate::vmm::Vmm;
 use cvmem_model::{Gpa, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -138,10 +139,11 @@ impl Ghcb {
 impl SnpFirmware {
     /// VMGEXIT: the MSR protocol when the GHCB MSR carries a request code,
     /// else the GHCB page it points to.
-    pub(super) fn vmgexit(&self, kvm: &Kvm, vcpu: u32, host: &dyn Host) -> (InsnAction, Effects) {
+    pub(super) fn vmgexit(&self, cx: &mut Ctx<'_>) -> InsnAction {
         self.stats.vmgexits.fetch_add(1, Ordering::Relaxed);
+        let (vmm, vcpu, host) = (cx.vmm, cx.vcpu, cx.host);
         let Some(state) = self.vcpu(vcpu) else {
-            return (InsnAction::Done, Effects::NONE);
+            return InsnAction::Done;
         };
         let (value, registered) = {
             let s = state.lock();
@@ -149,29 +151,27 @@ impl SnpFirmware {
         };
         if value & proto::INFO_MASK != 0 {
             self.stats.msr_protocol.fetch_add(1, Ordering::Relaxed);
-            let (response, effects) = self.msr_protocol(kvm, value, host);
+            let response = self.msr_protocol(vmm, value, host, &mut cx.fx);
             let mut s = state.lock();
             s.ghcb_msr = response;
             if response & proto::INFO_MASK == proto::REG_GPA_RESP {
                 s.registered = Some(response & !proto::INFO_MASK);
             }
-            return (InsnAction::Done, effects);
+            return InsnAction::Done;
         }
-        (
-            InsnAction::Done,
-            self.ghcb_page(kvm, vcpu, value, registered, host),
-        )
+        self.ghcb_page(vmm, vcpu, value, registered, host, &mut cx.fx);
+        InsnAction::Done
     }
 
     /// The guest asked to be terminated: say why and stop the VM as QEMU
     /// does on KVM's SEV termination event.
-    pub(super) fn terminate(&self, kvm: &Kvm, set: u64, code: u64, host: &dyn Host) {
+    pub(super) fn terminate(&self, vmm: &Vmm, set: u64, code: u64, host: &dyn Host) {
         let why = format!(
             "the SNP guest requested termination: reason set {set}, code {code} ({})",
             term_reason(set, code)
         );
         eprintln!("cvmem: {why}");
-        kvm.lifecycle.guest_panic(why);
+        vmm.lifecycle.guest_panic(why);
         host.guest_panicked();
     }
 
@@ -181,54 +181,50 @@ impl SnpFirmware {
     /// which KVM refuses for SNP, gets `GHCB_ERR_NOT_REGISTERED`.
     pub(super) fn ghcb_page(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         vcpu: u32,
         gpa: u64,
         registered: Option<u64>,
         host: &dyn Host,
-    ) -> Effects {
-        let Some(backing) = self.shared_backing(kvm, gpa) else {
-            return Effects::NONE;
+        fx: &mut Effects,
+    ) {
+        let Some(backing) = self.shared_backing(vmm, gpa) else {
+            return;
         };
         let mut page = vec![0u8; PAGE_SIZE as usize];
         if gpa % PAGE_SIZE != 0 || !host.phys_read(backing, &mut page) {
-            return Effects::NONE;
+            return;
         }
         let mut g = Ghcb::new(page);
         let result = if registered != Some(gpa) {
             Err(ghcb_err::NOT_REGISTERED)
         } else {
-            self.nae(kvm, vcpu, gpa, &mut g, host)
+            self.nae(vmm, vcpu, gpa, &mut g, host, fx)
         };
-        let effects = match result {
-            Ok(effects) => effects,
-            Err(code) => {
-                self.stats.ghcb_errors.fetch_add(1, Ordering::Relaxed);
-                g.set(off::EXIT_INFO_1, 2);
-                g.set(off::EXIT_INFO_2, code);
-                Effects::NONE
-            }
-        };
+        if let Err(code) = result {
+            self.stats.ghcb_errors.fetch_add(1, Ordering::Relaxed);
+            g.set(off::EXIT_INFO_1, 2);
+            g.set(off::EXIT_INFO_2, code);
+        }
         host.phys_write(backing, &g.page);
-        effects
     }
 
     /// The QEMU address of the shared RAM page of `gpa` (alias bits
     /// removed), if it is one.
-    pub(super) fn shared_backing(&self, kvm: &Kvm, gpa: u64) -> Option<u64> {
-        let vm = kvm.vm();
+    pub(super) fn shared_backing(&self, vmm: &Vmm, gpa: u64) -> Option<u64> {
+        let vm = vmm.vm();
         let d = vm.decode(Gpa::new(gpa))?;
         if vm.is_private(d.gfn) {
             return None;
         }
-        Some(kvm.backing_of(d.gfn)? | d.offset)
+        Some(vmm.backing_of(d.gfn)? | d.offset)
     }
 
     /// Checks a scratch area of `len` bytes at `gpa` (`setup_vmgexit_scratch()`):
     /// inside the GHCB's shared buffer, or up to 16 pages of other shared RAM.
     pub(super) fn scratch(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         ghcb_gpa: u64,
         gpa: u64,
         len: u64,
@@ -252,7 +248,7 @@ impl SnpFirmware {
         }
         let mut page = gpa & !(PAGE_SIZE - 1);
         while page < end {
-            if self.shared_backing(kvm, page).is_none() {
+            if self.shared_backing(vmm, page).is_none() {
                 return Err(ghcb_err::INVALID_SCRATCH_AREA);
             }
             page += PAGE_SIZE;
@@ -262,7 +258,7 @@ impl SnpFirmware {
 
     pub(super) fn scratch_read(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         area: Scratch,
         g: &Ghcb,
         host: &dyn Host,
@@ -272,7 +268,7 @@ impl SnpFirmware {
             Scratch::Guest { gpa, len } => {
                 let mut buf = vec![0; len as usize];
                 let backing = self
-                    .shared_backing(kvm, gpa)
+                    .shared_backing(vmm, gpa)
                     .ok_or(ghcb_err::INVALID_SCRATCH_AREA)?;
                 if !host.phys_read(backing, &mut buf) {
                     return Err(ghcb_err::INVALID_SCRATCH_AREA);
@@ -284,7 +280,7 @@ impl SnpFirmware {
 
     pub(super) fn scratch_write(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         area: Scratch,
         data: &[u8],
         g: &mut Ghcb,
@@ -298,7 +294,7 @@ impl SnpFirmware {
             }
             Scratch::Guest { gpa, .. } => {
                 let backing = self
-                    .shared_backing(kvm, gpa)
+                    .shared_backing(vmm, gpa)
                     .ok_or(ghcb_err::INVALID_SCRATCH_AREA)?;
                 if host.phys_write(backing, data) {
                     Ok(())

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hooks::{Host, InsnAction};
-use crate::kvm::{vector, Kvm};
+use crate::vmm::{vector, Vmm};
 
 /// #VC with `exit_code`: an intercepted instruction of an SEV-ES guest
 /// (APM §15.35.4).
@@ -27,7 +27,7 @@ pub(super) fn msr_passes_through(msr: u32) -> bool {
 impl SnpFirmware {
     /// CPUID as an SNP guest sees it (through #VC and the GHCB, or natively
     /// before launch): QEMU's CPU model with the memory-encryption leaf.
-    pub fn cpuid(&self, kvm: &Kvm, leaf: u32, subleaf: u32, host: &dyn Host) -> [u32; 4] {
+    pub fn cpuid(&self, vmm: &Vmm, leaf: u32, subleaf: u32, host: &dyn Host) -> [u32; 4] {
         match leaf {
             0x8000_0000 => {
                 let mut r = host.cpuid(leaf, 0);
@@ -38,7 +38,7 @@ impl SnpFirmware {
             // position, no physical address bit reduction, 4 VMPLs (APM
             // vol. 3, CPUID Fn8000_001F).
             0x8000_001F => {
-                let c_bit = u32::from(kvm.vm().config().c_bit);
+                let c_bit = u32::from(vmm.vm().config().c_bit);
                 [
                     (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5),
                     c_bit | (4 << 12),
@@ -77,6 +77,7 @@ impl SnpFirmware {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::Regs;
 
     use crate::hooks::fake::{FakeHost, MEM};
 
@@ -86,7 +87,7 @@ mod tests {
     fn launched_guests_get_vc_for_intercepted_instructions() {
         let kvm = guest(MEM);
         let host = FakeHost::new();
-        let snp = kvm.snp.as_ref().unwrap();
+        let _snp = kvm.flavour_as::<SnpFirmware>();
         let mut regs = Regs::default();
         let code = |a: InsnAction| match a {
             InsnAction::Fault(f) if f.vector == vector::VC => f.error_code,
@@ -98,26 +99,26 @@ mod tests {
             (Insn::Vmmcall, exit::VMMCALL),
         ] {
             assert_eq!(
-                code(snp.insn(&kvm, 0, insn, &mut regs, &host).0),
+                code(kvm.insn(0, insn, &mut regs, &host).0),
                 Some(want as u32)
             );
         }
         regs.gpr[gpr::RCX] = 0x830; // x2APIC ICR: intercepted
         assert_eq!(
-            code(snp.insn(&kvm, 0, Insn::Wrmsr, &mut regs, &host).0),
+            code(kvm.insn(0, Insn::Wrmsr, &mut regs, &host).0),
             Some(0x7c)
         );
         regs.gpr[gpr::RCX] = 0xC000_0101; // GS_BASE: in the VMSA
         assert_eq!(
-            snp.insn(&kvm, 0, Insn::Wrmsr, &mut regs, &host).0,
+            kvm.insn(0, Insn::Wrmsr, &mut regs, &host).0,
             InsnAction::Decline
         );
         regs.gpr[gpr::RCX] = u64::from(msr::SEV_STATUS);
         assert_eq!(
-            snp.insn(&kvm, 0, Insn::Rdmsr, &mut regs, &host).0,
+            kvm.insn(0, Insn::Rdmsr, &mut regs, &host).0,
             InsnAction::Done
         );
         assert_eq!((regs.gpr[gpr::RAX], regs.gpr[gpr::RDX]), (7, 0));
-        assert_eq!(snp.insn(&kvm, 0, Insn::Wrmsr, &mut regs, &host).0, gp0());
+        assert_eq!(kvm.insn(0, Insn::Wrmsr, &mut regs, &host).0, gp0());
     }
 }

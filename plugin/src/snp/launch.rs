@@ -1,7 +1,8 @@
 //! Launching the guest: SNP_LAUNCH_UPDATE of the RAM ready at launch.
 
 use super::*;
-use crate::kvm::{Effects, Kvm};
+use crate::effects::Effects;
+use crate::vmm::Vmm;
 use cvmem_model::{Gfn, GfnRange};
 use std::sync::atomic::Ordering;
 
@@ -9,14 +10,13 @@ impl SnpFirmware {
     /// Launches the guest once, on its first access with paging on (see the
     /// module comment): SNP_LAUNCH_UPDATE of the private RAM below
     /// `accept=`, and the rest zeroed (guest_memfd hands out cleared pages).
-    /// Returns the memory to clear.
-    pub fn ensure_launched(&self, kvm: &Kvm) -> Effects {
-        let mut effects = Effects::NONE;
+    /// The memory to clear goes to `fx`.
+    pub fn ensure_launched(&self, vmm: &Vmm, fx: &mut Effects) {
         if self.launched() {
-            return effects;
+            return;
         }
         self.launch.call_once(|| {
-            let vm = kvm.vm();
+            let vm = vmm.vm();
             let limit = self.accept.ready_below_gfn();
             let slots = vm.memslots();
             for slot in slots.iter().filter(|s| s.private_capable()) {
@@ -35,19 +35,18 @@ impl SnpFirmware {
                     }
                 }
                 if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
-                    effects.clear.extend(kvm.backing_ranges(rest));
+                    fx.clear.extend(vmm.backing_ranges(rest));
                 }
             }
             self.launched.store(true, Ordering::Release);
         });
-        effects
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kvm::vector;
+    use crate::vmm::vector;
 
     use crate::hooks::fake::MEM;
     use crate::hooks::{Access, Stage2Answer, Stage2Request};

@@ -41,10 +41,14 @@ mod testutil;
 use intercept::{msr_passes_through, vc};
 pub use stats::SnpStats;
 
+use std::fmt::Write as _;
+
 use crate::args::AcceptPolicy;
-use crate::hooks::{gpr, Fault, Host, Insn, InsnAction, Regs};
-use crate::kvm::{Effects, Kvm};
-use cvmem_model::PAGE_SIZE;
+use crate::effects::Effects;
+use crate::flavour::{Ctx, Flavour, Lookup};
+use crate::hooks::{gpr, Access, Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::vmm::{model_access, pferr, vector, Vmm};
+use cvmem_model::{Gpa, SnpAccessCtx, Stage2Fault, VcpuId, Vmpl, PAGE_SIZE};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
@@ -70,6 +74,9 @@ pub mod exit {
     pub const MSR: u64 = 0x7c;
     pub const VMMCALL: u64 = 0x81;
     pub const NPF: u64 = 0x400;
+    /// #VC error code of an access to a page that is not validated
+    /// (SVM_EXIT_NPF with the page-not-validated code).
+    pub const NPF_PAGE_NOT_VALIDATED: u64 = 0x404;
     pub const MMIO_READ: u64 = 0x8000_0001;
     pub const MMIO_WRITE: u64 = 0x8000_0002;
     pub const NMI_COMPLETE: u64 = 0x8000_0003;
@@ -173,66 +180,178 @@ impl SnpFirmware {
     fn vcpu(&self, vcpu: u32) -> Option<&Mutex<SnpVcpu>> {
         self.vcpus.get(vcpu as usize)
     }
+}
 
-    /// Handles an instruction of an SNP guest.
-    pub fn insn(
-        &self,
-        kvm: &Kvm,
-        vcpu: u32,
-        insn: Insn,
-        regs: &mut Regs,
-        host: &dyn Host,
-    ) -> (InsnAction, Effects) {
+impl Flavour for SnpFirmware {
+    #[cfg(test)]
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn insn_kinds(&self) -> &'static [Insn] {
+        // VMCALL is Intel's: #UD on AMD, as QEMU raises it.
+        &[
+            Insn::Vmgexit,
+            Insn::Vmmcall,
+            Insn::Pvalidate,
+            Insn::Rmpadjust,
+            Insn::Cpuid,
+            Insn::Rdmsr,
+            Insn::Wrmsr,
+            Insn::Ioio,
+            // Not HLT: an SEV-ES automatic exit, QEMU halts the vCPU.
+        ]
+    }
+
+    fn insn(&self, cx: &mut Ctx<'_>, insn: Insn) -> InsnAction {
         let launched = self.launched();
         let intercept = |exit_code| {
             self.stats.vcs.fetch_add(1, Ordering::Relaxed);
-            (vc(exit_code), Effects::NONE)
+            vc(exit_code)
         };
+        let (vmm, vcpu, host) = (cx.vmm, cx.vcpu, cx.host);
         match insn {
-            Insn::Vmgexit => self.vmgexit(kvm, vcpu, host),
-            Insn::Pvalidate => self.rmp_insn(kvm, vcpu, regs, host, true),
-            Insn::Rmpadjust => self.rmp_insn(kvm, vcpu, regs, host, false),
+            Insn::Vmgexit => self.vmgexit(cx),
+            Insn::Pvalidate => self.rmp_insn(cx, true),
+            Insn::Rmpadjust => self.rmp_insn(cx, false),
             Insn::Cpuid if launched => intercept(exit::CPUID),
             Insn::Cpuid => {
                 let out = self.cpuid(
-                    kvm,
-                    regs.gpr[gpr::RAX] as u32,
-                    regs.gpr[gpr::RCX] as u32,
+                    vmm,
+                    cx.regs.gpr[gpr::RAX] as u32,
+                    cx.regs.gpr[gpr::RCX] as u32,
                     host,
                 );
                 for (r, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX]
                     .into_iter()
                     .zip(out)
                 {
-                    regs.gpr[r] = u64::from(v);
+                    cx.regs.gpr[r] = u64::from(v);
                 }
-                (InsnAction::Done, Effects::NONE)
+                InsnAction::Done
             }
             Insn::Rdmsr | Insn::Wrmsr => {
-                let m = regs.gpr[gpr::RCX] as u32;
+                let m = cx.regs.gpr[gpr::RCX] as u32;
                 if m != msr::SEV_STATUS && m != msr::GHCB {
                     if launched && !msr_passes_through(m) {
                         return intercept(exit::MSR);
                     }
-                    return (InsnAction::Decline, Effects::NONE);
+                    return InsnAction::Decline;
                 }
                 if insn == Insn::Wrmsr {
-                    let value = (regs.gpr[gpr::RDX] << 32) | (regs.gpr[gpr::RAX] & 0xffff_ffff);
+                    let value =
+                        (cx.regs.gpr[gpr::RDX] << 32) | (cx.regs.gpr[gpr::RAX] & 0xffff_ffff);
                     if !self.wrmsr(vcpu, m, value, host) {
-                        return (gp0(), Effects::NONE);
+                        return gp0();
                     }
                 } else {
                     let value = self.rdmsr(vcpu, m, host).unwrap_or(0);
-                    regs.gpr[gpr::RAX] = value & 0xffff_ffff;
-                    regs.gpr[gpr::RDX] = value >> 32;
+                    cx.regs.gpr[gpr::RAX] = value & 0xffff_ffff;
+                    cx.regs.gpr[gpr::RDX] = value >> 32;
                 }
-                (InsnAction::Done, Effects::NONE)
+                InsnAction::Done
             }
             Insn::Ioio if launched => intercept(exit::IOIO),
             Insn::Vmmcall if launched => intercept(exit::VMMCALL),
             // Before launch VMMCALL is KVM's hypercall, as for any AMD guest.
-            Insn::Vmmcall => (InsnAction::Done, kvm.hypercall(regs)),
-            _ => (InsnAction::Decline, Effects::NONE),
+            Insn::Vmmcall => {
+                vmm.hypercall(cx.regs, &mut cx.fx);
+                InsnAction::Done
+            }
+            _ => InsnAction::Decline,
         }
+    }
+
+    fn launched(&self) -> bool {
+        SnpFirmware::launched(self)
+    }
+
+    #[inline]
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Lookup {
+        let mut gpa = req.gpa;
+        if !self.launched() {
+            if !req.paging {
+                // The VMM still builds the guest (see launch.rs).
+                return Lookup::Answer(Stage2Answer::identity(req));
+            }
+            self.ensure_launched(vmm, fx);
+        }
+        // With paging off every access of an SEV guest is private (APM
+        // vol. 2 §15.34.5): the AP trampoline runs on private memory.
+        if !req.paging {
+            gpa |= vmm.vm().alias().alias_mask();
+        }
+        // The RMP check runs on every translation of an SNP guest.
+        let ctx = SnpAccessCtx {
+            vmpl: Vmpl::Vmpl0,
+            user: req.cpl == 3,
+            page_walk: req.page_walk,
+        };
+        Lookup::Model(vmm.vm().snp_stage2(
+            VcpuId(req.vcpu_index),
+            Gpa::new(gpa),
+            model_access(req.access),
+            ctx,
+        ))
+    }
+
+    fn guest_fault(
+        &self,
+        _vmm: &Vmm,
+        req: &Stage2Request,
+        fault: &Stage2Fault,
+    ) -> Option<Stage2Answer> {
+        let raise = |vector, error_code, cr2| {
+            Some(Stage2Answer::Fault(Fault {
+                vector,
+                error_code,
+                cr2,
+            }))
+        };
+        match *fault {
+            // An SEV-ES guest's MMIO is a #VC(NPF): KVM's MMIO SPTEs have
+            // reserved bits set, so the access faults into the guest, which
+            // emulates it through the GHCB (APM vol. 2 §15.35.6).
+            Stage2Fault::Mmio { .. } => {
+                self.stats.vcs.fetch_add(1, Ordering::Relaxed);
+                raise(vector::VC, Some(exit::NPF as u32), None)
+            }
+            Stage2Fault::PageNotValidated { .. } => {
+                self.stats.vcs.fetch_add(1, Ordering::Relaxed);
+                raise(vector::VC, Some(exit::NPF_PAGE_NOT_VALIDATED as u32), None)
+            }
+            // strict=on: the #PF with the RMP bit the hardware gives for an
+            // access to a page the guest does not own in that alias (APM
+            // Table 15-39).
+            Stage2Fault::MemoryFault { .. } => {
+                let mut code = pferr::PRESENT | pferr::RMP;
+                match req.access {
+                    Access::Write if !req.page_walk => code |= pferr::WRITE,
+                    Access::Fetch => code |= pferr::FETCH,
+                    _ => {}
+                }
+                if req.cpl == 3 {
+                    code |= pferr::USER;
+                }
+                raise(vector::PF, Some(code), Some(req.gva))
+            }
+            _ => None,
+        }
+    }
+
+    fn private_by_default(&self) -> bool {
+        true
+    }
+
+    fn protects_vcpu_state(&self) -> bool {
+        true
+    }
+
+    fn summary(&self, out: &mut String) {
+        let _ = writeln!(out, "  snp           {}", self.summary());
+    }
+
+    fn stats(&self) -> Option<(&'static str, serde_json::Value)> {
+        Some(("snp", self.stats.json()))
     }
 }

@@ -1,54 +1,67 @@
 //! The GHCB MSR protocol: requests carried in the GHCB MSR itself.
 
 use super::*;
+use crate::effects::Effects;
 use crate::hooks::Host;
-use crate::kvm::{Effects, Kvm};
+use crate::vmm::Vmm;
 use cvmem_model::{Gfn, GfnRange};
 use std::sync::atomic::Ordering;
 
 impl SnpFirmware {
-    /// One MSR-protocol request; returns the new GHCB MSR value. An unknown
+    /// One MSR-protocol request; returns the new GHCB MSR value (effects of
+    /// a page-state change go to `fx`). An unknown
     /// request leaves the MSR as it is, as KVM does.
-    pub(super) fn msr_protocol(&self, kvm: &Kvm, value: u64, host: &dyn Host) -> (u64, Effects) {
+    pub(super) fn msr_protocol(
+        &self,
+        vmm: &Vmm,
+        value: u64,
+        host: &dyn Host,
+        fx: &mut Effects,
+    ) -> u64 {
         use proto as p;
         let data = value >> 12;
         match value & p::INFO_MASK {
             p::SEV_INFO_REQ => {
-                let c_bit = u64::from(kvm.vm().config().c_bit);
+                let c_bit = u64::from(vmm.vm().config().c_bit);
                 let info = (p::VERSION_MAX << 48) | (p::VERSION_MIN << 32) | (c_bit << 24);
-                (info | p::SEV_INFO_RESP, Effects::NONE)
+                info | p::SEV_INFO_RESP
             }
             p::CPUID_REQ => {
                 let reg = (value >> 30) & 3;
-                let out = self.cpuid(kvm, (value >> 32) as u32, 0, host);
+                let out = self.cpuid(vmm, (value >> 32) as u32, 0, host);
                 let v = u64::from(out[reg as usize]);
-                ((v << 32) | (reg << 30) | p::CPUID_RESP, Effects::NONE)
+                (v << 32) | (reg << 30) | p::CPUID_RESP
             }
             // KVM records the GFN and echoes it (sev.c, GHCB_MSR_REG_GPA_REQ).
-            p::REG_GPA_REQ => ((data << 12) | p::REG_GPA_RESP, Effects::NONE),
+            p::REG_GPA_REQ => (data << 12) | p::REG_GPA_RESP,
             p::PSC_REQ => {
                 let gfn = data & ((1 << 40) - 1);
                 let op = (value >> 52) & 0xf;
                 if op != p::PSC_OP_PRIVATE && op != p::PSC_OP_SHARED {
-                    return (p::PSC_RESP_ERROR, Effects::NONE);
+                    return p::PSC_RESP_ERROR;
                 }
-                match kvm.convert(GfnRange::one(Gfn::new(gfn)), op == p::PSC_OP_PRIVATE, false) {
-                    Ok(effects) => {
+                match vmm.convert(
+                    GfnRange::one(Gfn::new(gfn)),
+                    op == p::PSC_OP_PRIVATE,
+                    false,
+                    fx,
+                ) {
+                    Ok(()) => {
                         self.stats.psc_pages.fetch_add(1, Ordering::Relaxed);
-                        (p::PSC_RESP, effects)
+                        p::PSC_RESP
                     }
                     Err(_) => {
                         self.stats.psc_refused.fetch_add(1, Ordering::Relaxed);
-                        (p::PSC_RESP_ERROR, Effects::NONE)
+                        p::PSC_RESP_ERROR
                     }
                 }
             }
-            p::HV_FT_REQ => ((p::HV_FT_SNP << 12) | p::HV_FT_RESP, Effects::NONE),
+            p::HV_FT_REQ => (p::HV_FT_SNP << 12) | p::HV_FT_RESP,
             p::TERM_REQ => {
-                self.terminate(kvm, (value >> 12) & 0xf, (value >> 16) & 0xff, host);
-                (value, Effects::NONE)
+                self.terminate(vmm, (value >> 12) & 0xf, (value >> 16) & 0xff, host);
+                value
             }
-            _ => (value, Effects::NONE),
+            _ => value,
         }
     }
 }

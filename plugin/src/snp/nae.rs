@@ -3,8 +3,9 @@
 
 use super::ghcb::{ghcb_err, off, Ghcb, Scratch};
 use super::*;
+use crate::effects::Effects;
 use crate::hooks::{gpr, Host, Regs};
-use crate::kvm::{Effects, Kvm};
+use crate::vmm::Vmm;
 use cvmem_model::{Gpa, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -18,15 +19,17 @@ pub const GP_EVENT: u64 = 13 | (3 << 8) | (1 << 31);
 
 impl SnpFirmware {
     /// A non-automatic exit through the GHCB (`sev_es_validate_vmgexit()`
-    /// then `sev_handle_vmgexit()`): `Err` is a `GHCB_ERR_*`.
+    /// then `sev_handle_vmgexit()`): `Err` is a `GHCB_ERR_*`; effects go to
+    /// `fx`.
     pub(super) fn nae(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         vcpu: u32,
         ghcb_gpa: u64,
         g: &mut Ghcb,
         host: &dyn Host,
-    ) -> Result<Effects, u64> {
+        fx: &mut Effects,
+    ) -> Result<(), u64> {
         if g.u32_at(off::USAGE) != 0 {
             return Err(ghcb_err::INVALID_USAGE);
         }
@@ -35,7 +38,6 @@ impl SnpFirmware {
         let info2 = g.input(off::EXIT_INFO_2)?;
         g.set(off::EXIT_INFO_1, 0);
         g.set(off::EXIT_INFO_2, 0);
-        let mut effects = Effects::NONE;
         match code {
             exit::CPUID => {
                 let leaf = g.input(off::RAX)?;
@@ -43,7 +45,7 @@ impl SnpFirmware {
                     g.input(off::XCR0)?;
                 }
                 let sub = g.optional(off::RCX);
-                let out = self.cpuid(kvm, leaf as u32, sub as u32, host);
+                let out = self.cpuid(vmm, leaf as u32, sub as u32, host);
                 for (o, v) in [off::RAX, off::RBX, off::RCX, off::RDX]
                     .into_iter()
                     .zip(out)
@@ -51,7 +53,7 @@ impl SnpFirmware {
                     g.set(o, u64::from(v));
                 }
             }
-            exit::IOIO => self.ioio(kvm, ghcb_gpa, info1, info2, g, host)?,
+            exit::IOIO => self.ioio(vmm, ghcb_gpa, info1, info2, g, host)?,
             exit::MSR => {
                 let m = g.input(off::RCX)? as u32;
                 if info1 == 0 {
@@ -87,13 +89,13 @@ impl SnpFirmware {
                     regs.gpr[r] = g.optional(o);
                 }
                 regs.gpr[gpr::RSI] = g.optional(off::RSI);
-                effects = kvm.hypercall(&mut regs);
+                vmm.hypercall(&mut regs, fx);
                 g.set(off::RAX, regs.gpr[gpr::RAX]);
             }
             exit::MMIO_READ | exit::MMIO_WRITE => {
                 let scratch = g.input(off::SCRATCH)?;
-                let area = self.scratch(kvm, ghcb_gpa, scratch, info2)?;
-                self.mmio(kvm, info1, code == exit::MMIO_WRITE, area, g, host)?;
+                let area = self.scratch(vmm, ghcb_gpa, scratch, info2)?;
+                self.mmio(vmm, info1, code == exit::MMIO_WRITE, area, g, host)?;
             }
             exit::AP_JUMP_TABLE => match info1 {
                 0 => self.ap_jump_table.store(info2, Ordering::Relaxed),
@@ -102,9 +104,8 @@ impl SnpFirmware {
             },
             exit::PSC => {
                 let scratch = g.input(off::SCRATCH)?;
-                let (result, e) = self.psc(kvm, ghcb_gpa, scratch, g, host)?;
+                let result = self.psc(vmm, ghcb_gpa, scratch, g, host, fx)?;
                 g.set(off::EXIT_INFO_2, result);
-                effects = e;
             }
             exit::GUEST_REQUEST | exit::EXT_GUEST_REQUEST => {
                 if info1 % PAGE_SIZE != 0 || info2 % PAGE_SIZE != 0 || info1 == info2 {
@@ -113,26 +114,26 @@ impl SnpFirmware {
                 g.set(off::EXIT_INFO_2, GUEST_REQUEST_UNSUPPORTED);
             }
             exit::HV_FEATURES => g.set(off::EXIT_INFO_2, proto::HV_FT_SNP),
-            exit::TERM_REQUEST => self.terminate(kvm, info1 & 0xf, (info1 >> 4) & 0xff, host),
+            exit::TERM_REQUEST => self.terminate(vmm, info1 & 0xf, (info1 >> 4) & 0xff, host),
             exit::UNSUPPORTED_EVENT => {
                 let why = format!(
                     "the SNP guest met an event it cannot handle \
                      (SVM_VMGEXIT_UNSUPPORTED_EVENT, exit info {info1:#x}, {info2:#x})"
                 );
                 eprintln!("cvmem: {why}");
-                kvm.lifecycle.guest_panic(why);
+                vmm.lifecycle.guest_panic(why);
                 host.guest_panicked();
             }
             _ => return Err(ghcb_err::INVALID_EVENT),
         }
-        Ok(effects)
+        Ok(())
     }
 
     /// IOIO through the GHCB: `info1` in the SVM IOIO encoding; string
     /// forms move `info2` items through the scratch area.
     pub(super) fn ioio(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         ghcb_gpa: u64,
         info1: u64,
         info2: u64,
@@ -157,7 +158,7 @@ impl SnpFirmware {
                 .checked_mul(u64::from(size))
                 .ok_or(ghcb_err::INVALID_INPUT)?;
             let scratch = g.input(off::SCRATCH)?;
-            let area = self.scratch(kvm, ghcb_gpa, scratch, bytes)?;
+            let area = self.scratch(vmm, ghcb_gpa, scratch, bytes)?;
             if is_in {
                 let data: Vec<u8> = (0..info2)
                     .flat_map(|_| {
@@ -165,9 +166,9 @@ impl SnpFirmware {
                         v.to_le_bytes()[..usize::from(size)].to_vec()
                     })
                     .collect();
-                self.scratch_write(kvm, area, &data, g, host)?;
+                self.scratch_write(vmm, area, &data, g, host)?;
             } else {
-                let data = self.scratch_read(kvm, area, g, host)?;
+                let data = self.scratch_read(vmm, area, g, host)?;
                 for item in data.chunks(usize::from(size)) {
                     let mut b = [0u8; 4];
                     b[..item.len()].copy_from_slice(item);
@@ -190,23 +191,23 @@ impl SnpFirmware {
     /// reach: it reads as all ones and takes no writes, as for a device.
     pub(super) fn mmio(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         gpa: u64,
         write: bool,
         area: Scratch,
         g: &mut Ghcb,
         host: &dyn Host,
     ) -> Result<(), u64> {
-        let vm = kvm.vm();
+        let vm = vmm.vm();
         let d = vm.decode(Gpa::new(gpa)).ok_or(ghcb_err::INVALID_INPUT)?;
         let addr = d.gfn.gpa().raw() | d.offset;
         let len = area.len();
         if len == 0 || len > 8 || (addr ^ (addr + len - 1)) & !(PAGE_SIZE - 1) != 0 {
             return Err(ghcb_err::INVALID_INPUT);
         }
-        let reachable = kvm.host_access_allowed(addr);
+        let reachable = !self.launched() || vmm.device_access_allowed(addr);
         if write {
-            let data = self.scratch_read(kvm, area, g, host)?;
+            let data = self.scratch_read(vmm, area, g, host)?;
             if reachable {
                 host.phys_write(addr, &data);
             }
@@ -215,7 +216,7 @@ impl SnpFirmware {
             if reachable && !host.phys_read(addr, &mut data) {
                 data.fill(0xff);
             }
-            self.scratch_write(kvm, area, &data, g, host)?;
+            self.scratch_write(vmm, area, &data, g, host)?;
         }
         Ok(())
     }

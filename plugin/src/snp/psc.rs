@@ -2,8 +2,9 @@
 
 use super::ghcb::{ghcb_err, Ghcb};
 use super::*;
+use crate::effects::Effects;
 use crate::hooks::Host;
-use crate::kvm::{Effects, Kvm};
+use crate::vmm::Vmm;
 use cvmem_model::{Gfn, GfnRange, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -38,24 +39,26 @@ impl SnpFirmware {
     /// A page-state change through the GHCB (`snp_begin_psc()`): the
     /// descriptor at `scratch`, processed from `cur_entry` (and each entry
     /// from `cur_page`) for at most `psc_chunk` bytes, progress written back.
-    /// Returns the `SW_EXITINFO2` result and the conversions' effects.
+    /// Returns the `SW_EXITINFO2` result; the conversions' effects go to
+    /// `fx`.
     pub(super) fn psc(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         ghcb_gpa: u64,
         scratch: u64,
         g: &mut Ghcb,
         host: &dyn Host,
-    ) -> Result<(u64, Effects), u64> {
-        let hdr_area = self.scratch(kvm, ghcb_gpa, scratch, 8)?;
-        let hdr = self.scratch_read(kvm, hdr_area, g, host)?;
+        fx: &mut Effects,
+    ) -> Result<u64, u64> {
+        let hdr_area = self.scratch(vmm, ghcb_gpa, scratch, 8)?;
+        let hdr = self.scratch_read(vmm, hdr_area, g, host)?;
         let cur = u64::from(u16::from_le_bytes([hdr[0], hdr[1]]));
         let end = u64::from(u16::from_le_bytes([hdr[2], hdr[3]]));
         if end >= psc_err::MAX_ENTRY {
-            return Ok((psc_err::INVALID_HDR, Effects::NONE));
+            return Ok(psc_err::INVALID_HDR);
         }
-        let area = self.scratch(kvm, ghcb_gpa, scratch, 8 + 8 * (end + 1))?;
-        let mut desc = self.scratch_read(kvm, area, g, host)?;
+        let area = self.scratch(vmm, ghcb_gpa, scratch, 8 + 8 * (end + 1))?;
+        let mut desc = self.scratch_read(vmm, area, g, host)?;
         // The work, entry by entry from `cur_entry`, within the budget: each
         // step's range, its operation and the entry's new value.
         let mut budget = self.psc_chunk / PAGE_SIZE;
@@ -99,7 +102,6 @@ impl SnpFirmware {
         // Adjacent steps with the same operation become one conversion, as
         // KVM merges them into one KVM_HC_MAP_GPA_RANGE exit; a step's
         // progress is recorded once its conversion succeeded.
-        let mut effects = Effects::NONE;
         let mut idx = cur;
         let mut i = 0;
         'runs: while i < steps.len() {
@@ -114,8 +116,8 @@ impl SnpFirmware {
             if let (Some(private), true) = (steps[i].private, pages > 0) {
                 let range = GfnRange::from_start_len(Gfn::new(steps[i].start), pages)
                     .ok_or(ghcb_err::INVALID_INPUT)?;
-                match kvm.convert(range, private, false) {
-                    Ok(e) => effects.merge(e),
+                match vmm.convert(range, private, false, fx) {
+                    Ok(()) => {}
                     Err(_) => {
                         self.stats.psc_refused.fetch_add(1, Ordering::Relaxed);
                         result = psc_err::GENERIC;
@@ -131,8 +133,8 @@ impl SnpFirmware {
             i = j;
         }
         desc[0..2].copy_from_slice(&(idx as u16).to_le_bytes());
-        self.scratch_write(kvm, area, &desc, g, host)?;
-        Ok((result, effects))
+        self.scratch_write(vmm, area, &desc, g, host)?;
+        Ok(result)
     }
 }
 

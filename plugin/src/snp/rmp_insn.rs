@@ -1,8 +1,8 @@
 //! PVALIDATE and RMPADJUST: the guest's RMP instructions.
 
 use super::*;
-use crate::hooks::{gpr, Host, InsnAction, Regs, RFLAGS_CF};
-use crate::kvm::{Effects, Kvm};
+use crate::flavour::Ctx;
+use crate::hooks::{gpr, InsnAction, RFLAGS_CF};
 use crate::paging;
 use cvmem_model::{Gpa, SnpInsnOutcome, VcpuId, Vmpl};
 use std::sync::atomic::Ordering;
@@ -13,31 +13,26 @@ impl SnpFirmware {
     /// An exit on the way (the page is shared: KVM's memory-fault exit, the
     /// VMM converts; a 2M RMP page under a 4K request: PSMASH) is handled and
     /// the instruction runs again, as the guest would re-execute it.
-    pub(super) fn rmp_insn(
-        &self,
-        kvm: &Kvm,
-        vcpu: u32,
-        regs: &mut Regs,
-        host: &dyn Host,
-        pvalidate: bool,
-    ) -> (InsnAction, Effects) {
-        if regs.cpl != 0 {
-            return (gp0(), Effects::NONE);
+    pub(super) fn rmp_insn(&self, cx: &mut Ctx<'_>, pvalidate: bool) -> InsnAction {
+        if cx.regs.cpl != 0 {
+            return gp0();
         }
+        let (vmm, vcpu, host) = (cx.vmm, cx.vcpu, cx.host);
+        let regs = &mut *cx.regs;
+        let fx = &mut cx.fx;
         let counter = if pvalidate {
             &self.stats.pvalidates
         } else {
             &self.stats.rmpadjusts
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let vm = kvm.vm();
+        let vm = vmm.vm();
         let alias_mask = vm.alias().alias_mask();
         let gpa = match paging::linear_to_gpa(regs, regs.gpr[gpr::RAX], alias_mask, host) {
             Ok(gpa) => Gpa::new(gpa),
-            Err(f) => return (InsnAction::Fault(f), Effects::NONE),
+            Err(f) => return InsnAction::Fault(f),
         };
         let (rcx, rdx) = (regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
-        let mut effects = Effects::NONE;
         // Each exit resolves one obstacle (a conversion, a PSMASH); more
         // than a few in a row means another vCPU keeps undoing them.
         for _ in 0..8 {
@@ -52,31 +47,34 @@ impl SnpFirmware {
                     if pvalidate {
                         regs.rflags = (regs.rflags & !RFLAGS_CF) | if cf { RFLAGS_CF } else { 0 };
                     }
-                    effects.merge(Effects::flush(vm.flush(flush)));
-                    return (InsnAction::Done, effects);
+                    fx.push_flush(vm.flush(flush));
+                    return InsnAction::Done;
                 }
-                SnpInsnOutcome::Retry { flush } => effects.merge(Effects::flush(vm.flush(flush))),
-                SnpInsnOutcome::Fault(f) => match kvm.exit_fault(vcpu, f, regs.gpr[gpr::RAX]) {
-                    Ok(e) => effects.merge(e),
-                    Err(action) => return (action, effects),
-                },
-                SnpInsnOutcome::Unsupported => return (InsnAction::Decline, effects),
+                SnpInsnOutcome::Retry { flush } => fx.push_flush(vm.flush(flush)),
+                SnpInsnOutcome::Fault(f) => {
+                    match vmm.exit_fault(self, vcpu, f, regs.gpr[gpr::RAX], fx) {
+                        Ok(()) => {}
+                        Err(action) => return action,
+                    }
+                }
+                SnpInsnOutcome::Unsupported => return InsnAction::Decline,
             }
         }
         // Other vCPUs kept undoing what each exit resolved: KVM would
         // loop; cvmem stops rather than spin.
-        kvm.stop(format!(
+        vmm.stop(format!(
             "{} on vCPU {vcpu} made no progress in 8 exits",
             if pvalidate { "PVALIDATE" } else { "RMPADJUST" }
         ));
-        (InsnAction::Stop, effects)
+        InsnAction::Stop
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kvm::vector;
+    use crate::hooks::Regs;
+    use crate::vmm::vector;
 
     use crate::hooks::fake::FakeHost;
     use crate::hooks::{Access, Stage2Answer};

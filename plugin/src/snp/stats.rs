@@ -28,6 +28,24 @@ pub struct SnpStats {
     pub pages_launched: AtomicU64,
 }
 
+impl SnpStats {
+    /// The counters for the control socket's `stats`.
+    pub fn json(&self) -> serde_json::Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "vmgexits": n(&self.vmgexits),
+            "msr_protocol": n(&self.msr_protocol),
+            "vcs": n(&self.vcs),
+            "pvalidates": n(&self.pvalidates),
+            "rmpadjusts": n(&self.rmpadjusts),
+            "psc_pages": n(&self.psc_pages),
+            "ghcb_errors": n(&self.ghcb_errors),
+            "psc_refused": n(&self.psc_refused),
+            "pages_launched": n(&self.pages_launched),
+        })
+    }
+}
+
 impl SnpFirmware {
     /// The summary line.
     pub fn summary(&self) -> String {

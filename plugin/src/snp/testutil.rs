@@ -23,7 +23,9 @@ pub(crate) fn guest(accept_below: u64) -> Kvm {
     };
     let kvm = Kvm::new(&config, 2).unwrap();
     report_ram(&kvm);
-    let e = kvm.snp.as_ref().unwrap().ensure_launched(&kvm);
+    let mut e = Effects::NONE;
+    kvm.flavour_as::<SnpFirmware>()
+        .ensure_launched(&kvm.vmm, &mut e);
     let rest: Vec<_> = (accept_below < MEM)
         .then_some((accept_below, MEM - accept_below))
         .into_iter()
@@ -73,18 +75,18 @@ pub(crate) fn pvalidate(
     regs.gpr[gpr::RAX] = la;
     regs.gpr[gpr::RCX] = rcx;
     regs.gpr[gpr::RDX] = rdx;
-    let snp = kvm.snp.as_ref().unwrap();
-    snp.insn(kvm, 0, Insn::Pvalidate, regs, host).0
+    let _snp = kvm.flavour_as::<SnpFirmware>();
+    kvm.insn(0, Insn::Pvalidate, regs, host).0
 }
 /// Writes the GHCB MSR of vCPU 0 and runs VMGEXIT; returns the MSR.
 pub(crate) fn msr_call(kvm: &Kvm, host: &FakeHost, value: u64) -> u64 {
-    let snp = kvm.snp.as_ref().unwrap();
+    let snp = kvm.flavour_as::<SnpFirmware>();
     let mut regs = Regs::default();
     regs.gpr[gpr::RCX] = u64::from(msr::GHCB);
     regs.gpr[gpr::RAX] = value & 0xffff_ffff;
     regs.gpr[gpr::RDX] = value >> 32;
-    snp.insn(kvm, 0, Insn::Wrmsr, &mut regs, host);
-    let (_, e) = snp.insn(kvm, 0, Insn::Vmgexit, &mut regs, host);
+    kvm.insn(0, Insn::Wrmsr, &mut regs, host);
+    let (_, e) = kvm.insn(0, Insn::Vmgexit, &mut regs, host);
     for (gpa, len) in e.clear {
         host.mem.borrow_mut()[gpa as usize..(gpa + len) as usize].fill(0);
     }

@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn cpuid_reports_tdx() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
-        let tdx = kvm.tdx.as_ref().unwrap();
+        let tdx = kvm.flavour_as::<TdxModule>();
         let host = FakeHost::new();
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = 0x21;

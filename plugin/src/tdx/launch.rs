@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hooks::Host;
-use crate::kvm::Kvm;
+use crate::vmm::Vmm;
 use cvmem_model::{Gfn, GfnRange};
 use std::sync::atomic::Ordering;
 
@@ -24,12 +24,12 @@ impl TdxModule {
     /// cvmem has no TDVF: before this point SeaBIOS and QEMU's option ROMs
     /// load the guest the way the VMM fills a TD's initial memory, outside
     /// TD semantics. Callers that arrive while another vCPU launches wait.
-    pub fn ensure_launched(&self, kvm: &Kvm) {
+    pub fn ensure_launched(&self, vmm: &Vmm) {
         if self.launched() {
             return;
         }
         self.launch.call_once(|| {
-            let vm = kvm.vm();
+            let vm = vmm.vm();
             let limit = self.accept.ready_below_gfn();
             let mut added = Vec::new();
             let slots = vm.memslots();
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn a_vcpu_enters_the_td_in_x2apic_mode() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
-        let tdx = kvm.tdx.as_ref().unwrap();
+        let tdx = kvm.flavour_as::<TdxModule>();
         let host = FakeHost::new();
         // Before launch (SeaBIOS, the option ROMs) the APIC stays as it is.
         tdx.vcpu_enter(0, &host);
@@ -151,16 +151,14 @@ mod tests {
                 ..
             }
         ));
-        assert!(!kvm.tdx.as_ref().unwrap().launched());
+        assert!(!kvm.flavour_as::<TdxModule>().launched());
         assert!(kvm.host_access_allowed(0x9000));
         req.paging = true;
         assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
         assert!(kvm.vm().tdx_is_finalized());
         assert!(!kvm.host_access_allowed(0x9000), "private after launch");
         assert_eq!(
-            kvm.tdx
-                .as_ref()
-                .unwrap()
+            kvm.flavour_as::<TdxModule>()
                 .stats
                 .pages_added
                 .load(Ordering::Relaxed),

@@ -52,9 +52,11 @@ use report::{Sha384Digest, SHA384_LEN};
 pub use stats::TdxStats;
 
 use crate::args::AcceptPolicy;
-use crate::hooks::{Fault, InsnAction};
-use crate::kvm::Effects;
-use cvmem_model::{GfnRange, TdxStatus, VeInfo};
+use crate::effects::Effects;
+use crate::flavour::{Ctx, Flavour, Lookup};
+use crate::hooks::{Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::vmm::{model_access, Vmm};
+use cvmem_model::{GfnRange, Gpa, Stage2Fault, TdxStatus, VcpuId, VeInfo};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Once, OnceLock};
@@ -167,10 +169,6 @@ pub struct TdxModule {
     pub stats: TdxStats,
 }
 
-/// The result of handling a TDCALL: what QEMU does with the instruction,
-/// and the memory/TLB effects.
-pub type TdcallResult = (InsnAction, Effects);
-
 fn gp0() -> InsnAction {
     InsnAction::Fault(Fault {
         vector: 13,
@@ -207,5 +205,108 @@ impl TdxModule {
     /// Whether the TD runs (TDH.MR.FINALIZE done).
     pub fn launched(&self) -> bool {
         self.launched.load(Ordering::Acquire)
+    }
+}
+
+impl Flavour for TdxModule {
+    #[cfg(test)]
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn insn_kinds(&self) -> &'static [Insn] {
+        &[
+            Insn::Tdcall,
+            Insn::Cpuid,
+            Insn::Vmcall,
+            Insn::Ioio,
+            Insn::Hlt,
+        ]
+    }
+
+    fn insn(&self, cx: &mut Ctx<'_>, insn: Insn) -> InsnAction {
+        match insn {
+            Insn::Vmcall => {
+                cx.vmm.hypercall(cx.regs, &mut cx.fx);
+                InsnAction::Done
+            }
+            Insn::Tdcall => self.tdcall(cx),
+            Insn::Ioio | Insn::Hlt => self
+                .instruction_ve(cx.vmm, cx.vcpu, insn, cx.regs, cx.host)
+                .unwrap_or(InsnAction::Decline),
+            Insn::Cpuid => {
+                self.vcpu_enter(cx.vcpu, cx.host);
+                match self.cpuid(cx.regs, cx.host) {
+                    Some(()) => InsnAction::Done,
+                    None => InsnAction::Decline,
+                }
+            }
+            _ => InsnAction::Decline,
+        }
+    }
+
+    fn launched(&self) -> bool {
+        TdxModule::launched(self)
+    }
+
+    #[inline]
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, _fx: &mut Effects) -> Lookup {
+        if !self.launched() {
+            if !req.paging {
+                // The VMM still builds the TD (see ensure_launched()).
+                return Lookup::Answer(Stage2Answer::identity(req));
+            }
+            self.ensure_launched(vmm);
+        }
+        Lookup::Model(vmm.vm().stage2(
+            VcpuId(req.vcpu_index),
+            Gpa::new(req.gpa),
+            model_access(req.access),
+        ))
+    }
+
+    fn guest_fault(
+        &self,
+        vmm: &Vmm,
+        req: &Stage2Request,
+        fault: &Stage2Fault,
+    ) -> Option<Stage2Answer> {
+        let pending = |gpa| VeInfo::pending_access(gpa, model_access(req.access));
+        match *fault {
+            // A TD's MMIO is a #VE: KVM's shared-EPT MMIO entries leave #VE
+            // unsuppressed (TDX has no instruction decode in the host), so
+            // the access becomes an EPT-violation #VE and the guest emulates
+            // it with TDVMCALL #VE.RequestMMIO (Linux handle_mmio()).
+            // Page-walk reads and accesses with paging off (the VMM's
+            // loader before launch) are not the TD's.
+            Stage2Fault::Mmio { gpa } if req.paging && !req.page_walk && self.launched() => {
+                Some(self.stage2_ve(vmm, req, gpa, pending(gpa)))
+            }
+            Stage2Fault::VirtualizationException { gpa, ve } => {
+                Some(self.stage2_ve(vmm, req, gpa, ve))
+            }
+            // strict=on: an access through the wrong alias is an EPT
+            // violation #VE rather than a conversion.
+            Stage2Fault::MemoryFault { gpa, .. } => {
+                Some(self.stage2_ve(vmm, req, gpa, pending(gpa)))
+            }
+            _ => None,
+        }
+    }
+
+    fn private_by_default(&self) -> bool {
+        true
+    }
+
+    fn protects_vcpu_state(&self) -> bool {
+        true
+    }
+
+    fn summary(&self, out: &mut String) {
+        self.stats.summary(out);
+    }
+
+    fn stats(&self) -> Option<(&'static str, serde_json::Value)> {
+        Some(("tdx", self.stats.json()))
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hooks::{gpr, Host, Regs};
-use crate::kvm::Kvm;
+use crate::vmm::Vmm;
 use cvmem_model::{Alias, Gpa, VcpuId, PAGE_SIZE};
 use sha2::{Digest, Sha384};
 
@@ -47,12 +47,12 @@ impl TdxModule {
         })
     }
 
-    pub(super) fn rtmr_extend(&self, kvm: &Kvm, regs: &mut Regs, host: &dyn Host) -> u64 {
+    pub(super) fn rtmr_extend(&self, vmm: &Vmm, regs: &mut Regs, host: &dyn Host) -> u64 {
         let (gpa, index) = (regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
         if gpa % 64 != 0 {
             return operand_invalid(status::OPERAND_RCX);
         }
-        let Some(at) = self.private_operand(kvm, gpa) else {
+        let Some(at) = self.private_operand(vmm, gpa) else {
             return operand_invalid(status::OPERAND_RCX);
         };
         if index >= 4 {
@@ -71,16 +71,16 @@ impl TdxModule {
     /// TDG.MR.REPORT: RCX = GPA of the 1024-byte TDREPORT_STRUCT (1024-byte
     /// aligned), RDX = GPA of the 64-byte REPORTDATA (64-byte aligned), R8 =
     /// sub-type 0. Both private and accepted.
-    pub(super) fn mr_report(&self, kvm: &Kvm, regs: &mut Regs, host: &dyn Host) -> u64 {
+    pub(super) fn mr_report(&self, vmm: &Vmm, regs: &mut Regs, host: &dyn Host) -> u64 {
         let (out, data_gpa, subtype) = (regs.gpr[gpr::RCX], regs.gpr[gpr::RDX], regs.gpr[gpr::R8]);
         let Some(out_at) = (out % TDREPORT_LEN as u64 == 0)
-            .then(|| self.private_operand(kvm, out))
+            .then(|| self.private_operand(vmm, out))
             .flatten()
         else {
             return operand_invalid(status::OPERAND_RCX);
         };
         let Some(data_at) = (data_gpa % REPORTDATA_LEN as u64 == 0)
-            .then(|| self.private_operand(kvm, data_gpa))
+            .then(|| self.private_operand(vmm, data_gpa))
             .flatten()
         else {
             return operand_invalid(status::OPERAND_RDX);
@@ -92,7 +92,7 @@ impl TdxModule {
         if !host.phys_read(data_at, &mut reportdata) {
             return operand_invalid(status::OPERAND_RDX);
         }
-        let report = self.tdreport(kvm, &reportdata, host);
+        let report = self.tdreport(vmm, &reportdata, host);
         if !host.phys_write(out_at, &report) {
             return operand_invalid(status::OPERAND_RCX);
         }
@@ -105,13 +105,13 @@ impl TdxModule {
     /// report is unsigned and no verifier will accept it.
     pub fn tdreport(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         reportdata: &[u8; REPORTDATA_LEN],
         host: &dyn Host,
     ) -> [u8; TDREPORT_LEN] {
         let mut r = [0u8; TDREPORT_LEN];
         // TDINFO_STRUCT at 512.
-        let attributes = kvm.vm().tdx_vp_info(VcpuId(0)).map_or(0, |i| i.rdx);
+        let attributes = vmm.vm().tdx_vp_info(VcpuId(0)).map_or(0, |i| i.rdx);
         let xcr0 = host.cpuid(0xd, 0);
         let xfam = u64::from(xcr0[0]) | u64::from(xcr0[3]) << 32;
         {
@@ -146,9 +146,9 @@ impl TdxModule {
     /// in_len, out_len. cvmem has no quote generation service, so the
     /// status becomes GET_QUOTE_SERVICE_UNAVAILABLE, as QEMU answers
     /// without a quote-generation socket.
-    pub(super) fn get_quote(&self, kvm: &Kvm, gpa: u64, size: u64, host: &dyn Host) -> u64 {
+    pub(super) fn get_quote(&self, vmm: &Vmm, gpa: u64, size: u64, host: &dyn Host) -> u64 {
         use vmcall::*;
-        let vm = kvm.vm();
+        let vm = vmm.vm();
         let Some(d) = vm.decode(Gpa::new(gpa)) else {
             return INVALID_OPERAND;
         };
@@ -161,7 +161,7 @@ impl TdxModule {
         if vm.is_private(d.gfn) {
             return INVALID_OPERAND;
         }
-        let Some(at) = kvm.backing_of(d.gfn) else {
+        let Some(at) = vmm.backing_of(d.gfn) else {
             return INVALID_OPERAND;
         };
         let mut header = [0u8; 16];

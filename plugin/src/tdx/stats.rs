@@ -1,6 +1,9 @@
 //! The TDX counters for the summary.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::vmcall;
 
 /// Counters for the summary.
 #[derive(Debug, Default)]
@@ -24,8 +27,9 @@ pub struct TdxStats {
     pub pages_added: AtomicU64,
     /// TDCALLs by leaf (0-11; others are not counted here).
     pub by_leaf: [AtomicU64; 12],
-    /// TDVMCALLs by sub-function, in the order of [`TDVMCALL_NAMES`].
-    pub by_tdvmcall: [AtomicU64; TDVMCALL_NAMES.len()],
+    /// TDVMCALLs by sub-function, in the order of [`TDVMCALLS`], then the
+    /// others.
+    pub by_tdvmcall: [AtomicU64; TDVMCALLS.len() + 1],
 }
 
 /// TDCALL leaf names for the summary, by leaf number (TDX module ABI).
@@ -44,23 +48,38 @@ pub const TDCALL_NAMES: [&str; 12] = [
     "SYS.RD",
 ];
 
-/// TDVMCALL sub-functions for the summary; the last counts KVM hypercalls
-/// (R10 != 0) and unknown sub-functions.
-pub const TDVMCALL_NAMES: [&str; 11] = [
-    "GetTdVmCallInfo",
-    "MapGPA",
-    "GetQuote",
-    "ReportFatalError",
-    "CPUID",
-    "HLT",
-    "IO",
-    "RDMSR",
-    "WRMSR",
-    "MMIO",
-    "other",
+/// The TDVMCALL sub-functions (R10 = 0, R11) counted by name, in the
+/// summary's order; KVM hypercalls (R10 != 0) and unknown sub-functions
+/// count as "other", the counter after these.
+pub const TDVMCALLS: [(u64, &str); 10] = [
+    (vmcall::GET_TD_VM_CALL_INFO, "GetTdVmCallInfo"),
+    (vmcall::MAP_GPA, "MapGPA"),
+    (vmcall::GET_QUOTE, "GetQuote"),
+    (vmcall::REPORT_FATAL_ERROR, "ReportFatalError"),
+    (vmcall::CPUID, "CPUID"),
+    (vmcall::HLT, "HLT"),
+    (vmcall::IO, "IO"),
+    (vmcall::MSR_READ, "RDMSR"),
+    (vmcall::MSR_WRITE, "WRMSR"),
+    (vmcall::EPT_VIOLATION, "MMIO"),
 ];
 
 impl TdxStats {
+    /// Counts a TDVMCALL with `r10` and `r11`.
+    pub fn count_tdvmcall(&self, r10: u64, r11: u64) {
+        let i = TDVMCALLS
+            .iter()
+            .position(|&(sub, _)| r10 == 0 && r11 == sub)
+            .unwrap_or(TDVMCALLS.len());
+        self.by_tdvmcall[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The TDVMCALL counters with their names.
+    fn tdvmcalls(&self) -> impl Iterator<Item = (&AtomicU64, &'static str)> {
+        let names = TDVMCALLS.iter().map(|&(_, name)| name).chain(["other"]);
+        self.by_tdvmcall.iter().zip(names)
+    }
+
     /// The nonzero per-leaf and per-sub-function counts, "NAME N, ...".
     pub fn calls(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -69,7 +88,7 @@ impl TdxStats {
             .iter()
             .zip(TDCALL_NAMES)
             .skip(1) // VP.VMCALL: by sub-function below
-            .chain(self.by_tdvmcall.iter().zip(TDVMCALL_NAMES));
+            .chain(self.tdvmcalls());
         let parts: Vec<String> = leaves
             .filter(|(c, _)| n(c) != 0)
             .map(|(c, name)| format!("{name} {}", n(c)))
@@ -79,5 +98,72 @@ impl TdxStats {
         } else {
             parts.join(", ")
         }
+    }
+
+    /// The summary's TDX lines.
+    pub fn summary(&self, out: &mut String) {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "  tdx           {} TDCALLs, {} TDVMCALLs, {} #VE, {} pages accepted, {} MapGPA, {} pages added at launch",
+            n(&self.tdcalls),
+            n(&self.tdvmcalls),
+            n(&self.ves),
+            n(&self.accepts),
+            n(&self.map_gpa),
+            n(&self.pages_added)
+        );
+        let _ = writeln!(out, "  tdx calls     {}", self.calls());
+        let _ = writeln!(
+            out,
+            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info)",
+            n(&self.io_ves),
+            n(&self.hlt_ves),
+            n(&self.ves).saturating_sub(n(&self.io_ves) + n(&self.hlt_ves)),
+            n(&self.double_ves)
+        );
+    }
+
+    /// The counters for the control socket's `stats`.
+    pub fn json(&self) -> serde_json::Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let leaves: serde_json::Map<String, serde_json::Value> = self
+            .by_leaf
+            .iter()
+            .zip(TDCALL_NAMES)
+            .map(|(c, name)| (name.to_string(), n(c).into()))
+            .collect();
+        let tdvmcalls: serde_json::Map<String, serde_json::Value> = self
+            .tdvmcalls()
+            .map(|(c, name)| (name.to_string(), n(c).into()))
+            .collect();
+        serde_json::json!({
+            "tdcalls": n(&self.tdcalls),
+            "tdvmcalls": n(&self.tdvmcalls),
+            "ves": n(&self.ves),
+            "io_ves": n(&self.io_ves),
+            "hlt_ves": n(&self.hlt_ves),
+            "double_ves": n(&self.double_ves),
+            "accepts": n(&self.accepts),
+            "map_gpa": n(&self.map_gpa),
+            "pages_added": n(&self.pages_added),
+            "by_leaf": leaves,
+            "by_tdvmcall": tdvmcalls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tdvmcalls_count_by_name_and_the_rest_as_other() {
+        let s = TdxStats::default();
+        s.count_tdvmcall(0, vmcall::MAP_GPA);
+        s.count_tdvmcall(0, vmcall::EPT_VIOLATION);
+        s.count_tdvmcall(0, 0x1234);
+        s.count_tdvmcall(12, vmcall::MAP_GPA); // a KVM hypercall
+        assert_eq!(s.calls(), "MapGPA 1, MMIO 1, other 2");
     }
 }

@@ -3,44 +3,46 @@
 //! measurement leaves in `report.rs`, TDG.VP.VEINFO.GET in `ve.rs`.
 
 use super::*;
-use crate::hooks::{gpr, Host, InsnAction, Regs};
-use crate::kvm::{Effects, Kvm};
+use crate::effects::Effects;
+use crate::hooks::{gpr, InsnAction, Regs};
+use crate::vmm::Vmm;
 use cvmem_model::{AcceptOutcome, Alias, Gpa, SeptState, VcpuId};
 use std::sync::atomic::Ordering;
 
 impl TdxModule {
     /// A TDCALL from `vcpu`.
-    pub fn tdcall(&self, kvm: &Kvm, vcpu: u32, regs: &mut Regs, host: &dyn Host) -> TdcallResult {
+    pub fn tdcall(&self, cx: &mut Ctx<'_>) -> InsnAction {
         self.stats.tdcalls.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.stats.by_leaf.get(regs.gpr[gpr::RAX] as usize) {
+        if let Some(c) = self.stats.by_leaf.get(cx.regs.gpr[gpr::RAX] as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        if regs.cpl != 0 {
-            return (gp0(), Effects::NONE);
+        if cx.regs.cpl != 0 {
+            return gp0();
         }
-        self.ensure_launched(kvm);
+        let (vmm, vcpu, host) = (cx.vmm, cx.vcpu, cx.host);
+        self.ensure_launched(vmm);
         self.vcpu_enter(vcpu, host);
-        let rax = regs.gpr[gpr::RAX];
+        let rax = cx.regs.gpr[gpr::RAX];
         // RAX bits 15:0 the leaf, 23:16 its version (0 for every leaf here),
         // 63:24 reserved.
         if rax >> 16 != 0 {
-            regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RAX);
-            return (InsnAction::Done, Effects::NONE);
+            cx.regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RAX);
+            return InsnAction::Done;
         }
-        let mut effects = Effects::NONE;
+        let regs = &mut *cx.regs;
         let st = match rax {
-            leaf::VP_VMCALL => return self.vp_vmcall(kvm, regs, host),
-            leaf::VP_INFO => self.vp_info(kvm, vcpu, regs),
-            leaf::MR_RTMR_EXTEND => self.rtmr_extend(kvm, regs, host),
+            leaf::VP_VMCALL => return self.vp_vmcall(cx),
+            leaf::VP_INFO => self.vp_info(vmm, vcpu, regs),
+            leaf::MR_RTMR_EXTEND => self.rtmr_extend(vmm, regs, host),
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
-            leaf::MR_REPORT => self.mr_report(kvm, regs, host),
-            leaf::MEM_PAGE_ACCEPT => match self.accept(kvm, vcpu, regs.gpr[gpr::RCX]) {
-                Ok((st, e)) => {
-                    effects = e;
-                    st
+            leaf::MR_REPORT => self.mr_report(vmm, regs, host),
+            leaf::MEM_PAGE_ACCEPT => {
+                let rcx = regs.gpr[gpr::RCX];
+                match self.accept(vmm, vcpu, rcx, &mut cx.fx) {
+                    Ok(st) => st,
+                    Err(action) => return action,
                 }
-                Err(action) => return (action, Effects::NONE),
-            },
+            }
             leaf::VM_RD => self.vm_rd(regs),
             leaf::VM_WR => self.vm_wr(regs),
             leaf::SYS_RD => {
@@ -53,12 +55,12 @@ impl TdxModule {
             }
             _ => operand_invalid(status::OPERAND_RAX),
         };
-        regs.gpr[gpr::RAX] = st;
-        (InsnAction::Done, effects)
+        cx.regs.gpr[gpr::RAX] = st;
+        InsnAction::Done
     }
 
-    pub(super) fn vp_info(&self, kvm: &Kvm, vcpu: u32, regs: &mut Regs) -> u64 {
-        let Some(info) = kvm.vm().tdx_vp_info(VcpuId(vcpu)) else {
+    pub(super) fn vp_info(&self, vmm: &Vmm, vcpu: u32, regs: &mut Regs) -> u64 {
+        let Some(info) = vmm.vm().tdx_vp_info(VcpuId(vcpu)) else {
             return operand_invalid(status::OPERAND_RAX);
         };
         regs.gpr[gpr::RCX] = info.rcx;
@@ -72,8 +74,8 @@ impl TdxModule {
 
     /// The QEMU address of the private, accepted page holding `gpa` (which
     /// must not have the shared bit), for the module's own memory operands.
-    pub(super) fn private_operand(&self, kvm: &Kvm, gpa: u64) -> Option<u64> {
-        let vm = kvm.vm();
+    pub(super) fn private_operand(&self, vmm: &Vmm, gpa: u64) -> Option<u64> {
+        let vm = vmm.vm();
         let d = vm.decode(Gpa::new(gpa))?;
         if d.alias == Alias::Shared
             || !vm.is_private(d.gfn)
@@ -81,21 +83,22 @@ impl TdxModule {
         {
             return None;
         }
-        Some(kvm.backing_of(d.gfn)? + d.offset)
+        Some(vmm.backing_of(d.gfn)? + d.offset)
     }
 
     /// TDG.MEM.PAGE.ACCEPT with RCX = GPA | level. The module's TD exit for
     /// a page that is not there yet is handled as KVM handles it (map and
-    /// AUG), then the TDCALL runs again. `Err`: an exception instead.
+    /// AUG), then the TDCALL runs again. `Ok`: the status; `Err`: an
+    /// exception instead. The effects of every exit go to `fx`.
     pub(super) fn accept(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         vcpu: u32,
         rcx: u64,
-    ) -> Result<(u64, Effects), InsnAction> {
-        let vm = kvm.vm();
+        fx: &mut Effects,
+    ) -> Result<u64, InsnAction> {
+        let vm = vmm.vm();
         let id = VcpuId(vcpu);
-        let mut effects = Effects::NONE;
         // Each round either completes or maps one more piece; a few rounds
         // cover AUG after an implicit conversion.
         for _ in 0..4 {
@@ -103,22 +106,18 @@ impl TdxModule {
                 AcceptOutcome::Accepted { range } => {
                     self.stats.accepts.fetch_add(range.len(), Ordering::Relaxed);
                     // The module zeroes accepted pages (init_sept_4k_page()).
-                    effects.clear.extend(kvm.backing_ranges(range));
-                    return Ok((0, effects));
+                    fx.clear.extend(vmm.backing_ranges(range));
+                    return Ok(0);
                 }
-                AcceptOutcome::Status(st) => return Ok((st.0, effects)),
-                AcceptOutcome::ExitToHost { gpa, .. } => match vm.tdx_handle_accept_exit(id, gpa) {
-                    Ok(()) => {}
-                    Err(fault) => match kvm.exit_fault(vcpu, fault, 0) {
-                        Ok(e) => {
-                            effects.merge(e);
-                        }
-                        Err(action) => return Err(action),
-                    },
-                },
+                AcceptOutcome::Status(st) => return Ok(st.0),
+                AcceptOutcome::ExitToHost { gpa, .. } => {
+                    if let Err(fault) = vm.tdx_handle_accept_exit(id, gpa) {
+                        vmm.exit_fault(self, vcpu, fault, 0, fx)?;
+                    }
+                }
             }
         }
-        kvm.stop(format!(
+        vmm.stop(format!(
             "TDG.MEM.PAGE.ACCEPT of {rcx:#x} on vCPU {vcpu} made no progress in 4 exits"
         ));
         Err(InsnAction::Stop)
@@ -168,7 +167,9 @@ mod tests {
     use super::*;
     use crate::args::Config;
     use crate::hooks::fake::{FakeHost, MEM};
+    use crate::hooks::Host;
     use crate::hooks::{Access, Stage2Answer};
+    use crate::kvm::Kvm;
     use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
     use cvmem_model::{TdAttributes, VmType};

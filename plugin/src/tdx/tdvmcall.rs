@@ -3,8 +3,9 @@
 
 use super::cpuid::{kvm_cpuid, KVM_CPUID_LAST, KVM_CPUID_SIGNATURE};
 use super::*;
+use crate::effects::Effects;
 use crate::hooks::{gpr, Host, InsnAction, Regs};
-use crate::kvm::{Effects, Kvm};
+use crate::vmm::Vmm;
 use cvmem_model::{Alias, Gfn, GfnRange, Gpa, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
@@ -21,18 +22,19 @@ pub(super) mod expose {
 impl TdxModule {
     /// TDG.VP.VMCALL: checks RCX, gives the VMM only the exposed registers,
     /// and returns only those.
-    pub(super) fn vp_vmcall(&self, kvm: &Kvm, regs: &mut Regs, host: &dyn Host) -> TdcallResult {
-        let mask = regs.gpr[gpr::RCX];
+    pub(super) fn vp_vmcall(&self, cx: &mut Ctx<'_>) -> InsnAction {
+        let mask = cx.regs.gpr[gpr::RCX];
         if mask & expose::FORBIDDEN != 0 || mask & expose::REQUIRED != expose::REQUIRED {
-            regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RCX);
-            return (InsnAction::Done, Effects::NONE);
+            cx.regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RCX);
+            return InsnAction::Done;
         }
         self.stats.tdvmcalls.fetch_add(1, Ordering::Relaxed);
         let exposed = |i: usize| mask & (1 << i) != 0;
+        // The registers as the VMM sees them.
         let mut vmm = [0u64; 16];
         for (i, v) in vmm.iter_mut().enumerate() {
             if exposed(i) {
-                *v = regs.gpr[i];
+                *v = cx.regs.gpr[i];
             }
         }
         // GHCI TDG.VP.VMCALL<Instruction.HLT>: R12 is the guest's "interrupt
@@ -41,49 +43,28 @@ impl TdxModule {
         // VMM sees decides (registers not exposed read as 0).
         let hlt = (vmm[gpr::R10], vmm[gpr::R11]) == (0, vmcall::HLT);
         let irq_blocked = vmm[gpr::R12] != 0;
-        let effects = self.tdvmcall(kvm, &mut vmm, mask, host);
+        self.tdvmcall(cx, &mut vmm, mask);
         for (i, v) in vmm.iter().enumerate() {
             if exposed(i) {
-                regs.gpr[i] = *v;
+                cx.regs.gpr[i] = *v;
             }
         }
-        regs.gpr[gpr::RAX] = 0;
+        cx.regs.gpr[gpr::RAX] = 0;
         if hlt && vmm[gpr::R10] == vmcall::SUCCESS {
-            return (
-                InsnAction::Halt {
-                    irq_wakes: !irq_blocked,
-                },
-                effects,
-            );
+            return InsnAction::Halt {
+                irq_wakes: !irq_blocked,
+            };
         }
-        (InsnAction::Done, effects)
+        InsnAction::Done
     }
 
     /// KVM's `handle_tdvmcall()`: R10 = 0 is a standard TDVMCALL with the
     /// sub-function in R11; R10 != 0 is a KVM hypercall with number R10.
-    /// The status goes to R10.
-    pub(super) fn tdvmcall(
-        &self,
-        kvm: &Kvm,
-        r: &mut [u64; 16],
-        mask: u64,
-        host: &dyn Host,
-    ) -> Effects {
+    /// The status goes to R10. `r` holds the registers the guest exposed.
+    pub(super) fn tdvmcall(&self, cx: &mut Ctx<'_>, r: &mut [u64; 16], mask: u64) {
         use vmcall::*;
-        let counter = match (r[gpr::R10], r[gpr::R11]) {
-            (0, GET_TD_VM_CALL_INFO) => 0,
-            (0, MAP_GPA) => 1,
-            (0, GET_QUOTE) => 2,
-            (0, REPORT_FATAL_ERROR) => 3,
-            (0, CPUID) => 4,
-            (0, HLT) => 5,
-            (0, IO) => 6,
-            (0, MSR_READ) => 7,
-            (0, MSR_WRITE) => 8,
-            (0, EPT_VIOLATION) => 9,
-            _ => 10,
-        };
-        self.stats.by_tdvmcall[counter].fetch_add(1, Ordering::Relaxed);
+        let (vmm, host) = (cx.vmm, cx.host);
+        self.stats.count_tdvmcall(r[gpr::R10], r[gpr::R11]);
         if r[gpr::R10] != 0 {
             // tdx_emulate_vmcall(): KVM's hypercall ABI in R10..R14.
             let mut hc = Regs {
@@ -95,12 +76,11 @@ impl TdxModule {
             hc.gpr[gpr::RCX] = r[gpr::R12];
             hc.gpr[gpr::RDX] = r[gpr::R13];
             hc.gpr[gpr::RSI] = r[gpr::R14];
-            let e = kvm.hypercall(&mut hc);
+            vmm.hypercall(&mut hc, &mut cx.fx);
             r[gpr::R10] = hc.gpr[gpr::RAX];
-            return e;
+            return;
         }
         let (a, b, c, d) = (r[gpr::R12], r[gpr::R13], r[gpr::R14], r[gpr::R15]);
-        let mut effects = Effects::NONE;
         let status = match r[gpr::R11] {
             GET_TD_VM_CALL_INFO => {
                 if a == 0 {
@@ -113,16 +93,15 @@ impl TdxModule {
                 }
             }
             MAP_GPA => {
-                let (st, next, e) = self.map_gpa(kvm, a, b);
-                effects = e;
+                let (st, next) = self.map_gpa(vmm, a, b, &mut cx.fx);
                 if let Some(next) = next {
                     r[gpr::R11] = next;
                 }
                 st
             }
-            GET_QUOTE => self.get_quote(kvm, a, b, host),
+            GET_QUOTE => self.get_quote(vmm, a, b, host),
             REPORT_FATAL_ERROR => {
-                self.report_fatal_error(kvm, r, mask, host);
+                self.report_fatal_error(vmm, r, mask, host);
                 SUCCESS
             }
             CPUID => {
@@ -166,7 +145,7 @@ impl TdxModule {
                 Ok(m) if host.wrmsr(m, b) => SUCCESS,
                 _ => INVALID_OPERAND,
             },
-            EPT_VIOLATION => match self.mmio(kvm, a, b, c, d, host) {
+            EPT_VIOLATION => match self.mmio(vmm, a, b, c, d, host) {
                 Some(v) => {
                     if b == 0 {
                         r[gpr::R11] = v;
@@ -178,7 +157,6 @@ impl TdxModule {
             _ => SUBFUNC_UNSUPPORTED,
         };
         r[gpr::R10] = status;
-        effects
     }
 
     /// MapGPA (`tdx_map_gpa()` in KVM): R12 the start GPA (the shared bit
@@ -187,10 +165,17 @@ impl TdxModule {
     /// different sides; QEMU then converts (`kvm_convert_memory()`). At most
     /// `map_gpa_chunk` bytes are converted per call: if more remain the
     /// answer is RETRY with R11 = where to resume (GHCI MapGPA). On a
-    /// failure R11 is the GPA that failed.
-    pub(super) fn map_gpa(&self, kvm: &Kvm, gpa: u64, size: u64) -> (u64, Option<u64>, Effects) {
+    /// failure R11 is the GPA that failed. Returns the status and the new
+    /// R11, if any; the conversion's effects go to `fx`.
+    pub(super) fn map_gpa(
+        &self,
+        vmm: &Vmm,
+        gpa: u64,
+        size: u64,
+        fx: &mut Effects,
+    ) -> (u64, Option<u64>) {
         use vmcall::*;
-        let vm = kvm.vm();
+        let vm = vmm.vm();
         let width = vm.config().gpaw.bits();
         let legal = |g: u64| g >> width == 0;
         let shared_bit = 1u64 << (width - 1);
@@ -202,25 +187,25 @@ impl TdxModule {
             || !legal(gpa + size - 1)
             || (gpa & shared_bit) != ((gpa + size - 1) & shared_bit)
         {
-            return (INVALID_OPERAND, None, Effects::NONE);
+            return (INVALID_OPERAND, None);
         }
         let private = gpa & shared_bit == 0;
         let len = size.min(self.map_gpa_chunk);
         let start = (gpa & !shared_bit) / PAGE_SIZE;
         let range =
             GfnRange::from_start_len(Gfn::new(start), len / PAGE_SIZE).expect("checked above");
-        match kvm.convert(range, private, true) {
-            Ok(effects) => {
+        match vmm.convert(range, private, true, fx) {
+            Ok(()) => {
                 self.stats.map_gpa.fetch_add(1, Ordering::Relaxed);
                 if len < size {
-                    (RETRY, Some(gpa + len), effects)
+                    (RETRY, Some(gpa + len))
                 } else {
-                    (SUCCESS, None, effects)
+                    (SUCCESS, None)
                 }
             }
             Err(msg) => {
                 eprintln!("cvmem: TDVMCALL MapGPA {gpa:#x}+{size:#x}: {msg}");
-                (INVALID_OPERAND, Some(gpa), Effects::NONE)
+                (INVALID_OPERAND, Some(gpa))
             }
         }
     }
@@ -228,7 +213,7 @@ impl TdxModule {
     /// ReportFatalError: R12 the error code, R13 an optional GPA, and a
     /// message of up to 64 bytes in R14, R15, RBX, RDI, RSI, R8, R9, RDX
     /// when R14 is exposed (GHCI; QEMU `tdx_handle_report_fatal_error()`).
-    pub(super) fn report_fatal_error(&self, kvm: &Kvm, r: &[u64; 16], mask: u64, host: &dyn Host) {
+    pub(super) fn report_fatal_error(&self, vmm: &Vmm, r: &[u64; 16], mask: u64, host: &dyn Host) {
         let code = r[gpr::R12];
         let mut message = String::new();
         if mask & (1 << gpr::R14) != 0 {
@@ -254,7 +239,7 @@ impl TdxModule {
             String::new()
         };
         eprintln!("cvmem: the TD reported a fatal error {code:#x}{gpa}: {message}");
-        kvm.lifecycle.guest_panic(format!(
+        vmm.lifecycle.guest_panic(format!(
             "the TD reported a fatal error (TDG.VP.VMCALL<ReportFatalError>) \
              {code:#x}{gpa}: \"{}\"",
             message.escape_debug()
@@ -267,7 +252,7 @@ impl TdxModule {
     /// must stay in one page and must not hit a memslot).
     pub(super) fn mmio(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         size: u64,
         dir: u64,
         gpa: u64,
@@ -277,7 +262,7 @@ impl TdxModule {
         if !matches!(size, 1 | 2 | 4 | 8) || dir > 1 {
             return None;
         }
-        let vm = kvm.vm();
+        let vm = vmm.vm();
         let d = vm.decode(Gpa::new(gpa))?;
         if d.alias != Alias::Shared {
             return None;
@@ -449,7 +434,7 @@ mod tests {
         );
         assert_eq!(
             r.gpr[gpr::R10],
-            crate::kvm::hc::err(crate::kvm::hc::KVM_ENOSYS)
+            crate::vmm::hc::err(crate::vmm::hc::KVM_ENOSYS)
         );
         // Unknown leaf, non-zero version, CPL 3.
         let r = call(&kvm, &host, 5, &[]);

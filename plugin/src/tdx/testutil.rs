@@ -37,8 +37,8 @@ pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
     .0
 }
 pub(crate) fn tdcall(kvm: &Kvm, host: &FakeHost, regs: &mut Regs) -> InsnAction {
-    let tdx = kvm.tdx.as_ref().unwrap();
-    let (action, effects) = tdx.tdcall(kvm, 0, regs, host);
+    let _tdx = kvm.flavour_as::<TdxModule>();
+    let (action, effects) = kvm.insn(0, Insn::Tdcall, regs, host);
     for (gpa, len) in effects.clear {
         host.phys_write(gpa, &vec![0; len as usize]);
     }

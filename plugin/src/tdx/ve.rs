@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hooks::{gpr, Fault, Host, Insn, InsnAction, Regs};
-use crate::kvm::{vector, Kvm};
+use crate::vmm::{vector, Vmm};
 use cvmem_model::{Gpa, VeInfo};
 use std::sync::atomic::Ordering;
 
@@ -43,19 +43,50 @@ pub(super) fn io_exit_qualification(info: u64, imm: bool) -> u64 {
 /// their opcode after prefixes (none of which is E4-E7). Read through the
 /// guest's page tables (a TD runs in long mode, CS base 0, so RIP is the
 /// linear address); unreadable bytes count as DX, which Linux ignores.
-pub(super) fn io_operand_is_immediate(kvm: &Kvm, regs: &Regs, host: &dyn Host) -> bool {
+pub(super) fn io_operand_is_immediate(vmm: &Vmm, regs: &Regs, host: &dyn Host) -> bool {
     if regs.info & (1 << 2) != 0 || regs.insn_len < 2 {
         return false;
     }
     let at = regs.rip.wrapping_add(u64::from(regs.insn_len) - 2);
     let mut b = [0u8; 2];
-    if !crate::paging::read_linear(kvm, regs, at, &mut b, host) {
+    if !crate::paging::read_linear(vmm, regs, at, &mut b, host) {
         return false;
     }
     (0xe4..=0xe7).contains(&b[0]) && u64::from(b[1]) == (regs.info >> 16) & 0xff
 }
 
 impl TdxModule {
+    /// A #VE for an EPT violation met at softTLB fill: `ve` with the
+    /// linear address and its exit-qualification bits filled in from `req`
+    /// (paging on), recorded, and raised (or #DF over unread VE info). The
+    /// VM stops if `req`'s vCPU is not one the module has.
+    pub(super) fn stage2_ve(
+        &self,
+        vmm: &Vmm,
+        req: &Stage2Request,
+        gpa: Gpa,
+        mut ve: VeInfo,
+    ) -> Stage2Answer {
+        // Exit qualification bit 7: the linear address is valid; bit 8: the
+        // access was to the translated address, not a paging structure
+        // (SDM Table 28-7).
+        if req.paging {
+            ve.gla = req.gva;
+            ve.exit_qualification |= 1 << 7;
+            if !req.page_walk {
+                ve.exit_qualification |= 1 << 8;
+            }
+        }
+        match self.record_ve(req.vcpu_index, ve, 0) {
+            Some(fault) => Stage2Answer::Fault(fault),
+            None => vmm.stop(format!(
+                "EPT violation at GPA {:#x} on vCPU {}, which the TDX module does not have",
+                gpa.raw(),
+                req.vcpu_index
+            )),
+        }
+    }
+
     /// Records the #VE information of a #VE about to be injected in `vcpu`
     /// (`insn_len`: the instruction length of an instruction-caused #VE, 0
     /// for an EPT violation) and returns the exception to raise: #VE, or
@@ -98,7 +129,7 @@ impl TdxModule {
     /// they are. `None`: QEMU runs the instruction.
     pub fn instruction_ve(
         &self,
-        kvm: &Kvm,
+        vmm: &Vmm,
         vcpu: u32,
         insn: Insn,
         regs: &Regs,
@@ -109,7 +140,7 @@ impl TdxModule {
         }
         let (exit_reason, exit_qualification) = match insn {
             Insn::Ioio => {
-                let imm = io_operand_is_immediate(kvm, regs, host);
+                let imm = io_operand_is_immediate(vmm, regs, host);
                 (
                     EXIT_REASON_IO_INSTRUCTION,
                     io_exit_qualification(regs.info, imm),
@@ -161,6 +192,7 @@ mod tests {
     use crate::args::Config;
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{Access, Stage2Answer, Stage2Request};
+    use crate::kvm::Kvm;
     use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
     use cvmem_model::Gfn;
@@ -225,9 +257,9 @@ mod tests {
         const SZ32: u64 = 1 << 6;
         const A64: u64 = 1 << 9;
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
-        let tdx = kvm.tdx.as_ref().unwrap();
+        let tdx = kvm.flavour_as::<TdxModule>();
         let host = FakeHost::new();
-        let ve = |regs: &Regs, insn| tdx.instruction_ve(&kvm, 0, insn, regs, &host);
+        let ve = |regs: &Regs, insn| tdx.instruction_ve(&kvm.vmm, 0, insn, regs, &host);
         let ve_fault = Some(InsnAction::Fault(Fault {
             vector: vector::VE,
             error_code: None,
@@ -356,8 +388,8 @@ mod tests {
         // A private access to MMIO: QEMU cannot convert it; the VM stops
         // and the summary says which access stopped it.
         assert_eq!(access(&kvm, 0xfed0_0000, Access::Read), Stage2Answer::Stop);
-        assert!(kvm.lifecycle.is_dead());
-        assert!(kvm.lifecycle.describe().starts_with(
+        assert!(kvm.vmm.lifecycle.is_dead());
+        assert!(kvm.vmm.lifecycle.describe().starts_with(
             "VM stopped by the modelled KVM: vCPU 0 read of GPA 0xfed00000 through the private alias"
         ));
     }
