@@ -72,8 +72,8 @@ pub trait ControlHost: Sync {
     fn thread_exit(&self);
     /// Carries out a model operation's effects as the callbacks do.
     fn apply(&self, effects: Effects);
-    /// Writes `bytes` at the QEMU guest-physical address `gpa`.
-    fn phys_write(&self, gpa: u64, bytes: &[u8]) -> bool;
+    /// Writes `bytes` into QEMU's memory at `at`.
+    fn phys_write(&self, at: BackingAddr, bytes: &[u8]) -> bool;
 }
 
 /// A number given as a JSON number or a string (`0x...`, `64M`).
@@ -502,10 +502,12 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                     gpa.0
                 ));
             }
-            if !kvm.host_access_allowed(gpa.0) || !kvm.host_access_allowed(end - 1) {
+            // `gpa` names QEMU's memory (a RAM section), not the guest's.
+            let at = BackingAddr::new(gpa.0);
+            if !kvm.host_access_allowed(at) || !kvm.host_access_allowed(BackingAddr::new(end - 1)) {
                 return Err(format!("EFAULT: {:#x} is private memory", gpa.0));
             }
-            if !host.phys_write(gpa.0, &value.0.to_le_bytes()) {
+            if !host.phys_write(at, &value.0.to_le_bytes()) {
                 return Err(format!("EFAULT: QEMU refused the write at {:#x}", gpa.0));
             }
             Ok(json!({}))
@@ -672,8 +674,8 @@ mod tests {
         fn apply(&self, effects: Effects) {
             self.applied.lock().push(effects);
         }
-        fn phys_write(&self, gpa: u64, bytes: &[u8]) -> bool {
-            self.writes.lock().push((gpa, bytes.to_vec()));
+        fn phys_write(&self, at: BackingAddr, bytes: &[u8]) -> bool {
+            self.writes.lock().push((at.raw(), bytes.to_vec()));
             true
         }
     }
@@ -878,7 +880,7 @@ mod tests {
         assert!(ok(&run(&p, &h, req)));
         assert_eq!(
             h.applied.lock().last().unwrap().clear,
-            vec![(64 * MB, 8192)]
+            vec![(BackingAddr::new(64 * MB), 8192)]
         );
         assert!(p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
         // Beyond QEMU's RAM: refused, as QEMU refuses it.
@@ -890,7 +892,7 @@ mod tests {
         assert!(ok(&run(&p, &h, shared)));
         assert_eq!(
             h.applied.lock().last().unwrap().clear,
-            vec![(64 * MB, 8192)]
+            vec![(BackingAddr::new(64 * MB), 8192)]
         );
         assert!(!p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
         // A second guest_memfd slot over the same backing: EEXIST.

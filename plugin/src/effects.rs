@@ -4,16 +4,16 @@
 //! [`Ctx`](crate::flavour::Ctx) for an instruction) and the FFI layer
 //! carries them out once the callback returns.
 
-use cvmem_model::{FlushRequest, FlushTarget};
+use cvmem_model::{BackingAddr, FlushRequest, FlushTarget};
 
 /// What the plugin must do in QEMU besides answering the callback.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
     /// Flush these softTLBs.
     pub flush: Option<FlushTarget>,
-    /// Zero these guest-physical ranges (QEMU addresses, bytes): the side of
-    /// a conversion being left is discarded, as QEMU+KVM discard it.
-    pub clear: Vec<(u64, u64)>,
+    /// Zero these ranges of QEMU's memory (start, bytes): the side of a
+    /// conversion being left is discarded, as QEMU+KVM discard it.
+    pub clear: Vec<(BackingAddr, u64)>,
 }
 
 impl Effects {

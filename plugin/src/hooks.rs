@@ -4,6 +4,8 @@
 //! plugin's decisions are written against them, so they can be unit-tested
 //! without QEMU.
 
+use cvmem_model::{BackingAddr, Gpa};
+
 /// The kind of a guest memory access (QEMU's `MMUAccessType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -43,7 +45,7 @@ pub mod prot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage2Request {
     /// The guest-physical address, alias bits included.
-    pub gpa: u64,
+    pub gpa: Gpa,
     /// The linear address being translated.
     pub gva: u64,
     /// The vCPU doing the access.
@@ -72,11 +74,13 @@ pub struct Fault {
 /// The stage-2 decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage2Answer {
-    /// Install a translation to `backing_gpa` with `prot`, for a mapping of
+    /// Install a translation to `backing` with `prot`, for a mapping of
     /// `page_size` bytes.
     Allow {
-        /// The guest-physical address backing the page, alias bits removed.
-        backing_gpa: u64,
+        /// The QEMU address backing the page: a memslot's backing, or (MMIO,
+        /// ROM, a VM without stage 2) the guest-physical address with the
+        /// alias bits removed, which is where QEMU put that space.
+        backing: BackingAddr,
         /// The accesses the softTLB entry may serve.
         prot: u32,
         /// Size of the stage-2 mapping.
@@ -95,7 +99,7 @@ impl Stage2Answer {
     /// Identity, everything allowed: what a VM without a stage 2 sees.
     pub fn identity(req: &Stage2Request) -> Stage2Answer {
         Stage2Answer::Allow {
-            backing_gpa: req.gpa,
+            backing: BackingAddr::new(req.gpa.raw()),
             prot: prot::ALL,
             page_size: 4096,
         }
@@ -255,11 +259,13 @@ pub trait Host {
     /// A port I/O access of `size` bytes (1, 2 or 4); returns what was read
     /// (0 for a write).
     fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32;
-    /// Reads guest-physical memory (alias bits removed) or MMIO, bypassing
-    /// stage 2 and the device check; `false` if part of it is not backed.
-    fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool;
-    /// Writes guest-physical memory or MMIO, like [`Host::phys_read`].
-    fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool;
+    /// Reads QEMU's memory or MMIO at `at` (a memslot's backing, or a
+    /// guest-physical address outside memslots: see
+    /// [`Vmm::qemu_addr`](crate::vmm::Vmm::qemu_addr)), bypassing stage 2
+    /// and the device check; `false` if part of it is not backed.
+    fn phys_read(&self, at: BackingAddr, buf: &mut [u8]) -> bool;
+    /// Writes QEMU's memory or MMIO, like [`Host::phys_read`].
+    fn phys_write(&self, at: BackingAddr, buf: &[u8]) -> bool;
     /// The guest reported a fatal error: stop the VM as QEMU does on a guest
     /// panic (`qemu_system_guest_panicked()`, so `-action panic=` applies).
     fn guest_panicked(&self);
@@ -269,6 +275,8 @@ pub trait Host {
 #[cfg(test)]
 pub mod fake {
     use std::cell::{Cell, RefCell};
+
+    use cvmem_model::BackingAddr;
 
     use super::Host;
 
@@ -345,7 +353,8 @@ pub mod fake {
                 0x5a
             }
         }
-        fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        fn phys_read(&self, at: BackingAddr, buf: &mut [u8]) -> bool {
+            let gpa = at.raw();
             let m = self.mem.borrow();
             let Some(src) = m.get(gpa as usize..gpa as usize + buf.len()) else {
                 return false;
@@ -353,7 +362,8 @@ pub mod fake {
             buf.copy_from_slice(src);
             true
         }
-        fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool {
+        fn phys_write(&self, at: BackingAddr, buf: &[u8]) -> bool {
+            let gpa = at.raw();
             let mut m = self.mem.borrow_mut();
             let Some(dst) = m.get_mut(gpa as usize..gpa as usize + buf.len()) else {
                 return false;

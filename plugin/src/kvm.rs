@@ -200,7 +200,7 @@ impl Kvm {
                     p |= prot::EXEC;
                 }
                 Stage2Answer::Allow {
-                    backing_gpa: t.backing.raw(),
+                    backing: t.backing,
                     prot: p,
                     page_size: t.level.size_bytes(),
                 }
@@ -231,7 +231,7 @@ impl Kvm {
     /// Whether a device or the host may touch QEMU's memory at `qemu_addr`
     /// (see [`Vmm::device_access_allowed`]); anything goes while the VMM
     /// builds the guest, whose devices (fw_cfg DMA) load the image.
-    pub fn host_access_allowed(&self, qemu_addr: u64) -> bool {
+    pub fn host_access_allowed(&self, qemu_addr: BackingAddr) -> bool {
         !self.flavour.launched() || self.vmm.device_access_allowed(qemu_addr)
     }
 }
@@ -240,6 +240,9 @@ impl Kvm {
 mod tests {
     use super::*;
     use crate::hooks::Access;
+    use cvmem_model::BackingAddr;
+    #[allow(unused_imports)]
+    use cvmem_model::Gpa;
     use cvmem_model::{Gfn, VmType};
 
     fn section(gpa: u64, size: u64, readonly: bool) -> RamSection {
@@ -253,7 +256,7 @@ mod tests {
 
     fn req(gpa: u64, access: Access) -> Stage2Request {
         Stage2Request {
-            gpa,
+            gpa: Gpa::new(gpa),
             gva: 0x40_0000,
             vcpu_index: 0,
             access,
@@ -275,10 +278,8 @@ mod tests {
         let (a, e) = kvm.stage2(&req(0x12_3456, Access::Write));
         assert_eq!(e, Effects::NONE);
         match a {
-            Stage2Answer::Allow {
-                backing_gpa, prot, ..
-            } => {
-                assert_eq!(backing_gpa & !0xfff, 0x12_3000);
+            Stage2Answer::Allow { backing, prot, .. } => {
+                assert_eq!(backing.raw() & !0xfff, 0x12_3000);
                 assert_eq!(prot & prot::WRITE, prot::WRITE);
             }
             other => panic!("{other:?}"),
@@ -286,18 +287,12 @@ mod tests {
         // The VGA hole: no memslot, QEMU emulates.
         assert!(matches!(
             kvm.stage2(&req(0xb_8000, Access::Write)).0,
-            Stage2Answer::Allow {
-                backing_gpa: 0xb_8000,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0xb_8000)
         ));
         // A ROM write reaches QEMU, which drops it.
         assert!(matches!(
             kvm.stage2(&req(0xffff_fff0, Access::Write)).0,
-            Stage2Answer::Allow {
-                backing_gpa: 0xffff_fff0,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0xffff_fff0)
         ));
         assert_eq!(kvm.vm().stats().maps.iter().sum::<u64>(), 1);
         // Deleting the slot unmaps it and asks for a flush.
@@ -307,10 +302,7 @@ mod tests {
         assert!(e.flush.is_some());
         assert!(matches!(
             kvm.stage2(&req(0x12_3456, Access::Read)).0,
-            Stage2Answer::Allow {
-                backing_gpa: 0x12_3456,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0x12_3456)
         ));
         assert_eq!(kvm.vm().memslots().iter().count(), 2);
     }
@@ -393,11 +385,11 @@ mod tests {
         let shared = (1 << 47) | 0x42_010;
         let (a, e) = kvm.stage2(&req(shared, Access::Read));
         assert_eq!(a, Stage2Answer::Retry);
-        assert_eq!(e.clear, [(0x42_000, PAGE_SIZE)]);
+        assert_eq!(e.clear, [(BackingAddr::new(0x42_000), PAGE_SIZE)]);
         assert!(!kvm.vm().is_private(gfn));
         assert!(matches!(
             kvm.stage2(&req(shared, Access::Read)).0,
-            Stage2Answer::Allow { backing_gpa, .. } if backing_gpa & !0xfff == 0x42_000
+            Stage2Answer::Allow { backing, .. } if backing.raw() & !0xfff == 0x42_000
         ));
         assert_eq!(kvm.vmm.implicit_conversions.load(Ordering::Relaxed), 1);
         // The private alias of the now shared page converts it back.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
+use cvmem_model::{BackingAddr, Gpa};
 
 use crate::args::{Config, TestMode};
 use crate::effects::Effects;
@@ -210,7 +211,7 @@ impl Plugin {
         match decided.0 {
             Stage2Answer::Fault(fault) => self.stage2_fault(req, stats, fault),
             Stage2Answer::Stop => self.trace(Some(req.vcpu_index), || PluginEvent::VmStopped {
-                gpa: Some(req.gpa),
+                gpa: Some(req.gpa.raw()),
             }),
             _ => {}
         }
@@ -227,7 +228,7 @@ impl Plugin {
         stats.injected(&fault);
         self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
             fault,
-            gpa: Some(req.gpa),
+            gpa: Some(req.gpa.raw()),
             access: Some(req.access),
         });
     }
@@ -260,7 +261,7 @@ impl Plugin {
         let stats = self.stats.vcpu(vcpu_index);
         stats.audit_accesses.fetch_add(1, Ordering::Relaxed);
         let req = Stage2Request {
-            gpa,
+            gpa: Gpa::new(gpa),
             gva,
             vcpu_index,
             access,
@@ -369,7 +370,7 @@ impl Plugin {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
         // Devices never reach private memory (DESIGN.md, memory content).
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
-            && self.kvm.host_access_allowed(gpa);
+            && self.kvm.host_access_allowed(BackingAddr::new(gpa));
         if !allowed {
             self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
             self.trace(None, || PluginEvent::DmaBlocked {
@@ -443,10 +444,10 @@ mod tests {
         fn pio(&self, _: u16, _: u8, _: bool, _: u32) -> u32 {
             unreachable!()
         }
-        fn phys_read(&self, _: u64, _: &mut [u8]) -> bool {
+        fn phys_read(&self, _: BackingAddr, _: &mut [u8]) -> bool {
             unreachable!()
         }
-        fn phys_write(&self, _: u64, _: &[u8]) -> bool {
+        fn phys_write(&self, _: BackingAddr, _: &[u8]) -> bool {
             unreachable!()
         }
         fn guest_panicked(&self) {

@@ -46,6 +46,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::tlb::{FlushTarget, VcpuId};
+use cvmem_model::BackingAddr;
 use cvmem_model::{GfnRange, Gpa, Vm, ZapFilter, PAGE_SIZE};
 use parking_lot::{Mutex, RwLock};
 
@@ -110,7 +111,7 @@ const MEMSLOT_LOG_MAX: usize = 4096;
 impl TestDev {
     /// The stage-2 answer for `req` if a rule covers its page.
     pub fn stage2(&self, req: &Stage2Request) -> Option<Stage2Answer> {
-        let page = req.gpa & PAGE_MASK;
+        let page = req.gpa.raw() & PAGE_MASK;
         let rule = self
             .rules
             .read()
@@ -124,8 +125,9 @@ impl TestDev {
         }
         Some(match rule? {
             Rule::RetryOnce => Stage2Answer::Retry,
+            // The guest names the QEMU page it wants mapped instead.
             Rule::Remap { backing_page } => Stage2Answer::Allow {
-                backing_gpa: backing_page,
+                backing: BackingAddr::new(backing_page),
                 prot: prot::ALL,
                 page_size: 4096,
             },
@@ -369,6 +371,8 @@ impl TestDev {
 mod tests {
     use super::*;
     use crate::hooks::Access;
+    #[allow(unused_imports)]
+    use cvmem_model::Gpa;
 
     /// A host that answers from fixed values and records port writes.
     #[derive(Default)]
@@ -394,10 +398,10 @@ mod tests {
                 u32::from(port) + u32::from(size)
             }
         }
-        fn phys_read(&self, _gpa: u64, _buf: &mut [u8]) -> bool {
+        fn phys_read(&self, _at: BackingAddr, _buf: &mut [u8]) -> bool {
             false
         }
-        fn phys_write(&self, _gpa: u64, _buf: &[u8]) -> bool {
+        fn phys_write(&self, _at: BackingAddr, _buf: &[u8]) -> bool {
             false
         }
         fn guest_panicked(&self) {
@@ -412,7 +416,7 @@ mod tests {
 
     fn req(gpa: u64) -> Stage2Request {
         Stage2Request {
-            gpa,
+            gpa: Gpa::new(gpa),
             gva: 0xdead_b000,
             vcpu_index: 0,
             access: Access::Read,
@@ -464,10 +468,7 @@ mod tests {
         call(&dev, 2, 0x6000, 0x9000, 0);
         assert!(matches!(
             dev.stage2(&req(0x6008)),
-            Some(Stage2Answer::Allow {
-                backing_gpa: 0x9000,
-                ..
-            })
+            Some(Stage2Answer::Allow { backing, .. }) if backing == BackingAddr::new(0x9000)
         ));
         call(&dev, 3, 0, 0, 0);
         assert_eq!(dev.stage2(&req(0x5000)), None);

@@ -197,7 +197,7 @@ impl Vmm {
                 "{fault:?} on vCPU {}'s {} of GPA {:#x}",
                 req.vcpu_index,
                 access_name(req.access),
-                req.gpa
+                req.gpa.raw()
             )),
         }
     }
@@ -214,12 +214,8 @@ impl Vmm {
     /// Allows `req` at its guest-physical address with the alias bits
     /// stripped, for QEMU's memory core to handle (MMIO, ROM).
     fn unaliased(&self, gpa: Gpa) -> Stage2Answer {
-        let gpa = self
-            .vm
-            .decode(gpa)
-            .map_or(gpa.raw(), |d| d.gfn.gpa().raw() | d.offset);
         Stage2Answer::Allow {
-            backing_gpa: gpa,
+            backing: self.unaliased_addr(gpa),
             prot: prot::ALL,
             page_size: PAGE_SIZE,
         }
@@ -251,13 +247,13 @@ impl Vmm {
                  make it private; MMIO must be mapped shared)",
                 req.vcpu_index,
                 access_name(req.access),
-                gfn.gpa().raw() | (req.gpa & (PAGE_SIZE - 1))
+                gfn.gpa().raw() | (req.gpa.raw() & (PAGE_SIZE - 1))
             )),
             Err(e) => self.stop(format!(
                 "vCPU {} {} of GPA {:#x} needs a conversion QEMU refuses: {e}",
                 req.vcpu_index,
                 access_name(req.access),
-                gfn.gpa().raw() | (req.gpa & (PAGE_SIZE - 1))
+                gfn.gpa().raw() | (req.gpa.raw() & (PAGE_SIZE - 1))
             )),
         }
     }
@@ -277,8 +273,8 @@ impl Vmm {
         fx: &mut Effects,
     ) -> Result<(), InsnAction> {
         let gpa = match fault {
-            Stage2Fault::MemoryFault { gpa, .. } | Stage2Fault::VmDead { gpa } => gpa.raw(),
-            _ => 0,
+            Stage2Fault::MemoryFault { gpa, .. } | Stage2Fault::VmDead { gpa } => gpa,
+            _ => Gpa::new(0),
         };
         let req = Stage2Request {
             gpa,
@@ -407,12 +403,12 @@ impl Vmm {
     /// memslots hold. Backing addresses are QEMU guest-physical addresses
     /// (see the module comment): a slot QEMU reported maps frames to
     /// themselves, one moved or made through the control socket need not.
-    pub fn backing_ranges(&self, range: GfnRange) -> Vec<(u64, u64)> {
+    pub fn backing_ranges(&self, range: GfnRange) -> Vec<(BackingAddr, u64)> {
         let slots = self.vm.memslots();
         slots
             .iter()
             .filter_map(|s| Some((s, s.range().intersect(range)?)))
-            .map(|(s, r)| (s.backing_of(r.start()).raw(), r.len() * PAGE_SIZE))
+            .map(|(s, r)| (s.backing_of(r.start()), r.len() * PAGE_SIZE))
             .collect()
     }
 
@@ -424,17 +420,39 @@ impl Vmm {
     /// which QEMU does not map). Those GPAs differ from the address for a
     /// slot that was moved or aliased (see the module comment on backing
     /// addresses).
-    pub fn device_access_allowed(&self, qemu_addr: u64) -> bool {
-        self.vm
-            .device_access_backing(BackingAddr::new(qemu_addr), false)
-            == DeviceAccess::Allowed
+    pub fn device_access_allowed(&self, qemu_addr: BackingAddr) -> bool {
+        self.vm.device_access_backing(qemu_addr, false) == DeviceAccess::Allowed
     }
 
     /// The QEMU address backing `gfn`, if a memslot holds it.
-    pub fn backing_of(&self, gfn: Gfn) -> Option<u64> {
+    pub fn backing_of(&self, gfn: Gfn) -> Option<BackingAddr> {
         let slots = self.vm.memslots();
         let slot = slots.find(gfn)?;
-        Some(slot.pfn_of(gfn).addr().raw())
+        Some(slot.pfn_of(gfn).addr())
+    }
+
+    /// `gpa` with its alias bits removed, taken as a QEMU address: where
+    /// QEMU's memory core finds what no memslot holds (MMIO, ROM, holes),
+    /// as QEMU handles an MMIO exit at the guest-physical address.
+    pub fn unaliased_addr(&self, gpa: Gpa) -> BackingAddr {
+        BackingAddr::new(
+            self.vm
+                .decode(gpa)
+                .map_or(gpa.raw(), |d| d.gfn.gpa().raw() | d.offset),
+        )
+    }
+
+    /// The QEMU address of the guest-physical address `gpa` (alias bits
+    /// ignored): its memslot's backing if one holds it, else the address
+    /// itself as QEMU sees MMIO ([`Vmm::unaliased_addr`]). The one
+    /// crossing from the guest's address space to QEMU's: a memslot that
+    /// was moved or made through the control socket has a backing other
+    /// than its GPA.
+    pub fn qemu_addr(&self, gpa: Gpa) -> BackingAddr {
+        self.vm
+            .decode(gpa)
+            .and_then(|d| Some(BackingAddr::new(self.backing_of(d.gfn)?.raw() | d.offset)))
+            .unwrap_or_else(|| self.unaliased_addr(gpa))
     }
 }
 

@@ -3,7 +3,7 @@
 //! guest-visible protocol). Their guests reach KVM only through its
 //! hypercall ABI.
 
-use cvmem_model::{Gpa, VcpuId};
+use cvmem_model::VcpuId;
 
 use super::{Ctx, Flavour, Lookup};
 use crate::effects::Effects;
@@ -37,10 +37,9 @@ impl Flavour for Plain {
 
     #[inline]
     fn stage2(&self, vmm: &Vmm, req: &Stage2Request, _fx: &mut Effects) -> Lookup {
-        Lookup::Model(vmm.vm().stage2(
-            VcpuId(req.vcpu_index),
-            Gpa::new(req.gpa),
-            model_access(req.access),
-        ))
+        Lookup::Model(
+            vmm.vm()
+                .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access)),
+        )
     }
 }

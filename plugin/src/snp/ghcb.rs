@@ -5,7 +5,7 @@ use super::*;
 use crate::effects::Effects;
 use crate::hooks::{Host, InsnAction};
 use crate::vmm::Vmm;
-use cvmem_model::{Gpa, PAGE_SIZE};
+use cvmem_model::{BackingAddr, Gpa, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
 /// Errors reported with `SW_EXITINFO1 = 2` (sev-common.h `GHCB_ERR_*`).
@@ -211,13 +211,13 @@ impl SnpFirmware {
 
     /// The QEMU address of the shared RAM page of `gpa` (alias bits
     /// removed), if it is one.
-    pub(super) fn shared_backing(&self, vmm: &Vmm, gpa: u64) -> Option<u64> {
+    pub(super) fn shared_backing(&self, vmm: &Vmm, gpa: u64) -> Option<BackingAddr> {
         let vm = vmm.vm();
         let d = vm.decode(Gpa::new(gpa))?;
         if vm.is_private(d.gfn) {
             return None;
         }
-        Some(vmm.backing_of(d.gfn)? | d.offset)
+        vmm.backing_of(d.gfn)?.checked_add(d.offset)
     }
 
     /// Checks a scratch area of `len` bytes at `gpa` (`setup_vmgexit_scratch()`):

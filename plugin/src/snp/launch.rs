@@ -47,6 +47,9 @@ impl SnpFirmware {
 mod tests {
     use super::*;
     use crate::vmm::vector;
+    use cvmem_model::BackingAddr;
+    #[allow(unused_imports)]
+    use cvmem_model::Gpa;
 
     use crate::hooks::fake::MEM;
     use crate::hooks::{Access, Stage2Answer, Stage2Request};
@@ -58,7 +61,7 @@ mod tests {
         let kvm = guest(MEM);
         let answer = kvm
             .stage2(&Stage2Request {
-                gpa: 0x8000,
+                gpa: Gpa::new(0x8000),
                 gva: 0x8000,
                 vcpu_index: 1,
                 access: Access::Write,
@@ -69,10 +72,7 @@ mod tests {
             .0;
         assert!(matches!(
             answer,
-            Stage2Answer::Allow {
-                backing_gpa: 0x8000,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0x8000)
         ));
         assert!(kvm.vm().is_private(Gfn::new(8)));
         // Shared MMIO is #VC(NPF).

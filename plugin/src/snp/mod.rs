@@ -279,7 +279,7 @@ impl Flavour for SnpFirmware {
         // With paging off every access of an SEV guest is private (APM
         // vol. 2 §15.34.5): the AP trampoline runs on private memory.
         if !req.paging {
-            gpa |= vmm.vm().alias().alias_mask();
+            gpa = Gpa::new(gpa.raw() | vmm.vm().alias().alias_mask());
         }
         // The RMP check runs on every translation of an SNP guest.
         let ctx = SnpAccessCtx {
@@ -289,7 +289,7 @@ impl Flavour for SnpFirmware {
         };
         Lookup::Model(vmm.vm().snp_stage2(
             VcpuId(req.vcpu_index),
-            Gpa::new(gpa),
+            gpa,
             model_access(req.access),
             ctx,
         ))

@@ -187,8 +187,10 @@ impl SnpFirmware {
         Ok(())
     }
 
-    /// MMIO through the GHCB, done by QEMU. Private RAM is out of the host's
-    /// reach: it reads as all ones and takes no writes, as for a device.
+    /// MMIO through the GHCB, done by QEMU at the QEMU address of `gpa` (a
+    /// memslot's backing, or the address itself outside memslots). Private
+    /// RAM is out of the host's reach: it reads as all ones and takes no
+    /// writes, as for a device.
     pub(super) fn mmio(
         &self,
         vmm: &Vmm,
@@ -205,19 +207,77 @@ impl SnpFirmware {
         if len == 0 || len > 8 || (addr ^ (addr + len - 1)) & !(PAGE_SIZE - 1) != 0 {
             return Err(ghcb_err::INVALID_INPUT);
         }
-        let reachable = !self.launched() || vmm.device_access_allowed(addr);
+        // The device check and the access are on QEMU's side of the
+        // memslot: a slot that was moved or made through the control
+        // socket is backed elsewhere than its GPA.
+        let at = vmm.qemu_addr(Gpa::new(gpa));
+        let reachable = !self.launched() || vmm.device_access_allowed(at);
         if write {
             let data = self.scratch_read(vmm, area, g, host)?;
             if reachable {
-                host.phys_write(addr, &data);
+                host.phys_write(at, &data);
             }
         } else {
             let mut data = vec![0xffu8; len as usize];
-            if reachable && !host.phys_read(addr, &mut data) {
+            if reachable && !host.phys_read(at, &mut data) {
                 data.fill(0xff);
             }
             self.scratch_write(vmm, area, &data, g, host)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cvmem_model::{BackingAddr, MemoryRegion, MemslotFlags, MemslotId};
+
+    use super::*;
+    use crate::hooks::fake::{FakeHost, MEM};
+    use crate::snp::ghcb::off;
+    use crate::snp::testutil::*;
+
+    /// GHCB MMIO reaches QEMU's memory at the backing of the memslot that
+    /// holds the GPA, not at the GPA: here a slot at 512M backed by QEMU's
+    /// RAM at 1M, as the control socket's create-memslot makes one. When
+    /// the plugin passed addresses as u64, the device check and the access
+    /// both took the GPA for a QEMU address and the write went nowhere.
+    #[test]
+    fn mmio_reaches_the_backing_of_a_slot_elsewhere_than_its_gpa() {
+        let kvm = guest(MEM);
+        let host = FakeHost::new();
+        ghcb_setup(&kvm, &host);
+        // QEMU's RAM at 1M becomes shared (page-state change of GFN 0x100).
+        assert_eq!(msr_call(&kvm, &host, (2 << 52) | 0x10_0000 | 0x014), 0x015);
+        kvm.vm()
+            .set_memory_region(MemoryRegion {
+                slot: MemslotId(9),
+                flags: MemslotFlags::NONE,
+                guest_phys_addr: Gpa::new(0x2000_0000),
+                memory_size: PAGE_SIZE,
+                backing: BackingAddr::new(0x10_0000),
+            })
+            .unwrap()
+            .ignore();
+        let buffer = GHCB + off::SHARED_BUFFER as u64;
+        let mmio = |code, value| {
+            put(&host, buffer, value);
+            ghcb_call(
+                &kvm,
+                &host,
+                &[
+                    (off::EXIT_CODE, code),
+                    (off::EXIT_INFO_1, 0x2000_0010),
+                    (off::EXIT_INFO_2, 8),
+                    (off::SCRATCH, buffer),
+                ],
+            );
+            assert_eq!(info(&host), (0, 0), "no GHCB error");
+            get(&host, buffer)
+        };
+        mmio(exit::MMIO_WRITE, 0x1122_3344_5566_7788);
+        assert_eq!(get(&host, 0x10_0010), 0x1122_3344_5566_7788);
+        put(&host, 0x10_0010, 0xabcd);
+        assert_eq!(mmio(exit::MMIO_READ, 0), 0xabcd);
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 use crate::flavour::Ctx;
 use crate::hooks::{gpr, InsnAction, RFLAGS_CF};
 use crate::paging;
-use cvmem_model::{Gpa, SnpInsnOutcome, VcpuId, Vmpl};
+use cvmem_model::{SnpInsnOutcome, VcpuId, Vmpl};
 use std::sync::atomic::Ordering;
 
 impl SnpFirmware {
@@ -27,9 +27,8 @@ impl SnpFirmware {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let vm = vmm.vm();
-        let alias_mask = vm.alias().alias_mask();
-        let gpa = match paging::linear_to_gpa(regs, regs.gpr[gpr::RAX], alias_mask, host) {
-            Ok(gpa) => Gpa::new(gpa),
+        let gpa = match paging::linear_to_gpa(vmm, regs, regs.gpr[gpr::RAX], host) {
+            Ok(gpa) => gpa,
             Err(f) => return InsnAction::Fault(f),
         };
         let (rcx, rdx) = (regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
@@ -73,6 +72,7 @@ impl SnpFirmware {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::fake::MEM;
     use crate::hooks::Regs;
     use crate::vmm::vector;
 
@@ -83,21 +83,26 @@ mod tests {
 
     #[test]
     fn the_walker_follows_c_bit_tables_and_keeps_the_leaf_c_bit() {
+        let kvm = guest(MEM);
+        let vmm = &kvm.vmm;
         let host = FakeHost::new();
         let regs = tables(&host, 0x80_0000 | C_BIT);
         assert_eq!(
-            linear_to_gpa(&regs, 0x4000_0123, C_BIT, &host),
-            Ok(0x80_0123 | C_BIT)
+            linear_to_gpa(vmm, &regs, 0x4000_0123, &host),
+            Ok(Gpa::new(0x80_0123 | C_BIT))
         );
         assert_eq!(
-            linear_to_gpa(&regs, 0x4020_1234, C_BIT, &host),
-            Ok(0x20_1234 | C_BIT)
+            linear_to_gpa(vmm, &regs, 0x4020_1234, &host),
+            Ok(Gpa::new(0x20_1234 | C_BIT))
         );
-        let pf = linear_to_gpa(&regs, 0x4000_1000, C_BIT, &host).unwrap_err();
+        let pf = linear_to_gpa(vmm, &regs, 0x4000_1000, &host).unwrap_err();
         assert_eq!((pf.vector, pf.cr2), (vector::PF, Some(0x4000_1000)));
         // Paging off: the linear address is the GPA.
         let off = Regs::default();
-        assert_eq!(linear_to_gpa(&off, 0x1234, C_BIT, &host), Ok(0x1234));
+        assert_eq!(
+            linear_to_gpa(vmm, &off, 0x1234, &host),
+            Ok(Gpa::new(0x1234))
+        );
     }
     #[test]
     fn pvalidate_through_the_page_tables() {

@@ -6,6 +6,7 @@ use crate::args::AcceptPolicy;
 use crate::hooks::{gpr, Insn, InsnAction, Regs};
 use crate::kvm::Kvm;
 use crate::snp::ghcb::off;
+use cvmem_model::BackingAddr;
 
 use crate::args::Config;
 use crate::hooks::fake::{report_ram, FakeHost, MEM};
@@ -27,7 +28,7 @@ pub(crate) fn guest(accept_below: u64) -> Kvm {
     kvm.flavour_as::<SnpFirmware>()
         .ensure_launched(&kvm.vmm, &mut e);
     let rest: Vec<_> = (accept_below < MEM)
-        .then_some((accept_below, MEM - accept_below))
+        .then_some((BackingAddr::new(accept_below), MEM - accept_below))
         .into_iter()
         .collect();
     assert_eq!(e.clear, rest);
@@ -35,7 +36,7 @@ pub(crate) fn guest(accept_below: u64) -> Kvm {
 }
 pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
     kvm.stage2(&Stage2Request {
-        gpa,
+        gpa: Gpa::new(gpa),
         gva: 0x7000_1000,
         vcpu_index: 0,
         access: a,
@@ -87,8 +88,9 @@ pub(crate) fn msr_call(kvm: &Kvm, host: &FakeHost, value: u64) -> u64 {
     regs.gpr[gpr::RDX] = value >> 32;
     kvm.insn(0, Insn::Wrmsr, &mut regs, host);
     let (_, e) = kvm.insn(0, Insn::Vmgexit, &mut regs, host);
-    for (gpa, len) in e.clear {
-        host.mem.borrow_mut()[gpa as usize..(gpa + len) as usize].fill(0);
+    for (at, len) in e.clear {
+        let at = at.raw();
+        host.mem.borrow_mut()[at as usize..(at + len) as usize].fill(0);
     }
     snp.rdmsr(0, msr::GHCB, host).unwrap()
 }

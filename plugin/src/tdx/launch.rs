@@ -99,6 +99,9 @@ impl TdxModule {
 mod tests {
     use super::*;
     use crate::hooks::gpr;
+    use cvmem_model::BackingAddr;
+    #[allow(unused_imports)]
+    use cvmem_model::Gpa;
 
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{Access, Stage2Answer, Stage2Request};
@@ -136,7 +139,7 @@ mod tests {
         let host = FakeHost::new();
         // Before paging: the VMM's loader, identity.
         let mut req = Stage2Request {
-            gpa: 0x9000,
+            gpa: Gpa::new(0x9000),
             gva: 0x9000,
             vcpu_index: 0,
             access: Access::Write,
@@ -146,17 +149,17 @@ mod tests {
         };
         assert!(matches!(
             kvm.stage2(&req).0,
-            Stage2Answer::Allow {
-                backing_gpa: 0x9000,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0x9000)
         ));
         assert!(!kvm.flavour_as::<TdxModule>().launched());
-        assert!(kvm.host_access_allowed(0x9000));
+        assert!(kvm.host_access_allowed(BackingAddr::new(0x9000)));
         req.paging = true;
         assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
         assert!(kvm.vm().tdx_is_finalized());
-        assert!(!kvm.host_access_allowed(0x9000), "private after launch");
+        assert!(
+            !kvm.host_access_allowed(BackingAddr::new(0x9000)),
+            "private after launch"
+        );
         assert_eq!(
             kvm.flavour_as::<TdxModule>()
                 .stats

@@ -56,7 +56,7 @@ use crate::effects::Effects;
 use crate::flavour::{Ctx, Flavour, Lookup};
 use crate::hooks::{Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
 use crate::vmm::{model_access, Vmm};
-use cvmem_model::{GfnRange, Gpa, Stage2Fault, TdxStatus, VcpuId, VeInfo};
+use cvmem_model::{GfnRange, Stage2Fault, TdxStatus, VcpuId, VeInfo};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Once, OnceLock};
@@ -258,11 +258,10 @@ impl Flavour for TdxModule {
             }
             self.ensure_launched(vmm);
         }
-        Lookup::Model(vmm.vm().stage2(
-            VcpuId(req.vcpu_index),
-            Gpa::new(req.gpa),
-            model_access(req.access),
-        ))
+        Lookup::Model(
+            vmm.vm()
+                .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access)),
+        )
     }
 
     fn guest_fault(

@@ -172,7 +172,7 @@ impl TdxModule {
             return INVALID_OPERAND;
         }
         let st = QUOTE_SERVICE_UNAVAILABLE.to_le_bytes();
-        if !host.phys_write(at + 8, &st) {
+        if !at.checked_add(8).is_some_and(|a| host.phys_write(a, &st)) {
             return INVALID_OPERAND;
         }
         SUCCESS
@@ -182,6 +182,7 @@ impl TdxModule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cvmem_model::BackingAddr;
 
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::Access;
@@ -193,8 +194,8 @@ mod tests {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
         access(&kvm, 0x1000, Access::Read);
-        host.phys_write(0x2000, &[7; 64]);
-        host.phys_write(0x3000, &[9; 48]);
+        host.phys_write(BackingAddr::new(0x2000), &[7; 64]);
+        host.phys_write(BackingAddr::new(0x3000), &[9; 48]);
         let r = call(
             &kvm,
             &host,
@@ -217,7 +218,7 @@ mod tests {
         );
         assert_eq!(r.gpr[gpr::RAX], 0);
         let mut rep = [0u8; 1024];
-        host.phys_read(0x4000, &mut rep);
+        host.phys_read(BackingAddr::new(0x4000), &mut rep);
         assert_eq!(rep[0], 0x81);
         assert_eq!(&rep[128..192], &[7; 64]);
         assert_eq!(&rep[224..256], &[0; 32], "MAC: unsigned");
@@ -255,7 +256,7 @@ mod tests {
         }
         // GetQuote in a shared buffer: service unavailable.
         vmcall(&kvm, &host, vmcall::MAP_GPA, &[SHARED | 0x10_0000, 0x1000]);
-        host.phys_write(0x10_0000, &1u64.to_le_bytes());
+        host.phys_write(BackingAddr::new(0x10_0000), &1u64.to_le_bytes());
         let r = vmcall(
             &kvm,
             &host,
@@ -264,7 +265,7 @@ mod tests {
         );
         assert_eq!(r.gpr[gpr::R10], 0);
         let mut st = [0u8; 8];
-        host.phys_read(0x10_0008, &mut st);
+        host.phys_read(BackingAddr::new(0x10_0008), &mut st);
         assert_eq!(u64::from_le_bytes(st), vmcall::QUOTE_SERVICE_UNAVAILABLE);
         assert_eq!(
             vmcall(&kvm, &host, vmcall::GET_QUOTE, &[0x10_0000, 0x1000]).gpr[gpr::R10],

@@ -6,7 +6,7 @@ use super::*;
 use crate::effects::Effects;
 use crate::hooks::{gpr, InsnAction, Regs};
 use crate::vmm::Vmm;
-use cvmem_model::{AcceptOutcome, Alias, Gpa, SeptState, VcpuId};
+use cvmem_model::{AcceptOutcome, Alias, BackingAddr, Gpa, SeptState, VcpuId};
 use std::sync::atomic::Ordering;
 
 impl TdxModule {
@@ -74,7 +74,7 @@ impl TdxModule {
 
     /// The QEMU address of the private, accepted page holding `gpa` (which
     /// must not have the shared bit), for the module's own memory operands.
-    pub(super) fn private_operand(&self, vmm: &Vmm, gpa: u64) -> Option<u64> {
+    pub(super) fn private_operand(&self, vmm: &Vmm, gpa: u64) -> Option<BackingAddr> {
         let vm = vmm.vm();
         let d = vm.decode(Gpa::new(gpa))?;
         if d.alias == Alias::Shared
@@ -83,7 +83,7 @@ impl TdxModule {
         {
             return None;
         }
-        Some(vmm.backing_of(d.gfn)? + d.offset)
+        vmm.backing_of(d.gfn)?.checked_add(d.offset)
     }
 
     /// TDG.MEM.PAGE.ACCEPT with RCX = GPA | level. The module's TD exit for
@@ -172,17 +172,18 @@ mod tests {
     use crate::kvm::Kvm;
     use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
+    use cvmem_model::BackingAddr;
     use cvmem_model::{TdAttributes, VmType};
     #[test]
     fn accept_clears_and_reports_double_accept_and_size_mismatch() {
         let kvm = td(8 << 20, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
         access(&kvm, 0x1000, Access::Read);
-        host.phys_write(0xa0_0000, &[0xaa; 64]);
+        host.phys_write(BackingAddr::new(0xa0_0000), &[0xaa; 64]);
         let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xa0_0000)]);
         assert_eq!(r.gpr[gpr::RAX], 0);
         let mut b = [0xffu8; 64];
-        host.phys_read(0xa0_0000, &mut b);
+        host.phys_read(BackingAddr::new(0xa0_0000), &mut b);
         assert_eq!(b, [0; 64], "accepted pages read zero");
         let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xa0_0000)]);
         assert_eq!(
@@ -235,7 +236,7 @@ mod tests {
         )
         .unwrap();
         access(&kvm, 0x1000, Access::Read);
-        host.phys_write(0xdf_f000, &[1; 8]);
+        host.phys_write(BackingAddr::new(0xdf_f000), &[1; 8]);
         let r = call(
             &kvm,
             &host,
@@ -244,7 +245,7 @@ mod tests {
         );
         assert_eq!(r.gpr[gpr::RAX], 0);
         let mut b = [1u8; 8];
-        host.phys_read(0xdf_f000, &mut b);
+        host.phys_read(BackingAddr::new(0xdf_f000), &mut b);
         assert_eq!(b, [0; 8]);
         assert!(matches!(
             access(&kvm, 0xdf_f000, Access::Write),

@@ -274,15 +274,17 @@ impl TdxModule {
         if vm.memslots().find(d.gfn).is_some() {
             return None;
         }
+        // No memslot: QEMU's MMIO at the unaliased GPA.
+        let at = vmm.unaliased_addr(Gpa::new(gpa));
         let n = size as usize;
         if dir == 1 {
             let bytes = data.to_le_bytes();
             // Unassigned space drops the write, as QEMU does.
-            host.phys_write(addr, &bytes[..n]);
+            host.phys_write(at, &bytes[..n]);
             Some(0)
         } else {
             let mut bytes = [0u8; 8];
-            if !host.phys_read(addr, &mut bytes[..n]) {
+            if !host.phys_read(at, &mut bytes[..n]) {
                 bytes = [0; 8];
             }
             Some(u64::from_le_bytes(bytes))
@@ -293,6 +295,7 @@ impl TdxModule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cvmem_model::BackingAddr;
 
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{Access, Stage2Answer};
@@ -337,7 +340,7 @@ mod tests {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
         access(&kvm, 0x1000, Access::Read);
-        host.phys_write(0x40_0000, b"secret");
+        host.phys_write(BackingAddr::new(0x40_0000), b"secret");
         // 3 MiB to shared with a 2 MiB chunk: RETRY at +2M, then done.
         let r = vmcall(&kvm, &host, vmcall::MAP_GPA, &[SHARED | 0x40_0000, 3 << 20]);
         assert_eq!(r.gpr[gpr::R10], vmcall::RETRY);
@@ -345,16 +348,13 @@ mod tests {
         let r = vmcall(&kvm, &host, vmcall::MAP_GPA, &[SHARED | 0x60_0000, 1 << 20]);
         assert_eq!(r.gpr[gpr::R10], 0);
         let mut b = [1u8; 6];
-        host.phys_read(0x40_0000, &mut b);
+        host.phys_read(BackingAddr::new(0x40_0000), &mut b);
         assert_eq!(b, [0; 6], "content of the private side is gone");
         assert!(!kvm.vm().is_private(Gfn::new(0x6ff)));
-        assert!(kvm.host_access_allowed(0x40_0000));
+        assert!(kvm.host_access_allowed(BackingAddr::new(0x40_0000)));
         assert!(matches!(
             access(&kvm, SHARED | 0x40_0000, Access::Write),
-            Stage2Answer::Allow {
-                backing_gpa: 0x40_0000,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0x40_0000)
         ));
         // Back to private: must be accepted again.
         let r = vmcall(&kvm, &host, vmcall::MAP_GPA, &[0x40_0000, 0x1000]);

@@ -4,6 +4,8 @@ use super::*;
 use crate::args::AcceptPolicy;
 use crate::hooks::{gpr, Host, InsnAction, Regs};
 use crate::kvm::Kvm;
+use cvmem_model::BackingAddr;
+use cvmem_model::Gpa;
 
 use crate::args::Config;
 use crate::hooks::fake::{report_ram, FakeHost};
@@ -26,7 +28,7 @@ pub(crate) fn td(accept_below: u64, attributes: u64) -> Kvm {
 }
 pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
     kvm.stage2(&Stage2Request {
-        gpa,
+        gpa: Gpa::new(gpa),
         gva: 0x7000_1000,
         vcpu_index: 0,
         access: a,
@@ -37,10 +39,9 @@ pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
     .0
 }
 pub(crate) fn tdcall(kvm: &Kvm, host: &FakeHost, regs: &mut Regs) -> InsnAction {
-    let _tdx = kvm.flavour_as::<TdxModule>();
     let (action, effects) = kvm.insn(0, Insn::Tdcall, regs, host);
-    for (gpa, len) in effects.clear {
-        host.phys_write(gpa, &vec![0; len as usize]);
+    for (at, len) in effects.clear {
+        host.phys_write(at, &vec![0; len as usize]);
     }
     action
 }
@@ -88,7 +89,7 @@ pub(crate) fn insn_regs(host: &FakeHost, rip: u64, code: &[u8], info: u64) -> Re
     put(0x10000, 0x11000 | 3); // PML4[0]
     put(0x11000, 0x12000 | 3); // PDPT[0]
     put(0x12000, 0x83); // PD[0]: 2M page at 0
-    host.phys_write(rip, code);
+    host.phys_write(BackingAddr::new(rip), code);
     Regs {
         cr0: (1 << 31) | 1,
         cr3: 0x10000,

@@ -195,7 +195,10 @@ mod tests {
     use crate::kvm::Kvm;
     use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
+    use cvmem_model::BackingAddr;
     use cvmem_model::Gfn;
+    #[allow(unused_imports)]
+    use cvmem_model::Gpa;
     use cvmem_model::{TdAttributes, VmType};
     #[test]
     fn shared_mmio_is_a_ve_that_the_guest_emulates() {
@@ -204,7 +207,7 @@ mod tests {
         let ioapic = 0xfec0_0000 | SHARED;
         // Before launch (paging off) the VMM's loader reaches MMIO directly.
         let mut req = Stage2Request {
-            gpa: 0xfec0_0000,
+            gpa: Gpa::new(0xfec0_0000),
             gva: 0xfec0_0000,
             vcpu_index: 0,
             access: Access::Write,
@@ -214,10 +217,7 @@ mod tests {
         };
         assert!(matches!(
             kvm.stage2(&req).0,
-            Stage2Answer::Allow {
-                backing_gpa: 0xfec0_0000,
-                ..
-            }
+            Stage2Answer::Allow { backing, .. } if backing == BackingAddr::new(0xfec0_0000)
         ));
         // In the running TD: an EPT-violation #VE with the shared GPA, read
         // once with TDG.VP.VEINFO.GET; the guest then asks for the access.
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(r.gpr[gpr::R10], vmcall::SUCCESS);
         // Page-walk reads are not the TD's MMIO (and never reach here on
         // hardware); with paging off nothing is the TD's.
-        req.gpa = ioapic;
+        req.gpa = Gpa::new(ioapic);
         req.paging = true;
         req.page_walk = true;
         assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
