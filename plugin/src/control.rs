@@ -50,6 +50,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::effects::Effects;
+use crate::flavour::Flavour as _;
 use crate::guard::guard;
 use crate::plugin::Plugin;
 

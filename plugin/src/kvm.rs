@@ -8,15 +8,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::{
-    BackingAddr, GfnRange, Gpa, MemoryRegion, MemslotFlags, MemslotId, Stage2, Vm, VmConfig,
-    PAGE_SIZE,
+    BackingAddr, GfnRange, Gpa, MemoryRegion, MemslotFlags, MemslotId, Vm, VmConfig, PAGE_SIZE,
 };
 
 use crate::args::Config;
 use crate::effects::Effects;
-use crate::flavour::{Ctx, Flavour, Lookup};
+use crate::flavour::{Ctx, Flavour};
+use crate::flavours::AnyFlavour;
 use crate::flushcheck::FlushCheck;
-use crate::hooks::{prot, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::lifecycle::Lifecycle;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::vmm::Vmm;
@@ -27,7 +27,7 @@ pub struct Kvm {
     /// The VMM core: the model, exit handling, the run's lifecycle.
     pub vmm: Vmm,
     /// What the VM type adds.
-    pub flavour: Box<dyn Flavour>,
+    pub flavour: AnyFlavour,
     /// Sections QEMU added as memslots.
     pub memslot_adds: AtomicU64,
     /// Memslots QEMU deleted.
@@ -183,34 +183,11 @@ impl Kvm {
 
     /// The stage-2 answer for `req`, and what QEMU must do besides. The
     /// hot path: the flavour's lookup (a hit reads a few atomics), then the
-    /// translation or the core's fault handling.
+    /// translation or the core's fault handling ([`Vmm::answer`]).
     #[inline]
     pub fn stage2(&self, req: &Stage2Request) -> (Stage2Answer, Effects) {
         let mut fx = Effects::NONE;
-        let answer = match self.flavour.stage2(&self.vmm, req, &mut fx) {
-            Lookup::Model(Stage2::Mapped(t)) => {
-                let mut p = 0;
-                if t.perms.read {
-                    p |= prot::READ;
-                }
-                if t.perms.write {
-                    p |= prot::WRITE;
-                }
-                if t.perms.exec {
-                    p |= prot::EXEC;
-                }
-                Stage2Answer::Allow {
-                    backing: t.backing,
-                    prot: p,
-                    page_size: t.level.size_bytes(),
-                }
-            }
-            Lookup::Model(Stage2::Fault(f)) => {
-                self.vmm
-                    .fault_answer(self.flavour.as_ref(), req, f, &mut fx)
-            }
-            Lookup::Answer(a) => a,
-        };
+        let answer = self.flavour.stage2(&self.vmm, req, &mut fx);
         (answer, fx)
     }
 
@@ -239,7 +216,7 @@ impl Kvm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::Access;
+    use crate::hooks::{prot, Access};
     use cvmem_model::BackingAddr;
     #[allow(unused_imports)]
     use cvmem_model::Gpa;

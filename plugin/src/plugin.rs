@@ -9,6 +9,7 @@ use cvmem_model::{BackingAddr, Gpa};
 
 use crate::args::{Config, TestMode};
 use crate::effects::Effects;
+use crate::flavour::Flavour as _;
 use crate::hooks::{Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::kvm::Kvm;
 use crate::memslots::{MemslotOp, RamSection};

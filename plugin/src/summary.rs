@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::flavour::Flavour as _;
 use crate::guard::CAUGHT_PANICS;
 use crate::plugin::{Mode, Plugin};
 use cvmem_model::MemslotSet;

@@ -25,8 +25,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::{
-    Access as ModelAccess, BackingAddr, DeviceAccess, Gfn, GfnRange, Gpa, Stage2Fault, Vm, VmType,
-    PAGE_SIZE,
+    Access as ModelAccess, BackingAddr, DeviceAccess, Gfn, GfnRange, Gpa, Stage2, Stage2Fault, Vm,
+    VmType, PAGE_SIZE,
 };
 
 use crate::effects::Effects;
@@ -111,6 +111,40 @@ impl Vmm {
     /// The model.
     pub fn vm(&self) -> &Vm {
         &self.vm
+    }
+
+    /// The answer to `req` from the model's `stage2`: the translation it
+    /// found, or what the guest sees of its fault ([`Vmm::fault_answer`],
+    /// out of line). Every flavour's lookup ends here; kept inline so the
+    /// common answer, a translation, costs no call.
+    #[inline(always)]
+    pub fn answer<F: Flavour>(
+        &self,
+        flavour: &F,
+        req: &Stage2Request,
+        stage2: Stage2,
+        fx: &mut Effects,
+    ) -> Stage2Answer {
+        match stage2 {
+            Stage2::Mapped(t) => {
+                let mut p = 0;
+                if t.perms.read {
+                    p |= prot::READ;
+                }
+                if t.perms.write {
+                    p |= prot::WRITE;
+                }
+                if t.perms.exec {
+                    p |= prot::EXEC;
+                }
+                Stage2Answer::Allow {
+                    backing: t.backing,
+                    prot: p,
+                    page_size: t.level.size_bytes(),
+                }
+            }
+            Stage2::Fault(f) => self.fault_answer(flavour, req, f, fx),
+        }
     }
 
     /// What the guest sees of a stage-2 fault: handled by KVM or QEMU and

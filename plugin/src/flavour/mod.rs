@@ -14,8 +14,6 @@ pub mod plain;
 
 use std::fmt::Debug;
 
-use cvmem_model::Stage2;
-
 use crate::effects::Effects;
 use crate::hooks::{Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::vmm::Vmm;
@@ -61,16 +59,6 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// A flavour's stage-2 lookup: the model's answer, or one given without the
-/// model (while the VMM still builds the guest).
-#[derive(Debug)]
-pub enum Lookup {
-    /// What the model's TDP (and RMP) say.
-    Model(Stage2),
-    /// The answer as it is.
-    Answer(Stage2Answer),
-}
-
 /// One VM type's behaviour. Implementations: [`plain::Plain`],
 /// [`crate::tdx::TdxModule`], [`crate::snp::SnpFirmware`].
 pub trait Flavour: Debug + Send + Sync {
@@ -85,10 +73,12 @@ pub trait Flavour: Debug + Send + Sync {
         true
     }
 
-    /// The stage-2 lookup of `req`, launching the guest first if this is
-    /// its first access with paging on (the launch's effects into `fx`).
-    /// The hot path: one call per softTLB fill.
-    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Lookup;
+    /// The stage-2 answer to `req`: the guest launched first if this is its
+    /// first access with paging on (the launch's effects into `fx`), the
+    /// model asked, and its answer handed to [`Vmm::answer`] with `self`
+    /// for the faults the flavour shows its own way. The hot path: one
+    /// call per softTLB fill.
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Stage2Answer;
 
     /// The flavour's own answer to a stage-2 fault it shows the guest (a
     /// #VE, a #VC, an RMP #PF), or `None` for the VMM core's generic

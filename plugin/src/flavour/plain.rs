@@ -5,9 +5,9 @@
 
 use cvmem_model::VcpuId;
 
-use super::{Ctx, Flavour, Lookup};
+use super::{Ctx, Flavour};
 use crate::effects::Effects;
-use crate::hooks::{Insn, InsnAction, Stage2Request};
+use crate::hooks::{Insn, InsnAction, Stage2Answer, Stage2Request};
 use crate::vmm::{model_access, Vmm};
 
 /// A VM with no flavour of its own.
@@ -36,10 +36,10 @@ impl Flavour for Plain {
     }
 
     #[inline]
-    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, _fx: &mut Effects) -> Lookup {
-        Lookup::Model(
-            vmm.vm()
-                .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access)),
-        )
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Stage2Answer {
+        let model = vmm
+            .vm()
+            .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access));
+        vmm.answer(self, req, model, fx)
     }
 }

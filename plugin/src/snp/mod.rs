@@ -45,7 +45,7 @@ use std::fmt::Write as _;
 
 use crate::args::AcceptPolicy;
 use crate::effects::Effects;
-use crate::flavour::{Ctx, Flavour, Lookup};
+use crate::flavour::{Ctx, Flavour};
 use crate::hooks::{gpr, Access, Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
 use crate::vmm::{model_access, pferr, vector, Vmm};
 use cvmem_model::{Gpa, SnpAccessCtx, Stage2Fault, VcpuId, Vmpl, PAGE_SIZE};
@@ -177,6 +177,24 @@ impl SnpFirmware {
         self.launched.load(Ordering::Acquire)
     }
 
+    /// A translation before launch: the VMM still builds the guest (paging
+    /// off: the identity, see launch.rs), or its first access with paging
+    /// on launches it (`None`: look it up). Out of line, off the hot path.
+    #[cold]
+    #[inline(never)]
+    fn stage2_before_launch(
+        &self,
+        vmm: &Vmm,
+        req: &Stage2Request,
+        fx: &mut Effects,
+    ) -> Option<Stage2Answer> {
+        if !req.paging {
+            return Some(Stage2Answer::identity(req));
+        }
+        self.ensure_launched(vmm, fx);
+        None
+    }
+
     fn vcpu(&self, vcpu: u32) -> Option<&Mutex<SnpVcpu>> {
         self.vcpus.get(vcpu as usize)
     }
@@ -267,14 +285,12 @@ impl Flavour for SnpFirmware {
     }
 
     #[inline]
-    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Lookup {
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Stage2Answer {
         let mut gpa = req.gpa;
         if !self.launched() {
-            if !req.paging {
-                // The VMM still builds the guest (see launch.rs).
-                return Lookup::Answer(Stage2Answer::identity(req));
+            if let Some(answer) = self.stage2_before_launch(vmm, req, fx) {
+                return answer;
             }
-            self.ensure_launched(vmm, fx);
         }
         // With paging off every access of an SEV guest is private (APM
         // vol. 2 §15.34.5): the AP trampoline runs on private memory.
@@ -287,12 +303,10 @@ impl Flavour for SnpFirmware {
             user: req.cpl == 3,
             page_walk: req.page_walk,
         };
-        Lookup::Model(vmm.vm().snp_stage2(
-            VcpuId(req.vcpu_index),
-            gpa,
-            model_access(req.access),
-            ctx,
-        ))
+        let model = vmm
+            .vm()
+            .snp_stage2(VcpuId(req.vcpu_index), gpa, model_access(req.access), ctx);
+        vmm.answer(self, req, model, fx)
     }
 
     fn guest_fault(

@@ -53,7 +53,7 @@ pub use stats::TdxStats;
 
 use crate::args::AcceptPolicy;
 use crate::effects::Effects;
-use crate::flavour::{Ctx, Flavour, Lookup};
+use crate::flavour::{Ctx, Flavour};
 use crate::hooks::{Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
 use crate::vmm::{model_access, Vmm};
 use cvmem_model::{GfnRange, Stage2Fault, TdxStatus, VcpuId, VeInfo};
@@ -206,6 +206,20 @@ impl TdxModule {
     pub fn launched(&self) -> bool {
         self.launched.load(Ordering::Acquire)
     }
+
+    /// A translation before launch: the VMM still builds the TD (paging
+    /// off: the identity, see ensure_launched()), or its first access with
+    /// paging on launches it (`None`: look it up). Out of line, off the
+    /// hot path.
+    #[cold]
+    #[inline(never)]
+    fn stage2_before_launch(&self, vmm: &Vmm, req: &Stage2Request) -> Option<Stage2Answer> {
+        if !req.paging {
+            return Some(Stage2Answer::identity(req));
+        }
+        self.ensure_launched(vmm);
+        None
+    }
 }
 
 impl Flavour for TdxModule {
@@ -250,18 +264,16 @@ impl Flavour for TdxModule {
     }
 
     #[inline]
-    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, _fx: &mut Effects) -> Lookup {
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Stage2Answer {
         if !self.launched() {
-            if !req.paging {
-                // The VMM still builds the TD (see ensure_launched()).
-                return Lookup::Answer(Stage2Answer::identity(req));
+            if let Some(answer) = self.stage2_before_launch(vmm, req) {
+                return answer;
             }
-            self.ensure_launched(vmm);
         }
-        Lookup::Model(
-            vmm.vm()
-                .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access)),
-        )
+        let model = vmm
+            .vm()
+            .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access));
+        vmm.answer(self, req, model, fx)
     }
 
     fn guest_fault(
