@@ -17,7 +17,11 @@
 //! | `flush` | `kind` (`current`/`all`), `vcpu`? | `KVM_REQ_TLB_FLUSH_CURRENT` / `KVM_REQ_TLB_FLUSH` |
 //! | `set-zap-quirk` | `enabled` | `KVM_CAP_DISABLE_QUIRKS2` of `KVM_X86_QUIRK_SLOT_ZAP_ALL` |
 //! | `stats` | | the model's and the plugin's counters |
-//! | `write` | `gpa`, `value` | the VMM storing 8 bytes into guest memory through its mapping |
+//! | `write` | `gpa`, `value` | the VMM storing 8 bytes into QEMU's RAM at `gpa`, a QEMU address, through its mapping |
+//! | `trace` | `on` | start or stop writing the trace of `trace=PATH` |
+//!
+//! The list of commands and their fields is also [`crate::commands::COMMANDS`],
+//! from which `cvmem-ctl` prints its usage; a test checks the two agree.
 //!
 //! Numbers are JSON numbers or strings (`"0x1000"`, `"64M"`). Every request
 //! is checked as KVM checks the ioctl (the model's [`MemslotError`] and
@@ -956,5 +960,26 @@ mod tests {
         assert!(bind(path).unwrap_err().contains("not a socket"));
         assert!(std::fs::read(path).is_ok(), "the file is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The table cvmem-ctl's usage comes from names exactly the requests
+    /// this socket takes.
+    #[test]
+    fn the_command_table_names_every_request() {
+        // serde lists the variants it expects after an unknown one.
+        let e = parse(r#"{"cmd":"no-such-command"}"#).unwrap_err();
+        let expected: Vec<&str> = e
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the variants")
+            .split(", ")
+            .map(|v| v.trim_matches(|c: char| c == '`' || !c.is_ascii_graphic()))
+            .map(|v| v.split('`').next().unwrap_or(v))
+            .collect();
+        let mut table: Vec<&str> = crate::commands::COMMANDS.iter().map(|c| c.0).collect();
+        let mut expected = expected;
+        table.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(table, expected);
     }
 }

@@ -41,6 +41,9 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod args;
+// The table is cvmem-ctl's; the plugin only tests it against control.rs.
+#[cfg(test)]
+mod commands;
 mod control;
 mod effects;
 mod flavour;
