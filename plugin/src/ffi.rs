@@ -20,7 +20,7 @@ use qemu_plugin_sys::{
     qemu_plugin_tb_get_insn, qemu_plugin_tb_n_insns, QEMU_PLUGIN_VERSION,
 };
 
-use crate::args::{self, Request, HELP};
+use crate::args::{self, Request};
 use crate::effects::Effects;
 use crate::guard::guard;
 use crate::hooks::{Access, Fault, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
@@ -648,7 +648,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
         let config = match args::parse(&argv) {
             Ok(Request::Run(config)) => config,
             Ok(Request::Help) => {
-                print!("{HELP}");
+                print!("{}", args::help());
                 std::process::exit(0);
             }
             Err(e) => {
