@@ -8,8 +8,21 @@
 //! - `args` parses the `-plugin libcvmem.so,key=value,...` arguments;
 //! - `plugin` holds the running plugin's configuration and counters;
 //! - `hooks` is the safe view of the cvm API's hook types;
-//! - `kvm` is the modelled KVM: it owns the model's VM, makes memslots of
-//!   QEMU's RAM sections, answers stage-2 requests and handles exits;
+//! - `kvm` is the modelled KVM: the VMM core and the VM type's flavour; it
+//!   makes memslots of QEMU's RAM sections, answers stage-2 requests and
+//!   hands instructions to the flavour;
+//! - `vmm` is the VMM core every flavour shares: generic stage-2 fault
+//!   handling, implicit conversions, KVM's hypercalls, backing addresses
+//!   (`Vmm::qemu_addr`, the one crossing from a GPA to a QEMU address);
+//! - `flavour` is the `Flavour` trait (what a VM type adds: its
+//!   instructions, stage-2 lookup and launch, the faults it shows the
+//!   guest, its counters) and `Ctx`, an instruction handler's context;
+//!   `flavour::plain` is default and sw-protected; `flavours` maps
+//!   vm-type to a flavour and dispatches by `match`;
+//! - `effects` is what QEMU must do after a callback (flushes, discarded
+//!   memory);
+//! - `commands` is the control socket's command table (cvmem-ctl's
+//!   usage; the plugin only tests it);
 //! - `memslots` is what QEMU's memory listener reports;
 //! - `lifecycle` records how the run ends (shutdowns, resets, triple
 //!   faults, the guest's fatal errors, the VM stopped) for the summary;

@@ -365,11 +365,13 @@ impl Plugin {
         }
     }
 
-    /// Whether a device may access the page of `gpa`. Runs on whichever
-    /// thread emulates the device.
+    /// Whether a device may access the page of `gpa`, the QEMU address QEMU
+    /// reports for the DMA (a backing address, see
+    /// [`Kvm::host_access_allowed`]). Runs on whichever thread emulates the
+    /// device.
     pub fn dma_allowed(&self, gpa: u64, is_write: bool) -> bool {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
-        // Devices never reach private memory (DESIGN.md, memory content).
+        // Devices never reach private memory (docs/architecture.md).
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
             && self.kvm.host_access_allowed(BackingAddr::new(gpa));
         if !allowed {
