@@ -192,18 +192,11 @@ impl Vmm {
                 gpa.raw(),
                 req.vcpu_index
             )),
-            Stage2Fault::ReservedGpa { .. } => {
-                let mut code = pferr::PRESENT | pferr::RSVD;
-                match req.access {
-                    Access::Write if !req.page_walk => code |= pferr::WRITE,
-                    Access::Fetch => code |= pferr::FETCH,
-                    _ => {}
-                }
-                if req.cpl == 3 {
-                    code |= pferr::USER;
-                }
-                raise(vector::PF, Some(code), Some(req.gva))
-            }
+            Stage2Fault::ReservedGpa { .. } => raise(
+                vector::PF,
+                Some(pf_error_code(req, pferr::PRESENT | pferr::RSVD)),
+                Some(req.gva),
+            ),
             Stage2Fault::PageNotValidated { .. } => {
                 raise(vector::VC, Some(SVM_EXIT_NPF_PAGE_NOT_VALIDATED), None)
             }
@@ -488,6 +481,22 @@ impl Vmm {
             .and_then(|d| Some(BackingAddr::new(self.backing_of(d.gfn)?.raw() | d.offset)))
             .unwrap_or_else(|| self.unaliased_addr(gpa))
     }
+}
+
+/// The #PF error code of `req` with `base` (PRESENT and RSVD or RMP): W for
+/// a write that is not a page-walk access (the walker's A/D updates are
+/// reported as writes), I/D for a fetch, U/S at CPL 3.
+pub fn pf_error_code(req: &Stage2Request, base: u32) -> u32 {
+    let mut code = base;
+    match req.access {
+        Access::Write if !req.page_walk => code |= pferr::WRITE,
+        Access::Fetch => code |= pferr::FETCH,
+        _ => {}
+    }
+    if req.cpl == 3 {
+        code |= pferr::USER;
+    }
+    code
 }
 
 /// "read", "write" or "fetch", for messages.

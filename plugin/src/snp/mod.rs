@@ -46,8 +46,8 @@ use std::fmt::Write as _;
 use crate::args::AcceptPolicy;
 use crate::effects::Effects;
 use crate::flavour::{Ctx, Flavour};
-use crate::hooks::{gpr, Access, Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
-use crate::vmm::{model_access, pferr, vector, Vmm};
+use crate::hooks::{gpr, Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::vmm::{model_access, pf_error_code, pferr, vector, Vmm};
 use cvmem_model::{Gpa, SnpAccessCtx, Stage2Fault, VcpuId, Vmpl, PAGE_SIZE};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -337,18 +337,11 @@ impl Flavour for SnpFirmware {
             // strict=on: the #PF with the RMP bit the hardware gives for an
             // access to a page the guest does not own in that alias (APM
             // Table 15-39).
-            Stage2Fault::MemoryFault { .. } => {
-                let mut code = pferr::PRESENT | pferr::RMP;
-                match req.access {
-                    Access::Write if !req.page_walk => code |= pferr::WRITE,
-                    Access::Fetch => code |= pferr::FETCH,
-                    _ => {}
-                }
-                if req.cpl == 3 {
-                    code |= pferr::USER;
-                }
-                raise(vector::PF, Some(code), Some(req.gva))
-            }
+            Stage2Fault::MemoryFault { .. } => raise(
+                vector::PF,
+                Some(pf_error_code(req, pferr::PRESENT | pferr::RMP)),
+                Some(req.gva),
+            ),
             _ => None,
         }
     }
