@@ -19,14 +19,20 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value};
 
-const USAGE: &str = "usage: cvmem-ctl SOCKET COMMAND [KEY=VALUE ...]
-       cvmem-ctl SOCKET -    (JSON requests from stdin, one a line)
-commands: list-memslots, create-memslot slot= gpa= size= [flags=] [backing=],
-  delete-memslot slot=, move-memslot slot= gpa=, set-memslot-flags slot= flags=,
-  set-attributes gpa= size= attributes= (8 = private), zap gpa= size=
-  [roots=all|shared|private] [flush=on|off], zap-all [flush=], flush
-  kind=current|all [vcpu=], set-zap-quirk enabled=on|off, stats, write gpa= value=
-";
+// The plugin's table of commands (a cdylib cannot be linked, so the file
+// is included).
+#[path = "../src/commands.rs"]
+mod commands;
+
+/// The usage text, its command list from the plugin's table.
+fn usage() -> String {
+    format!(
+        "usage: cvmem-ctl SOCKET COMMAND [KEY=VALUE ...]\n       \
+         cvmem-ctl SOCKET -    (JSON requests from stdin, one a line)\n\
+         commands:\n{}",
+        commands::usage()
+    )
+}
 
 /// The request for `COMMAND KEY=VALUE...`.
 fn request(cmd: &str, args: &[String]) -> Result<Value, String> {
@@ -73,7 +79,7 @@ fn exchange(
 fn run(argv: &[String]) -> Result<bool, String> {
     let (socket, cmd, rest) = match argv {
         [socket, cmd, rest @ ..] => (socket, cmd, rest),
-        _ => return Err(USAGE.trim_end().into()),
+        _ => return Err(usage().trim_end().into()),
     };
     let stream = UnixStream::connect(socket).map_err(|e| format!("{socket}: {e}"))?;
     let mut out = stream.try_clone().map_err(|e| e.to_string())?;
@@ -96,7 +102,7 @@ fn run(argv: &[String]) -> Result<bool, String> {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().is_some_and(|a| a == "-h" || a == "--help") {
-        print!("{USAGE}");
+        print!("{}", usage());
         return ExitCode::SUCCESS;
     }
     match run(&argv) {

@@ -150,67 +150,268 @@ impl fmt::Display for ArgError {
 
 impl std::error::Error for ArgError {}
 
-/// One line per argument, shown for `help`.
-pub const HELP: &str = "\
-cvmem: confidential-VM memory semantics for TCG guests
-usage: -plugin /path/to/libcvmem.so[,key=value...]
-  vm-type=default|sw-protected|tdx|snp
-                  KVM VM type to model (default: default)
-  test=none|hooks test device for the guest (default: none)
-  gpaw=48|52      guest physical address width; TDX shared bit GPAW-1
-                  (default: 48)
-  td-attributes=N TD ATTRIBUTES: bit 0 DEBUG, bit 28 SEPT_VE_DISABLE
-                  (default: 0x10000000)
-  accept=all|ADDR private memory ready at launch: all, or below ADDR
-                  (e.g. 64M); the rest waits for the guest's TDX ACCEPT
-                  or SNP PVALIDATE (default: all)
-  strict=on|off   an access through the wrong alias faults (TDX: #VE,
-                  SNP: #PF with the RMP bit)
-                  instead of converting the page (default: off)
-  slot-zap-all=on|off
-                  KVM_X86_QUIRK_SLOT_ZAP_ALL, for vm-type=default
-                  (default: on)
-  map-gpa-chunk=SIZE
-                  TDX MapGPA and SNP GHCB page-state changes convert at
-                  most SIZE per call, then return (default: 64M)
-  private-max-level=4K|2M
-                  largest private mapping (default: the VM type's; TDX
-                  4K as in KVM, so a 2M ACCEPT gets PAGE_SIZE_MISMATCH)
-  trace=PATH      write every memslot change, fault, map, zap, flush,
-                  conversion, accept, violation and injected exception
-                  to PATH, one JSON object a line (default: no trace)
-  flush-check=on|off
-                  report every guest access through a translation the
-                  model zapped but has not flushed yet, with the zap; a
-                  debugging option: a callback per guest load and store
-                  (default: off)
-  control=PATH    a Unix socket taking JSON requests for the host side:
-                  memslots, attributes, zaps, flushes (see README)
-  vm-stop=pause|exit
-                  when the modelled KVM stops the VM (as QEMU stops a
-                  KVM guest on a failed KVM_RUN): pause it in the
-                  internal-error state as QEMU does, or exit QEMU with
-                  status 1 (default: pause)
-  help            print this text and exit
-";
+/// One plugin option: its key, its entry in `help`, and how its value
+/// sets the configuration. [`OPTIONS`] is the one table the parser, the
+/// list of known keys and the help text derive from.
+struct Opt {
+    key: &'static str,
+    /// The key with its values, as `help` shows it (`gpaw=48|52`).
+    usage: &'static str,
+    /// The help text, a line each.
+    help: &'static [&'static str],
+    /// Sets the configuration from the value; `Err`: why it is refused.
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// Every option but `help`, in the order `help` lists them.
+const OPTIONS: &[Opt] = &[
+    Opt {
+        key: "vm-type",
+        usage: "vm-type=default|sw-protected|tdx|snp",
+        help: &["KVM VM type to model (default: default)"],
+        set: |config, v| {
+            config.vm_type = v.parse().map_err(|e| format!("{e}"))?;
+            Ok(())
+        },
+    },
+    Opt {
+        key: "test",
+        usage: "test=none|hooks",
+        help: &["test device for the guest (default: none)"],
+        set: |config, v| {
+            config.test = match v {
+                "none" => TestMode::None,
+                "hooks" => TestMode::Hooks,
+                _ => return Err(format!("unknown test device '{v}' (none, hooks)")),
+            };
+            Ok(())
+        },
+    },
+    Opt {
+        key: "gpaw",
+        usage: "gpaw=48|52",
+        help: &[
+            "guest physical address width; TDX shared bit GPAW-1",
+            "(default: 48)",
+        ],
+        set: |config, v| {
+            config.gpaw = match v {
+                "48" => Gpaw::Bits48,
+                "52" => Gpaw::Bits52,
+                _ => return Err(format!("GPAW must be 48 or 52, not '{v}'")),
+            };
+            Ok(())
+        },
+    },
+    Opt {
+        key: "td-attributes",
+        usage: "td-attributes=N",
+        help: &[
+            "TD ATTRIBUTES: bit 0 DEBUG, bit 28 SEPT_VE_DISABLE",
+            "(default: 0x10000000)",
+        ],
+        set: |config, v| {
+            let bits = parse_size(v).ok_or_else(|| format!("'{v}' is not a number"))?;
+            let known = TdAttributes::DEBUG | TdAttributes::SEPT_VE_DISABLE;
+            if bits & !known != 0 {
+                return Err(format!(
+                    "unsupported TD attribute bits {:#x} (supported: {known:#x})",
+                    bits & !known
+                ));
+            }
+            config.td_attributes = TdAttributes(bits);
+            Ok(())
+        },
+    },
+    Opt {
+        key: "accept",
+        usage: "accept=all|ADDR",
+        help: &[
+            "private memory ready at launch: all, or below ADDR",
+            "(e.g. 64M); the rest waits for the guest's TDX ACCEPT",
+            "or SNP PVALIDATE (default: all)",
+        ],
+        set: |config, v| {
+            config.accept = match v {
+                "all" => AcceptPolicy::All,
+                _ => {
+                    let at = parse_size(v)
+                        .ok_or_else(|| format!("'{v}' is neither 'all' nor an address"))?;
+                    if at % 4096 != 0 {
+                        return Err(format!("{at:#x} is not 4K aligned"));
+                    }
+                    AcceptPolicy::Below(at)
+                }
+            };
+            Ok(())
+        },
+    },
+    Opt {
+        key: "strict",
+        usage: "strict=on|off",
+        help: &[
+            "an access through the wrong alias faults (TDX: #VE,",
+            "SNP: #PF with the RMP bit)",
+            "instead of converting the page (default: off)",
+        ],
+        set: |config, v| {
+            config.strict =
+                parse_bool(v).ok_or_else(|| format!("'{v}' is not a boolean (on/off)"))?;
+            Ok(())
+        },
+    },
+    Opt {
+        key: "slot-zap-all",
+        usage: "slot-zap-all=on|off",
+        help: &[
+            "KVM_X86_QUIRK_SLOT_ZAP_ALL, for vm-type=default",
+            "(default: on)",
+        ],
+        set: |config, v| {
+            config.slot_zap_all =
+                parse_bool(v).ok_or_else(|| format!("'{v}' is not a boolean (on/off)"))?;
+            Ok(())
+        },
+    },
+    Opt {
+        key: "map-gpa-chunk",
+        usage: "map-gpa-chunk=SIZE",
+        help: &[
+            "TDX MapGPA and SNP GHCB page-state changes convert at",
+            "most SIZE per call, then return (default: 64M)",
+        ],
+        set: |config, v| {
+            let n = parse_size(v).ok_or_else(|| format!("'{v}' is not a size"))?;
+            if n == 0 || n % 4096 != 0 {
+                return Err(format!("{n:#x} is not a non-zero multiple of 4K"));
+            }
+            config.map_gpa_chunk = n;
+            Ok(())
+        },
+    },
+    Opt {
+        key: "private-max-level",
+        usage: "private-max-level=4K|2M",
+        help: &[
+            "largest private mapping (default: the VM type's; TDX",
+            "4K as in KVM, so a 2M ACCEPT gets PAGE_SIZE_MISMATCH)",
+        ],
+        set: |config, v| {
+            config.private_max_level = Some(match v {
+                "4K" | "4k" => PageLevel::Size4K,
+                "2M" | "2m" => PageLevel::Size2M,
+                _ => return Err(format!("'{v}' is not 4K or 2M")),
+            });
+            Ok(())
+        },
+    },
+    Opt {
+        key: "trace",
+        usage: "trace=PATH",
+        help: &[
+            "write every memslot change, fault, map, zap, flush,",
+            "conversion, accept, violation and injected exception",
+            "to PATH, one JSON object a line (default: no trace)",
+        ],
+        set: |config, v| {
+            // Whether the file can be created is checked when the
+            // plugin starts (Plugin::new), with the same wording.
+            if v.is_empty() {
+                return Err("'trace' needs a file name ('trace=PATH')".into());
+            }
+            config.trace = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Opt {
+        key: "flush-check",
+        usage: "flush-check=on|off",
+        help: &[
+            "report every guest access through a translation the",
+            "model zapped but has not flushed yet, with the zap; a",
+            "debugging option: a callback per guest load and store",
+            "(default: off)",
+        ],
+        set: |config, v| {
+            config.flush_check =
+                parse_bool(v).ok_or_else(|| format!("'{v}' is not a boolean (on/off)"))?;
+            Ok(())
+        },
+    },
+    Opt {
+        key: "control",
+        usage: "control=PATH",
+        help: &[
+            "a Unix socket taking JSON requests for the host side:",
+            "memslots, attributes, zaps, flushes (see README)",
+        ],
+        set: |config, v| {
+            // The socket is made when the plugin starts (Plugin::new).
+            if v.is_empty() {
+                return Err("'control' needs a socket path ('control=PATH')".into());
+            }
+            config.control = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Opt {
+        key: "vm-stop",
+        usage: "vm-stop=pause|exit",
+        help: &[
+            "when the modelled KVM stops the VM (as QEMU stops a",
+            "KVM guest on a failed KVM_RUN): pause it in the",
+            "internal-error state as QEMU does, or exit QEMU with",
+            "status 1 (default: pause)",
+        ],
+        set: |config, v| {
+            config.vm_stop = match v {
+                "pause" => VmStopAction::Pause,
+                "exit" => VmStopAction::Exit,
+                _ => return Err(format!("'{v}' is not pause or exit")),
+            };
+            Ok(())
+        },
+    },
+];
+
+/// `help`'s own entry, last in the help text.
+const HELP_USAGE: (&str, &str) = ("help", "print this text and exit");
 
 /// The keys cvmem knows, for error messages.
-const KEYS: &[&str] = &[
-    "vm-type",
-    "test",
-    "gpaw",
-    "td-attributes",
-    "accept",
-    "strict",
-    "slot-zap-all",
-    "map-gpa-chunk",
-    "private-max-level",
-    "trace",
-    "flush-check",
-    "control",
-    "vm-stop",
-    "help",
-];
+fn keys() -> Vec<&'static str> {
+    OPTIONS
+        .iter()
+        .map(|o| o.key)
+        .chain([HELP_USAGE.0])
+        .collect()
+}
+
+/// One line per argument, shown for `help`.
+pub fn help() -> String {
+    // The usage in a column of 16 after two spaces; a longer one gets a
+    // line of its own.
+    fn entry(out: &mut String, usage: &str, help: &[&str]) {
+        let mut lines = help.iter();
+        if usage.len() < 16 {
+            let first = lines.next().copied().unwrap_or("");
+            out.push_str(&format!("  {usage:<16}{first}\n"));
+        } else {
+            out.push_str(&format!("  {usage}\n"));
+        }
+        for l in lines {
+            out.push_str(&format!("{:18}{l}\n", ""));
+        }
+    }
+    let mut out = String::from(
+        "cvmem: confidential-VM memory semantics for TCG guests\n\
+         usage: -plugin /path/to/libcvmem.so[,key=value...]\n",
+    );
+    for o in OPTIONS {
+        entry(&mut out, o.usage, o.help);
+    }
+    entry(&mut out, HELP_USAGE.0, &[HELP_USAGE.1]);
+    out
+}
 
 /// Parses QEMU's spelling of a boolean, as `qapi_bool_parse` does.
 pub fn parse_bool(value: &str) -> Option<bool> {
@@ -254,10 +455,11 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
             Some((key, value)) => (key, Some(value)),
             None => (raw, None),
         };
-        if !KEYS.contains(&key) {
+        let keys = keys();
+        if !keys.contains(&key) {
             return Err(error(format!(
                 "unknown key '{key}' (known keys: {})",
-                KEYS.join(", ")
+                keys.join(", ")
             )));
         }
         if seen.contains(&key) {
@@ -272,99 +474,13 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
                     .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
             }
             (_, None) => return Err(error(format!("'{key}' needs a value ('{key}=...')"))),
-            ("vm-type", Some(v)) => {
-                config.vm_type = v.parse().map_err(|e| error(format!("{e}")))?;
+            (_, Some(v)) => {
+                let opt = OPTIONS
+                    .iter()
+                    .find(|o| o.key == key)
+                    .expect("keys() lists OPTIONS");
+                (opt.set)(&mut config, v).map_err(error)?;
             }
-            ("test", Some(v)) => {
-                config.test = match v {
-                    "none" => TestMode::None,
-                    "hooks" => TestMode::Hooks,
-                    _ => return Err(error(format!("unknown test device '{v}' (none, hooks)"))),
-                };
-            }
-            ("gpaw", Some(v)) => {
-                config.gpaw = match v {
-                    "48" => Gpaw::Bits48,
-                    "52" => Gpaw::Bits52,
-                    _ => return Err(error(format!("GPAW must be 48 or 52, not '{v}'"))),
-                };
-            }
-            ("td-attributes", Some(v)) => {
-                let bits = parse_size(v).ok_or_else(|| error(format!("'{v}' is not a number")))?;
-                let known = TdAttributes::DEBUG | TdAttributes::SEPT_VE_DISABLE;
-                if bits & !known != 0 {
-                    return Err(error(format!(
-                        "unsupported TD attribute bits {:#x} (supported: {known:#x})",
-                        bits & !known
-                    )));
-                }
-                config.td_attributes = TdAttributes(bits);
-            }
-            ("accept", Some(v)) => {
-                config.accept = match v {
-                    "all" => AcceptPolicy::All,
-                    _ => {
-                        let at = parse_size(v).ok_or_else(|| {
-                            error(format!("'{v}' is neither 'all' nor an address"))
-                        })?;
-                        if at % 4096 != 0 {
-                            return Err(error(format!("{at:#x} is not 4K aligned")));
-                        }
-                        AcceptPolicy::Below(at)
-                    }
-                };
-            }
-            ("strict", Some(v)) => {
-                config.strict = parse_bool(v)
-                    .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
-            }
-            ("flush-check", Some(v)) => {
-                config.flush_check = parse_bool(v)
-                    .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
-            }
-            ("slot-zap-all", Some(v)) => {
-                config.slot_zap_all = parse_bool(v)
-                    .ok_or_else(|| error(format!("'{v}' is not a boolean (on/off)")))?;
-            }
-            ("map-gpa-chunk", Some(v)) => {
-                let n = parse_size(v).ok_or_else(|| error(format!("'{v}' is not a size")))?;
-                if n == 0 || n % 4096 != 0 {
-                    return Err(error(format!("{n:#x} is not a non-zero multiple of 4K")));
-                }
-                config.map_gpa_chunk = n;
-            }
-            ("private-max-level", Some(v)) => {
-                config.private_max_level = Some(match v {
-                    "4K" | "4k" => PageLevel::Size4K,
-                    "2M" | "2m" => PageLevel::Size2M,
-                    _ => return Err(error(format!("'{v}' is not 4K or 2M"))),
-                });
-            }
-            ("trace", Some(v)) => {
-                // Whether the file can be created is checked when the
-                // plugin starts (Plugin::new), with the same wording.
-                if v.is_empty() {
-                    return Err(error("'trace' needs a file name ('trace=PATH')".into()));
-                }
-                config.trace = Some(v.to_owned());
-            }
-            ("vm-stop", Some(v)) => {
-                config.vm_stop = match v {
-                    "pause" => VmStopAction::Pause,
-                    "exit" => VmStopAction::Exit,
-                    _ => return Err(error(format!("'{v}' is not pause or exit"))),
-                };
-            }
-            ("control", Some(v)) => {
-                // The socket is made when the plugin starts (Plugin::new).
-                if v.is_empty() {
-                    return Err(error(
-                        "'control' needs a socket path ('control=PATH')".into(),
-                    ));
-                }
-                config.control = Some(v.to_owned());
-            }
-            _ => unreachable!("every key in KEYS has a branch"),
         }
     }
 
@@ -523,5 +639,21 @@ mod tests {
         }
         assert_eq!(parse_bool("1"), None);
         assert_eq!(parse_bool("ON"), None);
+    }
+
+    /// Every option of the table is a known key, listed in the help text
+    /// and in the unknown-key message, and takes its documented form.
+    #[test]
+    fn the_option_table_drives_keys_and_help() {
+        let help = help();
+        let unknown = refused(&["no-such-key=1"]);
+        for o in OPTIONS {
+            assert!(o.usage.starts_with(o.key), "{}", o.usage);
+            assert!(help.contains(&format!("  {}", o.usage)), "{}", o.key);
+            assert!(unknown.contains(o.key), "{}", o.key);
+            let bad = refused(&[&format!("{}=", o.key)]);
+            assert!(!bad.contains("unknown key"), "{bad}");
+        }
+        assert!(help.ends_with("  help            print this text and exit\n"));
     }
 }

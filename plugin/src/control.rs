@@ -17,7 +17,11 @@
 //! | `flush` | `kind` (`current`/`all`), `vcpu`? | `KVM_REQ_TLB_FLUSH_CURRENT` / `KVM_REQ_TLB_FLUSH` |
 //! | `set-zap-quirk` | `enabled` | `KVM_CAP_DISABLE_QUIRKS2` of `KVM_X86_QUIRK_SLOT_ZAP_ALL` |
 //! | `stats` | | the model's and the plugin's counters |
-//! | `write` | `gpa`, `value` | the VMM storing 8 bytes into guest memory through its mapping |
+//! | `write` | `gpa`, `value` | the VMM storing 8 bytes into QEMU's RAM at `gpa`, a QEMU address, through its mapping |
+//! | `trace` | `on` | start or stop writing the trace of `trace=PATH` |
+//!
+//! The list of commands and their fields is also [`crate::commands::COMMANDS`],
+//! from which `cvmem-ctl` prints its usage; a test checks the two agree.
 //!
 //! Numbers are JSON numbers or strings (`"0x1000"`, `"64M"`). Every request
 //! is checked as KVM checks the ioctl (the model's [`MemslotError`] and
@@ -49,8 +53,9 @@ use cvmem_model::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::effects::Effects;
+use crate::flavour::Flavour as _;
 use crate::guard::guard;
-use crate::kvm::Effects;
 use crate::plugin::Plugin;
 
 /// The longest request line accepted.
@@ -72,8 +77,8 @@ pub trait ControlHost: Sync {
     fn thread_exit(&self);
     /// Carries out a model operation's effects as the callbacks do.
     fn apply(&self, effects: Effects);
-    /// Writes `bytes` at the QEMU guest-physical address `gpa`.
-    fn phys_write(&self, gpa: u64, bytes: &[u8]) -> bool;
+    /// Writes `bytes` into QEMU's memory at `at`.
+    fn phys_write(&self, at: BackingAddr, bytes: &[u8]) -> bool;
 }
 
 /// A number given as a JSON number or a string (`0x...`, `64M`).
@@ -385,8 +390,9 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
             }
             let private = attributes.0 & KVM_MEMORY_ATTRIBUTE_PRIVATE != 0;
             // As QEMU's kvm_convert_memory(): the side left is discarded.
-            let effects = kvm
-                .convert(range, private, true)
+            let mut effects = Effects::NONE;
+            kvm.vmm
+                .convert(range, private, true, &mut effects)
                 .map_err(|e| format!("EINVAL: {e}"))?;
             host.apply(effects);
             Ok(json!({}))
@@ -454,7 +460,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
         },
         Command::Stats => {
             let s = vm.stats();
-            Ok(json!({
+            let mut reply = json!({
                 "vm_type": vm.vm_type().to_string(),
                 "slot_zap_all": vm.slot_zap_all(),
                 "lookups": s.lookups,
@@ -479,8 +485,12 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                 "rmp_pages_unassigned": s.rmp_pages_unassigned,
                 "memslot_adds": kvm.memslot_adds.load(Ordering::Relaxed),
                 "memslot_dels": kvm.memslot_dels.load(Ordering::Relaxed),
-                "implicit_conversions": kvm.implicit_conversions.load(Ordering::Relaxed),
-            }))
+                "implicit_conversions": kvm.vmm.implicit_conversions.load(Ordering::Relaxed),
+            });
+            if let Some((name, stats)) = kvm.flavour.stats() {
+                reply[name] = stats;
+            }
+            Ok(reply)
         }
         Command::Write { gpa, value } => {
             // A VMM reaches guest memory through its own mapping: QEMU's
@@ -497,10 +507,12 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                     gpa.0
                 ));
             }
-            if !kvm.host_access_allowed(gpa.0) || !kvm.host_access_allowed(end - 1) {
+            // `gpa` names QEMU's memory (a RAM section), not the guest's.
+            let at = BackingAddr::new(gpa.0);
+            if !kvm.host_access_allowed(at) || !kvm.host_access_allowed(BackingAddr::new(end - 1)) {
                 return Err(format!("EFAULT: {:#x} is private memory", gpa.0));
             }
-            if !host.phys_write(gpa.0, &value.0.to_le_bytes()) {
+            if !host.phys_write(at, &value.0.to_le_bytes()) {
                 return Err(format!("EFAULT: QEMU refused the write at {:#x}", gpa.0));
             }
             Ok(json!({}))
@@ -667,8 +679,8 @@ mod tests {
         fn apply(&self, effects: Effects) {
             self.applied.lock().push(effects);
         }
-        fn phys_write(&self, gpa: u64, bytes: &[u8]) -> bool {
-            self.writes.lock().push((gpa, bytes.to_vec()));
+        fn phys_write(&self, at: BackingAddr, bytes: &[u8]) -> bool {
+            self.writes.lock().push((at.raw(), bytes.to_vec()));
             true
         }
     }
@@ -873,7 +885,7 @@ mod tests {
         assert!(ok(&run(&p, &h, req)));
         assert_eq!(
             h.applied.lock().last().unwrap().clear,
-            vec![(64 * MB, 8192)]
+            vec![(BackingAddr::new(64 * MB), 8192)]
         );
         assert!(p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
         // Beyond QEMU's RAM: refused, as QEMU refuses it.
@@ -885,7 +897,7 @@ mod tests {
         assert!(ok(&run(&p, &h, shared)));
         assert_eq!(
             h.applied.lock().last().unwrap().clear,
-            vec![(64 * MB, 8192)]
+            vec![(BackingAddr::new(64 * MB), 8192)]
         );
         assert!(!p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
         // A second guest_memfd slot over the same backing: EEXIST.
@@ -948,5 +960,26 @@ mod tests {
         assert!(bind(path).unwrap_err().contains("not a socket"));
         assert!(std::fs::read(path).is_ok(), "the file is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The table cvmem-ctl's usage comes from names exactly the requests
+    /// this socket takes.
+    #[test]
+    fn the_command_table_names_every_request() {
+        // serde lists the variants it expects after an unknown one.
+        let e = parse(r#"{"cmd":"no-such-command"}"#).unwrap_err();
+        let expected: Vec<&str> = e
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the variants")
+            .split(", ")
+            .map(|v| v.trim_matches(|c: char| c == '`' || !c.is_ascii_graphic()))
+            .map(|v| v.split('`').next().unwrap_or(v))
+            .collect();
+        let mut table: Vec<&str> = crate::commands::COMMANDS.iter().map(|c| c.0).collect();
+        let mut expected = expected;
+        table.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(table, expected);
     }
 }

@@ -99,10 +99,10 @@ impl FlushCheck {
             return;
         }
         if vm
-            .tlb_record_current(VcpuId(req.vcpu_index), Gpa::new(req.gpa))
+            .tlb_record_current(VcpuId(req.vcpu_index), req.gpa)
             .is_some()
         {
-            self.filled(req.vcpu_index, req.gva, req.gpa);
+            self.filled(req.vcpu_index, req.gva, req.gpa.raw());
         }
     }
 
@@ -198,17 +198,16 @@ mod tests {
         let fc = FlushCheck::new(&vm, 1);
         let (gva, gpa) = (0xffff_8000_0000_5010u64, 0x5010u64);
         let mut req = Stage2Request {
-            gpa,
+            gpa: Gpa::new(gpa),
             gva,
             vcpu_index: 0,
             access: Access::Read,
             cpl: 0,
             page_walk: true,
             paging: true,
-            stage1_prot: crate::hooks::prot::ALL,
         };
         let allow = Stage2Answer::Allow {
-            backing_gpa: gpa,
+            backing: cvmem_model::BackingAddr::new(gpa),
             prot: crate::hooks::prot::ALL,
             page_size: 4096,
         };

@@ -4,6 +4,8 @@
 //! plugin's decisions are written against them, so they can be unit-tested
 //! without QEMU.
 
+use cvmem_model::{BackingAddr, Gpa};
+
 /// The kind of a guest memory access (QEMU's `MMUAccessType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -43,7 +45,7 @@ pub mod prot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stage2Request {
     /// The guest-physical address, alias bits included.
-    pub gpa: u64,
+    pub gpa: Gpa,
     /// The linear address being translated.
     pub gva: u64,
     /// The vCPU doing the access.
@@ -56,8 +58,6 @@ pub struct Stage2Request {
     pub page_walk: bool,
     /// Whether CR0.PG is set.
     pub paging: bool,
-    /// What stage 1 grants.
-    pub stage1_prot: u32,
 }
 
 /// An exception to raise in the guest.
@@ -74,11 +74,13 @@ pub struct Fault {
 /// The stage-2 decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage2Answer {
-    /// Install a translation to `backing_gpa` with `prot`, for a mapping of
+    /// Install a translation to `backing` with `prot`, for a mapping of
     /// `page_size` bytes.
     Allow {
-        /// The guest-physical address backing the page, alias bits removed.
-        backing_gpa: u64,
+        /// The QEMU address backing the page: a memslot's backing, or (MMIO,
+        /// ROM, a VM without stage 2) the guest-physical address with the
+        /// alias bits removed, which is where QEMU put that space.
+        backing: BackingAddr,
         /// The accesses the softTLB entry may serve.
         prot: u32,
         /// Size of the stage-2 mapping.
@@ -97,40 +99,42 @@ impl Stage2Answer {
     /// Identity, everything allowed: what a VM without a stage 2 sees.
     pub fn identity(req: &Stage2Request) -> Stage2Answer {
         Stage2Answer::Allow {
-            backing_gpa: req.gpa,
+            backing: BackingAddr::new(req.gpa.raw()),
             prot: prot::ALL,
             page_size: 4096,
         }
     }
 }
 
-/// Instructions the plugin may emulate (enum qemu_plugin_cvm_insn).
+/// Instructions the plugin may emulate (enum qemu_plugin_cvm_insn, whose
+/// numbers `ffi.rs` checks these against at compile time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum Insn {
     /// 66 0F 01 CC
-    Tdcall,
+    Tdcall = 0,
     /// F3 0F 01 D9
-    Vmgexit,
+    Vmgexit = 1,
     /// 0F 01 C1
-    Vmcall,
+    Vmcall = 2,
     /// 0F 01 D9
-    Vmmcall,
+    Vmmcall = 3,
     /// F2 0F 01 FF
-    Pvalidate,
+    Pvalidate = 4,
     /// F3 0F 01 FE
-    Rmpadjust,
+    Rmpadjust = 5,
     /// 0F A2
-    Cpuid,
+    Cpuid = 6,
     /// 0F 32
-    Rdmsr,
+    Rdmsr = 7,
     /// 0F 30
-    Wrmsr,
+    Wrmsr = 8,
     /// IN, OUT, INS, OUTS (every form), after their I/O permission checks.
     /// The callback may only decline or fault; [`Regs::info`] holds the
     /// access in the SVM IOIO `EXITINFO1` encoding (APM vol. 2 15.10.2).
-    Ioio,
+    Ioio = 9,
     /// F4, after its CPL check.
-    Hlt,
+    Hlt = 10,
 }
 
 impl Insn {
@@ -150,8 +154,8 @@ impl Insn {
     ];
 
     /// The header's number for this kind.
-    pub fn raw(self) -> u32 {
-        Insn::ALL.iter().position(|&i| i == self).unwrap_or(0) as u32
+    pub const fn raw(self) -> u32 {
+        self as u32
     }
 
     /// The kind for a header number.
@@ -168,6 +172,9 @@ impl Insn {
 /// General-register indices, x86 encoding order.
 pub mod gpr {
     #![allow(missing_docs)]
+    // The whole encoding, used or not: a table with holes invites a wrong
+    // index.
+    #![allow(dead_code)]
     pub const RAX: usize = 0;
     pub const RCX: usize = 1;
     pub const RDX: usize = 2;
@@ -188,8 +195,6 @@ pub mod gpr {
 
 /// RFLAGS.CF.
 pub const RFLAGS_CF: u64 = 1 << 0;
-/// RFLAGS.ZF.
-pub const RFLAGS_ZF: u64 = 1 << 6;
 
 /// The vCPU state an emulated instruction sees and may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -254,11 +259,13 @@ pub trait Host {
     /// A port I/O access of `size` bytes (1, 2 or 4); returns what was read
     /// (0 for a write).
     fn pio(&self, port: u16, size: u8, write: bool, value: u32) -> u32;
-    /// Reads guest-physical memory (alias bits removed) or MMIO, bypassing
-    /// stage 2 and the device check; `false` if part of it is not backed.
-    fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool;
-    /// Writes guest-physical memory or MMIO, like [`Host::phys_read`].
-    fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool;
+    /// Reads QEMU's memory or MMIO at `at` (a memslot's backing, or a
+    /// guest-physical address outside memslots: see
+    /// [`Vmm::qemu_addr`](crate::vmm::Vmm::qemu_addr)), bypassing stage 2
+    /// and the device check; `false` if part of it is not backed.
+    fn phys_read(&self, at: BackingAddr, buf: &mut [u8]) -> bool;
+    /// Writes QEMU's memory or MMIO, like [`Host::phys_read`].
+    fn phys_write(&self, at: BackingAddr, buf: &[u8]) -> bool;
     /// The guest reported a fatal error: stop the VM as QEMU does on a guest
     /// panic (`qemu_system_guest_panicked()`, so `-action panic=` applies).
     fn guest_panicked(&self);
@@ -268,6 +275,8 @@ pub trait Host {
 #[cfg(test)]
 pub mod fake {
     use std::cell::{Cell, RefCell};
+
+    use cvmem_model::BackingAddr;
 
     use super::Host;
 
@@ -344,7 +353,8 @@ pub mod fake {
                 0x5a
             }
         }
-        fn phys_read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        fn phys_read(&self, at: BackingAddr, buf: &mut [u8]) -> bool {
+            let gpa = at.raw();
             let m = self.mem.borrow();
             let Some(src) = m.get(gpa as usize..gpa as usize + buf.len()) else {
                 return false;
@@ -352,7 +362,8 @@ pub mod fake {
             buf.copy_from_slice(src);
             true
         }
-        fn phys_write(&self, gpa: u64, buf: &[u8]) -> bool {
+        fn phys_write(&self, at: BackingAddr, buf: &[u8]) -> bool {
+            let gpa = at.raw();
             let mut m = self.mem.borrow_mut();
             let Some(dst) = m.get_mut(gpa as usize..gpa as usize + buf.len()) else {
                 return false;
@@ -371,7 +382,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn insn_numbering_matches_the_header() {
+    fn all_lists_every_kind_in_numbering_order() {
+        // ffi.rs checks each number against the header; here ALL, which
+        // from_raw indexes, must agree with those numbers.
         for (n, i) in Insn::ALL.iter().enumerate() {
             assert_eq!(i.raw(), n as u32);
             assert_eq!(Insn::from_raw(n as u32), Some(*i));

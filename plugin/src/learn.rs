@@ -40,7 +40,8 @@
 //! **Concurrency.** The hot path, an access to a page already learned, is a
 //! binary search in a snapshot of the learned ranges ([`ArcSwap`]), no
 //! lock. Learning takes the lock QEMU's memslot reports, the control socket
-//! and the TD/SNP launch take (`Kvm::qemu_ram`), so pages learned from
+//! take (`Kvm::qemu_ram`) and the lock the TD/SNP launch takes
+//! (`Vmm::learn_lock`), so pages learned from
 //! several vCPU threads at once (MTTCG) are learned one at a time, each
 //! exactly once, and a page is either learned before the launch (and
 //! launched with it) or after (and added as it is learned).
@@ -55,6 +56,7 @@ use cvmem_model::{
     PAGE_SIZE,
 };
 
+use crate::flavour::Flavour as _;
 use crate::kvm::Kvm;
 use crate::memslots::RamSection;
 
@@ -161,6 +163,7 @@ impl RamLearner {
         // Serialises learning with QEMU's memslot reports, the control
         // socket and the TD/SNP launch (see the module comment).
         let mut qemu_ram = kvm.qemu_ram.lock();
+        let _launch = kvm.vmm.learn_lock.lock();
         let known = self.known.load_full();
         let page = known.page(gfn);
         if page != Page::Unknown {
@@ -171,12 +174,7 @@ impl RamLearner {
         let (ram, replaced) = insert(&mut next.ram, gfn);
         let slotted = self.give_slot(kvm, gfn);
         if slotted {
-            if let Some(tdx) = &kvm.tdx {
-                tdx.add_learned(kvm, gfn, vcpu);
-            }
-            if let Some(snp) = &kvm.snp {
-                snp.add_learned(kvm, gfn);
-            }
+            kvm.flavour.add_learned(&kvm.vmm, gfn, vcpu);
         } else {
             insert(&mut next.no_slot, gfn);
             self.stats.no_slot_pages.fetch_add(1, Ordering::Relaxed);
@@ -285,7 +283,7 @@ impl RamLearner {
                 }
             }
         }
-        if (kvm.tdx.is_some() || kvm.snp.is_some()) && flags.contains(MemslotFlags::GUEST_MEMFD) {
+        if kvm.flavour.private_by_default() && flags.contains(MemslotFlags::GUEST_MEMFD) {
             // kvm_set_phys_mem() -> kvm_set_memory_attributes_private(), as
             // in Kvm::memslot.
             match vm.set_memory_attributes(GfnRange::one(gfn), true) {
@@ -461,7 +459,7 @@ mod tests {
     #[test]
     fn a_td_counts_what_enforcing_mode_refuses() {
         let p = audit(td(16 * MB));
-        let tdx = p.kvm.tdx.as_ref().unwrap();
+        let tdx = p.kvm.flavour_as::<crate::tdx::TdxModule>();
         let vm = p.kvm.vm();
         // The loader before launch (paging off): learned, nothing checked
         // for the TD yet, even above accept=.
@@ -497,7 +495,7 @@ mod tests {
         p.audit_access(0, shared, 0, Access::Read, true);
         assert_eq!(counts(&p), (9, 3, 0));
         assert!(!vm.is_private(Gfn::new(0x7)));
-        assert_eq!(p.kvm.implicit_conversions.load(Ordering::Relaxed), 1);
+        assert_eq!(p.kvm.vmm.implicit_conversions.load(Ordering::Relaxed), 1);
     }
 
     /// With SEPT_VE_DISABLE (QEMU's default) enforcing mode would have
@@ -513,7 +511,7 @@ mod tests {
         touch(&p, 2 * MB, true);
         touch(&p, 0x1000, true);
         assert_eq!(counts(&p), (3, 2, 0));
-        assert!(p.kvm.is_dead());
+        assert!(p.kvm.vmm.lifecycle.is_dead());
     }
 
     /// What the host does stays done: a learned slot the control socket
@@ -564,10 +562,10 @@ mod tests {
         let p = snp(false);
         touch(&p, 0x3000, false);
         touch(&p, 0x3000, true);
-        assert!(p.kvm.snp.as_ref().unwrap().launched());
+        assert!(p.kvm.flavour_as::<crate::snp::SnpFirmware>().launched());
         touch(&p, 20 * MB, true);
         assert_eq!(counts(&p), (3, 0, 0));
-        assert_eq!(p.kvm.implicit_conversions.load(Ordering::Relaxed), 2);
+        assert_eq!(p.kvm.vmm.implicit_conversions.load(Ordering::Relaxed), 2);
         // Private (paging off) above accept=: unvalidated.
         touch(&p, 24 * MB, false);
         assert_eq!(counts(&p), (4, 1, 0));

@@ -5,13 +5,14 @@
 use cvmem_model::{Gpa, PAGE_SIZE};
 
 use crate::hooks::{Fault, Host, Regs};
-use crate::kvm::{vector, Kvm};
+use crate::vmm::{vector, Vmm};
 
 /// Translates linear address `la` through the guest's page tables, as the
 /// CPU does for PVALIDATE's and RMPADJUST's RAX (APM vol. 2 §5.3-5.5): the
-/// GPA with the leaf's C-bit, or the #PF (not present) to raise. Table
-/// addresses have the C-bit (`alias_mask`) removed before they are read.
-pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> Result<u64, Fault> {
+/// GPA with the leaf's C-bit, or the #PF (not present) to raise. Tables are
+/// read at their QEMU address ([`Vmm::qemu_addr`]: alias bits removed, and
+/// through the memslot that holds them).
+pub fn linear_to_gpa(vmm: &Vmm, regs: &Regs, la: u64, host: &dyn Host) -> Result<Gpa, Fault> {
     const CR0_PG: u64 = 1 << 31;
     const CR4_PSE: u64 = 1 << 4;
     const CR4_PAE: u64 = 1 << 5;
@@ -23,7 +24,7 @@ pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> 
     let long = regs.efer & EFER_LMA != 0;
     let la = if long { la } else { la & 0xffff_ffff };
     if regs.cr0 & CR0_PG == 0 {
-        return Ok(la);
+        return Ok(Gpa::new(la));
     }
     // #PF, not present; U for CPL 3.
     let not_present = || Fault {
@@ -53,7 +54,8 @@ pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> 
     let (entry_size, addr_mask) = if wide { (8, ADDR) } else { (4, 0xffff_f000) };
     let mut table = root;
     for (i, &(shift, index_mask, large)) in levels.iter().enumerate() {
-        let at = (table & !alias_mask) + ((la >> shift) & index_mask) * entry_size;
+        let entry = Gpa::new(table + ((la >> shift) & index_mask) * entry_size);
+        let at = vmm.qemu_addr(entry);
         let mut b = [0u8; 8];
         if !host.phys_read(at, &mut b[..entry_size as usize]) {
             return Err(not_present());
@@ -67,7 +69,7 @@ pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> 
         if last || ps {
             let page = (1u64 << shift) - 1;
             let frame = if wide { pte & ADDR } else { pte & 0xffff_f000 };
-            return Ok((frame & !page) | (la & page));
+            return Ok(Gpa::new((frame & !page) | (la & page)));
         }
         table = pte & addr_mask;
     }
@@ -77,19 +79,18 @@ pub fn linear_to_gpa(regs: &Regs, la: u64, alias_mask: u64, host: &dyn Host) -> 
 /// Reads `buf.len()` bytes of guest memory at linear address `la` through
 /// the guest's page tables (one walk per page touched); `false` if a page is
 /// not mapped or not memory.
-pub fn read_linear(kvm: &Kvm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn Host) -> bool {
-    let vm = kvm.vm();
-    let alias_mask = vm.alias().alias_mask();
+pub fn read_linear(vmm: &Vmm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn Host) -> bool {
+    let vm = vmm.vm();
     let mut done = 0;
     while done < buf.len() {
         let at = la.wrapping_add(done as u64);
         let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(buf.len() - done);
-        let Ok(gpa) = linear_to_gpa(regs, at, alias_mask, host) else {
+        let Ok(gpa) = linear_to_gpa(vmm, regs, at, host) else {
             return false;
         };
         let Some(qemu) = vm
-            .decode(Gpa::new(gpa))
-            .and_then(|d| Some(kvm.backing_of(d.gfn)? + d.offset))
+            .decode(gpa)
+            .and_then(|d| vmm.backing_of(d.gfn)?.checked_add(d.offset))
         else {
             return false;
         };
@@ -105,6 +106,8 @@ pub fn read_linear(kvm: &Kvm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn H
 mod tests {
     use super::*;
     use crate::hooks::fake::{report_ram, FakeHost, MEM};
+    use crate::kvm::Kvm;
+    use cvmem_model::BackingAddr;
     use cvmem_model::VmType;
 
     #[test]
@@ -112,12 +115,12 @@ mod tests {
         let kvm = Kvm::with_type(VmType::Default, 1).unwrap();
         report_ram(&kvm);
         let host = FakeHost::new();
-        host.phys_write(0x1ffe, &[1, 2, 3, 4]);
+        host.phys_write(BackingAddr::new(0x1ffe), &[1, 2, 3, 4]);
         // Paging off: linear = guest-physical.
         let regs = Regs::default();
         let mut b = [0u8; 4];
-        assert!(read_linear(&kvm, &regs, 0x1ffe, &mut b, &host));
+        assert!(read_linear(&kvm.vmm, &regs, 0x1ffe, &mut b, &host));
         assert_eq!(b, [1, 2, 3, 4]);
-        assert!(!read_linear(&kvm, &regs, MEM - 2, &mut b, &host));
+        assert!(!read_linear(&kvm.vmm, &regs, MEM - 2, &mut b, &host));
     }
 }

@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
+use cvmem_model::{BackingAddr, Gpa};
 
 use crate::args::{Config, TestMode};
-use crate::hooks::{prot, Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
-use crate::kvm::{Effects, Kvm};
+use crate::effects::Effects;
+use crate::flavour::Flavour as _;
+use crate::hooks::{Access, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::kvm::Kvm;
 use crate::learn::Page;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::testdev::TestDev;
@@ -44,14 +47,6 @@ impl Mode {
             )),
         }
     }
-
-    /// A short name for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Enforcing { .. } => "enforcing",
-            Mode::Audit => "audit",
-        }
-    }
 }
 
 /// Counters of one vCPU, on their own cache line so that vCPU threads do
@@ -85,8 +80,8 @@ impl VcpuStats {
     /// Counts an exception raised in the guest.
     pub fn injected(&self, fault: &crate::hooks::Fault) {
         let c = match fault.vector {
-            crate::kvm::vector::VE => &self.injected_ve,
-            crate::kvm::vector::VC => &self.injected_vc,
+            crate::vmm::vector::VE => &self.injected_ve,
+            crate::vmm::vector::VC => &self.injected_vc,
             _ => &self.injected_other,
         };
         c.fetch_add(1, Ordering::Relaxed);
@@ -206,30 +201,8 @@ impl Plugin {
     pub fn insn_kinds(&self) -> &'static [Insn] {
         if self.testdev.is_some() {
             &Insn::ALL
-        } else if self.kvm.tdx.is_some() {
-            &[
-                Insn::Tdcall,
-                Insn::Cpuid,
-                Insn::Vmcall,
-                Insn::Ioio,
-                Insn::Hlt,
-            ]
-        } else if self.kvm.snp.is_some() {
-            // VMCALL is Intel's: #UD on AMD, as QEMU raises it.
-            &[
-                Insn::Vmgexit,
-                Insn::Vmmcall,
-                Insn::Pvalidate,
-                Insn::Rmpadjust,
-                Insn::Cpuid,
-                Insn::Rdmsr,
-                Insn::Wrmsr,
-                Insn::Ioio,
-                // Not HLT: an SEV-ES automatic exit, QEMU halts the vCPU.
-            ]
         } else {
-            // KVM's hypercall ABI is there for every VM type.
-            &[Insn::Vmcall]
+            self.kvm.flavour.insn_kinds()
         }
     }
 
@@ -246,7 +219,7 @@ impl Plugin {
         match decided.0 {
             Stage2Answer::Fault(fault) => self.stage2_fault(req, stats, fault),
             Stage2Answer::Stop => self.trace(Some(req.vcpu_index), || PluginEvent::VmStopped {
-                gpa: Some(req.gpa),
+                gpa: Some(req.gpa.raw()),
             }),
             _ => {}
         }
@@ -263,7 +236,7 @@ impl Plugin {
         stats.injected(&fault);
         self.trace(Some(req.vcpu_index), || PluginEvent::Inject {
             fault,
-            gpa: Some(req.gpa),
+            gpa: Some(req.gpa.raw()),
             access: Some(req.access),
         });
     }
@@ -306,12 +279,7 @@ impl Plugin {
         let stats = self.stats.vcpu(vcpu_index);
         // QEMU's RAM has no alias bits; decoding keeps an address that had
         // them (or reserved bits) from being learned as a page of its own.
-        let Some(gfn) = self
-            .kvm
-            .vm()
-            .decode(cvmem_model::Gpa::new(gpa))
-            .map(|d| d.gfn)
-        else {
+        let Some(gfn) = self.kvm.vm().decode(Gpa::new(gpa)).map(|d| d.gfn) else {
             stats.audit_unchecked.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -324,20 +292,19 @@ impl Plugin {
             return;
         }
         stats.audit_accesses.fetch_add(1, Ordering::Relaxed);
-        if self.kvm.is_dead() {
+        if self.kvm.vmm.lifecycle.is_dead() {
             // Enforcing mode would have stopped the VM already.
             stats.audit_violations.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let req = Stage2Request {
-            gpa,
+            gpa: Gpa::new(gpa),
             gva,
             vcpu_index,
             access,
             cpl: 0,
             page_walk: false,
             paging,
-            stage1_prot: prot::ALL,
         };
         for _ in 0..RETRIES {
             match self.decide(&req).0 {
@@ -355,7 +322,7 @@ impl Plugin {
     /// TD or an SNP guest launches at its first access with paging on, and
     /// an SNP guest's accesses with paging off are private.
     pub fn audit_needs_paging(&self) -> bool {
-        self.mode == Mode::Audit && (self.kvm.tdx.is_some() || self.kvm.snp.is_some())
+        self.mode == Mode::Audit && self.kvm.flavour.private_by_default()
     }
 
     /// Emulates an instruction the plugin registered for.
@@ -429,27 +396,7 @@ impl Plugin {
                 );
             }
         }
-        if let Some(snp) = &self.kvm.snp {
-            return snp.insn(&self.kvm, vcpu, insn, regs, host);
-        }
-        match (insn, &self.kvm.tdx) {
-            (Insn::Vmcall, _) => (InsnAction::Done, self.kvm.hypercall(regs)),
-            (Insn::Tdcall, Some(tdx)) => tdx.tdcall(&self.kvm, vcpu, regs, host),
-            (Insn::Ioio | Insn::Hlt, Some(tdx)) => {
-                match tdx.instruction_ve(&self.kvm, vcpu, insn, regs, host) {
-                    Some(action) => (action, Effects::NONE),
-                    None => (InsnAction::Decline, Effects::NONE),
-                }
-            }
-            (Insn::Cpuid, Some(tdx)) => {
-                tdx.vcpu_enter(vcpu, host);
-                match tdx.cpuid(regs, host) {
-                    Some(()) => (InsnAction::Done, Effects::NONE),
-                    None => (InsnAction::Decline, Effects::NONE),
-                }
-            }
-            _ => (InsnAction::Decline, Effects::NONE),
-        }
+        self.kvm.insn(vcpu, insn, regs, host)
     }
 
     /// QEMU's memory listener added or deleted a RAM section. Runs on the
@@ -468,13 +415,15 @@ impl Plugin {
         }
     }
 
-    /// Whether a device may access the page of `gpa`. Runs on whichever
-    /// thread emulates the device.
+    /// Whether a device may access the page of `gpa`, the QEMU address QEMU
+    /// reports for the DMA (a backing address, see
+    /// [`Kvm::host_access_allowed`]). Runs on whichever thread emulates the
+    /// device.
     pub fn dma_allowed(&self, gpa: u64, is_write: bool) -> bool {
         self.stats.dma_checked.fetch_add(1, Ordering::Relaxed);
-        // Devices never reach private memory (docs/architecture.md, "Devices never reach private memory").
+        // Devices never reach private memory (docs/architecture.md).
         let allowed = self.testdev.as_ref().is_none_or(|dev| dev.dma_allowed(gpa))
-            && self.kvm.host_access_allowed(gpa);
+            && self.kvm.host_access_allowed(BackingAddr::new(gpa));
         if !allowed {
             self.stats.dma_refused.fetch_add(1, Ordering::Relaxed);
             self.trace(None, || PluginEvent::DmaBlocked {
@@ -499,8 +448,7 @@ impl Plugin {
             ),
             Mode::Audit => format!(
                 "cvmem: vm-type={} mode=audit: this QEMU has no cvm plugin API \
-                 (unpatched), so cvmem enforces nothing: it checks the guest's RAM \
-                 accesses after the fact and counts what enforcing mode would refuse\n",
+                 (unpatched), so cvmem observes and enforces nothing\n",
                 self.config.vm_type
             ),
         }
@@ -549,10 +497,10 @@ mod tests {
         fn pio(&self, _: u16, _: u8, _: bool, _: u32) -> u32 {
             unreachable!()
         }
-        fn phys_read(&self, _: u64, _: &mut [u8]) -> bool {
+        fn phys_read(&self, _: BackingAddr, _: &mut [u8]) -> bool {
             unreachable!()
         }
-        fn phys_write(&self, _: u64, _: &[u8]) -> bool {
+        fn phys_write(&self, _: BackingAddr, _: &[u8]) -> bool {
             unreachable!()
         }
         fn guest_panicked(&self) {

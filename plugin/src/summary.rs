@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::flavour::Flavour as _;
 use crate::guard::CAUGHT_PANICS;
 use crate::plugin::{Mode, Plugin};
 use cvmem_model::MemslotSet;
@@ -23,7 +24,7 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     // Writing into a String cannot fail.
     let _ = writeln!(out, "{rule}");
     let ending = match plugin.mode {
-        Mode::Enforcing { .. } => plugin.kvm.lifecycle.describe(),
+        Mode::Enforcing { .. } => plugin.kvm.vmm.lifecycle.describe(),
         // The stock API says nothing of shutdowns and resets.
         Mode::Audit => "(audit mode: an unpatched QEMU does not say how the run ended)".into(),
     };
@@ -73,34 +74,9 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         "  conversions   {} ({} frames), {} implicit",
         m.conversions,
         m.frames_converted,
-        plugin.kvm.implicit_conversions.load(Ordering::Relaxed)
+        plugin.kvm.vmm.implicit_conversions.load(Ordering::Relaxed)
     );
-    if let Some(tdx) = &plugin.kvm.tdx {
-        let t = &tdx.stats;
-        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "  tdx           {} TDCALLs, {} TDVMCALLs, {} #VE, {} pages accepted, {} MapGPA, {} pages added at launch",
-            n(&t.tdcalls),
-            n(&t.tdvmcalls),
-            n(&t.ves),
-            n(&t.accepts),
-            n(&t.map_gpa),
-            n(&t.pages_added)
-        );
-        let _ = writeln!(out, "  tdx calls     {}", t.calls());
-        let _ = writeln!(
-            out,
-            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info)",
-            n(&t.io_ves),
-            n(&t.hlt_ves),
-            n(&t.ves).saturating_sub(n(&t.io_ves) + n(&t.hlt_ves)),
-            n(&t.double_ves)
-        );
-    }
-    if let Some(snp) = &plugin.kvm.snp {
-        let _ = writeln!(out, "  snp           {}", snp.summary());
-    }
+    plugin.kvm.flavour.summary(&mut out);
     if let Some(learner) = plugin
         .kvm
         .audit

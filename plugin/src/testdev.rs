@@ -45,6 +45,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cvmem_model::BackingAddr;
 use cvmem_model::{FlushTarget, VcpuId};
 use cvmem_model::{GfnRange, Gpa, Vm, ZapFilter, PAGE_SIZE};
 use parking_lot::{Mutex, RwLock};
@@ -57,6 +58,56 @@ use crate::hooks::{
 
 /// `RAX` of a test-device VMCALL, without the op ("cvm" and a zero byte).
 pub const TESTDEV_MAGIC: u64 = 0x6376_6d00;
+/// Declares [`Op`] and its table of C names from one list.
+macro_rules! ops {
+    ($($op:ident = $n:literal, $c:literal;)*) => {
+        /// The test device's operations: `RAX = TESTDEV_MAGIC | op`. The
+        /// guest's side is guest-tests/runtime/testdev.h, whose `OP_*`
+        /// #defines a unit test checks against [`Op::ALL`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Op {
+            $(#[allow(missing_docs)] $op = $n,)*
+        }
+
+        impl Op {
+            /// Every op with its name in testdev.h.
+            pub const ALL: &[(Op, &str)] = &[$((Op::$op, $c),)*];
+        }
+    };
+}
+
+ops! {
+    Deny = 1, "OP_DENY";
+    Remap = 2, "OP_REMAP";
+    Clear = 3, "OP_CLEAR";
+    Flush = 4, "OP_FLUSH";
+    MemslotFind = 5, "OP_MEMSLOT_FIND";
+    MemslotLog = 6, "OP_MEMSLOT_LOG";
+    DmaBlock = 7, "OP_DMA_BLOCK";
+    DmaBlocked = 8, "OP_DMA_BLOCKED";
+    RetryOnce = 9, "OP_RETRY_ONCE";
+    Retries = 10, "OP_RETRIES";
+    HostCpuid = 11, "OP_HOST_CPUID";
+    HostPio = 12, "OP_HOST_PIO";
+    HostMsr = 13, "OP_HOST_MSR";
+    HostPanic = 14, "OP_HOST_PANIC";
+    IoioLast = 15, "OP_IOIO_LAST";
+    IoioFault = 16, "OP_IOIO_FAULT";
+    HltSkip = 17, "OP_HLT_SKIP";
+    Hlts = 18, "OP_HLTS";
+    ZapNoflush = 19, "OP_ZAP_NOFLUSH";
+}
+
+impl Op {
+    /// The op numbered `raw`, if there is one.
+    pub fn from_raw(raw: u64) -> Option<Op> {
+        Op::ALL
+            .iter()
+            .find(|&&(op, _)| op as u64 == raw)
+            .map(|&(op, _)| op)
+    }
+}
+
 /// The CPUID leaf the test device answers.
 pub const TESTDEV_CPUID_LEAF: u64 = 0x4000_0f00;
 /// The MSR the test device implements.
@@ -110,7 +161,7 @@ const MEMSLOT_LOG_MAX: usize = 4096;
 impl TestDev {
     /// The stage-2 answer for `req` if a rule covers its page.
     pub fn stage2(&self, req: &Stage2Request) -> Option<Stage2Answer> {
-        let page = req.gpa & PAGE_MASK;
+        let page = req.gpa.raw() & PAGE_MASK;
         let rule = self
             .rules
             .read()
@@ -124,8 +175,9 @@ impl TestDev {
         }
         Some(match rule? {
             Rule::RetryOnce => Stage2Answer::Retry,
+            // The guest names the QEMU page it wants mapped instead.
             Rule::Remap { backing_page } => Stage2Answer::Allow {
-                backing_gpa: backing_page,
+                backing: BackingAddr::new(backing_page),
                 prot: prot::ALL,
                 page_size: 4096,
             },
@@ -186,21 +238,21 @@ impl TestDev {
             Insn::Vmcall if r[gpr::RAX] & !0xff == TESTDEV_MAGIC => {
                 let (op, a1, a2, a3) = (r[gpr::RAX] & 0xff, r[gpr::RBX], r[gpr::RCX], r[gpr::RDX]);
                 r[gpr::RAX] = 0;
-                match op {
-                    1 => self.set_rule(
+                match Op::from_raw(op) {
+                    Some(Op::Deny) => self.set_rule(
                         a1 & PAGE_MASK,
                         Rule::Deny {
                             vector: (a2 & 31) as u8,
                             error_code: u32::try_from(a3).ok(),
                         },
                     ),
-                    2 => self.set_rule(
+                    Some(Op::Remap) => self.set_rule(
                         a1 & PAGE_MASK,
                         Rule::Remap {
                             backing_page: a2 & PAGE_MASK,
                         },
                     ),
-                    3 => {
+                    Some(Op::Clear) => {
                         self.rules.write().clear();
                         self.dma_blocks.write().clear();
                         for v in self.vcpu_insns.lock().values_mut() {
@@ -208,21 +260,21 @@ impl TestDev {
                             v.hlt_skip = 0;
                         }
                     }
-                    4 => {
+                    Some(Op::Flush) => {
                         flush = Some(if a1 == 0 {
                             FlushTarget::AllVcpus
                         } else {
                             FlushTarget::Vcpu(VcpuId(vcpu))
                         })
                     }
-                    5 => {
+                    Some(Op::MemslotFind) => {
                         let slots = vm.memslots();
                         let found = slots.find(Gpa::new(a1).gfn());
                         r[gpr::RAX] = found.map_or(0, |s| s.npages * PAGE_SIZE);
                         r[gpr::RBX] = found.map_or(0, |s| s.base_gfn.gpa().raw());
                         r[gpr::RCX] = found.map_or(0, |s| u64::from(s.readonly()));
                     }
-                    6 => {
+                    Some(Op::MemslotLog) => {
                         let log = self.memslot_log.lock();
                         let event = usize::try_from(a1).ok().and_then(|i| log.get(i));
                         r[gpr::RAX] = event.map_or(u64::MAX, |e| e.1);
@@ -230,27 +282,27 @@ impl TestDev {
                         r[gpr::RCX] = event.map_or(0, |e| u64::from(e.0 == MemslotOp::Del));
                         r[gpr::RDX] = log.len() as u64;
                     }
-                    7 => {
+                    Some(Op::DmaBlock) => {
                         let mut blocks = self.dma_blocks.write();
                         if !blocks.contains(&(a1 & PAGE_MASK)) {
                             blocks.push(a1 & PAGE_MASK);
                         }
                     }
-                    8 => r[gpr::RAX] = self.dma_blocked.load(Ordering::Relaxed),
-                    9 => self.set_rule(a1 & PAGE_MASK, Rule::RetryOnce),
-                    10 => r[gpr::RAX] = self.retries.load(Ordering::Relaxed),
-                    11 => {
+                    Some(Op::DmaBlocked) => r[gpr::RAX] = self.dma_blocked.load(Ordering::Relaxed),
+                    Some(Op::RetryOnce) => self.set_rule(a1 & PAGE_MASK, Rule::RetryOnce),
+                    Some(Op::Retries) => r[gpr::RAX] = self.retries.load(Ordering::Relaxed),
+                    Some(Op::HostCpuid) => {
                         let out = host.cpuid(a1 as u32, a2 as u32);
                         for (reg, v) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].iter().zip(out) {
                             r[*reg] = u64::from(v);
                         }
                     }
-                    12 => {
+                    Some(Op::HostPio) => {
                         let size = u8::try_from(a2).unwrap_or(0);
                         let write = a3 != u64::MAX;
                         r[gpr::RAX] = u64::from(host.pio(a1 as u16, size, write, a3 as u32));
                     }
-                    13 => {
+                    Some(Op::HostMsr) => {
                         let result = if a2 == 0 {
                             host.rdmsr(a1 as u32)
                         } else {
@@ -259,27 +311,29 @@ impl TestDev {
                         r[gpr::RAX] = u64::from(result.is_none());
                         r[gpr::RBX] = result.unwrap_or(0);
                     }
-                    14 => host.guest_panicked(),
-                    15 => {
+                    Some(Op::HostPanic) => host.guest_panicked(),
+                    Some(Op::IoioLast) => {
                         let v = self.vcpu_insns(vcpu);
                         r[gpr::RAX] = v.ioio_last.0;
                         r[gpr::RBX] = v.ioio_last.1;
                         r[gpr::RCX] = v.ioio_count;
                     }
-                    16 => {
+                    Some(Op::IoioFault) => {
                         self.vcpu_insns.lock().entry(vcpu).or_default().ioio_fault = Some(Fault {
                             vector: (a1 & 31) as u8,
                             error_code: u32::try_from(a2).ok(),
                             cr2: None,
                         })
                     }
-                    17 => self.vcpu_insns.lock().entry(vcpu).or_default().hlt_skip = a1,
-                    18 => {
+                    Some(Op::HltSkip) => {
+                        self.vcpu_insns.lock().entry(vcpu).or_default().hlt_skip = a1
+                    }
+                    Some(Op::Hlts) => {
                         let v = self.vcpu_insns(vcpu);
                         r[gpr::RAX] = v.hlts;
                         r[gpr::RBX] = v.hlt_skip;
                     }
-                    19 => {
+                    Some(Op::ZapNoflush) => {
                         let gpa = Gpa::new(a1 & !vm.alias().alias_mask());
                         r[gpr::RAX] = match GfnRange::from_start_len(gpa.gfn(), a2) {
                             Some(range) => {
@@ -297,7 +351,7 @@ impl TestDev {
                             None => u64::MAX,
                         };
                     }
-                    _ => r[gpr::RAX] = u64::MAX,
+                    None => r[gpr::RAX] = u64::MAX,
                 }
                 InsnAction::Done
             }
@@ -369,6 +423,8 @@ impl TestDev {
 mod tests {
     use super::*;
     use crate::hooks::Access;
+    #[allow(unused_imports)]
+    use cvmem_model::Gpa;
 
     /// A host that answers from fixed values and records port writes.
     #[derive(Default)]
@@ -394,10 +450,10 @@ mod tests {
                 u32::from(port) + u32::from(size)
             }
         }
-        fn phys_read(&self, _gpa: u64, _buf: &mut [u8]) -> bool {
+        fn phys_read(&self, _at: BackingAddr, _buf: &mut [u8]) -> bool {
             false
         }
-        fn phys_write(&self, _gpa: u64, _buf: &[u8]) -> bool {
+        fn phys_write(&self, _at: BackingAddr, _buf: &[u8]) -> bool {
             false
         }
         fn guest_panicked(&self) {
@@ -412,14 +468,13 @@ mod tests {
 
     fn req(gpa: u64) -> Stage2Request {
         Stage2Request {
-            gpa,
+            gpa: Gpa::new(gpa),
             gva: 0xdead_b000,
             vcpu_index: 0,
             access: Access::Read,
             cpl: 0,
             page_walk: false,
             paging: true,
-            stage1_prot: prot::ALL,
         }
     }
 
@@ -465,10 +520,7 @@ mod tests {
         call(&dev, 2, 0x6000, 0x9000, 0);
         assert!(matches!(
             dev.stage2(&req(0x6008)),
-            Some(Stage2Answer::Allow {
-                backing_gpa: 0x9000,
-                ..
-            })
+            Some(Stage2Answer::Allow { backing, .. }) if backing == BackingAddr::new(0x9000)
         ));
         call(&dev, 3, 0, 0, 0);
         assert_eq!(dev.stage2(&req(0x5000)), None);
@@ -509,7 +561,7 @@ mod tests {
         let dev = TestDev::default();
         let zap = |a1, a2, a3| {
             let mut regs = Regs::default();
-            regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 19;
+            regs.gpr[gpr::RAX] = TESTDEV_MAGIC | Op::ZapNoflush as u64;
             regs.gpr[gpr::RBX] = a1;
             regs.gpr[gpr::RCX] = a2;
             regs.gpr[gpr::RDX] = a3;
@@ -616,7 +668,7 @@ mod tests {
         };
         dev.memslot(MemslotOp::Del, &s);
         let mut regs = Regs::default();
-        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | Op::MemslotLog as u64;
         regs.gpr[gpr::RBX] = 0;
         dev.insn(
             0,
@@ -630,7 +682,7 @@ mod tests {
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX]),
             (0xfe00_0000, 0x10_0000, 1, 1)
         );
-        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 6;
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | Op::MemslotLog as u64;
         regs.gpr[gpr::RBX] = 1;
         dev.insn(
             0,
@@ -643,7 +695,7 @@ mod tests {
 
         let kvm = crate::kvm::Kvm::with_type(cvmem_model::VmType::Default, 1).unwrap();
         kvm.memslot(MemslotOp::Add, &s).unwrap();
-        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | 5;
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | Op::MemslotFind as u64;
         regs.gpr[gpr::RBX] = 0xfe0f_ffff;
         dev.insn(0, Insn::Vmcall, &mut regs, kvm.vm(), &FakeHost::default());
         let g = regs.gpr;
@@ -749,5 +801,44 @@ mod tests {
         assert_eq!(call_host(13, 0x802, 1, 0).0, 1);
         assert_eq!(call_host(14, 0, 0, 0).0, 0);
         assert_eq!(*host.writes.lock(), vec![(0x510, 2, 0), (0, 0, 0xdead)]);
+    }
+
+    /// testdev.h and [`Op`] name the same ops with the same numbers, and
+    /// agree on the magic.
+    #[test]
+    fn ops_match_testdev_h() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/guest-tests/runtime/testdev.h");
+        let header = std::fs::read_to_string(path).expect("testdev.h");
+        let defines: Vec<(String, u64)> = header
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next()? == "#define").then_some(())?;
+                let (name, value) = (w.next()?, w.next()?);
+                let value = value.trim_end_matches("ul").trim_end_matches('u');
+                let value = match value.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+                    None => value.parse().ok()?,
+                };
+                Some((name.to_string(), value))
+            })
+            .collect();
+        let mut in_header: Vec<(String, u64)> = defines
+            .iter()
+            .filter(|(n, _)| n.starts_with("OP_"))
+            .cloned()
+            .collect();
+        let mut in_rust: Vec<(String, u64)> = Op::ALL
+            .iter()
+            .map(|&(op, name)| (name.to_string(), op as u64))
+            .collect();
+        in_header.sort();
+        in_rust.sort();
+        assert_eq!(in_header, in_rust);
+        assert!(defines.contains(&("TESTDEV_MAGIC".to_string(), TESTDEV_MAGIC)));
+        for &(op, _) in Op::ALL {
+            assert_eq!(Op::from_raw(op as u64), Some(op));
+        }
+        assert_eq!(Op::from_raw(0), None);
     }
 }

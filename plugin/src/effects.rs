@@ -1,0 +1,54 @@
+//! What the plugin must do in QEMU besides answering a callback: the
+//! softTLB flushes and the discarded memory a model operation asks for.
+//! Handlers accumulate them in one [`Effects`] (the one in their
+//! [`Ctx`](crate::flavour::Ctx) for an instruction) and the FFI layer
+//! carries them out once the callback returns.
+
+use cvmem_model::{BackingAddr, FlushRequest, FlushTarget};
+
+/// What the plugin must do in QEMU besides answering the callback.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Flush these softTLBs.
+    pub flush: Option<FlushTarget>,
+    /// Zero these ranges of QEMU's memory (start, bytes): the side of a
+    /// conversion being left is discarded, as QEMU+KVM discard it.
+    pub clear: Vec<(BackingAddr, u64)>,
+}
+
+impl Effects {
+    /// No effect.
+    pub const NONE: Effects = Effects {
+        flush: None,
+        clear: Vec::new(),
+    };
+
+    /// The flush of `req`, if any.
+    pub fn flush(req: Option<FlushRequest>) -> Effects {
+        Effects {
+            flush: req.map(|r| r.target),
+            clear: Vec::new(),
+        }
+    }
+
+    /// Whether there is nothing to do (the hot path's usual answer).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.flush.is_none() && self.clear.is_empty()
+    }
+
+    /// Adds a flush the model asked for (the wider of the two if there is
+    /// one already).
+    pub fn push_flush(&mut self, req: Option<FlushRequest>) {
+        self.merge(Effects::flush(req));
+    }
+
+    /// Adds `other`'s effects to these: both clears, the wider flush.
+    pub fn merge(&mut self, other: Effects) {
+        self.clear.extend(other.clear);
+        self.flush = match (self.flush, other.flush) {
+            (Some(a), Some(b)) if a != b => Some(FlushTarget::AllVcpus),
+            (a, b) => a.or(b),
+        };
+    }
+}

@@ -1,0 +1,71 @@
+//! The SNP counters for the summary.
+
+use super::*;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters for the summary.
+#[derive(Debug, Default)]
+pub struct SnpStats {
+    /// VMGEXITs.
+    pub vmgexits: AtomicU64,
+    /// ... of them through the MSR protocol.
+    pub msr_protocol: AtomicU64,
+    /// #VCs raised: intercepted instructions, MMIO, unvalidated pages.
+    pub vcs: AtomicU64,
+    /// PVALIDATEs.
+    pub pvalidates: AtomicU64,
+    /// RMPADJUSTs.
+    pub rmpadjusts: AtomicU64,
+    /// Pages converted by page-state changes.
+    pub psc_pages: AtomicU64,
+    /// GHCB requests refused with an error.
+    pub ghcb_errors: AtomicU64,
+    /// Page-state changes refused (not private-capable RAM: QEMU's
+    /// `kvm_convert_memory()` fails them).
+    pub psc_refused: AtomicU64,
+    /// Pages launched with SNP_LAUNCH_UPDATE.
+    pub pages_launched: AtomicU64,
+}
+
+impl SnpStats {
+    /// The counters for the control socket's `stats`.
+    pub fn json(&self) -> serde_json::Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({
+            "vmgexits": n(&self.vmgexits),
+            "msr_protocol": n(&self.msr_protocol),
+            "vcs": n(&self.vcs),
+            "pvalidates": n(&self.pvalidates),
+            "rmpadjusts": n(&self.rmpadjusts),
+            "psc_pages": n(&self.psc_pages),
+            "ghcb_errors": n(&self.ghcb_errors),
+            "psc_refused": n(&self.psc_refused),
+            "pages_launched": n(&self.pages_launched),
+        })
+    }
+}
+
+impl SnpFirmware {
+    /// The summary line.
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "{} VMGEXITs ({} MSR protocol, {} refused), {} #VC, {} PVALIDATE, {} RMPADJUST, \
+             {} pages changed by PSC ({} requests refused), {} pages launched",
+            n(&s.vmgexits),
+            n(&s.msr_protocol),
+            n(&s.ghcb_errors),
+            n(&s.vcs),
+            n(&s.pvalidates),
+            n(&s.rmpadjusts),
+            n(&s.psc_pages),
+            n(&s.psc_refused),
+            n(&s.pages_launched)
+        );
+        out
+    }
+}

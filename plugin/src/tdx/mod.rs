@@ -1,0 +1,327 @@
+//! The TDX module's guest interface (TDCALL) and KVM's handling of the
+//! TDVMCALLs a TD makes, for `vm-type=tdx`.
+//!
+//! Oracles: the Intel TDX Module ABI spec (leaf numbers, operands, status
+//! codes), the GHCI spec (TDVMCALL sub-functions and their status codes),
+//! Linux `arch/x86/include/asm/shared/tdx.h` and `arch/x86/coco/tdx/tdx.c`
+//! (what a guest sends and expects) and `arch/x86/kvm/vmx/tdx.c` (what KVM
+//! answers, and what it leaves to QEMU's `target/i386/kvm/tdx.c`).
+//!
+//! | TDCALL leaf | here |
+//! |---|---|
+//! | 0 TDG.VP.VMCALL | the TDVMCALLs below, with the module's register-exposure rules |
+//! | 1 TDG.VP.INFO | GPAW, ATTRIBUTES, vCPU counts and index |
+//! | 2 TDG.MR.RTMR.EXTEND | SHA-384 extend of RTMR 0-3 |
+//! | 3 TDG.VP.VEINFO.GET | the #VE information of the last #VE, once |
+//! | 4 TDG.MR.REPORT | a TDREPORT_STRUCT of the documented layout, **MAC all zero (unsigned)** |
+//! | 6 TDG.MEM.PAGE.ACCEPT | the model's Secure EPT (4K, 2M) |
+//! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS, NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
+//! | 11 TDG.SYS.RD | TDX_FEATURES0 (no optional feature) |
+//!
+//! | TDVMCALL | here |
+//! |---|---|
+//! | 0x10000 GetTdVmCallInfo | leaf 0: no optional sub-function |
+//! | 0x10001 MapGPA | KVM's checks, then conversions as QEMU does them, `map-gpa-chunk=` bytes per call then RETRY |
+//! | 0x10002 GetQuote | the buffer's status becomes "service unavailable": cvmem has no quoting enclave |
+//! | 0x10003 ReportFatalError | the message is shown and QEMU's guest-panic action runs |
+//! | 10 CPUID, 30 IO, 31/32 MSR, 48 MMIO | QEMU answers, through the cvm host services |
+//! | 12 HLT | the vCPU halts until an interrupt is pending (R12 = 0: whatever RFLAGS.IF says) or, R12 = 1, as HLT with interrupts off would |
+//!
+//! | #VE (after launch) | VE info: exit reason, qualification, GLA, GPA, R10 instruction length |
+//! | --- | --- |
+//! | EPT violation: a PENDING private page (SEPT_VE_DISABLE clear), MMIO through the shared alias, `strict=` wrong alias | 48, SDM Table 28-7, the linear and guest-physical address, 0 |
+//! | IN, OUT, INS, OUTS (every form) | 30, SDM Table 28-5 (size, IN, string, REP, immediate, port), 0, 0, the length |
+//! | HLT | 12, 0, 0, 0, 1 (the length) |
+//! | any of them while the last VE info is unread | #DF (error code 0) instead, as the module's `tdx_inject_ve()` |
+//!
+//! CPUID and the MSRs the module virtualizes run without a #VE (the module
+//! answers CPUID, QEMU the MSRs). Before launch (SeaBIOS, the option ROMs)
+//! nothing raises #VE.
+
+mod cpuid;
+mod launch;
+mod report;
+mod stats;
+mod tdcall;
+mod tdvmcall;
+#[cfg(test)]
+mod testutil;
+mod ve;
+
+use report::{Sha384Digest, SHA384_LEN};
+pub use stats::TdxStats;
+
+use crate::args::AcceptPolicy;
+use crate::effects::Effects;
+use crate::flavour::{Ctx, Flavour};
+use crate::hooks::{Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::vmm::{model_access, Vmm};
+use cvmem_model::{GfnRange, Stage2Fault, TdxStatus, VcpuId, VeInfo};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Once, OnceLock};
+
+/// TDCALL leaf numbers (RAX bits 15:0).
+pub mod leaf {
+    #![allow(missing_docs)]
+    pub const VP_VMCALL: u64 = 0;
+    pub const VP_INFO: u64 = 1;
+    pub const MR_RTMR_EXTEND: u64 = 2;
+    pub const VP_VEINFO_GET: u64 = 3;
+    pub const MR_REPORT: u64 = 4;
+    pub const MEM_PAGE_ACCEPT: u64 = 6;
+    pub const VM_RD: u64 = 7;
+    pub const VM_WR: u64 = 8;
+    pub const SYS_RD: u64 = 11;
+}
+
+/// TDX module status codes beyond the Secure-EPT ones the model defines
+/// (TDX module `tdx_error_codes_defs.h`).
+pub mod status {
+    #![allow(missing_docs)]
+    pub const NO_VALID_VE_INFO: u64 = 0xC000_0704_0000_0000;
+    pub const METADATA_FIELD_ID_INCORRECT: u64 = 0xC000_0C00_0000_0000;
+    pub const METADATA_FIELD_NOT_WRITABLE: u64 = 0xC000_0C01_0000_0000;
+    /// Operand IDs in bits 31:0 of TDX_OPERAND_INVALID: the register.
+    pub const OPERAND_RAX: u64 = 0;
+    pub const OPERAND_RCX: u64 = 1;
+    pub const OPERAND_RDX: u64 = 2;
+    pub const OPERAND_R8: u64 = 8;
+}
+
+/// TDVMCALL sub-functions (R11) and status codes (R10), GHCI spec and
+/// Linux `asm/shared/tdx.h`.
+pub mod vmcall {
+    #![allow(missing_docs)]
+    pub const GET_TD_VM_CALL_INFO: u64 = 0x10000;
+    pub const MAP_GPA: u64 = 0x10001;
+    pub const GET_QUOTE: u64 = 0x10002;
+    pub const REPORT_FATAL_ERROR: u64 = 0x10003;
+    pub const CPUID: u64 = 10;
+    pub const HLT: u64 = 12;
+    pub const IO: u64 = 30;
+    pub const MSR_READ: u64 = 31;
+    pub const MSR_WRITE: u64 = 32;
+    pub const EPT_VIOLATION: u64 = 48;
+
+    pub const SUCCESS: u64 = 0;
+    pub const RETRY: u64 = 1;
+    pub const INVALID_OPERAND: u64 = 0x8000_0000_0000_0000;
+    pub const ALIGN_ERROR: u64 = 0x8000_0000_0000_0002;
+    pub const SUBFUNC_UNSUPPORTED: u64 = 0x8000_0000_0000_0003;
+
+    /// GetQuote buffer header: `version` must be 1; `status` values.
+    pub const QUOTE_VERSION: u64 = 1;
+    pub const QUOTE_SERVICE_UNAVAILABLE: u64 = 0x8000_0000_0000_0001;
+
+    /// ReportFatalError R12 bit 63: R13 holds a GPA of more data.
+    pub const FATAL_GPA_VALID: u64 = 1 << 63;
+}
+
+/// TD-scope metadata fields (Linux `asm/shared/tdx.h`).
+pub mod field {
+    #![allow(missing_docs)]
+    pub const TDX_FEATURES0: u64 = 0x0A00_0003_0000_0008;
+    pub const CONFIG_FLAGS: u64 = 0x1110_0003_0000_0016;
+    pub const TD_CTLS: u64 = 0x1110_0003_0000_0017;
+    pub const NOTIFY_ENABLES: u64 = 0x9100_0000_0000_0010;
+    pub const TOPOLOGY_ENUM_CONFIGURED: u64 = 0x9100_0000_0000_0019;
+    /// TD_CTLS.ENUM_TOPOLOGY: the only TD_CTLS bit a guest may change here
+    /// (CONFIG_FLAGS.FLEXIBLE_PENDING_VE is clear, so PENDING_VE_DISABLE
+    /// follows ATTRIBUTES.SEPT_VE_DISABLE; REDUCE_VE needs a TDX_FEATURES0
+    /// bit cvmem does not report).
+    pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
+}
+
+/// Per-vCPU state of the module.
+#[derive(Debug, Default)]
+struct TdVcpu {
+    /// The #VE information of a #VE not yet read by TDG.VP.VEINFO.GET,
+    /// with the instruction length of an instruction-caused #VE (0 for an
+    /// EPT violation, where it is not defined).
+    ve: Option<(VeInfo, u32)>,
+    /// KVM_TDX_INIT_VCPU's part that cvmem can only do from inside the
+    /// vCPU (its local APIC in x2APIC mode) is done.
+    initialized: bool,
+}
+
+/// The modelled TDX module of one TD.
+#[derive(Debug)]
+pub struct TdxModule {
+    vcpus: Box<[Mutex<TdVcpu>]>,
+    rtmr: Mutex<[Sha384Digest; 4]>,
+    /// The ranges TDH.MEM.PAGE.ADD added at launch, in order; MRTD is
+    /// computed from them when a TDREPORT first needs it, so that a large TD
+    /// does not pay a SHA-384 block per page at boot.
+    added: Mutex<Vec<GfnRange>>,
+    mrtd: OnceLock<Sha384Digest>,
+    td_ctls: AtomicU64,
+    notify_enables: AtomicU64,
+    launched: AtomicBool,
+    launch: Once,
+    /// The warning about QEMU's CPU vendor was printed.
+    vendor_warned: AtomicBool,
+    /// `accept=`.
+    pub accept: AcceptPolicy,
+    /// `map-gpa-chunk=`.
+    pub map_gpa_chunk: u64,
+    /// Counters.
+    pub stats: TdxStats,
+}
+
+fn gp0() -> InsnAction {
+    InsnAction::Fault(Fault {
+        vector: 13,
+        error_code: Some(0),
+        cr2: None,
+    })
+}
+
+fn operand_invalid(operand: u64) -> u64 {
+    TdxStatus::OPERAND_INVALID.with_detail(operand).0
+}
+
+impl TdxModule {
+    /// The module of a TD with `max_vcpus` vCPUs.
+    pub fn new(max_vcpus: u32, accept: AcceptPolicy, map_gpa_chunk: u64) -> TdxModule {
+        TdxModule {
+            vcpus: (0..max_vcpus.max(1))
+                .map(|_| Mutex::new(TdVcpu::default()))
+                .collect(),
+            rtmr: Mutex::new([[0; SHA384_LEN]; 4]),
+            added: Mutex::new(Vec::new()),
+            mrtd: OnceLock::new(),
+            td_ctls: AtomicU64::new(0),
+            notify_enables: AtomicU64::new(0),
+            launched: AtomicBool::new(false),
+            launch: Once::new(),
+            vendor_warned: AtomicBool::new(false),
+            accept,
+            map_gpa_chunk,
+            stats: TdxStats::default(),
+        }
+    }
+
+    /// Whether the TD runs (TDH.MR.FINALIZE done).
+    pub fn launched(&self) -> bool {
+        self.launched.load(Ordering::Acquire)
+    }
+
+    /// A translation before launch: the VMM still builds the TD (paging
+    /// off: the identity, see ensure_launched()), or its first access with
+    /// paging on launches it (`None`: look it up). Out of line, off the
+    /// hot path.
+    #[cold]
+    #[inline(never)]
+    fn stage2_before_launch(&self, vmm: &Vmm, req: &Stage2Request) -> Option<Stage2Answer> {
+        if !req.paging {
+            return Some(Stage2Answer::identity(req));
+        }
+        self.ensure_launched(vmm);
+        None
+    }
+}
+
+impl Flavour for TdxModule {
+    #[cfg(test)]
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn insn_kinds(&self) -> &'static [Insn] {
+        &[
+            Insn::Tdcall,
+            Insn::Cpuid,
+            Insn::Vmcall,
+            Insn::Ioio,
+            Insn::Hlt,
+        ]
+    }
+
+    fn insn(&self, cx: &mut Ctx<'_>, insn: Insn) -> InsnAction {
+        match insn {
+            Insn::Vmcall => {
+                cx.vmm.hypercall(cx.regs, &mut cx.fx);
+                InsnAction::Done
+            }
+            Insn::Tdcall => self.tdcall(cx),
+            Insn::Ioio | Insn::Hlt => self
+                .instruction_ve(cx.vmm, cx.vcpu, insn, cx.regs, cx.host)
+                .unwrap_or(InsnAction::Decline),
+            Insn::Cpuid => {
+                self.vcpu_enter(cx.vcpu, cx.host);
+                match self.cpuid(cx.regs, cx.host) {
+                    Some(()) => InsnAction::Done,
+                    None => InsnAction::Decline,
+                }
+            }
+            _ => InsnAction::Decline,
+        }
+    }
+
+    fn launched(&self) -> bool {
+        TdxModule::launched(self)
+    }
+
+    #[inline]
+    fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Stage2Answer {
+        if !self.launched() {
+            if let Some(answer) = self.stage2_before_launch(vmm, req) {
+                return answer;
+            }
+        }
+        let model = vmm
+            .vm()
+            .stage2(VcpuId(req.vcpu_index), req.gpa, model_access(req.access));
+        vmm.answer(self, req, model, fx)
+    }
+
+    fn guest_fault(
+        &self,
+        vmm: &Vmm,
+        req: &Stage2Request,
+        fault: &Stage2Fault,
+    ) -> Option<Stage2Answer> {
+        let pending = |gpa| VeInfo::pending_access(gpa, model_access(req.access));
+        match *fault {
+            // A TD's MMIO is a #VE: KVM's shared-EPT MMIO entries leave #VE
+            // unsuppressed (TDX has no instruction decode in the host), so
+            // the access becomes an EPT-violation #VE and the guest emulates
+            // it with TDVMCALL #VE.RequestMMIO (Linux handle_mmio()).
+            // Page-walk reads and accesses with paging off (the VMM's
+            // loader before launch) are not the TD's.
+            Stage2Fault::Mmio { gpa } if req.paging && !req.page_walk && self.launched() => {
+                Some(self.stage2_ve(vmm, req, gpa, pending(gpa)))
+            }
+            Stage2Fault::VirtualizationException { gpa, ve } => {
+                Some(self.stage2_ve(vmm, req, gpa, ve))
+            }
+            // strict=on: an access through the wrong alias is an EPT
+            // violation #VE rather than a conversion.
+            Stage2Fault::MemoryFault { gpa, .. } => {
+                Some(self.stage2_ve(vmm, req, gpa, pending(gpa)))
+            }
+            _ => None,
+        }
+    }
+
+    fn private_by_default(&self) -> bool {
+        true
+    }
+
+    fn protects_vcpu_state(&self) -> bool {
+        true
+    }
+
+    fn add_learned(&self, vmm: &Vmm, gfn: cvmem_model::Gfn, vcpu: u32) {
+        self.add_learned_page(vmm, gfn, vcpu);
+    }
+
+    fn summary(&self, out: &mut String) {
+        self.stats.summary(out);
+    }
+
+    fn stats(&self) -> Option<(&'static str, serde_json::Value)> {
+        Some(("tdx", self.stats.json()))
+    }
+}

@@ -1,0 +1,296 @@
+//! TDCALL: the TDX module's leaves a TD calls (TDG.VP.INFO, TDG.MEM.PAGE.ACCEPT,
+//! TDG.VM.RD/WR, TDG.SYS.RD); TDG.VP.VMCALL is in `tdvmcall.rs`, the
+//! measurement leaves in `report.rs`, TDG.VP.VEINFO.GET in `ve.rs`.
+
+use super::*;
+use crate::effects::Effects;
+use crate::hooks::{gpr, InsnAction, Regs};
+use crate::vmm::Vmm;
+use cvmem_model::{AcceptOutcome, Alias, BackingAddr, Gpa, SeptState, VcpuId};
+use std::sync::atomic::Ordering;
+
+impl TdxModule {
+    /// A TDCALL from `vcpu`.
+    pub fn tdcall(&self, cx: &mut Ctx<'_>) -> InsnAction {
+        self.stats.tdcalls.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.stats.by_leaf.get(cx.regs.gpr[gpr::RAX] as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if cx.regs.cpl != 0 {
+            return gp0();
+        }
+        let (vmm, vcpu, host) = (cx.vmm, cx.vcpu, cx.host);
+        self.ensure_launched(vmm);
+        self.vcpu_enter(vcpu, host);
+        let rax = cx.regs.gpr[gpr::RAX];
+        // RAX bits 15:0 the leaf, 23:16 its version (0 for every leaf here),
+        // 63:24 reserved.
+        if rax >> 16 != 0 {
+            cx.regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RAX);
+            return InsnAction::Done;
+        }
+        let regs = &mut *cx.regs;
+        let st = match rax {
+            leaf::VP_VMCALL => return self.vp_vmcall(cx),
+            leaf::VP_INFO => self.vp_info(vmm, vcpu, regs),
+            leaf::MR_RTMR_EXTEND => self.rtmr_extend(vmm, regs, host),
+            leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
+            leaf::MR_REPORT => self.mr_report(vmm, regs, host),
+            leaf::MEM_PAGE_ACCEPT => {
+                let rcx = regs.gpr[gpr::RCX];
+                match self.accept(vmm, vcpu, rcx, &mut cx.fx) {
+                    Ok(st) => st,
+                    Err(action) => return action,
+                }
+            }
+            leaf::VM_RD => self.vm_rd(regs),
+            leaf::VM_WR => self.vm_wr(regs),
+            leaf::SYS_RD => {
+                if regs.gpr[gpr::RDX] == field::TDX_FEATURES0 {
+                    regs.gpr[gpr::R8] = 0;
+                    0
+                } else {
+                    status::METADATA_FIELD_ID_INCORRECT
+                }
+            }
+            _ => operand_invalid(status::OPERAND_RAX),
+        };
+        cx.regs.gpr[gpr::RAX] = st;
+        InsnAction::Done
+    }
+
+    pub(super) fn vp_info(&self, vmm: &Vmm, vcpu: u32, regs: &mut Regs) -> u64 {
+        let Some(info) = vmm.vm().tdx_vp_info(VcpuId(vcpu)) else {
+            return operand_invalid(status::OPERAND_RAX);
+        };
+        regs.gpr[gpr::RCX] = info.rcx;
+        regs.gpr[gpr::RDX] = info.rdx;
+        regs.gpr[gpr::R8] = info.r8;
+        regs.gpr[gpr::R9] = info.r9;
+        regs.gpr[gpr::R10] = info.r10;
+        regs.gpr[gpr::R11] = info.r11;
+        0
+    }
+
+    /// The QEMU address of the private, accepted page holding `gpa` (which
+    /// must not have the shared bit), for the module's own memory operands.
+    pub(super) fn private_operand(&self, vmm: &Vmm, gpa: u64) -> Option<BackingAddr> {
+        let vm = vmm.vm();
+        let d = vm.decode(Gpa::new(gpa))?;
+        if d.alias == Alias::Shared
+            || !vm.is_private(d.gfn)
+            || vm.tdx_sept_state(d.gfn).0 != SeptState::Mapped
+        {
+            return None;
+        }
+        vmm.backing_of(d.gfn)?.checked_add(d.offset)
+    }
+
+    /// TDG.MEM.PAGE.ACCEPT with RCX = GPA | level. The module's TD exit for
+    /// a page that is not there yet is handled as KVM handles it (map and
+    /// AUG), then the TDCALL runs again. `Ok`: the status; `Err`: an
+    /// exception instead. The effects of every exit go to `fx`.
+    pub(super) fn accept(
+        &self,
+        vmm: &Vmm,
+        vcpu: u32,
+        rcx: u64,
+        fx: &mut Effects,
+    ) -> Result<u64, InsnAction> {
+        let vm = vmm.vm();
+        let id = VcpuId(vcpu);
+        // Each round either completes or maps one more piece; a few rounds
+        // cover AUG after an implicit conversion.
+        for _ in 0..4 {
+            match vm.tdx_accept(id, rcx) {
+                AcceptOutcome::Accepted { range } => {
+                    self.stats.accepts.fetch_add(range.len(), Ordering::Relaxed);
+                    // The module zeroes accepted pages (init_sept_4k_page()).
+                    fx.clear.extend(vmm.backing_ranges(range));
+                    return Ok(0);
+                }
+                AcceptOutcome::Status(st) => return Ok(st.0),
+                AcceptOutcome::ExitToHost { gpa, .. } => {
+                    if let Err(fault) = vm.tdx_handle_accept_exit(id, gpa) {
+                        vmm.exit_fault(self, vcpu, fault, 0, fx)?;
+                    }
+                }
+            }
+        }
+        vmm.stop(format!(
+            "TDG.MEM.PAGE.ACCEPT of {rcx:#x} on vCPU {vcpu} made no progress in 4 exits"
+        ));
+        Err(InsnAction::Stop)
+    }
+
+    pub(super) fn vm_rd(&self, regs: &mut Regs) -> u64 {
+        let value = match regs.gpr[gpr::RDX] {
+            field::CONFIG_FLAGS => 0,
+            field::TD_CTLS => self.td_ctls(),
+            field::NOTIFY_ENABLES => self.notify_enables.load(Ordering::Relaxed),
+            field::TOPOLOGY_ENUM_CONFIGURED => 1,
+            _ => return status::METADATA_FIELD_ID_INCORRECT,
+        };
+        regs.gpr[gpr::R8] = value;
+        0
+    }
+
+    pub(super) fn td_ctls(&self) -> u64 {
+        self.td_ctls.load(Ordering::Relaxed)
+    }
+
+    /// TDG.VM.WR: RDX field, R8 value, R9 write mask; R8 returns the old
+    /// value. Bits the guest may not write are left alone.
+    pub(super) fn vm_wr(&self, regs: &mut Regs) -> u64 {
+        let (value, mask) = (regs.gpr[gpr::R8], regs.gpr[gpr::R9]);
+        let (cell, writable) = match regs.gpr[gpr::RDX] {
+            field::TD_CTLS => (&self.td_ctls, field::TD_CTLS_ENUM_TOPOLOGY),
+            field::NOTIFY_ENABLES => (&self.notify_enables, 1),
+            field::CONFIG_FLAGS | field::TOPOLOGY_ENUM_CONFIGURED => {
+                return status::METADATA_FIELD_NOT_WRITABLE
+            }
+            _ => return status::METADATA_FIELD_ID_INCORRECT,
+        };
+        let m = mask & writable;
+        let old = cell
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some((o & !m) | (value & m))
+            })
+            .unwrap_or_else(|o| o);
+        regs.gpr[gpr::R8] = old;
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Config;
+    use crate::hooks::fake::{FakeHost, MEM};
+    use crate::hooks::Host;
+    use crate::hooks::{Access, Stage2Answer};
+    use crate::kvm::Kvm;
+    use crate::memslots::{MemslotOp, RamSection};
+    use crate::tdx::testutil::*;
+    use cvmem_model::BackingAddr;
+    use cvmem_model::{TdAttributes, VmType};
+    #[test]
+    fn accept_clears_and_reports_double_accept_and_size_mismatch() {
+        let kvm = td(8 << 20, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        access(&kvm, 0x1000, Access::Read);
+        host.phys_write(BackingAddr::new(0xa0_0000), &[0xaa; 64]);
+        let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xa0_0000)]);
+        assert_eq!(r.gpr[gpr::RAX], 0);
+        let mut b = [0xffu8; 64];
+        host.phys_read(BackingAddr::new(0xa0_0000), &mut b);
+        assert_eq!(b, [0; 64], "accepted pages read zero");
+        let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xa0_0000)]);
+        assert_eq!(
+            r.gpr[gpr::RAX] & 0xFFFF_FFFF_0000_0000,
+            TdxStatus::PAGE_ALREADY_ACCEPTED.0
+        );
+        assert!(matches!(
+            access(&kvm, 0xa0_0000, Access::Write),
+            Stage2Answer::Allow { .. }
+        ));
+        // 2M over a region holding an accepted 4K page.
+        let r = call(
+            &kvm,
+            &host,
+            leaf::MEM_PAGE_ACCEPT,
+            &[(gpr::RCX, 0xa0_0000 | 1)],
+        );
+        assert_eq!(
+            r.gpr[gpr::RAX] & 0xFFFF_FFFF_0000_0000,
+            TdxStatus::PAGE_SIZE_MISMATCH.0
+        );
+        // A fresh 2M region: KVM maps TDX private memory at 4K only, so
+        // the module finds a 4K table there (Linux then accepts 4K pages).
+        let r = call(
+            &kvm,
+            &host,
+            leaf::MEM_PAGE_ACCEPT,
+            &[(gpr::RCX, 0xc0_0000 | 1)],
+        );
+        assert_eq!(
+            r.gpr[gpr::RAX],
+            TdxStatus::PAGE_SIZE_MISMATCH.with_detail(1).0
+        );
+        // With 2M private mappings it accepts whole.
+        let config = Config {
+            vm_type: VmType::Tdx,
+            accept: AcceptPolicy::Below(8 << 20),
+            private_max_level: Some(cvmem_model::PageLevel::Size2M),
+            ..Config::default()
+        };
+        let kvm = Kvm::new(&config, 1).unwrap();
+        kvm.memslot(
+            MemslotOp::Add,
+            &RamSection {
+                gpa: 0,
+                size: MEM,
+                readonly: false,
+                name: "ram".into(),
+            },
+        )
+        .unwrap();
+        access(&kvm, 0x1000, Access::Read);
+        host.phys_write(BackingAddr::new(0xdf_f000), &[1; 8]);
+        let r = call(
+            &kvm,
+            &host,
+            leaf::MEM_PAGE_ACCEPT,
+            &[(gpr::RCX, 0xc0_0000 | 1)],
+        );
+        assert_eq!(r.gpr[gpr::RAX], 0);
+        let mut b = [1u8; 8];
+        host.phys_read(BackingAddr::new(0xdf_f000), &mut b);
+        assert_eq!(b, [0; 8]);
+        assert!(matches!(
+            access(&kvm, 0xdf_f000, Access::Write),
+            Stage2Answer::Allow { .. }
+        ));
+        // Misaligned and reserved operands.
+        let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xe0_0800)]);
+        assert!(TdxStatus(r.gpr[gpr::RAX]).is_error());
+    }
+    #[test]
+    fn metadata_fields() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        let rd = |f| call(&kvm, &host, leaf::VM_RD, &[(gpr::RDX, f)]);
+        assert_eq!(rd(field::CONFIG_FLAGS).gpr[gpr::R8], 0);
+        assert_eq!(rd(field::TOPOLOGY_ENUM_CONFIGURED).gpr[gpr::R8], 1);
+        assert_eq!(
+            rd(0x1234).gpr[gpr::RAX],
+            status::METADATA_FIELD_ID_INCORRECT
+        );
+        let wr = |f, v, m| {
+            call(
+                &kvm,
+                &host,
+                leaf::VM_WR,
+                &[(gpr::RDX, f), (gpr::R8, v), (gpr::R9, m)],
+            )
+        };
+        let r = wr(field::TD_CTLS, u64::MAX, u64::MAX);
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, 0));
+        assert_eq!(
+            rd(field::TD_CTLS).gpr[gpr::R8],
+            field::TD_CTLS_ENUM_TOPOLOGY
+        );
+        assert_eq!(
+            wr(field::CONFIG_FLAGS, 2, 2).gpr[gpr::RAX],
+            status::METADATA_FIELD_NOT_WRITABLE
+        );
+        assert_eq!(wr(field::NOTIFY_ENABLES, 0, u64::MAX).gpr[gpr::RAX], 0);
+        let r = call(
+            &kvm,
+            &host,
+            leaf::SYS_RD,
+            &[(gpr::RDX, field::TDX_FEATURES0)],
+        );
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, 0));
+    }
+}
