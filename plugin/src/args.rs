@@ -343,7 +343,7 @@ const OPTIONS: &[Opt] = &[
         usage: "control=PATH",
         help: &[
             "a Unix socket taking JSON requests for the host side:",
-            "memslots, attributes, zaps, flushes (see README)",
+            "memslots, attributes, zaps, flushes (see docs/control.md)",
         ],
         set: |config, v| {
             // The socket is made when the plugin starts (Plugin::new).

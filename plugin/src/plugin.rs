@@ -448,7 +448,8 @@ impl Plugin {
             ),
             Mode::Audit => format!(
                 "cvmem: vm-type={} mode=audit: this QEMU has no cvm plugin API \
-                 (unpatched), so cvmem observes and enforces nothing\n",
+                 (unpatched), so cvmem enforces nothing: it checks guest RAM accesses after \
+                 the fact and counts what it would have refused\n",
                 self.config.vm_type
             ),
         }

@@ -14,7 +14,7 @@
 //! and appends it to a `BufWriter`. Lines are therefore in time order except
 //! where an event reached its channel after a later one of the other channel
 //! had been written (rare, a few microseconds apart): `t` is authoritative.
-//! The schema is in README.md ("Trace").
+//! The schema is in docs/trace.md.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
