@@ -569,8 +569,8 @@ pub enum RmpFault {
         /// The check that failed.
         check: RmpCheck,
     },
-    /// `#VC` with error code [`SVM_EXIT_PAGE_NOT_VALIDATED`]; CR2 = the
-    /// faulting guest virtual address.
+    /// `#VC` with error code [`SVM_EXIT_PAGE_NOT_VALIDATED`] (CR2 is not
+    /// written).
     PageNotValidated,
 }
 

@@ -181,8 +181,9 @@ pub enum Stage2Fault {
     /// fetch and page-table read, whose effective C-bit is 1) to a page the
     /// guest has not validated: `#VC` with error code
     /// `SVM_EXIT_PAGE_NOT_VALIDATED` (0x404, APM §15.36.10). Raised in the
-    /// guest; nothing exits to the host. The plugin raises #VC (CR2 = the
-    /// faulting linear address); the guest PVALIDATEs the page or panics.
+    /// guest; nothing exits to the host. The plugin raises #VC with that
+    /// error code (CR2 is not written: a #VC reports the GPA through the
+    /// GHCB, not CR2); the guest PVALIDATEs the page or panics.
     PageNotValidated {
         /// The faulting GPA.
         gpa: Gpa,
@@ -193,8 +194,9 @@ pub enum Stage2Fault {
     /// missing, or a C-bit-clear write hit an assigned page). On hardware the
     /// vCPU re-enters and faults again forever. `error_code` is EXITINFO1
     /// ([`crate::rmp::pferr`]: bit 31 RMP, bit 34 ENC, bit 36 VMPL, ...).
-    /// The plugin reports it and raises the #NPF-style fault it is
-    /// configured for (by default: stop the guest with a diagnostic).
+    /// The plugin shows it to the guest as a #PF carrying that error code's
+    /// low 32 bits (the RMP bit 31 included) and CR2 = the faulting linear
+    /// address, rather than loop forever as the hardware would.
     RmpNestedPageFault {
         /// The faulting GPA.
         gpa: Gpa,
@@ -212,8 +214,10 @@ pub enum Stage2Fault {
         flush: Option<FlushRequest>,
     },
     /// SNP: a C-bit-clear read of a page assigned to a guest. Allowed, but it
-    /// returns ciphertext (APM Table 15-39: the read is not checked). The
-    /// plugin emulates the read returning all ones and installs nothing.
+    /// returns ciphertext (APM Table 15-39: the read is not checked). cvmem
+    /// keeps one backing page for both aliases and cannot produce the
+    /// ciphertext, so the plugin stops the VM (the VM stop names it) rather
+    /// than let the plaintext through.
     RmpCiphertextRead {
         /// The GPA read.
         gpa: Gpa,
@@ -240,10 +244,12 @@ pub struct VeInfo {
     pub exit_reason: u32,
     /// The EPT-violation exit qualification (Intel SDM Table 28-7): bit 0
     /// data read, bit 1 data write, bit 2 instruction fetch; bits 5:3 (the
-    /// entry's permissions) are 0 for a PENDING page; bit 7 (GLA valid) is
-    /// clear: cvmem's stage-2 callback does not know the linear address.
+    /// entry's permissions) are 0 for a PENDING page. The model leaves bits
+    /// 7 and 8 clear; the plugin sets bit 7 (GLA valid), and bit 8 for the
+    /// final address rather than a page-table read, when paging is on.
     pub exit_qualification: u64,
-    /// The guest linear address: unknown, 0 (bit 7 of the qualification says so).
+    /// The guest linear address: 0 from the model; the plugin fills it in
+    /// from the request when paging is on (bit 7 of the qualification).
     pub gla: u64,
     /// The faulting GPA.
     pub gpa: Gpa,
