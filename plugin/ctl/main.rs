@@ -68,7 +68,19 @@ fn exchange(
         Ok(_) => {}
         Err(e) => return Err(format!("cannot read the reply: {e}")),
     }
-    print!("{reply}");
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(reply.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away (`cvmem-ctl ... | head`): end quietly
+            // with the status a shell gives a command SIGPIPE killed, as
+            // the other tools of such a pipeline do. print! would panic.
+            std::process::exit(128 + 13);
+        }
+        return Err(format!("cannot print the reply: {e}"));
+    }
     let ok = serde_json::from_str::<Value>(&reply)
         .ok()
         .and_then(|v| v.get("ok").and_then(Value::as_bool))
