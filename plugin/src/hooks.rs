@@ -297,6 +297,21 @@ pub mod fake {
     /// Bytes of guest memory.
     pub const MEM: u64 = 16 << 20;
 
+    /// vCPU 0's stage-2 request for `gpa` with paging on (a linear address
+    /// of no meaning), answered by `kvm`.
+    pub fn access(kvm: &crate::kvm::Kvm, gpa: u64, a: super::Access) -> super::Stage2Answer {
+        kvm.stage2(&super::Stage2Request {
+            gpa: cvmem_model::Gpa::new(gpa),
+            gva: 0x7000_1000,
+            vcpu_index: 0,
+            access: a,
+            cpl: 0,
+            page_walk: false,
+            paging: true,
+        })
+        .0
+    }
+
     /// QEMU reports the fake's memory to `kvm` as one RAM section at 0.
     pub fn report_ram(kvm: &crate::kvm::Kvm) {
         let ram = crate::memslots::RamSection {

@@ -10,7 +10,6 @@ use cvmem_model::BackingAddr;
 
 use crate::args::Config;
 use crate::hooks::fake::{report_ram, FakeHost, MEM};
-use crate::hooks::{Access, Stage2Answer, Stage2Request};
 use cvmem_model::VmType;
 pub(crate) const C_BIT: u64 = 1 << 51;
 /// An SNP guest with 16 MiB of RAM, launched, RAM below `accept_below`
@@ -34,18 +33,7 @@ pub(crate) fn guest(accept_below: u64) -> Kvm {
     assert_eq!(e.clear, rest);
     kvm
 }
-pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
-    kvm.stage2(&Stage2Request {
-        gpa: Gpa::new(gpa),
-        gva: 0x7000_1000,
-        vcpu_index: 0,
-        access: a,
-        cpl: 0,
-        page_walk: false,
-        paging: true,
-    })
-    .0
-}
+pub(crate) use crate::hooks::fake::access;
 /// Long-mode page tables at 0x10000 mapping 0x4000_0000 (4K) to
 /// `target` and 0x4020_0000 (2M) to 2 MiB, entries carrying the C-bit.
 pub(crate) fn tables(host: &FakeHost, target: u64) -> Regs {

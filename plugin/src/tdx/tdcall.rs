@@ -166,11 +166,11 @@ impl TdxModule {
 mod tests {
     use super::*;
     use crate::args::Config;
+    use crate::hooks::fake::report_ram;
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::Host;
     use crate::hooks::{Access, Stage2Answer};
     use crate::kvm::Kvm;
-    use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
     use cvmem_model::BackingAddr;
     use cvmem_model::{TdAttributes, VmType};
@@ -225,16 +225,7 @@ mod tests {
             ..Config::default()
         };
         let kvm = Kvm::new(&config, 1).unwrap();
-        kvm.memslot(
-            MemslotOp::Add,
-            &RamSection {
-                gpa: 0,
-                size: MEM,
-                readonly: false,
-                name: "ram".into(),
-            },
-        )
-        .unwrap();
+        report_ram(&kvm);
         access(&kvm, 0x1000, Access::Read);
         host.phys_write(BackingAddr::new(0xdf_f000), &[1; 8]);
         let r = call(

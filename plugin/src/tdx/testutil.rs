@@ -5,11 +5,9 @@ use crate::args::AcceptPolicy;
 use crate::hooks::{gpr, Host, InsnAction, Regs};
 use crate::kvm::Kvm;
 use cvmem_model::BackingAddr;
-use cvmem_model::Gpa;
 
 use crate::args::Config;
 use crate::hooks::fake::{report_ram, FakeHost};
-use crate::hooks::{Access, Stage2Answer, Stage2Request};
 use cvmem_model::{TdAttributes, VmType};
 pub(crate) const SHARED: u64 = 1 << 47;
 /// A launched TD with 16 MiB of RAM, private memory accepted below
@@ -26,18 +24,7 @@ pub(crate) fn td(accept_below: u64, attributes: u64) -> Kvm {
     report_ram(&kvm);
     kvm
 }
-pub(crate) fn access(kvm: &Kvm, gpa: u64, a: Access) -> Stage2Answer {
-    kvm.stage2(&Stage2Request {
-        gpa: Gpa::new(gpa),
-        gva: 0x7000_1000,
-        vcpu_index: 0,
-        access: a,
-        cpl: 0,
-        page_walk: false,
-        paging: true,
-    })
-    .0
-}
+pub(crate) use crate::hooks::fake::access;
 pub(crate) fn tdcall(kvm: &Kvm, host: &FakeHost, regs: &mut Regs) -> InsnAction {
     let (action, effects) = kvm.insn(0, Insn::Tdcall, regs, host);
     for (at, len) in effects.clear {

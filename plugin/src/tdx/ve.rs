@@ -200,10 +200,10 @@ impl TdxModule {
 mod tests {
     use super::*;
     use crate::args::Config;
+    use crate::hooks::fake::report_ram;
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{Access, Stage2Answer, Stage2Request};
     use crate::kvm::Kvm;
-    use crate::memslots::{MemslotOp, RamSection};
     use crate::tdx::testutil::*;
     use cvmem_model::BackingAddr;
     use cvmem_model::Gfn;
@@ -368,16 +368,7 @@ mod tests {
             ..Config::default()
         };
         let kvm = Kvm::new(&config, 1).unwrap();
-        kvm.memslot(
-            MemslotOp::Add,
-            &RamSection {
-                gpa: 0,
-                size: MEM,
-                readonly: false,
-                name: "ram".into(),
-            },
-        )
-        .unwrap();
+        report_ram(&kvm);
         access(&kvm, 0x1000, Access::Read);
         assert!(matches!(
             access(&kvm, SHARED | 0x5000, Access::Write),
