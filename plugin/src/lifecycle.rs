@@ -6,6 +6,8 @@
 //! what only it knows: a guest's fatal-error report (TDX ReportFatalError,
 //! SNP termination request) and the modelled KVM stopping the VM.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::Mutex;
 
 /// Why QEMU ends or restarts a run: QEMU's `ShutdownCause`
@@ -115,6 +117,9 @@ pub struct Lifecycle {
     /// whose state KVM protects (QEMU's cpus_are_resettable()).
     resettable: bool,
     state: Mutex<State>,
+    /// The run ended in a guest panic or a VM stop: [`Lifecycle::is_dead`]
+    /// without the lock, for audit mode, which asks at every access.
+    dead: AtomicBool,
 }
 
 impl Lifecycle {
@@ -123,6 +128,7 @@ impl Lifecycle {
         Lifecycle {
             resettable,
             state: Mutex::new(State::default()),
+            dead: AtomicBool::new(false),
         }
     }
 
@@ -144,20 +150,26 @@ impl Lifecycle {
 
     /// The guest reported a fatal error (`why`: what it said).
     pub fn guest_panic(&self, why: String) {
-        self.state.lock().end.get_or_insert(End::GuestPanic(why));
+        self.died(End::GuestPanic(why));
     }
 
     /// The modelled KVM stopped the VM (`why`: which access, and the rule).
     pub fn stopped(&self, why: String) {
-        self.state.lock().end.get_or_insert(End::Stopped(why));
+        self.died(End::Stopped(why));
+    }
+
+    /// Records `end` unless the run has ended already.
+    fn died(&self, end: End) {
+        let mut s = self.state.lock();
+        if s.end.is_none() {
+            s.end = Some(end);
+            self.dead.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Whether the VM was stopped or the guest panicked: it is dead.
     pub fn is_dead(&self) -> bool {
-        matches!(
-            self.state.lock().end,
-            Some(End::GuestPanic(_) | End::Stopped(_))
-        )
+        self.dead.load(Ordering::Relaxed)
     }
 
     /// How the run ended, in one line.
