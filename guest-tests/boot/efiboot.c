@@ -38,12 +38,22 @@
  * larger), efiboot finds where its launch pages end and starts the bitmap
  * a unit above (td_unaccepted_start()).
  *
- * Outside a TD nothing is accepted and there is no bitmap; the rest is the
- * same, so the same kernel boots both ways.
+ * In an SNP guest it plays the part of OVMF's SEV support instead: RAM
+ * below accept= that the launch did not validate is made private and
+ * PVALIDATEd, the units above are left unaccepted as for a TD (the kernel's
+ * snp_accept_memory() validates them), and the CPUID and secrets pages the
+ * launch placed (SNP_CPUID_PAGE, SNP_SECRETS_PAGE) are reserved and handed
+ * to the kernel in a CC blob (struct cc_blob_sev_info), found through both
+ * a SETUP_CC_BLOB setup_data entry and the EFI configuration table
+ * (EFI_CC_BLOB_GUID), as a direct-boot VMM and OVMF give it.
+ *
+ * Outside a TD and an SNP guest nothing is accepted and there is no
+ * bitmap; the rest is the same, so the same kernel boots every way.
  */
 #include "libcflat.h"
 #include "fw_cfg.h"
 #include "tdx.h"
+#include "snp.h"
 
 #define SZ_2M (2ul << 20)
 #define UNIT_SIZE SZ_2M /* the EFI stub's EFI_UNACCEPTED_UNIT_SIZE (PMD_SIZE) */
@@ -319,12 +329,100 @@ static u64 td_unaccepted_start(u64 boundary)
 	return boundary;
 }
 
+/* ---- SNP: validating memory -------------------------------------------- */
+
+static bool snp;
+
+/*
+ * Makes [start, end) private and validated, as the kernel's
+ * snp_accept_memory() does: a page-state change to private, then
+ * PVALIDATE (2 MiB where the RMP allows, else 4 KiB). Pages the launch
+ * validated answer FAIL_NOUPDATE and are counted as already accepted.
+ */
+static void snp_validate(u64 start, u64 end)
+{
+	u64 err = snp_page_state_change(start, (end - start) / PAGE_SIZE, SNP_PAGE_STATE_PRIVATE, true);
+
+	if (err)
+		fail("page-state change to private of %lx..%lx: %lx", start, end, err);
+	for (u64 pa = start; pa < end;) {
+		int rc = PVALIDATE_FAIL_SIZEMISMATCH;
+
+		if (!(pa & (SZ_2M - 1)) && end - pa >= SZ_2M) {
+			rc = pvalidate(pa, RMP_PG_SIZE_2M, true);
+			if (rc == PVALIDATE_OK || rc == PVALIDATE_FAIL_NOUPDATE) {
+				*(rc ? &already_accepted_frames : &accepted_frames) += SZ_2M / PAGE_SIZE;
+				pa += SZ_2M;
+				continue;
+			}
+			if (rc != PVALIDATE_FAIL_SIZEMISMATCH)
+				fail("PVALIDATE 2M at %lx: %d", pa, rc);
+		}
+		rc = pvalidate(pa, RMP_PG_SIZE_4K, true);
+		if (rc == PVALIDATE_OK)
+			accepted_frames++;
+		else if (rc == PVALIDATE_FAIL_NOUPDATE)
+			already_accepted_frames++;
+		else
+			fail("PVALIDATE 4K at %lx: %d", pa, rc);
+		pa += PAGE_SIZE;
+	}
+}
+
+/*
+ * td_unaccepted_start() for an SNP guest: a unit the bitmap calls
+ * unaccepted must be unvalidated, or the kernel's PVALIDATE of it fails
+ * (FAIL_NOUPDATE: "SNP: Page validation failed" and termination).
+ * PVALIDATE tells without a side effect on a validated page.
+ */
+static u64 snp_unvalidated_start(u64 boundary)
+{
+	u64 end = ram_end();
+
+	for (; boundary < end; boundary += UNIT_SIZE) {
+		u64 before = accepted_frames;
+
+		if (!is_ram(boundary, boundary + UNIT_SIZE))
+			continue;
+		snp_validate(boundary, boundary + PAGE_SIZE);
+		if (accepted_frames != before)
+			return boundary + UNIT_SIZE;
+	}
+	return boundary;
+}
+
+/*
+ * TDG.MEM.PAGE.ACCEPT, or page-state change and PVALIDATE. In an SNP guest
+ * what efiboot has used so far is left out (its image, the modules QEMU
+ * put after it, the pages it allocated): the launch validated them (they
+ * lie below any useful accept=), and among them are the GHCB pages, which
+ * the runtime made shared and a page-state change to private would
+ * discard.
+ */
+static void accept_range(u64 start, u64 end)
+{
+	extern char __image_start[];
+	u64 img_s = ALIGN_DOWN(ptr_to_pa(__image_start), PAGE_SIZE);
+	u64 img_e = phys_alloc_pages(0);
+
+	if (start >= end)
+		return;
+	if (!snp) {
+		td_accept(start, end);
+		return;
+	}
+	if (start < img_s)
+		snp_validate(start, end < img_s ? end : img_s);
+	if (end > img_e)
+		snp_validate(start > img_e ? start : img_e, end);
+}
+
 /*
  * Accepts the RAM below @boundary and the RAM above it that does not fill
  * a whole unit; types the whole units above it EFI_UNACCEPTED_MEMORY.
  * Returns how many bytes that leaves unaccepted.
  */
-static u64 td_accept_memory(u64 boundary)
+static u64 accept_memory(u64 boundary)
 {
 	u64 units[MAX_REGIONS][2], unaccepted = 0;
 	int n = 0;
@@ -337,18 +435,18 @@ static u64 td_accept_memory(u64 boundary)
 		if (r.e820 != E820_TYPE_RAM || s >= e)
 			continue;
 		if (s < boundary)
-			td_accept(s, e < boundary ? e : boundary);
+			accept_range(s, e < boundary ? e : boundary);
 		if (e <= boundary)
 			continue;
 		us = ALIGN_UP(above, UNIT_SIZE);
 		ue = ALIGN_DOWN(e, UNIT_SIZE);
 		if (us >= ue) {
-			td_accept(above, e);
+			accept_range(above, e);
 			continue;
 		}
 		/* Head and tail short of a unit now, the units later. */
-		td_accept(above, us);
-		td_accept(ue, e);
+		accept_range(above, us);
+		accept_range(ue, e);
 		units[n][0] = us;
 		units[n++][1] = ue;
 		unaccepted += ue - us;
@@ -584,6 +682,56 @@ static u64 build_smbios(bool *v3)
 	return ptr_to_pa(a);
 }
 
+/* ---- SNP: the CC blob --------------------------------------------------- */
+
+#define CC_BLOB_SEV_HDR_MAGIC 0x45444d41 /* "AMDE" */
+#define CC_BLOB_SIZE 40                  /* struct cc_blob_sev_info */
+#define SETUP_CC_BLOB 7                  /* arch/x86/include/uapi/asm/setup_data.h */
+
+/*
+ * Checks what the launch put in the CPUID and secrets pages, reserves them
+ * in both memory maps, and builds one page with the CC blob (struct
+ * cc_blob_sev_info) and, after it, the SETUP_CC_BLOB setup_data entry
+ * (struct cc_setup_data: the header, then the blob's 32-bit address).
+ * Returns the page's address; *setup_data is the entry's.
+ */
+static u64 build_cc_blob(u64 *setup_data)
+{
+	const u8 *cpuid = pa_to_ptr(SNP_CPUID_PAGE), *secrets = pa_to_ptr(SNP_SECRETS_PAGE);
+	u64 pa = phys_alloc_pages(1);
+	u8 *blob, *sd;
+
+	if (!pa || pa + PAGE_SIZE > (1ul << 32))
+		fail("no memory below 4G for the CC blob");
+	if (!get32(cpuid, 0) || get32(cpuid, 0) > SNP_CPUID_COUNT_MAX)
+		fail("the SNP CPUID page at %lx holds %u entries: did the launch place it there?",
+		     SNP_CPUID_PAGE, get32(cpuid, 0));
+	if (!get32(secrets, SNP_SECRETS_VERSION_OFF))
+		fail("the SNP secrets page at %lx has no version: did the launch place it there?",
+		     SNP_SECRETS_PAGE);
+	region_set(SNP_CPUID_PAGE, SNP_CPUID_PAGE + PAGE_SIZE, E820_TYPE_RESERVED, EFI_RESERVED_TYPE);
+	region_set(SNP_SECRETS_PAGE, SNP_SECRETS_PAGE + PAGE_SIZE, E820_TYPE_RESERVED,
+		   EFI_RESERVED_TYPE);
+
+	blob = memset(pa_to_ptr(pa), 0, PAGE_SIZE);
+	put32(blob, 0, CC_BLOB_SEV_HDR_MAGIC);
+	put64(blob, 8, SNP_SECRETS_PAGE);
+	put32(blob, 16, PAGE_SIZE);
+	put64(blob, 24, SNP_CPUID_PAGE);
+	put32(blob, 32, PAGE_SIZE);
+
+	sd = blob + 64;
+	put64(sd, 0, 0);             /* next */
+	put32(sd, 8, SETUP_CC_BLOB); /* type */
+	put32(sd, 12, 4);            /* len */
+	put32(sd, 16, (u32)pa);
+	*setup_data = pa + 64;
+	printf("efiboot: SNP: CPUID page %lx (%u entries), secrets page %lx (version %u), CC blob %lx\n",
+	       SNP_CPUID_PAGE, get32(cpuid, 0), SNP_SECRETS_PAGE,
+	       get32(secrets, SNP_SECRETS_VERSION_OFF), pa);
+	return pa;
+}
+
 /* ---- the EFI system table ---------------------------------------------- */
 
 #define EFI_SYSTEM_TABLE_SIGNATURE 0x5453595320494249ul /* "IBI SYST" */
@@ -614,6 +762,9 @@ static const struct efi_guid SMBIOS3_TABLE_GUID = {
 static const struct efi_guid LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID = {
 	0xd5d1de3c, 0x105c, 0x44f9, { 0x9e, 0xa9, 0xbc, 0xef, 0x98, 0x12, 0x00, 0x31 }
 };
+static const struct efi_guid EFI_CC_BLOB_GUID = {
+	0x067b1f5f, 0xcf26, 0x44c5, { 0x85, 0x54, 0x93, 0xd7, 0x77, 0x91, 0x2d, 0x42 }
+};
 
 static u32 crc32(const u8 *p, u64 len)
 {
@@ -632,7 +783,8 @@ static u32 crc32(const u8 *p, u64 len)
  * GUID, u64 address: ACPI, SMBIOS, unaccepted memory) and the firmware
  * vendor string (UCS-2).
  */
-static u64 build_efi_systab(u64 rsdp, u64 smbios, bool smbios3, const void *unaccepted)
+static u64 build_efi_systab(u64 rsdp, u64 smbios, bool smbios3, const void *unaccepted,
+			    u64 cc_blob)
 {
 	u64 pa = phys_alloc_pages(1);
 	u8 *st = memset(pa_to_ptr(pa), 0, PAGE_SIZE);
@@ -656,6 +808,11 @@ static u64 build_efi_systab(u64 rsdp, u64 smbios, bool smbios3, const void *unac
 	if (unaccepted) {
 		memcpy(cfg + 24 * n, &LINUX_EFI_UNACCEPTED_MEM_TABLE_GUID, 16);
 		put64(cfg + 24 * n, 16, ptr_to_pa(unaccepted));
+		n++;
+	}
+	if (cc_blob) {
+		memcpy(cfg + 24 * n, &EFI_CC_BLOB_GUID, 16);
+		put64(cfg + 24 * n, 16, cc_blob);
 		n++;
 	}
 
@@ -740,6 +897,7 @@ static u64 build_efi_memmap(u64 pa, u64 max, u32 *size)
 #define HDR_RELOCATABLE 0x234
 #define HDR_XLOADFLAGS 0x236
 #define HDR_CMDLINE_SIZE 0x238
+#define HDR_SETUP_DATA 0x250
 #define HDR_INIT_SIZE 0x260
 #define XLF_KERNEL_64 (1u << 0)
 #define LOADED_HIGH (1u << 0)
@@ -809,13 +967,14 @@ int main(void)
 	struct module mods[2];
 	u64 boundary, unaccepted_bytes = 0, load, init_size, align, rsdp, bp_pa, cmd_pa;
 	u64 memmap_pa, systab, fw_start, fw_end, setup_bytes, initrd = 0, initrd_size = 0, smbios;
+	u64 cc_blob = 0, cc_setup_data = 0;
 	const u8 *image;
 	void *unaccepted = NULL;
 	u8 *bp;
 	char *cmd;
 	const char *args;
 	u32 hdr_len, memmap_size;
-	bool td = is_tdx_guest(), smbios3 = false;
+	bool td = is_tdx_guest(), smbios3 = false, cvm;
 	extern char __image_start[], __image_end[];
 	int nmods;
 
@@ -837,15 +996,17 @@ int main(void)
 		fail("accept=%lx is not a multiple of 2M", boundary);
 
 	/*
-	 * In a TD, first make RAM below the boundary usable: everything
-	 * below allocates from it.
+	 * In a TD or an SNP guest, first make RAM below the boundary usable:
+	 * everything below allocates from it.
 	 */
-	if (td) {
+	snp = is_snp_guest();
+	cvm = td || snp;
+	if (cvm) {
 		if (boundary != ~0ul)
-			boundary = td_unaccepted_start(boundary);
-		unaccepted_bytes = td_accept_memory(boundary);
+			boundary = td ? td_unaccepted_start(boundary) : snp_unvalidated_start(boundary);
+		unaccepted_bytes = accept_memory(boundary);
 	} else if (boundary != ~0ul)
-		printf("efiboot: not a TD: accept=%lx has no effect\n", boundary);
+		printf("efiboot: neither a TD nor an SNP guest: accept=%lx has no effect\n", boundary);
 
 	/* The loader image itself: the kernel may not land on it early. */
 	region_set(ptr_to_pa(__image_start), ALIGN_UP(ptr_to_pa(__image_end), PAGE_SIZE),
@@ -857,14 +1018,16 @@ int main(void)
 	 * accepted memory.
 	 */
 	fw_start = phys_alloc_pages(0);
-	if (td && fw_start + SZ_2M > boundary)
+	if (cvm && fw_start + SZ_2M > boundary)
 		fail("no room for the firmware tables below accept=%lx (free memory starts at %lx)",
 		     boundary, fw_start);
 	rsdp = build_acpi_tables();
 	smbios = build_smbios(&smbios3);
 	if (unaccepted_bytes)
 		unaccepted = build_unaccepted_table(boundary);
-	systab = build_efi_systab(rsdp, smbios, smbios3, unaccepted);
+	if (snp)
+		cc_blob = build_cc_blob(&cc_setup_data);
+	systab = build_efi_systab(rsdp, smbios, smbios3, unaccepted, cc_blob);
 	memmap_pa = phys_alloc_pages(2);
 	bp_pa = phys_alloc_pages(1);
 	cmd_pa = phys_alloc_pages(1);
@@ -887,9 +1050,9 @@ int main(void)
 	if (setup_bytes >= mods[0].end - mods[0].start || init_size < mods[0].end - mods[0].start - setup_bytes)
 		fail("the bzImage's sizes do not add up (setup %lu, init_size %lu)", setup_bytes, init_size);
 	load = phys_alloc_pages_aligned((init_size + PAGE_SIZE - 1) / PAGE_SIZE, align);
-	if (!load || !is_ram(load, load + init_size) || (td && load + init_size > boundary))
+	if (!load || !is_ram(load, load + init_size) || (cvm && load + init_size > boundary))
 		fail("no room for the kernel (%lu bytes at %lx alignment) in accepted RAM%s", init_size,
-		     align, td && boundary != ~0ul ? ": raise accept=" : "");
+		     align, cvm && boundary != ~0ul ? ": raise accept=" : "");
 	memcpy(pa_to_ptr(load), image + setup_bytes, mods[0].end - mods[0].start - setup_bytes);
 	region_set(load, load + init_size, E820_TYPE_RAM, EFI_LOADER_DATA);
 
@@ -922,6 +1085,7 @@ int main(void)
 	put32(bp, BP_EXT_CMD_LINE_PTR, (u32)(cmd_pa >> 32));
 
 	put64(bp, BP_ACPI_RSDP_ADDR, rsdp);
+	put64(bp, HDR_SETUP_DATA, cc_setup_data);
 	put8(bp, BP_E820_ENTRIES, build_e820(bp));
 	build_efi_memmap(memmap_pa, 2 * PAGE_SIZE, &memmap_size);
 	memcpy(bp + BP_EFI_LOADER_SIGNATURE, "EL64", 4);
@@ -935,6 +1099,10 @@ int main(void)
 
 	printf("efiboot: kernel %lx (+%lx), initrd %lx (+%lx), ACPI RSDP %lx, EFI system table %lx\n",
 	       load, init_size, initrd, initrd_size, rsdp, systab);
+	if (snp)
+		printf("efiboot: SNP: validated %lu pages, %lu were already; %lu MiB left unaccepted above %lx\n",
+		       accepted_frames, already_accepted_frames, unaccepted_bytes >> 20,
+		       boundary == ~0ul ? ram_end() : boundary);
 	if (td)
 		printf("efiboot: TD: accepted %lu pages, %lu were already; %lu MiB left unaccepted above %lx; %lu port I/O #VEs\n",
 		       accepted_frames, already_accepted_frames, unaccepted_bytes >> 20,

@@ -50,6 +50,22 @@
 #define CPUID_8000001F_EAX_SNP (1u << 4)
 #define CPUID_8000001F_EAX_VMPL (1u << 5)
 
+/* ---- Pages the launch fills --------------------------------------------- */
+
+/*
+ * Where cvmem's launch puts the SNP CPUID and secrets pages unless told
+ * otherwise (plugin arguments snp-cpuid= and snp-secrets=, whose defaults
+ * plugin/src/args.rs checks against these): two pages below SeaBIOS's EBDA.
+ */
+#define SNP_CPUID_PAGE 0x9e000ul
+#define SNP_SECRETS_PAGE 0x9d000ul
+
+/* The CPUID page (Linux struct snp_cpuid_table): count, then 48-byte entries. */
+#define SNP_CPUID_COUNT_MAX 64
+/* The secrets page (Linux struct snp_secrets_page). */
+#define SNP_SECRETS_VERSION_OFF 0x0
+#define SNP_SECRETS_VMPCK0_OFF 0x20
+
 /* ---- SVM exit codes (the #VC error code, GHCB SW_EXITCODE) -------------- */
 
 #define SVM_EXIT_CPUID 0x072ul

@@ -29,6 +29,9 @@ pub struct Config {
     /// `accept=`: which private memory of a TD (accepted) or an SNP guest
     /// (validated) is ready at launch.
     pub accept: AcceptPolicy,
+    /// `snp-cpuid=`, `snp-secrets=`: where an SNP guest's launch places its
+    /// CPUID page and its secrets page.
+    pub snp_pages: SnpPages,
     /// `strict=`: a guest access through the wrong alias is a fault for the
     /// guest instead of an implicit conversion.
     pub strict: bool,
@@ -75,6 +78,7 @@ impl Default for Config {
             // non-debug TD.
             td_attributes: TdAttributes(TdAttributes::SEPT_VE_DISABLE),
             accept: AcceptPolicy::All,
+            snp_pages: SnpPages::default(),
             strict: false,
             slot_zap_all: true,
             map_gpa_chunk: 64 << 20,
@@ -85,6 +89,38 @@ impl Default for Config {
             vm_stop: VmStopAction::Pause,
         }
     }
+}
+
+/// Where the launch of an SNP guest places the pages the AMD-SP fills
+/// (SNP_LAUNCH_UPDATE page types CPUID and SECRETS): what firmware
+/// metadata names for OVMF, and for a direct boot what the loader and the
+/// VMM agree on. The defaults are those of guest-tests/boot/efiboot.c
+/// (`SNP_CPUID_PAGE`, `SNP_SECRETS_PAGE` in guest-tests/runtime/snp.h):
+/// two pages below the EBDA that SeaBIOS leaves alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnpPages {
+    /// The CPUID page's guest-physical address.
+    pub cpuid: u64,
+    /// The secrets page's guest-physical address.
+    pub secrets: u64,
+}
+
+impl Default for SnpPages {
+    fn default() -> Self {
+        SnpPages {
+            cpuid: 0x9e000,
+            secrets: 0x9d000,
+        }
+    }
+}
+
+/// Parses a page address for `snp-cpuid=`/`snp-secrets=`.
+fn snp_page(v: &str) -> Result<u64, String> {
+    let at = parse_size(v).ok_or_else(|| format!("'{v}' is not an address"))?;
+    if at % 4096 != 0 {
+        return Err(format!("{at:#x} is not 4K aligned"));
+    }
+    Ok(at)
 }
 
 /// `accept=`: the state of a TD's private memory when it starts running.
@@ -243,6 +279,30 @@ const OPTIONS: &[Opt] = &[
                     AcceptPolicy::Below(at)
                 }
             };
+            Ok(())
+        },
+    },
+    Opt {
+        key: "snp-cpuid",
+        usage: "snp-cpuid=ADDR",
+        help: &[
+            "SNP: where the launch places the CPUID page",
+            "(default: 0x9e000)",
+        ],
+        set: |config, v| {
+            config.snp_pages.cpuid = snp_page(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        key: "snp-secrets",
+        usage: "snp-secrets=ADDR",
+        help: &[
+            "SNP: where the launch places the secrets page",
+            "(default: 0x9d000)",
+        ],
+        set: |config, v| {
+            config.snp_pages.secrets = snp_page(v)?;
             Ok(())
         },
     },
@@ -484,6 +544,13 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
         }
     }
 
+    if config.snp_pages.cpuid == config.snp_pages.secrets {
+        return Err(ArgError {
+            arg: format!("snp-cpuid={:#x}", config.snp_pages.cpuid),
+            reason: "the CPUID and secrets pages need two different pages (snp-secrets=)".into(),
+        });
+    }
+
     Ok(if help {
         Request::Help
     } else {
@@ -504,6 +571,16 @@ mod tests {
 
     fn refused(args: &[&str]) -> String {
         parse(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn snp_page_defaults_are_those_efiboot_reads() {
+        let header = include_str!("../../guest-tests/runtime/snp.h");
+        let d = SnpPages::default();
+        for (name, at) in [("SNP_CPUID_PAGE", d.cpuid), ("SNP_SECRETS_PAGE", d.secrets)] {
+            let line = format!("#define {name} {at:#x}ul");
+            assert!(header.contains(&line), "snp.h lacks '{line}'");
+        }
     }
 
     #[test]
@@ -609,6 +686,13 @@ mod tests {
         assert!(refused(&["gpaw=40"]).contains("'gpaw=40'"));
         assert!(refused(&["td-attributes=0x2"]).contains("unsupported TD attribute bits 0x2"));
         assert!(refused(&["accept=0x1001"]).contains("not 4K aligned"));
+        let c = run(&["snp-cpuid=0x80e000", "snp-secrets=0x80d000"]);
+        assert_eq!(
+            (c.snp_pages.cpuid, c.snp_pages.secrets),
+            (0x80e000, 0x80d000)
+        );
+        assert!(refused(&["snp-cpuid=0x9e001"]).contains("not 4K aligned"));
+        assert!(refused(&["snp-cpuid=0x9d000"]).contains("two different pages"));
         assert!(refused(&["accept=some"]).contains("'accept=some'"));
         assert!(refused(&["map-gpa-chunk=0"]).contains("'map-gpa-chunk=0'"));
         assert!(refused(&["strict=2"]).contains("'strict=2'"));

@@ -14,6 +14,9 @@ pub struct Effects {
     /// Zero these ranges of QEMU's memory (start, bytes): the side of a
     /// conversion being left is discarded, as QEMU+KVM discard it.
     pub clear: Vec<(BackingAddr, u64)>,
+    /// Then write these bytes into QEMU's memory: pages the VMM fills at
+    /// launch (the SNP CPUID and secrets pages).
+    pub write: Vec<(BackingAddr, Vec<u8>)>,
 }
 
 impl Effects {
@@ -21,20 +24,21 @@ impl Effects {
     pub const NONE: Effects = Effects {
         flush: None,
         clear: Vec::new(),
+        write: Vec::new(),
     };
 
     /// The flush of `req`, if any.
     pub fn flush(req: Option<FlushRequest>) -> Effects {
         Effects {
             flush: req.map(|r| r.target),
-            clear: Vec::new(),
+            ..Effects::NONE
         }
     }
 
     /// Whether there is nothing to do (the hot path's usual answer).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.flush.is_none() && self.clear.is_empty()
+        self.flush.is_none() && self.clear.is_empty() && self.write.is_empty()
     }
 
     /// Adds a flush the model asked for (the wider of the two if there is
@@ -43,9 +47,11 @@ impl Effects {
         self.merge(Effects::flush(req));
     }
 
-    /// Adds `other`'s effects to these: both clears, the wider flush.
+    /// Adds `other`'s effects to these: both clears and writes, the wider
+    /// flush.
     pub fn merge(&mut self, other: Effects) {
         self.clear.extend(other.clear);
+        self.write.extend(other.write);
         self.flush = match (self.flush, other.flush) {
             (Some(a), Some(b)) if a != b => Some(FlushTarget::AllVcpus),
             (a, b) => a.or(b),

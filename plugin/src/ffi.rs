@@ -206,7 +206,8 @@ fn tlb_flush(target: FlushTarget) {
 }
 
 /// Carries out what the model asked for besides its answer: first discard
-/// memory content (zero it through QEMU, bypassing stage 2), then flush.
+/// memory content (zero it through QEMU, bypassing stage 2), then write
+/// what the VMM fills in, then flush.
 fn apply(effects: Effects) {
     let Some(cvm) = CVM.get() else {
         return;
@@ -227,6 +228,21 @@ fn apply(effects: Effects) {
                 break;
             }
             done += n;
+        }
+    }
+    for (at, bytes) in &effects.write {
+        // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; when writing
+        // it only reads `bytes.len()` bytes from the buffer, which has them.
+        let rc = unsafe {
+            (cvm.phys_rw)(
+                at.raw(),
+                bytes.as_ptr() as *mut c_void,
+                bytes.len() as u64,
+                true,
+            )
+        };
+        if rc != 0 {
+            eprintln!("cvmem: cannot write guest memory at {:#x}", at.raw());
         }
     }
     if let Some(target) = effects.flush {
@@ -929,7 +945,11 @@ unsafe extern "C" fn on_machine_ready() -> c_int {
         let Some(plugin) = PLUGIN.get() else {
             return 0;
         };
-        match crate::machine::check(plugin.kvm.vm().config(), &QemuHost) {
+        let ready = crate::machine::check(plugin.kvm.vm().config(), &QemuHost).and_then(|()| {
+            use crate::flavour::Flavour;
+            plugin.kvm.flavour.machine_ready(&plugin.kvm.vmm, &QemuHost)
+        });
+        match ready {
             Ok(()) => 0,
             Err(why) => {
                 eprintln!("cvmem: {why}");

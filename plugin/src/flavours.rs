@@ -7,6 +7,7 @@ use crate::effects::Effects;
 use crate::flavour::plain::Plain;
 use crate::flavour::{Ctx, Flavour};
 use crate::hooks::{Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::machine::CpuModel;
 use crate::snp::SnpFirmware;
 use crate::tdx::TdxModule;
 use crate::vmm::Vmm;
@@ -42,6 +43,7 @@ pub fn for_config(config: &Config, max_vcpus: u32) -> AnyFlavour {
             max_vcpus,
             config.accept,
             config.map_gpa_chunk,
+            config.snp_pages,
         )),
     }
 }
@@ -83,6 +85,10 @@ impl Flavour for AnyFlavour {
         fault: &Stage2Fault,
     ) -> Option<Stage2Answer> {
         each!(self, f => Flavour::guest_fault(f, vmm, req, fault))
+    }
+
+    fn machine_ready(&self, vmm: &Vmm, cpu: &dyn CpuModel) -> Result<(), String> {
+        each!(self, f => Flavour::machine_ready(f, vmm, cpu))
     }
 
     fn private_by_default(&self) -> bool {

@@ -391,7 +391,7 @@ impl Plugin {
                     action,
                     Effects {
                         flush,
-                        clear: Vec::new(),
+                        ..Effects::NONE
                     },
                 );
             }

@@ -16,6 +16,7 @@ use std::fmt::Debug;
 
 use crate::effects::Effects;
 use crate::hooks::{Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::machine::CpuModel;
 use crate::vmm::Vmm;
 
 /// An instruction exit being handled: the vCPU, its registers, QEMU's
@@ -91,6 +92,13 @@ pub trait Flavour: Debug + Send + Sync {
         _fault: &cvmem_model::Stage2Fault,
     ) -> Option<Stage2Answer> {
         None
+    }
+
+    /// QEMU has built the machine and no vCPU has run: the flavour reads
+    /// what its launch needs of the CPU model. `Err` refuses the
+    /// configuration with one line (QEMU exits before the guest runs).
+    fn machine_ready(&self, _vmm: &Vmm, _cpu: &dyn CpuModel) -> Result<(), String> {
+        Ok(())
     }
 
     /// Whether QEMU makes guest_memfd RAM private when it adds the memslot

@@ -344,7 +344,10 @@ mod tests {
         let mut f = std(exit::CPUID).to_vec();
         f.push((off::RAX, 0x8000_001F));
         ghcb_call(&kvm, &host, &f);
-        assert_eq!(get(&host, GHCB + off::RBX as u64), 51 | (4 << 12));
+        assert_eq!(
+            get(&host, GHCB + off::RBX as u64),
+            51 | (1 << 6) | (4 << 12)
+        );
         // OUT and IN.
         let mut f = std(exit::IOIO).to_vec();
         f[1].1 = (0x3f8 << 16) | (1 << 4);

@@ -24,29 +24,46 @@ pub(super) fn msr_passes_through(msr: u32) -> bool {
     )
 }
 
+/// CPUID 0x8000001F EBX[11:6]: physical address bits the memory
+/// encryption takes away.
+pub const REDUCED_PHYS_BITS: u32 = 1;
+
 impl SnpFirmware {
     /// CPUID as an SNP guest sees it (through #VC and the GHCB, or natively
     /// before launch): QEMU's CPU model with the memory-encryption leaf.
     pub fn cpuid(&self, vmm: &Vmm, leaf: u32, subleaf: u32, host: &dyn Host) -> [u32; 4] {
+        self.cpuid_of(vmm, leaf, subleaf, &|l, s| host.cpuid(l, s))
+    }
+
+    /// CPUID as the guest sees it, over the CPU model's `model`.
+    pub(super) fn cpuid_of(
+        &self,
+        vmm: &Vmm,
+        leaf: u32,
+        subleaf: u32,
+        model: &dyn Fn(u32, u32) -> [u32; 4],
+    ) -> [u32; 4] {
         match leaf {
             0x8000_0000 => {
-                let mut r = host.cpuid(leaf, 0);
+                let mut r = model(leaf, 0);
                 r[0] = r[0].max(0x8000_001F);
                 r
             }
             // EAX: SEV (1), SEV-ES (3), SNP (4), VMPL (5); EBX: C-bit
-            // position, no physical address bit reduction, 4 VMPLs (APM
-            // vol. 3, CPUID Fn8000_001F).
+            // position (5:0), physical address bit reduction (11:6), 4
+            // VMPLs (15:12) (APM vol. 3, CPUID Fn8000_001F). The reduction
+            // is QEMU's sev-snp-guest `reduced-phys-bits` default, 1 (QEMU
+            // refuses 0: target/i386/sev.c).
             0x8000_001F => {
                 let c_bit = u32::from(vmm.vm().config().c_bit);
                 [
                     (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5),
-                    c_bit | (4 << 12),
+                    c_bit | (REDUCED_PHYS_BITS << 6) | (4 << 12),
                     0,
                     0,
                 ]
             }
-            _ => host.cpuid(leaf, subleaf),
+            _ => model(leaf, subleaf),
         }
     }
 

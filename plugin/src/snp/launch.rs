@@ -1,12 +1,45 @@
-//! Launching the guest: SNP_LAUNCH_UPDATE of the RAM ready at launch.
+//! Launching the guest: SNP_LAUNCH_UPDATE of the RAM ready at launch and
+//! of the CPUID and secrets pages the AMD-SP fills.
 
 use super::*;
 use crate::effects::Effects;
+use crate::machine::CpuModel;
 use crate::vmm::Vmm;
 use cvmem_model::{Gfn, GfnRange};
 use std::sync::atomic::Ordering;
 
 impl SnpFirmware {
+    /// When the machine is ready: the CPUID page from the CPU model, as
+    /// QEMU builds it at SNP_LAUNCH_START, and fresh secrets. `Err`: the
+    /// configuration cannot launch (one line).
+    pub(super) fn prepare_boot_pages(&self, vmm: &Vmm, cpu: &dyn CpuModel) -> Result<(), String> {
+        let slots = vmm.vm().memslots();
+        for (what, key, gpa) in [
+            ("CPUID", "snp-cpuid", self.pages.cpuid),
+            ("secrets", "snp-secrets", self.pages.secrets),
+        ] {
+            let gfn = Gpa::new(gpa).gfn();
+            if !slots
+                .iter()
+                .any(|s| s.private_capable() && s.range().contains(gfn))
+            {
+                return Err(format!(
+                    "the SNP {what} page at {gpa:#x} is not guest RAM: give {key}= an address \
+                     in RAM below -m"
+                ));
+            }
+        }
+        let model = |leaf, sub| cpu.cpuid(leaf, sub);
+        let entries = cpuid_table::entries(&|leaf, sub| self.cpuid_of(vmm, leaf, sub, &model))?;
+        let boot = BootPages {
+            cpuid: cpuid_table::page(&entries),
+            secrets: Secrets::generate()?,
+            fms: cpu.cpuid(1, 0)[0],
+        };
+        let _ = self.boot.set(boot);
+        Ok(())
+    }
+
     /// Audit mode: `gfn` is RAM learned after launch (`learn.rs`), which
     /// enforcing mode knew at launch. Below `accept=` it is launched now
     /// (SNP_LAUNCH_UPDATE: assigned, validated); above it stays as launch
@@ -28,9 +61,10 @@ impl SnpFirmware {
     }
 
     /// Launches the guest once, on its first access with paging on (see the
-    /// module comment): SNP_LAUNCH_UPDATE of the private RAM below
-    /// `accept=`, and the rest zeroed (guest_memfd hands out cleared pages).
-    /// The memory to clear goes to `fx`.
+    /// module comment): SNP_LAUNCH_UPDATE of the CPUID and secrets pages
+    /// (written here, as the AMD-SP writes them) and of the private RAM
+    /// below `accept=`, and the rest zeroed (guest_memfd hands out cleared
+    /// pages). The memory to clear and write goes to `fx`.
     pub fn ensure_launched(&self, vmm: &Vmm, fx: &mut Effects) {
         if self.launched() {
             return;
@@ -40,24 +74,41 @@ impl SnpFirmware {
             let _learning = vmm.learn_lock.lock();
             let vm = vmm.vm();
             let limit = self.accept.ready_below_gfn();
+            let special = [self.pages.cpuid, self.pages.secrets].map(|g| Gpa::new(g).gfn());
+            let launch = |range: GfnRange| match vm.snp_launch_update(range) {
+                Ok(n) => {
+                    self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => eprintln!(
+                    "cvmem: SNP_LAUNCH_UPDATE of {:#x}..{:#x} failed: {e:?}",
+                    range.start().gpa().raw(),
+                    range.end().gpa().raw()
+                ),
+            };
             let slots = vm.memslots();
             for slot in slots.iter().filter(|s| s.private_capable()) {
                 let r = slot.range();
                 let split = Gfn::new(r.end().raw().min(limit).max(r.start().raw()));
-                if let Some(launch) = GfnRange::new(r.start(), split).filter(|g| !g.is_empty()) {
-                    match vm.snp_launch_update(launch) {
-                        Ok(n) => {
-                            self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(e) => eprintln!(
-                            "cvmem: SNP_LAUNCH_UPDATE of {:#x}..{:#x} failed: {e:?}",
-                            launch.start().gpa().raw(),
-                            launch.end().gpa().raw()
-                        ),
+                if let Some(ready) = GfnRange::new(r.start(), split) {
+                    for part in without(ready, &special) {
+                        launch(part);
                     }
                 }
                 if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
                     fx.clear.extend(vmm.backing_ranges(rest));
+                }
+            }
+            // The pages the AMD-SP fills (page types CPUID and SECRETS):
+            // assigned and validated like the rest, whatever `accept=` says.
+            if let Some(boot) = self.boot.get() {
+                for (gfn, bytes) in special
+                    .into_iter()
+                    .zip([boot.cpuid.clone(), boot.secrets.page(boot.fms)])
+                {
+                    launch(GfnRange::one(gfn));
+                    if let Some(&(at, _)) = vmm.backing_ranges(GfnRange::one(gfn)).first() {
+                        fx.write.push((at, bytes));
+                    }
                 }
             }
             self.launched.store(true, Ordering::Release);
@@ -65,9 +116,34 @@ impl SnpFirmware {
     }
 }
 
+/// `range` without the frames of `holes`, as ranges in order.
+fn without(range: GfnRange, holes: &[Gfn]) -> Vec<GfnRange> {
+    let mut holes: Vec<Gfn> = holes
+        .iter()
+        .copied()
+        .filter(|g| range.contains(*g))
+        .collect();
+    holes.sort();
+    let mut out = Vec::new();
+    let mut start = range.start();
+    for h in holes {
+        if let Some(part) = GfnRange::new(start, h).filter(|p| !p.is_empty()) {
+            out.push(part);
+        }
+        start = Gfn::new(start.raw().max(h.raw() + 1));
+    }
+    if let Some(part) = GfnRange::new(start, range.end()).filter(|p| !p.is_empty()) {
+        out.push(part);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::Config;
+    use crate::flavour::Flavour;
+    use crate::kvm::Kvm;
     use crate::vmm::vector;
     use cvmem_model::BackingAddr;
     #[allow(unused_imports)]
@@ -77,6 +153,84 @@ mod tests {
     use crate::hooks::{Access, Stage2Answer, Stage2Request};
 
     use crate::snp::testutil::*;
+
+    /// An AMD CPU model with a few leaves.
+    struct Amd;
+
+    impl CpuModel for Amd {
+        fn cpuid(&self, leaf: u32, _: u32) -> [u32; 4] {
+            match leaf {
+                0 => [1, 0x6874_7541, 0x444d_4163, 0x6974_6e65],
+                1 => [0x00a0_0f11, 0x800, 0, 0x078b_fbff],
+                0x8000_0000 => [0x8000_0008, 0, 0, 0],
+                0x8000_0008 => [0x3034, 0, 0, 0],
+                _ => [0; 4],
+            }
+        }
+    }
+
+    fn snp_guest(config: Config) -> Kvm {
+        let kvm = Kvm::new(&config, 1).unwrap();
+        crate::hooks::fake::report_ram(&kvm);
+        kvm
+    }
+
+    fn snp_config() -> Config {
+        Config {
+            vm_type: cvmem_model::VmType::Snp,
+            accept: crate::args::AcceptPolicy::Below(0x10_0000),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_launch_places_the_cpuid_and_secrets_pages() {
+        let kvm = snp_guest(snp_config());
+        let snp = kvm.flavour_as::<SnpFirmware>();
+        snp.machine_ready(&kvm.vmm, &Amd).unwrap();
+        let mut fx = Effects::NONE;
+        snp.ensure_launched(&kvm.vmm, &mut fx);
+        let [(cpuid_at, cpuid), (secrets_at, secrets)] = &fx.write[..] else {
+            panic!("two pages written: {:?}", fx.write.len());
+        };
+        assert_eq!(*cpuid_at, BackingAddr::new(0x9e000));
+        assert_eq!(*secrets_at, BackingAddr::new(0x9d000));
+        // Leaves 0, 1, 0x80000000, 0x80000008 and the SNP leaf 0x8000001F
+        // (which raised the extended maximum) with the C-bit.
+        let count = u32::from_le_bytes(cpuid[0..4].try_into().unwrap());
+        assert_eq!(count, 5);
+        let last = 16 + 4 * 48;
+        assert_eq!(&cpuid[last..last + 4], &0x8000_001Fu32.to_le_bytes());
+        assert_eq!(cpuid[last + 28] & 0x3f, 51);
+        assert_eq!(&secrets[0..4], &3u32.to_le_bytes());
+        assert_eq!(&secrets[8..12], &0x00a0_0f11u32.to_le_bytes());
+        let keys = &snp
+            .boot
+            .get()
+            .expect("made when the machine was ready")
+            .secrets;
+        assert_eq!(&secrets[0x20..0x40], &keys.vmpck[0]);
+        // Both pages are the guest's and validated, as after
+        // SNP_LAUNCH_UPDATE, with the rest below accept=.
+        for gpa in [0x9d000, 0x9e000, 0x9c000, 0x9f000] {
+            let e = kvm.vm().snp_rmp_entry_of(Gpa::new(gpa)).unwrap();
+            assert!(e.assigned && e.validated, "{gpa:#x}: {e:?}");
+        }
+        assert_eq!(snp.stats.pages_launched.load(Ordering::Relaxed), 256);
+    }
+
+    #[test]
+    fn the_pages_must_be_guest_ram() {
+        let mut config = snp_config();
+        config.snp_pages.secrets = 0x4000_0000;
+        let kvm = snp_guest(config);
+        let snp = kvm.flavour_as::<SnpFirmware>();
+        let err = snp.machine_ready(&kvm.vmm, &Amd).unwrap_err();
+        assert!(
+            err.contains("secrets page at 0x40000000 is not guest RAM"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn paging_off_accesses_are_private_after_launch() {

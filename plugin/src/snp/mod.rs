@@ -27,6 +27,7 @@
 //! private RAM below `accept=` (validated, content kept), the rest private,
 //! unvalidated and zeroed as fresh guest_memfd pages are.
 
+pub mod cpuid_table;
 mod ghcb;
 mod intercept;
 mod launch;
@@ -34,6 +35,7 @@ mod msr_protocol;
 mod nae;
 mod psc;
 mod rmp_insn;
+pub mod secrets;
 mod stats;
 #[cfg(test)]
 mod testutil;
@@ -43,15 +45,18 @@ pub use stats::SnpStats;
 
 use std::fmt::Write as _;
 
-use crate::args::AcceptPolicy;
+use crate::args::{AcceptPolicy, SnpPages};
 use crate::effects::Effects;
 use crate::flavour::{Ctx, Flavour};
 use crate::hooks::{gpr, Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::machine::CpuModel;
 use crate::vmm::{model_access, pf_error_code, pferr, vector, Vmm};
 use cvmem_model::{Gpa, SnpAccessCtx, Stage2Fault, VcpuId, Vmpl, PAGE_SIZE};
 use parking_lot::Mutex;
+use secrets::Secrets;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
+use std::sync::OnceLock;
 
 /// The SEV MSRs.
 pub mod msr {
@@ -140,8 +145,23 @@ pub struct SnpFirmware {
     /// `map-gpa-chunk=`: a GHCB page-state change converts at most this many
     /// bytes per VMGEXIT, then returns with the progress recorded.
     pub psc_chunk: u64,
+    /// `snp-cpuid=`, `snp-secrets=`: where the launch places those pages.
+    pub pages: SnpPages,
+    /// What the launch writes into them, made when the machine is ready.
+    boot: OnceLock<BootPages>,
     /// Counters.
     pub stats: SnpStats,
+}
+
+/// The contents of the pages the AMD-SP fills at launch.
+#[derive(Debug)]
+struct BootPages {
+    /// The CPUID page.
+    cpuid: Vec<u8>,
+    /// The guest's keys.
+    secrets: Secrets,
+    /// CPUID 1 EAX, for the secrets page.
+    fms: u32,
 }
 
 fn fault(vector: u8, error_code: Option<u32>, cr2: Option<u64>) -> Fault {
@@ -158,7 +178,12 @@ fn gp0() -> InsnAction {
 
 impl SnpFirmware {
     /// The SNP side of a guest with `max_vcpus` vCPUs.
-    pub fn new(max_vcpus: u32, accept: AcceptPolicy, psc_chunk: u64) -> SnpFirmware {
+    pub fn new(
+        max_vcpus: u32,
+        accept: AcceptPolicy,
+        psc_chunk: u64,
+        pages: SnpPages,
+    ) -> SnpFirmware {
         SnpFirmware {
             vcpus: (0..max_vcpus.max(1))
                 .map(|_| Mutex::new(SnpVcpu::default()))
@@ -168,6 +193,8 @@ impl SnpFirmware {
             launch: Once::new(),
             accept,
             psc_chunk: psc_chunk.max(PAGE_SIZE),
+            pages,
+            boot: OnceLock::new(),
             stats: SnpStats::default(),
         }
     }
@@ -349,6 +376,10 @@ impl Flavour for SnpFirmware {
             ),
             _ => None,
         }
+    }
+
+    fn machine_ready(&self, vmm: &Vmm, cpu: &dyn CpuModel) -> Result<(), String> {
+        self.prepare_boot_pages(vmm, cpu)
     }
 
     fn private_by_default(&self) -> bool {

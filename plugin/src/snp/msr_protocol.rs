@@ -85,7 +85,7 @@ mod tests {
         assert_eq!(msr_call(&kvm, &host, 0x080), (1 << 12) | 0x081);
         // CPUID 0x8000001F EBX through the MSR protocol.
         let ebx = msr_call(&kvm, &host, (0x8000_001F << 32) | (1 << 30) | 0x004);
-        assert_eq!(ebx, ((51 | (4 << 12)) << 32) | (1 << 30) | 0x005);
+        assert_eq!(ebx, ((51 | (1 << 6) | (4 << 12)) << 32) | (1 << 30) | 0x005);
         assert_eq!(
             msr_call(&kvm, &host, (0x123 << 12) | 0x012),
             (0x123 << 12) | 0x013
