@@ -93,6 +93,11 @@ static void test_identity(void)
 	report(resp == (0x0fe | 0xabc000ul), "an unknown request leaves the MSR unchanged (%lx)",
 	       resp);
 	report(again == resp && vcs == 0, "the GHCB MSR reads back without a #VC");
+	/* KVM has no preferred GHCB GPA: the GPA field all ones (sev.c). */
+	resp = snp_msr_protocol(GHCB_MSR_PREF_GPA_REQ);
+	again = snp_msr_protocol(GHCB_MSR_PREF_GPA_REQ | 0x123000ul);
+	report(resp == (GHCB_MSR_PREF_GPA_NONE << 12 | GHCB_MSR_PREF_GPA_RESP) && again == resp,
+	       "PREF_GPA: none, GHCB_MSR_PREF_GPA_NONE (%lx %lx)", resp, again);
 	report_prefix_pop();
 	report_prefix_pop();
 }

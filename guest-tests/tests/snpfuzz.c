@@ -63,7 +63,7 @@ static void fuzz_msr_protocol(void)
 {
 	static const u64 codes[] = {
 		GHCB_MSR_SEV_INFO_REQ, GHCB_MSR_CPUID_REQ, GHCB_MSR_AP_RESET_HOLD_REQ,
-		GHCB_MSR_REG_GPA_REQ, GHCB_MSR_PSC_REQ, GHCB_MSR_HV_FT_REQ,
+		GHCB_MSR_PREF_GPA_REQ, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_PSC_REQ, GHCB_MSR_HV_FT_REQ,
 	};
 	u64 code = rnd() % 8 ? codes[rnd() % ARRAY_SIZE(codes)] : rnd() & 0xfff;
 	u64 req, resp, info;
@@ -106,6 +106,10 @@ static void fuzz_msr_protocol(void)
 	case GHCB_MSR_HV_FT_REQ:
 		if (resp != (GHCB_HV_FT_SNP << 12 | GHCB_MSR_HV_FT_RESP))
 			BAD("HV_FT %lx: answer %lx\n", req, resp);
+		break;
+	case GHCB_MSR_PREF_GPA_REQ:
+		if (resp != (GHCB_MSR_PREF_GPA_NONE << 12 | GHCB_MSR_PREF_GPA_RESP))
+			BAD("PREF_GPA %lx: answer %lx\n", req, resp);
 		break;
 	case GHCB_MSR_AP_RESET_HOLD_REQ:
 		/* Not offered (unknown: unchanged), or KVM's SEV-ES answer. */
