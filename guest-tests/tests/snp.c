@@ -8,7 +8,8 @@
  * validated) and map-gpa-chunk=2M (a page-state change through the GHCB
  * stops after 2 MiB with its progress in the descriptor). -append strict
  * (with strict=on) checks only the wrong-alias #PF; -append terminate and
- * terminate-ghcb end the guest with a termination request.
+ * terminate-ghcb end the guest with a termination request, -append
+ * ghcb-unregistered with a VMGEXIT through a GHCB it has not registered.
  */
 #include "libcflat.h"
 #include "fw_cfg.h"
@@ -261,23 +262,27 @@ static void test_ghcb(void)
 	report(a.info1 == 0, "NMI complete");
 
 	/*
-	 * Registration: a GHCB at a GPA other than the registered one is
-	 * refused. Nothing in between may take a #VC (it would use the GHCB).
+	 * Registration: REG_GPA of another GPA is echoed, then ours again.
+	 * Nothing in between may take a #VC (it would use the GHCB, which
+	 * KVM answers by failing KVM_RUN: -append ghcb-unregistered).
 	 */
 	g = ghcb_start();
 	mine = ghcb_pa(g);
 	r = snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (other >> PAGE_SHIFT) << 12);
-	ghcb_set(g, GHCB_RAX, 0);
-	r2 = ghcb_call(g, SVM_EXIT_CPUID, 0, 0);
-	info2 = ghcb_get(g, GHCB_SW_EXIT_INFO_2);
-	a.info1 = snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (mine >> PAGE_SHIFT) << 12);
+	r2 = snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (mine >> PAGE_SHIFT) << 12);
 	ghcb_end(g);
 	report(r == (GHCB_MSR_REG_GPA_RESP | (other >> PAGE_SHIFT) << 12),
 	       "REG_GPA echoes the GFN (%lx)", r);
-	report(r2 == GHCB_RESULT_ERROR && info2 == GHCB_ERR_NOT_REGISTERED,
-	       "a GHCB at another GPA: GHCB_ERR_NOT_REGISTERED (%lx %lx)", r2, info2);
-	report(a.info1 == (GHCB_MSR_REG_GPA_RESP | (mine >> PAGE_SHIFT) << 12),
-	       "registered back (%lx)", a.info1);
+	report(r2 == (GHCB_MSR_REG_GPA_RESP | (mine >> PAGE_SHIFT) << 12),
+	       "registered back (%lx)", r2);
+	/* GHCB GPAs KVM cannot map are ignored: 0, above RAM, with the C-bit. */
+	g = ghcb_start();
+	r = snp_msr_protocol(0);
+	r2 = snp_msr_protocol(1ul << 40);
+	info2 = snp_msr_protocol(mine | snp_c_bit_mask());
+	ghcb_end(g);
+	report(r == 0 && r2 == 1ul << 40 && info2 == (mine | snp_c_bit_mask()),
+	       "a GHCB at GPA 0, above RAM or with the C-bit: ignored (%lx %lx %lx)", r, r2, info2);
 	report(cpuid(0).a >= 0xd, "and #VC works again");
 	report_prefix_pop();
 }
@@ -851,6 +856,24 @@ int main(void)
 		terminate(false);
 	if (cmdline_has("terminate-ghcb"))
 		terminate(true);
+	if (cmdline_has("ghcb-unregistered")) {
+		/*
+		 * Another GPA registered, then a VMGEXIT through this vCPU's
+		 * GHCB: KVM's sev_handle_vmgexit() fails KVM_RUN with -EINVAL
+		 * and QEMU stops the VM; no answer reaches the guest.
+		 */
+		u64 other = ptr_to_pa(alloc_page());
+		struct ghcb *g;
+
+		report_info("a VMGEXIT through this vCPU's GHCB with %lx registered", other);
+		g = ghcb_start();
+		snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (other >> PAGE_SHIFT) << 12);
+		ghcb_set(g, GHCB_RAX, 0);
+		ghcb_call(g, SVM_EXIT_CPUID, 0, 0);
+		ghcb_end(g);
+		report(false, "the VMGEXIT through an unregistered GHCB returned");
+		return 0;
+	}
 	if (cmdline_has("mmio-private")) {
 		/*
 		 * The IOAPIC mapped with the C-bit (the boot map has it on RAM

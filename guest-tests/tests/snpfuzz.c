@@ -307,14 +307,27 @@ static void fuzz_ghcb(void)
 		    usage, r, info2, rax);
 }
 
-/* A GHCB page at a random GPA: the hypervisor must not take it. */
+/*
+ * A GHCB page at a random GPA KVM cannot map (0, with the C-bit, or above
+ * RAM): ignored, the guest resumes. A mappable GPA the vCPU has not
+ * registered would fail KVM_RUN and stop the VM (snp-ghcb-unregistered).
+ */
 static void fuzz_foreign_ghcb(void)
 {
-	u64 gpa = rnd() % 2 ? sacrificial_gpa() & ~(PAGE_SIZE - 1) : operand() & ~0xffful;
+	u64 gpa;
 	u64 resp;
 
-	if (!gpa)
-		gpa = PAGE_SIZE;
+	switch (rnd() % 3) {
+	case 0:
+		gpa = (sacrificial_gpa() & ~(PAGE_SIZE - 1)) | snp_c_bit_mask();
+		break;
+	case 1:
+		gpa = (operand() | 1ul << 40) & ~0xffful;
+		break;
+	default:
+		gpa = 0;
+		break;
+	}
 	resp = snp_msr_protocol(gpa);
 	counts[0]++;
 	if (resp != gpa)
