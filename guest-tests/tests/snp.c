@@ -289,6 +289,24 @@ static void test_ghcb(void)
 
 /* ---- PVALIDATE --------------------------------------------------------------- */
 
+/*
+ * PVALIDATE that may fault: EAX (meaningless after a fault), *cf CF, *vec
+ * the vector (-1 for none).
+ */
+static u32 pvalidate_try(u64 va, u64 size, u64 validate, bool *cf, int *vec)
+{
+	u64 ax = va;
+	bool c = false;
+
+	asm volatile(ASM_TRY("1f") ".byte 0xf2, 0x0f, 0x01, 0xff\n1:"
+		     : "+a"(ax), "=@ccc"(c)
+		     : "c"(size), "d"(validate)
+		     : "memory");
+	*cf = c;
+	*vec = exception_vector();
+	return (u32)ax;
+}
+
 static void test_pvalidate(void)
 {
 	volatile u64 *p = pa_to_ptr(PV_BASE);
@@ -331,6 +349,27 @@ static void test_pvalidate(void)
 	report(all_bytes(pa_to_ptr(va2m), SZ_2M, 0), "and it reads zero");
 	rc = pvalidate_raw(va2m + PAGE_SIZE, RMP_PG_SIZE_2M, 1, &cf);
 	report(rc == PVALIDATE_FAIL_INPUT, "2M at a GPA not 2M aligned: FAIL_INPUT (%u)", rc);
+	/*
+	 * RAX's alignment (APM vol. 3 PVALIDATE): checked before the
+	 * translation, so a 2M request at an unaligned unmapped address is
+	 * FAIL_INPUT, not #PF; bits 11:0 are the offset in the page, ignored.
+	 */
+	rc = pvalidate_try(0x300001000ul, RMP_PG_SIZE_2M, 1, &cf, &vec);
+	report(vec == -1 && rc == PVALIDATE_FAIL_INPUT && !cf,
+	       "2M, RAX not 2M aligned and unmapped: FAIL_INPUT, no #PF (vector %d, EAX %u)", vec,
+	       rc);
+	rc = pvalidate_try(0x300000000ul, RMP_PG_SIZE_2M, 1, &cf, &vec);
+	report(vec == PF_VECTOR, "2M, RAX 2M aligned and unmapped: #PF (vector %d)", vec);
+	rc = pvalidate_raw(PV_BASE + 0xabc, RMP_PG_SIZE_4K, 0, &cf);
+	report(rc == PVALIDATE_OK && !cf && is_vc(touch(p, &v), SVM_EXIT_PAGE_NOT_VALIDATED),
+	       "4K, RAX not 4K aligned: the page containing it is rescinded (EAX %u, CF %d)", rc,
+	       cf);
+	rc = pvalidate_raw(PV_BASE + 0xfff, RMP_PG_SIZE_4K, 1, &cf);
+	report(rc == PVALIDATE_OK && !cf && touch(p, &v) == -1,
+	       "and validated through its last byte (EAX %u, CF %d)", rc, cf);
+	rc = pvalidate_raw(va2m + 0xabc, RMP_PG_SIZE_2M, 1, &cf);
+	report(rc == PVALIDATE_FAIL_SIZEMISMATCH,
+	       "2M, RAX 2M aligned but for bits 11:0: not FAIL_INPUT (EAX %u)", rc);
 	rc = pvalidate_raw(va2m, 2, 1, &cf);
 	report(rc == PVALIDATE_FAIL_INPUT, "RCX = 2: FAIL_INPUT (%u)", rc);
 	rc = pvalidate_raw(va2m + 2 * SZ_2M, RMP_PG_SIZE_2M, 1, &cf);
@@ -385,6 +424,18 @@ static void test_rmpadjust(void)
 	report(rc == RMPADJUST_FAIL_SIZEMISMATCH, "2M over 4K entries: FAIL_SIZEMISMATCH (%u)", rc);
 	rc = rmpadjust(va + PAGE_SIZE, RMP_PG_SIZE_2M, 1 | VMPL_PERM_READ);
 	report(rc == RMPADJUST_FAIL_INPUT, "2M at a GPA not 2M aligned: FAIL_INPUT (%u)", rc);
+	/* RAX's alignment and RDX are checked before the translation. */
+	vec = rmpadjust_try(0x300001000ul, RMP_PG_SIZE_2M, 1 | VMPL_PERM_READ, &rc);
+	report(vec == -1 && rc == RMPADJUST_FAIL_INPUT,
+	       "2M, RAX not 2M aligned and unmapped: FAIL_INPUT, no #PF (vector %d, EAX %u)", vec,
+	       rc);
+	vec = rmpadjust_try(0x300000000ul, RMP_PG_SIZE_4K, 1 | 1ul << 17, &rc);
+	report(vec == -1 && rc == RMPADJUST_FAIL_INPUT,
+	       "reserved RDX bit, RAX unmapped: FAIL_INPUT, no #PF (vector %d, EAX %u)", vec, rc);
+	vec = rmpadjust_try(0x300000000ul, RMP_PG_SIZE_4K, 1 | VMPL_PERM_READ, &rc);
+	report(vec == PF_VECTOR, "valid operands, RAX unmapped: #PF (vector %d)", vec);
+	rc = rmpadjust(va + 0xabc, RMP_PG_SIZE_4K, 1 | VMPL_PERM_READ);
+	report(rc == RMPADJUST_OK, "4K, RAX not 4K aligned: the page containing it (%u)", rc);
 	report_prefix_pop();
 }
 
