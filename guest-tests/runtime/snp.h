@@ -123,6 +123,9 @@
 #define GHCB_MSR_CPUID_RESP 0x005ul
 #define GHCB_MSR_AP_RESET_HOLD_REQ 0x006ul
 #define GHCB_MSR_AP_RESET_HOLD_RESP 0x007ul
+#define GHCB_MSR_PREF_GPA_REQ 0x010ul
+#define GHCB_MSR_PREF_GPA_RESP 0x011ul
+#define GHCB_MSR_PREF_GPA_NONE 0xffffffffffffful /* GPA field 63:12: no preference */
 #define GHCB_MSR_REG_GPA_REQ 0x012ul
 #define GHCB_MSR_REG_GPA_RESP 0x013ul
 #define GHCB_MSR_PSC_REQ 0x014ul

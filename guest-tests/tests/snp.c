@@ -8,7 +8,8 @@
  * validated) and map-gpa-chunk=2M (a page-state change through the GHCB
  * stops after 2 MiB with its progress in the descriptor). -append strict
  * (with strict=on) checks only the wrong-alias #PF; -append terminate and
- * terminate-ghcb end the guest with a termination request.
+ * terminate-ghcb end the guest with a termination request, -append
+ * ghcb-unregistered with a VMGEXIT through a GHCB it has not registered.
  */
 #include "libcflat.h"
 #include "fw_cfg.h"
@@ -94,6 +95,11 @@ static void test_identity(void)
 	report(resp == (0x0fe | 0xabc000ul), "an unknown request leaves the MSR unchanged (%lx)",
 	       resp);
 	report(again == resp && vcs == 0, "the GHCB MSR reads back without a #VC");
+	/* KVM has no preferred GHCB GPA: the GPA field all ones (sev.c). */
+	resp = snp_msr_protocol(GHCB_MSR_PREF_GPA_REQ);
+	again = snp_msr_protocol(GHCB_MSR_PREF_GPA_REQ | 0x123000ul);
+	report(resp == (GHCB_MSR_PREF_GPA_NONE << 12 | GHCB_MSR_PREF_GPA_RESP) && again == resp,
+	       "PREF_GPA: none, GHCB_MSR_PREF_GPA_NONE (%lx %lx)", resp, again);
 	report_prefix_pop();
 	report_prefix_pop();
 }
@@ -257,28 +263,50 @@ static void test_ghcb(void)
 	report(a.info1 == 0, "NMI complete");
 
 	/*
-	 * Registration: a GHCB at a GPA other than the registered one is
-	 * refused. Nothing in between may take a #VC (it would use the GHCB).
+	 * Registration: REG_GPA of another GPA is echoed, then ours again.
+	 * Nothing in between may take a #VC (it would use the GHCB, which
+	 * KVM answers by failing KVM_RUN: -append ghcb-unregistered).
 	 */
 	g = ghcb_start();
 	mine = ghcb_pa(g);
 	r = snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (other >> PAGE_SHIFT) << 12);
-	ghcb_set(g, GHCB_RAX, 0);
-	r2 = ghcb_call(g, SVM_EXIT_CPUID, 0, 0);
-	info2 = ghcb_get(g, GHCB_SW_EXIT_INFO_2);
-	a.info1 = snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (mine >> PAGE_SHIFT) << 12);
+	r2 = snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (mine >> PAGE_SHIFT) << 12);
 	ghcb_end(g);
 	report(r == (GHCB_MSR_REG_GPA_RESP | (other >> PAGE_SHIFT) << 12),
 	       "REG_GPA echoes the GFN (%lx)", r);
-	report(r2 == GHCB_RESULT_ERROR && info2 == GHCB_ERR_NOT_REGISTERED,
-	       "a GHCB at another GPA: GHCB_ERR_NOT_REGISTERED (%lx %lx)", r2, info2);
-	report(a.info1 == (GHCB_MSR_REG_GPA_RESP | (mine >> PAGE_SHIFT) << 12),
-	       "registered back (%lx)", a.info1);
+	report(r2 == (GHCB_MSR_REG_GPA_RESP | (mine >> PAGE_SHIFT) << 12),
+	       "registered back (%lx)", r2);
+	/* GHCB GPAs KVM cannot map are ignored: 0, above RAM, with the C-bit. */
+	g = ghcb_start();
+	r = snp_msr_protocol(0);
+	r2 = snp_msr_protocol(1ul << 40);
+	info2 = snp_msr_protocol(mine | snp_c_bit_mask());
+	ghcb_end(g);
+	report(r == 0 && r2 == 1ul << 40 && info2 == (mine | snp_c_bit_mask()),
+	       "a GHCB at GPA 0, above RAM or with the C-bit: ignored (%lx %lx %lx)", r, r2, info2);
 	report(cpuid(0).a >= 0xd, "and #VC works again");
 	report_prefix_pop();
 }
 
 /* ---- PVALIDATE --------------------------------------------------------------- */
+
+/*
+ * PVALIDATE that may fault: EAX (meaningless after a fault), *cf CF, *vec
+ * the vector (-1 for none).
+ */
+static u32 pvalidate_try(u64 va, u64 size, u64 validate, bool *cf, int *vec)
+{
+	u64 ax = va;
+	bool c = false;
+
+	asm volatile(ASM_TRY("1f") ".byte 0xf2, 0x0f, 0x01, 0xff\n1:"
+		     : "+a"(ax), "=@ccc"(c)
+		     : "c"(size), "d"(validate)
+		     : "memory");
+	*cf = c;
+	*vec = exception_vector();
+	return (u32)ax;
+}
 
 static void test_pvalidate(void)
 {
@@ -322,6 +350,27 @@ static void test_pvalidate(void)
 	report(all_bytes(pa_to_ptr(va2m), SZ_2M, 0), "and it reads zero");
 	rc = pvalidate_raw(va2m + PAGE_SIZE, RMP_PG_SIZE_2M, 1, &cf);
 	report(rc == PVALIDATE_FAIL_INPUT, "2M at a GPA not 2M aligned: FAIL_INPUT (%u)", rc);
+	/*
+	 * RAX's alignment (APM vol. 3 PVALIDATE): checked before the
+	 * translation, so a 2M request at an unaligned unmapped address is
+	 * FAIL_INPUT, not #PF; bits 11:0 are the offset in the page, ignored.
+	 */
+	rc = pvalidate_try(0x300001000ul, RMP_PG_SIZE_2M, 1, &cf, &vec);
+	report(vec == -1 && rc == PVALIDATE_FAIL_INPUT && !cf,
+	       "2M, RAX not 2M aligned and unmapped: FAIL_INPUT, no #PF (vector %d, EAX %u)", vec,
+	       rc);
+	rc = pvalidate_try(0x300000000ul, RMP_PG_SIZE_2M, 1, &cf, &vec);
+	report(vec == PF_VECTOR, "2M, RAX 2M aligned and unmapped: #PF (vector %d)", vec);
+	rc = pvalidate_raw(PV_BASE + 0xabc, RMP_PG_SIZE_4K, 0, &cf);
+	report(rc == PVALIDATE_OK && !cf && is_vc(touch(p, &v), SVM_EXIT_PAGE_NOT_VALIDATED),
+	       "4K, RAX not 4K aligned: the page containing it is rescinded (EAX %u, CF %d)", rc,
+	       cf);
+	rc = pvalidate_raw(PV_BASE + 0xfff, RMP_PG_SIZE_4K, 1, &cf);
+	report(rc == PVALIDATE_OK && !cf && touch(p, &v) == -1,
+	       "and validated through its last byte (EAX %u, CF %d)", rc, cf);
+	rc = pvalidate_raw(va2m + 0xabc, RMP_PG_SIZE_2M, 1, &cf);
+	report(rc == PVALIDATE_FAIL_SIZEMISMATCH,
+	       "2M, RAX 2M aligned but for bits 11:0: not FAIL_INPUT (EAX %u)", rc);
 	rc = pvalidate_raw(va2m, 2, 1, &cf);
 	report(rc == PVALIDATE_FAIL_INPUT, "RCX = 2: FAIL_INPUT (%u)", rc);
 	rc = pvalidate_raw(va2m + 2 * SZ_2M, RMP_PG_SIZE_2M, 1, &cf);
@@ -376,6 +425,18 @@ static void test_rmpadjust(void)
 	report(rc == RMPADJUST_FAIL_SIZEMISMATCH, "2M over 4K entries: FAIL_SIZEMISMATCH (%u)", rc);
 	rc = rmpadjust(va + PAGE_SIZE, RMP_PG_SIZE_2M, 1 | VMPL_PERM_READ);
 	report(rc == RMPADJUST_FAIL_INPUT, "2M at a GPA not 2M aligned: FAIL_INPUT (%u)", rc);
+	/* RAX's alignment and RDX are checked before the translation. */
+	vec = rmpadjust_try(0x300001000ul, RMP_PG_SIZE_2M, 1 | VMPL_PERM_READ, &rc);
+	report(vec == -1 && rc == RMPADJUST_FAIL_INPUT,
+	       "2M, RAX not 2M aligned and unmapped: FAIL_INPUT, no #PF (vector %d, EAX %u)", vec,
+	       rc);
+	vec = rmpadjust_try(0x300000000ul, RMP_PG_SIZE_4K, 1 | 1ul << 17, &rc);
+	report(vec == -1 && rc == RMPADJUST_FAIL_INPUT,
+	       "reserved RDX bit, RAX unmapped: FAIL_INPUT, no #PF (vector %d, EAX %u)", vec, rc);
+	vec = rmpadjust_try(0x300000000ul, RMP_PG_SIZE_4K, 1 | VMPL_PERM_READ, &rc);
+	report(vec == PF_VECTOR, "valid operands, RAX unmapped: #PF (vector %d)", vec);
+	rc = rmpadjust(va + 0xabc, RMP_PG_SIZE_4K, 1 | VMPL_PERM_READ);
+	report(rc == RMPADJUST_OK, "4K, RAX not 4K aligned: the page containing it (%u)", rc);
 	report_prefix_pop();
 }
 
@@ -847,6 +908,24 @@ int main(void)
 		terminate(false);
 	if (cmdline_has("terminate-ghcb"))
 		terminate(true);
+	if (cmdline_has("ghcb-unregistered")) {
+		/*
+		 * Another GPA registered, then a VMGEXIT through this vCPU's
+		 * GHCB: KVM's sev_handle_vmgexit() fails KVM_RUN with -EINVAL
+		 * and QEMU stops the VM; no answer reaches the guest.
+		 */
+		u64 other = ptr_to_pa(alloc_page());
+		struct ghcb *g;
+
+		report_info("a VMGEXIT through this vCPU's GHCB with %lx registered", other);
+		g = ghcb_start();
+		snp_msr_protocol(GHCB_MSR_REG_GPA_REQ | (other >> PAGE_SHIFT) << 12);
+		ghcb_set(g, GHCB_RAX, 0);
+		ghcb_call(g, SVM_EXIT_CPUID, 0, 0);
+		ghcb_end(g);
+		report(false, "the VMGEXIT through an unregistered GHCB returned");
+		return 0;
+	}
 	if (cmdline_has("mmio-private")) {
 		/*
 		 * The IOAPIC mapped with the C-bit (the boot map has it on RAM

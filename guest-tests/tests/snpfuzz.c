@@ -63,7 +63,7 @@ static void fuzz_msr_protocol(void)
 {
 	static const u64 codes[] = {
 		GHCB_MSR_SEV_INFO_REQ, GHCB_MSR_CPUID_REQ, GHCB_MSR_AP_RESET_HOLD_REQ,
-		GHCB_MSR_REG_GPA_REQ, GHCB_MSR_PSC_REQ, GHCB_MSR_HV_FT_REQ,
+		GHCB_MSR_PREF_GPA_REQ, GHCB_MSR_REG_GPA_REQ, GHCB_MSR_PSC_REQ, GHCB_MSR_HV_FT_REQ,
 	};
 	u64 code = rnd() % 8 ? codes[rnd() % ARRAY_SIZE(codes)] : rnd() & 0xfff;
 	u64 req, resp, info;
@@ -106,6 +106,10 @@ static void fuzz_msr_protocol(void)
 	case GHCB_MSR_HV_FT_REQ:
 		if (resp != (GHCB_HV_FT_SNP << 12 | GHCB_MSR_HV_FT_RESP))
 			BAD("HV_FT %lx: answer %lx\n", req, resp);
+		break;
+	case GHCB_MSR_PREF_GPA_REQ:
+		if (resp != (GHCB_MSR_PREF_GPA_NONE << 12 | GHCB_MSR_PREF_GPA_RESP))
+			BAD("PREF_GPA %lx: answer %lx\n", req, resp);
 		break;
 	case GHCB_MSR_AP_RESET_HOLD_REQ:
 		/* Not offered (unknown: unchanged), or KVM's SEV-ES answer. */
@@ -303,14 +307,27 @@ static void fuzz_ghcb(void)
 		    usage, r, info2, rax);
 }
 
-/* A GHCB page at a random GPA: the hypervisor must not take it. */
+/*
+ * A GHCB page at a random GPA KVM cannot map (0, with the C-bit, or above
+ * RAM): ignored, the guest resumes. A mappable GPA the vCPU has not
+ * registered would fail KVM_RUN and stop the VM (snp-ghcb-unregistered).
+ */
 static void fuzz_foreign_ghcb(void)
 {
-	u64 gpa = rnd() % 2 ? sacrificial_gpa() & ~(PAGE_SIZE - 1) : operand() & ~0xffful;
+	u64 gpa;
 	u64 resp;
 
-	if (!gpa)
-		gpa = PAGE_SIZE;
+	switch (rnd() % 3) {
+	case 0:
+		gpa = (sacrificial_gpa() & ~(PAGE_SIZE - 1)) | snp_c_bit_mask();
+		break;
+	case 1:
+		gpa = (operand() | 1ul << 40) & ~0xffful;
+		break;
+	default:
+		gpa = 0;
+		break;
+	}
 	resp = snp_msr_protocol(gpa);
 	counts[0]++;
 	if (resp != gpa)

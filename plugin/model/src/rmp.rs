@@ -101,6 +101,21 @@ impl RmpPageSize {
         }
     }
 
+    /// PVALIDATE's and RMPADJUST's page size, RCX, checked against their
+    /// linear address, RAX, as the instructions check them before RAX is
+    /// translated (APM vol. 3, PVALIDATE and RMPADJUST: a 2M request whose
+    /// address is not 2M aligned fails with `FAIL_INPUT` in EAX, no
+    /// exception). Bits 11:0 of RAX are the offset in the page and count
+    /// for neither size: the instruction acts on the page containing the
+    /// address, as a 4K request with an unaligned RAX shows. `None`: the
+    /// instruction fails with `FAIL_INPUT`, whether RAX is mapped or not.
+    pub const fn from_operands(rax: u64, rcx: u64) -> Option<RmpPageSize> {
+        match RmpPageSize::from_rcx(rcx) {
+            Some(RmpPageSize::Size2M) if rax & 0x1f_f000 != 0 => None,
+            size => size,
+        }
+    }
+
     /// Linux `PG_LEVEL_TO_RMP()`: 4K for 4K, 2M for anything larger.
     pub const fn from_level(level: PageLevel) -> RmpPageSize {
         match level {

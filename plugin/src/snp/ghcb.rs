@@ -5,13 +5,14 @@ use super::*;
 use crate::effects::Effects;
 use crate::hooks::{Host, InsnAction};
 use crate::vmm::Vmm;
-use cvmem_model::{BackingAddr, Gpa, PAGE_SIZE};
+use cvmem_model::{BackingAddr, Gfn, Gpa, PAGE_SHIFT, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
 /// Errors reported with `SW_EXITINFO1 = 2` (sev-common.h `GHCB_ERR_*`).
+/// `GHCB_ERR_NOT_REGISTERED` (1) is not among them: KVM answers an
+/// unregistered GHCB by failing KVM_RUN (see [`SnpFirmware::ghcb_page`]).
 pub mod ghcb_err {
     #![allow(missing_docs)]
-    pub const NOT_REGISTERED: u64 = 1;
     pub const INVALID_USAGE: u64 = 2;
     pub const INVALID_SCRATCH_AREA: u64 = 3;
     pub const MISSING_INPUT: u64 = 4;
@@ -159,8 +160,7 @@ impl SnpFirmware {
             }
             return InsnAction::Done;
         }
-        self.ghcb_page(vmm, vcpu, value, registered, host, &mut cx.fx);
-        InsnAction::Done
+        self.ghcb_page(vmm, vcpu, value, registered, host, &mut cx.fx)
     }
 
     /// The guest asked to be terminated: say why and stop the VM as QEMU
@@ -175,10 +175,18 @@ impl SnpFirmware {
         host.guest_panicked();
     }
 
-    /// A VMGEXIT through the GHCB page at `gpa`. KVM ignores a VMGEXIT whose
-    /// GHCB it cannot map; here that is one that is not shared RAM (a
-    /// private page would show the host ciphertext). An unregistered GHCB,
-    /// which KVM refuses for SNP, gets `GHCB_ERR_NOT_REGISTERED`.
+    /// A VMGEXIT through the GHCB page at `gpa`, in the order of KVM's
+    /// `sev_handle_vmgexit()` (arch/x86/kvm/svm/sev.c):
+    ///
+    /// - GPA 0 ("GHCB gpa is not set") and a GPA that no memslot covers
+    ///   (`kvm_vcpu_map()` fails) are ignored: the guest resumes.
+    /// - A GHCB GPA other than the one the vCPU registered through the MSR
+    ///   protocol (`ghcb_gpa_is_registered()`, checked for every SNP guest
+    ///   before the exit is looked at) makes KVM_RUN fail with -EINVAL, and
+    ///   QEMU stops the VM: [`InsnAction::Stop`].
+    /// - A registered GHCB that is not shared RAM is ignored too: KVM would
+    ///   map the shared side of a private page, which here is the private
+    ///   page itself (one backing page per GPA).
     pub(super) fn ghcb_page(
         &self,
         vmm: &Vmm,
@@ -187,26 +195,37 @@ impl SnpFirmware {
         registered: Option<u64>,
         host: &dyn Host,
         fx: &mut Effects,
-    ) {
+    ) -> InsnAction {
+        // KVM's memslots hold GPAs without the C-bit, so a GHCB MSR with
+        // the C-bit (or any bit above the guest's memory) names no memslot.
+        if gpa == 0 || vmm.backing_of(Gfn::new(gpa >> PAGE_SHIFT)).is_none() {
+            return InsnAction::Done;
+        }
+        if registered != Some(gpa) {
+            let was = registered.map_or_else(|| "none".to_owned(), |r| format!("{r:#x}"));
+            vmm.stop(format!(
+                "vCPU {vcpu} VMGEXIT through the GHCB at GPA {gpa:#x}, which it has not \
+                 registered (registered: {was}); KVM's sev_handle_vmgexit() fails KVM_RUN \
+                 with -EINVAL"
+            ));
+            return InsnAction::Stop;
+        }
         let Some(backing) = self.shared_backing(vmm, gpa) else {
-            return;
+            return InsnAction::Done;
         };
         let mut page = vec![0u8; PAGE_SIZE as usize];
-        if gpa % PAGE_SIZE != 0 || !host.phys_read(backing, &mut page) {
-            return;
+        // A GPA with bits 11:0 set is an MSR-protocol request, never here.
+        if !host.phys_read(backing, &mut page) {
+            return InsnAction::Done;
         }
         let mut g = Ghcb::new(page);
-        let result = if registered != Some(gpa) {
-            Err(ghcb_err::NOT_REGISTERED)
-        } else {
-            self.nae(vmm, vcpu, gpa, &mut g, host, fx)
-        };
-        if let Err(code) = result {
+        if let Err(code) = self.nae(vmm, vcpu, gpa, &mut g, host, fx) {
             self.stats.ghcb_errors.fetch_add(1, Ordering::Relaxed);
             g.set(off::EXIT_INFO_1, 2);
             g.set(off::EXIT_INFO_2, code);
         }
         host.phys_write(backing, &g.page);
+        InsnAction::Done
     }
 
     /// The QEMU address of the shared RAM page of `gpa` (alias bits
@@ -311,25 +330,66 @@ mod tests {
     use super::*;
 
     use crate::hooks::fake::{FakeHost, MEM};
+    use crate::hooks::{gpr, Insn, Regs};
+    use crate::kvm::Kvm;
 
     use crate::snp::nae::{GP_EVENT, GUEST_REQUEST_UNSUPPORTED};
     use crate::snp::testutil::*;
+
+    /// Writes the GHCB MSR of vCPU 0 and runs VMGEXIT; returns its action.
+    fn vmgexit_at(kvm: &Kvm, host: &FakeHost, msr_value: u64) -> InsnAction {
+        let mut regs = Regs::default();
+        regs.gpr[gpr::RCX] = u64::from(msr::GHCB);
+        regs.gpr[gpr::RAX] = msr_value & 0xffff_ffff;
+        regs.gpr[gpr::RDX] = msr_value >> 32;
+        kvm.insn(0, Insn::Wrmsr, &mut regs, host);
+        kvm.insn(0, Insn::Vmgexit, &mut regs, host).0
+    }
+
+    #[test]
+    fn an_unregistered_ghcb_stops_the_vm_as_kvm_run_fails() {
+        // KVM's sev_handle_vmgexit(): GPA 0 and a GPA no memslot covers are
+        // ignored; one the vCPU did not register fails KVM_RUN (-EINVAL).
+        let kvm = guest(MEM);
+        let host = FakeHost::new();
+        assert_eq!(vmgexit_at(&kvm, &host, 0), InsnAction::Done);
+        assert_eq!(vmgexit_at(&kvm, &host, MEM + 0x1000), InsnAction::Done);
+        assert_eq!(vmgexit_at(&kvm, &host, GHCB | C_BIT), InsnAction::Done);
+        assert!(!kvm.vmm.lifecycle.is_dead());
+        // Registered elsewhere, then used at GHCB (shared RAM): stopped,
+        // the GPA named, and the page left as it was.
+        assert_eq!(msr_call(&kvm, &host, (2 << 52) | GHCB | 0x014), 0x015);
+        assert_eq!(msr_call(&kvm, &host, 0x50_0000 | 0x012), 0x50_0000 | 0x013);
+        put(&host, GHCB + off::EXIT_CODE as u64, exit::HV_FEATURES);
+        assert_eq!(vmgexit_at(&kvm, &host, GHCB), InsnAction::Stop);
+        assert!(kvm.vmm.lifecycle.is_dead());
+        let why = kvm.vmm.lifecycle.describe();
+        assert!(
+            why.contains("VMGEXIT through the GHCB at GPA 0x400000, which it has not registered")
+                && why.contains("registered: 0x500000"),
+            "{why}"
+        );
+        assert_eq!(info(&host), (0, 0));
+    }
+
+    #[test]
+    fn a_private_unregistered_ghcb_stops_the_vm_too() {
+        // KVM checks the registration before it reads the page: a private
+        // page that was never registered stops the VM as well.
+        let kvm = guest(MEM);
+        let host = FakeHost::new();
+        assert_eq!(vmgexit_at(&kvm, &host, GHCB), InsnAction::Stop);
+        assert!(kvm
+            .vmm
+            .lifecycle
+            .describe()
+            .contains("GPA 0x400000, which it has not registered (registered: none)"));
+    }
 
     #[test]
     fn ghcb_page_exits() {
         let kvm = guest(MEM);
         let host = FakeHost::new();
-        // Not registered yet (and still private): nothing happens.
-        ghcb_call(
-            &kvm,
-            &host,
-            &[
-                (off::EXIT_CODE, exit::HV_FEATURES),
-                (off::EXIT_INFO_1, 0),
-                (off::EXIT_INFO_2, 0),
-            ],
-        );
-        assert_eq!(info(&host), (0, 0));
         ghcb_setup(&kvm, &host);
         let std = |code| {
             [

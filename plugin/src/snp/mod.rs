@@ -16,7 +16,7 @@
 //! | GHCB MSR (0xC0010130) | per vCPU, read and written without an intercept |
 //! | CPUID, RDMSR/WRMSR (intercepted MSRs), IN/OUT/INS/OUTS, VMMCALL, MMIO | #VC with the SVM exit code, once launched |
 //! | HLT | no #VC: an automatic exit (KVM halts the vCPU; Linux's #VC handler has no HLT case), so QEMU halts it |
-//! | VMGEXIT, MSR protocol | SEV info, CPUID, GHCB GPA registration, page-state change, hypervisor features, termination |
+//! | VMGEXIT, MSR protocol | SEV info, CPUID, preferred GHCB GPA (none), GHCB GPA registration, page-state change, hypervisor features, termination |
 //! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, AP HLT loop (returns at once), NMI complete, HV features, termination; HLT (0x78) is not a GHCB event (KVM's `sev_es_validate_vmgexit()`: GHCB_ERR_INVALID_EVENT) |
 //! | SNP_GUEST_REQUEST | **unsupported**: `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`; cvmem has no AMD-SP to sign a report |
 //! | PVALIDATE, RMPADJUST | RAX translated through the guest's page tables, then the model's RMP |
@@ -104,6 +104,11 @@ pub mod proto {
     pub const SEV_INFO_REQ: u64 = 0x002;
     pub const CPUID_REQ: u64 = 0x004;
     pub const CPUID_RESP: u64 = 0x005;
+    pub const PREF_GPA_REQ: u64 = 0x010;
+    pub const PREF_GPA_RESP: u64 = 0x011;
+    /// The GPA field (bits 63:12) of a PREF_GPA_RESP without a preference
+    /// (`GHCB_MSR_PREF_GPA_NONE`).
+    pub const PREF_GPA_NONE: u64 = 0xf_ffff_ffff_ffff;
     pub const REG_GPA_REQ: u64 = 0x012;
     pub const REG_GPA_RESP: u64 = 0x013;
     pub const PSC_REQ: u64 = 0x014;

@@ -32,6 +32,10 @@ impl SnpFirmware {
                 let v = u64::from(out[reg as usize]);
                 (v << 32) | (reg << 30) | p::CPUID_RESP
             }
+            // KVM has no preferred GHCB GPA: it answers with the GPA field
+            // all ones, GHCB_MSR_PREF_GPA_NONE (sev.c,
+            // sev_handle_vmgexit_msr_protocol(), GHCB_MSR_PREF_GPA_REQ).
+            p::PREF_GPA_REQ => (p::PREF_GPA_NONE << 12) | p::PREF_GPA_RESP,
             // KVM records the GFN and echoes it (sev.c, GHCB_MSR_REG_GPA_REQ).
             p::REG_GPA_REQ => (data << 12) | p::REG_GPA_RESP,
             p::PSC_REQ => {
@@ -89,6 +93,12 @@ mod tests {
         assert_eq!(
             msr_call(&kvm, &host, (0x123 << 12) | 0x012),
             (0x123 << 12) | 0x013
+        );
+        // The preferred GHCB GPA: none, whatever the request's data bits.
+        assert_eq!(msr_call(&kvm, &host, 0x010), 0xffff_ffff_ffff_f011);
+        assert_eq!(
+            msr_call(&kvm, &host, (0xabc << 12) | 0x010),
+            0xffff_ffff_ffff_f011
         );
         // Page-state change of one page to shared and back.
         let gfn = 0x300u64;

@@ -4,7 +4,7 @@ use super::*;
 use crate::flavour::Ctx;
 use crate::hooks::{gpr, InsnAction, RFLAGS_CF};
 use crate::paging;
-use cvmem_model::{SnpInsnOutcome, VcpuId, Vmpl};
+use cvmem_model::{PvalidateError, RmpPageSize, RmpadjustAttrs, SnpInsnOutcome, VcpuId, Vmpl};
 use std::sync::atomic::Ordering;
 
 impl SnpFirmware {
@@ -27,11 +27,25 @@ impl SnpFirmware {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let vm = vmm.vm();
-        let gpa = match paging::linear_to_gpa(vmm, regs, regs.gpr[gpr::RAX], host) {
+        let (rax, rcx, rdx) = (regs.gpr[gpr::RAX], regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
+        // The register operands are checked before RAX is translated (APM
+        // vol. 3 PVALIDATE, RMPADJUST): a bad RCX or RDX, or a 2M request
+        // at a linear address not 2M aligned, is FAIL_INPUT in EAX even
+        // where RAX is not mapped; RAX's bits 11:0 are ignored. The vCPU
+        // runs at VMPL0, so PVALIDATE's FAIL_PERMISSION cannot come first.
+        let operands = RmpPageSize::from_operands(rax, rcx).is_some()
+            && (pvalidate || RmpadjustAttrs::from_rdx(rdx).is_some());
+        if !operands {
+            regs.gpr[gpr::RAX] = u64::from(PvalidateError::FailInput.eax().unwrap_or(1));
+            if pvalidate {
+                regs.rflags &= !RFLAGS_CF;
+            }
+            return InsnAction::Done;
+        }
+        let gpa = match paging::linear_to_gpa(vmm, regs, rax, host) {
             Ok(gpa) => gpa,
             Err(f) => return InsnAction::Fault(f),
         };
-        let (rcx, rdx) = (regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
         // Each exit resolves one obstacle (a conversion, a PSMASH); more
         // than a few in a row means another vCPU keeps undoing them.
         for _ in 0..8 {
@@ -77,7 +91,7 @@ mod tests {
     use crate::vmm::vector;
 
     use crate::hooks::fake::FakeHost;
-    use crate::hooks::{Access, Stage2Answer};
+    use crate::hooks::{Access, Insn, Stage2Answer};
     use crate::paging::linear_to_gpa;
     use crate::snp::testutil::*;
 
@@ -154,6 +168,74 @@ mod tests {
         assert!(matches!(
             pvalidate(&kvm, &host, &mut regs, 0x4000_0000, 0, 1),
             InsnAction::Fault(Fault { vector: 13, .. })
+        ));
+    }
+
+    #[test]
+    fn rax_alignment_of_pvalidate_and_rmpadjust() {
+        let kvm = guest(8 << 20);
+        let host = FakeHost::new();
+        let mut regs = tables(&host, 0x90_0000 | C_BIT);
+        // 4K with RAX not 4K aligned: bits 11:0 are ignored, the page
+        // containing the address is validated.
+        assert_eq!(
+            pvalidate(&kvm, &host, &mut regs, 0x4000_0abc, 0, 1),
+            InsnAction::Done
+        );
+        assert_eq!((regs.gpr[gpr::RAX], regs.rflags & RFLAGS_CF), (0, 0));
+        assert!(matches!(
+            access(&kvm, 0x90_0000 | C_BIT, Access::Read),
+            Stage2Answer::Allow { .. }
+        ));
+        pvalidate(&kvm, &host, &mut regs, 0x4000_0fff, 0, 1);
+        assert_eq!(
+            (regs.gpr[gpr::RAX], regs.rflags & RFLAGS_CF),
+            (0, RFLAGS_CF),
+            "the same page: already validated"
+        );
+        // 2M with RAX not 2M aligned: FAIL_INPUT, CF clear, nothing
+        // changed, and checked before the walk: an unmapped 2M-unaligned
+        // address is FAIL_INPUT, not #PF.
+        regs.rflags |= RFLAGS_CF;
+        assert_eq!(
+            pvalidate(&kvm, &host, &mut regs, 0x4020_1000, 1, 1),
+            InsnAction::Done
+        );
+        assert_eq!((regs.gpr[gpr::RAX], regs.rflags & RFLAGS_CF), (1, 0));
+        assert_eq!(
+            pvalidate(&kvm, &host, &mut regs, 0x5000_1000, 1, 1),
+            InsnAction::Done
+        );
+        assert_eq!(regs.gpr[gpr::RAX], 1);
+        assert!(matches!(
+            pvalidate(&kvm, &host, &mut regs, 0x5000_0000, 1, 1),
+            InsnAction::Fault(Fault {
+                vector: vector::PF,
+                ..
+            })
+        ));
+        // 2M at a 2M-aligned address with bits 11:0 set: the 2M page at
+        // 0x4020_0000 (launched at 4K: FAIL_SIZEMISMATCH, not FAIL_INPUT).
+        pvalidate(&kvm, &host, &mut regs, 0x4020_0abc, 1, 1);
+        assert_eq!(regs.gpr[gpr::RAX], 6);
+        // RMPADJUST: the same rule; RDX is checked before the walk too.
+        let mut adjust = |la: u64, rcx: u64, rdx: u64| {
+            regs.gpr[gpr::RAX] = la;
+            regs.gpr[gpr::RCX] = rcx;
+            regs.gpr[gpr::RDX] = rdx;
+            let action = kvm.insn(0, Insn::Rmpadjust, &mut regs, &host).0;
+            (action, regs.gpr[gpr::RAX])
+        };
+        assert_eq!(adjust(0x4000_0abc, 0, 0x101), (InsnAction::Done, 0));
+        assert_eq!(adjust(0x4020_1000, 1, 0x101), (InsnAction::Done, 1));
+        assert_eq!(adjust(0x5000_1000, 1, 0x101), (InsnAction::Done, 1));
+        assert_eq!(adjust(0x5000_0000, 0, 1 << 17), (InsnAction::Done, 1));
+        assert!(matches!(
+            adjust(0x5000_0000, 0, 0x101).0,
+            InsnAction::Fault(Fault {
+                vector: vector::PF,
+                ..
+            })
         ));
     }
 }

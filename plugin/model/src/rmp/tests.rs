@@ -1357,3 +1357,50 @@ fn pack_round_trips() {
     assert_eq!((lo, hi), (0, 0));
     assert_eq!(unpack(lo, hi), d);
 }
+
+#[test]
+fn operands_checked_before_the_translation() {
+    // APM vol. 3 PVALIDATE, RMPADJUST: RCX bit 0 is the size, any other bit
+    // FAIL_INPUT; a 2M request needs a 2M-aligned RAX (FAIL_INPUT); bits
+    // 11:0 of RAX are the offset in the page, ignored for either size.
+    let rows: [(u64, u64, Option<RmpPageSize>, &str); 10] = [
+        (0x4000_0000, 0, Some(RmpPageSize::Size4K), "4K, aligned"),
+        (
+            0x4000_0123,
+            0,
+            Some(RmpPageSize::Size4K),
+            "4K, RAX 11:0 ignored",
+        ),
+        (
+            0x4000_0fff,
+            0,
+            Some(RmpPageSize::Size4K),
+            "4K, last byte of the page",
+        ),
+        (
+            0x4000_1000,
+            0,
+            Some(RmpPageSize::Size4K),
+            "4K in a 2M region",
+        ),
+        (0x4020_0000, 1, Some(RmpPageSize::Size2M), "2M, aligned"),
+        (
+            0x4020_0abc,
+            1,
+            Some(RmpPageSize::Size2M),
+            "2M, RAX 11:0 ignored",
+        ),
+        (0x4020_1000, 1, None, "2M, RAX 4K but not 2M aligned"),
+        (
+            0x403f_f000,
+            1,
+            None,
+            "2M, RAX in the last 4K of the 2M page",
+        ),
+        (0x4000_0000, 2, None, "RCX = 2"),
+        (0x4000_0000, 1 << 32, None, "RCX reserved bit 32"),
+    ];
+    for (rax, rcx, want, what) in rows {
+        assert_eq!(RmpPageSize::from_operands(rax, rcx), want, "{what}");
+    }
+}
