@@ -21,6 +21,45 @@ use crate::lifecycle::Lifecycle;
 use crate::memslots::{MemslotOp, RamSection};
 use crate::vmm::Vmm;
 
+/// KVM's paravirtual CPUID block, as guests whose CPUID the VMM answers
+/// (TDX, SNP) get it.
+pub mod pv_cpuid {
+    /// KVM's paravirtual CPUID leaves (Linux `asm/kvm_para.h`,
+    /// Documentation/virt/kvm/x86/cpuid.rst): 0x40000000 has the signature
+    /// "KVMKVMKVM\0\0\0" and the highest KVM leaf; 0x40000001 the features.
+    pub const KVM_CPUID_SIGNATURE: u32 = 0x4000_0000;
+
+    pub const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
+
+    /// The hypervisor range the TDX module leaves to the VMM (it raises #VE for
+    /// 0x40000000-0x4FFFFFFF; KVM answers its own 0x400000xx block).
+    pub const KVM_CPUID_LAST: u32 = 0x4000_00ff;
+
+    /// KVM's answer to a leaf of its paravirtual block, as a TD or an SNP guest
+    /// on KVM sees it (through #VE and TDVMCALL CPUID, or #VC and the GHCB, on
+    /// hardware). The signature is what makes Linux take KVM's x86_hyper_kvm
+    /// ops, whose `x2apic_available()` lets a guest without interrupt
+    /// remapping keep x2APIC on (`try_to_enable_x2apic()`); without it Linux
+    /// turns x2APIC off and touches the xAPIC page, which a TD cannot, and
+    /// which an SNP guest reaches only through #VC MMIO emulation (where a
+    /// Linux 6.12 race with LA57 oopses: `vc_slow_virt_to_phys()` walks the
+    /// page tables with `pgtable_l5_enabled()` false while `identify_cpu()`
+    /// has cleared the CPU's feature bits). No paravirtual feature is offered
+    /// (EAX of 0x40000001 is 0): cvmem models none of kvmclock, steal time,
+    /// PV EOI or PV TLB flush.
+    pub fn kvm_cpuid(leaf: u32) -> [u32; 4] {
+        match leaf {
+            KVM_CPUID_SIGNATURE => [
+                KVM_CPUID_FEATURES,
+                u32::from_le_bytes(*b"KVMK"),
+                u32::from_le_bytes(*b"VMKV"),
+                u32::from_le_bytes(*b"M\0\0\0"),
+            ],
+            _ => [0; 4],
+        }
+    }
+}
+
 /// The modelled KVM of one QEMU process.
 #[derive(Debug)]
 pub struct Kvm {

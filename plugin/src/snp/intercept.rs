@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::hooks::{Host, InsnAction};
+use crate::kvm::pv_cpuid::{kvm_cpuid, KVM_CPUID_LAST, KVM_CPUID_SIGNATURE};
 use crate::vmm::{vector, Vmm};
 
 /// #VC with `exit_code`: an intercepted instruction of an SEV-ES guest
@@ -30,7 +31,8 @@ pub const REDUCED_PHYS_BITS: u32 = 1;
 
 impl SnpFirmware {
     /// CPUID as an SNP guest sees it (through #VC and the GHCB, or natively
-    /// before launch): QEMU's CPU model with the memory-encryption leaf.
+    /// before launch): QEMU's CPU model with the memory-encryption leaf and
+    /// KVM's paravirtual block.
     pub fn cpuid(&self, vmm: &Vmm, leaf: u32, subleaf: u32, host: &dyn Host) -> [u32; 4] {
         self.cpuid_of(vmm, leaf, subleaf, &|l, s| host.cpuid(l, s))
     }
@@ -63,6 +65,7 @@ impl SnpFirmware {
                     0,
                 ]
             }
+            KVM_CPUID_SIGNATURE..=KVM_CPUID_LAST => kvm_cpuid(leaf),
             _ => model(leaf, subleaf),
         }
     }

@@ -195,11 +195,15 @@ mod tests {
         };
         assert_eq!(*cpuid_at, BackingAddr::new(0x9e000));
         assert_eq!(*secrets_at, BackingAddr::new(0x9d000));
-        // Leaves 0, 1, 0x80000000, 0x80000008 and the SNP leaf 0x8000001F
+        // Leaves 0, 1, KVM's signature 0x40000000 (0x40000001 is all
+        // zeros), 0x80000000, 0x80000008 and the SNP leaf 0x8000001F
         // (which raised the extended maximum) with the C-bit.
         let count = u32::from_le_bytes(cpuid[0..4].try_into().unwrap());
-        assert_eq!(count, 5);
-        let last = 16 + 4 * 48;
+        assert_eq!(count, 6);
+        let sig = 16 + 2 * 48;
+        assert_eq!(&cpuid[sig..sig + 4], &0x4000_0000u32.to_le_bytes());
+        assert_eq!(&cpuid[sig + 28..sig + 32], b"KVMK");
+        let last = 16 + 5 * 48;
         assert_eq!(&cpuid[last..last + 4], &0x8000_001Fu32.to_le_bytes());
         assert_eq!(cpuid[last + 28] & 0x3f, 51);
         assert_eq!(&secrets[0..4], &3u32.to_le_bytes());

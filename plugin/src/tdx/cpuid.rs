@@ -12,36 +12,7 @@ pub(super) const GENUINE_INTEL: [u32; 3] = [
     u32::from_le_bytes(*b"ntel"),
 ];
 
-/// KVM's paravirtual CPUID leaves (Linux `asm/kvm_para.h`,
-/// Documentation/virt/kvm/x86/cpuid.rst): 0x40000000 has the signature
-/// "KVMKVMKVM\0\0\0" and the highest KVM leaf; 0x40000001 the features.
-pub(super) const KVM_CPUID_SIGNATURE: u32 = 0x4000_0000;
-
-pub(super) const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
-
-/// The hypervisor range the TDX module leaves to the VMM (it raises #VE for
-/// 0x40000000-0x4FFFFFFF; KVM answers its own 0x400000xx block).
-pub(super) const KVM_CPUID_LAST: u32 = 0x4000_00ff;
-
-/// KVM's answer to a leaf of its paravirtual block, as a TD on KVM sees it
-/// (through #VE and TDVMCALL CPUID on hardware). The signature is what makes
-/// Linux take KVM's x86_hyper_kvm ops, whose `x2apic_available()` lets a
-/// guest without interrupt remapping keep x2APIC on (`try_to_enable_x2apic()`);
-/// without it Linux turns x2APIC off and touches the xAPIC page, which a TD
-/// cannot. No paravirtual feature is offered (EAX of 0x40000001 is 0): cvmem
-/// models none of kvmclock, steal time, PV EOI or PV TLB flush, and a TD
-/// uses none of them that need the host to read its memory.
-pub(super) fn kvm_cpuid(leaf: u32) -> [u32; 4] {
-    match leaf {
-        KVM_CPUID_SIGNATURE => [
-            KVM_CPUID_FEATURES,
-            u32::from_le_bytes(*b"KVMK"),
-            u32::from_le_bytes(*b"VMKV"),
-            u32::from_le_bytes(*b"M\0\0\0"),
-        ],
-        _ => [0; 4],
-    }
-}
+pub(super) use crate::kvm::pv_cpuid::{kvm_cpuid, KVM_CPUID_LAST, KVM_CPUID_SIGNATURE};
 
 impl TdxModule {
     /// CPUID as the TD sees it: leaf 0x21 is the TDX module's
