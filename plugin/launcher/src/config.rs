@@ -234,12 +234,13 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
     }
     let kind = kernel.as_ref().map(|(_, kind)| *kind);
 
-    // The loader: efiboot for a TD's Linux, which learns of unaccepted
-    // memory and finds its ACPI tables in ACPI memory only through EFI;
-    // SeaBIOS for everything else.
+    // The loader: efiboot for a TD's or an SNP guest's Linux, which learns
+    // of unaccepted memory and finds its ACPI tables in ACPI memory (and an
+    // SNP guest its CC blob) only through EFI or setup_data; SeaBIOS for
+    // everything else.
     let firmware = match (&opts.firmware, kind) {
         (Some(fw), _) => fw.clone(),
-        (None, Some(KernelKind::BzImage)) if vm_type == VmType::Tdx => Firmware::Efiboot,
+        (None, Some(KernelKind::BzImage)) if vm_type.is_confidential() => Firmware::Efiboot,
         (None, _) => Firmware::Seabios,
     };
     match (&firmware, kind) {
@@ -318,23 +319,11 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
                 memory >> 20
             ));
         }
-        if kind == Some(KernelKind::BzImage) {
-            match (&firmware, vm_type) {
-                (Firmware::Seabios, VmType::Tdx) => {
-                    return no(format!(
-                        "--accept {a} with --firmware seabios: nothing would tell Linux about \
-                         the unaccepted memory (it learns of it only through EFI); use \
-                         --firmware efiboot"
-                    ))
-                }
-                (_, VmType::Snp) => {
-                    return no(format!(
-                        "--accept {a}: nothing can tell an SNP Linux guest about unvalidated \
-                         memory yet (efiboot does it for a TD only)"
-                    ))
-                }
-                _ => {}
-            }
+        if kind == Some(KernelKind::BzImage) && firmware == Firmware::Seabios {
+            return no(format!(
+                "--accept {a} with --firmware seabios: nothing would tell Linux about the \
+                 unaccepted memory (it learns of it only through EFI); use --firmware efiboot"
+            ));
         }
         accept = Some(size);
     }
@@ -498,9 +487,14 @@ mod tests {
         assert!(refused(&o).contains("more than"));
         o.accept = Some("many".into());
         assert!(refused(&o).contains("not a size"));
+        // An SNP guest's Linux boots through efiboot, which hands it the
+        // unaccepted-memory table; through SeaBIOS nothing would.
         let mut o = linux(VmType::Snp);
         o.accept = Some("64M".into());
-        assert!(refused(&o).contains("SNP Linux"));
+        let cfg = check(&o, &files()).unwrap();
+        assert_eq!((cfg.firmware, cfg.accept), (Firmware::Efiboot, Some(64 << 20)));
+        o.firmware = Some(Firmware::Seabios);
+        assert!(refused(&o).contains("use --firmware efiboot"));
         // A test image may be left unvalidated memory.
         let o = RunOptions {
             vm_type: Some(VmType::Snp),
