@@ -168,6 +168,8 @@ pub trait Files {
     /// The first 8 KiB of `path` (fewer if it is shorter), or an error
     /// message.
     fn head(&self, path: &Path) -> Result<Vec<u8>, String>;
+    /// All of `path` (a firmware image), or an error message.
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
 }
 
 /// The file system.
@@ -186,6 +188,38 @@ impl Files for RealFiles {
             .and_then(|f| f.take(MULTIBOOT_SEARCH as u64 + 16).read_to_end(&mut buf))
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Ok(buf)
+    }
+
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// Why firmware image `image` cannot start a `vm_type` guest under cvmem:
+/// the metadata its launch needs (TDVF for a TD, SEV for an SNP guest; see
+/// cvmem_model::firmware) is missing or corrupt, or, where it is there,
+/// that cvmem does not boot such firmware yet.
+fn firmware_refusal(vm_type: VmType, image: &[u8]) -> String {
+    use cvmem_model::firmware::{sev_metadata, tdvf_metadata};
+    let (what, found) = match vm_type {
+        VmType::Tdx => ("TDVF", tdvf_metadata(image).map(|m| m.map(|s| s.len()))),
+        _ => (
+            "SEV (\"ASEV\")",
+            sev_metadata(image).map(|m| m.map(|s| s.len())),
+        ),
+    };
+    match found {
+        Err(e) => format!("{e}, so it cannot start a {} guest", vm_type.name()),
+        Ok(None) => format!(
+            "it has no {what} metadata, so it cannot start a {} guest (Debian's \
+             /usr/share/ovmf/OVMF.fd has it)",
+            vm_type.name()
+        ),
+        Ok(Some(n)) => format!(
+            "its {what} metadata ({n} sections) is fine, but cvmem does not start a {} guest \
+             from firmware yet (a later issue brings OVMF support); use --firmware efiboot",
+            vm_type.name()
+        ),
     }
 }
 
@@ -270,12 +304,13 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
                 return no(format!("--firmware {}: no such file", p.display()));
             }
             if vm_type.is_confidential() {
+                let image = files
+                    .read(p)
+                    .map_err(|e| Refusal(format!("--firmware {e}")))?;
                 return no(format!(
-                    "--firmware {}: booting a {} guest from a firmware image (TDVF/OVMF) is not \
-                     supported yet (a later issue brings OVMF support); use --firmware efiboot \
-                     or seabios",
+                    "--firmware {}: {}",
                     p.display(),
-                    vm_type.name()
+                    firmware_refusal(vm_type, &image)
                 ));
             }
             if kind == Some(KernelKind::Multiboot) {
@@ -358,6 +393,10 @@ mod tests {
         fn head(&self, path: &Path) -> Result<Vec<u8>, String> {
             self.0.get(path).cloned().ok_or_else(|| "gone".into())
         }
+
+        fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+            self.head(path)
+        }
     }
 
     fn bzimage() -> Vec<u8> {
@@ -383,8 +422,40 @@ mod tests {
         m.insert(PathBuf::from("initrd.cpio"), b"070701".to_vec());
         m.insert(PathBuf::from("README"), b"hello".repeat(1000));
         m.insert(PathBuf::from("OVMF.fd"), vec![0xff; 64]);
+        m.insert(PathBuf::from("sev.fd"), sev_image());
         m.insert(PathBuf::from("my dir/vmlinuz"), bzimage());
         Fake(m)
+    }
+
+    /// A 64 KiB image whose OVMF table points to SEV metadata with two
+    /// sections (the layout of cvmem_model::firmware).
+    fn sev_image() -> Vec<u8> {
+        use cvmem_model::firmware::{SEV_METADATA, TABLE_FOOTER};
+        let mut img = vec![0u8; 0x10000];
+        let mut table = 0x1000u32.to_le_bytes().to_vec(); // ASEV at end - 0x1000
+        table.extend_from_slice(&22u16.to_le_bytes());
+        table.extend_from_slice(&SEV_METADATA.0);
+        table.extend_from_slice(&40u16.to_le_bytes());
+        table.extend_from_slice(&TABLE_FOOTER.0);
+        let at = img.len() - 32 - table.len();
+        img[at..at + table.len()].copy_from_slice(&table);
+        let m = img.len() - 0x1000;
+        let words = [
+            0x5645_5341u32,
+            40,
+            1,
+            2,
+            0x80_0000,
+            0x9000,
+            1,
+            0x80_e000,
+            0x1000,
+            3,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            img[m + 4 * i..m + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        img
     }
 
     fn linux(vm: VmType) -> RunOptions {
@@ -492,7 +563,10 @@ mod tests {
         let mut o = linux(VmType::Snp);
         o.accept = Some("64M".into());
         let cfg = check(&o, &files()).unwrap();
-        assert_eq!((cfg.firmware, cfg.accept), (Firmware::Efiboot, Some(64 << 20)));
+        assert_eq!(
+            (cfg.firmware, cfg.accept),
+            (Firmware::Efiboot, Some(64 << 20))
+        );
         o.firmware = Some(Firmware::Seabios);
         assert!(refused(&o).contains("use --firmware efiboot"));
         // A test image may be left unvalidated memory.
@@ -545,15 +619,23 @@ mod tests {
             check(&o, &files()).unwrap().firmware,
             Firmware::Path("OVMF.fd".into())
         );
-        for vm in [VmType::Tdx, VmType::Snp] {
+        // A TD or SNP guest: the image's metadata is looked at first.
+        for (vm, what) in [(VmType::Tdx, "no TDVF metadata"), (VmType::Snp, "no SEV")] {
             let mut o = linux(vm);
             o.firmware = Some(Firmware::Path("OVMF.fd".into()));
             let why = refused(&o);
-            assert!(
-                why.contains("not supported yet") && why.contains("OVMF"),
-                "{why}"
-            );
+            assert!(why.contains(what) && why.contains("cannot start"), "{why}");
         }
+        let mut o = linux(VmType::Snp);
+        o.firmware = Some(Firmware::Path("sev.fd".into()));
+        let why = refused(&o);
+        assert!(
+            why.contains("(2 sections) is fine") && why.contains("efiboot"),
+            "{why}"
+        );
+        // The same image has no TDVF metadata.
+        o.vm_type = Some(VmType::Tdx);
+        assert!(refused(&o).contains("no TDVF metadata"));
         let o = RunOptions {
             firmware: Some(Firmware::Efiboot),
             ..RunOptions::default()

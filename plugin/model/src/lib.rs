@@ -231,6 +231,7 @@ mod addr;
 mod attrs;
 mod config;
 mod event;
+pub mod firmware;
 mod memslot;
 mod mmu;
 mod private;
