@@ -18,6 +18,7 @@
 //! under a temporary name and renamed into place, so concurrent first runs
 //! agree on one hierarchy.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -185,7 +186,11 @@ impl Keys {
             std::process::id(),
             OsRng.next_u64()
         ));
-        std::fs::create_dir(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        // Only the user reads the VCEK's private key.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let made = Keys::generate().and_then(|k| k.save(&tmp).map(|()| k));
         let keys = match made {
             Ok(k) => k,
