@@ -333,7 +333,7 @@ mod tests {
     use crate::hooks::{gpr, Insn, Regs};
     use crate::kvm::Kvm;
 
-    use crate::snp::nae::{GP_EVENT, GUEST_REQUEST_UNSUPPORTED};
+    use crate::snp::nae::GP_EVENT;
     use crate::snp::testutil::*;
 
     /// Writes the GHCB MSR of vCPU 0 and runs VMGEXIT; returns its action.
@@ -433,11 +433,5 @@ mod tests {
         // HLT is an automatic exit, never a GHCB event.
         ghcb_call(&kvm, &host, &std(0x78)); // SVM_EXIT_HLT
         assert_eq!(info(&host), (2, ghcb_err::INVALID_EVENT));
-        // The guest request is answered as unsupported.
-        let mut f = std(exit::GUEST_REQUEST).to_vec();
-        f[1].1 = 0x1000;
-        f[2].1 = 0x2000;
-        ghcb_call(&kvm, &host, &f);
-        assert_eq!(info(&host), (0, GUEST_REQUEST_UNSUPPORTED));
     }
 }

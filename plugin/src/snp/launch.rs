@@ -1,6 +1,7 @@
 //! Launching the guest: SNP_LAUNCH_UPDATE of the RAM ready at launch and
 //! of the CPUID and secrets pages the AMD-SP fills.
 
+use super::attest::measure::PageType;
 use super::*;
 use crate::effects::Effects;
 use crate::machine::CpuModel;
@@ -75,9 +76,15 @@ impl SnpFirmware {
             let vm = vmm.vm();
             let limit = self.accept.ready_below_gfn();
             let special = [self.pages.cpuid, self.pages.secrets].map(|g| Gpa::new(g).gfn());
-            let launch = |range: GfnRange| match vm.snp_launch_update(range) {
+            // Each launched page goes into the launch digest (attest/measure.rs):
+            // the RAM as UNMEASURED pages (its content is what SeaBIOS and the
+            // loader left, which the plugin does not read at launch), the
+            // AMD-SP's two pages with their types.
+            let launch = |range: GfnRange, page_type| match vm.snp_launch_update(range) {
                 Ok(n) => {
                     self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
+                    self.attest
+                        .launched(page_type, range.iter().map(|g: Gfn| g.raw()));
                 }
                 Err(e) => eprintln!(
                     "cvmem: SNP_LAUNCH_UPDATE of {:#x}..{:#x} failed: {e:?}",
@@ -91,7 +98,7 @@ impl SnpFirmware {
                 let split = Gfn::new(r.end().raw().min(limit).max(r.start().raw()));
                 if let Some(ready) = GfnRange::new(r.start(), split) {
                     for part in without(ready, &special) {
-                        launch(part);
+                        launch(part, PageType::Unmeasured);
                     }
                 }
                 if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
@@ -101,11 +108,12 @@ impl SnpFirmware {
             // The pages the AMD-SP fills (page types CPUID and SECRETS):
             // assigned and validated like the rest, whatever `accept=` says.
             if let Some(boot) = self.boot.get() {
-                for (gfn, bytes) in special
+                for ((gfn, bytes), page_type) in special
                     .into_iter()
                     .zip([boot.cpuid.clone(), boot.secrets.page(boot.fms)])
+                    .zip([PageType::Cpuid, PageType::Secrets])
                 {
-                    launch(GfnRange::one(gfn));
+                    launch(GfnRange::one(gfn), page_type);
                     if let Some(&(at, _)) = vmm.backing_ranges(GfnRange::one(gfn)).first() {
                         fx.write.push((at, bytes));
                     }

@@ -18,7 +18,7 @@
 //! | HLT | no #VC: an automatic exit (KVM halts the vCPU; Linux's #VC handler has no HLT case), so QEMU halts it |
 //! | VMGEXIT, MSR protocol | SEV info, CPUID, preferred GHCB GPA (none), GHCB GPA registration, page-state change, hypervisor features, termination |
 //! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, AP HLT loop (returns at once), NMI complete, HV features, termination; HLT (0x78) is not a GHCB event (KVM's `sev_es_validate_vmgexit()`: GHCB_ERR_INVALID_EVENT) |
-//! | SNP_GUEST_REQUEST | **unsupported**: `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`; cvmem has no AMD-SP to sign a report |
+//! | SNP_GUEST_REQUEST, SNP_EXTENDED_GUEST_REQUEST | the AMD-SP's guest messages: MSG_REPORT_REQ answered with a report signed by the installation's VCEK, the extended request's certificate table (`guest_request.rs`, `attest/`) |
 //! | PVALIDATE, RMPADJUST | RAX translated through the guest's page tables, then the model's RMP |
 //!
 //! Launch. cvmem has no OVMF: SeaBIOS and QEMU's Multiboot loader run before
@@ -27,8 +27,10 @@
 //! private RAM below `accept=` (validated, content kept), the rest private,
 //! unvalidated and zeroed as fresh guest_memfd pages are.
 
+pub mod attest;
 pub mod cpuid_table;
 mod ghcb;
+mod guest_request;
 mod intercept;
 mod launch;
 mod msr_protocol;
@@ -154,6 +156,8 @@ pub struct SnpFirmware {
     pub pages: SnpPages,
     /// What the launch writes into them, made when the machine is ready.
     boot: OnceLock<BootPages>,
+    /// Attestation: the launch digest, the message counts, the keys.
+    attest: guest_request::Attest,
     /// Counters.
     pub stats: SnpStats,
 }
@@ -200,6 +204,7 @@ impl SnpFirmware {
             psc_chunk: psc_chunk.max(PAGE_SIZE),
             pages,
             boot: OnceLock::new(),
+            attest: guest_request::Attest::new(),
             stats: SnpStats::default(),
         }
     }

@@ -9,10 +9,6 @@ use crate::vmm::Vmm;
 use cvmem_model::{Gpa, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
-/// `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`: the answer to every guest
-/// request (include/uapi/linux/sev-guest.h).
-pub const GUEST_REQUEST_UNSUPPORTED: u64 = 0xFFFF_FFFF_0000_0000;
-
 /// The event a refused MSR access asks the guest to raise: #GP, an
 /// exception, valid (`X86_TRAP_GP | SVM_EVTINJ_TYPE_EXEPT | SVM_EVTINJ_VALID`).
 pub const GP_EVENT: u64 = 13 | (3 << 8) | (1 << 31);
@@ -111,7 +107,9 @@ impl SnpFirmware {
                 if info1 % PAGE_SIZE != 0 || info2 % PAGE_SIZE != 0 || info1 == info2 {
                     return Err(ghcb_err::MISSING_INPUT);
                 }
-                g.set(off::EXIT_INFO_2, GUEST_REQUEST_UNSUPPORTED);
+                let extended = code == exit::EXT_GUEST_REQUEST;
+                let result = self.guest_request(vmm, extended, info1, info2, g, host)?;
+                g.set(off::EXIT_INFO_2, result);
             }
             exit::HV_FEATURES => g.set(off::EXIT_INFO_2, proto::HV_FT_SNP),
             exit::TERM_REQUEST => self.terminate(vmm, info1 & 0xf, (info1 >> 4) & 0xff, host),

@@ -26,6 +26,12 @@ pub struct SnpStats {
     pub psc_refused: AtomicU64,
     /// Pages launched with SNP_LAUNCH_UPDATE.
     pub pages_launched: AtomicU64,
+    /// SNP_GUEST_REQUESTs (plain and extended).
+    pub guest_requests: AtomicU64,
+    /// ... answered with an error (firmware or VMM).
+    pub guest_request_errors: AtomicU64,
+    /// Attestation reports made.
+    pub reports: AtomicU64,
 }
 
 impl SnpStats {
@@ -42,6 +48,9 @@ impl SnpStats {
             "ghcb_errors": n(&self.ghcb_errors),
             "psc_refused": n(&self.psc_refused),
             "pages_launched": n(&self.pages_launched),
+            "guest_requests": n(&self.guest_requests),
+            "guest_request_errors": n(&self.guest_request_errors),
+            "reports": n(&self.reports),
         })
     }
 }
@@ -55,7 +64,8 @@ impl SnpFirmware {
         let _ = write!(
             out,
             "{} VMGEXITs ({} MSR protocol, {} refused), {} #VC, {} PVALIDATE, {} RMPADJUST, \
-             {} pages changed by PSC ({} requests refused), {} pages launched",
+             {} pages changed by PSC ({} requests refused), {} pages launched, \
+             {} guest requests ({} refused, {} reports)",
             n(&s.vmgexits),
             n(&s.msr_protocol),
             n(&s.ghcb_errors),
@@ -64,7 +74,10 @@ impl SnpFirmware {
             n(&s.rmpadjusts),
             n(&s.psc_pages),
             n(&s.psc_refused),
-            n(&s.pages_launched)
+            n(&s.pages_launched),
+            n(&s.guest_requests),
+            n(&s.guest_request_errors),
+            n(&s.reports)
         );
         out
     }
