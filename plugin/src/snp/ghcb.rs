@@ -80,6 +80,9 @@ impl Scratch {
 pub(super) struct Ghcb {
     pub(super) page: Vec<u8>,
     valid: [u8; 16],
+    /// The exit made a vCPU's entry fail: the VM stops, as QEMU stops it
+    /// on KVM's `KVM_EXIT_FAIL_ENTRY` (AP creation with a bad VMSA).
+    pub(super) entry_failed: bool,
 }
 
 impl Ghcb {
@@ -87,7 +90,11 @@ impl Ghcb {
         let mut valid = [0u8; 16];
         valid.copy_from_slice(&page[off::VALID_BITMAP..off::VALID_BITMAP + 16]);
         page[off::VALID_BITMAP..off::VALID_BITMAP + 16].fill(0);
-        Ghcb { page, valid }
+        Ghcb {
+            page,
+            valid,
+            entry_failed: false,
+        }
     }
 
     pub(super) fn u64_at(&self, o: usize) -> u64 {
@@ -159,8 +166,7 @@ impl SnpFirmware {
             }
             return InsnAction::Done;
         }
-        self.ghcb_page(vmm, vcpu, value, registered, host, &mut cx.fx);
-        InsnAction::Done
+        self.ghcb_page(vmm, vcpu, value, registered, host, &mut cx.fx)
     }
 
     /// The guest asked to be terminated: say why and stop the VM as QEMU
@@ -187,13 +193,13 @@ impl SnpFirmware {
         registered: Option<u64>,
         host: &dyn Host,
         fx: &mut Effects,
-    ) {
+    ) -> InsnAction {
         let Some(backing) = self.shared_backing(vmm, gpa) else {
-            return;
+            return InsnAction::Done;
         };
         let mut page = vec![0u8; PAGE_SIZE as usize];
         if gpa % PAGE_SIZE != 0 || !host.phys_read(backing, &mut page) {
-            return;
+            return InsnAction::Done;
         }
         let mut g = Ghcb::new(page);
         let result = if registered != Some(gpa) {
@@ -207,6 +213,11 @@ impl SnpFirmware {
             g.set(off::EXIT_INFO_2, code);
         }
         host.phys_write(backing, &g.page);
+        if g.entry_failed {
+            InsnAction::Stop
+        } else {
+            InsnAction::Done
+        }
     }
 
     /// The QEMU address of the shared RAM page of `gpa` (alias bits
@@ -339,7 +350,7 @@ mod tests {
             ]
         };
         ghcb_call(&kvm, &host, &std(exit::HV_FEATURES));
-        assert_eq!(info(&host), (0, 1));
+        assert_eq!(info(&host), (0, 0b11), "SNP and AP creation");
         // CPUID.
         let mut f = std(exit::CPUID).to_vec();
         f.push((off::RAX, 0x8000_001F));

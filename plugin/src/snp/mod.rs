@@ -18,6 +18,7 @@
 //! | HLT | no #VC: an automatic exit (KVM halts the vCPU; Linux's #VC handler has no HLT case), so QEMU halts it |
 //! | VMGEXIT, MSR protocol | SEV info, CPUID, GHCB GPA registration, page-state change, hypervisor features, termination |
 //! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, AP HLT loop (returns at once), NMI complete, HV features, termination; HLT (0x78) is not a GHCB event (KVM's `sev_es_validate_vmgexit()`: GHCB_ERR_INVALID_EVENT) |
+//! | VMGEXIT, AP creation (0x80000013) | KVM's checks (APIC ID, injection mode, VMSA GPA); the target starts from the VMSA if it is a validated VMSA page (else the VM stops, as on VMRUN's failure), or is parked by AP_DESTROY (ap.rs) |
 //! | SNP_GUEST_REQUEST | **unsupported**: `SNP_GUEST_ERR(SNP_GUEST_VMM_ERR_GENERIC, 0)`; cvmem has no AMD-SP to sign a report |
 //! | PVALIDATE, RMPADJUST | RAX translated through the guest's page tables, then the model's RMP |
 //!
@@ -27,6 +28,7 @@
 //! private RAM below `accept=` (validated, content kept), the rest private,
 //! unvalidated and zeroed as fresh guest_memfd pages are.
 
+mod ap;
 mod ghcb;
 mod intercept;
 mod launch;
@@ -85,6 +87,7 @@ pub mod exit {
     pub const PSC: u64 = 0x8000_0010;
     pub const GUEST_REQUEST: u64 = 0x8000_0011;
     pub const EXT_GUEST_REQUEST: u64 = 0x8000_0012;
+    pub const AP_CREATION: u64 = 0x8000_0013;
     pub const HV_FEATURES: u64 = 0x8000_FFFD;
     pub const TERM_REQUEST: u64 = 0x8000_FFFE;
     pub const UNSUPPORTED_EVENT: u64 = 0x8000_FFFF;
@@ -111,8 +114,11 @@ pub mod proto {
     /// The GHCB protocol versions KVM offers (`GHCB_VERSION_MAX/MIN`).
     pub const VERSION_MAX: u64 = 2;
     pub const VERSION_MIN: u64 = 1;
-    /// Hypervisor features: SNP (the only one cvmem has; no AP creation).
+    /// Hypervisor features (`GHCB_HV_FT_*`): SNP, and AP creation.
     pub const HV_FT_SNP: u64 = 1 << 0;
+    pub const HV_FT_SNP_AP_CREATION: u64 = 1 << 1;
+    /// What KVM offers (`GHCB_HV_FT_SUPPORTED`, sev.c).
+    pub const HV_FT_SUPPORTED: u64 = HV_FT_SNP | HV_FT_SNP_AP_CREATION;
     /// Page-state change operations.
     pub const PSC_OP_PRIVATE: u64 = 1;
     pub const PSC_OP_SHARED: u64 = 2;

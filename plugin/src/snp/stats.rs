@@ -26,6 +26,16 @@ pub struct SnpStats {
     pub psc_refused: AtomicU64,
     /// Pages launched with SNP_LAUNCH_UPDATE.
     pub pages_launched: AtomicU64,
+    /// AP creation requests (NAE 0x80000013) past the GHCB validation.
+    pub ap_requests: AtomicU64,
+    /// ... refused with GHCB_ERR_INVALID_INPUT (sev_snp_ap_creation()).
+    pub ap_refused: AtomicU64,
+    /// ... that started a vCPU from its VMSA.
+    pub ap_created: AtomicU64,
+    /// ... that destroyed a vCPU (AP_DESTROY).
+    pub ap_destroyed: AtomicU64,
+    /// ... accepted but whose VMSA could not run (or left for an INIT).
+    pub ap_failed: AtomicU64,
 }
 
 impl SnpStats {
@@ -42,6 +52,11 @@ impl SnpStats {
             "ghcb_errors": n(&self.ghcb_errors),
             "psc_refused": n(&self.psc_refused),
             "pages_launched": n(&self.pages_launched),
+            "ap_requests": n(&self.ap_requests),
+            "ap_refused": n(&self.ap_refused),
+            "ap_created": n(&self.ap_created),
+            "ap_destroyed": n(&self.ap_destroyed),
+            "ap_failed": n(&self.ap_failed),
         })
     }
 }
@@ -55,7 +70,8 @@ impl SnpFirmware {
         let _ = write!(
             out,
             "{} VMGEXITs ({} MSR protocol, {} refused), {} #VC, {} PVALIDATE, {} RMPADJUST, \
-             {} pages changed by PSC ({} requests refused), {} pages launched",
+             {} pages changed by PSC ({} requests refused), {} pages launched, \
+             {} AP creation requests ({} created, {} destroyed, {} refused, {} not started)",
             n(&s.vmgexits),
             n(&s.msr_protocol),
             n(&s.ghcb_errors),
@@ -64,7 +80,12 @@ impl SnpFirmware {
             n(&s.rmpadjusts),
             n(&s.psc_pages),
             n(&s.psc_refused),
-            n(&s.pages_launched)
+            n(&s.pages_launched),
+            n(&s.ap_requests),
+            n(&s.ap_created),
+            n(&s.ap_destroyed),
+            n(&s.ap_refused),
+            n(&s.ap_failed)
         );
         out
     }
