@@ -214,6 +214,8 @@ static void test_refused(u64 target)
 		  SEV_FEAT_SNP_ACTIVE | SEV_FEAT_RESTRICTED_INJECTION, GHCB_ERR_INVALID_INPUT },
 		{ "an unknown request", target, 3, pa, true, SEV_FEAT_SNP_ACTIVE,
 		  GHCB_ERR_INVALID_INPUT },
+		{ "VMPL1 (an unknown request to KVM)", target, 1ul << 16 | AP_CREATE, pa, true,
+		  SEV_FEAT_SNP_ACTIVE, GHCB_ERR_INVALID_INPUT },
 		{ "no RAX", target, AP_CREATE, pa, false, 0, GHCB_ERR_MISSING_INPUT },
 	};
 

@@ -190,6 +190,9 @@ impl SnpFirmware {
         g: &Ghcb,
         host: &dyn Host,
     ) -> Result<ApOutcome, u64> {
+        // KVM takes the request from SW_EXITINFO1[31:0], the VMPL field
+        // (bits 31:16, where Linux puts its VMPL) included: a VMPL other
+        // than 0 makes an unknown request. cvmem's guests run at VMPL0.
         let req = info1 as u32;
         let apic_id = (info1 >> 32) as u32;
         // sev_es_validate_vmgexit(): RAX (the SEV features) must be valid
@@ -448,7 +451,7 @@ mod tests {
         write_vmsa(&host, VMSA, VM_SEV_FEATURES);
         make_vmsa(&kvm, &host, VMSA);
         type Case = (&'static str, u64, u64, Option<u64>, (u64, u64));
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             ("unknown APIC ID", (2 << 32) | 1, VMSA, Some(1), REFUSED),
             (
                 "restricted injection",
@@ -480,6 +483,7 @@ mod tests {
                 REFUSED,
             ),
             ("unknown request", (1 << 32) | 3, VMSA, Some(1), REFUSED),
+            ("VMPL1", (1 << 32) | (1 << 16) | 1, VMSA, Some(1), REFUSED),
             (
                 "no RAX",
                 (1 << 32) | 1,
@@ -502,7 +506,7 @@ mod tests {
             ap_create(&kvm, &host, (1 << 32) | 1, VMSA, Some(1 | (1 << 5))),
             (InsnAction::Done, (0, 0))
         );
-        assert_eq!(snp(&kvm).stats.ap_refused.load(Ordering::Relaxed), 7);
+        assert_eq!(snp(&kvm).stats.ap_refused.load(Ordering::Relaxed), 8);
     }
 
     #[test]
