@@ -23,8 +23,6 @@
 #define AP_CREATE_ON_INIT 0ul
 #define AP_CREATE 1ul
 #define AP_DESTROY 2ul
-#define GHCB_HV_FT_SNP (1ul << 0)
-#define GHCB_HV_FT_SNP_AP_CREATION (1ul << 1)
 #define SEV_FEAT_SNP_ACTIVE (1ul << 0)
 #define SEV_FEAT_RESTRICTED_INJECTION (1ul << 3)
 #define EFER_SVME (1ul << 12)
