@@ -85,8 +85,8 @@ static void test_identity(void)
 	       GHCB_MSR_PROTO_MAX(resp) == 2 && GHCB_MSR_PROTO_MIN(resp) == 1 &&
 	       GHCB_MSR_CBIT(resp) == 51, "SEV_INFO: protocol 1..2, C-bit 51 (%lx)", resp);
 	resp = snp_msr_protocol(GHCB_MSR_HV_FT_REQ);
-	report(resp == (GHCB_HV_FT_SNP << 12 | GHCB_MSR_HV_FT_RESP),
-	       "HV_FEATURES: SNP only (%lx)", resp);
+	report(resp == ((GHCB_HV_FT_SNP | GHCB_HV_FT_SNP_AP_CREATION) << 12 | GHCB_MSR_HV_FT_RESP),
+	       "HV_FEATURES: SNP and AP creation, as KVM (%lx)", resp);
 	vcs = snp_vc_count(SVM_EXIT_MSR);
 	resp = snp_msr_protocol(0x0fe | 0xabc000ul);
 	/* Before anything prints: a #VC rewrites the MSR for its GHCB call. */
@@ -205,7 +205,8 @@ static void test_ghcb(void)
 
 	report_prefix_push("GHCB");
 	a = ghcb_simple(SVM_VMGEXIT_HV_FEATURES, 0, 0, 0);
-	report(a.info1 == 0 && a.info2 == GHCB_HV_FT_SNP, "HV_FEATURES: SNP (%lx)", a.info2);
+	report(a.info1 == 0 && a.info2 == (GHCB_HV_FT_SNP | GHCB_HV_FT_SNP_AP_CREATION),
+	       "HV_FEATURES: SNP and AP creation (%lx)", a.info2);
 
 	/* Input errors: SW_EXITINFO1 = 2 and a GHCB_ERR_* in SW_EXITINFO2. */
 	g = ghcb_start();

@@ -104,7 +104,7 @@ static void fuzz_msr_protocol(void)
 			BAD("PSC %lx: answer %lx\n", req, resp);
 		break;
 	case GHCB_MSR_HV_FT_REQ:
-		if (resp != (GHCB_HV_FT_SNP << 12 | GHCB_MSR_HV_FT_RESP))
+		if (resp != ((GHCB_HV_FT_SNP | GHCB_HV_FT_SNP_AP_CREATION) << 12 | GHCB_MSR_HV_FT_RESP))
 			BAD("HV_FT %lx: answer %lx\n", req, resp);
 		break;
 	case GHCB_MSR_PREF_GPA_REQ:
@@ -183,7 +183,7 @@ static bool documented_ghcb(u64 code, u64 info1, u64 info2, u64 rax, bool *psc_o
 	case SVM_EXIT_VMMCALL:
 		return rax == (u64)-KVM_ENOSYS || rax == (u64)-KVM_EPERM;
 	case SVM_VMGEXIT_HV_FEATURES:
-		return info2 == GHCB_HV_FT_SNP;
+		return info2 == (GHCB_HV_FT_SNP | GHCB_HV_FT_SNP_AP_CREATION);
 	case SVM_VMGEXIT_GUEST_REQUEST:
 	case SVM_VMGEXIT_EXT_GUEST_REQUEST:
 		return info2 != 0; /* some failure status: there is no AMD-SP */

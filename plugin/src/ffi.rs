@@ -91,6 +91,8 @@ struct CvmFns {
     register_machine_ready_cb:
         unsafe extern "C" fn(u64, qemu_plugin_cvm_machine_ready_cb_t) -> c_int,
     register_shutdown_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_shutdown_cb_t) -> c_int,
+    vcpu_set_state: unsafe extern "C" fn(u32, *const qemu_plugin_cvm_vcpu_state) -> c_int,
+    vcpu_park: unsafe extern "C" fn(u32) -> c_int,
 }
 
 /// Prints a report for the user.
@@ -148,6 +150,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_set_vm_flags,
             &api.qemu_plugin_cvm_register_machine_ready_cb,
             &api.qemu_plugin_cvm_register_shutdown_cb,
+            &api.qemu_plugin_cvm_vcpu_set_state,
+            &api.qemu_plugin_cvm_vcpu_park,
         ) {
             (
                 Ok(s),
@@ -165,6 +169,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 Ok(flags),
                 Ok(ready),
                 Ok(shutdown),
+                Ok(set_state),
+                Ok(park),
             ) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
@@ -181,6 +187,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 set_vm_flags: *flags,
                 register_machine_ready_cb: *ready,
                 register_shutdown_cb: *shutdown,
+                vcpu_set_state: *set_state,
+                vcpu_park: *park,
             }),
             _ => None,
         };
@@ -351,6 +359,65 @@ impl Host for QemuHost {
             // qemu_plugin_cvm_guest_panicked, which takes no arguments.
             unsafe { (cvm.guest_panicked)() };
         }
+    }
+
+    fn vcpu_set_state(&self, vcpu: u32, state: &crate::hooks::VcpuState) -> bool {
+        let Some(cvm) = CVM.get() else {
+            return false;
+        };
+        let seg = |s: &crate::hooks::Segment| qemu_plugin_cvm_segment {
+            selector: s.selector,
+            attrib: s.attrib,
+            limit: s.limit,
+            base: s.base,
+        };
+        let c = qemu_plugin_cvm_vcpu_state {
+            es: seg(&state.es),
+            cs: seg(&state.cs),
+            ss: seg(&state.ss),
+            ds: seg(&state.ds),
+            fs: seg(&state.fs),
+            gs: seg(&state.gs),
+            ldtr: seg(&state.ldtr),
+            tr: seg(&state.tr),
+            gdtr: seg(&state.gdtr),
+            idtr: seg(&state.idtr),
+            cr0: state.cr0,
+            cr2: state.cr2,
+            cr3: state.cr3,
+            cr4: state.cr4,
+            efer: state.efer,
+            dr6: state.dr6,
+            dr7: state.dr7,
+            rflags: state.rflags,
+            rip: state.rip,
+            gpr: state.gpr,
+            xcr0: state.xcr0,
+            pat: state.pat,
+            star: state.star,
+            lstar: state.lstar,
+            cstar: state.cstar,
+            sfmask: state.sfmask,
+            kernel_gs_base: state.kernel_gs_base,
+            sysenter_cs: state.sysenter_cs,
+            sysenter_esp: state.sysenter_esp,
+            sysenter_eip: state.sysenter_eip,
+            x87_fcw: state.x87_fcw,
+            x87_ftw: state.x87_ftw,
+            mxcsr: state.mxcsr,
+        };
+        // SAFETY: `vcpu_set_state` is QEMU's qemu_plugin_cvm_vcpu_set_state,
+        // which copies the valid `c` within the call and checks the index.
+        unsafe { (cvm.vcpu_set_state)(vcpu, &c) == 0 }
+    }
+
+    fn vcpu_park(&self, vcpu: u32) -> bool {
+        let Some(cvm) = CVM.get() else {
+            return false;
+        };
+        // SAFETY: `vcpu_park` is QEMU's qemu_plugin_cvm_vcpu_park, which
+        // checks the index.
+        unsafe { (cvm.vcpu_park)(vcpu) == 0 }
     }
 }
 

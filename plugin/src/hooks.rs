@@ -244,6 +244,63 @@ pub enum InsnAction {
     Stop,
 }
 
+/// A segment register, GDTR or IDTR in the VMCB/VMSA encoding (APM vol. 2
+/// §15.5.1): `attrib` holds descriptor bits 47:40 in 7:0 and 55:52 in 11:8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Segment {
+    /// The selector.
+    pub selector: u16,
+    /// The attributes.
+    pub attrib: u16,
+    /// The limit, byte granular.
+    pub limit: u32,
+    /// The base.
+    pub base: u64,
+}
+
+/// A vCPU's register state as an SEV-ES VMSA holds it, for
+/// [`Host::vcpu_set_state`] (the cvm API's `qemu_plugin_cvm_vcpu_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct VcpuState {
+    pub es: Segment,
+    pub cs: Segment,
+    pub ss: Segment,
+    pub ds: Segment,
+    pub fs: Segment,
+    pub gs: Segment,
+    pub ldtr: Segment,
+    pub tr: Segment,
+    pub gdtr: Segment,
+    pub idtr: Segment,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub dr6: u64,
+    pub dr7: u64,
+    pub rflags: u64,
+    pub rip: u64,
+    /// In [`gpr`] order.
+    pub gpr: [u64; 16],
+    pub xcr0: u64,
+    /// IA32_PAT (the VMSA's G_PAT).
+    pub pat: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub sfmask: u64,
+    pub kernel_gs_base: u64,
+    pub sysenter_cs: u64,
+    pub sysenter_esp: u64,
+    pub sysenter_eip: u64,
+    pub x87_fcw: u16,
+    /// Two bits a register, 3: empty.
+    pub x87_ftw: u16,
+    pub mxcsr: u32,
+}
+
 /// What the emulated TDX module, SNP firmware and KVM need from QEMU while
 /// an instruction callback runs: the services QEMU+KVM give a VMM handling an
 /// exit. Called on the vCPU thread of the instruction, inside the callback.
@@ -269,6 +326,13 @@ pub trait Host {
     /// The guest reported a fatal error: stop the VM as QEMU does on a guest
     /// panic (`qemu_system_guest_panicked()`, so `-action panic=` applies).
     fn guest_panicked(&self);
+    /// Starts vCPU `vcpu` from `state` (loaded on its own thread before it
+    /// runs again: out of halt, park or the wait for a SIPI); `false` if
+    /// there is no such vCPU.
+    fn vcpu_set_state(&self, vcpu: u32, state: &VcpuState) -> bool;
+    /// Halts vCPU `vcpu` so that nothing wakes it until
+    /// [`Host::vcpu_set_state`]; `false` if there is no such vCPU.
+    fn vcpu_park(&self, vcpu: u32) -> bool;
 }
 
 /// A [`Host`] for unit tests.
@@ -292,6 +356,8 @@ pub mod fake {
         /// IA32_APIC_BASE (MSR 0x1b), the only MSR there is: xAPIC enabled
         /// at the default base, BSP.
         pub apic_base: Cell<u64>,
+        /// vCPUs started (`Some` state) or parked (`None`), in order.
+        pub vcpu_states: RefCell<Vec<(u32, Option<super::VcpuState>)>>,
     }
 
     /// Bytes of guest memory.
@@ -337,6 +403,7 @@ pub mod fake {
                 panicked: Cell::new(false),
                 io: RefCell::new(Vec::new()),
                 apic_base: Cell::new(0xfee0_0900),
+                vcpu_states: RefCell::new(Vec::new()),
             }
         }
     }
@@ -388,6 +455,14 @@ pub mod fake {
         }
         fn guest_panicked(&self) {
             self.panicked.set(true);
+        }
+        fn vcpu_set_state(&self, vcpu: u32, state: &super::VcpuState) -> bool {
+            self.vcpu_states.borrow_mut().push((vcpu, Some(*state)));
+            true
+        }
+        fn vcpu_park(&self, vcpu: u32) -> bool {
+            self.vcpu_states.borrow_mut().push((vcpu, None));
+            true
         }
     }
 }

@@ -507,6 +507,12 @@ mod tests {
         fn guest_panicked(&self) {
             unreachable!()
         }
+        fn vcpu_set_state(&self, _: u32, _: &crate::hooks::VcpuState) -> bool {
+            unreachable!()
+        }
+        fn vcpu_park(&self, _: u32) -> bool {
+            unreachable!()
+        }
     }
 
     #[test]

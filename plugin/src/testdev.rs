@@ -459,6 +459,12 @@ mod tests {
         fn guest_panicked(&self) {
             self.writes.lock().push((0, 0, 0xdead));
         }
+        fn vcpu_set_state(&self, _: u32, _: &crate::hooks::VcpuState) -> bool {
+            false
+        }
+        fn vcpu_park(&self, _: u32) -> bool {
+            false
+        }
     }
 
     /// A VM without memslots, for calls that do not read them.

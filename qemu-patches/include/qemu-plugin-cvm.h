@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 15
+#define QEMU_PLUGIN_CVM_API_VERSION 16
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -539,6 +539,103 @@ int qemu_plugin_cvm_pio_rw(uint16_t port, uint32_t *value, uint32_t size,
  */
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_guest_panicked(void);
+
+/*
+ * Starting and stopping vCPUs with a register state of the plugin's
+ * choosing: what KVM does for an SEV-SNP guest's AP creation request
+ * (GHCB NAE event 0x80000013), which hands KVM a VMSA page to run the
+ * vCPU from (arch/x86/kvm/svm/sev.c: sev_snp_ap_creation() asks the
+ * target vCPU to load it with KVM_REQ_UPDATE_PROTECTED_GUEST_STATE, and
+ * __sev_snp_update_protected_guest_state() makes it runnable, or halted
+ * and not runnable when the request destroys it).
+ */
+
+/**
+ * struct qemu_plugin_cvm_segment - a segment register, GDTR or IDTR
+ * @selector: the selector (not used for GDTR and IDTR)
+ * @attrib: the attributes in the VMCB/VMSA encoding (AMD APM vol. 2,
+ *          15.5.1 "Segment State in the VMCB"): descriptor bits 40:47 in
+ *          bits 7:0 (type, S, DPL, P) and bits 52:55 in bits 11:8 (AVL, L,
+ *          D/B, G); not used for GDTR and IDTR
+ * @limit: the limit, expanded (byte granular)
+ * @base: the base
+ */
+struct qemu_plugin_cvm_segment {
+    uint16_t selector;
+    uint16_t attrib;
+    uint32_t limit;
+    uint64_t base;
+};
+
+/**
+ * struct qemu_plugin_cvm_vcpu_state - the register state of a vCPU
+ *
+ * What an SEV-ES VMSA (AMD APM vol. 2, Table B-4) holds that a TCG vCPU
+ * runs on. Fields are loaded as VMRUN loads a VMCB's save area (QEMU's
+ * helper_vmrun()): no consistency check is made, the plugin is the
+ * hardware that checked them.
+ *
+ * @es, @cs, @ss, @ds, @fs, @gs, @ldtr, @tr: segment registers
+ * @gdtr, @idtr: base and limit
+ * @cr0, @cr2, @cr3, @cr4, @efer: control registers; EFER as is (LMA too)
+ * @dr6, @dr7: debug registers
+ * @rflags, @rip: flags and instruction pointer
+ * @gpr: general registers, in enum qemu_plugin_cvm_gpr order
+ * @xcr0: XCR0
+ * @pat: IA32_PAT (the VMSA's G_PAT)
+ * @star, @lstar, @cstar, @sfmask, @kernel_gs_base: the SYSCALL MSRs
+ * @sysenter_cs, @sysenter_esp, @sysenter_eip: the SYSENTER MSRs
+ * @x87_fcw: the x87 control word
+ * @x87_ftw: the x87 tag word, two bits a register (3: empty)
+ * @mxcsr: MXCSR
+ */
+struct qemu_plugin_cvm_vcpu_state {
+    struct qemu_plugin_cvm_segment es, cs, ss, ds, fs, gs, ldtr, tr;
+    struct qemu_plugin_cvm_segment gdtr, idtr;
+    uint64_t cr0, cr2, cr3, cr4, efer;
+    uint64_t dr6, dr7;
+    uint64_t rflags, rip;
+    uint64_t gpr[16];
+    uint64_t xcr0;
+    uint64_t pat;
+    uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
+    uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
+    uint16_t x87_fcw;
+    uint16_t x87_ftw;
+    uint32_t mxcsr;
+};
+
+/**
+ * qemu_plugin_cvm_vcpu_set_state() - load a register state and run it
+ * @vcpu_index: the vCPU
+ * @s: the state (copied: the caller may reuse it at once)
+ *
+ * The vCPU loads @s on its own thread, as queued work (async_run_on_cpu())
+ * that runs before it executes guest code again, and then runs from it:
+ * it is no longer halted, parked or waiting for a SIPI (a later SIPI does
+ * not move it), and its softTLB is flushed. Its local APIC, pending
+ * interrupts and everything @s does not name stay as they are. The
+ * calling vCPU, if it is @vcpu_index, loads @s after its current
+ * instruction. May be called from the instruction callback of any vCPU.
+ * Returns 0, or -1 if there is no such vCPU.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_vcpu_set_state(uint32_t vcpu_index,
+                                   const struct qemu_plugin_cvm_vcpu_state *s);
+
+/**
+ * qemu_plugin_cvm_vcpu_park() - make a vCPU halted and not runnable
+ * @vcpu_index: the vCPU
+ *
+ * As queued work on the vCPU's thread: the vCPU halts and nothing wakes
+ * it (interrupts, NMIs, INIT and SIPI stay pending) until
+ * qemu_plugin_cvm_vcpu_set_state() starts it again or the machine is
+ * reset: KVM's SNP AP destroy, after which the vCPU has no VMSA to run.
+ * May be called from the instruction callback of any vCPU. Returns 0, or
+ * -1 if there is no such vCPU.
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_vcpu_park(uint32_t vcpu_index);
 
 /*
  * The VM's life: what QEMU knows about how a run ends that a plugin

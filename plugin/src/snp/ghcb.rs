@@ -81,6 +81,9 @@ impl Scratch {
 pub(super) struct Ghcb {
     pub(super) page: Vec<u8>,
     valid: [u8; 16],
+    /// The exit made a vCPU's entry fail: the VM stops, as QEMU stops it
+    /// on KVM's `KVM_EXIT_FAIL_ENTRY` (AP creation with a bad VMSA).
+    pub(super) entry_failed: bool,
 }
 
 impl Ghcb {
@@ -88,7 +91,11 @@ impl Ghcb {
         let mut valid = [0u8; 16];
         valid.copy_from_slice(&page[off::VALID_BITMAP..off::VALID_BITMAP + 16]);
         page[off::VALID_BITMAP..off::VALID_BITMAP + 16].fill(0);
-        Ghcb { page, valid }
+        Ghcb {
+            page,
+            valid,
+            entry_failed: false,
+        }
     }
 
     pub(super) fn u64_at(&self, o: usize) -> u64 {
@@ -225,7 +232,11 @@ impl SnpFirmware {
             g.set(off::EXIT_INFO_2, code);
         }
         host.phys_write(backing, &g.page);
-        InsnAction::Done
+        if g.entry_failed {
+            InsnAction::Stop
+        } else {
+            InsnAction::Done
+        }
     }
 
     /// The QEMU address of the shared RAM page of `gpa` (alias bits
@@ -399,7 +410,7 @@ mod tests {
             ]
         };
         ghcb_call(&kvm, &host, &std(exit::HV_FEATURES));
-        assert_eq!(info(&host), (0, 1));
+        assert_eq!(info(&host), (0, 0b11), "SNP and AP creation");
         // CPUID.
         let mut f = std(exit::CPUID).to_vec();
         f.push((off::RAX, 0x8000_001F));

@@ -19,6 +19,7 @@
 //! | VMGEXIT, MSR protocol | SEV info, CPUID, preferred GHCB GPA (none), GHCB GPA registration, page-state change, hypervisor features, termination |
 //! | VMGEXIT, GHCB page | CPUID, IOIO (string forms too), MSR, VMMCALL (KVM hypercalls), MMIO, page-state change (partial progress every `map-gpa-chunk=`), AP jump table, AP HLT loop (returns at once), NMI complete, HV features, termination; HLT (0x78) is not a GHCB event (KVM's `sev_es_validate_vmgexit()`: GHCB_ERR_INVALID_EVENT) |
 //! | SNP_GUEST_REQUEST, SNP_EXTENDED_GUEST_REQUEST | the AMD-SP's guest messages: MSG_REPORT_REQ answered with a report signed by the installation's VCEK, the extended request's certificate table (`guest_request.rs`, `attest/`) |
+//! | VMGEXIT, AP creation (0x80000013) | KVM's checks (APIC ID, injection mode, VMSA GPA); the target starts from the VMSA if it is a validated VMSA page (else the VM stops, as on VMRUN's failure), or is parked by AP_DESTROY (ap.rs) |
 //! | PVALIDATE, RMPADJUST | RAX translated through the guest's page tables, then the model's RMP |
 //!
 //! Launch. cvmem has no OVMF: SeaBIOS and QEMU's Multiboot loader run before
@@ -27,6 +28,7 @@
 //! private RAM below `accept=` (validated, content kept), the rest private,
 //! unvalidated and zeroed as fresh guest_memfd pages are.
 
+mod ap;
 pub mod attest;
 pub mod cpuid_table;
 mod ghcb;
@@ -92,6 +94,7 @@ pub mod exit {
     pub const PSC: u64 = 0x8000_0010;
     pub const GUEST_REQUEST: u64 = 0x8000_0011;
     pub const EXT_GUEST_REQUEST: u64 = 0x8000_0012;
+    pub const AP_CREATION: u64 = 0x8000_0013;
     pub const HV_FEATURES: u64 = 0x8000_FFFD;
     pub const TERM_REQUEST: u64 = 0x8000_FFFE;
     pub const UNSUPPORTED_EVENT: u64 = 0x8000_FFFF;
@@ -123,8 +126,11 @@ pub mod proto {
     /// The GHCB protocol versions KVM offers (`GHCB_VERSION_MAX/MIN`).
     pub const VERSION_MAX: u64 = 2;
     pub const VERSION_MIN: u64 = 1;
-    /// Hypervisor features: SNP (the only one cvmem has; no AP creation).
+    /// Hypervisor features (`GHCB_HV_FT_*`): SNP, and AP creation.
     pub const HV_FT_SNP: u64 = 1 << 0;
+    pub const HV_FT_SNP_AP_CREATION: u64 = 1 << 1;
+    /// What KVM offers (`GHCB_HV_FT_SUPPORTED`, sev.c).
+    pub const HV_FT_SUPPORTED: u64 = HV_FT_SNP | HV_FT_SNP_AP_CREATION;
     /// Page-state change operations.
     pub const PSC_OP_PRIVATE: u64 = 1;
     pub const PSC_OP_SHARED: u64 = 2;

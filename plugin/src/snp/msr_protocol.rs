@@ -60,7 +60,7 @@ impl SnpFirmware {
                     }
                 }
             }
-            p::HV_FT_REQ => (p::HV_FT_SNP << 12) | p::HV_FT_RESP,
+            p::HV_FT_REQ => (p::HV_FT_SUPPORTED << 12) | p::HV_FT_RESP,
             p::TERM_REQ => {
                 self.terminate(vmm, (value >> 12) & 0xf, (value >> 16) & 0xff, host);
                 value
@@ -86,7 +86,11 @@ mod tests {
             msr_call(&kvm, &host, 0x002),
             (2 << 48) | (1 << 32) | (51 << 24) | 1
         );
-        assert_eq!(msr_call(&kvm, &host, 0x080), (1 << 12) | 0x081);
+        assert_eq!(
+            msr_call(&kvm, &host, 0x080),
+            (0b11 << 12) | 0x081,
+            "SNP and AP creation"
+        );
         // CPUID 0x8000001F EBX through the MSR protocol.
         let ebx = msr_call(&kvm, &host, (0x8000_001F << 32) | (1 << 30) | 0x004);
         assert_eq!(ebx, ((51 | (1 << 6) | (4 << 12)) << 32) | (1 << 30) | 0x005);

@@ -1,5 +1,6 @@
 //! Non-automatic exits through the GHCB page (`sev_handle_vmgexit()`):
-//! CPUID, IOIO, MSR, VMMCALL, MMIO, AP jump table, guest requests.
+//! CPUID, IOIO, MSR, VMMCALL, MMIO, AP jump table, AP creation (ap.rs),
+//! guest requests.
 
 use super::ghcb::{ghcb_err, off, Ghcb, Scratch};
 use super::*;
@@ -111,7 +112,11 @@ impl SnpFirmware {
                 let result = self.guest_request(vmm, extended, info1, info2, g, host)?;
                 g.set(off::EXIT_INFO_2, result);
             }
-            exit::HV_FEATURES => g.set(off::EXIT_INFO_2, proto::HV_FT_SNP),
+            exit::HV_FEATURES => g.set(off::EXIT_INFO_2, proto::HV_FT_SUPPORTED),
+            exit::AP_CREATION => {
+                let outcome = self.ap_creation(vmm, info1, info2, g, host)?;
+                g.entry_failed = outcome == super::ap::ApOutcome::EntryFailed;
+            }
             exit::TERM_REQUEST => self.terminate(vmm, info1 & 0xf, (info1 >> 4) & 0xff, host),
             exit::UNSUPPORTED_EVENT => {
                 let why = format!(

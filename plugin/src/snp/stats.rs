@@ -32,6 +32,16 @@ pub struct SnpStats {
     pub guest_request_errors: AtomicU64,
     /// Attestation reports made.
     pub reports: AtomicU64,
+    /// AP creation requests (NAE 0x80000013) past the GHCB validation.
+    pub ap_requests: AtomicU64,
+    /// ... refused with GHCB_ERR_INVALID_INPUT (sev_snp_ap_creation()).
+    pub ap_refused: AtomicU64,
+    /// ... that started a vCPU from its VMSA.
+    pub ap_created: AtomicU64,
+    /// ... that destroyed a vCPU (AP_DESTROY).
+    pub ap_destroyed: AtomicU64,
+    /// ... accepted but whose VMSA could not run (or left for an INIT).
+    pub ap_failed: AtomicU64,
 }
 
 impl SnpStats {
@@ -51,6 +61,11 @@ impl SnpStats {
             "guest_requests": n(&self.guest_requests),
             "guest_request_errors": n(&self.guest_request_errors),
             "reports": n(&self.reports),
+            "ap_requests": n(&self.ap_requests),
+            "ap_refused": n(&self.ap_refused),
+            "ap_created": n(&self.ap_created),
+            "ap_destroyed": n(&self.ap_destroyed),
+            "ap_failed": n(&self.ap_failed),
         })
     }
 }
@@ -65,7 +80,8 @@ impl SnpFirmware {
             out,
             "{} VMGEXITs ({} MSR protocol, {} refused), {} #VC, {} PVALIDATE, {} RMPADJUST, \
              {} pages changed by PSC ({} requests refused), {} pages launched, \
-             {} guest requests ({} refused, {} reports)",
+             {} guest requests ({} refused, {} reports), \
+             {} AP creation requests ({} created, {} destroyed, {} refused, {} not started)",
             n(&s.vmgexits),
             n(&s.msr_protocol),
             n(&s.ghcb_errors),
@@ -77,7 +93,12 @@ impl SnpFirmware {
             n(&s.pages_launched),
             n(&s.guest_requests),
             n(&s.guest_request_errors),
-            n(&s.reports)
+            n(&s.reports),
+            n(&s.ap_requests),
+            n(&s.ap_created),
+            n(&s.ap_destroyed),
+            n(&s.ap_refused),
+            n(&s.ap_failed)
         );
         out
     }
