@@ -251,27 +251,12 @@ mod tests {
     use crate::flavour::Flavour;
     use crate::hooks::fake::{report_ram, FakeHost};
     use crate::kvm::Kvm;
-    use crate::machine::CpuModel;
     use crate::snp::attest::keys::test_keys;
     use crate::snp::attest::message::{guest_request, guest_response};
     use crate::snp::attest::verify::verify_report;
     use crate::snp::exit;
     use crate::snp::testutil::*;
     use cvmem_model::VmType;
-
-    struct Amd;
-
-    impl CpuModel for Amd {
-        fn cpuid(&self, leaf: u32, _: u32) -> [u32; 4] {
-            match leaf {
-                0 => [1, 0x6874_7541, 0x444d_4163, 0x6974_6e65],
-                1 => [0x00a0_0f11, 0x800, 0, 0x078b_fbff],
-                0x8000_0000 => [0x8000_0008, 0, 0, 0],
-                0x8000_0008 => [0x3034, 0, 0, 0],
-                _ => [0; 4],
-            }
-        }
-    }
 
     const REQ: u64 = 0x60_0000;
     const RESP: u64 = 0x60_1000;

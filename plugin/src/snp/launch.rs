@@ -162,21 +162,6 @@ mod tests {
 
     use crate::snp::testutil::*;
 
-    /// An AMD CPU model with a few leaves.
-    struct Amd;
-
-    impl CpuModel for Amd {
-        fn cpuid(&self, leaf: u32, _: u32) -> [u32; 4] {
-            match leaf {
-                0 => [1, 0x6874_7541, 0x444d_4163, 0x6974_6e65],
-                1 => [0x00a0_0f11, 0x800, 0, 0x078b_fbff],
-                0x8000_0000 => [0x8000_0008, 0, 0, 0],
-                0x8000_0008 => [0x3034, 0, 0, 0],
-                _ => [0; 4],
-            }
-        }
-    }
-
     fn snp_guest(config: Config) -> Kvm {
         let kvm = Kvm::new(&config, 1).unwrap();
         crate::hooks::fake::report_ram(&kvm);

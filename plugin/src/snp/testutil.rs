@@ -115,3 +115,18 @@ pub(crate) fn info(host: &FakeHost) -> (u64, u64) {
         get(host, GHCB + off::EXIT_INFO_2 as u64),
     )
 }
+
+/// An AMD CPU model with a few leaves, for the machine-ready step.
+pub(crate) struct Amd;
+
+impl crate::machine::CpuModel for Amd {
+    fn cpuid(&self, leaf: u32, _: u32) -> [u32; 4] {
+        match leaf {
+            0 => [1, 0x6874_7541, 0x444d_4163, 0x6974_6e65],
+            1 => [0x00a0_0f11, 0x800, 0, 0x078b_fbff],
+            0x8000_0000 => [0x8000_0008, 0, 0, 0],
+            0x8000_0008 => [0x3034, 0, 0, 0],
+            _ => [0; 4],
+        }
+    }
+}
