@@ -93,7 +93,7 @@ fn subleaves(leaf: u32, cpuid: &dyn Fn(u32, u32) -> [u32; 4]) -> Vec<u32> {
         0x10 => (0..4).collect(),
         // SGX is not given to SNP guests.
         0x12 => Vec::new(),
-        _ if indexed(leaf) => vec![0],
+        // Every other function, indexed or not, at sub-function 0.
         _ => vec![0],
     }
 }
