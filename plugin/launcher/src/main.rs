@@ -62,8 +62,10 @@ struct RunArgs {
     append: Option<String>,
     /// Who loads the kernel: seabios (QEMU's linuxboot), efiboot (EFI boot
     /// information, needed for --accept in a TD; the default for a TD's
-    /// Linux) or a firmware image PATH given as -bios (not yet for TDX/SNP).
-    #[arg(long, value_name = "seabios|efiboot|PATH", value_parser = Firmware::parse)]
+    /// Linux), ovmf (Debian's /usr/share/ovmf/OVMF.fd) or a firmware image
+    /// PATH given as -bios on q35 (for a TD: OVMF with TDVF metadata; not
+    /// yet for SNP).
+    #[arg(long, value_name = "seabios|efiboot|ovmf|PATH", value_parser = Firmware::parse)]
     firmware: Option<Firmware>,
     /// vCPUs.
     #[arg(long, value_name = "N")]

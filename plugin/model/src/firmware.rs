@@ -339,6 +339,49 @@ pub fn tdvf_metadata(image: &[u8]) -> Result<Option<Vec<TdvfSection>>, FirmwareE
     Ok(Some(out))
 }
 
+/// An OVMF-style image of `size` bytes whose GUIDed table holds TDVF
+/// metadata for `sections` (placed just below the table), everything else
+/// zero: for tests and tools that need a firmware image of a given shape.
+/// The section data the BFV/CFV entries point at is the caller's to fill.
+pub fn tdvf_image(size: usize, sections: &[TdvfSection]) -> Vec<u8> {
+    let mut meta = Vec::new();
+    meta.extend_from_slice(b"TDVF");
+    meta.extend_from_slice(&((16 + 32 * sections.len()) as u32).to_le_bytes());
+    meta.extend_from_slice(&1u32.to_le_bytes());
+    meta.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    for s in sections {
+        let kind: u32 = match s.kind {
+            TdvfSectionKind::Bfv => 0,
+            TdvfSectionKind::Cfv => 1,
+            TdvfSectionKind::TdHob => 2,
+            TdvfSectionKind::TempMem => 3,
+        };
+        let attrs = u32::from(s.mr_extend) | u32::from(s.page_aug) << 1;
+        for w in [s.data_offset, s.data_len] {
+            meta.extend_from_slice(&w.to_le_bytes());
+        }
+        meta.extend_from_slice(&s.address.to_le_bytes());
+        meta.extend_from_slice(&s.size.to_le_bytes());
+        meta.extend_from_slice(&kind.to_le_bytes());
+        meta.extend_from_slice(&attrs.to_le_bytes());
+    }
+    // The table: one entry (the metadata's offset from the image's end),
+    // then its length and GUID, the table's length and the footer GUID.
+    let table_len = 4 + 18 + 18;
+    let table_at = size - AFTER_FOOTER - table_len;
+    let meta_at = table_at - meta.len();
+    let mut img = vec![0u8; size];
+    img[meta_at..table_at].copy_from_slice(&meta);
+    let mut table = Vec::new();
+    table.extend_from_slice(&((size - meta_at) as u32).to_le_bytes());
+    table.extend_from_slice(&22u16.to_le_bytes());
+    table.extend_from_slice(&TDX_METADATA.0);
+    table.extend_from_slice(&(table_len as u16).to_le_bytes());
+    table.extend_from_slice(&TABLE_FOOTER.0);
+    img[table_at..table_at + table_len].copy_from_slice(&table);
+    img
+}
+
 /// Checks the rules a TD launch needs beyond QEMU's per-section ones: at
 /// least one boot firmware volume, exactly one TD HOB (the address the
 /// vCPUs get in RCX and R8), and no two sections sharing a page (each page
@@ -360,9 +403,10 @@ pub fn tdvf_check_layout(sections: &[TdvfSection]) -> Result<(), String> {
     spans.sort_unstable();
     for w in spans.windows(2) {
         if w[1].0 < w[0].1 {
+            let (a, b) = (w[0].2.min(w[1].2), w[0].2.max(w[1].2));
             return Err(format!(
-                "TDVF sections {} and {} overlap at {:#x}",
-                w[0].2, w[1].2, w[1].0
+                "TDVF sections {a} and {b} overlap at {:#x}",
+                w[1].0
             ));
         }
     }
@@ -731,5 +775,23 @@ mod tests {
         assert!(td_hob(0x80_9000, 100, &ram)
             .unwrap_err()
             .contains("needs 160 bytes"));
+    }
+
+    #[test]
+    fn a_built_tdvf_image_parses_back() {
+        use TdvfSectionKind::*;
+        let bfv = TdvfSection {
+            data_offset: 0x1000,
+            data_len: 0x2000,
+            address: 0xffff_1000,
+            size: 0x2000,
+            kind: Bfv,
+            mr_extend: true,
+            page_aug: false,
+        };
+        let sections = [bfv, section(TdHob, 0x80_9000, 0x2000)];
+        let img = tdvf_image(0x1_0000, &sections);
+        assert_eq!(tdvf_metadata(&img), Ok(Some(sections.to_vec())));
+        assert_eq!(ovmf_table(&img).map(|t| t.len()), Ok(1));
     }
 }

@@ -234,8 +234,8 @@ impl TdxModule {
         let fw_end = fw.gpa + fw.image.len() as u64;
         let ram: Vec<(u64, u64)> = private
             .iter()
-            .copied()
-            .filter(|&(a, b)| b <= fw.gpa || a >= fw_end)
+            .flat_map(|&(a, b)| [(a, b.min(fw.gpa)), (a.max(fw_end), b)])
+            .filter(|&(a, b)| a < b)
             .collect();
         let launched: Vec<(u64, u64)> = fw
             .sections
@@ -351,6 +351,196 @@ impl TdxModule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::flavour::Flavour;
+    use crate::hooks::fake::FakeHost;
+    use crate::hooks::Host;
+    use crate::tdx::testutil::td;
+    use cvmem_model::BackingAddr;
+
+    /// CPUID(1).EAX of a made-up Intel model.
+    struct Intel;
+    impl CpuModel for Intel {
+        fn cpuid(&self, leaf: u32, _: u32) -> [u32; 4] {
+            if leaf == 1 {
+                [0x806f8, 0, 0, 0]
+            } else {
+                [0; 4]
+            }
+        }
+    }
+
+    /// A 64 KiB TDVF at 14 MiB (inside the test TD's 16 MiB of RAM): a
+    /// measured BFV of 8 KiB, an unmeasured CFV of 4 KiB, the TD HOB and
+    /// 8 KiB of temporary memory.
+    const FW: u64 = 0xe0_0000;
+    fn sections() -> Vec<TdvfSection> {
+        let sec = |data_offset, data_len, address, size, kind, mr_extend| TdvfSection {
+            data_offset,
+            data_len,
+            address,
+            size,
+            kind,
+            mr_extend,
+            page_aug: false,
+        };
+        vec![
+            sec(
+                0x8000,
+                0x2000,
+                FW + 0x8000,
+                0x2000,
+                TdvfSectionKind::Bfv,
+                true,
+            ),
+            sec(
+                0x4000,
+                0x1000,
+                FW + 0x4000,
+                0x1000,
+                TdvfSectionKind::Cfv,
+                false,
+            ),
+            sec(0, 0, 0x80_9000, 0x2000, TdvfSectionKind::TdHob, false),
+            sec(0, 0, 0x80_b000, 0x2000, TdvfSectionKind::TempMem, false),
+        ]
+    }
+    fn image() -> Vec<u8> {
+        let mut img = firmware::tdvf_image(0x1_0000, &sections());
+        img[0x8000..0x8010].copy_from_slice(b"the BFV's bytes.");
+        img
+    }
+
+    /// Loads `img` at FW as QEMU would, launches the TD at its first
+    /// reset; the module, its vCPU 1 state and the launch's writes.
+    fn launch(img: &[u8]) -> (crate::kvm::Kvm, VcpuState, Effects) {
+        let kvm = td(0, 0);
+        let host = FakeHost::new();
+        host.phys_write(BackingAddr::new(FW), img);
+        assert_eq!(kvm.flavour.firmware(FW, img), Ok(FirmwarePlace::Ram));
+        let mut fx = Effects::default();
+        kvm.flavour
+            .machine_ready(&kvm.vmm, &Intel, &mut fx)
+            .unwrap();
+        let state = kvm.flavour.vcpu_reset(&kvm.vmm, 1, &mut fx).unwrap();
+        (kvm, state, fx)
+    }
+
+    fn module(kvm: &crate::kvm::Kvm) -> &TdxModule {
+        kvm.flavour.as_any().downcast_ref::<TdxModule>().unwrap()
+    }
+
+    #[test]
+    fn the_launch_adds_every_section_and_measures_the_bfv_with_its_content() {
+        let (kvm, state, fx) = launch(&image());
+        let tdx = module(&kvm);
+        assert!(tdx.launched());
+        assert_eq!(tdx.stats.pages_added.load(Ordering::Relaxed), 2 + 1 + 2 + 2);
+        assert_eq!(state.gpr[gpr::RCX], 0x80_9000, "the HOB's address");
+        assert_eq!(state.gpr[gpr::RSI], 1);
+        assert_eq!(state.gpr[gpr::RDX], 0x806f8);
+        // MRTD as the module computes it, section by section in metadata
+        // order: MEM.PAGE.ADD per page, and for the BFV 16 MR.EXTENDs of
+        // 256 bytes each after its page.
+        let img = image();
+        let mut want = Sha384::new();
+        for s in sections() {
+            for off in (0..s.size).step_by(4096) {
+                want.update(mrtd_block(b"MEM.PAGE.ADD", s.address + off));
+                if s.mr_extend {
+                    for i in 0..16u64 {
+                        let at = (s.data_offset as u64 + off + i * 256) as usize;
+                        want.update(mrtd_block(b"MR.EXTEND", s.address + off + i * 256));
+                        want.update(&img[at..at + 256]);
+                    }
+                }
+            }
+        }
+        let want: Sha384Digest = want.finalize().into();
+        assert_eq!(tdx.mrtd(), &want);
+        // The HOB went into the launch's writes: a PHIT, then the RAM,
+        // unaccepted up to the HOB, which is added with the temp memory.
+        let (at, hob) = fx
+            .write
+            .iter()
+            .find(|(at, _)| at.raw() == 0x80_9000)
+            .expect("the TD HOB is written");
+        assert_eq!(at.raw(), 0x80_9000);
+        let u64_at = |o: usize| u64::from_le_bytes(hob[o..o + 8].try_into().unwrap());
+        let u32_at = |o: usize| u32::from_le_bytes(hob[o..o + 4].try_into().unwrap());
+        let first = 56;
+        assert_eq!((u32_at(first + 24), u64_at(first + 32)), (7, 0));
+        assert_eq!(u64_at(first + 40), 0x80_9000);
+        let second = first + 48;
+        assert_eq!((u32_at(second + 24), u64_at(second + 32)), (0, 0x80_9000));
+        assert_eq!(u64_at(second + 40), 0x4000, "TD_HOB and TempMem, merged");
+    }
+
+    #[test]
+    fn mrtd_follows_the_measured_firmware_only() {
+        let base = launch(&image());
+        let mut bfv = image();
+        bfv[0x9fff] ^= 1;
+        let changed = launch(&bfv);
+        assert_ne!(module(&base.0).mrtd(), module(&changed.0).mrtd());
+        let mut cfv = image();
+        cfv[0x4000] ^= 1;
+        let unmeasured = launch(&cfv);
+        assert_eq!(module(&base.0).mrtd(), module(&unmeasured.0).mrtd());
+    }
+
+    #[test]
+    fn only_a_td_started_from_tdvf_drops_init_and_sipi() {
+        let legacy = td(0, 0);
+        assert!(!legacy.flavour.init_sipi(1, InitSipi::Init));
+        let (kvm, _, _) = launch(&image());
+        assert!(kvm.flavour.init_sipi(1, InitSipi::Init));
+        assert!(kvm.flavour.init_sipi(1, InitSipi::Sipi(0x9a)));
+        assert!(kvm.flavour.init_sipi(2, InitSipi::Sipi(0x9a)));
+        let stats = &module(&kvm).stats;
+        assert_eq!(stats.inits_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.sipis_dropped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn images_a_td_cannot_start_from_are_refused_in_one_line() {
+        let kvm = td(0, 0);
+        // No OVMF table at all (SeaBIOS): QEMU's ROM, for cvmem's loader.
+        assert_eq!(
+            kvm.flavour.firmware(FW, &[0; 0x1_0000]),
+            Ok(FirmwarePlace::Rom)
+        );
+        // OVMF without TDVF metadata.
+        let mut no_tdvf = image();
+        let guid = &firmware::TDX_METADATA.0;
+        let at = no_tdvf.windows(16).position(|w| w == guid).unwrap();
+        no_tdvf[at] ^= 0xff;
+        let e = kvm.flavour.firmware(FW, &no_tdvf).unwrap_err();
+        assert!(e.contains("without TDVF metadata"), "{e}");
+        // Two sections on one page.
+        let mut s = sections();
+        s[3].address = 0x80_a000;
+        let e = kvm
+            .flavour
+            .firmware(FW, &firmware::tdvf_image(0x1_0000, &s))
+            .unwrap_err();
+        assert!(e.contains("sections 2 and 3 overlap"), "{e}");
+        assert!(!e.contains('\n'));
+        // A section beyond the RAM: refused at machine-ready.
+        let mut s = sections();
+        s[3].address = 0x200_0000;
+        let kvm = td(0, 0);
+        let img = firmware::tdvf_image(0x1_0000, &s);
+        kvm.flavour.firmware(FW, &img).unwrap();
+        let e = kvm
+            .flavour
+            .machine_ready(&kvm.vmm, &Intel, &mut Effects::default())
+            .unwrap_err();
+        assert!(
+            e.contains("is not guest RAM: give the TD more memory with -m"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_initial_state_is_the_modules() {
