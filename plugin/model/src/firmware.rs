@@ -413,6 +413,53 @@ pub fn tdvf_check_layout(sections: &[TdvfSection]) -> Result<(), String> {
     Ok(())
 }
 
+/// MRTD after a TD's launch from TDVF `image` with `sections` (TDX
+/// module ABI, MRTD: each TDH.MEM.PAGE.ADD extends a 128-byte block with
+/// "MEM.PAGE.ADD" and the page's GPA at byte 16; each TDH.MR.EXTEND a
+/// block with "MR.EXTEND" and the chunk's GPA, then the chunk's 256
+/// bytes). Sections go in metadata order, each page added and then, for
+/// MR_EXTEND sections, extended in 16 chunks (KVM's
+/// `tdx_gmem_post_populate()`); PAGE_AUG sections are not added. A page
+/// holds the section's data from the image (BFV, CFV), `hob` (the TD
+/// HOB), or zeros, and zeros past the data.
+pub fn tdvf_mrtd(image: &[u8], sections: &[TdvfSection], hob: &[u8]) -> [u8; 48] {
+    use sha2::{Digest, Sha384};
+    fn block(what: &[u8], gpa: u64) -> [u8; 128] {
+        let mut b = [0u8; 128];
+        b[..what.len()].copy_from_slice(what);
+        b[16..24].copy_from_slice(&gpa.to_le_bytes());
+        b
+    }
+    let mut mrtd = Sha384::new();
+    for s in sections.iter().filter(|s| !s.page_aug) {
+        let data: &[u8] = match s.kind {
+            TdvfSectionKind::Bfv | TdvfSectionKind::Cfv => {
+                let start = (s.data_offset as usize).min(image.len());
+                let end = start.saturating_add(s.data_len as usize).min(image.len());
+                &image[start..end]
+            }
+            TdvfSectionKind::TdHob => hob,
+            TdvfSectionKind::TempMem => &[],
+        };
+        for offset in (0..s.size).step_by(4096) {
+            let gpa = s.address + offset;
+            mrtd.update(block(b"MEM.PAGE.ADD", gpa));
+            if !s.mr_extend {
+                continue;
+            }
+            let mut page = [0u8; 4096];
+            let from = (offset as usize).min(data.len());
+            let to = (offset as usize + 4096).min(data.len());
+            page[..to - from].copy_from_slice(&data[from..to]);
+            for (i, chunk) in page.chunks(256).enumerate() {
+                mrtd.update(block(b"MR.EXTEND", gpa + (i * 256) as u64));
+                mrtd.update(chunk);
+            }
+        }
+    }
+    mrtd.finalize().into()
+}
+
 /// What the TD HOB says about a range of the TD's RAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TdRam {

@@ -12,17 +12,13 @@
 //! then extended 256 bytes at a time), the TDX module 1.5's
 //! `tdh_vp_init.c` and `td_vmcs_init.c` (the initial vCPU state).
 
-use super::report::Sha384Digest;
 use super::*;
 use crate::hooks::{gpr, FirmwarePlace, InitSipi, Segment, VcpuState};
 use crate::machine::CpuModel;
 use cvmem_model::firmware::{self, TdvfSection, TdvfSectionKind};
 use cvmem_model::{Gfn, Gpa, Gpaw};
-use sha2::{Digest, Sha384};
 
 const PAGE: u64 = 4096;
-/// TDH.MR.EXTEND measures 256 bytes per call.
-const EXTEND_CHUNK: usize = 256;
 
 /// The TDVF image QEMU loaded and its metadata.
 #[derive(Debug)]
@@ -42,24 +38,6 @@ impl Tdvf {
             .iter()
             .find(|s| s.kind == TdvfSectionKind::TdHob)
             .expect("tdvf_check_layout() found one")
-    }
-
-    /// The bytes a section's page at `offset` holds after the launch
-    /// wrote it (`hob`: the TD HOB's content).
-    fn page(&self, s: &TdvfSection, offset: u64, hob: &[u8]) -> [u8; PAGE as usize] {
-        let mut page = [0u8; PAGE as usize];
-        let data: &[u8] = match s.kind {
-            TdvfSectionKind::Bfv | TdvfSectionKind::Cfv => {
-                let start = s.data_offset as usize;
-                &self.image[start..start + s.data_len as usize]
-            }
-            TdvfSectionKind::TdHob => hob,
-            TdvfSectionKind::TempMem => &[],
-        };
-        let from = (offset as usize).min(data.len());
-        let to = (offset as usize + PAGE as usize).min(data.len());
-        page[..to - from].copy_from_slice(&data[from..to]);
-        page
     }
 }
 
@@ -85,15 +63,6 @@ fn covers(ram: &[(u64, u64)], start: u64, end: u64) -> bool {
         }
     }
     at >= end
-}
-
-/// A 128-byte MRTD extension block: `what` at byte 0, the GPA at byte 16
-/// (TDX module ABI: TDH.MEM.PAGE.ADD and TDH.MR.EXTEND).
-fn mrtd_block(what: &[u8], gpa: u64) -> [u8; 128] {
-    let mut block = [0u8; 128];
-    block[..what.len()].copy_from_slice(what);
-    block[16..24].copy_from_slice(&gpa.to_le_bytes());
-    block
 }
 
 /// What TDVF reads of the vCPU's initial registers, besides the fixed
@@ -270,7 +239,6 @@ impl TdxModule {
             }
         }
 
-        let mut mrtd = Sha384::new();
         let mut added = Vec::new();
         for s in fw.sections.iter().filter(|s| !s.page_aug) {
             let range = GfnRange::new(
@@ -284,24 +252,14 @@ impl TdxModule {
                     s.address
                 )
             })?;
-            for offset in (0..s.size).step_by(PAGE as usize) {
-                let gpa = s.address + offset;
-                mrtd.update(mrtd_block(b"MEM.PAGE.ADD", gpa));
-                if s.mr_extend {
-                    let page = fw.page(s, offset, &hob);
-                    for (i, chunk) in page.chunks(EXTEND_CHUNK).enumerate() {
-                        mrtd.update(mrtd_block(b"MR.EXTEND", gpa + (i * EXTEND_CHUNK) as u64));
-                        mrtd.update(chunk);
-                    }
-                }
-            }
             self.stats
                 .pages_added
                 .fetch_add(range.len(), Ordering::Relaxed);
             added.push(range);
         }
-        let digest: Sha384Digest = mrtd.finalize().into();
-        let _ = self.mrtd.set(digest);
+        let _ = self
+            .mrtd
+            .set(firmware::tdvf_mrtd(&fw.image, &fw.sections, &hob));
         *self.added.lock() = added;
         let st = vm.tdx_finalize();
         if !st.is_success() {
@@ -350,7 +308,18 @@ impl TdxModule {
 
 #[cfg(test)]
 mod tests {
+    use super::super::report::Sha384Digest;
     use super::*;
+    use sha2::{Digest, Sha384};
+
+    /// A 128-byte MRTD extension block: `what` at byte 0, the GPA at byte 16
+    /// (TDX module ABI: TDH.MEM.PAGE.ADD and TDH.MR.EXTEND).
+    fn mrtd_block(what: &[u8], gpa: u64) -> [u8; 128] {
+        let mut block = [0u8; 128];
+        block[..what.len()].copy_from_slice(what);
+        block[16..24].copy_from_slice(&gpa.to_le_bytes());
+        block
+    }
 
     use crate::flavour::Flavour;
     use crate::hooks::fake::FakeHost;
@@ -555,13 +524,5 @@ mod tests {
         assert_eq!((s.gpr[gpr::RCX], s.gpr[gpr::R8]), (0x80_9000, 0x80_9000));
         assert_eq!((s.gpr[gpr::RDX], s.gpr[gpr::RSI]), (0x806f8, 3));
         assert_eq!(initial_state(0, Gpaw::Bits48, 0, 0).gpr[gpr::RBX], 48);
-    }
-
-    #[test]
-    fn mrtd_blocks_carry_the_operation_and_the_gpa() {
-        let b = mrtd_block(b"MR.EXTEND", 0xffe2_0100);
-        assert_eq!(&b[..9], b"MR.EXTEND");
-        assert_eq!(&b[16..24], &0xffe2_0100u64.to_le_bytes());
-        assert!(b[9..16].iter().chain(&b[24..]).all(|&x| x == 0));
     }
 }
