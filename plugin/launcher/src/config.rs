@@ -373,6 +373,13 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
                  unaccepted memory (it learns of it only through EFI); use --firmware efiboot"
             ));
         }
+        if let Firmware::Path(p) = &firmware {
+            return no(format!(
+                "--accept {a} with --firmware {}: the firmware decides what it accepts \
+                 (a TD's launch adds only its TDVF sections)",
+                p.display()
+            ));
+        }
         accept = Some(size);
     }
 
@@ -597,6 +604,10 @@ mod tests {
         assert!(refused(&o).contains("more than"));
         o.accept = Some("many".into());
         assert!(refused(&o).contains("not a size"));
+        let mut o = linux(VmType::Tdx);
+        o.firmware = Some(Firmware::Path("tdvf.fd".into()));
+        o.accept = Some("64M".into());
+        assert!(refused(&o).contains("the firmware decides what it accepts"));
         // An SNP guest's Linux boots through efiboot, which hands it the
         // unaccepted-memory table; through SeaBIOS nothing would.
         let mut o = linux(VmType::Snp);
