@@ -40,8 +40,12 @@ int main(void)
 	}
 	close(fd);
 	memcpy(&attributes, &req.tdreport[512], sizeof(attributes));
-	printf("tdreport: type %#x, REPORTDATA %s, ATTRIBUTES %#llx\n", req.tdreport[0],
+	printf("tdreport: type %#x, REPORTDATA %s, ATTRIBUTES %#llx, MRTD ", req.tdreport[0],
 	       memcmp(&req.tdreport[128], req.reportdata, 64) ? "differs" : "echoed",
 	       (unsigned long long)attributes);
+	/* TDINFO_STRUCT at 512: ATTRIBUTES, XFAM, then the 48-byte MRTD. */
+	for (int i = 528; i < 528 + 48; i++)
+		printf("%02x", req.tdreport[i]);
+	printf("\n");
 	return req.tdreport[0] != 0x81 || memcmp(&req.tdreport[128], req.reportdata, 64);
 }

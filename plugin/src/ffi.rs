@@ -93,6 +93,9 @@ struct CvmFns {
     register_shutdown_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_shutdown_cb_t) -> c_int,
     vcpu_set_state: unsafe extern "C" fn(u32, *const qemu_plugin_cvm_vcpu_state) -> c_int,
     vcpu_park: unsafe extern "C" fn(u32) -> c_int,
+    register_firmware_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_firmware_cb_t) -> c_int,
+    register_vcpu_reset_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_vcpu_reset_cb_t) -> c_int,
+    register_init_sipi_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_init_sipi_cb_t) -> c_int,
 }
 
 /// Prints a report for the user.
@@ -152,6 +155,9 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_register_shutdown_cb,
             &api.qemu_plugin_cvm_vcpu_set_state,
             &api.qemu_plugin_cvm_vcpu_park,
+            &api.qemu_plugin_cvm_register_firmware_cb,
+            &api.qemu_plugin_cvm_register_vcpu_reset_cb,
+            &api.qemu_plugin_cvm_register_init_sipi_cb,
         ) {
             (
                 Ok(s),
@@ -171,6 +177,9 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 Ok(shutdown),
                 Ok(set_state),
                 Ok(park),
+                Ok(firmware),
+                Ok(reset),
+                Ok(init_sipi),
             ) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
@@ -189,10 +198,58 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 register_shutdown_cb: *shutdown,
                 vcpu_set_state: *set_state,
                 vcpu_park: *park,
+                register_firmware_cb: *firmware,
+                register_vcpu_reset_cb: *reset,
+                register_init_sipi_cb: *init_sipi,
             }),
             _ => None,
         };
         Some((version(), fns))
+    }
+}
+
+/// A register state in the cvm API's layout.
+fn c_vcpu_state(state: &crate::hooks::VcpuState) -> qemu_plugin_cvm_vcpu_state {
+    let seg = |s: &crate::hooks::Segment| qemu_plugin_cvm_segment {
+        selector: s.selector,
+        attrib: s.attrib,
+        limit: s.limit,
+        base: s.base,
+    };
+    qemu_plugin_cvm_vcpu_state {
+        es: seg(&state.es),
+        cs: seg(&state.cs),
+        ss: seg(&state.ss),
+        ds: seg(&state.ds),
+        fs: seg(&state.fs),
+        gs: seg(&state.gs),
+        ldtr: seg(&state.ldtr),
+        tr: seg(&state.tr),
+        gdtr: seg(&state.gdtr),
+        idtr: seg(&state.idtr),
+        cr0: state.cr0,
+        cr2: state.cr2,
+        cr3: state.cr3,
+        cr4: state.cr4,
+        efer: state.efer,
+        dr6: state.dr6,
+        dr7: state.dr7,
+        rflags: state.rflags,
+        rip: state.rip,
+        gpr: state.gpr,
+        xcr0: state.xcr0,
+        pat: state.pat,
+        star: state.star,
+        lstar: state.lstar,
+        cstar: state.cstar,
+        sfmask: state.sfmask,
+        kernel_gs_base: state.kernel_gs_base,
+        sysenter_cs: state.sysenter_cs,
+        sysenter_esp: state.sysenter_esp,
+        sysenter_eip: state.sysenter_eip,
+        x87_fcw: state.x87_fcw,
+        x87_ftw: state.x87_ftw,
+        mxcsr: state.mxcsr,
     }
 }
 
@@ -365,47 +422,7 @@ impl Host for QemuHost {
         let Some(cvm) = CVM.get() else {
             return false;
         };
-        let seg = |s: &crate::hooks::Segment| qemu_plugin_cvm_segment {
-            selector: s.selector,
-            attrib: s.attrib,
-            limit: s.limit,
-            base: s.base,
-        };
-        let c = qemu_plugin_cvm_vcpu_state {
-            es: seg(&state.es),
-            cs: seg(&state.cs),
-            ss: seg(&state.ss),
-            ds: seg(&state.ds),
-            fs: seg(&state.fs),
-            gs: seg(&state.gs),
-            ldtr: seg(&state.ldtr),
-            tr: seg(&state.tr),
-            gdtr: seg(&state.gdtr),
-            idtr: seg(&state.idtr),
-            cr0: state.cr0,
-            cr2: state.cr2,
-            cr3: state.cr3,
-            cr4: state.cr4,
-            efer: state.efer,
-            dr6: state.dr6,
-            dr7: state.dr7,
-            rflags: state.rflags,
-            rip: state.rip,
-            gpr: state.gpr,
-            xcr0: state.xcr0,
-            pat: state.pat,
-            star: state.star,
-            lstar: state.lstar,
-            cstar: state.cstar,
-            sfmask: state.sfmask,
-            kernel_gs_base: state.kernel_gs_base,
-            sysenter_cs: state.sysenter_cs,
-            sysenter_esp: state.sysenter_esp,
-            sysenter_eip: state.sysenter_eip,
-            x87_fcw: state.x87_fcw,
-            x87_ftw: state.x87_ftw,
-            mxcsr: state.mxcsr,
-        };
+        let c = c_vcpu_state(state);
         // SAFETY: `vcpu_set_state` is QEMU's qemu_plugin_cvm_vcpu_set_state,
         // which copies the valid `c` within the call and checks the index.
         unsafe { (cvm.vcpu_set_state)(vcpu, &c) == 0 }
@@ -966,6 +983,9 @@ pub unsafe extern "C" fn qemu_plugin_install(
                     (cvm.set_vm_flags)(id, flags) != 0
                         || (cvm.register_machine_ready_cb)(id, Some(on_machine_ready)) != 0
                         || (cvm.register_shutdown_cb)(id, Some(on_shutdown)) != 0
+                        || (cvm.register_firmware_cb)(id, Some(on_firmware)) != 0
+                        || (cvm.register_vcpu_reset_cb)(id, Some(on_vcpu_reset)) != 0
+                        || (cvm.register_init_sipi_cb)(id, Some(on_init_sipi)) != 0
                 };
             if failed {
                 eprintln!("cvmem: QEMU refused the cvm hooks (is another cvm plugin loaded?)");
@@ -1012,12 +1032,19 @@ unsafe extern "C" fn on_machine_ready() -> c_int {
         let Some(plugin) = PLUGIN.get() else {
             return 0;
         };
+        let mut fx = Effects::NONE;
         let ready = crate::machine::check(plugin.kvm.vm().config(), &QemuHost).and_then(|()| {
             use crate::flavour::Flavour;
-            plugin.kvm.flavour.machine_ready(&plugin.kvm.vmm, &QemuHost)
+            plugin
+                .kvm
+                .flavour
+                .machine_ready(&plugin.kvm.vmm, &QemuHost, &mut fx)
         });
         match ready {
-            Ok(()) => 0,
+            Ok(()) => {
+                apply(fx);
+                0
+            }
             Err(why) => {
                 eprintln!("cvmem: {why}");
                 REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1028,6 +1055,80 @@ unsafe extern "C" fn on_machine_ready() -> c_int {
 }
 
 /// QEMU shuts the VM down or resets it.
+unsafe extern "C" fn on_firmware(gpa: u64, image: *const c_void, size: u64) -> c_int {
+    const REFUSE: c_int = qemu_plugin_cvm_firmware_QEMU_PLUGIN_CVM_FIRMWARE_REFUSE as c_int;
+    let Ok(len) = usize::try_from(size) else {
+        return REFUSE;
+    };
+    if image.is_null() {
+        return REFUSE;
+    }
+    // SAFETY: QEMU passes the loaded image, `size` readable bytes that stay
+    // valid and unchanged during the call.
+    let image = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), len) };
+    guard("firmware", REFUSE, || {
+        let Some(plugin) = PLUGIN.get() else {
+            return qemu_plugin_cvm_firmware_QEMU_PLUGIN_CVM_FIRMWARE_ROM as c_int;
+        };
+        use crate::flavour::Flavour;
+        match plugin.kvm.flavour.firmware(gpa, image) {
+            Ok(crate::hooks::FirmwarePlace::Rom) => {
+                qemu_plugin_cvm_firmware_QEMU_PLUGIN_CVM_FIRMWARE_ROM as c_int
+            }
+            Ok(crate::hooks::FirmwarePlace::Ram) => {
+                qemu_plugin_cvm_firmware_QEMU_PLUGIN_CVM_FIRMWARE_RAM as c_int
+            }
+            Err(why) => {
+                eprintln!("cvmem: {why}");
+                REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+                REFUSE
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn on_vcpu_reset(vcpu_index: u32, s: *mut qemu_plugin_cvm_vcpu_state) -> c_int {
+    const DEFAULT: c_int = qemu_plugin_cvm_reset_QEMU_PLUGIN_CVM_RESET_DEFAULT as c_int;
+    guard("vcpu_reset", DEFAULT, || {
+        let Some(plugin) = PLUGIN.get() else {
+            return DEFAULT;
+        };
+        use crate::flavour::Flavour;
+        let mut fx = Effects::NONE;
+        let state = plugin
+            .kvm
+            .flavour
+            .vcpu_reset(&plugin.kvm.vmm, vcpu_index, &mut fx);
+        apply(fx);
+        let Some(state) = state else {
+            return DEFAULT;
+        };
+        // SAFETY: QEMU passes a valid, writable, zeroed state for the call.
+        match unsafe { s.as_mut() } {
+            Some(s) => {
+                *s = c_vcpu_state(&state);
+                qemu_plugin_cvm_reset_QEMU_PLUGIN_CVM_RESET_LOAD as c_int
+            }
+            None => DEFAULT,
+        }
+    })
+}
+
+unsafe extern "C" fn on_init_sipi(vcpu_index: u32, event: c_int, vector: u8) -> bool {
+    guard("init_sipi", false, || {
+        let Some(plugin) = PLUGIN.get() else {
+            return false;
+        };
+        let event = if event == qemu_plugin_cvm_init_sipi_QEMU_PLUGIN_CVM_SIPI as c_int {
+            crate::hooks::InitSipi::Sipi(vector)
+        } else {
+            crate::hooks::InitSipi::Init
+        };
+        use crate::flavour::Flavour;
+        plugin.kvm.flavour.init_sipi(vcpu_index, event)
+    })
+}
+
 unsafe extern "C" fn on_shutdown(ev: *const qemu_plugin_cvm_shutdown) {
     // SAFETY: QEMU passes a valid pointer for the call's duration.
     let Some(ev) = (unsafe { ev.as_ref() }) else {

@@ -6,7 +6,9 @@ use crate::args::Config;
 use crate::effects::Effects;
 use crate::flavour::plain::Plain;
 use crate::flavour::{Ctx, Flavour};
-use crate::hooks::{Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::hooks::{
+    FirmwarePlace, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request, VcpuState,
+};
 use crate::machine::CpuModel;
 use crate::snp::SnpFirmware;
 use crate::tdx::TdxModule;
@@ -87,8 +89,20 @@ impl Flavour for AnyFlavour {
         each!(self, f => Flavour::guest_fault(f, vmm, req, fault))
     }
 
-    fn machine_ready(&self, vmm: &Vmm, cpu: &dyn CpuModel) -> Result<(), String> {
-        each!(self, f => Flavour::machine_ready(f, vmm, cpu))
+    fn firmware(&self, gpa: u64, image: &[u8]) -> Result<FirmwarePlace, String> {
+        each!(self, f => Flavour::firmware(f, gpa, image))
+    }
+
+    fn machine_ready(&self, vmm: &Vmm, cpu: &dyn CpuModel, fx: &mut Effects) -> Result<(), String> {
+        each!(self, f => Flavour::machine_ready(f, vmm, cpu, fx))
+    }
+
+    fn vcpu_reset(&self, vmm: &Vmm, vcpu: u32, fx: &mut Effects) -> Option<VcpuState> {
+        each!(self, f => Flavour::vcpu_reset(f, vmm, vcpu, fx))
+    }
+
+    fn init_sipi(&self, vcpu: u32, event: InitSipi) -> bool {
+        each!(self, f => Flavour::init_sipi(f, vcpu, event))
     }
 
     fn private_by_default(&self) -> bool {

@@ -244,6 +244,27 @@ pub enum InsnAction {
     Stop,
 }
 
+/// Where QEMU puts the `-bios` image (the cvm API's
+/// `qemu_plugin_cvm_firmware_cb_t` answers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirmwarePlace {
+    /// QEMU's read-only ROM, copied in at every reset: a guest whose
+    /// firmware is not part of its launch.
+    Rom,
+    /// Writable RAM at the same address, loaded once: private memory the
+    /// launch adds (a TD's TDVF).
+    Ram,
+}
+
+/// An inter-processor event the plugin may drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitSipi {
+    /// INIT: reset, then wait for a SIPI.
+    Init,
+    /// A SIPI with its vector.
+    Sipi(u8),
+}
+
 /// A segment register, GDTR or IDTR in the VMCB/VMSA encoding (APM vol. 2
 /// §15.5.1): `attrib` holds descriptor bits 47:40 in 7:0 and 55:52 in 11:8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

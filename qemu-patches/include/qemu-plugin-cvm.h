@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 16
+#define QEMU_PLUGIN_CVM_API_VERSION 19
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -637,6 +637,76 @@ int qemu_plugin_cvm_vcpu_set_state(uint32_t vcpu_index,
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_vcpu_park(uint32_t vcpu_index);
 
+/* Answers of qemu_plugin_cvm_vcpu_reset_cb_t. */
+enum qemu_plugin_cvm_reset {
+    /* The architectural reset state (QEMU's): APs wait for a SIPI. */
+    QEMU_PLUGIN_CVM_RESET_DEFAULT = 0,
+    /*
+     * The state the callback wrote, loaded as qemu_plugin_cvm_vcpu_set_state()
+     * loads it; the vCPU runs from it when the machine starts, an AP too.
+     */
+    QEMU_PLUGIN_CVM_RESET_LOAD = 1,
+};
+
+/**
+ * typedef qemu_plugin_cvm_vcpu_reset_cb_t - the state a vCPU starts from
+ * @vcpu_index: the vCPU
+ * @s: zeroed; the state to load with QEMU_PLUGIN_CVM_RESET_LOAD
+ *
+ * Called on the main-loop thread at every machine reset (the first one
+ * follows the machine-ready callback), for each vCPU after the vCPU and
+ * its local APIC were reset, with all vCPUs stopped: what KVM's
+ * KVM_TDX_INIT_VCPU (TDH.VP.INIT) gives every vCPU of a TD, which starts
+ * at the firmware's reset vector in protected mode, APs included.
+ * Returns enum qemu_plugin_cvm_reset.
+ */
+typedef int (*qemu_plugin_cvm_vcpu_reset_cb_t)(
+    uint32_t vcpu_index, struct qemu_plugin_cvm_vcpu_state *s);
+
+/**
+ * qemu_plugin_cvm_register_vcpu_reset_cb() - choose the vCPUs' reset state
+ * @id: the plugin's id
+ * @cb: the callback
+ *
+ * Must be called from qemu_plugin_install().
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_vcpu_reset_cb(uint64_t id,
+                                           qemu_plugin_cvm_vcpu_reset_cb_t cb);
+
+/* The inter-processor events of qemu_plugin_cvm_init_sipi_cb_t. */
+enum qemu_plugin_cvm_init_sipi {
+    QEMU_PLUGIN_CVM_INIT = 0,
+    QEMU_PLUGIN_CVM_SIPI = 1,
+};
+
+/**
+ * typedef qemu_plugin_cvm_init_sipi_cb_t - an INIT or a SIPI arrives
+ * @vcpu_index: the vCPU it is for
+ * @event: enum qemu_plugin_cvm_init_sipi
+ * @vector: a SIPI's vector (0 for INIT)
+ *
+ * Called on the target vCPU's thread, with the BQL held, when it would
+ * act on an INIT (reset, then wait for a SIPI) or a SIPI (start at the
+ * vector if waiting for one). Returns true to drop the event, which then
+ * has no effect at all: KVM blocks INIT and SIPI for a TD
+ * (kvm_apic_init_sipi_allowed()), whose vCPUs the TDX module alone
+ * starts. false: QEMU acts as before.
+ */
+typedef bool (*qemu_plugin_cvm_init_sipi_cb_t)(uint32_t vcpu_index, int event,
+                                               uint8_t vector);
+
+/**
+ * qemu_plugin_cvm_register_init_sipi_cb() - see, and maybe drop, INIT/SIPI
+ * @id: the plugin's id
+ * @cb: the callback
+ *
+ * Must be called from qemu_plugin_install().
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_init_sipi_cb(uint64_t id,
+                                          qemu_plugin_cvm_init_sipi_cb_t cb);
+
 /*
  * The VM's life: what QEMU knows about how a run ends that a plugin
  * modelling KVM needs, and the checks it makes before the guest runs.
@@ -750,6 +820,52 @@ typedef void (*qemu_plugin_cvm_shutdown_cb_t)(
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_register_shutdown_cb(uint64_t id,
                                          qemu_plugin_cvm_shutdown_cb_t cb);
+
+/*
+ * The firmware. A TD's TDVF and an SEV-SNP guest's OVMF live in the
+ * guest's private memory, where the launch adds (TDH.MEM.PAGE.ADD) or
+ * validates (SNP_LAUNCH_UPDATE) them, not in QEMU's read-only BIOS ROM:
+ * QEMU 10.1 gives such a guest its -bios image as guest_memfd RAM.
+ */
+
+/* Answers of qemu_plugin_cvm_firmware_cb_t. */
+enum qemu_plugin_cvm_firmware {
+    /* A read-only ROM, copied in at every reset (QEMU's default). */
+    QEMU_PLUGIN_CVM_FIRMWARE_ROM = 0,
+    /*
+     * Writable RAM at the same address, loaded once now and never again;
+     * no copy of its last 128 KiB below 1 MiB (the ISA BIOS alias), and
+     * the option ROM area at 0xc0000 (pc.rom) writable RAM too: as QEMU
+     * builds a machine whose RAM is guest_memfd.
+     */
+    QEMU_PLUGIN_CVM_FIRMWARE_RAM = 1,
+    /* Refused: QEMU exits with status 1 (the plugin has said why). */
+    QEMU_PLUGIN_CVM_FIRMWARE_REFUSE = 2,
+};
+
+/**
+ * typedef qemu_plugin_cvm_firmware_cb_t - where the -bios image goes
+ * @gpa: the guest-physical address it is mapped at (4 GiB - @size)
+ * @image: the image's content, valid during the call only
+ * @size: its size in bytes
+ *
+ * Called once on the main-loop thread while the machine is built (x86
+ * machines that load a -bios image, not pflash), before the machine-ready
+ * callback. Returns enum qemu_plugin_cvm_firmware.
+ */
+typedef int (*qemu_plugin_cvm_firmware_cb_t)(uint64_t gpa, const void *image,
+                                             uint64_t size);
+
+/**
+ * qemu_plugin_cvm_register_firmware_cb() - decide where the firmware goes
+ * @id: the plugin's id
+ * @cb: the callback
+ *
+ * Must be called from qemu_plugin_install().
+ */
+QEMU_PLUGIN_API
+int qemu_plugin_cvm_register_firmware_cb(uint64_t id,
+                                         qemu_plugin_cvm_firmware_cb_t cb);
 
 #ifdef __cplusplus
 }

@@ -73,9 +73,17 @@ cvmem_need_linux() {
 cvmem_linux_cmdline() {
   local qemu=$1 append=$2 boot=${3:-seabios} kargs
   kargs="console=ttyS0 panic=-1${append:+ $append}"
-  CVMEM_CMD=("$qemu" -machine pc -cpu max -m 1G -display none -nodefaults
+  local machine=pc
+  [ "$boot" != ovmf ] || machine=q35
+  CVMEM_CMD=("$qemu" -machine $machine -cpu max -m 1G -display none -nodefaults
              -serial stdio -no-reboot "${CVMEM_FIRMWARE_ARGS[@]}")
   case "$boot" in
+    ovmf)
+      # Debian's OVMF (scripts/linux-guest keeps it beside the kernel) as
+      # -bios, loading the kernel through fw_cfg, as a TD is started with
+      # TDVF.
+      CVMEM_CMD+=(-bios "$CVMEM_LINUX/OVMF.fd" -kernel "$CVMEM_LINUX/vmlinuz"
+                  -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
     seabios)
       CVMEM_CMD+=(-kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
     efiboot|efiboot\ *)

@@ -116,7 +116,12 @@ pub fn plugin_args(cfg: &RunConfig) -> Vec<String> {
 pub fn qemu_args(cfg: &RunConfig, paths: &Paths) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-    push(&["-machine", "pc", "-cpu", cpu_model(cfg.vm_type)]);
+    // OVMF and TDVF run on q35, as QEMU's TDX and SNP documentation has it.
+    let machine = match cfg.firmware {
+        Firmware::Path(_) => "q35",
+        _ => "pc",
+    };
+    push(&["-machine", machine, "-cpu", cpu_model(cfg.vm_type)]);
     push(&["-m", &format!("{}M", cfg.memory >> 20)]);
     if let Some(n) = cfg.smp {
         push(&["-smp", &n.to_string()]);

@@ -35,6 +35,9 @@ impl VmType {
     }
 }
 
+/// Debian's OVMF (package ovmf): `--firmware ovmf`.
+pub const DEBIAN_OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
 /// Who loads the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Firmware {
@@ -54,6 +57,7 @@ impl Firmware {
         match s {
             "seabios" => Ok(Firmware::Seabios),
             "efiboot" => Ok(Firmware::Efiboot),
+            "ovmf" => Ok(Firmware::Path(PathBuf::from(DEBIAN_OVMF))),
             "" => Err("empty firmware".into()),
             path => Ok(Firmware::Path(PathBuf::from(path))),
         }
@@ -195,31 +199,42 @@ impl Files for RealFiles {
     }
 }
 
-/// Why firmware image `image` cannot start a `vm_type` guest under cvmem:
-/// the metadata its launch needs (TDVF for a TD, SEV for an SNP guest; see
-/// cvmem_model::firmware) is missing or corrupt, or, where it is there,
-/// that cvmem does not boot such firmware yet.
-fn firmware_refusal(vm_type: VmType, image: &[u8]) -> String {
-    use cvmem_model::firmware::{sev_metadata, tdvf_metadata};
-    let (what, found) = match vm_type {
-        VmType::Tdx => ("TDVF", tdvf_metadata(image).map(|m| m.map(|s| s.len()))),
-        _ => (
-            "SEV (\"ASEV\")",
-            sev_metadata(image).map(|m| m.map(|s| s.len())),
-        ),
+/// Why firmware image `image` cannot start a `vm_type` guest under cvmem,
+/// or `None` if it can: a TD starts from an image with sound TDVF metadata
+/// (see cvmem_model::firmware); an SNP guest needs SEV metadata, and
+/// cvmem does not boot SNP firmware yet.
+fn firmware_refusal(vm_type: VmType, image: &[u8]) -> Option<String> {
+    use cvmem_model::firmware::{sev_metadata, tdvf_check_layout, tdvf_metadata};
+    let cannot = |e: &dyn std::fmt::Display| {
+        Some(format!(
+            "{e}, so it cannot start a {} guest",
+            vm_type.name()
+        ))
     };
-    match found {
-        Err(e) => format!("{e}, so it cannot start a {} guest", vm_type.name()),
-        Ok(None) => format!(
+    let missing = |what: &str| {
+        Some(format!(
             "it has no {what} metadata, so it cannot start a {} guest (Debian's \
              /usr/share/ovmf/OVMF.fd has it)",
             vm_type.name()
-        ),
-        Ok(Some(n)) => format!(
-            "its {what} metadata ({n} sections) is fine, but cvmem does not start a {} guest \
-             from firmware yet (a later issue brings OVMF support); use --firmware efiboot",
-            vm_type.name()
-        ),
+        ))
+    };
+    match vm_type {
+        VmType::Tdx => match tdvf_metadata(image) {
+            Err(e) => cannot(&e),
+            Ok(None) => missing("TDVF"),
+            Ok(Some(sections)) => tdvf_check_layout(&sections).err().and_then(|e| cannot(&e)),
+        },
+        _ => match sev_metadata(image) {
+            Err(e) => cannot(&e),
+            Ok(None) => missing("SEV (\"ASEV\")"),
+            Ok(Some(s)) => Some(format!(
+                "its SEV (\"ASEV\") metadata ({} sections) is fine, but cvmem does not start \
+                 a {} guest from firmware yet (a later issue brings OVMF support); use \
+                 --firmware efiboot",
+                s.len(),
+                vm_type.name()
+            )),
+        },
     }
 }
 
@@ -307,11 +322,9 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
                 let image = files
                     .read(p)
                     .map_err(|e| Refusal(format!("--firmware {e}")))?;
-                return no(format!(
-                    "--firmware {}: {}",
-                    p.display(),
-                    firmware_refusal(vm_type, &image)
-                ));
+                if let Some(why) = firmware_refusal(vm_type, &image) {
+                    return no(format!("--firmware {}: {why}", p.display()));
+                }
             }
             if kind == Some(KernelKind::Multiboot) {
                 return no("a Multiboot --kernel needs --firmware seabios".into());
@@ -358,6 +371,13 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
             return no(format!(
                 "--accept {a} with --firmware seabios: nothing would tell Linux about the \
                  unaccepted memory (it learns of it only through EFI); use --firmware efiboot"
+            ));
+        }
+        if let Firmware::Path(p) = &firmware {
+            return no(format!(
+                "--accept {a} with --firmware {}: the firmware decides what it accepts \
+                 (a TD's launch adds only its TDVF sections)",
+                p.display()
             ));
         }
         accept = Some(size);
@@ -423,8 +443,34 @@ mod tests {
         m.insert(PathBuf::from("README"), b"hello".repeat(1000));
         m.insert(PathBuf::from("OVMF.fd"), vec![0xff; 64]);
         m.insert(PathBuf::from("sev.fd"), sev_image());
+        m.insert(PathBuf::from("tdvf.fd"), tdvf_image(false));
+        m.insert(PathBuf::from("overlap.fd"), tdvf_image(true));
         m.insert(PathBuf::from("my dir/vmlinuz"), bzimage());
         Fake(m)
+    }
+
+    /// A 64 KiB TDVF image: a BFV, the TD HOB, and temporary memory that
+    /// shares the HOB's page if `overlap`.
+    fn tdvf_image(overlap: bool) -> Vec<u8> {
+        use cvmem_model::firmware::{TdvfSection, TdvfSectionKind};
+        let sec = |data_len, address, size, kind| TdvfSection {
+            data_offset: if data_len > 0 { 0x1000 } else { 0 },
+            data_len,
+            address,
+            size,
+            kind,
+            mr_extend: data_len > 0,
+            page_aug: false,
+        };
+        let temp = if overlap { 0x80_9000 } else { 0x80_b000 };
+        cvmem_model::firmware::tdvf_image(
+            0x1_0000,
+            &[
+                sec(0x1000, 0xffff_1000, 0x1000, TdvfSectionKind::Bfv),
+                sec(0, 0x80_9000, 0x2000, TdvfSectionKind::TdHob),
+                sec(0, temp, 0x1000, TdvfSectionKind::TempMem),
+            ],
+        )
     }
 
     /// A 64 KiB image whose OVMF table points to SEV metadata with two
@@ -558,6 +604,10 @@ mod tests {
         assert!(refused(&o).contains("more than"));
         o.accept = Some("many".into());
         assert!(refused(&o).contains("not a size"));
+        let mut o = linux(VmType::Tdx);
+        o.firmware = Some(Firmware::Path("tdvf.fd".into()));
+        o.accept = Some("64M".into());
+        assert!(refused(&o).contains("the firmware decides what it accepts"));
         // An SNP guest's Linux boots through efiboot, which hands it the
         // unaccepted-memory table; through SeaBIOS nothing would.
         let mut o = linux(VmType::Snp);
@@ -636,6 +686,19 @@ mod tests {
         // The same image has no TDVF metadata.
         o.vm_type = Some(VmType::Tdx);
         assert!(refused(&o).contains("no TDVF metadata"));
+        // A TD starts from sound TDVF metadata, not from overlapping sections.
+        o.firmware = Some(Firmware::Path("tdvf.fd".into()));
+        assert_eq!(
+            check(&o, &files()).unwrap().firmware,
+            Firmware::Path("tdvf.fd".into())
+        );
+        o.firmware = Some(Firmware::Path("overlap.fd".into()));
+        let why = refused(&o);
+        assert!(why.contains("sections 1 and 2 overlap"), "{why}");
+        assert_eq!(
+            Firmware::parse("ovmf"),
+            Ok(Firmware::Path(DEBIAN_OVMF.into()))
+        );
         let o = RunOptions {
             firmware: Some(Firmware::Efiboot),
             ..RunOptions::default()

@@ -43,6 +43,13 @@ enum Cmd {
     PluginPath,
     /// Check the setup and say what is missing, one line each.
     Doctor,
+    /// Print the MRTD a TD launched from a TDVF image has (what a
+    /// verifier expects in its TDREPORT or quote).
+    Measure {
+        /// The TDVF image (OVMF with TDX support), as for `run --firmware`.
+        #[arg(long, value_name = "ovmf|PATH", value_parser = Firmware::parse)]
+        firmware: Firmware,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -62,8 +69,10 @@ struct RunArgs {
     append: Option<String>,
     /// Who loads the kernel: seabios (QEMU's linuxboot), efiboot (EFI boot
     /// information, needed for --accept in a TD; the default for a TD's
-    /// Linux) or a firmware image PATH given as -bios (not yet for TDX/SNP).
-    #[arg(long, value_name = "seabios|efiboot|PATH", value_parser = Firmware::parse)]
+    /// Linux), ovmf (Debian's /usr/share/ovmf/OVMF.fd) or a firmware image
+    /// PATH given as -bios on q35 (for a TD: OVMF with TDVF metadata; not
+    /// yet for SNP).
+    #[arg(long, value_name = "seabios|efiboot|ovmf|PATH", value_parser = Firmware::parse)]
     firmware: Option<Firmware>,
     /// vCPUs.
     #[arg(long, value_name = "N")]
@@ -152,6 +161,35 @@ fn run(args: RunArgs) -> ExitCode {
     ExitCode::from(outcome.code())
 }
 
+/// `cvmem measure`: "MRTD <hex>" of the TD launched from `firmware`.
+fn measure(firmware: &Firmware) -> Result<String, String> {
+    use cvmem_model::firmware::{tdvf_check_layout, tdvf_metadata, tdvf_mrtd, TdvfSectionKind};
+    let Firmware::Path(path) = firmware else {
+        return Err("--firmware: give a TDVF image (ovmf or a PATH)".into());
+    };
+    let image = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let sections = tdvf_metadata(&image)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no TDVF metadata", path.display()))?;
+    tdvf_check_layout(&sections).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The TD HOB's content depends on the TD's memory; a firmware that has
+    // it measured has an MRTD per memory size, which this does not model.
+    if sections
+        .iter()
+        .any(|s| s.kind == TdvfSectionKind::TdHob && s.mr_extend)
+    {
+        return Err(format!(
+            "{}: its TD HOB is measured, so MRTD depends on the TD's memory",
+            path.display()
+        ));
+    }
+    let mrtd = tdvf_mrtd(&image, &sections, &[]);
+    Ok(format!(
+        "MRTD {}",
+        mrtd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -171,6 +209,13 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Cmd::Doctor => doctor::doctor(),
+        Cmd::Measure { firmware } => match measure(&firmware) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(anyhow::anyhow!(e)),
+        },
     }
 }
 

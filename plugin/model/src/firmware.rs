@@ -339,6 +339,240 @@ pub fn tdvf_metadata(image: &[u8]) -> Result<Option<Vec<TdvfSection>>, FirmwareE
     Ok(Some(out))
 }
 
+/// An OVMF-style image of `size` bytes whose GUIDed table holds TDVF
+/// metadata for `sections` (placed just below the table), everything else
+/// zero: for tests and tools that need a firmware image of a given shape.
+/// The section data the BFV/CFV entries point at is the caller's to fill.
+pub fn tdvf_image(size: usize, sections: &[TdvfSection]) -> Vec<u8> {
+    let mut meta = Vec::new();
+    meta.extend_from_slice(b"TDVF");
+    meta.extend_from_slice(&((16 + 32 * sections.len()) as u32).to_le_bytes());
+    meta.extend_from_slice(&1u32.to_le_bytes());
+    meta.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    for s in sections {
+        let kind: u32 = match s.kind {
+            TdvfSectionKind::Bfv => 0,
+            TdvfSectionKind::Cfv => 1,
+            TdvfSectionKind::TdHob => 2,
+            TdvfSectionKind::TempMem => 3,
+        };
+        let attrs = u32::from(s.mr_extend) | u32::from(s.page_aug) << 1;
+        for w in [s.data_offset, s.data_len] {
+            meta.extend_from_slice(&w.to_le_bytes());
+        }
+        meta.extend_from_slice(&s.address.to_le_bytes());
+        meta.extend_from_slice(&s.size.to_le_bytes());
+        meta.extend_from_slice(&kind.to_le_bytes());
+        meta.extend_from_slice(&attrs.to_le_bytes());
+    }
+    // The table: one entry (the metadata's offset from the image's end),
+    // then its length and GUID, the table's length and the footer GUID.
+    let table_len = 4 + 18 + 18;
+    let table_at = size - AFTER_FOOTER - table_len;
+    let meta_at = table_at - meta.len();
+    let mut img = vec![0u8; size];
+    img[meta_at..table_at].copy_from_slice(&meta);
+    let mut table = Vec::new();
+    table.extend_from_slice(&((size - meta_at) as u32).to_le_bytes());
+    table.extend_from_slice(&22u16.to_le_bytes());
+    table.extend_from_slice(&TDX_METADATA.0);
+    table.extend_from_slice(&(table_len as u16).to_le_bytes());
+    table.extend_from_slice(&TABLE_FOOTER.0);
+    img[table_at..table_at + table_len].copy_from_slice(&table);
+    img
+}
+
+/// Checks the rules a TD launch needs beyond QEMU's per-section ones: at
+/// least one boot firmware volume, exactly one TD HOB (the address the
+/// vCPUs get in RCX and R8), and no two sections sharing a page (each page
+/// is added once: TDH.MEM.PAGE.ADD of a page already in the Secure EPT
+/// fails).
+pub fn tdvf_check_layout(sections: &[TdvfSection]) -> Result<(), String> {
+    let count = |k| sections.iter().filter(|s| s.kind == k).count();
+    if count(TdvfSectionKind::Bfv) == 0 {
+        return Err("the TDVF metadata has no boot firmware volume (BFV)".into());
+    }
+    if count(TdvfSectionKind::TdHob) != 1 {
+        return Err("the TDVF metadata must have exactly one TD_HOB section".into());
+    }
+    let mut spans: Vec<(u64, u64, usize)> = sections
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.address, s.address.saturating_add(s.size), i))
+        .collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        if w[1].0 < w[0].1 {
+            let (a, b) = (w[0].2.min(w[1].2), w[0].2.max(w[1].2));
+            return Err(format!(
+                "TDVF sections {a} and {b} overlap at {:#x}",
+                w[1].0
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// MRTD after a TD's launch from TDVF `image` with `sections` (TDX
+/// module ABI, MRTD: each TDH.MEM.PAGE.ADD extends a 128-byte block with
+/// "MEM.PAGE.ADD" and the page's GPA at byte 16; each TDH.MR.EXTEND a
+/// block with "MR.EXTEND" and the chunk's GPA, then the chunk's 256
+/// bytes). Sections go in metadata order, each page added and then, for
+/// MR_EXTEND sections, extended in 16 chunks (KVM's
+/// `tdx_gmem_post_populate()`); PAGE_AUG sections are not added. A page
+/// holds the section's data from the image (BFV, CFV), `hob` (the TD
+/// HOB), or zeros, and zeros past the data.
+pub fn tdvf_mrtd(image: &[u8], sections: &[TdvfSection], hob: &[u8]) -> [u8; 48] {
+    use sha2::{Digest, Sha384};
+    fn block(what: &[u8], gpa: u64) -> [u8; 128] {
+        let mut b = [0u8; 128];
+        b[..what.len()].copy_from_slice(what);
+        b[16..24].copy_from_slice(&gpa.to_le_bytes());
+        b
+    }
+    let mut mrtd = Sha384::new();
+    for s in sections.iter().filter(|s| !s.page_aug) {
+        let data: &[u8] = match s.kind {
+            TdvfSectionKind::Bfv | TdvfSectionKind::Cfv => {
+                let start = (s.data_offset as usize).min(image.len());
+                let end = start.saturating_add(s.data_len as usize).min(image.len());
+                &image[start..end]
+            }
+            TdvfSectionKind::TdHob => hob,
+            TdvfSectionKind::TempMem => &[],
+        };
+        for offset in (0..s.size).step_by(4096) {
+            let gpa = s.address + offset;
+            mrtd.update(block(b"MEM.PAGE.ADD", gpa));
+            if !s.mr_extend {
+                continue;
+            }
+            let mut page = [0u8; 4096];
+            let from = (offset as usize).min(data.len());
+            let to = (offset as usize + 4096).min(data.len());
+            page[..to - from].copy_from_slice(&data[from..to]);
+            for (i, chunk) in page.chunks(256).enumerate() {
+                mrtd.update(block(b"MR.EXTEND", gpa + (i * 256) as u64));
+                mrtd.update(chunk);
+            }
+        }
+    }
+    mrtd.finalize().into()
+}
+
+/// What the TD HOB says about a range of the TD's RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TdRam {
+    /// Added at launch (TDH.MEM.PAGE.ADD): ordinary system memory.
+    Added,
+    /// Left for the guest to accept (TDG.MEM.PAGE.ACCEPT).
+    Unaccepted,
+}
+
+/// A range of the TD's RAM, `[start, end)`, in the TD HOB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TdRamEntry {
+    /// The first byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// Added or not.
+    pub kind: TdRam,
+}
+
+/// The TD's RAM as the TD HOB lists it, in address order: the RAM ranges
+/// `ram`, unaccepted except where a section the launch adds (`added`)
+/// covers them (QEMU 10.1 `tdx_init_ram_entries()` and
+/// `tdx_accept_ram_range()`). Both inputs are `[start, end)` pairs.
+pub fn td_ram_entries(ram: &[(u64, u64)], added: &[(u64, u64)]) -> Vec<TdRamEntry> {
+    let mut ram = ram.to_vec();
+    ram.sort_unstable();
+    let mut added = added.to_vec();
+    added.sort_unstable();
+    let mut out = Vec::new();
+    let mut push = |start: u64, end: u64, kind| {
+        if start < end {
+            match out.last_mut() {
+                Some(TdRamEntry {
+                    end: e, kind: k, ..
+                }) if *e == start && *k == kind => *e = end,
+                _ => out.push(TdRamEntry { start, end, kind }),
+            }
+        }
+    };
+    for (start, end) in ram {
+        let mut at = start;
+        for &(a, b) in &added {
+            let (a, b) = (a.max(at), b.min(end));
+            if a >= b {
+                continue;
+            }
+            push(at, a, TdRam::Unaccepted);
+            push(a, b, TdRam::Added);
+            at = b;
+        }
+        push(at, end, TdRam::Unaccepted);
+    }
+    out
+}
+
+/// EFI HOB types and resource types (UEFI PI spec vol. 3, 5.2-5.5).
+mod hob {
+    pub const HANDOFF: u16 = 0x0001;
+    pub const RESOURCE_DESCRIPTOR: u16 = 0x0003;
+    pub const END_OF_HOB_LIST: u16 = 0xffff;
+    pub const HANDOFF_TABLE_VERSION: u32 = 0x0009;
+    pub const RESOURCE_SYSTEM_MEMORY: u32 = 0x0000;
+    pub const RESOURCE_MEMORY_UNACCEPTED: u32 = 0x0007;
+    /// PRESENT | INITIALIZED | TESTED: what QEMU gives both kinds.
+    pub const ATTRIBUTES: u32 = 0x0000_0007;
+    pub const HANDOFF_LEN: usize = 56;
+    pub const RESOURCE_LEN: usize = 48;
+    pub const END_LEN: usize = 8;
+}
+
+/// The TD HOB a TD's firmware finds at `hob_gpa` (TDVF design guide, "TD
+/// HOB"; laid out as QEMU 10.1's `tdvf_hob_create()` does): a PHIT whose
+/// EfiEndOfHobList is the guest address just past the list, one resource
+/// descriptor per RAM entry (system memory for added ranges, unaccepted
+/// memory for the rest), and the end-of-list HOB. `Err` if it does not fit
+/// in the section's `hob_size` bytes.
+pub fn td_hob(hob_gpa: u64, hob_size: u64, ram: &[TdRamEntry]) -> Result<Vec<u8>, String> {
+    let len = hob::HANDOFF_LEN + hob::RESOURCE_LEN * ram.len() + hob::END_LEN;
+    if len as u64 > hob_size {
+        return Err(format!(
+            "the TD HOB needs {len} bytes for {} RAM ranges but its TDVF section has {hob_size}",
+            ram.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(len);
+    let header = |out: &mut Vec<u8>, kind: u16, len: usize| {
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+    };
+    header(&mut out, hob::HANDOFF, hob::HANDOFF_LEN);
+    out.extend_from_slice(&hob::HANDOFF_TABLE_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // BootMode: full configuration
+    out.extend_from_slice(&[0; 32]); // EfiMemoryTop .. EfiFreeMemoryBottom: unused
+    out.extend_from_slice(&(hob_gpa + len as u64).to_le_bytes());
+    for e in ram {
+        header(&mut out, hob::RESOURCE_DESCRIPTOR, hob::RESOURCE_LEN);
+        out.extend_from_slice(&[0; 16]); // Owner: the zero GUID
+        let kind = match e.kind {
+            TdRam::Added => hob::RESOURCE_SYSTEM_MEMORY,
+            TdRam::Unaccepted => hob::RESOURCE_MEMORY_UNACCEPTED,
+        };
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&hob::ATTRIBUTES.to_le_bytes());
+        out.extend_from_slice(&e.start.to_le_bytes());
+        out.extend_from_slice(&(e.end - e.start).to_le_bytes());
+    }
+    header(&mut out, hob::END_OF_HOB_LIST, hob::END_LEN);
+    debug_assert_eq!(out.len(), len);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,5 +729,116 @@ mod tests {
         img[footer - 2] = 0xff;
         img[footer - 1] = 0xff;
         assert_eq!(ovmf_table(&img), Err(FirmwareError::BadTable));
+    }
+
+    fn section(kind: TdvfSectionKind, address: u64, size: u64) -> TdvfSection {
+        TdvfSection {
+            data_offset: 0,
+            data_len: 0,
+            address,
+            size,
+            kind,
+            mr_extend: false,
+            page_aug: false,
+        }
+    }
+
+    #[test]
+    fn a_td_layout_needs_a_bfv_one_hob_and_no_overlap() {
+        use TdvfSectionKind::*;
+        let good = [
+            section(Bfv, 0xffe0_0000, 0x20_0000),
+            section(TdHob, 0x80_9000, 0x2000),
+            section(TempMem, 0x80_b000, 0x2000),
+        ];
+        assert_eq!(tdvf_check_layout(&good), Ok(()));
+        assert!(tdvf_check_layout(&good[1..]).unwrap_err().contains("BFV"));
+        let two_hobs = [good[0], good[1], section(TdHob, 0x90_0000, 0x1000)];
+        assert!(tdvf_check_layout(&two_hobs).unwrap_err().contains("TD_HOB"));
+        let overlap = [good[0], good[1], section(TempMem, 0x80_a000, 0x2000)];
+        assert_eq!(
+            tdvf_check_layout(&overlap),
+            Err("TDVF sections 1 and 2 overlap at 0x80a000".into())
+        );
+    }
+
+    #[test]
+    fn ram_entries_split_around_what_the_launch_adds() {
+        let ram = [
+            (0x1_0000_0000, 0x1_4000_0000),
+            (0, 0xa_0000),
+            (0x10_0000, 0x8000_0000),
+        ];
+        let added = [
+            (0x80_9000, 0x80_b000),
+            (0x80_b000, 0x80_d000),
+            (0x81_0000, 0x82_0000),
+        ];
+        let e = td_ram_entries(&ram, &added);
+        let want = [
+            (0, 0xa_0000, TdRam::Unaccepted),
+            (0x10_0000, 0x80_9000, TdRam::Unaccepted),
+            (0x80_9000, 0x80_d000, TdRam::Added),
+            (0x80_d000, 0x81_0000, TdRam::Unaccepted),
+            (0x81_0000, 0x82_0000, TdRam::Added),
+            (0x82_0000, 0x8000_0000, TdRam::Unaccepted),
+            (0x1_0000_0000, 0x1_4000_0000, TdRam::Unaccepted),
+        ];
+        let got: Vec<_> = e.iter().map(|e| (e.start, e.end, e.kind)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_td_hob_is_a_phit_the_resources_and_an_end() {
+        let ram = [
+            TdRamEntry {
+                start: 0,
+                end: 0x80_0000,
+                kind: TdRam::Unaccepted,
+            },
+            TdRamEntry {
+                start: 0x80_0000,
+                end: 0x80_2000,
+                kind: TdRam::Added,
+            },
+        ];
+        let h = td_hob(0x80_9000, 0x2000, &ram).unwrap();
+        assert_eq!(h.len(), 56 + 2 * 48 + 8);
+        // PHIT: type 1, length 56, version 9, EfiEndOfHobList past the list.
+        assert_eq!(u16_at(&h, 0), Some(1));
+        assert_eq!(u16_at(&h, 2), Some(56));
+        assert_eq!(u32_at(&h, 8), Some(9));
+        assert_eq!(u64_at(&h, 48), Some(0x80_9000 + h.len() as u64));
+        // The second resource: system memory, present|initialized|tested.
+        let r = &h[56 + 48..];
+        assert_eq!((u16_at(r, 0), u16_at(r, 2)), (Some(3), Some(48)));
+        assert_eq!((u32_at(r, 24), u32_at(r, 28)), (Some(0), Some(7)));
+        assert_eq!(
+            (u64_at(r, 32), u64_at(r, 40)),
+            (Some(0x80_0000), Some(0x2000))
+        );
+        assert_eq!(u32_at(&h[56..], 24), Some(7), "unaccepted");
+        assert_eq!(u16_at(&h, h.len() - 8), Some(0xffff));
+        assert!(td_hob(0x80_9000, 100, &ram)
+            .unwrap_err()
+            .contains("needs 160 bytes"));
+    }
+
+    #[test]
+    fn a_built_tdvf_image_parses_back() {
+        use TdvfSectionKind::*;
+        let bfv = TdvfSection {
+            data_offset: 0x1000,
+            data_len: 0x2000,
+            address: 0xffff_1000,
+            size: 0x2000,
+            kind: Bfv,
+            mr_extend: true,
+            page_aug: false,
+        };
+        let sections = [bfv, section(TdHob, 0x80_9000, 0x2000)];
+        let img = tdvf_image(0x1_0000, &sections);
+        assert_eq!(tdvf_metadata(&img), Ok(Some(sections.to_vec())));
+        assert_eq!(ovmf_table(&img).map(|t| t.len()), Ok(1));
     }
 }

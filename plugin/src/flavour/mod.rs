@@ -15,7 +15,9 @@ pub mod plain;
 use std::fmt::Debug;
 
 use crate::effects::Effects;
-use crate::hooks::{Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
+use crate::hooks::{
+    FirmwarePlace, Host, InitSipi, Insn, InsnAction, Regs, Stage2Answer, Stage2Request, VcpuState,
+};
 use crate::machine::CpuModel;
 use crate::vmm::Vmm;
 
@@ -94,11 +96,35 @@ pub trait Flavour: Debug + Send + Sync {
         None
     }
 
+    /// QEMU loads the `-bios` image `image` at `gpa` while it builds the
+    /// machine: where it goes. `Err` refuses the image with one line.
+    fn firmware(&self, _gpa: u64, _image: &[u8]) -> Result<FirmwarePlace, String> {
+        Ok(FirmwarePlace::Rom)
+    }
+
     /// QEMU has built the machine and no vCPU has run: the flavour reads
-    /// what its launch needs of the CPU model. `Err` refuses the
-    /// configuration with one line (QEMU exits before the guest runs).
-    fn machine_ready(&self, _vmm: &Vmm, _cpu: &dyn CpuModel) -> Result<(), String> {
+    /// what its launch needs of the CPU model, and a flavour that launches
+    /// before the first instruction does so (memory it writes into `fx`).
+    /// `Err` refuses the configuration with one line (QEMU exits before
+    /// the guest runs).
+    fn machine_ready(
+        &self,
+        _vmm: &Vmm,
+        _cpu: &dyn CpuModel,
+        _fx: &mut Effects,
+    ) -> Result<(), String> {
         Ok(())
+    }
+
+    /// A machine reset: the state `vcpu` starts from, or `None` for the
+    /// architectural one (APs waiting for a SIPI).
+    fn vcpu_reset(&self, _vmm: &Vmm, _vcpu: u32, _fx: &mut Effects) -> Option<VcpuState> {
+        None
+    }
+
+    /// An INIT or SIPI reaches `vcpu`: `true` drops it.
+    fn init_sipi(&self, _vcpu: u32, _event: InitSipi) -> bool {
+        false
     }
 
     /// Whether QEMU makes guest_memfd RAM private when it adds the memslot

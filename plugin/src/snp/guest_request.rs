@@ -275,7 +275,8 @@ mod tests {
         let kvm = Kvm::new(&config, 2).unwrap();
         report_ram(&kvm);
         let snp = kvm.flavour_as::<SnpFirmware>();
-        snp.machine_ready(&kvm.vmm, &Amd).unwrap();
+        snp.machine_ready(&kvm.vmm, &Amd, &mut Effects::default())
+            .unwrap();
         snp.attest.set_keys(test_keys());
         let mut fx = Effects::NONE;
         snp.ensure_launched(&kvm.vmm, &mut fx);

@@ -180,7 +180,8 @@ mod tests {
     fn the_launch_places_the_cpuid_and_secrets_pages() {
         let kvm = snp_guest(snp_config());
         let snp = kvm.flavour_as::<SnpFirmware>();
-        snp.machine_ready(&kvm.vmm, &Amd).unwrap();
+        snp.machine_ready(&kvm.vmm, &Amd, &mut Effects::default())
+            .unwrap();
         let mut fx = Effects::NONE;
         snp.ensure_launched(&kvm.vmm, &mut fx);
         let [(cpuid_at, cpuid), (secrets_at, secrets)] = &fx.write[..] else {
@@ -222,7 +223,9 @@ mod tests {
         config.snp_pages.secrets = 0x4000_0000;
         let kvm = snp_guest(config);
         let snp = kvm.flavour_as::<SnpFirmware>();
-        let err = snp.machine_ready(&kvm.vmm, &Amd).unwrap_err();
+        let err = snp
+            .machine_ready(&kvm.vmm, &Amd, &mut Effects::default())
+            .unwrap_err();
         assert!(
             err.contains("secrets page at 0x40000000 is not guest RAM"),
             "{err}"

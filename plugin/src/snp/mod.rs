@@ -394,7 +394,12 @@ impl Flavour for SnpFirmware {
         }
     }
 
-    fn machine_ready(&self, vmm: &Vmm, cpu: &dyn CpuModel) -> Result<(), String> {
+    fn machine_ready(
+        &self,
+        vmm: &Vmm,
+        cpu: &dyn CpuModel,
+        _fx: &mut Effects,
+    ) -> Result<(), String> {
         self.prepare_boot_pages(vmm, cpu)
     }
 

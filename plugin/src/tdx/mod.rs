@@ -43,6 +43,7 @@ mod launch;
 mod report;
 mod stats;
 mod tdcall;
+mod tdvf;
 mod tdvmcall;
 #[cfg(test)]
 mod testutil;
@@ -54,10 +55,14 @@ pub use stats::TdxStats;
 use crate::args::AcceptPolicy;
 use crate::effects::Effects;
 use crate::flavour::{Ctx, Flavour};
-use crate::hooks::{Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::hooks::{
+    Fault, FirmwarePlace, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request, VcpuState,
+};
+use crate::machine::CpuModel;
 use crate::vmm::{model_access, Vmm};
 use cvmem_model::{GfnRange, Stage2Fault, TdxStatus, VcpuId, VeInfo};
 use parking_lot::Mutex;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Once, OnceLock};
 
@@ -159,6 +164,8 @@ pub struct TdxModule {
     notify_enables: AtomicU64,
     launched: AtomicBool,
     launch: Once,
+    /// The TDVF image, when the TD starts from one.
+    tdvf: OnceLock<tdvf::Tdvf>,
     /// The warning about QEMU's CPU vendor was printed.
     vendor_warned: AtomicBool,
     /// `accept=`.
@@ -195,6 +202,7 @@ impl TdxModule {
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
             launch: Once::new(),
+            tdvf: OnceLock::new(),
             vendor_warned: AtomicBool::new(false),
             accept,
             map_gpa_chunk,
@@ -307,6 +315,27 @@ impl Flavour for TdxModule {
         }
     }
 
+    fn firmware(&self, gpa: u64, image: &[u8]) -> Result<FirmwarePlace, String> {
+        self.take_firmware(gpa, image)
+    }
+
+    fn machine_ready(
+        &self,
+        vmm: &Vmm,
+        cpu: &dyn CpuModel,
+        _fx: &mut Effects,
+    ) -> Result<(), String> {
+        self.check_tdvf(vmm, cpu)
+    }
+
+    fn vcpu_reset(&self, vmm: &Vmm, vcpu: u32, fx: &mut Effects) -> Option<VcpuState> {
+        self.reset_state(vmm, vcpu, fx)
+    }
+
+    fn init_sipi(&self, _vcpu: u32, event: InitSipi) -> bool {
+        self.drop_init_sipi(event)
+    }
+
     fn private_by_default(&self) -> bool {
         true
     }
@@ -321,6 +350,15 @@ impl Flavour for TdxModule {
 
     fn summary(&self, out: &mut String) {
         self.stats.summary(out);
+        if self.has_tdvf() {
+            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "  tdx start     from TDVF at the reset vector; {} INIT and {} SIPI dropped",
+                n(&self.stats.inits_dropped),
+                n(&self.stats.sipis_dropped)
+            );
+        }
     }
 
     fn stats(&self) -> Option<(&'static str, serde_json::Value)> {

@@ -25,6 +25,9 @@ pub struct TdxStats {
     pub map_gpa: AtomicU64,
     /// Pages added with TDH.MEM.PAGE.ADD at launch.
     pub pages_added: AtomicU64,
+    /// INIT and SIPI sent to the TD, dropped (a TD started from TDVF).
+    pub inits_dropped: AtomicU64,
+    pub sipis_dropped: AtomicU64,
     /// TDCALLs by leaf (0-11; others are not counted here).
     pub by_leaf: [AtomicU64; 12],
     /// TDVMCALLs by sub-function, in the order of [`TDVMCALLS`], then the
@@ -147,6 +150,8 @@ impl TdxStats {
             "accepts": n(&self.accepts),
             "map_gpa": n(&self.map_gpa),
             "pages_added": n(&self.pages_added),
+            "inits_dropped": n(&self.inits_dropped),
+            "sipis_dropped": n(&self.sipis_dropped),
             "by_leaf": leaves,
             "by_tdvmcall": tdvmcalls,
         })
