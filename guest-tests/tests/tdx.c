@@ -555,6 +555,21 @@ static void test_alias(bool strict)
 		report(tdx_veinfo_get(&a) == 0 && a.r9 == (pa | shared_bit),
 		       "VE info names the shared GPA %lx", a.r9);
 		report(*priv == 0x77, "the private page is untouched");
+		/*
+		 * ACCEPT of a page the TD made shared: the module exits to the
+		 * VMM, which converts as on a memory-fault exit, strict or not;
+		 * it never raises #VE for ACCEPT (cvmem once did, and a #VE
+		 * handler retrying the accept recursed).
+		 */
+		{
+			u64 passed_on = tdx_ve_count(EXIT_REASON_EPT_VIOLATION);
+
+			report(tdx_map_gpa(pa, PAGE_SIZE, true) == 0, "MapGPA to shared");
+			report(tdx_accept_page(pa, 0) == 0, "ACCEPT of the shared page: success");
+			report(tdx_ve_count(EXIT_REASON_EPT_VIOLATION) == passed_on,
+			       "... and no #VE");
+			report(*priv == 0, "the page is private again, accepted, zero");
+		}
 	} else {
 		report(exception_vector() == -1 && v == 0,
 		       "shared access converts the page: reads zero (%lx)", v);

@@ -112,7 +112,7 @@ impl TdxModule {
                 AcceptOutcome::Status(st) => return Ok(st.0),
                 AcceptOutcome::ExitToHost { gpa, .. } => {
                     if let Err(fault) = vm.tdx_handle_accept_exit(id, gpa) {
-                        vmm.exit_fault(self, vcpu, fault, 0, fx)?;
+                        vmm.accept_exit_fault(self, vcpu, fault, fx)?;
                     }
                 }
             }
@@ -245,6 +245,48 @@ mod tests {
         // Misaligned and reserved operands.
         let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xe0_0800)]);
         assert!(TdxStatus(r.gpr[gpr::RAX]).is_error());
+    }
+    /// With strict=on, ACCEPT of a page the TD converted to shared is an
+    /// exit to the VMM that QEMU answers with a conversion, as for strict=off:
+    /// the module never raises #VE for ACCEPT (before, cvmem raised one on
+    /// the TDCALL, and a #VE handler that retried the accept recursed).
+    #[test]
+    fn accept_of_a_shared_page_converts_under_strict_without_ve() {
+        let config = Config {
+            vm_type: VmType::Tdx,
+            accept: AcceptPolicy::Below(MEM),
+            td_attributes: TdAttributes(TdAttributes::SEPT_VE_DISABLE),
+            strict: true,
+            map_gpa_chunk: 2 << 20,
+            ..Config::default()
+        };
+        let kvm = Kvm::new(&config, 1).unwrap();
+        report_ram(&kvm);
+        let host = FakeHost::new();
+        access(&kvm, 0x1000, Access::Read);
+        let r = vmcall(&kvm, &host, vmcall::MAP_GPA, &[SHARED | 0x40_0000, 0x1000]);
+        assert_eq!(r.gpr[gpr::R10], 0);
+        assert!(!kvm.vm().is_private(cvmem_model::Gfn::new(0x400)));
+        // strict=on: the TD's own private access to it is a #VE.
+        assert!(matches!(
+            access(&kvm, 0x40_0000, Access::Read),
+            Stage2Answer::Fault(f) if f.vector == crate::vmm::vector::VE
+        ));
+        let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        // ACCEPT: converted back to private, then accepted.
+        let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0x40_0000)]);
+        assert_eq!(r.gpr[gpr::RAX], 0);
+        assert!(kvm.vm().is_private(cvmem_model::Gfn::new(0x400)));
+        let stats = &kvm.flavour_as::<TdxModule>().stats;
+        assert_eq!(
+            stats.ves.load(Ordering::Relaxed),
+            1,
+            "only the access's #VE"
+        );
+        assert!(matches!(
+            access(&kvm, 0x40_0000, Access::Read),
+            Stage2Answer::Allow { .. }
+        ));
     }
     #[test]
     fn metadata_fields() {
