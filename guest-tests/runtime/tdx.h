@@ -340,7 +340,7 @@ bool tdx_handle_ve(struct ex_regs *regs, const struct tdx_module_args *ve);
  */
 u64 tdx_veinfo_get(struct tdx_module_args *a);
 
-/* #VEs the runtime emulated: EXIT_REASON_IO_INSTRUCTION, EXIT_REASON_HLT; else passed on. */
+/* #VEs the runtime emulated: EXIT_REASON_IO_INSTRUCTION, _HLT, _CPUID, _MSR_READ, _MSR_WRITE; else passed on. */
 u64 tdx_ve_count(u64 exit_reason);
 
 #endif /* CVMEM_TDX_H */

@@ -456,8 +456,9 @@ static void test_io_ve(void)
 	 * blocked: IF was set at the HLT) ends at once on the pending IPI,
 	 * which is taken after the #VE returns.
 	 */
-	n0 = seen.n;
+	/* The ICR write is a #VE of its own (WRMSR, reason 32): count after it. */
 	x2apic_icr_write(APIC_DEST_SELF | APIC_DM_FIXED | SMP_IPI_VECTOR, 0);
+	n0 = seen.n;
 	asm volatile("lea 1f(%%rip), %0; lea 2f(%%rip), %1\nsti\n1: hlt\n2: cli"
 		     : "=&r"(start), "=&r"(end) :: "memory");
 	s = seen;
@@ -485,8 +486,12 @@ static void test_tdvmcalls(void)
 	report_prefix_push("tdvmcall");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_CPUID, .r12 = 7, .r13 = 0 };
 	st = tdvmcall(&a);
-	report(st == 0 && (u32)a.r12 == c.a && (u32)a.r13 == c.b && (u32)a.r14 == c.c &&
-	       (u32)a.r15 == c.d, "CPUID 7: the VMM's answer");
+	/*
+	 * The VMM answers from QEMU's CPU model; the TDX module's leaf 7 is
+	 * that CPU's with bits cleared (fixed-0, XFAM) and none added.
+	 */
+	report(st == 0 && (u32)a.r12 == c.a && !(c.b & ~(u32)a.r13) && !(c.c & ~(u32)a.r14) &&
+	       !(c.d & ~(u32)a.r15), "CPUID 7: the VMM's answer, a superset of the module's");
 	a = (struct tdx_module_args){ .r11 = EXIT_REASON_IO_INSTRUCTION, .r12 = 2, .r13 = 1,
 				      .r14 = FW_CFG_PORT_SEL, .r15 = FW_CFG_SIGNATURE };
 	report(tdvmcall(&a) == 0, "IO: write the fw_cfg selector");

@@ -39,7 +39,9 @@
 //! nothing raises #VE.
 
 mod cpuid;
+pub mod cpuid_table;
 mod launch;
+pub mod msr;
 mod report;
 mod stats;
 mod tdcall;
@@ -143,6 +145,9 @@ struct TdVcpu {
     /// KVM_TDX_INIT_VCPU's part that cvmem can only do from inside the
     /// vCPU (its local APIC in x2APIC mode) is done.
     initialized: bool,
+    /// IA32_DEBUGCTL, which the module keeps in the TD's VMCS (an exit
+    /// for every access; see `msr.rs`).
+    debugctl: u64,
 }
 
 /// The modelled TDX module of one TD.
@@ -156,11 +161,15 @@ pub struct TdxModule {
     added: Mutex<Vec<GfnRange>>,
     mrtd: OnceLock<Sha384Digest>,
     td_ctls: AtomicU64,
+    /// What the MSR bitmap depends on, computed at the first MSR access
+    /// after launch (the module computes it at TDH.MNG.INIT).
+    msr_config: OnceLock<msr::TdMsrConfig>,
     notify_enables: AtomicU64,
     launched: AtomicBool,
     launch: Once,
-    /// The warning about QEMU's CPU vendor was printed.
-    vendor_warned: AtomicBool,
+    /// The TD's CPUID values (TDH.MNG.INIT), computed at the first CPUID
+    /// or MSR access after launch.
+    td_cpuid: OnceLock<cpuid_table::TdCpuid>,
     /// `accept=`.
     pub accept: AcceptPolicy,
     /// `map-gpa-chunk=`.
@@ -192,10 +201,11 @@ impl TdxModule {
             added: Mutex::new(Vec::new()),
             mrtd: OnceLock::new(),
             td_ctls: AtomicU64::new(0),
+            msr_config: OnceLock::new(),
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
             launch: Once::new(),
-            vendor_warned: AtomicBool::new(false),
+            td_cpuid: OnceLock::new(),
             accept,
             map_gpa_chunk,
             stats: TdxStats::default(),
@@ -235,6 +245,8 @@ impl Flavour for TdxModule {
             Insn::Vmcall,
             Insn::Ioio,
             Insn::Hlt,
+            Insn::Rdmsr,
+            Insn::Wrmsr,
         ]
     }
 
@@ -245,16 +257,12 @@ impl Flavour for TdxModule {
                 InsnAction::Done
             }
             Insn::Tdcall => self.tdcall(cx),
+            Insn::Rdmsr => self.msr_insn(cx, false),
+            Insn::Wrmsr => self.msr_insn(cx, true),
             Insn::Ioio | Insn::Hlt => self
                 .instruction_ve(cx.vmm, cx.vcpu, insn, cx.regs, cx.host)
                 .unwrap_or(InsnAction::Decline),
-            Insn::Cpuid => {
-                self.vcpu_enter(cx.vcpu, cx.host);
-                match self.cpuid(cx.regs, cx.host) {
-                    Some(()) => InsnAction::Done,
-                    None => InsnAction::Decline,
-                }
-            }
+            Insn::Cpuid => self.cpuid_insn(cx),
             _ => InsnAction::Decline,
         }
     }
