@@ -180,6 +180,31 @@ pub mod xfam_masks {
     ];
 }
 
+/// Bits of the fixed-0-or-dynamic masks that are dynamic: computed by the
+/// module at TDH.MNG.INIT or at each CPUID rather than forced to 0
+/// (leaf, sub-leaf, [EAX, EBX, ECX, EDX]): leaf 1's initial APIC ID and
+/// OSXSAVE, 7.0's OSPKE, 0xD.0/0xD.1 EBX (the XSAVE area size for the
+/// current XCR0/XSS), 0x15 EBX (TSC_FREQUENCY), 0x80000001 EDX.SYSCALL.
+/// For the generated views and the tests (`tables.rs`).
+#[cfg(test)]
+pub const DYNAMIC: &[(u32, Option<u32>, [u32; 4])] = &[
+    (1, None, [0, 0xff00_0000, 1 << 27, 0]),
+    (7, Some(0), [0, 0, 1 << 4, 0]),
+    (0xd, Some(0), [0, 0xffff_ffff, 0, 0]),
+    (0xd, Some(1), [0, 0xffff_ffff, 0, 0]),
+    (0x15, None, [0, 0xffff_ffff, 0, 0]),
+    (0x8000_0001, None, [0, 0, 0, 1 << 11]),
+];
+
+/// The dynamic bits of `e` ([`DYNAMIC`]).
+#[cfg(test)]
+pub fn dynamic_bits(e: &CpuidEntry) -> [u32; 4] {
+    DYNAMIC
+        .iter()
+        .find(|d| d.0 == e.leaf && d.1 == e.subleaf)
+        .map_or([0; 4], |d| d.2)
+}
+
 /// `XCR0_USER_BIT_MASK` and `XCR0_SUPERVISOR_BIT_MASK` (x86_defs.h): the
 /// XSAVE components the module knows.
 pub const XCR0_USER: u64 = 0x0006_02ff;
@@ -233,7 +258,7 @@ pub fn xsave_size(xfam: u64, cpu: &dyn Fn(u32, u32) -> [u32; 4]) -> u32 {
         .filter(|&i| xfam & XCR0_USER & (1 << i) != 0)
         .map(|i| {
             let r = cpu(0xd, i);
-            r[1] + r[0]
+            r[1].saturating_add(r[0])
         })
         .fold(576, u32::max)
 }
@@ -338,5 +363,112 @@ impl TdCpuid {
             leaf
         };
         lookup(leaf, subleaf).filter(|&i| !CPUID_TABLE[i].faulting)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_and_its_masks_disjoint() {
+        for w in CPUID_TABLE.windows(2) {
+            let key = |e: &CpuidEntry| (e.leaf, e.subleaf.unwrap_or(0));
+            assert!(key(&w[0]) < key(&w[1]), "{:#x}", w[1].leaf);
+        }
+        for e in &CPUID_TABLE {
+            for i in 0..4 {
+                // "The bits in the lookup tables are mutually exclusive".
+                let masks = [
+                    e.fixed1[i],
+                    e.fixed0_or_dynamic[i],
+                    e.config_direct[i],
+                    e.allow_direct[i],
+                ];
+                for a in 0..4 {
+                    for b in a + 1..4 {
+                        assert_eq!(masks[a] & masks[b], 0, "{:#x} reg {i}", e.leaf);
+                    }
+                }
+            }
+        }
+        assert_eq!(lookup(0, 7), lookup(0, 0), "leaf 0 has no sub-leaves");
+        assert_eq!(lookup(4, 5), None);
+        assert_eq!(lookup(0xb, 0), None);
+    }
+
+    /// Over a CPU that sets every bit, every value has its fixed-1 bits and
+    /// none of its fixed-0 bits but the dynamic ones.
+    #[test]
+    fn fixed_bits_hold_over_a_cpu_of_all_ones() {
+        let ones = |_, _| [u32::MAX; 4];
+        for xfam in [0b11, 0b111, XCR0_USER | XCR0_SUPERVISOR] {
+            let td = TdParams {
+                attributes: 0,
+                xfam,
+                tsc_frequency: 0,
+            };
+            let t = TdCpuid::new(&td, &ones);
+            for (e, v) in CPUID_TABLE.iter().zip(&t.values) {
+                let dynamic = dynamic_bits(e);
+                for i in 0..4 {
+                    assert_eq!(v[i] & e.fixed1[i], e.fixed1[i], "{:#x} reg {i}", e.leaf);
+                    assert_eq!(
+                        v[i] & e.fixed0_or_dynamic[i] & !dynamic[i],
+                        0,
+                        "{:#x}.{:?} reg {i}",
+                        e.leaf,
+                        e.subleaf
+                    );
+                }
+            }
+            let v = |leaf, sub| t.values[lookup(leaf, sub).unwrap()];
+            assert_eq!(v(0, 0)[0], LAST_BASE_LEAF);
+            // XFAM masks: AVX (bit 2) decides leaf 1 ECX.AVX/FMA/F16C and
+            // 0xD.0 EAX bit 2; a component's sub-leaf is 0 without it.
+            assert_eq!(v(1, 0)[2] & 0x3000_1000 != 0, xfam & 4 != 0);
+            assert_eq!(v(0xd, 0)[0] & 4 != 0, xfam & 4 != 0);
+            assert_eq!(v(0xd, 2) != [0; 4], xfam & 4 != 0);
+            // Without PERFMON leaf 0xA is 0; PT (XFAM 8) gates 0x14.
+            assert_eq!(v(0xa, 0), [0; 4]);
+            assert_eq!(v(0x14, 0) != [0; 4], xfam & (1 << 8) != 0);
+        }
+    }
+
+    #[test]
+    fn configurable_bits_follow_the_cpu_and_leaves_remap() {
+        // A CPU with nothing set: only fixed-1 bits remain.
+        let zero = |leaf: u32, _| {
+            if leaf == 0x8000_0000 {
+                [0x8000_0008, 0, 0, 0]
+            } else {
+                [0; 4]
+            }
+        };
+        let td = TdParams {
+            attributes: 0,
+            xfam: 0b11,
+            tsc_frequency: 0,
+        };
+        let t = TdCpuid::new(&td, &zero);
+        for (e, v) in CPUID_TABLE.iter().zip(&t.values) {
+            let mut want = e.fixed1;
+            if (e.leaf, e.subleaf) == (0xd, Some(0)) {
+                want[2] = 576; // the legacy area and header
+            }
+            if e.leaf == 0x8000_0008 {
+                want[0] |= 48 << 8;
+            }
+            assert_eq!(*v, want, "{:#x}.{:?}", e.leaf, e.subleaf);
+        }
+        assert_eq!(t.index(0x24, 0), lookup(LAST_BASE_LEAF, 0));
+        assert_eq!(t.index(0x8000_0009, 0), lookup(LAST_BASE_LEAF, 0));
+        assert_eq!(
+            t.index(0x4000_0000, 0),
+            None,
+            "the hypervisor range is the VMM's"
+        );
+        assert_eq!(t.index(6, 0), None, "faulting");
+        assert_eq!(t.index(0x8000_0007, 0), lookup(0x8000_0007, 0));
     }
 }

@@ -24,7 +24,9 @@
 //! | 0x10001 MapGPA | KVM's checks, then conversions as QEMU does them, `map-gpa-chunk=` bytes per call then RETRY |
 //! | 0x10002 GetQuote | the buffer's status becomes "service unavailable": cvmem has no quoting enclave |
 //! | 0x10003 ReportFatalError | the message is shown and QEMU's guest-panic action runs |
-//! | 10 CPUID, 30 IO, 31/32 MSR, 48 MMIO | QEMU answers, through the cvm host services |
+//! | 10 CPUID | KVM's `tdx_emulate_cpuid()`: QEMU's CPU model, KVM's paravirtual leaves |
+//! | 31/32 RDMSR/WRMSR | KVM's `tdx_get_msr()`/`tdx_set_msr()`: the MSRs it emulates for a TD (`msr.rs`), through QEMU |
+//! | 30 IO, 48 MMIO | QEMU answers, through the cvm host services |
 //! | 12 HLT | the vCPU halts until an interrupt is pending (R12 = 0: whatever RFLAGS.IF says) or, R12 = 1, as HLT with interrupts off would |
 //!
 //! | #VE (after launch) | VE info: exit reason, qualification, GLA, GPA, R10 instruction length |
@@ -32,11 +34,16 @@
 //! | EPT violation: a PENDING private page (SEPT_VE_DISABLE clear), MMIO through the shared alias, `strict=` wrong alias | 48, SDM Table 28-7, the linear and guest-physical address, 0 |
 //! | IN, OUT, INS, OUTS (every form) | 30, SDM Table 28-5 (size, IN, string, REP, immediate, port), 0, 0, the length |
 //! | HLT | 12, 0, 0, 0, 1 (the length) |
+//! | CPUID of a leaf outside the module's table, or faulting (`cpuid_table.rs`) | 10, 0, 0, 0, 2 |
+//! | RDMSR/WRMSR the module's MSR bitmap and actions make #VE (`msr.rs`) | 31/32, 0, 0, 0, 2 |
 //! | any of them while the last VE info is unread | #DF (error code 0) instead, as the module's `tdx_inject_ve()` |
 //!
-//! CPUID and the MSRs the module virtualizes run without a #VE (the module
-//! answers CPUID, QEMU the MSRs). Before launch (SeaBIOS, the option ROMs)
-//! nothing raises #VE.
+//! CPUID answers from the module's table over QEMU's CPU model
+//! (`cpuid_table.rs`, `cpuid.rs`); RDMSR/WRMSR run natively (on QEMU's
+//! CPU), raise #GP or #VE, or are emulated as the module's MSR bitmap and
+//! exit handlers say (`msr.rs`). docs/tdx-tables.md lists every leaf and
+//! MSR, generated from those tables (`tables.rs`). Before launch (SeaBIOS,
+//! the option ROMs), and with paging off, nothing raises #VE.
 
 mod cpuid;
 pub mod cpuid_table;
@@ -44,6 +51,8 @@ mod launch;
 pub mod msr;
 mod report;
 mod stats;
+#[cfg(test)]
+mod tables;
 mod tdcall;
 mod tdvmcall;
 #[cfg(test)]
