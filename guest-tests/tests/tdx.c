@@ -230,6 +230,16 @@ static void test_metadata(void)
 	a = (struct tdx_module_args){ .rdx = TDCS_CONFIG_FLAGS, .r8 = 2, .r9 = 2 };
 	st = tdcall(TDG_VM_WR, &a);
 	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "CONFIG_FLAGS is not writable: %lx", st);
+	/* Linux 6.14+ reduce_unnecessary_ve(): REDUCE_VE (bit 3) is not offered. */
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 1ul << 3, .r9 = 1ul << 3 };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "TD_CTLS.REDUCE_VE is not writable: %lx", st);
+	/* PENDING_VE_DISABLE follows ATTRIBUTES.SEPT_VE_DISABLE (0 here), fixed. */
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_PENDING_VE_DISABLE,
+				      .r9 = TD_CTLS_PENDING_VE_DISABLE };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == TDX_METADATA_FIELD_VALUE_NOT_VALID,
+	       "TD_CTLS.PENDING_VE_DISABLE cannot change: %lx", st);
 	a = (struct tdx_module_args){ .rdx = 0x1234 };
 	st = tdcall(TDG_VM_RD, &a);
 	report(st == TDX_METADATA_FIELD_ID_INCORRECT, "unknown field: TDX_METADATA_FIELD_ID_INCORRECT");

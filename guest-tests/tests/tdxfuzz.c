@@ -40,6 +40,7 @@ static bool documented_tdcall(u64 st)
 	case TDX_NO_VALID_VE_INFO:
 	case TDX_METADATA_FIELD_ID_INCORRECT:
 	case TDX_METADATA_FIELD_NOT_WRITABLE:
+	case TDX_METADATA_FIELD_VALUE_NOT_VALID:
 		return true;
 	}
 	return false;

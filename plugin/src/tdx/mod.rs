@@ -93,6 +93,7 @@ pub mod status {
     pub const NO_VALID_VE_INFO: u64 = 0xC000_0704_0000_0000;
     pub const METADATA_FIELD_ID_INCORRECT: u64 = 0xC000_0C00_0000_0000;
     pub const METADATA_FIELD_NOT_WRITABLE: u64 = 0xC000_0C01_0000_0000;
+    pub const METADATA_FIELD_VALUE_NOT_VALID: u64 = 0xC000_0C03_0000_0000;
     /// Operand IDs in bits 31:0 of TDX_OPERAND_INVALID: the register.
     pub const OPERAND_RAX: u64 = 0;
     pub const OPERAND_RCX: u64 = 1;
@@ -137,10 +138,14 @@ pub mod field {
     pub const TD_CTLS: u64 = 0x1110_0003_0000_0017;
     pub const NOTIFY_ENABLES: u64 = 0x9100_0000_0000_0010;
     pub const TOPOLOGY_ENUM_CONFIGURED: u64 = 0x9100_0000_0000_0019;
+    /// TD_CTLS.PENDING_VE_DISABLE: ATTRIBUTES.SEPT_VE_DISABLE, which the
+    /// guest may name in a write but not change (CONFIG_FLAGS.
+    /// FLEXIBLE_PENDING_VE is clear).
+    pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
     /// TD_CTLS.ENUM_TOPOLOGY: the only TD_CTLS bit a guest may change here
-    /// (CONFIG_FLAGS.FLEXIBLE_PENDING_VE is clear, so PENDING_VE_DISABLE
-    /// follows ATTRIBUTES.SEPT_VE_DISABLE; REDUCE_VE needs a TDX_FEATURES0
-    /// bit cvmem does not report).
+    /// (REDUCE_VE, bit 3, needs the reduced-#VE CPUID behaviour of newer
+    /// modules, which cvmem does not implement: a write of it alone is
+    /// TDX_METADATA_FIELD_NOT_WRITABLE).
     pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
 }
 

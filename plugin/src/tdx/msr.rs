@@ -974,6 +974,21 @@ mod tests {
             );
         }
         assert_eq!(msr_insn(&kvm, &host, false, 0x800), gp0());
+        // Paging off (an AP's real-mode trampoline): QEMU's, as before launch.
+        let mut regs = Regs {
+            insn_len: 2,
+            ..Regs::default()
+        };
+        regs.gpr[gpr::RCX] = 0x802;
+        assert_eq!(
+            kvm.insn(0, Insn::Rdmsr, &mut regs, &host).0,
+            InsnAction::Decline
+        );
+        regs.gpr[gpr::RAX] = 2;
+        assert_eq!(
+            kvm.insn(0, Insn::Cpuid, &mut regs, &host).0,
+            InsnAction::Decline
+        );
         assert_eq!(msr_insn(&kvm, &host, false, 0x48), InsnAction::Decline);
         assert_eq!(msr_insn(&kvm, &host, false, 0xbd), InsnAction::Done);
         let s = &kvm.flavour_as::<TdxModule>().stats;
