@@ -545,7 +545,8 @@ static void test_tdvmcalls(void)
 
 	/* The TDCALL itself. */
 	a = (struct tdx_module_args){};
-	report(tdcall(5, &a) == TDX_OPERAND_INVALID, "unknown leaf 5: TDX_OPERAND_INVALID");
+	report(tdcall(9, &a) == TDX_OPERAND_INVALID,
+	       "leaf 9 (TDG.VP.RD, not in cvmem): TDX_OPERAND_INVALID");
 	report(tdcall(TDG_VP_INFO | 1ul << 16, &a) == TDX_OPERAND_INVALID,
 	       "leaf version 1: TDX_OPERAND_INVALID");
 	report_prefix_pop();

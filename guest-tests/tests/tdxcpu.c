@@ -377,6 +377,26 @@ static void test_cpuid_table(void)
 	report_prefix_pop();
 }
 
+/* TDG.VP.CPUIDVE.SET: every CPUID at CPL 0 a #VE, even a leaf the module answers. */
+static void test_cpuidve_set(void)
+{
+	struct tdx_module_args a = { .rcx = 1 };
+	u32 v[4];
+
+	report_prefix_push("CPUIDVE.SET");
+	report(tdcall(TDG_VP_CPUIDVE_SET, &a) == 0, "supervisor #VE on");
+	report(try_cpuid(0x21, 0, v) == VE, "CPUID 0x21 at CPL 0: #VE");
+	a = (struct tdx_module_args){ .rcx = 2 };
+	report(tdcall(TDG_VP_CPUIDVE_SET, &a) == 0, "user #VE only");
+	report(try_cpuid(0x21, 0, v) == OK, "CPUID 0x21 at CPL 0: answered");
+	a = (struct tdx_module_args){ .rcx = 4 };
+	report(tdcall(TDG_VP_CPUIDVE_SET, &a) == (TDX_OPERAND_INVALID | TDX_OPERAND_ID_RCX),
+	       "reserved bit: TDX_OPERAND_INVALID (RCX)");
+	a = (struct tdx_module_args){ .rcx = 0 };
+	report(tdcall(TDG_VP_CPUIDVE_SET, &a) == 0, "off");
+	report_prefix_pop();
+}
+
 int main(void)
 {
 	handle_exception(VE_VECTOR, ve_handler);
@@ -385,6 +405,7 @@ int main(void)
 	test_msr_table();
 	test_unlisted_msrs();
 	test_module_writes();
+	test_cpuidve_set();
 	handle_exception(VE_VECTOR, NULL);
 	return 0;
 }

@@ -77,6 +77,16 @@ impl TdxModule {
         let Some(i) = td.index(leaf, subleaf) else {
             return self.cpuid_ve(cx);
         };
+        // TDG.VP.CPUIDVE.SET: the guest asked for a #VE on every CPUID at
+        // this CPL.
+        let cpuid_ve = self
+            .vcpus
+            .get(cx.vcpu as usize)
+            .map_or(0, |v| v.lock().cpuid_ve);
+        let cpl_bit = if cx.regs.cpl == 0 { 1 } else { 2 };
+        if cpuid_ve & cpl_bit != 0 {
+            return self.cpuid_ve(cx);
+        }
         let e = &super::cpuid_table::CPUID_TABLE[i];
         let mut v = td.values[i];
         dynamic_fields(e.leaf, subleaf, cx.vcpu, cx.regs, cx.host, &mut v);
@@ -226,6 +236,37 @@ mod tests {
                 .load(Ordering::Relaxed),
             9
         );
+    }
+
+    #[test]
+    fn cpuidve_set_makes_every_cpuid_at_a_cpl_a_ve() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        launch(&kvm);
+        let set = |rcx| call(&kvm, &host, leaf::VP_CPUIDVE_SET, &[(gpr::RCX, rcx)]).gpr[gpr::RAX];
+        assert_eq!(set(4), operand_invalid(status::OPERAND_RCX));
+        let ve = |a: InsnAction| matches!(a, InsnAction::Fault(f) if f.vector == vector::VE);
+        let at_cpl = |cpl| {
+            let mut regs = Regs {
+                insn_len: 2,
+                cr0: super::super::msr::CR0_PG | 1,
+                cpl,
+                ..Regs::default()
+            };
+            let a = kvm.insn(0, Insn::Cpuid, &mut regs, &host).0;
+            if ve(a) {
+                let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+            }
+            a
+        };
+        assert_eq!(set(1), 0);
+        assert!(ve(at_cpl(0)), "supervisor");
+        assert_eq!(at_cpl(3), InsnAction::Done);
+        assert_eq!(set(2), 0);
+        assert_eq!(at_cpl(0), InsnAction::Done);
+        assert!(ve(at_cpl(3)), "user");
+        assert_eq!(set(0), 0);
+        assert_eq!(at_cpl(3), InsnAction::Done);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | 2 TDG.MR.RTMR.EXTEND | SHA-384 extend of RTMR 0-3 |
 //! | 3 TDG.VP.VEINFO.GET | the #VE information of the last #VE, once |
 //! | 4 TDG.MR.REPORT | a TDREPORT_STRUCT of the documented layout, **MAC all zero (unsigned)** |
+//! | 5 TDG.VP.CPUIDVE.SET | CPUID at CPL 0 and/or 3 always raises #VE (`tdg_vp_cpuidve_set.c`) |
 //! | 6 TDG.MEM.PAGE.ACCEPT | the model's Secure EPT (4K, 2M) |
 //! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS, NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
 //! | 11 TDG.SYS.RD | TDX_FEATURES0 (no optional feature) |
@@ -80,6 +81,7 @@ pub mod leaf {
     pub const MR_RTMR_EXTEND: u64 = 2;
     pub const VP_VEINFO_GET: u64 = 3;
     pub const MR_REPORT: u64 = 4;
+    pub const VP_CPUIDVE_SET: u64 = 5;
     pub const MEM_PAGE_ACCEPT: u64 = 6;
     pub const VM_RD: u64 = 7;
     pub const VM_WR: u64 = 8;
@@ -162,6 +164,9 @@ struct TdVcpu {
     /// IA32_DEBUGCTL, which the module keeps in the TD's VMCS (an exit
     /// for every access; see `msr.rs`).
     debugctl: u64,
+    /// TDG.VP.CPUIDVE.SET: every CPUID at CPL 0 (bit 0) or above (bit 1)
+    /// raises #VE (`tdvps.management.cpuid_supervisor_ve/user_ve`).
+    cpuid_ve: u64,
 }
 
 /// The modelled TDX module of one TD.

@@ -36,6 +36,7 @@ impl TdxModule {
             leaf::MR_RTMR_EXTEND => self.rtmr_extend(vmm, regs, host),
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
             leaf::MR_REPORT => self.mr_report(vmm, regs, host),
+            leaf::VP_CPUIDVE_SET => self.cpuidve_set(vcpu, regs.gpr[gpr::RCX]),
             leaf::MEM_PAGE_ACCEPT => {
                 let rcx = regs.gpr[gpr::RCX];
                 match self.accept(vmm, vcpu, rcx, &mut cx.fx) {
@@ -121,6 +122,22 @@ impl TdxModule {
             "TDG.MEM.PAGE.ACCEPT of {rcx:#x} on vCPU {vcpu} made no progress in 4 exits"
         ));
         Err(InsnAction::Stop)
+    }
+
+    /// TDG.VP.CPUIDVE.SET (`tdg_vp_cpuidve_set.c`): RCX bit 0 makes every
+    /// CPUID at CPL 0 raise #VE, bit 1 every CPUID above; other bits are
+    /// TDX_OPERAND_INVALID.
+    pub(super) fn cpuidve_set(&self, vcpu: u32, rcx: u64) -> u64 {
+        if rcx & !0b11 != 0 {
+            return operand_invalid(status::OPERAND_RCX);
+        }
+        match self.vcpus.get(vcpu as usize) {
+            Some(v) => {
+                v.lock().cpuid_ve = rcx;
+                0
+            }
+            None => operand_invalid(status::OPERAND_RAX),
+        }
     }
 
     pub(super) fn vm_rd(&self, vmm: &Vmm, regs: &mut Regs) -> u64 {
