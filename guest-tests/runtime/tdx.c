@@ -6,7 +6,9 @@
  * the TDX module turns them into a #VE (TDX module base spec, "#VE on
  * instruction execution"), and the guest asks the VMM with TDVMCALL IO or
  * HLT, as Linux's virt_exception_kernel() does (arch/x86/coco/tdx/tdx.c:
- * handle_io(), handle_halt()). The VE information must be read with
+ * handle_io(), handle_halt()). So do CPUID of a leaf the module leaves to
+ * the VMM and RDMSR/WRMSR of an MSR it does not virtualize (exit reasons
+ * 10, 31, 32; Linux handle_cpuid(), read_msr(), write_msr()). The VE information must be read with
  * TDG.VP.VEINFO.GET before anything that may #VE again: a #VE while it is
  * unread is a #DF (Linux tdx_get_ve_info()). So the runtime's #VE entry
  * reads it first, before any output, then emulates port I/O and HLT and
@@ -28,7 +30,8 @@
 #include "tdx.h"
 
 static bool td_guest;
-static u64 ve_counts[3]; /* emulated port I/O, emulated HLT, passed on */
+/* Emulated port I/O, HLT, passed on, CPUID, RDMSR and WRMSR. */
+static u64 ve_counts[6];
 
 void tdx_init_bsp(void)
 {
@@ -38,7 +41,14 @@ void tdx_init_bsp(void)
 
 static int ve_count_index(u64 exit_reason)
 {
-	return exit_reason == EXIT_REASON_IO_INSTRUCTION ? 0 : exit_reason == EXIT_REASON_HLT ? 1 : 2;
+	switch (exit_reason) {
+	case EXIT_REASON_IO_INSTRUCTION: return 0;
+	case EXIT_REASON_HLT: return 1;
+	case EXIT_REASON_CPUID: return 3;
+	case EXIT_REASON_MSR_READ: return 4;
+	case EXIT_REASON_MSR_WRITE: return 5;
+	default: return 2;
+	}
 }
 
 u64 tdx_ve_count(u64 exit_reason)
@@ -117,6 +127,52 @@ static bool ve_hlt(struct ex_regs *regs)
 	return tdvmcall(&a) == 0;
 }
 
+/*
+ * CPUID: as Linux's handle_cpuid(), only the hypervisor range goes to the
+ * VMM (TDVMCALL CPUID: R12 leaf, R13 sub-leaf; R12-R15 EAX-EDX); every
+ * other leaf the module does not answer reads 0.
+ */
+static bool ve_cpuid(struct ex_regs *regs)
+{
+	struct tdx_module_args a = {
+		.r10 = TDX_HYPERCALL_STANDARD,
+		.r11 = EXIT_REASON_CPUID,
+		.r12 = (u32)regs->rax,
+		.r13 = (u32)regs->rcx,
+	};
+
+	if (a.r12 < 0x40000000 || a.r12 > 0x4fffffff) {
+		regs->rax = regs->rbx = regs->rcx = regs->rdx = 0;
+		return true;
+	}
+	if (tdvmcall(&a))
+		return false;
+	regs->rax = (u32)a.r12;
+	regs->rbx = (u32)a.r13;
+	regs->rcx = (u32)a.r14;
+	regs->rdx = (u32)a.r15;
+	return true;
+}
+
+/* TDVMCALL RDMSR (R12 the MSR; R11 the value) and WRMSR (R13 the value). */
+static bool ve_msr(struct ex_regs *regs, bool write)
+{
+	struct tdx_module_args a = {
+		.r10 = TDX_HYPERCALL_STANDARD,
+		.r11 = write ? EXIT_REASON_MSR_WRITE : EXIT_REASON_MSR_READ,
+		.r12 = (u32)regs->rcx,
+		.r13 = write ? (regs->rdx << 32) | (u32)regs->rax : 0,
+	};
+
+	if (tdvmcall(&a))
+		return false;
+	if (!write) {
+		regs->rax = (u32)a.r11;
+		regs->rdx = a.r11 >> 32;
+	}
+	return true;
+}
+
 bool tdx_handle_ve(struct ex_regs *regs, const struct tdx_module_args *ve)
 {
 	u32 len = (u32)ve->r10; /* bits 31:0 the instruction length */
@@ -128,6 +184,13 @@ bool tdx_handle_ve(struct ex_regs *regs, const struct tdx_module_args *ve)
 		break;
 	case EXIT_REASON_HLT:
 		ok = ve_hlt(regs);
+		break;
+	case EXIT_REASON_CPUID:
+		ok = ve_cpuid(regs);
+		break;
+	case EXIT_REASON_MSR_READ:
+	case EXIT_REASON_MSR_WRITE:
+		ok = ve_msr(regs, ve->rcx == EXIT_REASON_MSR_WRITE);
 		break;
 	default:
 		return false;
@@ -151,7 +214,7 @@ bool tdx_ve_entry(struct ex_regs *regs)
 		return false;
 	if (tdx_handle_ve(regs, &ve))
 		return true;
-	__atomic_fetch_add(&ve_counts[2], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&ve_counts[ve_count_index(0)], 1, __ATOMIC_RELAXED);
 	cpu->ve_info[0] = ve.rcx;
 	cpu->ve_info[1] = ve.rdx;
 	cpu->ve_info[2] = ve.r8;

@@ -70,6 +70,7 @@
 #define TDX_METADATA_FIELD_ID_INCORRECT 0xC0000C0000000000ul
 #define TDX_METADATA_FIELD_NOT_WRITABLE 0xC0000C0100000000ul
 #define TDX_METADATA_FIELD_NOT_READABLE 0xC0000C0200000000ul
+#define TDX_METADATA_FIELD_VALUE_NOT_VALID 0xC0000C0300000000ul
 #define TDX_OPERAND_ID_RCX 0x01 /* e.g. TDX_OPERAND_INVALID | TDX_OPERAND_ID_RCX */
 
 static inline u64 tdx_status_class(u64 rax) { return rax & TDX_STATUS_MASK; }
@@ -340,7 +341,7 @@ bool tdx_handle_ve(struct ex_regs *regs, const struct tdx_module_args *ve);
  */
 u64 tdx_veinfo_get(struct tdx_module_args *a);
 
-/* #VEs the runtime emulated: EXIT_REASON_IO_INSTRUCTION, EXIT_REASON_HLT; else passed on. */
+/* #VEs the runtime emulated: EXIT_REASON_IO_INSTRUCTION, _HLT, _CPUID, _MSR_READ, _MSR_WRITE; else passed on. */
 u64 tdx_ve_count(u64 exit_reason);
 
 #endif /* CVMEM_TDX_H */

@@ -167,9 +167,21 @@ impl Vmm {
         fault: Stage2Fault,
         fx: &mut Effects,
     ) -> Stage2Answer {
+        self.fault_answer_strict(flavour, req, fault, self.strict, fx)
+    }
+
+    /// [`Vmm::fault_answer`] with `strict` in place of `strict=`.
+    fn fault_answer_strict(
+        &self,
+        flavour: &dyn Flavour,
+        req: &Stage2Request,
+        fault: Stage2Fault,
+        strict: bool,
+        fx: &mut Effects,
+    ) -> Stage2Answer {
         // A memory fault is the flavour's only with strict=on; otherwise
         // QEMU converts.
-        let flavours = !matches!(fault, Stage2Fault::MemoryFault { .. }) || self.strict;
+        let flavours = !matches!(fault, Stage2Fault::MemoryFault { .. }) || strict;
         if flavours {
             if let Some(answer) = flavour.guest_fault(self, req, &fault) {
                 return answer;
@@ -186,7 +198,7 @@ impl Vmm {
             Stage2Fault::Mmio { gpa } | Stage2Fault::ReadOnlyWrite { gpa } => self.unaliased(gpa),
             // strict=on and the flavour has no way to tell the guest: the VM
             // stops as QEMU stops it when it refuses a memory-fault exit.
-            Stage2Fault::MemoryFault { gpa, .. } if self.strict => self.stop(format!(
+            Stage2Fault::MemoryFault { gpa, .. } if strict => self.stop(format!(
                 "strict=on: vCPU {} {} of GPA {:#x} through the wrong alias",
                 req.vcpu_index,
                 access_name(req.access),
@@ -318,6 +330,35 @@ impl Vmm {
         gva: u64,
         fx: &mut Effects,
     ) -> Result<(), InsnAction> {
+        self.exit_fault_strict(flavour, vcpu, fault, gva, self.strict, fx)
+    }
+
+    /// The TDX module's exit for TDG.MEM.PAGE.ACCEPT of a page the TD made
+    /// shared: an EPT violation the module hands to the VMM, never a #VE
+    /// (the module raises no #VE for ACCEPT: it returns a status or exits,
+    /// TDX module `tdg_mem_page_accept.c`). KVM finds the GPA's attribute
+    /// shared and exits with KVM_EXIT_MEMORY_FAULT, and QEMU converts
+    /// (`kvm_convert_memory()`), whatever `strict=` says about the guest's
+    /// own accesses.
+    pub fn accept_exit_fault(
+        &self,
+        flavour: &dyn Flavour,
+        vcpu: u32,
+        fault: Stage2Fault,
+        fx: &mut Effects,
+    ) -> Result<(), InsnAction> {
+        self.exit_fault_strict(flavour, vcpu, fault, 0, false, fx)
+    }
+
+    fn exit_fault_strict(
+        &self,
+        flavour: &dyn Flavour,
+        vcpu: u32,
+        fault: Stage2Fault,
+        gva: u64,
+        strict: bool,
+        fx: &mut Effects,
+    ) -> Result<(), InsnAction> {
         let gpa = match fault {
             Stage2Fault::MemoryFault { gpa, .. } | Stage2Fault::VmDead { gpa } => gpa,
             _ => Gpa::new(0),
@@ -332,7 +373,7 @@ impl Vmm {
             paging: false,
         };
         let mut effects = Effects::NONE;
-        match self.fault_answer(flavour, &req, fault, &mut effects) {
+        match self.fault_answer_strict(flavour, &req, fault, strict, &mut effects) {
             Stage2Answer::Fault(f) => Err(InsnAction::Fault(f)),
             Stage2Answer::Stop => Err(InsnAction::Stop),
             _ => {

@@ -1,77 +1,145 @@
-//! CPUID as a TD sees it: the leaves the TDX module fixes, and KVM's
-//! paravirtual block.
+//! CPUID in a TD: the TDX module's answer from the TD's CPUID values
+//! (`cpuid_table.rs`), its dynamic fields, and #VE (exit reason 10) for
+//! the leaves it leaves to the VMM; and KVM's paravirtual block, which the
+//! guest reads through TDVMCALL<Instruction.CPUID>.
 
+use super::cpuid_table::{xfam_of, TdCpuid, TdParams};
 use super::*;
 use crate::hooks::{gpr, Host, Regs};
+use crate::vmm::vector;
+use cvmem_model::Gpa;
 use std::sync::atomic::Ordering;
-
-/// CPUID leaf 0's EBX, EDX, ECX on Intel: "Genu", "ineI", "ntel".
-pub(super) const GENUINE_INTEL: [u32; 3] = [
-    u32::from_le_bytes(*b"Genu"),
-    u32::from_le_bytes(*b"ineI"),
-    u32::from_le_bytes(*b"ntel"),
-];
 
 pub(super) use crate::kvm::pv_cpuid::{kvm_cpuid, KVM_CPUID_LAST, KVM_CPUID_SIGNATURE};
 
-impl TdxModule {
-    /// CPUID as the TD sees it: leaf 0x21 is the TDX module's
-    /// ("IntelTDX    ", Linux `TDX_IDENT`), leaf 0 reports it as present
-    /// and the vendor as GenuineIntel, which the TDX module fixes (TDX
-    /// module ABI, CPUID virtualization: leaf 0 EBX/ECX/EDX are fixed
-    /// fields). Leaves that raising the maximum basic leaf brings into
-    /// range but QEMU does not implement read as zero: QEMU answers a
-    /// leaf above its maximum with its highest leaf, as Intel CPUs do, and
-    /// Linux would take that for the TSC/crystal ratio of leaf 0x15 (a
-    /// TSC of a few kHz) or for topology in leaf 0x1f (a bitmap walk past
-    /// its end in `topology_init_possible_cpus()`).
-    /// `None`: QEMU answers.
-    pub fn cpuid(&self, regs: &mut Regs, host: &dyn Host) -> Option<()> {
-        let leaf = regs.gpr[gpr::RAX] as u32;
-        let out = match leaf {
-            0 => {
-                let mut r = host.cpuid(0, 0);
-                if [r[1], r[3], r[2]] != GENUINE_INTEL
-                    && !self.vendor_warned.swap(true, Ordering::Relaxed)
-                {
-                    eprintln!(
-                        "cvmem: a TD runs on an Intel CPU, but QEMU's CPU model is not \
-                         GenuineIntel: give QEMU -cpu max,vendor=GenuineIntel,phys-bits=52 \
-                         (the guest is told GenuineIntel; QEMU emulates its own vendor)"
-                    );
-                }
-                r[0] = r[0].max(0x21);
-                [r[1], r[3], r[2]] = GENUINE_INTEL;
-                r
-            }
-            1 => {
-                // ECX bit 31: a TD always runs under a hypervisor (fixed
-                // to 1 by the TDX module).
-                let mut r = host.cpuid(1, 0);
-                r[2] |= 1 << 31;
-                r
-            }
-            1..0x21 if leaf > host.cpuid(0, 0)[0] => [0; 4],
-            KVM_CPUID_SIGNATURE..=KVM_CPUID_LAST => kvm_cpuid(leaf),
-            0x21 => {
-                let sub = regs.gpr[gpr::RCX] as u32;
-                if sub == 0 {
-                    // EBX, EDX, ECX spell "IntelTDX    ".
-                    let word = |s: &[u8; 4]| u32::from_le_bytes(*s);
-                    [0, word(b"Inte"), word(b"    "), word(b"lTDX")]
-                } else {
-                    [0; 4]
-                }
-            }
-            _ => return None,
+/// VMX basic exit reason of CPUID (SDM Appendix C).
+pub(super) const EXIT_REASON_CPUID: u32 = 10;
+
+/// TD_PARAMS.TSC_FREQUENCY (units of 25 MHz), which CPUID 0x15 EBX
+/// reports over the module's fixed 25 MHz core crystal (EAX 1, ECX
+/// 25,000,000). A TD's local APIC timer counts at that crystal frequency
+/// (KVM sets the APIC bus to 25 MHz for a TD), and Linux takes its APIC
+/// timer period from leaf 0x15 (`native_calibrate_tsc()`); TCG's APIC timer
+/// counts at 1 GHz, so a guest told the truth about the TSC would run its
+/// timer 40 times fast (seen: a 5 s Linux boot reporting 40 s). cvmem
+/// leaves it 0, as if unknown, and the guest calibrates (docs/tdx.md).
+pub const TSC_FREQUENCY: u32 = 0;
+
+/// QEMU's CPU as the module's CPU: leaves above QEMU's maximum basic or
+/// extended leaf read 0 (QEMU, as Intel CPUs, would answer its highest
+/// basic leaf, which the module's CPU, having every leaf of the table,
+/// never does).
+pub(super) fn cpu_of(host: &dyn Host) -> impl Fn(u32, u32) -> [u32; 4] + '_ {
+    let max_basic = host.cpuid(0, 0)[0];
+    let max_ext = host.cpuid(0x8000_0000, 0)[0];
+    move |leaf, sub| {
+        let beyond = if leaf >= 0x8000_0000 {
+            leaf > max_ext
+        } else {
+            leaf > max_basic
         };
-        for (i, r) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX]
-            .into_iter()
-            .enumerate()
-        {
-            regs.gpr[r] = u64::from(out[i]);
+        if beyond {
+            [0; 4]
+        } else {
+            host.cpuid(leaf, sub)
         }
-        Some(())
+    }
+}
+
+impl TdxModule {
+    /// The TD's CPUID values, computed at the first use after launch as
+    /// TDH.MNG.INIT computes them.
+    pub(super) fn td_cpuid(&self, vmm: &Vmm, host: &dyn Host) -> &TdCpuid {
+        self.td_cpuid.get_or_init(|| {
+            let cpu = cpu_of(host);
+            let td = TdParams {
+                attributes: vmm.vm().config().td_attributes.0,
+                xfam: xfam_of(&cpu),
+                tsc_frequency: TSC_FREQUENCY,
+            };
+            TdCpuid::new(&td, &cpu)
+        })
+    }
+
+    /// CPUID in a launched TD (`td_cpuid_exit()`): the TD's value with the
+    /// dynamic fields filled in, or a #VE with exit reason 10 for a leaf
+    /// the module does not answer (the guest asks the VMM with TDVMCALL,
+    /// Linux `handle_cpuid()`). Before launch QEMU answers (`Decline`).
+    pub(super) fn cpuid_insn(&self, cx: &mut Ctx<'_>) -> InsnAction {
+        if self.loader_runs(cx.regs) {
+            return InsnAction::Decline;
+        }
+        self.vcpu_enter(cx.vcpu, cx.host);
+        let leaf = cx.regs.gpr[gpr::RAX] as u32;
+        let subleaf = cx.regs.gpr[gpr::RCX] as u32;
+        let td = self.td_cpuid(cx.vmm, cx.host);
+        let Some(i) = td.index(leaf, subleaf) else {
+            return self.cpuid_ve(cx);
+        };
+        // TDG.VP.CPUIDVE.SET: the guest asked for a #VE on every CPUID at
+        // this CPL.
+        let cpuid_ve = self
+            .vcpus
+            .get(cx.vcpu as usize)
+            .map_or(0, |v| v.lock().cpuid_ve);
+        let cpl_bit = if cx.regs.cpl == 0 { 1 } else { 2 };
+        if cpuid_ve & cpl_bit != 0 {
+            return self.cpuid_ve(cx);
+        }
+        let e = &super::cpuid_table::CPUID_TABLE[i];
+        let mut v = td.values[i];
+        dynamic_fields(e.leaf, subleaf, cx.vcpu, cx.regs, cx.host, &mut v);
+        for (r, value) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].into_iter().zip(v) {
+            cx.regs.gpr[r] = u64::from(value);
+        }
+        InsnAction::Done
+    }
+
+    fn cpuid_ve(&self, cx: &mut Ctx<'_>) -> InsnAction {
+        let ve = VeInfo {
+            exit_reason: EXIT_REASON_CPUID,
+            exit_qualification: 0,
+            gla: 0,
+            gpa: Gpa::new(0),
+        };
+        match self.record_ve(cx.vcpu, ve, cx.regs.insn_len) {
+            Some(fault) => {
+                if fault.vector == vector::VE {
+                    self.stats.cpuid_ves.fetch_add(1, Ordering::Relaxed);
+                }
+                InsnAction::Fault(fault)
+            }
+            None => gp0(),
+        }
+    }
+}
+
+/// The fields `td_cpuid_exit()` fills in at each CPUID: leaf 1 EBX[31:24]
+/// the vCPU index and ECX.OSXSAVE from CR4.OSXSAVE; leaf 7.0 ECX.OSPKE
+/// from CR4.PKE; leaf 0xD.0/1 EBX (the XSAVE area size for the current
+/// XCR0 and IA32_XSS) from the CPU; leaf 0x80000001 EDX.SYSCALL set in
+/// 64-bit mode (here: with EFER.LMA, which a TD, always in long mode,
+/// has; a TD in compatibility mode would see it set too).
+pub(super) fn dynamic_fields(
+    leaf: u32,
+    subleaf: u32,
+    vcpu: u32,
+    regs: &Regs,
+    host: &dyn Host,
+    v: &mut [u32; 4],
+) {
+    let set = |r: &mut u32, bit: u32, on: bool| {
+        *r = (*r & !(1 << bit)) | (u32::from(on) << bit);
+    };
+    match leaf {
+        1 => {
+            v[1] = (v[1] & 0x00ff_ffff) | ((vcpu & 0xff) << 24);
+            set(&mut v[2], 27, regs.cr4 & (1 << 18) != 0);
+        }
+        7 if subleaf == 0 => set(&mut v[2], 4, regs.cr4 & (1 << 22) != 0),
+        0xd if subleaf <= 1 => v[1] = host.cpuid(0xd, subleaf)[1],
+        0x8000_0001 => set(&mut v[3], 11, regs.efer & (1 << 10) != 0),
+        _ => {}
     }
 }
 
@@ -83,53 +151,149 @@ mod tests {
 
     use crate::tdx::testutil::*;
     use cvmem_model::TdAttributes;
+
+    fn cpuid(kvm: &crate::kvm::Kvm, host: &FakeHost, leaf: u32, sub: u32) -> InsnAction {
+        let mut regs = Regs {
+            insn_len: 2,
+            cr0: super::super::msr::CR0_PG | 1,
+            ..Regs::default()
+        };
+        regs.gpr[gpr::RAX] = u64::from(leaf);
+        regs.gpr[gpr::RCX] = u64::from(sub);
+        let (a, _) = kvm.insn(0, Insn::Cpuid, &mut regs, host);
+        if a == InsnAction::Done {
+            // In gpr:: order (RAX, RCX, RDX, RBX).
+            let out: Vec<u64> = regs.gpr[..4].to_vec();
+            LAST.with(|l| *l.borrow_mut() = out);
+        }
+        a
+    }
+    thread_local! {
+        static LAST: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    fn last() -> Vec<u64> {
+        LAST.with(|l| l.borrow().clone())
+    }
+
+    fn launch(kvm: &crate::kvm::Kvm) {
+        access(kvm, 0x1000, crate::hooks::Access::Read);
+    }
+
     #[test]
-    fn cpuid_reports_tdx() {
+    fn cpuid_answers_from_the_module_table() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
-        let tdx = kvm.flavour_as::<TdxModule>();
         let host = FakeHost::new();
-        let mut regs = Regs::default();
-        regs.gpr[gpr::RAX] = 0x21;
-        tdx.cpuid(&mut regs, &host).unwrap();
+        launch(&kvm);
+        // Leaf 0: the maximum basic leaf is the module's 0x23.
+        assert_eq!(cpuid(&kvm, &host, 0, 0), InsnAction::Done);
+        assert_eq!(last()[0], 0x23);
+        // Leaf 0x21: "IntelTDX    " in EBX, EDX, ECX (fixed-1).
+        assert_eq!(cpuid(&kvm, &host, 0x21, 0), InsnAction::Done);
         let mut sig = Vec::new();
         for r in [gpr::RBX, gpr::RDX, gpr::RCX] {
-            sig.extend((regs.gpr[r] as u32).to_le_bytes());
+            sig.extend((last()[r] as u32).to_le_bytes());
         }
         assert_eq!(&sig, b"IntelTDX    ");
-        regs.gpr[gpr::RAX] = 0;
-        tdx.cpuid(&mut regs, &host).unwrap();
-        assert!(regs.gpr[gpr::RAX] >= 0x21);
-        let mut vendor = Vec::new();
-        for r in [gpr::RBX, gpr::RDX, gpr::RCX] {
-            vendor.extend((regs.gpr[r] as u32).to_le_bytes());
+        // Leaf 1: the hypervisor bit (fixed-1), the vCPU index in EBX.
+        assert_eq!(cpuid(&kvm, &host, 1, 0), InsnAction::Done);
+        assert_ne!(last()[gpr::RCX] & (1 << 31), 0);
+        assert_eq!(last()[gpr::RBX] >> 24, 0);
+        // Leaf 0x20 (all fixed-0) reads 0 though FakeHost stops at 0x1f.
+        assert_eq!(cpuid(&kvm, &host, 0x20, 0), InsnAction::Done);
+        assert_eq!(last(), vec![0; 4]);
+        let ve = |a: InsnAction| matches!(a, InsnAction::Fault(f) if f.vector == vector::VE);
+        // Not in the table (2, 0xB, the hypervisor range, 4.5), or
+        // faulting (6, 0x1F): #VE, with the VE info exit reason 10.
+        for (leaf, sub) in [
+            (2, 0),
+            (0xb, 0),
+            (4, 5),
+            (0x4000_0000, 0),
+            (6, 0),
+            (0x1f, 0),
+            (0x8000_0006, 0),
+        ] {
+            assert!(ve(cpuid(&kvm, &host, leaf, sub)), "{leaf:#x}.{sub}");
+            let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+            assert_eq!((r.gpr[gpr::RCX], r.gpr[gpr::R10]), (10, 2));
         }
-        assert_eq!(&vendor, b"GenuineIntel", "the TDX module fixes the vendor");
-        regs.gpr[gpr::RAX] = 1;
-        tdx.cpuid(&mut regs, &host).unwrap();
-        assert_eq!(regs.gpr[gpr::RCX], 0x8000_000c, "the hypervisor bit");
-        // KVM's signature, and no paravirtual feature.
-        regs.gpr[gpr::RAX] = 0x4000_0000;
-        tdx.cpuid(&mut regs, &host).unwrap();
-        let mut sig = Vec::new();
-        for r in [gpr::RBX, gpr::RCX, gpr::RDX] {
-            sig.extend((regs.gpr[r] as u32).to_le_bytes());
-        }
+        // Above the maximum basic leaf: the last basic leaf, 0x23, which
+        // has sub-leaves 0-3; above the CPU's extended maximum (at least
+        // 0x80000008) likewise. The brand string is not in the table.
+        assert_eq!(cpuid(&kvm, &host, 0x24, 0), InsnAction::Done);
+        assert!(ve(cpuid(&kvm, &host, 0x24, 4)));
+        let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!(cpuid(&kvm, &host, 0x8000_0009, 1), InsnAction::Done);
+        assert_eq!(cpuid(&kvm, &host, 0x8000_0008, 0), InsnAction::Done);
+        assert_eq!(last()[0] & 0xff00, 48 << 8, "LA bits without LA57");
+        assert!(ve(cpuid(&kvm, &host, 0x8000_0002, 0)));
+        let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
         assert_eq!(
-            (regs.gpr[gpr::RAX], &sig[..]),
-            (0x4000_0001, &b"KVMKVMKVM\0\0\0"[..])
+            kvm.flavour_as::<TdxModule>()
+                .stats
+                .cpuid_ves
+                .load(Ordering::Relaxed),
+            9
         );
-        regs.gpr[gpr::RAX] = 0x4000_0001;
-        tdx.cpuid(&mut regs, &host).unwrap();
-        assert_eq!(&regs.gpr[..4], &[0; 4]);
-        regs.gpr[gpr::RAX] = 2;
-        assert!(tdx.cpuid(&mut regs, &host).is_none());
-        // FakeHost's maximum basic leaf is 0x1f: 0x20 is brought into range
-        // by leaf 0x21 and reads as zero, not as QEMU's highest leaf.
-        regs.gpr[gpr::RAX] = 0x1f;
-        assert!(tdx.cpuid(&mut regs, &host).is_none());
-        regs.gpr[gpr::RAX] = 0x20;
-        regs.gpr[gpr::RBX] = 7;
-        tdx.cpuid(&mut regs, &host).unwrap();
-        assert_eq!(&regs.gpr[..4], &[0; 4]);
+    }
+
+    #[test]
+    fn cpuidve_set_makes_every_cpuid_at_a_cpl_a_ve() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        launch(&kvm);
+        let set = |rcx| call(&kvm, &host, leaf::VP_CPUIDVE_SET, &[(gpr::RCX, rcx)]).gpr[gpr::RAX];
+        assert_eq!(set(4), operand_invalid(status::OPERAND_RCX));
+        let ve = |a: InsnAction| matches!(a, InsnAction::Fault(f) if f.vector == vector::VE);
+        let at_cpl = |cpl| {
+            let mut regs = Regs {
+                insn_len: 2,
+                cr0: super::super::msr::CR0_PG | 1,
+                cpl,
+                ..Regs::default()
+            };
+            let a = kvm.insn(0, Insn::Cpuid, &mut regs, &host).0;
+            if ve(a) {
+                let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+            }
+            a
+        };
+        assert_eq!(set(1), 0);
+        assert!(ve(at_cpl(0)), "supervisor");
+        assert_eq!(at_cpl(3), InsnAction::Done);
+        assert_eq!(set(2), 0);
+        assert_eq!(at_cpl(0), InsnAction::Done);
+        assert!(ve(at_cpl(3)), "user");
+        assert_eq!(set(0), 0);
+        assert_eq!(at_cpl(3), InsnAction::Done);
+    }
+
+    #[test]
+    fn cpuid_runs_natively_before_launch() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        assert_eq!(cpuid(&kvm, &host, 2, 0), InsnAction::Decline);
+    }
+
+    #[test]
+    fn dynamic_fields_follow_the_vcpu() {
+        let host = FakeHost::new();
+        let regs = Regs {
+            cr4: (1 << 18) | (1 << 22),
+            efer: 1 << 10,
+            ..Regs::default()
+        };
+        let mut v = [0u32; 4];
+        dynamic_fields(1, 0, 3, &regs, &host, &mut v);
+        assert_eq!(v, [0, 3 << 24, 1 << 27, 0]);
+        let mut v = [0u32; 4];
+        dynamic_fields(7, 0, 0, &regs, &host, &mut v);
+        assert_eq!(v[2], 1 << 4);
+        let mut v = [0u32; 4];
+        dynamic_fields(0x8000_0001, 0, 0, &regs, &host, &mut v);
+        assert_eq!(v[3], 1 << 11);
+        let mut v = [0u32; 4];
+        dynamic_fields(0xd, 1, 0, &regs, &host, &mut v);
+        assert_eq!(v[1], host.cpuid(0xd, 1)[1]);
     }
 }

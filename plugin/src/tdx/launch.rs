@@ -130,6 +130,7 @@ impl TdxModule {
         if old != new && !host.wrmsr(apic_base::MSR, new) {
             eprintln!("cvmem: vCPU {vcpu}: IA32_APIC_BASE {old:#x} -> {new:#x} (x2APIC) refused");
         }
+        super::msr::init_vcpu_efer(vcpu, host);
     }
 }
 

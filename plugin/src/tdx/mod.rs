@@ -14,6 +14,7 @@
 //! | 2 TDG.MR.RTMR.EXTEND | SHA-384 extend of RTMR 0-3 |
 //! | 3 TDG.VP.VEINFO.GET | the #VE information of the last #VE, once |
 //! | 4 TDG.MR.REPORT | a TDREPORT_STRUCT of the documented layout, **MAC all zero (unsigned)** |
+//! | 5 TDG.VP.CPUIDVE.SET | CPUID at CPL 0 and/or 3 always raises #VE (`tdg_vp_cpuidve_set.c`) |
 //! | 6 TDG.MEM.PAGE.ACCEPT | the model's Secure EPT (4K, 2M) |
 //! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS, NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
 //! | 11 TDG.SYS.RD | TDX_FEATURES0 (no optional feature) |
@@ -24,7 +25,9 @@
 //! | 0x10001 MapGPA | KVM's checks, then conversions as QEMU does them, `map-gpa-chunk=` bytes per call then RETRY |
 //! | 0x10002 GetQuote | the buffer's status becomes "service unavailable": cvmem has no quoting enclave |
 //! | 0x10003 ReportFatalError | the message is shown and QEMU's guest-panic action runs |
-//! | 10 CPUID, 30 IO, 31/32 MSR, 48 MMIO | QEMU answers, through the cvm host services |
+//! | 10 CPUID | KVM's `tdx_emulate_cpuid()`: QEMU's CPU model, KVM's paravirtual leaves |
+//! | 31/32 RDMSR/WRMSR | KVM's `tdx_get_msr()`/`tdx_set_msr()`: the MSRs it emulates for a TD (`msr.rs`), through QEMU |
+//! | 30 IO, 48 MMIO | QEMU answers, through the cvm host services |
 //! | 12 HLT | the vCPU halts until an interrupt is pending (R12 = 0: whatever RFLAGS.IF says) or, R12 = 1, as HLT with interrupts off would |
 //!
 //! | #VE (after launch) | VE info: exit reason, qualification, GLA, GPA, R10 instruction length |
@@ -32,16 +35,25 @@
 //! | EPT violation: a PENDING private page (SEPT_VE_DISABLE clear), MMIO through the shared alias, `strict=` wrong alias | 48, SDM Table 28-7, the linear and guest-physical address, 0 |
 //! | IN, OUT, INS, OUTS (every form) | 30, SDM Table 28-5 (size, IN, string, REP, immediate, port), 0, 0, the length |
 //! | HLT | 12, 0, 0, 0, 1 (the length) |
+//! | CPUID of a leaf outside the module's table, or faulting (`cpuid_table.rs`) | 10, 0, 0, 0, 2 |
+//! | RDMSR/WRMSR the module's MSR bitmap and actions make #VE (`msr.rs`) | 31/32, 0, 0, 0, 2 |
 //! | any of them while the last VE info is unread | #DF (error code 0) instead, as the module's `tdx_inject_ve()` |
 //!
-//! CPUID and the MSRs the module virtualizes run without a #VE (the module
-//! answers CPUID, QEMU the MSRs). Before launch (SeaBIOS, the option ROMs)
-//! nothing raises #VE.
+//! CPUID answers from the module's table over QEMU's CPU model
+//! (`cpuid_table.rs`, `cpuid.rs`); RDMSR/WRMSR run natively (on QEMU's
+//! CPU), raise #GP or #VE, or are emulated as the module's MSR bitmap and
+//! exit handlers say (`msr.rs`). docs/tdx-tables.md lists every leaf and
+//! MSR, generated from those tables (`tables.rs`). Before launch (SeaBIOS,
+//! the option ROMs), and with paging off, nothing raises #VE.
 
 mod cpuid;
+pub mod cpuid_table;
 mod launch;
+pub mod msr;
 mod report;
 mod stats;
+#[cfg(test)]
+mod tables;
 mod tdcall;
 mod tdvf;
 mod tdvmcall;
@@ -74,6 +86,7 @@ pub mod leaf {
     pub const MR_RTMR_EXTEND: u64 = 2;
     pub const VP_VEINFO_GET: u64 = 3;
     pub const MR_REPORT: u64 = 4;
+    pub const VP_CPUIDVE_SET: u64 = 5;
     pub const MEM_PAGE_ACCEPT: u64 = 6;
     pub const VM_RD: u64 = 7;
     pub const VM_WR: u64 = 8;
@@ -87,6 +100,7 @@ pub mod status {
     pub const NO_VALID_VE_INFO: u64 = 0xC000_0704_0000_0000;
     pub const METADATA_FIELD_ID_INCORRECT: u64 = 0xC000_0C00_0000_0000;
     pub const METADATA_FIELD_NOT_WRITABLE: u64 = 0xC000_0C01_0000_0000;
+    pub const METADATA_FIELD_VALUE_NOT_VALID: u64 = 0xC000_0C03_0000_0000;
     /// Operand IDs in bits 31:0 of TDX_OPERAND_INVALID: the register.
     pub const OPERAND_RAX: u64 = 0;
     pub const OPERAND_RCX: u64 = 1;
@@ -131,10 +145,14 @@ pub mod field {
     pub const TD_CTLS: u64 = 0x1110_0003_0000_0017;
     pub const NOTIFY_ENABLES: u64 = 0x9100_0000_0000_0010;
     pub const TOPOLOGY_ENUM_CONFIGURED: u64 = 0x9100_0000_0000_0019;
+    /// TD_CTLS.PENDING_VE_DISABLE: ATTRIBUTES.SEPT_VE_DISABLE, which the
+    /// guest may name in a write but not change (CONFIG_FLAGS.
+    /// FLEXIBLE_PENDING_VE is clear).
+    pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
     /// TD_CTLS.ENUM_TOPOLOGY: the only TD_CTLS bit a guest may change here
-    /// (CONFIG_FLAGS.FLEXIBLE_PENDING_VE is clear, so PENDING_VE_DISABLE
-    /// follows ATTRIBUTES.SEPT_VE_DISABLE; REDUCE_VE needs a TDX_FEATURES0
-    /// bit cvmem does not report).
+    /// (REDUCE_VE, bit 3, needs the reduced-#VE CPUID behaviour of newer
+    /// modules, which cvmem does not implement: a write of it alone is
+    /// TDX_METADATA_FIELD_NOT_WRITABLE).
     pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
 }
 
@@ -148,6 +166,12 @@ struct TdVcpu {
     /// KVM_TDX_INIT_VCPU's part that cvmem can only do from inside the
     /// vCPU (its local APIC in x2APIC mode) is done.
     initialized: bool,
+    /// IA32_DEBUGCTL, which the module keeps in the TD's VMCS (an exit
+    /// for every access; see `msr.rs`).
+    debugctl: u64,
+    /// TDG.VP.CPUIDVE.SET: every CPUID at CPL 0 (bit 0) or above (bit 1)
+    /// raises #VE (`tdvps.management.cpuid_supervisor_ve/user_ve`).
+    cpuid_ve: u64,
 }
 
 /// The modelled TDX module of one TD.
@@ -161,13 +185,17 @@ pub struct TdxModule {
     added: Mutex<Vec<GfnRange>>,
     mrtd: OnceLock<Sha384Digest>,
     td_ctls: AtomicU64,
+    /// What the MSR bitmap depends on, computed at the first MSR access
+    /// after launch (the module computes it at TDH.MNG.INIT).
+    msr_config: OnceLock<msr::TdMsrConfig>,
     notify_enables: AtomicU64,
     launched: AtomicBool,
     launch: Once,
     /// The TDVF image, when the TD starts from one.
     tdvf: OnceLock<tdvf::Tdvf>,
-    /// The warning about QEMU's CPU vendor was printed.
-    vendor_warned: AtomicBool,
+    /// The TD's CPUID values (TDH.MNG.INIT), computed at the first CPUID
+    /// or MSR access after launch.
+    td_cpuid: OnceLock<cpuid_table::TdCpuid>,
     /// `accept=`.
     pub accept: AcceptPolicy,
     /// `map-gpa-chunk=`.
@@ -199,11 +227,12 @@ impl TdxModule {
             added: Mutex::new(Vec::new()),
             mrtd: OnceLock::new(),
             td_ctls: AtomicU64::new(0),
+            msr_config: OnceLock::new(),
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
             launch: Once::new(),
             tdvf: OnceLock::new(),
-            vendor_warned: AtomicBool::new(false),
+            td_cpuid: OnceLock::new(),
             accept,
             map_gpa_chunk,
             stats: TdxStats::default(),
@@ -213,6 +242,16 @@ impl TdxModule {
     /// Whether the TD runs (TDH.MR.FINALIZE done).
     pub fn launched(&self) -> bool {
         self.launched.load(Ordering::Acquire)
+    }
+
+    /// Whether the instruction in `regs` belongs to the VMM's loader rather
+    /// than the TD, so that CPUID and MSRs are QEMU's: before the launch,
+    /// and, in a TD started without TDVF, with paging off (SeaBIOS, and the
+    /// real-mode trampoline of an AP cvmem starts through INIT-SIPI, which
+    /// no TD vCPU ever runs). A TD started from TDVF runs its firmware with
+    /// paging off from the reset vector, in the module's hands.
+    fn loader_runs(&self, regs: &crate::hooks::Regs) -> bool {
+        !self.launched() || (!self.has_tdvf() && regs.cr0 & msr::CR0_PG == 0)
     }
 
     /// A translation before launch: the VMM still builds the TD (paging
@@ -243,6 +282,8 @@ impl Flavour for TdxModule {
             Insn::Vmcall,
             Insn::Ioio,
             Insn::Hlt,
+            Insn::Rdmsr,
+            Insn::Wrmsr,
         ]
     }
 
@@ -253,16 +294,12 @@ impl Flavour for TdxModule {
                 InsnAction::Done
             }
             Insn::Tdcall => self.tdcall(cx),
+            Insn::Rdmsr => self.msr_insn(cx, false),
+            Insn::Wrmsr => self.msr_insn(cx, true),
             Insn::Ioio | Insn::Hlt => self
                 .instruction_ve(cx.vmm, cx.vcpu, insn, cx.regs, cx.host)
                 .unwrap_or(InsnAction::Decline),
-            Insn::Cpuid => {
-                self.vcpu_enter(cx.vcpu, cx.host);
-                match self.cpuid(cx.regs, cx.host) {
-                    Some(()) => InsnAction::Done,
-                    None => InsnAction::Decline,
-                }
-            }
+            Insn::Cpuid => self.cpuid_insn(cx),
             _ => InsnAction::Decline,
         }
     }

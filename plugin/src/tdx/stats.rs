@@ -17,6 +17,10 @@ pub struct TdxStats {
     /// Of those, for port I/O and for HLT.
     pub io_ves: AtomicU64,
     pub hlt_ves: AtomicU64,
+    /// Of those, for CPUID, RDMSR and WRMSR.
+    pub cpuid_ves: AtomicU64,
+    pub rdmsr_ves: AtomicU64,
+    pub wrmsr_ves: AtomicU64,
     /// #VEs that found the last one's information unread: #DF instead.
     pub double_ves: AtomicU64,
     /// Pages accepted by the guest.
@@ -119,11 +123,20 @@ impl TdxStats {
         let _ = writeln!(out, "  tdx calls     {}", self.calls());
         let _ = writeln!(
             out,
-            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info)",
+            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info); {} CPUID, {} RDMSR, {} WRMSR",
             n(&self.io_ves),
             n(&self.hlt_ves),
-            n(&self.ves).saturating_sub(n(&self.io_ves) + n(&self.hlt_ves)),
-            n(&self.double_ves)
+            n(&self.ves).saturating_sub(
+                n(&self.io_ves)
+                    + n(&self.hlt_ves)
+                    + n(&self.cpuid_ves)
+                    + n(&self.rdmsr_ves)
+                    + n(&self.wrmsr_ves)
+            ),
+            n(&self.double_ves),
+            n(&self.cpuid_ves),
+            n(&self.rdmsr_ves),
+            n(&self.wrmsr_ves),
         );
     }
 
@@ -146,6 +159,9 @@ impl TdxStats {
             "ves": n(&self.ves),
             "io_ves": n(&self.io_ves),
             "hlt_ves": n(&self.hlt_ves),
+            "cpuid_ves": n(&self.cpuid_ves),
+            "rdmsr_ves": n(&self.rdmsr_ves),
+            "wrmsr_ves": n(&self.wrmsr_ves),
             "double_ves": n(&self.double_ves),
             "accepts": n(&self.accepts),
             "map_gpa": n(&self.map_gpa),

@@ -36,6 +36,7 @@ impl TdxModule {
             leaf::MR_RTMR_EXTEND => self.rtmr_extend(vmm, regs, host),
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
             leaf::MR_REPORT => self.mr_report(vmm, regs, host),
+            leaf::VP_CPUIDVE_SET => self.cpuidve_set(vcpu, regs.gpr[gpr::RCX]),
             leaf::MEM_PAGE_ACCEPT => {
                 let rcx = regs.gpr[gpr::RCX];
                 match self.accept(vmm, vcpu, rcx, &mut cx.fx) {
@@ -43,8 +44,8 @@ impl TdxModule {
                     Err(action) => return action,
                 }
             }
-            leaf::VM_RD => self.vm_rd(regs),
-            leaf::VM_WR => self.vm_wr(regs),
+            leaf::VM_RD => self.vm_rd(vmm, regs),
+            leaf::VM_WR => self.vm_wr(vmm, regs),
             leaf::SYS_RD => {
                 if regs.gpr[gpr::RDX] == field::TDX_FEATURES0 {
                     regs.gpr[gpr::R8] = 0;
@@ -112,7 +113,7 @@ impl TdxModule {
                 AcceptOutcome::Status(st) => return Ok(st.0),
                 AcceptOutcome::ExitToHost { gpa, .. } => {
                     if let Err(fault) = vm.tdx_handle_accept_exit(id, gpa) {
-                        vmm.exit_fault(self, vcpu, fault, 0, fx)?;
+                        vmm.accept_exit_fault(self, vcpu, fault, fx)?;
                     }
                 }
             }
@@ -123,10 +124,26 @@ impl TdxModule {
         Err(InsnAction::Stop)
     }
 
-    pub(super) fn vm_rd(&self, regs: &mut Regs) -> u64 {
+    /// TDG.VP.CPUIDVE.SET (`tdg_vp_cpuidve_set.c`): RCX bit 0 makes every
+    /// CPUID at CPL 0 raise #VE, bit 1 every CPUID above; other bits are
+    /// TDX_OPERAND_INVALID.
+    pub(super) fn cpuidve_set(&self, vcpu: u32, rcx: u64) -> u64 {
+        if rcx & !0b11 != 0 {
+            return operand_invalid(status::OPERAND_RCX);
+        }
+        match self.vcpus.get(vcpu as usize) {
+            Some(v) => {
+                v.lock().cpuid_ve = rcx;
+                0
+            }
+            None => operand_invalid(status::OPERAND_RAX),
+        }
+    }
+
+    pub(super) fn vm_rd(&self, vmm: &Vmm, regs: &mut Regs) -> u64 {
         let value = match regs.gpr[gpr::RDX] {
             field::CONFIG_FLAGS => 0,
-            field::TD_CTLS => self.td_ctls(),
+            field::TD_CTLS => self.td_ctls(vmm),
             field::NOTIFY_ENABLES => self.notify_enables.load(Ordering::Relaxed),
             field::TOPOLOGY_ENUM_CONFIGURED => 1,
             _ => return status::METADATA_FIELD_ID_INCORRECT,
@@ -135,29 +152,77 @@ impl TdxModule {
         0
     }
 
-    pub(super) fn td_ctls(&self) -> u64 {
-        self.td_ctls.load(Ordering::Relaxed)
+    /// TD_CTLS: PENDING_VE_DISABLE is ATTRIBUTES.SEPT_VE_DISABLE, as
+    /// TDH.MNG.INIT sets it (`tdh_mng_init.c`), and stays so (no
+    /// CONFIG_FLAGS.FLEXIBLE_PENDING_VE); the rest is what the guest wrote.
+    pub(super) fn td_ctls(&self, vmm: &Vmm) -> u64 {
+        let pending_ve_disable = if vmm.vm().config().td_attributes.sept_ve_disable() {
+            field::TD_CTLS_PENDING_VE_DISABLE
+        } else {
+            0
+        };
+        self.td_ctls.load(Ordering::Relaxed) | pending_ve_disable
     }
 
     /// TDG.VM.WR: RDX field, R8 value, R9 write mask; R8 returns the old
-    /// value. Bits the guest may not write are left alone.
-    pub(super) fn vm_wr(&self, regs: &mut Regs) -> u64 {
-        let (value, mask) = (regs.gpr[gpr::R8], regs.gpr[gpr::R9]);
+    /// value. As the module's `md_td_write_element()` (metadata_td.c): a
+    /// mask with no bit the guest may write is TDX_METADATA_FIELD_NOT_WRITABLE
+    /// (Linux's reduce_unnecessary_ve() learns so that REDUCE_VE is not
+    /// there); a change to a bit the mask names but the guest may not write,
+    /// or to TD_CTLS.PENDING_VE_DISABLE without FLEXIBLE_PENDING_VE, is
+    /// TDX_METADATA_FIELD_VALUE_NOT_VALID.
+    pub(super) fn vm_wr(&self, vmm: &Vmm, regs: &mut Regs) -> u64 {
+        let (value, request) = (regs.gpr[gpr::R8], regs.gpr[gpr::R9]);
         let (cell, writable) = match regs.gpr[gpr::RDX] {
-            field::TD_CTLS => (&self.td_ctls, field::TD_CTLS_ENUM_TOPOLOGY),
+            field::TD_CTLS => (
+                &self.td_ctls,
+                field::TD_CTLS_PENDING_VE_DISABLE | field::TD_CTLS_ENUM_TOPOLOGY,
+            ),
             field::NOTIFY_ENABLES => (&self.notify_enables, 1),
             field::CONFIG_FLAGS | field::TOPOLOGY_ENUM_CONFIGURED => {
                 return status::METADATA_FIELD_NOT_WRITABLE
             }
             _ => return status::METADATA_FIELD_ID_INCORRECT,
         };
-        let m = mask & writable;
-        let old = cell
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
-                Some((o & !m) | (value & m))
-            })
-            .unwrap_or_else(|o| o);
+        let id = regs.gpr[gpr::RDX];
+        let m = request & writable;
+        if m == 0 {
+            return status::METADATA_FIELD_NOT_WRITABLE;
+        }
+        // Bits the mask may name but whose value may not change, and their
+        // value (TD_CTLS.PENDING_VE_DISABLE, kept outside the cell).
+        let fixed_mask = fixed_bits(id);
+        let fixed = if id == field::TD_CTLS {
+            self.td_ctls(vmm) & fixed_mask
+        } else {
+            0
+        };
+        // md_check_forbidden_bits_unchanged(): bits the mask names that the
+        // guest may not write must keep their value.
+        let forbidden = (request & !writable) | (m & fixed_mask);
+        let updated = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
+            let old = stored | fixed;
+            if (old ^ value) & forbidden != 0 {
+                return None;
+            }
+            Some(((old & !m) | (value & m)) & !fixed_mask)
+        });
+        let Ok(stored) = updated else {
+            return status::METADATA_FIELD_VALUE_NOT_VALID;
+        };
+        let old = stored | fixed;
         regs.gpr[gpr::R8] = old;
+        0
+    }
+}
+
+/// The bits of a TD-scope field that a guest write mask may name but not
+/// change: TD_CTLS.PENDING_VE_DISABLE (metadata_td.c, special write
+/// handling of TD_CTLS, without CONFIG_FLAGS.FLEXIBLE_PENDING_VE).
+fn fixed_bits(field_id: u64) -> u64 {
+    if field_id == field::TD_CTLS {
+        field::TD_CTLS_PENDING_VE_DISABLE
+    } else {
         0
     }
 }
@@ -246,6 +311,48 @@ mod tests {
         let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0xe0_0800)]);
         assert!(TdxStatus(r.gpr[gpr::RAX]).is_error());
     }
+    /// With strict=on, ACCEPT of a page the TD converted to shared is an
+    /// exit to the VMM that QEMU answers with a conversion, as for strict=off:
+    /// the module never raises #VE for ACCEPT (before, cvmem raised one on
+    /// the TDCALL, and a #VE handler that retried the accept recursed).
+    #[test]
+    fn accept_of_a_shared_page_converts_under_strict_without_ve() {
+        let config = Config {
+            vm_type: VmType::Tdx,
+            accept: AcceptPolicy::Below(MEM),
+            td_attributes: TdAttributes(TdAttributes::SEPT_VE_DISABLE),
+            strict: true,
+            map_gpa_chunk: 2 << 20,
+            ..Config::default()
+        };
+        let kvm = Kvm::new(&config, 1).unwrap();
+        report_ram(&kvm);
+        let host = FakeHost::new();
+        access(&kvm, 0x1000, Access::Read);
+        let r = vmcall(&kvm, &host, vmcall::MAP_GPA, &[SHARED | 0x40_0000, 0x1000]);
+        assert_eq!(r.gpr[gpr::R10], 0);
+        assert!(!kvm.vm().is_private(cvmem_model::Gfn::new(0x400)));
+        // strict=on: the TD's own private access to it is a #VE.
+        assert!(matches!(
+            access(&kvm, 0x40_0000, Access::Read),
+            Stage2Answer::Fault(f) if f.vector == crate::vmm::vector::VE
+        ));
+        let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        // ACCEPT: converted back to private, then accepted.
+        let r = call(&kvm, &host, leaf::MEM_PAGE_ACCEPT, &[(gpr::RCX, 0x40_0000)]);
+        assert_eq!(r.gpr[gpr::RAX], 0);
+        assert!(kvm.vm().is_private(cvmem_model::Gfn::new(0x400)));
+        let stats = &kvm.flavour_as::<TdxModule>().stats;
+        assert_eq!(
+            stats.ves.load(Ordering::Relaxed),
+            1,
+            "only the access's #VE"
+        );
+        assert!(matches!(
+            access(&kvm, 0x40_0000, Access::Read),
+            Stage2Answer::Allow { .. }
+        ));
+    }
     #[test]
     fn metadata_fields() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
@@ -265,12 +372,41 @@ mod tests {
                 &[(gpr::RDX, f), (gpr::R8, v), (gpr::R9, m)],
             )
         };
+        // PENDING_VE_DISABLE follows ATTRIBUTES.SEPT_VE_DISABLE.
+        let pending = field::TD_CTLS_PENDING_VE_DISABLE;
+        let topology = field::TD_CTLS_ENUM_TOPOLOGY;
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], pending);
+        // Bits the guest may not write must keep their value.
         let r = wr(field::TD_CTLS, u64::MAX, u64::MAX);
-        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, 0));
-        assert_eq!(
-            rd(field::TD_CTLS).gpr[gpr::R8],
-            field::TD_CTLS_ENUM_TOPOLOGY
+        assert_eq!(r.gpr[gpr::RAX], status::METADATA_FIELD_VALUE_NOT_VALID);
+        // REDUCE_VE (bit 3) alone: nothing writable in the mask (Linux's
+        // reduce_unnecessary_ve() then enables ENUM_TOPOLOGY).
+        let r = wr(field::TD_CTLS, 1 << 3, 1 << 3);
+        assert_eq!(r.gpr[gpr::RAX], status::METADATA_FIELD_NOT_WRITABLE);
+        let r = wr(field::TD_CTLS, topology, topology);
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, pending));
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], pending | topology);
+        // PENDING_VE_DISABLE may be named, not changed (no
+        // FLEXIBLE_PENDING_VE).
+        let r = wr(field::TD_CTLS, 0, pending);
+        assert_eq!(r.gpr[gpr::RAX], status::METADATA_FIELD_VALUE_NOT_VALID);
+        let r = wr(field::TD_CTLS, pending, pending | topology);
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, pending | topology));
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], pending);
+        let td0 = td(MEM, 0);
+        let r = call(&td0, &host, leaf::VM_RD, &[(gpr::RDX, field::TD_CTLS)]);
+        assert_eq!(r.gpr[gpr::R8], 0, "SEPT_VE_DISABLE clear");
+        let r = call(
+            &td0,
+            &host,
+            leaf::VM_WR,
+            &[
+                (gpr::RDX, field::TD_CTLS),
+                (gpr::R8, pending),
+                (gpr::R9, pending),
+            ],
         );
+        assert_eq!(r.gpr[gpr::RAX], status::METADATA_FIELD_VALUE_NOT_VALID);
         assert_eq!(
             wr(field::CONFIG_FLAGS, 2, 2).gpr[gpr::RAX],
             status::METADATA_FIELD_NOT_WRITABLE

@@ -134,7 +134,12 @@ impl TdxModule {
                     SUCCESS
                 }
             }
-            MSR_READ => match u32::try_from(a).ok().and_then(|m| host.rdmsr(m)) {
+            // KVM's tdx_get_msr()/tdx_set_msr(): only the MSRs it emulates
+            // for a TD, then QEMU's emulation (kvm_{get,set}_msr_common()).
+            MSR_READ => match u32::try_from(a)
+                .ok()
+                .and_then(|m| super::msr::kvm_rdmsr(m, host))
+            {
                 Some(v) => {
                     r[gpr::R11] = v;
                     SUCCESS
@@ -142,7 +147,7 @@ impl TdxModule {
                 None => INVALID_OPERAND,
             },
             MSR_WRITE => match u32::try_from(a) {
-                Ok(m) if host.wrmsr(m, b) => SUCCESS,
+                Ok(m) if super::msr::kvm_wrmsr(m, b, host) => SUCCESS,
                 _ => INVALID_OPERAND,
             },
             EPT_VIOLATION => match self.mmio(vmm, a, b, c, d, host) {
@@ -436,8 +441,9 @@ mod tests {
             r.gpr[gpr::R10],
             crate::vmm::hc::err(crate::vmm::hc::KVM_ENOSYS)
         );
-        // Unknown leaf, non-zero version, CPL 3.
-        let r = call(&kvm, &host, 5, &[]);
+        // A leaf cvmem does not implement (9, TDG.VP.RD), non-zero version,
+        // CPL 3.
+        let r = call(&kvm, &host, 9, &[]);
         assert_eq!(r.gpr[gpr::RAX], operand_invalid(0));
         let r = call(&kvm, &host, 1 << 16 | leaf::VP_INFO, &[]);
         assert_eq!(r.gpr[gpr::RAX], operand_invalid(0));
@@ -472,9 +478,11 @@ mod tests {
             vmcall(&kvm, &host, vmcall::MSR_READ, &[0x12345]).gpr[gpr::R10],
             vmcall::INVALID_OPERAND
         );
+        // KVM keeps IA32_APIC_BASE read-only for a TD; MTRRdefType it
+        // emulates (FakeHost refuses it: INVALID_OPERAND from QEMU's side).
         assert_eq!(
             vmcall(&kvm, &host, vmcall::MSR_WRITE, &[0x1b, 1]).gpr[gpr::R10],
-            0
+            vmcall::INVALID_OPERAND
         );
         assert_eq!(
             vmcall(&kvm, &host, vmcall::MSR_WRITE, &[7, 1]).gpr[gpr::R10],

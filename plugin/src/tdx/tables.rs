@@ -1,0 +1,290 @@
+//! The generated views of the module's tables: docs/tdx-tables.md (what
+//! the module does with every CPUID leaf and MSR it names, and what cvmem
+//! does) and guest-tests/tests/tdxcpu_tables.h (the same tables for the
+//! `tdxcpu` guest test). Both are made from `cpuid_table.rs` and `msr.rs`
+//! and checked here against the files in the tree, so they cannot drift;
+//! `CVMEM_REGENERATE=1 cargo test -p cvmem generated_tables` rewrites them.
+
+use super::cpuid_table::{dynamic_bits, CPUID_TABLE};
+use super::msr::{Action, Bit, MsrClass, TdMsrConfig, MSR_TABLE};
+use std::fmt::Write as _;
+
+const DOC: &str = "docs/tdx-tables.md";
+const HEADER: &str = "guest-tests/tests/tdxcpu_tables.h";
+
+fn bit_name(b: Bit) -> &'static str {
+    match b {
+        Bit::Fixed0 => "FIXED0",
+        Bit::Fixed1 => "FIXED1",
+        Bit::Perfmon => "PERFMON",
+        Bit::XfamCet => "XFAM_CET",
+        Bit::XfamPt => "XFAM_PT",
+        Bit::XfamUli => "XFAM_ULI",
+        Bit::XfamLbr => "XFAM_LBR",
+        Bit::Umwait => "UMWAIT",
+        Bit::Xfd => "XFD",
+        Bit::Pks => "PKS",
+        Bit::Tsx => "TSX",
+        Bit::Other => "OTHER",
+    }
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Ve => "VE",
+        Action::Gp => "GP",
+        Action::GpOrVe => "GP_OR_VE",
+        Action::Fatal => "FATAL",
+        Action::Module => "MODULE",
+    }
+}
+
+/// What the module does with one access, in words.
+fn module_words(bit: Bit, action: Action) -> String {
+    let exit = match action {
+        Action::Ve => "#VE",
+        Action::Gp => "#GP",
+        Action::GpOrVe => "#VE if the TD has the feature, else #GP",
+        Action::Fatal => "-",
+        Action::Module => "emulated by the module",
+    };
+    match bit {
+        Bit::Fixed0 => "native".into(),
+        Bit::Fixed1 => exit.into(),
+        b => format!("native with {}, else {exit}", bit_name(b)),
+    }
+}
+
+fn class_words(c: MsrClass) -> &'static str {
+    match c {
+        MsrClass::Native => "QEMU's",
+        MsrClass::Gp => "#GP",
+        MsrClass::Ve => "#VE",
+        MsrClass::Module => "emulated",
+    }
+}
+
+fn range(first: u32, last: u32) -> String {
+    if first == last {
+        format!("{first:#x}")
+    } else {
+        format!("{first:#x}-{last:#x}")
+    }
+}
+
+fn regs(v: [u32; 4]) -> String {
+    if v == [0; 4] {
+        "-".into()
+    } else {
+        v.iter()
+            .map(|r| format!("{r:08x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// docs/tdx-tables.md.
+pub fn doc() -> String {
+    // A TD on QEMU's TCG: none of the features the dynamic bits and the
+    // GP-or-VE actions depend on (see the notes).
+    let td = TdMsrConfig {
+        xfam: 0b111,
+        ..TdMsrConfig::default()
+    };
+    let mut s = String::new();
+    s.push_str(
+        "# TDX: the module's CPUID and MSR tables, and cvmem's\n\n\
+         Generated from `plugin/src/tdx/cpuid_table.rs` and `plugin/src/tdx/msr.rs` \
+         (TDX module 1.5, `include/auto_gen/cpuid_configurations.c` and \
+         `msr_config_lookup.c`) by `plugin/src/tdx/tables.rs`; a unit test keeps it \
+         current (`CVMEM_REGENERATE=1 cargo test -p cvmem generated_tables`).\n\n\
+         ## MSRs\n\n\
+         An MSR outside 0-0x1fff and 0xc0000000-0xc0001fff, or inside them but not \
+         listed here, raises #VE (exit reason 31 for RDMSR, 32 for WRMSR) on both \
+         reads and writes; the guest asks the VMM with TDVMCALL<Instruction.RDMSR/WRMSR>, \
+         which KVM answers only for the MSRs it emulates for a TD \
+         (`tdx_has_emulated_msr()`; APIC_BASE, EFER and FEAT_CTL read-only).\n\n\
+         \"native with X\": the access runs natively when the TD has X (ATTRIBUTES.PERFMON \
+         or PKS, XFAM CET/PT/ULI/LBR, CPUID WAITPKG/XFD/TSX), else exits with the action. \
+         The cvmem column is a TD on QEMU's TCG CPU, which has none of them (cvmem refuses \
+         PERFMON and PKS; TCG implements no CET, PT, ULI, Arch LBR, WAITPKG, XFD, TSX, DCA, \
+         TME, PCONFIG or TSC deadline). It differs from the module where the module would \
+         refuse such a CPU, and in two ways everywhere:\n\n\
+         - \"QEMU's\": the access runs on QEMU's TCG CPU, which reads an MSR it does not \
+         implement as 0 and ignores writes to it, where a CPU raises #GP.\n\
+         - The VMX capability MSRs the module emulates read 0: the module derives them \
+         from the CPU's, and TCG has no VMX.\n\n\
+         | MSR | module's name | RDMSR: module | WRMSR: module | cvmem RDMSR / WRMSR |\n\
+         |---|---|---|---|---|\n",
+    );
+    for e in &MSR_TABLE {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} / {} |",
+            range(e.first, e.last),
+            e.name,
+            module_words(e.rd.0, e.rd.1),
+            module_words(e.wr.0, e.wr.1),
+            class_words(td.classify(e.first, false)),
+            class_words(td.classify(e.first, true)),
+        );
+    }
+    s.push_str(
+        "\n## CPUID\n\n\
+         A leaf or sub-leaf not listed here, or marked faulting, raises #VE (exit \
+         reason 10); the guest asks the VMM with TDVMCALL<Instruction.CPUID> (Linux does \
+         only for the hypervisor range 0x40000000-0x4fffffff and reads 0 otherwise). A \
+         leaf above the CPU's extended maximum, or between 0x24 and 0x7fffffff, reads as \
+         leaf 0x23. A value is the CPU's (QEMU's CPU model) with the fixed-0-or-dynamic \
+         bits cleared, the fixed-1 bits set, config-direct bits as the VMM configures them \
+         and allow-direct bits cleared unless it sets them (cvmem's configuration is \
+         QEMU's CPU model), then the per-leaf rules of TDH.MNG.INIT (XFAM, ATTRIBUTES, the \
+         XSAVE size, leaf 5 without MONITOR, 0xA without PERFMON) and the dynamic fields \
+         at each CPUID (registers EAX EBX ECX EDX, in hexadecimal). cvmem differs in:\n\n\
+         - 0x15 EBX (TSC_FREQUENCY) is 0: TCG's local APIC timer counts at 1 GHz, not the \
+         25 MHz crystal the leaf names (KVM sets a TD's APIC bus to 25 MHz), and Linux takes \
+         its APIC timer period from the leaf.\n\
+         - 0x80000001 EDX.SYSCALL follows EFER.LMA rather than the 64-bit mode of CS \
+         (cvmem's instruction hook does not see CS.L).\n\
+         - A feature the module passes from the CPU or lets the VMM configure is QEMU's: \
+         what TCG lacks reads 0.\n\n\
+         | leaf.sub | faulting | fixed-1 | fixed-0 or dynamic | of those, dynamic | config-direct | allow-direct |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for e in &CPUID_TABLE {
+        let sub = e.subleaf.map_or(String::new(), |n| format!(".{n:#x}"));
+        let _ = writeln!(
+            s,
+            "| {:#x}{sub} | {} | {} | {} | {} | {} | {} |",
+            e.leaf,
+            if e.faulting { "yes" } else { "" },
+            regs(e.fixed1),
+            regs(e.fixed0_or_dynamic),
+            regs(dynamic_bits(e)),
+            regs(e.config_direct),
+            regs(e.allow_direct),
+        );
+    }
+    s.push_str(
+        "\n## CR0 and CR4\n\n\
+         Not virtualized yet: a TD's MOV to CR0/CR4 gets QEMU's own checks, not the \
+         module's guest/host masks (issue 20).\n",
+    );
+    s
+}
+
+/// guest-tests/tests/tdxcpu_tables.h.
+pub fn header() -> String {
+    let mut s = String::new();
+    s.push_str(
+        "/* SPDX-License-Identifier: GPL-2.0-or-later */\n\
+         /*\n \
+         * Generated by plugin/src/tdx/tables.rs from the TDX module 1.5 tables\n \
+         * (plugin/src/tdx/msr.rs, cpuid_table.rs); do not edit. Regenerate with\n \
+         * CVMEM_REGENERATE=1 cargo test -p cvmem generated_tables\n \
+         */\n\
+         #ifndef TDXCPU_TABLES_H\n#define TDXCPU_TABLES_H\n\n",
+    );
+    s.push_str("enum tdx_msr_bit {");
+    for (i, b) in [
+        Bit::Fixed0,
+        Bit::Fixed1,
+        Bit::Perfmon,
+        Bit::XfamCet,
+        Bit::XfamPt,
+        Bit::XfamUli,
+        Bit::XfamLbr,
+        Bit::Umwait,
+        Bit::Xfd,
+        Bit::Pks,
+        Bit::Tsx,
+        Bit::Other,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = write!(
+            s,
+            "{}MSR_BIT_{} = {i},",
+            if i % 4 == 0 { "\n\t" } else { " " },
+            bit_name(b)
+        );
+    }
+    s.push_str("\n};\n\nenum tdx_msr_action {");
+    for (i, a) in [
+        Action::Ve,
+        Action::Gp,
+        Action::GpOrVe,
+        Action::Fatal,
+        Action::Module,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = write!(s, " MSR_ACT_{} = {i},", action_name(a));
+    }
+    s.push_str(
+        " };\n\n\
+         struct tdx_msr_entry {\n\tconst char *name;\n\tu32 first, last;\n\t\
+         u8 rd_bit, rd_act, wr_bit, wr_act;\n};\n\n\
+         static const struct tdx_msr_entry tdx_msr_table[] = {\n",
+    );
+    for e in &MSR_TABLE {
+        let _ = writeln!(
+            s,
+            "\t{{ \"{}\", {:#x}, {:#x}, MSR_BIT_{}, MSR_ACT_{}, MSR_BIT_{}, MSR_ACT_{} }},",
+            e.name,
+            e.first,
+            e.last,
+            bit_name(e.rd.0),
+            action_name(e.rd.1),
+            bit_name(e.wr.0),
+            action_name(e.wr.1)
+        );
+    }
+    s.push_str(
+        "};\n\n\
+         /* subleaf ~0u: ECX is no input. Registers EAX, EBX, ECX, EDX. */\n\
+         struct tdx_cpuid_entry {\n\tu32 leaf, subleaf;\n\tbool faulting;\n\t\
+         u32 fixed1[4], fixed0[4], dynamic[4];\n};\n\n\
+         static const struct tdx_cpuid_entry tdx_cpuid_table[] = {\n",
+    );
+    let arr = |v: [u32; 4]| format!("{{ {:#x}, {:#x}, {:#x}, {:#x} }}", v[0], v[1], v[2], v[3]);
+    for e in &CPUID_TABLE {
+        let _ = writeln!(
+            s,
+            "\t{{ {:#x}, {:#x}, {}, {}, {}, {} }},",
+            e.leaf,
+            e.subleaf.unwrap_or(u32::MAX),
+            e.faulting,
+            arr(e.fixed1),
+            arr(e.fixed0_or_dynamic),
+            arr(dynamic_bits(e))
+        );
+    }
+    s.push_str("};\n\n#endif\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files in the tree are what the tables make; CVMEM_REGENERATE=1
+    /// rewrites them.
+    #[test]
+    fn generated_tables() {
+        let top = env!("CARGO_MANIFEST_DIR");
+        for (path, text) in [(DOC, doc()), (HEADER, header())] {
+            let file = format!("{top}/{path}");
+            if std::env::var_os("CVMEM_REGENERATE").is_some() {
+                std::fs::write(&file, &text).unwrap();
+            }
+            let old = std::fs::read_to_string(&file).unwrap_or_default();
+            assert!(
+                old == text,
+                "{path} is not what the tables make: run CVMEM_REGENERATE=1 cargo test -p cvmem generated_tables"
+            );
+        }
+    }
+}
