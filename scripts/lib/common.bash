@@ -48,6 +48,15 @@ cvmem_guest_cmdline() {
              "${CVMEM_FIRMWARE_ARGS[@]}" -kernel "$image")
 }
 
+# Sets CVMEM_CMD to run firmware image FD (guest-tests/firmware/*.S) as
+# -bios on q35 under QEMU, with isa-debug-exit for its verdict.
+cvmem_firmware_cmdline() {
+  local qemu=$1 fd=$2
+  CVMEM_CMD=("$qemu" -machine q35 -cpu max -m 256M -display none -nodefaults
+             -serial stdio -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04
+             "${CVMEM_FIRMWARE_ARGS[@]}" -bios "$fd")
+}
+
 # Sets CVMEM_LINUX to the directory with the Debian kernel (vmlinuz) and
 # the test initramfs (initrd.cpio), fetching and building them if needed
 # (scripts/linux-guest, cached).
