@@ -6,9 +6,6 @@
 use super::cpuid_table::{xfam_of, TdCpuid, TdParams};
 use super::*;
 use crate::hooks::{gpr, Host, Regs};
-use crate::vmm::vector;
-use cvmem_model::Gpa;
-use std::sync::atomic::Ordering;
 
 pub(super) use crate::kvm::pv_cpuid::{kvm_cpuid, KVM_CPUID_LAST, KVM_CPUID_SIGNATURE};
 
@@ -96,21 +93,7 @@ impl TdxModule {
     }
 
     fn cpuid_ve(&self, cx: &mut Ctx<'_>) -> InsnAction {
-        let ve = VeInfo {
-            exit_reason: EXIT_REASON_CPUID,
-            exit_qualification: 0,
-            gla: 0,
-            gpa: Gpa::new(0),
-        };
-        match self.record_ve(cx.vcpu, ve, cx.regs.insn_len) {
-            Some(fault) => {
-                if fault.vector == vector::VE {
-                    self.stats.cpuid_ves.fetch_add(1, Ordering::Relaxed);
-                }
-                InsnAction::Fault(fault)
-            }
-            None => gp0(),
-        }
+        self.generic_ve(cx, EXIT_REASON_CPUID, &self.stats.cpuid_ves)
     }
 }
 
@@ -146,6 +129,7 @@ pub(super) fn dynamic_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vmm::vector;
 
     use crate::hooks::fake::{FakeHost, MEM};
 

@@ -30,8 +30,7 @@
 
 use super::*;
 use crate::hooks::{gpr, Host, InsnAction};
-use crate::vmm::{vector, Vmm};
-use cvmem_model::{Gpa, VeInfo};
+use crate::vmm::Vmm;
 
 /// What a bitmap bit means (`msr_bitmap_bit_type`, helpers.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -713,30 +712,10 @@ impl TdxModule {
     /// The #VE of an MSR access: exit reason 31 or 32, qualification 0
     /// (`td_generic_ve_exit(vm_exit_reason, 0)`), the instruction length.
     fn msr_ve(&self, cx: &mut Ctx<'_>, write: bool) -> InsnAction {
-        let exit_reason = if write {
-            EXIT_REASON_MSR_WRITE
+        if write {
+            self.generic_ve(cx, EXIT_REASON_MSR_WRITE, &self.stats.wrmsr_ves)
         } else {
-            EXIT_REASON_MSR_READ
-        };
-        let ve = VeInfo {
-            exit_reason,
-            exit_qualification: 0,
-            gla: 0,
-            gpa: Gpa::new(0),
-        };
-        match self.record_ve(cx.vcpu, ve, cx.regs.insn_len) {
-            Some(fault) => {
-                if fault.vector == vector::VE {
-                    let c = if write {
-                        &self.stats.wrmsr_ves
-                    } else {
-                        &self.stats.rdmsr_ves
-                    };
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                InsnAction::Fault(fault)
-            }
-            None => gp0(),
+            self.generic_ve(cx, EXIT_REASON_MSR_READ, &self.stats.rdmsr_ves)
         }
     }
 }
@@ -747,6 +726,7 @@ mod tests {
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{Access, Regs};
     use crate::tdx::testutil::*;
+    use crate::vmm::vector;
     use cvmem_model::TdAttributes;
 
     /// A TD as cvmem makes them: no PERFMON or PKS, XFAM x87, SSE, AVX.

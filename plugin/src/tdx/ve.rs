@@ -56,6 +56,33 @@ pub(super) fn io_operand_is_immediate(vmm: &Vmm, regs: &Regs, host: &dyn Host) -
 }
 
 impl TdxModule {
+    /// The module's `td_generic_ve_exit(exit_reason, 0)` for the
+    /// instruction of `cx` (CPUID, RDMSR, WRMSR): VE info with exit
+    /// qualification, GLA and GPA 0 and the instruction length, counted in
+    /// `counter` when it is a #VE (not the #DF of unread VE info).
+    pub(super) fn generic_ve(
+        &self,
+        cx: &mut crate::flavour::Ctx<'_>,
+        exit_reason: u32,
+        counter: &std::sync::atomic::AtomicU64,
+    ) -> InsnAction {
+        let ve = VeInfo {
+            exit_reason,
+            exit_qualification: 0,
+            gla: 0,
+            gpa: cvmem_model::Gpa::new(0),
+        };
+        match self.record_ve(cx.vcpu, ve, cx.regs.insn_len) {
+            Some(fault) => {
+                if fault.vector == crate::vmm::vector::VE {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                InsnAction::Fault(fault)
+            }
+            None => gp0(),
+        }
+    }
+
     /// A #VE for an EPT violation met at softTLB fill: `ve` with the
     /// linear address and its exit-qualification bits filled in from `req`
     /// (paging on), recorded, and raised (or #DF over unread VE info). The
