@@ -388,6 +388,16 @@ pub fn tdvf_image(size: usize, sections: &[TdvfSection]) -> Vec<u8> {
 /// is added once: TDH.MEM.PAGE.ADD of a page already in the Secure EPT
 /// fails).
 pub fn tdvf_check_layout(sections: &[TdvfSection]) -> Result<(), String> {
+    // No GPA reaches 2^52 (the widest GPAW).
+    if let Some(i) = sections.iter().position(|s| {
+        s.address
+            .checked_add(s.size)
+            .is_none_or(|end| end > 1 << 52)
+    }) {
+        return Err(format!(
+            "TDVF section {i} lies beyond the guest-physical address space"
+        ));
+    }
     let count = |k| sections.iter().filter(|s| s.kind == k).count();
     if count(TdvfSectionKind::Bfv) == 0 {
         return Err("the TDVF metadata has no boot firmware volume (BFV)".into());
@@ -753,6 +763,10 @@ mod tests {
         ];
         assert_eq!(tdvf_check_layout(&good), Ok(()));
         assert!(tdvf_check_layout(&good[1..]).unwrap_err().contains("BFV"));
+        let huge = [good[0], good[1], section(TempMem, u64::MAX - 0xfff, 0x2000)];
+        assert!(tdvf_check_layout(&huge)
+            .unwrap_err()
+            .contains("section 2 lies beyond"));
         let two_hobs = [good[0], good[1], section(TdHob, 0x90_0000, 0x1000)];
         assert!(tdvf_check_layout(&two_hobs).unwrap_err().contains("TD_HOB"));
         let overlap = [good[0], good[1], section(TempMem, 0x80_a000, 0x2000)];
