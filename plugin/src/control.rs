@@ -927,7 +927,12 @@ mod tests {
         assert!(!p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
         // A second guest_memfd slot over the same backing: EEXIST.
         let alias = r#"{"cmd":"create-memslot","slot":40,"gpa":"1G","size":4096,"backing":"64M","flags":4}"#;
-        assert!(err(&run(&p, &h, alias)).contains("is bound to slot"));
+        assert!(err(&run(&p, &h, alias)).contains("overlaps a guest_memfd slot"));
+        // So is a plain slot: its shared alias would reach the private
+        // pages of the TD's RAM (the control fuzz target's find).
+        let alias =
+            r#"{"cmd":"create-memslot","slot":41,"gpa":"1G","size":4096,"backing":"0x100000"}"#;
+        assert!(err(&run(&p, &h, alias)).starts_with("EEXIST"));
         let q = run(&p, &h, r#"{"cmd":"set-zap-quirk","enabled":true}"#);
         assert!(err(&q).contains("does not honour"));
         let bad = r#"{"cmd":"set-attributes","gpa":"64M","size":8192,"attributes":8,"flags":1}"#;

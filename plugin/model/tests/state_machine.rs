@@ -308,12 +308,12 @@ impl Machine {
             .iter()
             .any(|(&i, s)| i != id && s.base < n.base + n.npages && n.base < s.base + s.npages);
         // A guest_memfd range (here: the backing) binds to one slot only
-        // (kvm_gmem_bind(): EEXIST), for every VM type.
-        let bound = n.gmem
-            && old.is_none()
+        // (kvm_gmem_bind(): EEXIST), for every VM type, and no other slot
+        // may share its backing (cvmem's rule: private memory shares it).
+        let bound = old.is_none()
             && self.reference.slots.iter().any(|(&i, s)| {
                 i != id
-                    && s.gmem
+                    && (s.gmem || n.gmem)
                     && s.backing_pfn < n.backing_pfn + n.npages
                     && n.backing_pfn < s.backing_pfn + s.npages
             });
