@@ -334,9 +334,11 @@ impl Session {
             self.apply(e);
         }
         let writes: Vec<_> = std::mem::take(&mut *self.ctl.writes.lock());
-        if !writes.is_empty() {
+        // Before the launch the VMM writes the guest's image, private
+        // memory included (as QEMU's loaders and fw_cfg DMA do).
+        if !writes.is_empty() && self.plugin.kvm.flavour.launched() {
             let private = self.private_backing();
-            for (at, bytes) in writes {
+            for (at, bytes) in &writes {
                 let first = at.raw() >> 12;
                 let last = (at.raw() + bytes.len() as u64 - 1) >> 12;
                 assert!(
@@ -344,8 +346,10 @@ impl Session {
                     "the control socket wrote private memory at {:#x}",
                     at.raw()
                 );
-                self.host.phys_write(at, &bytes);
             }
+        }
+        for (at, bytes) in writes {
+            self.host.phys_write(at, &bytes);
         }
         reply
     }
