@@ -5,7 +5,9 @@
 //! PVALIDATE and RMPADJUST with arbitrary operands through page tables the
 //! input points anywhere, other intercepted instructions with arbitrary
 //! registers, and accesses through either alias, while the host converts,
-//! zaps and changes memslots through the control socket.
+//! zaps and changes memslots through the control socket. Besides the
+//! session's checks, PVALIDATE and RMPADJUST return only the codes the
+//! APM defines.
 
 use cvmem_model::VmType;
 
@@ -13,7 +15,7 @@ use super::input::Input;
 use super::ops;
 use super::session::{Session, RAM};
 use crate::args::{AcceptPolicy, Config};
-use crate::hooks::{gpr, Insn, Regs};
+use crate::hooks::{gpr, Insn, InsnAction, Regs};
 use crate::snp::{exit, msr, proto};
 
 /// The C-bit: SNP's private alias.
@@ -276,5 +278,13 @@ fn rmp_insn(s: &mut Session, i: &mut Input, insn: Insn) {
     regs.gpr[gpr::RCX] = i.value(&[0, 1, 0x101, 0x201, 0x301, 0x1_0001]);
     regs.gpr[gpr::RDX] = i.value(&[0, 1, 0x0f01, 0x1_0001, 0xf02]);
     regs.cpl = u32::from(i.u8() & 3);
-    s.insn(vcpu, insn, &mut regs);
+    if s.insn(vcpu, insn, &mut regs) == InsnAction::Done {
+        // APM vol. 3, PVALIDATE and RMPADJUST: SUCCESS, FAIL_INPUT,
+        // FAIL_PERMISSION, FAIL_SIZEMISMATCH.
+        let eax = regs.gpr[gpr::RAX];
+        assert!(
+            [0, 1, 2, 6].contains(&eax),
+            "{insn:?}: undocumented return code {eax:#x}"
+        );
+    }
 }

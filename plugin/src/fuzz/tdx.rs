@@ -5,15 +5,19 @@
 //! host converts, zaps and changes memslots through the control socket.
 //! The first byte chooses the TD attributes (SEPT_VE_DISABLE or not) and
 //! whether private memory may be mapped 2M.
+//!
+//! Besides the session's checks, every completed TDCALL returns a TDX
+//! module status the ABI defines in RAX, and every TDVMCALL a GHCI status
+//! in R10.
 
-use cvmem_model::{PageLevel, TdAttributes, VmType};
+use cvmem_model::{PageLevel, TdAttributes, TdxStatus, VmType};
 
 use super::input::Input;
 use super::ops;
 use super::session::{Session, RAM};
 use crate::args::{AcceptPolicy, Config};
-use crate::hooks::{gpr, Access, Insn, Regs};
-use crate::tdx::{leaf, vmcall};
+use crate::hooks::{gpr, Access, Insn, InsnAction, Regs};
+use crate::tdx::{leaf, status, vmcall};
 
 /// The shared bit of a TD with GPAW 48.
 const SHARED: u64 = 1 << 47;
@@ -116,7 +120,46 @@ fn tdcall(s: &mut Session, i: &mut Input) {
     }
     regs.cpl = u32::from(i.u8() & 3);
     regs.insn_len = 4;
-    s.insn(vcpu, Insn::Tdcall, &mut regs);
+    checked_tdcall(s, vcpu, regs);
+}
+
+/// A TDCALL whose completion status must be one the ABI defines.
+fn checked_tdcall(s: &mut Session, vcpu: u32, mut regs: Regs) {
+    let before = regs;
+    if s.insn(vcpu, Insn::Tdcall, &mut regs) != InsnAction::Done {
+        return;
+    }
+    let rax = regs.gpr[gpr::RAX];
+    let class = rax & 0xFFFF_FFFF_0000_0000;
+    assert!(
+        TdxStatus(rax).name() != "TDX_(unknown)"
+            || [
+                status::NO_VALID_VE_INFO,
+                status::METADATA_FIELD_ID_INCORRECT,
+                status::METADATA_FIELD_NOT_WRITABLE,
+            ]
+            .contains(&class),
+        "TDCALL {:#x}: undocumented status {rax:#x}",
+        before.gpr[gpr::RAX]
+    );
+    // A standard TDVMCALL (R10 0 on entry, exposed) answers in R10 with a
+    // GHCI status; R10 non-zero is a KVM hypercall, which answers KVM's.
+    let exposed = before.gpr[gpr::RCX] & (1 << gpr::R10) != 0;
+    if before.gpr[gpr::RAX] == leaf::VP_VMCALL && rax == 0 && exposed && before.gpr[gpr::R10] == 0 {
+        let r10 = regs.gpr[gpr::R10];
+        assert!(
+            [
+                vmcall::SUCCESS,
+                vmcall::RETRY,
+                vmcall::INVALID_OPERAND,
+                vmcall::ALIGN_ERROR,
+                vmcall::SUBFUNC_UNSUPPORTED,
+            ]
+            .contains(&r10),
+            "TDVMCALL {:#x}: undocumented status {r10:#x}",
+            before.gpr[gpr::R11]
+        );
+    }
 }
 
 /// A TDVMCALL (TDG.VP.VMCALL): exposed registers, R10 (0: standard), the
@@ -136,5 +179,5 @@ fn tdvmcall(s: &mut Session, i: &mut Input) {
         };
     }
     regs.insn_len = 4;
-    s.insn(vcpu, Insn::Tdcall, &mut regs);
+    checked_tdcall(s, vcpu, regs);
 }
