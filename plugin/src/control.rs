@@ -58,6 +58,25 @@ use crate::flavour::Flavour as _;
 use crate::guard::guard;
 use crate::plugin::Plugin;
 
+/// How every error reply's `error` starts, followed by a colon: KVM's
+/// errno names for a refused request, `bad request` for a line that is no
+/// request, the connection's own errors (docs/control.md, "Errors").
+/// `error_reply` insists on it in debug builds; the fuzzing seam checks
+/// every reply against it.
+pub const ERROR_CODES: &[&str] = &[
+    "EINVAL",
+    "EEXIST",
+    "EFAULT",
+    "ENOENT",
+    "bad request",
+    // A request line longer than MAX_LINE (the connection closes).
+    "E2BIG",
+    // MAX_CLIENTS are connected already.
+    "EBUSY",
+    // A panic while handling the request, caught (a bug).
+    "EIO",
+];
+
 /// The longest request line accepted.
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -200,6 +219,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
 
 /// The reply to a failed request.
 pub fn error_reply(e: &str) -> Value {
+    debug_assert!(
+        ERROR_CODES
+            .iter()
+            .any(|c| e.strip_prefix(c).is_some_and(|r| r.starts_with(':'))),
+        "an error reply without its code: {e}"
+    );
     json!({"ok": false, "error": e})
 }
 
@@ -543,7 +568,7 @@ fn finish(
 pub fn handle_line(plugin: &Plugin, host: &dyn ControlHost, line: &str) -> Value {
     guard(
         "control",
-        error_reply("internal error (see QEMU's stderr)"),
+        error_reply("EIO: internal error (see QEMU's stderr)"),
         || match parse(line).and_then(|cmd| execute(plugin, host, cmd)) {
             Ok(mut v) => {
                 if let Some(o) = v.as_object_mut() {
@@ -593,7 +618,7 @@ pub fn serve(
                 };
                 if CLIENTS.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
                     CLIENTS.fetch_sub(1, Ordering::Relaxed);
-                    let _ = writeln!(stream, "{}", error_reply("too many clients"));
+                    let _ = writeln!(stream, "{}", error_reply("EBUSY: too many clients"));
                     continue;
                 }
                 let spawned = std::thread::Builder::new()
@@ -631,7 +656,7 @@ fn client(stream: UnixStream, plugin: &Plugin, host: &dyn ControlHost) {
         }
         let complete = buf.last() == Some(&b'\n');
         if !complete && buf.len() > MAX_LINE {
-            let _ = writeln!(out, "{}", error_reply("request longer than 64 KiB"));
+            let _ = writeln!(out, "{}", error_reply("E2BIG: request longer than 64 KiB"));
             return;
         }
         if !complete {
@@ -902,7 +927,12 @@ mod tests {
         assert!(!p.kvm.vm().is_private(Gpa::new(64 * MB).gfn()));
         // A second guest_memfd slot over the same backing: EEXIST.
         let alias = r#"{"cmd":"create-memslot","slot":40,"gpa":"1G","size":4096,"backing":"64M","flags":4}"#;
-        assert!(err(&run(&p, &h, alias)).contains("is bound to slot"));
+        assert!(err(&run(&p, &h, alias)).contains("overlaps a guest_memfd slot"));
+        // So is a plain slot: its shared alias would reach the private
+        // pages of the TD's RAM (the control fuzz target's find).
+        let alias =
+            r#"{"cmd":"create-memslot","slot":41,"gpa":"1G","size":4096,"backing":"0x100000"}"#;
+        assert!(err(&run(&p, &h, alias)).starts_with("EEXIST"));
         let q = run(&p, &h, r#"{"cmd":"set-zap-quirk","enabled":true}"#);
         assert!(err(&q).contains("does not honour"));
         let bad = r#"{"cmd":"set-attributes","gpa":"64M","size":8192,"attributes":8,"flags":1}"#;

@@ -357,7 +357,7 @@ pub trait Host {
 }
 
 /// A [`Host`] for unit tests.
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fake {
     use std::cell::{Cell, RefCell};
 
@@ -419,8 +419,13 @@ pub mod fake {
     impl FakeHost {
         /// Zeroed memory, no I/O yet.
         pub fn new() -> FakeHost {
+            FakeHost::with_mem(MEM)
+        }
+
+        /// [`FakeHost::new`] with `bytes` of memory instead of [`MEM`].
+        pub fn with_mem(bytes: u64) -> FakeHost {
             FakeHost {
-                mem: RefCell::new(vec![0; MEM as usize]),
+                mem: RefCell::new(vec![0; bytes as usize]),
                 panicked: Cell::new(false),
                 io: RefCell::new(Vec::new()),
                 apic_base: Cell::new(0xfee0_0900),
@@ -459,7 +464,10 @@ pub mod fake {
         fn phys_read(&self, at: BackingAddr, buf: &mut [u8]) -> bool {
             let gpa = at.raw();
             let m = self.mem.borrow();
-            let Some(src) = m.get(gpa as usize..gpa as usize + buf.len()) else {
+            let Some(src) = (gpa as usize)
+                .checked_add(buf.len())
+                .and_then(|end| m.get(gpa as usize..end))
+            else {
                 return false;
             };
             buf.copy_from_slice(src);
@@ -468,7 +476,10 @@ pub mod fake {
         fn phys_write(&self, at: BackingAddr, buf: &[u8]) -> bool {
             let gpa = at.raw();
             let mut m = self.mem.borrow_mut();
-            let Some(dst) = m.get_mut(gpa as usize..gpa as usize + buf.len()) else {
+            let Some(dst) = (gpa as usize)
+                .checked_add(buf.len())
+                .and_then(|end| m.get_mut(gpa as usize..end))
+            else {
                 return false;
             };
             dst.copy_from_slice(buf);

@@ -44,15 +44,20 @@
 //! - `guard` keeps panics from crossing into QEMU;
 //! - `ffi` (not built for unit tests) is the only module with `unsafe`: the
 //!   exported `qemu_plugin_install`, the callbacks QEMU calls, and the
-//!   bindings to the cvm API that the patch series adds to QEMU.
+//!   bindings to the cvm API that the patch series adds to QEMU;
+//! - `fuzz` (feature `fuzzing` and unit tests only) is the fuzzing seam:
+//!   harnesses that feed untrusted input to the modules above and check
+//!   invariants after every input (docs/fuzzing.md).
 //!
 //! Every module is private: the crate is a cdylib whose only interface is
-//! the C ABI in `ffi`, and private modules let rustc report dead code.
+//! the C ABI in `ffi`, and private modules let rustc report dead code. The
+//! rlib beside it exists for the fuzz targets, which see only `fuzz`.
 
-// The unit-test build has no `ffi`, the caller of the QEMU-facing API
-// (Plugin::stage2, dma_allowed, ...): dead code is judged on the real
-// build, which `cargo build` and clippy check without this allowance.
-#![cfg_attr(test, allow(dead_code))]
+// The unit-test and fuzzing builds have no `ffi`, the caller of the
+// QEMU-facing API (Plugin::stage2, dma_allowed, ...): dead code is judged
+// on the real build, which `cargo build` and clippy check without this
+// allowance.
+#![cfg_attr(any(test, feature = "fuzzing"), allow(dead_code))]
 
 mod args;
 // The table is cvmem-ctl's; the plugin only tests it against control.rs.
@@ -79,7 +84,10 @@ mod testdev;
 mod trace;
 mod vmm;
 
-// The FFI layer references symbols that only QEMU provides; unit tests link
-// without QEMU, so they exercise the pure modules above instead.
-#[cfg(not(test))]
+// The FFI layer references symbols that only QEMU provides; unit tests and
+// fuzz targets link without QEMU, so they exercise the pure modules above
+// instead.
+#[cfg(not(any(test, feature = "fuzzing")))]
 mod ffi;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;

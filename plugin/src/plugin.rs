@@ -149,26 +149,55 @@ impl Plugin {
     /// A new plugin instance for a guest of up to `max_vcpus` vCPUs,
     /// installed now.
     pub fn new(config: Config, mode: Mode, max_vcpus: u32) -> Result<Self, String> {
+        Plugin::with_tracer(config, mode, max_vcpus, |path, kvm| {
+            Tracer::start(
+                path,
+                kvm.vm().events(),
+                kvm.vm().event_epoch(),
+                crate::trace::CAPACITY,
+            )
+        })
+    }
+
+    /// As [`Plugin::new`], the trace (if `config.trace` asks for one)
+    /// written to `out` instead of the file: the fuzzing seam checks every
+    /// line the writer encodes.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn with_trace_output(
+        config: Config,
+        mode: Mode,
+        max_vcpus: u32,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> Result<Self, String> {
+        Plugin::with_tracer(config, mode, max_vcpus, |_, kvm| {
+            Tracer::with_output(
+                out,
+                kvm.vm().events(),
+                kvm.vm().event_epoch(),
+                crate::trace::CAPACITY,
+            )
+            .map_err(|e| format!("cannot start the trace writer: {e}"))
+        })
+    }
+
+    fn with_tracer(
+        config: Config,
+        mode: Mode,
+        max_vcpus: u32,
+        start: impl FnOnce(&str, &Kvm) -> Result<Tracer, String>,
+    ) -> Result<Self, String> {
         let mut kvm = Kvm::new(&config, max_vcpus)?;
         if mode == Mode::Audit {
             kvm.start_audit();
         }
         let trace = match &config.trace {
-            Some(path) => Some(
-                Tracer::start(
-                    path,
-                    kvm.vm().events(),
-                    kvm.vm().event_epoch(),
-                    crate::trace::CAPACITY,
-                )
-                .map_err(|reason| {
-                    crate::args::ArgError {
-                        arg: format!("trace={path}"),
-                        reason,
-                    }
-                    .to_string()
-                })?,
-            ),
+            Some(path) => Some(start(path, &kvm).map_err(|reason| {
+                crate::args::ArgError {
+                    arg: format!("trace={path}"),
+                    reason,
+                }
+                .to_string()
+            })?),
             None => None,
         };
         Ok(Plugin {

@@ -209,6 +209,12 @@
 //!   would reach the separate shared page; here both aliases share it).
 //! - SNP: a 2M PVALIDATE/RMPADJUST over a 4K nested leaf is
 //!   `FAIL_SIZEMISMATCH` before any RMP entry is read.
+//! - No memslot may share backing with a guest_memfd slot (`EEXIST`, as
+//!   for a second binding of a guest_memfd range). In KVM another slot may
+//!   alias the VMM's memory at will, since private memory lives apart in
+//!   the guest_memfd; here a frame's shared and private aliases share one
+//!   backing page, so an alias slot would reach private memory through the
+//!   shared alias.
 //! - Dirty logging is not modelled: `KVM_MEM_LOG_DIRTY_PAGES` is accepted and
 //!   recorded only. As in KVM, `KVM_MEM_READONLY` and `KVM_MEM_GUEST_MEMFD`
 //!   cannot change on an existing slot (`EINVAL`).

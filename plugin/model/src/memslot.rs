@@ -189,11 +189,12 @@ pub enum MemslotError {
     /// A modify of a guest_memfd slot: private slots can only be deleted.
     /// EINVAL.
     PrivateSlotImmutable(MemslotId),
-    /// The guest_memfd slot being created has a backing that overlaps
-    /// another guest_memfd slot's. A guest_memfd range can be bound to one
-    /// memslot only (`kvm_gmem_bind()`: EEXIST); here the backing stands
-    /// for the guest_memfd offset (and for SNP, the RMP covers each backing
-    /// once).
+    /// The slot being created has a backing that overlaps a guest_memfd
+    /// slot's (or, a guest_memfd slot, any slot's). A guest_memfd range can
+    /// be bound to one memslot only (`kvm_gmem_bind()`: EEXIST); here the
+    /// backing stands for the guest_memfd offset (and for SNP, the RMP
+    /// covers each backing once), and a shared slot over it would reach
+    /// private memory, which shares the backing (cvmem's rule, also EEXIST).
     GmemBound(MemslotId),
     /// Create or move onto frames another slot covers. EEXIST.
     Overlap {
@@ -233,7 +234,8 @@ impl fmt::Display for MemslotError {
             MemslotError::GmemBound(id) => {
                 write!(
                     f,
-                    "{e}: slot {}'s guest_memfd range is bound to slot(s) that exist already",
+                    "{e}: slot {}'s backing overlaps a guest_memfd slot's (or, guest_memfd, \
+                     another slot's)",
                     id.0
                 )
             }
@@ -428,13 +430,21 @@ impl MemslotSet {
                 });
             }
         }
-        if change == MemslotChange::Create && new.private_capable() {
+        if change == MemslotChange::Create {
             // kvm_gmem_bind(): a guest_memfd range is bound to one memslot
             // only (EEXIST); the backing stands for the guest_memfd offset.
+            // And no other slot may map a guest_memfd slot's backing: in
+            // KVM a shared slot maps the VMM's memory, never the
+            // guest_memfd's, but here both aliases of a frame share one
+            // backing page, so a slot aliasing it would reach private
+            // memory through the shared alias (found by the `control`
+            // fuzz target; docs/fuzzing.md).
             let (start, end) = (new.backing.raw(), new.backing.raw() + req.memory_size);
             if self.slots.iter().any(|s| {
                 let b = s.backing.raw();
-                s.private_capable() && b < end && start < b + s.npages * PAGE_SIZE
+                (new.private_capable() || s.private_capable())
+                    && b < end
+                    && start < b + s.npages * PAGE_SIZE
             }) {
                 return Err(MemslotError::GmemBound(req.slot));
             }

@@ -23,7 +23,8 @@
 
 use cvmem_model::*;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+
+mod soak;
 
 const P0: u64 = 0x4000;
 /// Four 2M regions.
@@ -408,20 +409,25 @@ fn check_invariants(r: &Rmp, step: usize) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn config() -> Config {
-    Config {
-        cases: 256,
-        max_shrink_iters: 2000,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn rmp_state_machine(actions in prop::collection::vec(action(), 1..120)) {
-        run(&actions)?;
-    }
+#[test]
+fn rmp_state_machine() {
+    let m = soak::Machine {
+        file: file!(),
+        name: "rmp_state_machine",
+        invariants: &[
+            "assigned_not_host_writable",
+            "validated_gpas_unique",
+            "no_private_access_unvalidated",
+            "update_resets",
+            "psmash_preserves",
+            "pvalidate_cf",
+            "failed_ops_change_nothing",
+        ],
+    };
+    soak::run(
+        &m,
+        prop::collection::vec(action(), 1..120),
+        Vec::len,
+        |actions| run(&actions),
+    );
 }

@@ -28,7 +28,8 @@ use std::collections::BTreeSet;
 
 use cvmem_model::*;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+
+mod soak;
 
 const VCPUS: usize = 2;
 /// Two 2M regions.
@@ -415,18 +416,45 @@ fn run_vm(ops: &[VmOp], ve_disable: bool) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(Config { cases: 256, max_shrink_iters: 2000, ..Config::default() })]
+#[test]
+fn sept_state_machine() {
+    let m = soak::Machine {
+        file: file!(),
+        name: "sept_state_machine",
+        invariants: &[
+            "remove_needs_track_and_flush",
+            "accept_only_pending",
+            "pending_count",
+        ],
+    };
+    soak::run(
+        &m,
+        prop::collection::vec(sept_op(), 1..120),
+        Vec::len,
+        |ops| run_sept(&ops),
+    );
+}
 
-    #[test]
-    fn sept_state_machine(ops in prop::collection::vec(sept_op(), 1..120)) {
-        run_sept(&ops)?;
-    }
-
-    #[test]
-    fn tdx_vm(ops in prop::collection::vec(vm_op(), 1..100), ve_disable in prop::bool::weighted(0.2)) {
-        run_vm(&ops, ve_disable)?;
-    }
+#[test]
+fn tdx_vm() {
+    let m = soak::Machine {
+        file: file!(),
+        name: "tdx_vm_sept",
+        invariants: &[
+            "no_access_to_pending",
+            "removed_needs_fresh_accept",
+            "sept_matches_mirror",
+        ],
+    };
+    soak::run(
+        &m,
+        (
+            prop::collection::vec(vm_op(), 1..100),
+            prop::bool::weighted(0.2),
+        ),
+        |(ops, _)| ops.len(),
+        |(ops, ve_disable)| run_vm(&ops, ve_disable),
+    );
 }
 
 #[test]

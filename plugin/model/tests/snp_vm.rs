@@ -29,7 +29,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cvmem_model::*;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+
+mod soak;
 
 /// 8 MiB of gfns, two 2M-aligned candidate slot bases per 4M.
 const UNIVERSE: u64 = 2048;
@@ -421,13 +422,27 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(Config { cases: 256, max_shrink_iters: 2000, ..Config::default() })]
-
-    #[test]
-    fn snp_vm_rmp(actions in prop::collection::vec(action(), 1..120)) {
-        run(&actions)?;
-    }
+#[test]
+fn snp_vm_rmp() {
+    let m = soak::Machine {
+        file: file!(),
+        name: "snp_vm_rmp",
+        invariants: &[
+            "no_private_access_unvalidated",
+            "zap_keeps_validation",
+            "unassign_needs_fresh_pvalidate",
+            "private_never_device_or_host_writable",
+            "one_gpa_per_validated_page",
+            "nested_and_rmp_sizes_agree",
+            "revoke_returns_flush",
+        ],
+    };
+    soak::run(
+        &m,
+        prop::collection::vec(action(), 1..120),
+        Vec::len,
+        |actions| run(&actions),
+    );
 }
 
 /// The reference's validation bookkeeping is only as good as the actions

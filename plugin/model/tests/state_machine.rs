@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cvmem_model::*;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+
+mod soak;
 
 /// The gfn universe: 16 MiB, with accesses a bit beyond it (MMIO).
 const UNIVERSE: u64 = 4096;
@@ -308,12 +309,12 @@ impl Machine {
             .iter()
             .any(|(&i, s)| i != id && s.base < n.base + n.npages && n.base < s.base + s.npages);
         // A guest_memfd range (here: the backing) binds to one slot only
-        // (kvm_gmem_bind(): EEXIST), for every VM type.
-        let bound = n.gmem
-            && old.is_none()
+        // (kvm_gmem_bind(): EEXIST), for every VM type, and no other slot
+        // may share its backing (cvmem's rule: private memory shares it).
+        let bound = old.is_none()
             && self.reference.slots.iter().any(|(&i, s)| {
                 i != id
-                    && s.gmem
+                    && (s.gmem || n.gmem)
                     && s.backing_pfn < n.backing_pfn + n.npages
                     && n.backing_pfn < s.backing_pfn + s.npages
             });
@@ -616,39 +617,55 @@ fn run(t: VmType, quirk: bool, actions: &[Action]) -> Result<(), TestCaseError> 
     m.teardown()
 }
 
-fn config() -> Config {
-    Config {
-        cases: 256,
-        max_shrink_iters: 2000,
-        ..Config::default()
-    }
+/// The invariants every machine here checks after every step.
+const INVARIANTS: &[&str] = &[
+    "leaf_in_live_memslot",
+    "leaf_attrs_uniform",
+    "delete_leaves_no_leaf_of_the_slot",
+    "slot_leafs_zaps_only_the_slot",
+    "zap_all_leaves_nothing_reachable",
+    "conversion_zaps_only_what_it_must",
+    "mirror_root_survives",
+    "tlb_hit_explained",
+    "access_matches_reference",
+    "invalidate_seq_monotonic",
+];
+
+fn machine(t: VmType, quirk: bool, name: &'static str) {
+    let m = soak::Machine {
+        file: file!(),
+        name,
+        invariants: INVARIANTS,
+    };
+    soak::run(
+        &m,
+        prop::collection::vec(action(), 1..100),
+        Vec::len,
+        |actions| run(t, quirk, &actions),
+    );
 }
 
-proptest! {
-    #![proptest_config(config())]
+#[test]
+fn default_vm_zap_all() {
+    machine(VmType::Default, true, "default_vm_zap_all");
+}
 
-    #[test]
-    fn default_vm_zap_all(actions in prop::collection::vec(action(), 1..100)) {
-        run(VmType::Default, true, &actions)?;
-    }
+#[test]
+fn default_vm_slot_leafs() {
+    machine(VmType::Default, false, "default_vm_slot_leafs");
+}
 
-    #[test]
-    fn default_vm_slot_leafs(actions in prop::collection::vec(action(), 1..100)) {
-        run(VmType::Default, false, &actions)?;
-    }
+#[test]
+fn sw_protected_vm() {
+    machine(VmType::SwProtected, true, "sw_protected_vm");
+}
 
-    #[test]
-    fn sw_protected_vm(actions in prop::collection::vec(action(), 1..100)) {
-        run(VmType::SwProtected, true, &actions)?;
-    }
+#[test]
+fn tdx_vm() {
+    machine(VmType::Tdx, true, "tdx_vm");
+}
 
-    #[test]
-    fn tdx_vm(actions in prop::collection::vec(action(), 1..100)) {
-        run(VmType::Tdx, true, &actions)?;
-    }
-
-    #[test]
-    fn snp_vm(actions in prop::collection::vec(action(), 1..100)) {
-        run(VmType::Snp, true, &actions)?;
-    }
+#[test]
+fn snp_vm() {
+    machine(VmType::Snp, true, "snp_vm");
 }

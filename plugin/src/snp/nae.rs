@@ -242,23 +242,23 @@ mod tests {
 
     /// GHCB MMIO reaches QEMU's memory at the backing of the memslot that
     /// holds the GPA, not at the GPA: here a slot at 512M backed by QEMU's
-    /// RAM at 1M, as the control socket's create-memslot makes one. When
-    /// the plugin passed addresses as u64, the device check and the access
-    /// both took the GPA for a QEMU address and the write went nowhere.
+    /// QEMU memory at 12M that no guest_memfd slot maps (a slot may not
+    /// alias guest_memfd memory), as the control socket's create-memslot
+    /// makes one. When the plugin passed addresses as u64, the device
+    /// check and the access both took the GPA for a QEMU address and the
+    /// write went nowhere.
     #[test]
     fn mmio_reaches_the_backing_of_a_slot_elsewhere_than_its_gpa() {
-        let kvm = guest(MEM);
+        let kvm = guest_with_ram(MEM / 2, MEM / 2);
         let host = FakeHost::new();
         ghcb_setup(&kvm, &host);
-        // QEMU's RAM at 1M becomes shared (page-state change of GFN 0x100).
-        assert_eq!(msr_call(&kvm, &host, (2 << 52) | 0x10_0000 | 0x014), 0x015);
         kvm.vm()
             .set_memory_region(MemoryRegion {
                 slot: MemslotId(9),
                 flags: MemslotFlags::NONE,
                 guest_phys_addr: Gpa::new(0x2000_0000),
                 memory_size: PAGE_SIZE,
-                backing: BackingAddr::new(0x10_0000),
+                backing: BackingAddr::new(0xc0_0000),
             })
             .unwrap()
             .ignore();
@@ -279,8 +279,8 @@ mod tests {
             get(&host, buffer)
         };
         mmio(exit::MMIO_WRITE, 0x1122_3344_5566_7788);
-        assert_eq!(get(&host, 0x10_0010), 0x1122_3344_5566_7788);
-        put(&host, 0x10_0010, 0xabcd);
+        assert_eq!(get(&host, 0xc0_0010), 0x1122_3344_5566_7788);
+        put(&host, 0xc0_0010, 0xabcd);
         assert_eq!(mmio(exit::MMIO_READ, 0), 0xabcd);
     }
 }

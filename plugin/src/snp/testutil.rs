@@ -15,6 +15,13 @@ pub(crate) const C_BIT: u64 = 1 << 51;
 /// An SNP guest with 16 MiB of RAM, launched, RAM below `accept_below`
 /// validated.
 pub(crate) fn guest(accept_below: u64) -> Kvm {
+    guest_with_ram(accept_below, MEM)
+}
+
+/// [`guest`] with only the first `ram` bytes of the fake's memory
+/// reported as RAM (its guest_memfd slot); the rest is QEMU memory no
+/// slot maps yet.
+pub(crate) fn guest_with_ram(accept_below: u64, ram: u64) -> Kvm {
     let config = Config {
         vm_type: VmType::Snp,
         accept: AcceptPolicy::Below(accept_below),
@@ -22,12 +29,23 @@ pub(crate) fn guest(accept_below: u64) -> Kvm {
         ..Config::default()
     };
     let kvm = Kvm::new(&config, 2).unwrap();
-    report_ram(&kvm);
+    if ram == MEM {
+        report_ram(&kvm);
+    } else {
+        let section = crate::memslots::RamSection {
+            gpa: 0,
+            size: ram,
+            readonly: false,
+            name: "ram".into(),
+        };
+        kvm.memslot(crate::memslots::MemslotOp::Add, &section)
+            .unwrap();
+    }
     let mut e = Effects::NONE;
     kvm.flavour_as::<SnpFirmware>()
         .ensure_launched(&kvm.vmm, &mut e);
-    let rest: Vec<_> = (accept_below < MEM)
-        .then_some((BackingAddr::new(accept_below), MEM - accept_below))
+    let rest: Vec<_> = (accept_below < ram)
+        .then_some((BackingAddr::new(accept_below), ram - accept_below))
         .into_iter()
         .collect();
     assert_eq!(e.clear, rest);

@@ -1157,8 +1157,23 @@ mod snp {
             (e, e.errno()),
             (MemslotError::GmemBound(MemslotId(1)), "EEXIST")
         );
+        // Nor may a shared slot alias it: its shared alias would reach
+        // the private pages, which share the backing.
+        let e = vm
+            .set_memory_region(MemoryRegion {
+                slot: MemslotId(2),
+                flags: MemslotFlags::NONE,
+                guest_phys_addr: Gpa::new(2 * GB),
+                memory_size: 2 * MB,
+                backing: BackingAddr::new(0x100_0000),
+            })
+            .unwrap_err();
+        assert_eq!(
+            (e, e.errno()),
+            (MemslotError::GmemBound(MemslotId(2)), "EEXIST")
+        );
         // Shared-only slots are not covered.
-        slot(&vm, 2, 2 * GB, 2 * MB, 0x100_0000, MemslotFlags::NONE).ignore();
+        slot(&vm, 2, 2 * GB, 2 * MB, 0x800_0000, MemslotFlags::NONE).ignore();
         assert_eq!(vm.snp_rmp_covered().len(), 1);
         // A guest_memfd slot cannot move (KVM: private memslots are immutable).
         assert_eq!(
@@ -1277,12 +1292,26 @@ mod snp {
 
     #[test]
     fn c_bit_clear_write_to_an_assigned_page_is_an_rmp_npf() {
-        // A shared-only slot aliasing a guest_memfd slot's backing (QEMU never
-        // does this; the RMP still protects the page).
+        // A shared-only slot whose backing page the RMP assigns to the
+        // guest. No memslot change gets there (a slot may not alias a
+        // guest_memfd slot's backing), so the test assigns the page
+        // itself: the RMP check is the hardware's, whatever the
+        // hypervisor did.
         let vm = snp_vm();
-        mapped(vm.stage2(V0, private(&vm, 0), Access::Read));
-        slot(&vm, 1, GB, 4 * KB4, 0x100_0000, MemslotFlags::NONE).ignore();
+        slot(&vm, 1, GB, 4 * KB4, 0x200_0000, MemslotFlags::NONE).ignore();
         let g = shared(&vm, GB >> 12);
+        mapped(vm.snp_stage2(V0, g, Access::Write, CTX));
+        let rmp = &vm.private.snp().unwrap().rmp;
+        let page = Pfn::new(0x2000);
+        rmp.add_covered(crate::rmp::PfnRange::from_start_len(page, 1).unwrap())
+            .unwrap();
+        rmp.gmem_prepare(
+            page,
+            Gfn::new(GB >> 12),
+            PageLevel::Size4K,
+            vm.config().asid,
+        )
+        .unwrap();
         match fault(vm.snp_stage2(V0, g, Access::Write, CTX)) {
             Stage2Fault::RmpNestedPageFault { error_code, .. } => {
                 assert_eq!(
@@ -1411,10 +1440,19 @@ fn devices_are_judged_by_the_gpas_that_use_their_backing() {
     // Memory no slot backs (the slot's GPA itself among it) is no guest's.
     assert_eq!(dev(GB, true), DeviceAccess::Allowed);
     assert_eq!(dev(512 * MB, true), DeviceAccess::Allowed);
-    // A second slot (no guest_memfd: that binds to one slot) aliasing the
-    // same backing at a shared GPA: the private alias still keeps devices
-    // out.
-    vm.flush(slot(&vm, 2, 2 * GB, 2 * MB, 64 * MB, MemslotFlags::NONE));
+    // No second slot may alias the same backing, not even a shared-only
+    // one: its shared alias would reach the private page.
+    let alias = MemoryRegion {
+        slot: MemslotId(2),
+        flags: MemslotFlags::NONE,
+        guest_phys_addr: Gpa::new(2 * GB),
+        memory_size: 2 * MB,
+        backing: BackingAddr::new(64 * MB),
+    };
+    assert_eq!(
+        vm.set_memory_region(alias).map(Flush::ignore),
+        Err(MemslotError::GmemBound(MemslotId(2)))
+    );
     assert_eq!(dev(64 * MB, true), DeviceAccess::Blocked);
     vm.flush(vm.set_memory_attributes(range(GB >> 12, 1), false).unwrap());
     assert_eq!(dev(64 * MB, true), DeviceAccess::Allowed);
