@@ -382,6 +382,79 @@ pub fn tdvf_image(size: usize, sections: &[TdvfSection]) -> Vec<u8> {
     img
 }
 
+/// An OVMF-style image of `size` bytes whose GUIDed table holds SEV
+/// metadata for `sections` (base, length, type), placed just below the
+/// table, and a SEV-ES reset block with `reset_eip` if given; everything
+/// else zero: for tests and tools that need an SNP firmware image.
+pub fn sev_image(size: usize, sections: &[(u32, u32, u32)], reset_eip: Option<u32>) -> Vec<u8> {
+    let mut meta = Vec::new();
+    meta.extend_from_slice(b"ASEV");
+    for w in [16 + 12 * sections.len() as u32, 1, sections.len() as u32] {
+        meta.extend_from_slice(&w.to_le_bytes());
+    }
+    for &(base, len, kind) in sections {
+        for w in [base, len, kind] {
+            meta.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    // Entries as (GUID, data), nearest the footer first.
+    let mut entries: Vec<(Guid, Vec<u8>)> = Vec::new();
+    if let Some(eip) = reset_eip {
+        entries.push((SEV_ES_RESET_BLOCK, eip.to_le_bytes().to_vec()));
+    }
+    let sev = !sections.is_empty();
+    if sev {
+        entries.push((SEV_METADATA, Vec::new()));
+    }
+    let mut table_len = 18;
+    for (_, d) in &entries {
+        table_len += 18 + d.len().max(4);
+    }
+    let table_at = size - AFTER_FOOTER - table_len;
+    let meta_at = table_at - meta.len();
+    if sev {
+        let offset = ((size - meta_at) as u32).to_le_bytes().to_vec();
+        entries.last_mut().expect("the metadata entry").1 = offset;
+    }
+    let mut table = Vec::new();
+    for (g, d) in entries.iter().rev() {
+        table.extend_from_slice(d);
+        table.extend_from_slice(&((d.len() + 18) as u16).to_le_bytes());
+        table.extend_from_slice(&g.0);
+    }
+    table.extend_from_slice(&(table_len as u16).to_le_bytes());
+    table.extend_from_slice(&TABLE_FOOTER.0);
+    let mut img = vec![0u8; size];
+    if sev {
+        img[meta_at..table_at].copy_from_slice(&meta);
+    }
+    img[table_at..table_at + table_len].copy_from_slice(&table);
+    img
+}
+
+/// Checks what an SNP launch from OVMF needs beyond the metadata's form
+/// (QEMU's target/i386/sev.c): the CPUID and secrets pages, every section
+/// within the low 4 GiB (the metadata's fields are 32-bit) and not empty,
+/// and the SEV-ES reset block the APs' VMSAs start at. Returns where APs
+/// start.
+pub fn sev_check_layout(sections: &[SevSection], reset_eip: Option<u32>) -> Result<u32, String> {
+    for kind in [SevSectionKind::Cpuid, SevSectionKind::SnpSecrets] {
+        if !sections.iter().any(|s| s.kind == kind) {
+            return Err(format!("its SEV metadata has no {kind:?} section"));
+        }
+    }
+    if let Some(s) = sections
+        .iter()
+        .find(|s| s.len == 0 || s.base + s.len > 1 << 32)
+    {
+        return Err(format!(
+            "its SEV metadata section {:?} at {:#x} (+{:#x}) is empty or crosses 4 GiB",
+            s.kind, s.base, s.len
+        ));
+    }
+    reset_eip.ok_or_else(|| "it has no SEV-ES reset block for the APs".into())
+}
+
 /// Checks the rules a TD launch needs beyond QEMU's per-section ones: at
 /// least one boot firmware volume, exactly one TD HOB (the address the
 /// vCPUs get in RCX and R8), and no two sections sharing a page (each page

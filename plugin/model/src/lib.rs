@@ -244,6 +244,7 @@ mod private;
 mod rmp;
 mod sept;
 mod snp;
+pub mod snp_launch;
 mod spte;
 mod tdp;
 mod tdx;

@@ -51,48 +51,10 @@ pub mod sev_feat {
 /// The VM's SEV features (KVM's `sev->vmsa_features`): SNP only, as
 /// SEV_STATUS says (its bits 63:2 are SEV_FEATURES).
 pub const VM_SEV_FEATURES: u64 = SEV_STATUS_VALUE >> 2;
+// What the launch measures in every VMSA (`cvmem measure` assumes it).
+const _: () = assert!(VM_SEV_FEATURES == cvmem_model::snp_launch::SEV_FEATURES_DEFAULT);
 
-/// Offsets in the VMSA page (`struct sev_es_save_area`, asm/svm.h; APM
-/// vol. 2 Table B-4).
-mod vmsa {
-    pub const ES: usize = 0x00;
-    pub const CS: usize = 0x10;
-    pub const SS: usize = 0x20;
-    pub const DS: usize = 0x30;
-    pub const FS: usize = 0x40;
-    pub const GS: usize = 0x50;
-    pub const GDTR: usize = 0x60;
-    pub const LDTR: usize = 0x70;
-    pub const IDTR: usize = 0x80;
-    pub const TR: usize = 0x90;
-    pub const EFER: usize = 0xd0;
-    pub const CR4: usize = 0x148;
-    pub const CR3: usize = 0x150;
-    pub const CR0: usize = 0x158;
-    pub const DR7: usize = 0x160;
-    pub const DR6: usize = 0x168;
-    pub const RFLAGS: usize = 0x170;
-    pub const RIP: usize = 0x178;
-    pub const RSP: usize = 0x1d8;
-    pub const RAX: usize = 0x1f8;
-    pub const STAR: usize = 0x200;
-    pub const LSTAR: usize = 0x208;
-    pub const CSTAR: usize = 0x210;
-    pub const SFMASK: usize = 0x218;
-    pub const KERNEL_GS_BASE: usize = 0x220;
-    pub const SYSENTER_CS: usize = 0x228;
-    pub const SYSENTER_ESP: usize = 0x230;
-    pub const SYSENTER_EIP: usize = 0x238;
-    pub const CR2: usize = 0x240;
-    pub const G_PAT: usize = 0x268;
-    /// RCX; then RDX, RBX, (RSP's unused slot), RBP, RSI, RDI, R8-R15.
-    pub const RCX: usize = 0x308;
-    pub const SEV_FEATURES: usize = 0x3b0;
-    pub const XCR0: usize = 0x3e8;
-    pub const MXCSR: usize = 0x408;
-    pub const X87_FTW: usize = 0x40c;
-    pub const X87_FCW: usize = 0x410;
-}
+use cvmem_model::snp_launch::vmsa;
 
 /// What became of an AP creation request that KVM accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

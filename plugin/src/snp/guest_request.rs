@@ -28,7 +28,6 @@
 //! does (newer kernels, and the GHCB specification).
 
 use super::attest::keys::{self, Keys};
-use super::attest::measure::{LaunchDigest, PageType};
 use super::attest::message::{self, msg_type, status};
 use super::attest::report::{self, Guest};
 use super::attest::verify::{cert_table, guid};
@@ -36,6 +35,7 @@ use super::ghcb::{ghcb_err, off, Ghcb};
 use super::SnpFirmware;
 use crate::hooks::Host;
 use crate::vmm::Vmm;
+use cvmem_model::snp_launch::{LaunchDigest, PageType};
 use cvmem_model::PAGE_SIZE;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -87,6 +87,11 @@ impl Attest {
             key_dir: keys::default_dir(),
             report_id,
         }
+    }
+
+    /// The digest of a launch computed whole (a guest started from OVMF).
+    pub(super) fn set_digest(&self, digest: LaunchDigest) {
+        *self.digest.lock() = digest;
     }
 
     /// Pages launched: their PAGE_INFO goes into the digest.

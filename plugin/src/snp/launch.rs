@@ -1,11 +1,12 @@
 //! Launching the guest: SNP_LAUNCH_UPDATE of the RAM ready at launch and
-//! of the CPUID and secrets pages the AMD-SP fills.
+//! of the CPUID and secrets pages the AMD-SP fills (a guest started from
+//! OVMF: `ovmf.rs`).
 
-use super::attest::measure::PageType;
 use super::*;
 use crate::effects::Effects;
 use crate::machine::CpuModel;
 use crate::vmm::Vmm;
+use cvmem_model::snp_launch::PageType;
 use cvmem_model::{Gfn, GfnRange};
 use std::sync::atomic::Ordering;
 
@@ -15,9 +16,10 @@ impl SnpFirmware {
     /// configuration cannot launch (one line).
     pub(super) fn prepare_boot_pages(&self, vmm: &Vmm, cpu: &dyn CpuModel) -> Result<(), String> {
         let slots = vmm.vm().memslots();
+        let pages = self.pages();
         for (what, key, gpa) in [
-            ("CPUID", "snp-cpuid", self.pages.cpuid),
-            ("secrets", "snp-secrets", self.pages.secrets),
+            ("CPUID", "snp-cpuid", pages.cpuid),
+            ("secrets", "snp-secrets", pages.secrets),
         ] {
             let gfn = Gpa::new(gpa).gfn();
             if !slots
@@ -47,7 +49,7 @@ impl SnpFirmware {
     /// left it, unvalidated (the zeroing is not done: audit mode only
     /// observes). Before launch nothing is done: the launch takes it.
     pub(super) fn add_learned_page(&self, vmm: &Vmm, gfn: Gfn) {
-        if !self.launched() || gfn.raw() >= self.accept.ready_below_gfn() {
+        if !self.launched() || self.has_ovmf() || gfn.raw() >= self.accept.ready_below_gfn() {
             return;
         }
         match vmm.vm().snp_launch_update(GfnRange::one(gfn)) {
@@ -61,11 +63,9 @@ impl SnpFirmware {
         }
     }
 
-    /// Launches the guest once, on its first access with paging on (see the
-    /// module comment): SNP_LAUNCH_UPDATE of the CPUID and secrets pages
-    /// (written here, as the AMD-SP writes them) and of the private RAM
-    /// below `accept=`, and the rest zeroed (guest_memfd hands out cleared
-    /// pages). The memory to clear and write goes to `fx`.
+    /// Launches the guest once: from OVMF at the first machine reset
+    /// (`ovmf.rs`), else on its first access with paging on (see the
+    /// module comment). The memory to clear and write goes to `fx`.
     pub fn ensure_launched(&self, vmm: &Vmm, fx: &mut Effects) {
         if self.launched() {
             return;
@@ -73,54 +73,78 @@ impl SnpFirmware {
         self.launch.call_once(|| {
             // No RAM is learned while the guest launches (audit mode).
             let _learning = vmm.learn_lock.lock();
-            let vm = vmm.vm();
-            let limit = self.accept.ready_below_gfn();
-            let special = [self.pages.cpuid, self.pages.secrets].map(|g| Gpa::new(g).gfn());
-            // Each launched page goes into the launch digest (attest/measure.rs):
-            // the RAM as UNMEASURED pages (its content is what SeaBIOS and the
-            // loader left, which the plugin does not read at launch), the
-            // AMD-SP's two pages with their types.
-            let launch = |range: GfnRange, page_type| match vm.snp_launch_update(range) {
-                Ok(n) => {
-                    self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
-                    self.attest
-                        .launched(page_type, range.iter().map(|g: Gfn| g.raw()));
-                }
-                Err(e) => eprintln!(
-                    "cvmem: SNP_LAUNCH_UPDATE of {:#x}..{:#x} failed: {e:?}",
-                    range.start().gpa().raw(),
-                    range.end().gpa().raw()
-                ),
-            };
-            let slots = vm.memslots();
-            for slot in slots.iter().filter(|s| s.private_capable()) {
-                let r = slot.range();
-                let split = Gfn::new(r.end().raw().min(limit).max(r.start().raw()));
-                if let Some(ready) = GfnRange::new(r.start(), split) {
-                    for part in without(ready, &special) {
-                        launch(part, PageType::Unmeasured);
-                    }
-                }
-                if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
-                    fx.clear.extend(vmm.backing_ranges(rest));
-                }
-            }
-            // The pages the AMD-SP fills (page types CPUID and SECRETS):
-            // assigned and validated like the rest, whatever `accept=` says.
-            if let Some(boot) = self.boot.get() {
-                for ((gfn, bytes), page_type) in special
-                    .into_iter()
-                    .zip([boot.cpuid.clone(), boot.secrets.page(boot.fms)])
-                    .zip([PageType::Cpuid, PageType::Secrets])
-                {
-                    launch(GfnRange::one(gfn), page_type);
-                    if let Some(&(at, _)) = vmm.backing_ranges(GfnRange::one(gfn)).first() {
-                        fx.write.push((at, bytes));
-                    }
-                }
+            match self.ovmf.get() {
+                Some(ovmf) => self.launch_ovmf(vmm, ovmf, fx),
+                None => self.launch_loaded(vmm, fx),
             }
             self.launched.store(true, Ordering::Release);
         });
+    }
+
+    /// SNP_LAUNCH_UPDATE of `range`: assigned and validated, counted.
+    pub(super) fn launch_update(&self, vmm: &Vmm, range: GfnRange) {
+        match vmm.vm().snp_launch_update(range) {
+            Ok(n) => {
+                self.stats.pages_launched.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!(
+                "cvmem: SNP_LAUNCH_UPDATE of {:#x}..{:#x} failed: {e:?}",
+                range.start().gpa().raw(),
+                range.end().gpa().raw()
+            ),
+        }
+    }
+
+    /// Writes the CPUID and secrets pages, as the AMD-SP does at their
+    /// SNP_LAUNCH_UPDATE.
+    pub(super) fn write_boot_pages(&self, vmm: &Vmm, fx: &mut Effects) {
+        let pages = self.pages();
+        if let Some(boot) = self.boot.get() {
+            for (gpa, bytes) in [
+                (pages.cpuid, boot.cpuid.clone()),
+                (pages.secrets, boot.secrets.page(boot.fms)),
+            ] {
+                let range = GfnRange::one(Gpa::new(gpa).gfn());
+                if let Some(&(at, _)) = vmm.backing_ranges(range).first() {
+                    fx.write.push((at, bytes));
+                }
+            }
+        }
+    }
+
+    /// The launch of a guest SeaBIOS and cvmem's loader start: the private
+    /// RAM below `accept=` (UNMEASURED: its content is what SeaBIOS and the
+    /// loader left, which the plugin does not read at launch), the rest
+    /// zeroed (guest_memfd hands out cleared pages), then the CPUID and
+    /// secrets pages with their types, whatever `accept=` says. Each page
+    /// goes into the launch digest in that order.
+    fn launch_loaded(&self, vmm: &Vmm, fx: &mut Effects) {
+        let vm = vmm.vm();
+        let limit = self.accept.ready_below_gfn();
+        let pages = self.pages();
+        let special = [pages.cpuid, pages.secrets].map(|g| Gpa::new(g).gfn());
+        let launch = |range: GfnRange, page_type| {
+            self.launch_update(vmm, range);
+            self.attest
+                .launched(page_type, range.iter().map(|g: Gfn| g.raw()));
+        };
+        for slot in vm.memslots().iter().filter(|s| s.private_capable()) {
+            let r = slot.range();
+            let split = Gfn::new(r.end().raw().min(limit).max(r.start().raw()));
+            if let Some(ready) = GfnRange::new(r.start(), split) {
+                for part in without(ready, &special) {
+                    launch(part, PageType::Unmeasured);
+                }
+            }
+            if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
+                fx.clear.extend(vmm.backing_ranges(rest));
+            }
+        }
+        if self.boot.get().is_some() {
+            launch(GfnRange::one(special[0]), PageType::Cpuid);
+            launch(GfnRange::one(special[1]), PageType::Secrets);
+            self.write_boot_pages(vmm, fx);
+        }
     }
 }
 

@@ -37,6 +37,7 @@ mod intercept;
 mod launch;
 mod msr_protocol;
 mod nae;
+mod ovmf;
 mod psc;
 mod rmp_insn;
 pub mod secrets;
@@ -158,8 +159,11 @@ pub struct SnpFirmware {
     /// `map-gpa-chunk=`: a GHCB page-state change converts at most this many
     /// bytes per VMGEXIT, then returns with the progress recorded.
     pub psc_chunk: u64,
-    /// `snp-cpuid=`, `snp-secrets=`: where the launch places those pages.
+    /// `snp-cpuid=`, `snp-secrets=`: where the launch places those pages
+    /// (see [`SnpFirmware::pages`]).
     pub pages: SnpPages,
+    /// The OVMF image, when the guest starts from one.
+    ovmf: OnceLock<ovmf::Ovmf>,
     /// What the launch writes into them, made when the machine is ready.
     boot: OnceLock<BootPages>,
     /// Attestation: the launch digest, the message counts, the keys.
@@ -192,6 +196,22 @@ fn gp0() -> InsnAction {
 }
 
 impl SnpFirmware {
+    /// Where the CPUID and secrets pages go: OVMF's SEV metadata says, or
+    /// else `snp-cpuid=` and `snp-secrets=`.
+    pub fn pages(&self) -> SnpPages {
+        match self.ovmf.get() {
+            Some(o) => SnpPages {
+                cpuid: o
+                    .base_of(cvmem_model::firmware::SevSectionKind::Cpuid)
+                    .unwrap_or(self.pages.cpuid),
+                secrets: o
+                    .base_of(cvmem_model::firmware::SevSectionKind::SnpSecrets)
+                    .unwrap_or(self.pages.secrets),
+            },
+            None => self.pages,
+        }
+    }
+
     /// The SNP side of a guest with `max_vcpus` vCPUs.
     pub fn new(
         max_vcpus: u32,
@@ -209,6 +229,7 @@ impl SnpFirmware {
             accept,
             psc_chunk: psc_chunk.max(PAGE_SIZE),
             pages,
+            ovmf: OnceLock::new(),
             boot: OnceLock::new(),
             attest: guest_request::Attest::new(),
             stats: SnpStats::default(),
@@ -400,7 +421,27 @@ impl Flavour for SnpFirmware {
         cpu: &dyn CpuModel,
         _fx: &mut Effects,
     ) -> Result<(), String> {
+        self.check_ovmf_sections(vmm)?;
         self.prepare_boot_pages(vmm, cpu)
+    }
+
+    fn firmware(&self, gpa: u64, image: &[u8]) -> Result<crate::hooks::FirmwarePlace, String> {
+        self.take_firmware(gpa, image)
+    }
+
+    fn vcpu_reset(
+        &self,
+        vmm: &Vmm,
+        _vcpu: u32,
+        fx: &mut Effects,
+    ) -> Option<crate::hooks::VcpuState> {
+        // OVMF: the launch happens before the first instruction, at the
+        // first reset (the memory map is final then); the vCPUs start from
+        // the architectural reset state, as QEMU's launch VMSA for the BSP.
+        if self.has_ovmf() {
+            self.ensure_launched(vmm, fx);
+        }
+        None
     }
 
     fn private_by_default(&self) -> bool {

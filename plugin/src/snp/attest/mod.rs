@@ -7,7 +7,8 @@
 //!   firmware keeps per VMPCK);
 //! - [`report`]: MSG_REPORT_REQ / MSG_REPORT_RSP and the ATTESTATION_REPORT
 //!   structure (version 2), signed with the VCEK;
-//! - [`measure`]: the launch digest, MEASUREMENT in the report;
+//! - the launch digest, MEASUREMENT in the report, is the model's
+//!   [`cvmem_model::snp_launch`];
 //! - [`keys`]: the ARK, ASK and VCEK of this installation and their
 //!   certificates, kept under `$CVMEM_CACHE/snp-keys/`;
 //! - [`verify`]: what a guest owner's verifier does with a report and the
@@ -18,7 +19,6 @@
 //! buffer, SW_EXITINFO2) is in [`super::guest_request`].
 
 pub mod keys;
-pub mod measure;
 pub mod message;
 pub mod report;
 // The plugin itself only writes what a verifier reads: it verifies in tests.
