@@ -2,7 +2,7 @@
 //! guest fetched through configfs-tsm, as a guest owner's verifier would.
 //!
 //! ```text
-//! cvmem-snp-verify LOG [--ark ARK.der | --any-ark]
+//! cvmem-snp-verify LOG [--ark ARK.der | --any-ark] [--measurement HEX]
 //! ```
 //!
 //! LOG holds the lines guest-tests/linux/init prints (`od -An -tx1`
@@ -11,7 +11,9 @@
 //! certificate table read from auxblob. The check: the chain ARK -> ASK ->
 //! VCEK verifies, the VCEK signs the report, REPORT_DATA is the inblob, and
 //! the table's ARK is the trusted one: by default this installation's
-//! (`$CVMEM_CACHE/snp-keys/ark.der`, which the plugin made). Exit status 0
+//! (`$CVMEM_CACHE/snp-keys/ark.der`, which the plugin made); with
+//! `--measurement`, MEASUREMENT is HEX (what `cvmem measure` computes for
+//! the firmware the guest started from). Exit status 0
 //! when all hold, 1 when one does not, 2 on bad usage or input.
 
 use std::path::PathBuf;
@@ -58,12 +60,32 @@ fn installation_ark() -> Result<PathBuf, String> {
 }
 
 fn run(args: &[String]) -> Result<bool, String> {
-    let usage = "usage: cvmem-snp-verify LOG [--ark ARK.der | --any-ark]";
-    let (log, ark) = match args {
-        [log] => (log, Some(installation_ark()?)),
-        [log, flag, path] if flag == "--ark" => (log, Some(PathBuf::from(path))),
-        [log, flag] if flag == "--any-ark" => (log, None),
-        _ => return Err(usage.into()),
+    let usage = "usage: cvmem-snp-verify LOG [--ark ARK.der | --any-ark] [--measurement HEX]";
+    let Some((log, mut rest)) = args.split_first() else {
+        return Err(usage.into());
+    };
+    let (mut ark, mut any_ark, mut want) = (None, false, None);
+    while let Some((flag, more)) = rest.split_first() {
+        rest = more;
+        let mut value = || match rest.split_first() {
+            Some((v, more)) => {
+                rest = more;
+                Ok(v.clone())
+            }
+            None => Err(format!("{flag} needs a value; {usage}")),
+        };
+        match flag.as_str() {
+            "--ark" if ark.is_none() => ark = Some(PathBuf::from(value()?)),
+            "--any-ark" => any_ark = true,
+            "--measurement" if want.is_none() => want = Some(value()?.to_ascii_lowercase()),
+            _ => return Err(usage.into()),
+        }
+    }
+    let ark = match (ark, any_ark) {
+        (Some(_), true) => return Err(usage.into()),
+        (None, true) => None,
+        (Some(p), false) => Some(p),
+        (None, false) => Some(installation_ark()?),
     };
     let text = std::fs::read(log).map_err(|e| format!("{log}: {e}"))?;
     let text = String::from_utf8_lossy(&text).replace('\r', "");
@@ -77,6 +99,13 @@ fn run(args: &[String]) -> Result<bool, String> {
     match verify::verify_report(&report, &table, ark.as_deref(), Some(&data)) {
         Ok(r) => {
             let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            if let Some(w) = want.filter(|w| *w != hex(&r.measurement)) {
+                println!(
+                    "cvmem-snp-verify: FAILED: MEASUREMENT {}, not the expected {w}",
+                    hex(&r.measurement)
+                );
+                return Ok(false);
+            }
             println!(
                 "cvmem-snp-verify: report version {} verifies: chain ARK -> ASK -> VCEK, \
                  VCEK signature, REPORT_DATA echoed; VMPL {}, MEASUREMENT {}",

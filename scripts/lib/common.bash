@@ -75,6 +75,9 @@ cvmem_need_linux() {
 # the timeout; /init ends with a power-off (QEMU exit status 0). BOOT says
 # who loads the kernel:
 #   seabios           SeaBIOS and QEMU's linuxboot option ROM (default)
+#   ovmf [FILE]       OVMF as -bios (FILE beside the kernel, default
+#                     OVMF.fd: Debian bookworm's), loading the kernel
+#                     through fw_cfg
 #   efiboot [ARGS]    SeaBIOS starts guest-tests/boot/efiboot.c as a
 #                     Multiboot image with ARGS as its command line; it
 #                     hands the kernel (module 1) and initramfs (module 2)
@@ -83,15 +86,16 @@ cvmem_linux_cmdline() {
   local qemu=$1 append=$2 boot=${3:-seabios} kargs
   kargs="console=ttyS0 panic=-1${append:+ $append}"
   local machine=pc
-  [ "$boot" != ovmf ] || machine=q35
+  [[ "$boot" != ovmf* ]] || machine=q35
   CVMEM_CMD=("$qemu" -machine $machine -cpu max -m 1G -display none -nodefaults
              -serial stdio -no-reboot "${CVMEM_FIRMWARE_ARGS[@]}")
   case "$boot" in
-    ovmf)
+    ovmf|ovmf\ *)
       # Debian's OVMF (scripts/linux-guest keeps it beside the kernel) as
       # -bios, loading the kernel through fw_cfg, as a TD is started with
-      # TDVF.
-      CVMEM_CMD+=(-bios "$CVMEM_LINUX/OVMF.fd" -kernel "$CVMEM_LINUX/vmlinuz"
+      # TDVF and an SNP guest with OVMF.
+      local fw=${boot#ovmf}; fw=${fw# }
+      CVMEM_CMD+=(-bios "$CVMEM_LINUX/${fw:-OVMF.fd}" -kernel "$CVMEM_LINUX/vmlinuz"
                   -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
     seabios)
       CVMEM_CMD+=(-kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;

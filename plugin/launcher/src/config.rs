@@ -201,10 +201,12 @@ impl Files for RealFiles {
 
 /// Why firmware image `image` cannot start a `vm_type` guest under cvmem,
 /// or `None` if it can: a TD starts from an image with sound TDVF metadata
-/// (see cvmem_model::firmware); an SNP guest needs SEV metadata, and
-/// cvmem does not boot SNP firmware yet.
+/// (see cvmem_model::firmware); an SNP guest from one with sound SEV
+/// metadata and a SEV-ES reset block.
 fn firmware_refusal(vm_type: VmType, image: &[u8]) -> Option<String> {
-    use cvmem_model::firmware::{sev_metadata, tdvf_check_layout, tdvf_metadata};
+    use cvmem_model::firmware::{
+        sev_check_layout, sev_es_reset_vector, sev_metadata, tdvf_check_layout, tdvf_metadata,
+    };
     let cannot = |e: &dyn std::fmt::Display| {
         Some(format!(
             "{e}, so it cannot start a {} guest",
@@ -227,13 +229,12 @@ fn firmware_refusal(vm_type: VmType, image: &[u8]) -> Option<String> {
         _ => match sev_metadata(image) {
             Err(e) => cannot(&e),
             Ok(None) => missing("SEV (\"ASEV\")"),
-            Ok(Some(s)) => Some(format!(
-                "its SEV (\"ASEV\") metadata ({} sections) is fine, but cvmem does not start \
-                 a {} guest from firmware yet (a later issue brings OVMF support); use \
-                 --firmware efiboot",
-                s.len(),
-                vm_type.name()
-            )),
+            Ok(Some(sections)) => match sev_es_reset_vector(image) {
+                Err(e) => cannot(&e),
+                Ok(reset) => sev_check_layout(&sections, reset)
+                    .err()
+                    .and_then(|e| cannot(&e)),
+            },
         },
     }
 }
@@ -442,7 +443,8 @@ mod tests {
         m.insert(PathBuf::from("initrd.cpio"), b"070701".to_vec());
         m.insert(PathBuf::from("README"), b"hello".repeat(1000));
         m.insert(PathBuf::from("OVMF.fd"), vec![0xff; 64]);
-        m.insert(PathBuf::from("sev.fd"), sev_image());
+        m.insert(PathBuf::from("sev.fd"), sev_image(true));
+        m.insert(PathBuf::from("sev-no-secrets.fd"), sev_image(false));
         m.insert(PathBuf::from("tdvf.fd"), tdvf_image(false));
         m.insert(PathBuf::from("overlap.fd"), tdvf_image(true));
         m.insert(PathBuf::from("my dir/vmlinuz"), bzimage());
@@ -473,35 +475,14 @@ mod tests {
         )
     }
 
-    /// A 64 KiB image whose OVMF table points to SEV metadata with two
-    /// sections (the layout of cvmem_model::firmware).
-    fn sev_image() -> Vec<u8> {
-        use cvmem_model::firmware::{SEV_METADATA, TABLE_FOOTER};
-        let mut img = vec![0u8; 0x10000];
-        let mut table = 0x1000u32.to_le_bytes().to_vec(); // ASEV at end - 0x1000
-        table.extend_from_slice(&22u16.to_le_bytes());
-        table.extend_from_slice(&SEV_METADATA.0);
-        table.extend_from_slice(&40u16.to_le_bytes());
-        table.extend_from_slice(&TABLE_FOOTER.0);
-        let at = img.len() - 32 - table.len();
-        img[at..at + table.len()].copy_from_slice(&table);
-        let m = img.len() - 0x1000;
-        let words = [
-            0x5645_5341u32,
-            40,
-            1,
-            2,
-            0x80_0000,
-            0x9000,
-            1,
-            0x80_e000,
-            0x1000,
-            3,
-        ];
-        for (i, w) in words.iter().enumerate() {
-            img[m + 4 * i..m + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    /// A 64 KiB image whose OVMF table holds SEV metadata (SEC memory and
+    /// a CPUID page; the secrets page only if `secrets`) and a reset block.
+    fn sev_image(secrets: bool) -> Vec<u8> {
+        let mut sections = vec![(0x80_0000, 0x9000, 1), (0x80_e000, 0x1000, 3)];
+        if secrets {
+            sections.push((0x80_d000, 0x1000, 2));
         }
-        img
+        cvmem_model::firmware::sev_image(0x10000, &sections, Some(0x80_b004))
     }
 
     fn linux(vm: VmType) -> RunOptions {
@@ -677,11 +658,14 @@ mod tests {
             assert!(why.contains(what) && why.contains("cannot start"), "{why}");
         }
         let mut o = linux(VmType::Snp);
-        o.firmware = Some(Firmware::Path("sev.fd".into()));
+        o.firmware = Some(Firmware::Path("sev-no-secrets.fd".into()));
         let why = refused(&o);
-        assert!(
-            why.contains("(2 sections) is fine") && why.contains("efiboot"),
-            "{why}"
+        assert!(why.contains("no SnpSecrets section"), "{why}");
+        // An SNP guest starts from sound SEV metadata.
+        o.firmware = Some(Firmware::Path("sev.fd".into()));
+        assert_eq!(
+            check(&o, &files()).unwrap().firmware,
+            Firmware::Path("sev.fd".into())
         );
         // The same image has no TDVF metadata.
         o.vm_type = Some(VmType::Tdx);

@@ -8,7 +8,7 @@ mod locate;
 mod outcome;
 mod run;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -43,12 +43,24 @@ enum Cmd {
     PluginPath,
     /// Check the setup and say what is missing, one line each.
     Doctor,
-    /// Print the MRTD a TD launched from a TDVF image has (what a
-    /// verifier expects in its TDREPORT or quote).
+    /// Print the MRTD a TD launched from a TDVF image has, or the
+    /// MEASUREMENT of an SNP guest launched from OVMF (what a verifier
+    /// expects in the TDREPORT or the attestation report).
     Measure {
-        /// The TDVF image (OVMF with TDX support), as for `run --firmware`.
+        /// The firmware image (OVMF with TDX or SEV support), as for `run
+        /// --firmware`.
         #[arg(long, value_name = "ovmf|PATH", value_parser = Firmware::parse)]
         firmware: Firmware,
+        /// tdx (MRTD) or snp (MEASUREMENT).
+        #[arg(long, value_enum, default_value = "tdx")]
+        vm_type: VmType,
+        /// SNP: the number of vCPUs (each has a VMSA in the measurement).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        smp: u32,
+        /// SNP: the CPU signature (CPUID 1 EAX) the vCPUs start with, as in
+        /// their VMSAs' RDX; QEMU's `-cpu max` under TCG has 0x663.
+        #[arg(long, default_value = "0x663", value_parser = parse_u32)]
+        cpu_sig: u32,
     },
 }
 
@@ -161,14 +173,60 @@ fn run(args: RunArgs) -> ExitCode {
     ExitCode::from(outcome.code())
 }
 
-/// `cvmem measure`: "MRTD <hex>" of the TD launched from `firmware`.
-fn measure(firmware: &Firmware) -> Result<String, String> {
-    use cvmem_model::firmware::{tdvf_check_layout, tdvf_metadata, tdvf_mrtd, TdvfSectionKind};
+/// A number in decimal or with 0x.
+fn parse_u32(s: &str) -> Result<u32, String> {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("'{s}' is not a 32-bit number"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `cvmem measure`: "MRTD <hex>" of the TD launched from `firmware`, or
+/// "MEASUREMENT <hex>" of the SNP guest.
+fn measure(firmware: &Firmware, vm_type: VmType, smp: u32, cpu_sig: u32) -> Result<String, String> {
     let Firmware::Path(path) = firmware else {
-        return Err("--firmware: give a TDVF image (ovmf or a PATH)".into());
+        return Err("--firmware: give an OVMF image (ovmf or a PATH)".into());
     };
     let image = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let sections = tdvf_metadata(&image)
+    match vm_type {
+        VmType::Tdx => measure_td(path, &image),
+        VmType::Snp => measure_snp(path, &image, smp, cpu_sig),
+        _ => Err("--vm-type: only tdx and snp guests are measured".into()),
+    }
+}
+
+/// The MEASUREMENT of an SNP guest QEMU and KVM launch from OVMF image
+/// `image` (cvmem_model::snp_launch::ovmf_digest), with SEV_FEATURES as
+/// QEMU's default (SNP active only).
+fn measure_snp(path: &Path, image: &[u8], smp: u32, cpu_sig: u32) -> Result<String, String> {
+    use cvmem_model::firmware::{sev_es_reset_vector, sev_metadata};
+    use cvmem_model::snp_launch::SEV_FEATURES_DEFAULT;
+    let sections = sev_metadata(image)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no SEV metadata", path.display()))?;
+    let ap_eip = sev_es_reset_vector(image)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no SEV-ES reset block", path.display()))?;
+    let d = cvmem_model::snp_launch::ovmf_digest(
+        image,
+        &sections,
+        ap_eip,
+        smp,
+        cpu_sig,
+        SEV_FEATURES_DEFAULT,
+    );
+    Ok(format!("MEASUREMENT {}", hex(&d.digest())))
+}
+
+/// The MRTD of a TD launched from TDVF image `image`.
+fn measure_td(path: &Path, image: &[u8]) -> Result<String, String> {
+    use cvmem_model::firmware::{tdvf_check_layout, tdvf_metadata, tdvf_mrtd, TdvfSectionKind};
+    let sections = tdvf_metadata(image)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .ok_or_else(|| format!("{}: no TDVF metadata", path.display()))?;
     tdvf_check_layout(&sections).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -183,11 +241,8 @@ fn measure(firmware: &Firmware) -> Result<String, String> {
             path.display()
         ));
     }
-    let mrtd = tdvf_mrtd(&image, &sections, &[]);
-    Ok(format!(
-        "MRTD {}",
-        mrtd.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    let mrtd = tdvf_mrtd(image, &sections, &[]);
+    Ok(format!("MRTD {}", hex(&mrtd)))
 }
 
 fn main() -> ExitCode {
@@ -209,7 +264,12 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Cmd::Doctor => doctor::doctor(),
-        Cmd::Measure { firmware } => match measure(&firmware) {
+        Cmd::Measure {
+            firmware,
+            vm_type,
+            smp,
+            cpu_sig,
+        } => match measure(&firmware, vm_type, smp, cpu_sig) {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS
