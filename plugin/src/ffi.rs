@@ -1125,7 +1125,7 @@ unsafe extern "C" fn on_init_sipi(vcpu_index: u32, event: c_int, vector: u8) -> 
             crate::hooks::InitSipi::Init
         };
         use crate::flavour::Flavour;
-        plugin.kvm.flavour.init_sipi(vcpu_index, event)
+        plugin.kvm.flavour.init_sipi(&QemuHost, vcpu_index, event)
     })
 }
 

@@ -7,7 +7,7 @@ use crate::effects::Effects;
 use crate::flavour::plain::Plain;
 use crate::flavour::{Ctx, Flavour};
 use crate::hooks::{
-    FirmwarePlace, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request, VcpuState,
+    FirmwarePlace, Host, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request, VcpuState,
 };
 use crate::machine::CpuModel;
 use crate::snp::SnpFirmware;
@@ -101,8 +101,8 @@ impl Flavour for AnyFlavour {
         each!(self, f => Flavour::vcpu_reset(f, vmm, vcpu, fx))
     }
 
-    fn init_sipi(&self, vcpu: u32, event: InitSipi) -> bool {
-        each!(self, f => Flavour::init_sipi(f, vcpu, event))
+    fn init_sipi(&self, host: &dyn Host, vcpu: u32, event: InitSipi) -> bool {
+        each!(self, f => Flavour::init_sipi(f, host, vcpu, event))
     }
 
     fn private_by_default(&self) -> bool {

@@ -122,8 +122,9 @@ pub trait Flavour: Debug + Send + Sync {
         None
     }
 
-    /// An INIT or SIPI reaches `vcpu`: `true` drops it.
-    fn init_sipi(&self, _vcpu: u32, _event: InitSipi) -> bool {
+    /// An INIT or SIPI reaches `vcpu`: `true` drops it (the flavour may
+    /// start the vCPU itself through `host`).
+    fn init_sipi(&self, _host: &dyn Host, _vcpu: u32, _event: InitSipi) -> bool {
         false
     }
 

@@ -53,7 +53,7 @@ use std::fmt::Write as _;
 use crate::args::{AcceptPolicy, SnpPages};
 use crate::effects::Effects;
 use crate::flavour::{Ctx, Flavour};
-use crate::hooks::{gpr, Fault, Insn, InsnAction, Stage2Answer, Stage2Request};
+use crate::hooks::{gpr, Fault, Host, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request};
 use crate::machine::CpuModel;
 use crate::vmm::{model_access, pf_error_code, pferr, vector, Vmm};
 use cvmem_model::{Gpa, SnpAccessCtx, Stage2Fault, VcpuId, Vmpl, PAGE_SIZE};
@@ -140,6 +140,9 @@ pub mod proto {
 /// Per-vCPU state.
 #[derive(Debug, Default)]
 struct SnpVcpu {
+    /// Whether a SIPI has started the vCPU from its launch VMSA (KVM's
+    /// `sev_es.received_first_sipi`).
+    received_first_sipi: bool,
     /// The GHCB MSR.
     ghcb_msr: u64,
     /// The GHCB GPA registered through the MSR protocol.
@@ -427,6 +430,10 @@ impl Flavour for SnpFirmware {
 
     fn firmware(&self, gpa: u64, image: &[u8]) -> Result<crate::hooks::FirmwarePlace, String> {
         self.take_firmware(gpa, image)
+    }
+
+    fn init_sipi(&self, host: &dyn Host, vcpu: u32, event: InitSipi) -> bool {
+        self.ovmf_init_sipi(host, vcpu, event)
     }
 
     fn vcpu_reset(

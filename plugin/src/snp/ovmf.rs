@@ -8,7 +8,10 @@
 //! digest of those pages and of one VMSA per vCPU
 //! (`cvmem_model::snp_launch::ovmf_digest`). The BSP starts at the reset
 //! vector from the architectural reset state, which is what its launch VMSA
-//! holds; APs start when the guest creates them (SNP AP creation, `ap.rs`).
+//! holds; APs start when the guest creates them (SNP AP creation, `ap.rs`)
+//! or at their first SIPI, from their launch VMSA at the reset block, not
+//! at the SIPI vector (KVM's sev_vcpu_deliver_sipi_vector()): a later SIPI
+//! cannot change the protected state and changes nothing here.
 
 use super::*;
 use crate::effects::Effects;
@@ -85,6 +88,34 @@ impl SnpFirmware {
         self.ovmf.get().is_some()
     }
 
+    /// An INIT or SIPI to `vcpu` of a guest started from OVMF: SIPIs are
+    /// dropped, the first one to each vCPU starting it from its launch VMSA;
+    /// INIT goes to QEMU (the vCPU waits for a SIPI) until then, and is
+    /// dropped after it: KVM keeps a protected vCPU's registers at INIT
+    /// (the vCPU here is not paused until the next SIPI, as KVM's is). A
+    /// guest from cvmem's loader has no launch VMSAs: QEMU handles both,
+    /// as in a plain VM.
+    pub(super) fn ovmf_init_sipi(&self, host: &dyn Host, vcpu: u32, event: InitSipi) -> bool {
+        let Some(ovmf) = self.ovmf.get() else {
+            return false;
+        };
+        let Some(v) = self.vcpus.get(vcpu as usize) else {
+            return true;
+        };
+        let mut v = v.lock();
+        if event == InitSipi::Init {
+            return v.received_first_sipi;
+        }
+        let first = !std::mem::replace(&mut v.received_first_sipi, true);
+        drop(v);
+        if first {
+            let sig = self.boot.get().map_or(0, |b| b.fms);
+            let page = snp_launch::launch_vmsa(ovmf.ap_eip, sig, ap::VM_SEV_FEATURES);
+            host.vcpu_set_state(vcpu, &ap::vmsa_state(&page));
+        }
+        true
+    }
+
     /// The machine is ready: every SEV metadata section must be guest RAM
     /// (QEMU's snp_populate_metadata_pages() exits when one is not).
     pub(super) fn check_ovmf_sections(&self, vmm: &Vmm) -> Result<(), String> {
@@ -155,6 +186,31 @@ mod tests {
     /// An OVMF-shaped image with SEV metadata `sections` and a reset block.
     fn image(sections: &[(u32, u32, u32)], reset_block: bool) -> Vec<u8> {
         firmware::sev_image(0x10000, sections, reset_block.then_some(0x80_b004))
+    }
+
+    #[test]
+    fn the_first_sipi_starts_an_ap_from_its_launch_vmsa() {
+        use crate::hooks::fake::FakeHost;
+        let fw = SnpFirmware::new(2, AcceptPolicy::All, PAGE_SIZE, SnpPages::default());
+        let host = FakeHost::default();
+        // Without OVMF, QEMU starts APs at the SIPI vector.
+        assert!(!fw.ovmf_init_sipi(&host, 1, InitSipi::Sipi(0x10)));
+        fw.take_firmware(0xffff_0000, &image(&GOOD, true)).unwrap();
+        assert!(!fw.ovmf_init_sipi(&host, 1, InitSipi::Init));
+        assert!(fw.ovmf_init_sipi(&host, 1, InitSipi::Sipi(0x10)));
+        let started = host.vcpu_states.borrow().clone();
+        let [(vcpu, Some(state))] = started.as_slice() else {
+            panic!("{started:?}");
+        };
+        // CS:IP from the reset block (0x80b004), not from the vector.
+        assert_eq!((*vcpu, state.cs.base, state.rip), (1, 0x80_0000, 0xb004));
+        assert_eq!(state.cs.selector, 0xf000);
+        // A second SIPI is dropped and starts nothing; INIT no longer
+        // resets the vCPU.
+        assert!(fw.ovmf_init_sipi(&host, 1, InitSipi::Sipi(0x10)));
+        assert_eq!(host.vcpu_states.borrow().len(), 1);
+        assert!(fw.ovmf_init_sipi(&host, 1, InitSipi::Init));
+        assert!(!fw.ovmf_init_sipi(&host, 0, InitSipi::Init));
     }
 
     fn take(img: &[u8]) -> Result<FirmwarePlace, String> {

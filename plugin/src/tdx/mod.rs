@@ -68,7 +68,7 @@ use crate::args::AcceptPolicy;
 use crate::effects::Effects;
 use crate::flavour::{Ctx, Flavour};
 use crate::hooks::{
-    Fault, FirmwarePlace, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request, VcpuState,
+    Fault, FirmwarePlace, Host, InitSipi, Insn, InsnAction, Stage2Answer, Stage2Request, VcpuState,
 };
 use crate::machine::CpuModel;
 use crate::vmm::{model_access, Vmm};
@@ -369,7 +369,7 @@ impl Flavour for TdxModule {
         self.reset_state(vmm, vcpu, fx)
     }
 
-    fn init_sipi(&self, _vcpu: u32, event: InitSipi) -> bool {
+    fn init_sipi(&self, _host: &dyn Host, _vcpu: u32, event: InitSipi) -> bool {
         self.drop_init_sipi(event)
     }
 

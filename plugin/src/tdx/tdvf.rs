@@ -460,12 +460,13 @@ mod tests {
 
     #[test]
     fn only_a_td_started_from_tdvf_drops_init_and_sipi() {
+        let host = crate::hooks::fake::FakeHost::new();
         let legacy = td(0, 0);
-        assert!(!legacy.flavour.init_sipi(1, InitSipi::Init));
+        assert!(!legacy.flavour.init_sipi(&host, 1, InitSipi::Init));
         let (kvm, _, _) = launch(&image());
-        assert!(kvm.flavour.init_sipi(1, InitSipi::Init));
-        assert!(kvm.flavour.init_sipi(1, InitSipi::Sipi(0x9a)));
-        assert!(kvm.flavour.init_sipi(2, InitSipi::Sipi(0x9a)));
+        assert!(kvm.flavour.init_sipi(&host, 1, InitSipi::Init));
+        assert!(kvm.flavour.init_sipi(&host, 1, InitSipi::Sipi(0x9a)));
+        assert!(kvm.flavour.init_sipi(&host, 2, InitSipi::Sipi(0x9a)));
         let stats = &module(&kvm).stats;
         assert_eq!(stats.inits_dropped.load(Ordering::Relaxed), 1);
         assert_eq!(stats.sipis_dropped.load(Ordering::Relaxed), 2);
