@@ -242,10 +242,11 @@ impl Vmm {
             | Stage2Fault::VmDead { .. }
             | Stage2Fault::Dead
             | Stage2Fault::OutOfTables => self.stop(format!(
-                "{fault:?} on vCPU {}'s {} of GPA {:#x}",
+                "vCPU {}'s {} of GPA {:#x}: {}",
                 req.vcpu_index,
                 access_name(req.access),
-                req.gpa.raw()
+                req.gpa.raw(),
+                fatal_why(&fault)
             )),
         }
     }
@@ -590,4 +591,22 @@ fn subtract(a: GfnRange, b: GfnRange) -> Vec<GfnRange> {
     .flatten()
     .filter(|r| !r.is_empty())
     .collect()
+}
+
+/// Why a stage-2 fault ends the VM, in a line (the summary's first).
+fn fatal_why(fault: &Stage2Fault) -> String {
+    match fault {
+        Stage2Fault::VmDead { .. } => "the TD touched a page it has not accepted, with \
+            SEPT_VE_DISABLE set, so KVM killed it (\"Guest access before accepting\")"
+            .into(),
+        Stage2Fault::RmpCiphertextRead { .. } => "a C-bit-clear read of a page assigned to \
+            the guest, which returns ciphertext on hardware; cvmem has none to give"
+            .into(),
+        Stage2Fault::GmemPrepareFailed { error, .. } => {
+            format!("KVM could not prepare the guest_memfd page (RMPUPDATE: {error:?})")
+        }
+        Stage2Fault::OutOfTables => "the model's page-table arena is exhausted".into(),
+        Stage2Fault::Dead => "the VM was already torn down".into(),
+        other => format!("{other:?}"),
+    }
 }
