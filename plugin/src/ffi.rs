@@ -272,25 +272,45 @@ fn tlb_flush(target: FlushTarget) {
 
 /// Carries out what the model asked for besides its answer: first discard
 /// memory content (zero it through QEMU, bypassing stage 2), then write
-/// what the VMM fills in, then flush.
+/// what the VMM fills in, then flush. A discarded page that already reads
+/// as zeros is left alone: RAM the guest never touched stays unallocated
+/// (an untouched anonymous page reads as the kernel's zero page), so a
+/// big guest's launch costs what it has in memory, not its size.
 fn apply(effects: Effects) {
     let Some(cvm) = CVM.get() else {
         return;
     };
+    const PAGE: usize = 4096;
+    const CHUNK: usize = 16 * PAGE;
+    let zeros = [0u8; PAGE];
+    let mut buf = vec![0u8; CHUNK];
     for &(at, len) in &effects.clear {
         let gpa = at.raw();
-        const CHUNK: usize = 4096;
-        let zeros = [0u8; CHUNK];
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK as u64);
-            // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; it only
-            // reads `n` bytes from the buffer when writing, and `zeros` has
-            // at least `n` bytes. The buffer is not written to.
-            let rc = unsafe { (cvm.phys_rw)(gpa + done, zeros.as_ptr() as *mut c_void, n, true) };
+            // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; reading, it
+            // writes at most `n` bytes into `buf`, which has CHUNK >= n.
+            let rc =
+                unsafe { (cvm.phys_rw)(gpa + done, buf.as_mut_ptr() as *mut c_void, n, false) };
             if rc != 0 {
                 eprintln!("cvmem: cannot clear guest memory at {:#x}", gpa + done);
                 break;
+            }
+            for (i, page) in buf[..n as usize].chunks(PAGE).enumerate() {
+                if page.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                let at = gpa + done + (i * PAGE) as u64;
+                // SAFETY: as above, writing: QEMU only reads `page.len()`
+                // bytes from the buffer, and `zeros` has PAGE >= that many.
+                // The buffer is not written to.
+                let rc = unsafe {
+                    (cvm.phys_rw)(at, zeros.as_ptr() as *mut c_void, page.len() as u64, true)
+                };
+                if rc != 0 {
+                    eprintln!("cvmem: cannot clear guest memory at {at:#x}");
+                }
             }
             done += n;
         }
