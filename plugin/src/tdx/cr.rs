@@ -99,7 +99,7 @@ const fn b4(bit: u32, name: &'static str, support: Cr4Support) -> Cr4Bit {
 }
 
 /// CR4 bits 0-25 (`ia32_cr4_t`), with the CPUID feature that makes a CPU
-/// accept each (SDM vol. 3A 2.5 and Table 2-x "CR4 bits and CPUID").
+/// accept each (SDM vol. 3A 2.5; the CPUID bits of vol. 2A, CPUID).
 pub const CR4_TABLE: [Cr4Bit; 26] = {
     use Cr4Support::*;
     [
@@ -265,6 +265,9 @@ pub enum CrWrite {
     Gp,
     /// #VE, exit reason 28 with the access's exit qualification.
     Ve,
+    /// An exit the module does not expect: it fails a non-debug TD
+    /// (tdx_td_dispatcher.c, TDX_NON_RECOVERABLE_TD), and the VM stops.
+    Fatal,
 }
 
 /// `write_guest_cr0(value, false)` (helpers.c), after an exit.
@@ -395,7 +398,7 @@ pub fn lmsw(cfg: &CrConfig, source: u64, cur_cr0: u64) -> CrWrite {
 /// unexpected and `td_cr_access_exit()` fails the TD.
 pub fn clts(cfg: &CrConfig) -> CrWrite {
     if cfg.cr0_mask & cfg.cr0_shadow & cr0::TS != 0 {
-        CrWrite::Gp
+        CrWrite::Fatal
     } else {
         CrWrite::Native
     }
@@ -443,6 +446,7 @@ impl TdxModule {
             }
             ACCESS_CLTS => clts(&cfg),
             ACCESS_LMSW => lmsw(&cfg, qual >> 16, cr0),
+            // QEMU hands over only MOV to CR0/CR4, CLTS and LMSW.
             _ => CrWrite::Native,
         };
         match outcome {
@@ -460,6 +464,7 @@ impl TdxModule {
             // td_other_exits.c: tdx_inject_ve(VMEXIT_REASON_CR_ACCESS,
             // vm_exit_qualification.raw, ...).
             CrWrite::Ve => self.qualified_ve(cx, EXIT_REASON_CR_ACCESS, qual, &self.stats.cr_ves),
+            CrWrite::Fatal => InsnAction::Stop,
         }
     }
 }
@@ -672,7 +677,7 @@ mod tests {
         let mut t = c;
         t.cr0_mask |= cr0::TS;
         t.cr0_shadow |= cr0::TS;
-        assert_eq!(clts(&t), CrWrite::Gp);
+        assert_eq!(clts(&t), CrWrite::Fatal);
         assert_eq!(lmsw(&t, 0x1, CR0), CrWrite::Value(CR0 & !0xe));
     }
 }

@@ -215,6 +215,7 @@ fn flip_words(cfg: &CrConfig, cr: u32, bit: u32) -> &'static str {
         CrWrite::Value(_) => "done by the module",
         CrWrite::Gp => "#GP",
         CrWrite::Ve => "#VE",
+        CrWrite::Fatal => "the TD fails",
     }
 }
 
