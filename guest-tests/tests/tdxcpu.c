@@ -20,6 +20,12 @@
  *    DEBUGCTL and XSS writes by the module's rules). Writes are made only
  *    where they cannot take effect (#VE, #GP) or where the module's rule
  *    is the test.
+ *  - CR0 and CR4: every bit flipped with MOV to CR (tdxcpu_tables.h, from
+ *    plugin/src/tdx/cr.rs: the module's td_vmcs_init.c masks and its
+ *    helpers.c checks): #GP, #VE with exit reason 28 and the access's exit
+ *    qualification (length 3), ignored (CR0's reserved bits), or native,
+ *    each native write undone by the next instruction. LMSW and CLTS run
+ *    natively.
  */
 #include "libcflat.h"
 #include "tdx.h"
@@ -34,7 +40,7 @@
 #define MSR_XAPIC_DISABLE_STATUS 0xbd
 
 static struct {
-	u64 n, reason, len;
+	u64 n, reason, len, qual;
 } seen;
 
 static void ve_handler(struct ex_regs *regs)
@@ -53,8 +59,9 @@ static void ve_handler(struct ex_regs *regs)
 	seen.n++;
 	seen.reason = ve.rcx;
 	seen.len = (u32)ve.r10;
+	seen.qual = ve.rdx;
 	if (ve.rcx != EXIT_REASON_CPUID && ve.rcx != EXIT_REASON_MSR_READ &&
-	    ve.rcx != EXIT_REASON_MSR_WRITE) {
+	    ve.rcx != EXIT_REASON_MSR_WRITE && ve.rcx != EXIT_REASON_CR_ACCESS) {
 		report(false, "unexpected #VE, exit reason %lu at rip %lx", ve.rcx, regs->rip);
 		exit(1);
 	}
@@ -397,6 +404,133 @@ static void test_cpuidve_set(void)
 	report_prefix_pop();
 }
 
+/* ---- CR0 and CR4 ---- */
+
+#define CR0_ET (1ul << 4)
+#define CR0_NW (1ul << 29)
+#define CR0_CD (1ul << 30)
+#define CR4_MCE (1ul << 6)
+
+static u64 rd_cr(int cr)
+{
+	return cr == 0 ? read_cr0() : read_cr4();
+}
+
+/*
+ * MOV of @val to CR@cr from RAX, then (if it ran) the register read back
+ * into *@after and @restore written at once: nothing between the two
+ * writes depends on the bits flipped.
+ */
+static enum outcome try_cr(int cr, u64 val, u64 restore, u64 *after)
+{
+	u64 n0 = seen.n, got = restore;
+	int vector;
+
+	if (cr == 0)
+		asm volatile(ASM_TRY("1f") "mov %%rax, %%cr0\n\tmov %%cr0, %%rdx\n\t"
+			     "mov %%rcx, %%cr0\n1:" : "+d"(got) : "a"(val), "c"(restore) : "memory");
+	else
+		asm volatile(ASM_TRY("1f") "mov %%rax, %%cr4\n\tmov %%cr4, %%rdx\n\t"
+			     "mov %%rcx, %%cr4\n1:" : "+d"(got) : "a"(val), "c"(restore) : "memory");
+	vector = exception_vector();
+	*after = got;
+	if (seen.n != n0)
+		return seen.n == n0 + 1 && seen.reason == EXIT_REASON_CR_ACCESS && seen.len == 3 &&
+		       seen.qual == (u64)cr ? VE : OTHER;
+	if (vector == GP_VECTOR)
+		return GP;
+	return vector == -1 ? OK : OTHER;
+}
+
+/* Native flips the test cannot undo in time: out of long mode, or code fetches under SMEP. */
+static bool cr_unsafe(int cr, int bit)
+{
+	return (cr == 0 && bit == 31) || (cr == 4 && (bit == 5 || bit == 20));
+}
+
+static void test_cr_bits(void)
+{
+	static const char *const want_name[] = { "native", "ignored", "#GP", "#VE", "done" };
+	u64 cr0 = read_cr0(), cr4 = read_cr4(), after;
+	unsigned int i;
+
+	report_prefix_push("CR");
+	/*
+	 * A TD cvmem's loader started may begin with CD and NW set (reset)
+	 * and MCE clear: bringing them to the module's values is native.
+	 */
+	report(try_cr(0, cr0 & ~(CR0_CD | CR0_NW), cr0 & ~(CR0_CD | CR0_NW), &after) == OK,
+	       "CR0 %lx: CD and NW cleared", cr0);
+	report(try_cr(4, cr4 | CR4_MCE, cr4 | CR4_MCE, &after) == OK, "CR4 %lx: MCE set", cr4);
+	cr0 = read_cr0();
+	cr4 = read_cr4();
+	report((cr0 & ~CR0_ET) == (TDXCPU_CR0 & ~CR0_ET) && cr4 == TDXCPU_CR4,
+	       "CR0 %lx, CR4 %lx as the tables assume (%lx, %lx)", cr0, cr4, TDXCPU_CR0,
+	       TDXCPU_CR4);
+
+	for (i = 0; i < ARRAY_SIZE(tdx_cr_table); i++) {
+		const struct tdx_cr_bit *e = &tdx_cr_table[i];
+		u64 cur = rd_cr(e->cr), val = cur ^ (1ul << e->bit);
+		enum outcome o;
+		bool ok;
+
+		if (e->outcome == CR_NATIVE && cr_unsafe(e->cr, e->bit)) {
+			report_skip("CR%d.%d %s: native, not undoable here", e->cr, e->bit, e->name);
+			continue;
+		}
+		o = try_cr(e->cr, val, cur, &after);
+		switch (e->outcome) {
+		case CR_NATIVE:
+			/* LA57 changes in 64-bit mode are the CPU's #GP. */
+			if (e->cr == 4 && e->bit == 12)
+				ok = o == GP;
+			else
+				ok = o == OK && (after | CR0_ET * !e->cr) == (val | CR0_ET * !e->cr);
+			break;
+		case CR_IGNORED:
+			ok = o == OK && after == cur;
+			break;
+		case CR_GP:
+			ok = o == GP;
+			break;
+		case CR_VE:
+			ok = o == VE;
+			break;
+		default:
+			ok = false;
+		}
+		ok = ok && rd_cr(e->cr) == cur;
+		report(ok, "CR%d.%d %s flipped: %s (want %s; read %lx)", e->cr, e->bit, e->name,
+		       outcome_name[o], want_name[e->outcome], after);
+	}
+
+	/* The exit qualification names the source register (R9: 11:8 = 9; REX, 4 bytes). */
+	{
+		register u64 r9 asm("r9") = read_cr4() | (1ul << 13);
+		u64 n0 = seen.n;
+
+		asm volatile(ASM_TRY("1f") "mov %0, %%cr4\n1:" :: "r"(r9) : "memory");
+		report(seen.n == n0 + 1 && seen.reason == EXIT_REASON_CR_ACCESS &&
+		       seen.qual == (4 | 9 << 8) && seen.len == 4,
+		       "MOV to CR4 from R9 (VMXE): #VE, qualification %lx, length %lu", seen.qual,
+		       seen.len);
+	}
+	/* LMSW and CLTS never exit: the masks own no bit of CR0 3:1. */
+	{
+		u64 n0 = seen.n;
+		u16 msw = (u16)read_cr0() | (1u << 3);
+
+		asm volatile("lmsw %0" :: "r"(msw) : "memory");
+		report(seen.n == n0 && (read_cr0() & (1ul << 3)), "LMSW sets TS: native");
+		asm volatile("clts" ::: "memory");
+		report(seen.n == n0 && !(read_cr0() & (1ul << 3)), "CLTS: native");
+		msw = (u16)read_cr0() & ~1u;
+		asm volatile("lmsw %0" :: "r"(msw) : "memory");
+		report(seen.n == n0 && (read_cr0() & 1), "LMSW cannot clear PE: native, PE kept");
+	}
+	report_prefix_pop();
+}
+
 int main(void)
 {
 	handle_exception(VE_VECTOR, ve_handler);
@@ -406,6 +540,7 @@ int main(void)
 	test_unlisted_msrs();
 	test_module_writes();
 	test_cpuidve_set();
+	test_cr_bits();
 	handle_exception(VE_VECTOR, NULL);
 	return 0;
 }

@@ -232,4 +232,84 @@ static const struct tdx_cpuid_entry tdx_cpuid_table[] = {
 	{ 0x80000008, 0xffffffff, false, { 0x0, 0x0, 0x0, 0x0 }, { 0xffff0000, 0xfffffdff, 0xffffffff, 0xffffffff }, { 0x0, 0x0, 0x0, 0x0 } },
 };
 
+/*
+ * CR0 and CR4: what flipping each bit of TDXCPU_CR0/CR4 does in a TD on
+ * -cpu max (plugin/src/tdx/cr.rs). CR_IGNORED: the write completes
+ * without the bit; a #VE has exit reason 28.
+ */
+enum tdx_cr_outcome { CR_NATIVE, CR_IGNORED, CR_GP, CR_VE, CR_MODULE };
+
+#define TDXCPU_CR0 0x80010033ul
+#define TDXCPU_CR4 0x660ul
+
+struct tdx_cr_bit {
+	u8 cr, bit;
+	const char *name;
+	u8 outcome;
+};
+
+static const struct tdx_cr_bit tdx_cr_table[] = {
+	{ 0, 0, "PE", CR_GP },
+	{ 0, 1, "MP", CR_NATIVE },
+	{ 0, 2, "EM", CR_NATIVE },
+	{ 0, 3, "TS", CR_NATIVE },
+	{ 0, 4, "ET", CR_NATIVE },
+	{ 0, 5, "NE", CR_GP },
+	{ 0, 6, "", CR_IGNORED },
+	{ 0, 7, "", CR_IGNORED },
+	{ 0, 8, "", CR_IGNORED },
+	{ 0, 9, "", CR_IGNORED },
+	{ 0, 10, "", CR_IGNORED },
+	{ 0, 11, "", CR_IGNORED },
+	{ 0, 12, "", CR_IGNORED },
+	{ 0, 13, "", CR_IGNORED },
+	{ 0, 14, "", CR_IGNORED },
+	{ 0, 15, "", CR_IGNORED },
+	{ 0, 16, "WP", CR_NATIVE },
+	{ 0, 17, "", CR_IGNORED },
+	{ 0, 18, "AM", CR_NATIVE },
+	{ 0, 19, "", CR_IGNORED },
+	{ 0, 20, "", CR_IGNORED },
+	{ 0, 21, "", CR_IGNORED },
+	{ 0, 22, "", CR_IGNORED },
+	{ 0, 23, "", CR_IGNORED },
+	{ 0, 24, "", CR_IGNORED },
+	{ 0, 25, "", CR_IGNORED },
+	{ 0, 26, "", CR_IGNORED },
+	{ 0, 27, "", CR_IGNORED },
+	{ 0, 28, "", CR_IGNORED },
+	{ 0, 29, "NW", CR_VE },
+	{ 0, 30, "CD", CR_VE },
+	{ 0, 31, "PG", CR_NATIVE },
+	{ 0, 32, "", CR_GP },
+	{ 4, 0, "VME", CR_NATIVE },
+	{ 4, 1, "PVI", CR_NATIVE },
+	{ 4, 2, "TSD", CR_NATIVE },
+	{ 4, 3, "DE", CR_NATIVE },
+	{ 4, 4, "PSE", CR_NATIVE },
+	{ 4, 5, "PAE", CR_NATIVE },
+	{ 4, 6, "MCE", CR_VE },
+	{ 4, 7, "PGE", CR_NATIVE },
+	{ 4, 8, "PCE", CR_NATIVE },
+	{ 4, 9, "OSFXSR", CR_NATIVE },
+	{ 4, 10, "OSXMMEXCPT", CR_NATIVE },
+	{ 4, 11, "UMIP", CR_NATIVE },
+	{ 4, 12, "LA57", CR_NATIVE },
+	{ 4, 13, "VMXE", CR_VE },
+	{ 4, 14, "SMXE", CR_GP },
+	{ 4, 15, "reserved", CR_GP },
+	{ 4, 16, "FSGSBASE", CR_NATIVE },
+	{ 4, 17, "PCIDE", CR_GP },
+	{ 4, 18, "OSXSAVE", CR_NATIVE },
+	{ 4, 19, "KL", CR_GP },
+	{ 4, 20, "SMEP", CR_NATIVE },
+	{ 4, 21, "SMAP", CR_NATIVE },
+	{ 4, 22, "PKE", CR_NATIVE },
+	{ 4, 23, "CET", CR_GP },
+	{ 4, 24, "PKS", CR_GP },
+	{ 4, 25, "UINTR", CR_GP },
+	{ 4, 26, "", CR_GP },
+	{ 4, 32, "", CR_GP },
+};
+
 #endif

@@ -59,6 +59,7 @@ const _: () = {
     assert!(Insn::Wrmsr.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_WRMSR);
     assert!(Insn::Ioio.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_IOIO);
     assert!(Insn::Hlt.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_HLT);
+    assert!(Insn::CrWrite.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_CR_WRITE);
 };
 
 /// The plugin API version cvmem is built against; QEMU refuses to load a

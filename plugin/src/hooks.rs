@@ -135,11 +135,16 @@ pub enum Insn {
     Ioio = 9,
     /// F4, after its CPL check.
     Hlt = 10,
+    /// MOV to CR0/CR4, CLTS, LMSW, after their CPL check: an intercept
+    /// (decline or fault; `Done` makes a MOV write the value left in its
+    /// source register). [`Regs::info`] holds the VMX exit qualification
+    /// (SDM vol. 3C Table 28-3); a MOV's source register holds the value.
+    CrWrite = 11,
 }
 
 impl Insn {
     /// Every kind, in the header's numbering.
-    pub const ALL: [Insn; 11] = [
+    pub const ALL: [Insn; 12] = [
         Insn::Tdcall,
         Insn::Vmgexit,
         Insn::Vmcall,
@@ -151,6 +156,7 @@ impl Insn {
         Insn::Wrmsr,
         Insn::Ioio,
         Insn::Hlt,
+        Insn::CrWrite,
     ];
 
     /// The header's number for this kind.
@@ -220,7 +226,10 @@ pub struct Regs {
     /// Kind-specific information: for [`Insn::Ioio`] the SVM IOIO
     /// `EXITINFO1` of the access (APM vol. 2 15.10.2: bit 0 IN, 2 string,
     /// 3 REP prefix, 4-6 operand size 1/2/4, 7-9 address size 16/32/64,
-    /// 31:16 port); 0 for the other kinds.
+    /// 31:16 port); for [`Insn::CrWrite`] the VMX exit qualification (SDM
+    /// vol. 3C Table 28-3: 3:0 the CR, 5:4 the access type, 6 LMSW's
+    /// operand type, 11:8 MOV's register, 31:16 LMSW's source); 0 for the
+    /// other kinds.
     pub info: u64,
 }
 
@@ -511,7 +520,7 @@ mod tests {
             assert_eq!(i.raw(), n as u32);
             assert_eq!(Insn::from_raw(n as u32), Some(*i));
         }
-        assert_eq!(Insn::from_raw(11), None);
+        assert_eq!(Insn::from_raw(12), None);
         assert_eq!(Insn::mask(&[Insn::Tdcall, Insn::Cpuid]), 0b100_0001);
     }
 

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 19
+#define QEMU_PLUGIN_CVM_API_VERSION 20
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -329,6 +329,7 @@ enum qemu_plugin_cvm_insn {
     QEMU_PLUGIN_CVM_INSN_WRMSR = 8,     /* 0F 30, after its CPL check */
     QEMU_PLUGIN_CVM_INSN_IOIO = 9,      /* IN, OUT, INS, OUTS: see below */
     QEMU_PLUGIN_CVM_INSN_HLT = 10,      /* F4, after its CPL check */
+    QEMU_PLUGIN_CVM_INSN_CR_WRITE = 11, /* writes of CR0 and CR4: see below */
     QEMU_PLUGIN_CVM_INSN_COUNT
 };
 
@@ -382,6 +383,21 @@ enum qemu_plugin_cvm_insn {
  * HLT without halting (registers are written back as for the other
  * kinds), FAULT raises, and DECLINE halts the vCPU as QEMU does without
  * the hook, until an interrupt, NMI or INIT wakes it.
+ *
+ * QEMU_PLUGIN_CVM_INSN_CR_WRITE covers MOV to CR0 and CR4 (0F 22 /0, /4),
+ * CLTS (0F 06) and LMSW (0F 01 /6), handed over after the instruction's
+ * CPL check (#GP outside ring 0) and its SVM intercept check. Like
+ * QEMU_PLUGIN_CVM_INSN_IOIO it is an intercept: FAULT raises regs->fault
+ * with the control register unchanged, STOP stops the VM, DECLINE lets
+ * QEMU write the register as without the hook, and DONE does the same
+ * except that a MOV writes the value the plugin left in its source
+ * register in @gpr (as a VMX guest/host mask keeps the bits it owns); no
+ * register is written back. @info has the exit qualification a VMX control-register
+ * access reports (Intel SDM vol. 3C, Table 28-3): bits 3:0 the control
+ * register, 5:4 the access type (0 MOV to CR, 2 CLTS, 3 LMSW), bit 6
+ * LMSW's operand type (1: memory), 11:8 MOV's source register and 31:16
+ * LMSW's source data. For MOV, @gpr of the source register holds the value
+ * as the instruction writes it (its low 32 bits outside 64-bit mode).
  */
 
 /* Register indices in struct qemu_plugin_cvm_regs.gpr: x86 encoding order. */

@@ -93,6 +93,7 @@ pub fn run(data: &[u8]) {
                     Insn::Vmcall,
                     Insn::Ioio,
                     Insn::Hlt,
+                    Insn::CrWrite,
                     Insn::Vmgexit,
                     Insn::Pvalidate,
                 ],

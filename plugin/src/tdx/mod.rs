@@ -37,6 +37,7 @@
 //! | HLT | 12, 0, 0, 0, 1 (the length) |
 //! | CPUID of a leaf outside the module's table, or faulting (`cpuid_table.rs`) | 10, 0, 0, 0, 2 |
 //! | RDMSR/WRMSR the module's MSR bitmap and actions make #VE (`msr.rs`) | 31/32, 0, 0, 0, 2 |
+//! | MOV to CR0/CR4 of a bit the module owns, where its exit handler makes it a #VE (`cr.rs`) | 28, SDM Table 28-3 (CR, access type, register), 0, 0, the length |
 //! | any of them while the last VE info is unread | #DF (error code 0) instead, as the module's `tdx_inject_ve()` |
 //!
 //! CPUID answers from the module's table over QEMU's CPU model
@@ -48,6 +49,7 @@
 
 mod cpuid;
 pub mod cpuid_table;
+pub mod cr;
 mod launch;
 pub mod msr;
 mod report;
@@ -188,6 +190,9 @@ pub struct TdxModule {
     /// What the MSR bitmap depends on, computed at the first MSR access
     /// after launch (the module computes it at TDH.MNG.INIT).
     msr_config: OnceLock<msr::TdMsrConfig>,
+    /// The CR0/CR4 masks and shadows, computed at the first CR write
+    /// after launch (the module's TDH.VP.INIT sets them in the VMCS).
+    cr_config: OnceLock<cr::CrConfig>,
     notify_enables: AtomicU64,
     launched: AtomicBool,
     launch: Once,
@@ -228,6 +233,7 @@ impl TdxModule {
             mrtd: OnceLock::new(),
             td_ctls: AtomicU64::new(0),
             msr_config: OnceLock::new(),
+            cr_config: OnceLock::new(),
             notify_enables: AtomicU64::new(0),
             launched: AtomicBool::new(false),
             launch: Once::new(),
@@ -284,6 +290,7 @@ impl Flavour for TdxModule {
             Insn::Hlt,
             Insn::Rdmsr,
             Insn::Wrmsr,
+            Insn::CrWrite,
         ]
     }
 
@@ -300,6 +307,7 @@ impl Flavour for TdxModule {
                 .instruction_ve(cx.vmm, cx.vcpu, insn, cx.regs, cx.host)
                 .unwrap_or(InsnAction::Decline),
             Insn::Cpuid => self.cpuid_insn(cx),
+            Insn::CrWrite => self.cr_insn(cx),
             _ => InsnAction::Decline,
         }
     }

@@ -21,6 +21,9 @@ pub struct TdxStats {
     pub cpuid_ves: AtomicU64,
     pub rdmsr_ves: AtomicU64,
     pub wrmsr_ves: AtomicU64,
+    /// CR-access #VEs and #GPs (MOV to CR0/CR4, `cr.rs`).
+    pub cr_ves: AtomicU64,
+    pub cr_gps: AtomicU64,
     /// #VEs that found the last one's information unread: #DF instead.
     pub double_ves: AtomicU64,
     /// Pages accepted by the guest.
@@ -123,7 +126,7 @@ impl TdxStats {
         let _ = writeln!(out, "  tdx calls     {}", self.calls());
         let _ = writeln!(
             out,
-            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info); {} CPUID, {} RDMSR, {} WRMSR",
+            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info); {} CPUID, {} RDMSR, {} WRMSR, {} CR (and {} CR #GP)",
             n(&self.io_ves),
             n(&self.hlt_ves),
             n(&self.ves).saturating_sub(
@@ -132,11 +135,14 @@ impl TdxStats {
                     + n(&self.cpuid_ves)
                     + n(&self.rdmsr_ves)
                     + n(&self.wrmsr_ves)
+                    + n(&self.cr_ves)
             ),
             n(&self.double_ves),
             n(&self.cpuid_ves),
             n(&self.rdmsr_ves),
             n(&self.wrmsr_ves),
+            n(&self.cr_ves),
+            n(&self.cr_gps),
         );
     }
 
@@ -162,6 +168,8 @@ impl TdxStats {
             "cpuid_ves": n(&self.cpuid_ves),
             "rdmsr_ves": n(&self.rdmsr_ves),
             "wrmsr_ves": n(&self.wrmsr_ves),
+            "cr_ves": n(&self.cr_ves),
+            "cr_gps": n(&self.cr_gps),
             "double_ves": n(&self.double_ves),
             "accepts": n(&self.accepts),
             "map_gpa": n(&self.map_gpa),

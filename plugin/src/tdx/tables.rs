@@ -6,6 +6,7 @@
 //! `CVMEM_REGENERATE=1 cargo test -p cvmem generated_tables` rewrites them.
 
 use super::cpuid_table::{dynamic_bits, CPUID_TABLE};
+use super::cr::{cr0, cr4, cr_write, CrConfig, CrCpu, CrWrite, Start, CR0_NAMES, CR4_TABLE};
 use super::msr::{Action, Bit, MsrClass, TdMsrConfig, MSR_TABLE};
 use std::fmt::Write as _;
 
@@ -165,12 +166,134 @@ pub fn doc() -> String {
             regs(e.allow_direct),
         );
     }
+    cr_doc(&mut s);
+    s
+}
+
+/// QEMU's `-cpu max` under TCG as the module's CPU, for the CR bits
+/// (target/i386/cpu.c TCG_*_FEATURES): UMIP, LA57, FSGSBASE, XSAVE,
+/// SMEP, SMAP, PKU, PKS; no SMX, PCID, Key Locker, CET or UINTR.
+fn tcg_max_cpu() -> CrCpu {
+    CrCpu::of(&|leaf, _| match leaf {
+        1 => [0, 0, 1 << 26, 0],
+        7 => [
+            0,
+            1 | 1 << 7 | 1 << 20,
+            1 << 2 | 1 << 3 | 1 << 16 | 1 << 31,
+            0,
+        ],
+        _ => [0; 4],
+    })
+}
+
+/// The XFAM and ATTRIBUTES of cvmem's TD on `-cpu max`: x87, SSE, AVX,
+/// PKRU; no PKS, no KL.
+const TD_XFAM: u64 = 0x207;
+const TD_ATTRIBUTES: u64 = 0;
+
+/// CR0 and CR4 of the guest test runtime in a TD (guest-tests/runtime/
+/// boot.S: PE MP ET NE WP PG; PAE MCE OSFXSR OSXMMEXCPT), from which a
+/// bit is flipped.
+const BASE_CR0: u64 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;
+const BASE_CR4: u64 = (1 << 5) | cr4::MCE | (1 << 9) | (1 << 10);
+
+/// The outcome of flipping `bit` of `cr` from the base.
+fn flip(cfg: &CrConfig, cr: u32, bit: u32) -> CrWrite {
+    let (base, cur0, cur4) = if cr == 0 {
+        (BASE_CR0, BASE_CR0, BASE_CR4)
+    } else {
+        (BASE_CR4, BASE_CR0, BASE_CR4)
+    };
+    cr_write(cfg, Start::VpInit, cr, base ^ 1u64 << bit, cur0, cur4)
+}
+
+fn flip_words(cfg: &CrConfig, cr: u32, bit: u32) -> &'static str {
+    let base = if cr == 0 { BASE_CR0 } else { BASE_CR4 };
+    match flip(cfg, cr, bit) {
+        CrWrite::Native => "native",
+        CrWrite::Value(v) if v == base => "ignored",
+        CrWrite::Value(_) => "done by the module",
+        CrWrite::Gp => "#GP",
+        CrWrite::Ve => "#VE",
+        CrWrite::Fatal => "the TD fails",
+    }
+}
+
+/// The outcome codes of tdxcpu_tables.h.
+fn flip_code(cfg: &CrConfig, cr: u32, bit: u32) -> &'static str {
+    match flip_words(cfg, cr, bit) {
+        "native" => "CR_NATIVE",
+        "ignored" => "CR_IGNORED",
+        "#GP" => "CR_GP",
+        "#VE" => "CR_VE",
+        _ => "CR_MODULE",
+    }
+}
+
+/// Every CR bit the tables describe: (cr, bit, name), CR0 31:0 and
+/// CR4 25:0, then one reserved bit of each above.
+fn cr_bits() -> Vec<(u32, u32, &'static str)> {
+    let mut v: Vec<_> = (0..32).map(|b| (0, b, CR0_NAMES[b as usize])).collect();
+    v.push((0, 32, ""));
+    v.extend(CR4_TABLE.iter().map(|b| (4, b.bit, b.name)));
+    v.extend([(4, 26, ""), (4, 32, "")]);
+    v
+}
+
+fn cr_doc(s: &mut String) {
+    let module = CrConfig::new(CrCpu::of(&|_, _| [!0; 4]), TD_XFAM, TD_ATTRIBUTES);
+    let cvmem = CrConfig::new(tcg_max_cpu(), TD_XFAM, TD_ATTRIBUTES);
     s.push_str(
         "\n## CR0 and CR4\n\n\
-         Not virtualized yet: a TD's MOV to CR0/CR4 gets QEMU's own checks, not the \
-         module's guest/host masks (issue 20).\n",
+         Generated from `plugin/src/tdx/cr.rs` (TDX module 1.5 `td_vmcs_init.c`, \
+         `td_other_exits.c`, `helpers.c`). A MOV to CR0 or CR4 exits to the module when a \
+         bit of its guest/host mask differs from the read shadow (CR0: PE, NE set; NW, CD, \
+         6-15, 17, 19-28 and 32-63 clear. CR4: MCE set; VMXE, SMXE, 15, 26-63, and KL, PKS, \
+         CET, UINTR, PKE unless the TD's ATTRIBUTES or XFAM have them, clear; and every bit \
+         the CPU's IA32_VMX_CR0/CR4_FIXED0/1 fix). The module then raises #GP(0) for values \
+         the CPU would refuse (FIXED0/FIXED1, PG without PE, features the TD lacks, WP and CET) \
+         and a #VE with exit reason 28 and the exit qualification of the access otherwise, \
+         except that CR0's reserved bits 6-15, 17 and 19-28 are silently ignored. Other \
+         writes run natively, with QEMU's checks. LMSW and CLTS never exit in a TD (the masks \
+         own no bit of CR0 3:1, and PE, which LMSW cannot clear, is 1 in the shadow).\n\n\
+         Each row flips one bit of the CR0 and CR4 a guest-test TD runs with \
+         (CR0 PE MP ET NE WP PG, CR4 PAE MCE OSFXSR OSXMMEXCPT) in a TD with XFAM 0x207 \
+         (x87, SSE, AVX, PKRU) and no ATTRIBUTES.PKS or KL. \"module\" is the module on a \
+         CPU with every CR4 feature it knows; \"cvmem\" is the module's rules on QEMU's \
+         `-cpu max` (TCG: no SMX, PCID, Key Locker, CET or UINTR), so SMXE and PCIDE are \
+         #GP where the module's CPU has them. The `tdx-cpu` guest test writes every bit.\n\n\
+         A TD started without TDVF (cvmem's SeaBIOS loader) may begin with CR4.MCE clear or \
+         CR0.CD/NW set, which no TD has: there a write that keeps such a bit, or brings it to \
+         the module's value, is native (`cr.rs` `Start::Loader`).\n\n\
+         | register.bit | name | module's | flipped: module | flipped: cvmem |\n\
+         |---|---|---|---|---|\n",
     );
-    s
+    for (cr, bit, name) in cr_bits() {
+        let (mask, shadow) = if cr == 0 {
+            (module.cr0_mask, module.cr0_shadow)
+        } else {
+            (module.cr4_mask, module.cr4_shadow)
+        };
+        let owner = if mask & 1u64 << bit == 0 {
+            "no"
+        } else if shadow & 1u64 << bit != 0 {
+            "yes, 1"
+        } else {
+            "yes, 0"
+        };
+        let bits = match bit {
+            32 if cr == 0 => "32-63".to_string(),
+            32 => "32-63".to_string(),
+            26 if cr == 4 => "26-31".to_string(),
+            b => b.to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "| CR{cr}.{bits} | {name} | {owner} | {} | {} |",
+            flip_words(&module, cr, bit),
+            flip_words(&cvmem, cr, bit)
+        );
+    }
 }
 
 /// guest-tests/tests/tdxcpu_tables.h.
@@ -260,6 +383,29 @@ pub fn header() -> String {
             arr(e.fixed1),
             arr(e.fixed0_or_dynamic),
             arr(dynamic_bits(e))
+        );
+    }
+    s.push_str(
+        "};\n\n\
+         /*\n \
+         * CR0 and CR4: what flipping each bit of TDXCPU_CR0/CR4 does in a TD on\n \
+         * -cpu max (plugin/src/tdx/cr.rs). CR_IGNORED: the write completes\n \
+         * without the bit; a #VE has exit reason 28.\n \
+         */\n\
+         enum tdx_cr_outcome { CR_NATIVE, CR_IGNORED, CR_GP, CR_VE, CR_MODULE };\n\n",
+    );
+    let _ = write!(
+        s,
+        "#define TDXCPU_CR0 {BASE_CR0:#x}ul\n#define TDXCPU_CR4 {BASE_CR4:#x}ul\n\n\
+         struct tdx_cr_bit {{\n\tu8 cr, bit;\n\tconst char *name;\n\tu8 outcome;\n}};\n\n\
+         static const struct tdx_cr_bit tdx_cr_table[] = {{\n"
+    );
+    let cvmem = CrConfig::new(tcg_max_cpu(), TD_XFAM, TD_ATTRIBUTES);
+    for (cr, bit, name) in cr_bits() {
+        let _ = writeln!(
+            s,
+            "\t{{ {cr}, {bit}, \"{name}\", {} }},",
+            flip_code(&cvmem, cr, bit)
         );
     }
     s.push_str("};\n\n#endif\n");

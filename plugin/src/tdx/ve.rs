@@ -66,9 +66,22 @@ impl TdxModule {
         exit_reason: u32,
         counter: &std::sync::atomic::AtomicU64,
     ) -> InsnAction {
+        self.qualified_ve(cx, exit_reason, 0, counter)
+    }
+
+    /// As [`Self::generic_ve`], with the exit qualification the module
+    /// passes on (`tdx_inject_ve(reason, qualification, ...)`; a CR
+    /// access's, td_other_exits.c).
+    pub(super) fn qualified_ve(
+        &self,
+        cx: &mut crate::flavour::Ctx<'_>,
+        exit_reason: u32,
+        exit_qualification: u64,
+        counter: &std::sync::atomic::AtomicU64,
+    ) -> InsnAction {
         let ve = VeInfo {
             exit_reason,
-            exit_qualification: 0,
+            exit_qualification,
             gla: 0,
             gpa: cvmem_model::Gpa::new(0),
         };
