@@ -14,6 +14,12 @@ pub struct Effects {
     /// Zero these ranges of QEMU's memory (start, bytes): the side of a
     /// conversion being left is discarded, as QEMU+KVM discard it.
     pub clear: Vec<(BackingAddr, u64)>,
+    /// Zero these ranges too, but where a page already reads as zero leave
+    /// it alone: RAM a launch does not launch, which guest_memfd would hand
+    /// out zeroed and which is mostly untouched (unallocated) in QEMU.
+    /// Reading first costs what it saves on a conversion, whose pages
+    /// hold data: those go to `clear`.
+    pub clear_untouched: Vec<(BackingAddr, u64)>,
     /// Then write these bytes into QEMU's memory: pages the VMM fills at
     /// launch (the SNP CPUID and secrets pages).
     pub write: Vec<(BackingAddr, Vec<u8>)>,
@@ -24,6 +30,7 @@ impl Effects {
     pub const NONE: Effects = Effects {
         flush: None,
         clear: Vec::new(),
+        clear_untouched: Vec::new(),
         write: Vec::new(),
     };
 
@@ -38,7 +45,10 @@ impl Effects {
     /// Whether there is nothing to do (the hot path's usual answer).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.flush.is_none() && self.clear.is_empty() && self.write.is_empty()
+        self.flush.is_none()
+            && self.clear.is_empty()
+            && self.clear_untouched.is_empty()
+            && self.write.is_empty()
     }
 
     /// Adds a flush the model asked for (the wider of the two if there is
@@ -51,6 +61,7 @@ impl Effects {
     /// flush.
     pub fn merge(&mut self, other: Effects) {
         self.clear.extend(other.clear);
+        self.clear_untouched.extend(other.clear_untouched);
         self.write.extend(other.write);
         self.flush = match (self.flush, other.flush) {
             (Some(a), Some(b)) if a != b => Some(FlushTarget::AllVcpus),

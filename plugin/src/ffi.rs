@@ -272,26 +272,53 @@ fn tlb_flush(target: FlushTarget) {
 }
 
 /// Carries out what the model asked for besides its answer: first discard
-/// memory content (zero it through QEMU, bypassing stage 2), then write
-/// what the VMM fills in, then flush. A discarded page that already reads
-/// as zeros is left alone: RAM the guest never touched stays unallocated
-/// (an untouched anonymous page reads as the kernel's zero page), so a
-/// big guest's launch costs what it has in memory, not its size.
+/// memory content (zero it through QEMU, bypassing stage 2; for
+/// `clear_untouched`, only the pages that do not already read as zero, so
+/// that RAM the guest never touched stays unallocated: an untouched
+/// anonymous page reads as the kernel's zero page), then write what the
+/// VMM fills in, then flush.
 fn apply(effects: Effects) {
     let Some(cvm) = CVM.get() else {
         return;
     };
     const PAGE: usize = 4096;
     const CHUNK: usize = 16 * PAGE;
-    let zeros = [0u8; PAGE];
-    let mut buf = vec![0u8; CHUNK];
+    static ZEROS: [u8; CHUNK] = [0; CHUNK];
+    let write_zeros = |gpa: u64, n: u64| {
+        // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; writing, it
+        // only reads `n` <= CHUNK bytes from `ZEROS`, which has CHUNK. The
+        // buffer is not written to.
+        let rc = unsafe { (cvm.phys_rw)(gpa, ZEROS.as_ptr() as *mut c_void, n, true) };
+        if rc != 0 {
+            eprintln!("cvmem: cannot clear guest memory at {gpa:#x}");
+        }
+        rc == 0
+    };
     for &(at, len) in &effects.clear {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64);
+            if !write_zeros(at.raw() + done, n) {
+                break;
+            }
+            done += n;
+        }
+    }
+    let mut buf = vec![
+        0u8;
+        if effects.clear_untouched.is_empty() {
+            0
+        } else {
+            CHUNK
+        }
+    ];
+    for &(at, len) in &effects.clear_untouched {
         let gpa = at.raw();
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK as u64);
-            // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; reading, it
-            // writes at most `n` bytes into `buf`, which has CHUNK >= n.
+            // SAFETY: as above; reading, QEMU writes at most `n` <= CHUNK
+            // bytes into `buf`, which has CHUNK.
             let rc =
                 unsafe { (cvm.phys_rw)(gpa + done, buf.as_mut_ptr() as *mut c_void, n, false) };
             if rc != 0 {
@@ -299,18 +326,8 @@ fn apply(effects: Effects) {
                 break;
             }
             for (i, page) in buf[..n as usize].chunks(PAGE).enumerate() {
-                if page.iter().all(|&b| b == 0) {
-                    continue;
-                }
-                let at = gpa + done + (i * PAGE) as u64;
-                // SAFETY: as above, writing: QEMU only reads `page.len()`
-                // bytes from the buffer, and `zeros` has PAGE >= that many.
-                // The buffer is not written to.
-                let rc = unsafe {
-                    (cvm.phys_rw)(at, zeros.as_ptr() as *mut c_void, page.len() as u64, true)
-                };
-                if rc != 0 {
-                    eprintln!("cvmem: cannot clear guest memory at {at:#x}");
+                if page.iter().any(|&b| b != 0) {
+                    write_zeros(gpa + done + (i * PAGE) as u64, page.len() as u64);
                 }
             }
             done += n;
