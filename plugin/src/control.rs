@@ -485,11 +485,13 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
         },
         Command::Stats => {
             let s = vm.stats();
+            let cached = plugin.sync_stage2_cache();
             let mut reply = json!({
                 "vm_type": vm.vm_type().to_string(),
                 "slot_zap_all": vm.slot_zap_all(),
-                "lookups": s.lookups,
-                "lookup_hits": s.lookup_hits,
+                "lookups": s.lookups + cached,
+                "lookup_hits": s.lookup_hits + cached,
+                "stage2_cache_hits": cached,
                 "faults": s.faults,
                 "fault_retries": s.fault_retries,
                 "maps": s.maps,

@@ -97,6 +97,8 @@ struct CvmFns {
     register_firmware_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_firmware_cb_t) -> c_int,
     register_vcpu_reset_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_vcpu_reset_cb_t) -> c_int,
     register_init_sipi_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_init_sipi_cb_t) -> c_int,
+    s2_cache_enable: unsafe extern "C" fn(*const u64),
+    s2_cache_stats: unsafe extern "C" fn(c_int, *mut qemu_plugin_cvm_s2_cache_stats),
 }
 
 /// Prints a report for the user.
@@ -159,6 +161,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_register_firmware_cb,
             &api.qemu_plugin_cvm_register_vcpu_reset_cb,
             &api.qemu_plugin_cvm_register_init_sipi_cb,
+            &api.qemu_plugin_cvm_s2_cache_enable,
+            &api.qemu_plugin_cvm_s2_cache_stats,
         ) {
             (
                 Ok(s),
@@ -181,6 +185,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 Ok(firmware),
                 Ok(reset),
                 Ok(init_sipi),
+                Ok(cache_enable),
+                Ok(cache_stats),
             ) => Some(CvmFns {
                 register_stage2_cb: *s,
                 register_insn_cb: *i,
@@ -202,6 +208,8 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 register_firmware_cb: *firmware,
                 register_vcpu_reset_cb: *reset,
                 register_init_sipi_cb: *init_sipi,
+                s2_cache_enable: *cache_enable,
+                s2_cache_stats: *cache_stats,
             }),
             _ => None,
         };
@@ -593,10 +601,12 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
             backing,
             prot,
             page_size,
+            cache_span,
         } => {
             resp.backing_gpa = backing.raw();
             resp.prot = prot;
             resp.page_size = page_size;
+            resp.cache_span = cache_span;
             qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_ALLOW
         }
         Stage2Answer::Fault(fault) => {
@@ -607,6 +617,21 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
         Stage2Answer::Stop => qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_STOP,
     };
     action as c_int
+}
+
+/// What QEMU's stage-2 cache answered for `vcpu` (-1: every vCPU), as
+/// (fills, page-walk fills).
+fn stage2_cache_stats(vcpu: i32) -> (u64, u64) {
+    let mut stats = qemu_plugin_cvm_s2_cache_stats {
+        hits: 0,
+        page_walk_hits: 0,
+    };
+    if let Some(cvm) = CVM.get() {
+        // SAFETY: QEMU's qemu_plugin_cvm_s2_cache_stats, given a valid
+        // structure to fill; any vCPU index is accepted.
+        unsafe { (cvm.s2_cache_stats)(vcpu, &mut stats) };
+    }
+    (stats.hits, stats.page_walk_hits)
 }
 
 /// QEMU hands over an instruction cvmem registered for.
@@ -1028,6 +1053,14 @@ pub unsafe extern "C" fn qemu_plugin_install(
             if failed {
                 eprintln!("cvmem: QEMU refused the cvm hooks (is another cvm plugin loaded?)");
                 return -1;
+            }
+            if crate::plugin::stage2_cacheable(&plugin.config) {
+                let generation = plugin.kvm.vm().stage2_generation().as_ptr();
+                // SAFETY: the counter is part of the model's Vm, which PLUGIN
+                // (a static, never dropped) owns: the pointer stays valid for
+                // the life of the process. QEMU only reads through it.
+                unsafe { (cvm.s2_cache_enable)(generation) };
+                let _ = plugin.stage2_cache.set(stage2_cache_stats);
             }
         }
         if let (Some(listener), Some(plugin)) = (control, PLUGIN.get()) {

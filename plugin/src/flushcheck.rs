@@ -210,6 +210,7 @@ mod tests {
             backing: cvmem_model::BackingAddr::new(gpa),
             prot: crate::hooks::prot::ALL,
             page_size: 4096,
+            cache_span: 0,
         };
         // Before the fill, and for page-table reads and refusals (QEMU caches
         // none of them), nothing is recorded.

@@ -85,6 +85,10 @@ pub enum Stage2Answer {
         prot: u32,
         /// Size of the stage-2 mapping.
         page_size: u64,
+        /// 0, or the aligned span around the page for which QEMU's stage-2
+        /// cache may give the same answer until the model's generation
+        /// changes (see [`crate::flavour::Flavour::stage2_cache_span`]).
+        cache_span: u64,
     },
     /// Raise this exception.
     Fault(Fault),
@@ -102,6 +106,7 @@ impl Stage2Answer {
             backing: BackingAddr::new(req.gpa.raw()),
             prot: prot::ALL,
             page_size: 4096,
+            cache_span: 0,
         }
     }
 }

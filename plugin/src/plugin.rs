@@ -2,6 +2,7 @@
 //! counters. One instance lives for the whole QEMU process.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
@@ -59,6 +60,11 @@ pub struct VcpuStats {
     pub stage2_page_walk: AtomicU64,
     /// Stage-2 requests answered with a fault.
     pub stage2_faults: AtomicU64,
+    /// Of `stage2`: softTLB fills QEMU's stage-2 cache answered without a
+    /// callback (copied from QEMU by [`Plugin::sync_stage2_cache`]).
+    pub stage2_cached: AtomicU64,
+    /// Of `stage2_page_walk`: those the cache answered.
+    pub stage2_cached_page_walk: AtomicU64,
     /// Instructions handed to the plugin.
     pub insns: AtomicU64,
     /// Audit mode: guest RAM accesses checked after the fact.
@@ -143,6 +149,16 @@ pub struct Plugin {
     pub kvm: Kvm,
     /// `trace=`: the event trace's writer.
     pub trace: Option<Tracer>,
+    /// Set when QEMU's stage-2 cache is on: what it answered for a vCPU
+    /// (-1: all), as (fills, page-walk fills).
+    pub stage2_cache: OnceLock<fn(i32) -> (u64, u64)>,
+}
+
+/// Whether QEMU may cache this plugin's stage-2 answers: not while the
+/// missing-flush detector must see every fill, nor with the test device,
+/// whose rules are not part of the model's generation.
+pub fn stage2_cacheable(config: &Config) -> bool {
+    !config.flush_check && config.test != TestMode::Hooks
 }
 
 impl Plugin {
@@ -208,7 +224,32 @@ impl Plugin {
             mode,
             stats: Stats::default(),
             started: Instant::now(),
+            stage2_cache: OnceLock::new(),
         })
+    }
+
+    /// Copies what QEMU's stage-2 cache answered into the counters: every
+    /// fill it answered counts as a stage-2 request and, being a TDP hit the
+    /// model answered before, as a lookup and a lookup hit. Returns the
+    /// fills answered, over all vCPUs.
+    pub fn sync_stage2_cache(&self) -> u64 {
+        let Some(cached) = self.stage2_cache.get() else {
+            return 0;
+        };
+        let mut shards = vec![(0u64, 0u64); self.stats.shards()];
+        let vcpus = self.stats.vcpus.load(Ordering::Relaxed);
+        for v in 0..vcpus {
+            let (hits, walks) = cached(v as i32);
+            let shard = &mut shards[v as usize % self.stats.shards()];
+            shard.0 += hits;
+            shard.1 += walks;
+        }
+        for (v, (hits, walks)) in shards.iter().enumerate() {
+            let s = self.stats.vcpu(v as u32);
+            s.stage2_cached.store(*hits, Ordering::Relaxed);
+            s.stage2_cached_page_walk.store(*walks, Ordering::Relaxed);
+        }
+        shards.iter().map(|s| s.0).sum()
     }
 
     /// Stops the trace (if any): the writer writes what is queued and the

@@ -46,12 +46,14 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
         plugin.stats.vcpus.load(Ordering::Relaxed)
     );
     let stats = &plugin.stats;
+    let cached = plugin.sync_stage2_cache();
     let _ = writeln!(
         out,
-        "  stage-2       {} requests ({} page-walk, {} faults)",
-        stats.total(|s| &s.stage2),
-        stats.total(|s| &s.stage2_page_walk),
-        stats.total(|s| &s.stage2_faults)
+        "  stage-2       {} requests ({} page-walk, {} faults; {} answered by QEMU's stage-2 cache)",
+        stats.total(|s| &s.stage2) + cached,
+        stats.total(|s| &s.stage2_page_walk) + stats.total(|s| &s.stage2_cached_page_walk),
+        stats.total(|s| &s.stage2_faults),
+        cached
     );
     let _ = writeln!(
         out,
@@ -62,7 +64,12 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     let _ = writeln!(
         out,
         "  tdp           {} lookups, {} faults, maps 4K/2M/1G {}/{}/{}, {} MMIO exits",
-        m.lookups, m.faults, m.maps[0], m.maps[1], m.maps[2], m.mmio_exits
+        m.lookups + cached,
+        m.faults,
+        m.maps[0],
+        m.maps[1],
+        m.maps[2],
+        m.mmio_exits
     );
     let _ = writeln!(
         out,
@@ -235,7 +242,7 @@ fn per_vcpu(plugin: &Plugin, out: &mut String) {
         let _ = writeln!(
             out,
             "  vcpu {v:<3}      {} stage-2 ({} faults), {} insns, #VE {}, #VC {}{}",
-            l(&s.stage2),
+            l(&s.stage2) + l(&s.stage2_cached),
             l(&s.stage2_faults),
             l(&s.insns),
             l(&s.injected_ve),

@@ -180,6 +180,7 @@ impl TestDev {
                 backing: BackingAddr::new(backing_page),
                 prot: prot::ALL,
                 page_size: 4096,
+                cache_span: 0,
             },
             Rule::Deny { vector, error_code } => Stage2Answer::Fault(Fault {
                 vector,

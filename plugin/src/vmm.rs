@@ -150,6 +150,7 @@ impl Vmm {
                     backing: t.backing,
                     prot: p,
                     page_size: t.level.size_bytes(),
+                    cache_span: flavour.stage2_cache_span(&t),
                 }
             }
             Stage2::Fault(f) => self.fault_answer(flavour, req, f, fx),
@@ -277,6 +278,7 @@ impl Vmm {
             backing: self.unaliased_addr(gpa),
             prot: prot::ALL,
             page_size: PAGE_SIZE,
+            cache_span: 0,
         }
     }
 

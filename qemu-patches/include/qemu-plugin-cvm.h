@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 20
+#define QEMU_PLUGIN_CVM_API_VERSION 21
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -152,12 +152,19 @@ enum qemu_plugin_cvm_s2_action {
  * @page_size: ALLOW: size of the stage-2 mapping, a power of two >= 4096;
  *             used like QEMU's large-page tracking for INVLPG
  * @fault: FAULT: the exception to raise
+ * @cache_span: ALLOW, with the stage-2 cache enabled
+ *              (qemu_plugin_cvm_s2_cache_enable()): 0 to have QEMU ask
+ *              again next time, or a power of two >= 4096: the same answer
+ *              (@backing_gpa moved by the same offset) holds for every
+ *              page of the @cache_span-aligned range around @gpa with the
+ *              same request flags, until the generation changes
  */
 struct qemu_plugin_cvm_s2_response {
     uint64_t backing_gpa;
     uint32_t prot;
     uint64_t page_size;
     struct qemu_plugin_cvm_fault fault;
+    uint64_t cache_span;
 };
 
 /**
@@ -182,6 +189,45 @@ typedef int (*qemu_plugin_cvm_stage2_cb_t)(
 QEMU_PLUGIN_API
 int qemu_plugin_cvm_register_stage2_cb(uint64_t id,
                                        qemu_plugin_cvm_stage2_cb_t cb);
+
+/**
+ * qemu_plugin_cvm_s2_cache_enable() - let QEMU remember stage-2 answers
+ * @generation: a counter the plugin changes (with a release store) after
+ *              every change of its state that may make an answer it gave
+ *              wrong; it must stay valid for the life of the process
+ *
+ * From then on QEMU keeps, per vCPU, the ALLOW answers whose response has a
+ * @cache_span, with the value *@generation had before the callback was
+ * called, keyed by the request's GPA page (alias bits included), CPL 3 or
+ * not, @page_walk and @paging. A softTLB fill of that vCPU with the same
+ * key, for an access the cached @prot allows, while *@generation still has
+ * that value, takes the cached answer without calling the stage-2
+ * callback, as a paging-structure cache spares hardware a walk of the EPT.
+ * Everything else goes to the callback, as before. The cache is exact only
+ * if the plugin bumps @generation for every change; it costs nothing until
+ * enabled.
+ */
+QEMU_PLUGIN_API
+void qemu_plugin_cvm_s2_cache_enable(const uint64_t *generation);
+
+/**
+ * struct qemu_plugin_cvm_s2_cache_stats - what the stage-2 cache answered
+ * @hits: softTLB fills answered from the cache, without a callback
+ * @page_walk_hits: those of @hits that read a paging-structure entry
+ */
+struct qemu_plugin_cvm_s2_cache_stats {
+    uint64_t hits;
+    uint64_t page_walk_hits;
+};
+
+/**
+ * qemu_plugin_cvm_s2_cache_stats() - how often the stage-2 cache answered
+ * @vcpu_index: the vCPU, or -1 for the sum over every vCPU
+ * @stats: filled in
+ */
+QEMU_PLUGIN_API
+void qemu_plugin_cvm_s2_cache_stats(int vcpu_index,
+                                    struct qemu_plugin_cvm_s2_cache_stats *stats);
 
 /**
  * qemu_plugin_cvm_tlb_flush() - drop softTLB entries

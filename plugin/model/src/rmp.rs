@@ -42,7 +42,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::addr::{Gfn, PageLevel, Pfn};
 use crate::types::RmpupdateError;
@@ -903,6 +903,23 @@ pub struct Rmp {
     /// In an `Arc` so that [`RmpReader`]s can own a handle to it.
     segments: Arc<ArcSwap<Segments>>,
     write_lock: Mutex<()>,
+    /// Bumped by 2 after every change (see [`RmpWrite`]): the VM's stage-2
+    /// generation, shared with its MMU seqlock, whose parity it keeps.
+    generation: Arc<AtomicU64>,
+}
+
+/// The RMP's write lock, held while entries change; dropping it bumps the
+/// generation, so that whoever cached an answer that read the RMP before
+/// (QEMU's stage-2 cache) asks again.
+struct RmpWrite<'a> {
+    _lock: MutexGuard<'a, ()>,
+    generation: &'a AtomicU64,
+}
+
+impl Drop for RmpWrite<'_> {
+    fn drop(&mut self) {
+        self.generation.fetch_add(2, Ordering::Release);
+    }
 }
 
 impl fmt::Debug for Rmp {
@@ -929,9 +946,23 @@ fn find(segs: &[Arc<Segment>], pfn: Pfn) -> Option<&Segment> {
 impl Rmp {
     /// An RMP covering nothing: every page is hypervisor-owned.
     pub fn new() -> Rmp {
+        Rmp::with_generation(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// [`Rmp::new`], bumping `generation` by 2 after every change.
+    pub fn with_generation(generation: Arc<AtomicU64>) -> Rmp {
         Rmp {
             segments: Arc::new(ArcSwap::from_pointee(Vec::new())),
             write_lock: Mutex::new(()),
+            generation,
+        }
+    }
+
+    /// Takes the write lock; the generation moves when it is dropped.
+    fn write_lock(&self) -> RmpWrite<'_> {
+        RmpWrite {
+            _lock: self.write_lock.lock(),
+            generation: &self.generation,
         }
     }
 
@@ -944,7 +975,7 @@ impl Rmp {
         if range.is_empty() {
             return Err(CoverError::Invalid);
         }
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let cur = self.segments.load_full();
         if cur.iter().any(|s| s.range.overlaps(range)) {
             return Err(CoverError::Invalid);
@@ -966,7 +997,7 @@ impl Rmp {
         if range.is_empty() {
             return Err(CoverError::Invalid);
         }
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let cur = self.segments.load_full();
         let inside = |s: &Segment| {
             range.start.raw() <= s.range.start.raw() && s.range.end.raw() <= range.end.raw()
@@ -1001,7 +1032,7 @@ impl Rmp {
     /// Stops covering `range`, which must be exactly a range given to
     /// [`Rmp::add_covered`] and have no assigned page left.
     pub fn remove_covered(&self, range: PfnRange) -> Result<(), CoverError> {
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let cur = self.segments.load_full();
         let Some(i) = cur.iter().position(|s| s.range == range) else {
             return Err(CoverError::Invalid);
@@ -1075,7 +1106,7 @@ impl Rmp {
     /// permissions and the other VMPLs none" (§15.36.7). A 2M update writes
     /// all 512 entries.
     pub fn rmpupdate(&self, pfn: Pfn, state: RmpState) -> Result<(), RmpupdateError> {
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         self.rmpupdate_locked(pfn, state)
     }
 
@@ -1153,7 +1184,7 @@ impl Rmp {
     /// consecutive GPAs, keeping every other field, the validated bit and the
     /// VMPL masks included (APM §15.36.11).
     pub fn psmash(&self, pfn: Pfn) -> Result<(), PsmashError> {
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         self.psmash_locked(pfn)
     }
 
@@ -1230,7 +1261,7 @@ impl Rmp {
         max_level: PageLevel,
         asid: Asid,
     ) -> Result<PageLevel, RmpupdateError> {
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let segs = self.segments.load();
         let Some(seg) = find(&segs, pfn) else {
             return Err(RmpupdateError::FailInput);
@@ -1276,7 +1307,7 @@ impl Rmp {
     /// that the range cuts is PSMASHed first. Immutable pages are skipped
     /// (KVM WARNs). Returns the number of 4K pages unassigned.
     pub fn gmem_invalidate(&self, range: PfnRange) -> u64 {
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let mut pfn = range.start.raw();
         let mut count = 0;
         while pfn < range.end.raw() {
@@ -1332,7 +1363,7 @@ impl Rmp {
     /// with SIZEM, or a 4K nested mapping of it), PSMASH it; the caller then
     /// zaps the 2M gfn range.
     pub fn handle_rmp_fault(&self, pfn: Pfn) -> RmpFaultFix {
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         match self.entry(pfn) {
             Some(e) if e.assigned && e.page_size == RmpPageSize::Size2M => {
                 match self.psmash_locked(Pfn::new(pfn.raw() & !(PAGES_2M - 1))) {
@@ -1406,7 +1437,7 @@ impl Rmp {
         if target.gfn.raw() % size.pages() != 0 {
             return Err(PvalidateError::FailInput);
         }
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let segs = self.segments.load();
         let head = Pfn::new(target.pfn.raw() & !(size.pages() - 1));
         let (e, seg) = match find(&segs, head) {
@@ -1467,7 +1498,7 @@ impl Rmp {
         if attrs.target <= guest.vmpl {
             return Err(RmpadjustError::FailPermission);
         }
-        let _w = self.write_lock.lock();
+        let _w = self.write_lock();
         let segs = self.segments.load();
         let head = Pfn::new(target.pfn.raw() & !(size.pages() - 1));
         let (e, seg) = match find(&segs, head) {

@@ -3,6 +3,7 @@
 //! the TLB model) and in the TDX and SNP parts.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
@@ -59,8 +60,10 @@ pub struct Vm {
     /// Per role: `RootId << 32 | top table`, 0 when there is none. The only
     /// root state the lookup reads.
     pub(crate) current_roots: [AtomicU64; 2],
-    /// Odd while a write-locked MMU section runs (see tdp.rs).
-    pub(crate) mmu_seqlock: AtomicU64,
+    /// Odd while a write-locked MMU section runs (see tdp.rs); the RMP
+    /// adds 2 after each of its changes. Also the stage-2 generation
+    /// ([`Vm::stage2_generation`]).
+    pub(crate) mmu_seqlock: Arc<AtomicU64>,
     pub(crate) mmu_invalidate_seq: AtomicU64,
     pub(crate) mmu_invalidate_in_progress: AtomicU32,
     pub(crate) mmu_invalidate_range_start: AtomicU64,
@@ -125,7 +128,8 @@ impl Vm {
     /// types with private memory, the mirror root.
     pub fn new(config: VmConfig) -> Result<Vm, ConfigError> {
         config.validate()?;
-        let private = Backend::new(&config);
+        let mmu_seqlock = Arc::new(AtomicU64::new(0));
+        let private = Backend::new(&config, &mmu_seqlock);
         let vcpus = (0..config.max_vcpus)
             .map(|_| {
                 CachePadded::new(VcpuState {
@@ -139,7 +143,7 @@ impl Vm {
             root_level: config.gpaw.tdp_root_level(),
             arena: TableArena::new(),
             current_roots: [AtomicU64::new(0), AtomicU64::new(0)],
-            mmu_seqlock: AtomicU64::new(0),
+            mmu_seqlock,
             mmu_invalidate_seq: AtomicU64::new(0),
             mmu_invalidate_in_progress: AtomicU32::new(0),
             mmu_invalidate_range_start: AtomicU64::new(INVALID_GFN),
@@ -175,6 +179,18 @@ impl Vm {
     /// The configuration.
     pub fn config(&self) -> &VmConfig {
         &self.config
+    }
+
+    /// The stage-2 generation: changes after every change of the model
+    /// that can make a stage-2 answer it gave wrong (a write-locked MMU
+    /// section: zaps, conversions, memslot changes, roots; an RMP change).
+    /// What the lock-free lookup validates its per-vCPU leaf cache with,
+    /// and what QEMU's stage-2 cache (`qemu_plugin_cvm_s2_cache_enable`)
+    /// compares. Changes under `mmu_lock` held for read only grant access
+    /// (a fault installing a leaf, ACCEPT marking one accessible), so an
+    /// answer that allowed an access stays right across them.
+    pub fn stage2_generation(&self) -> &AtomicU64 {
+        &self.mmu_seqlock
     }
 
     /// The VM type.

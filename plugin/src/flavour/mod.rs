@@ -83,6 +83,15 @@ pub trait Flavour: Debug + Send + Sync {
     /// call per softTLB fill.
     fn stage2(&self, vmm: &Vmm, req: &Stage2Request, fx: &mut Effects) -> Stage2Answer;
 
+    /// How much of the guest-physical space around a translation the model
+    /// found QEMU's stage-2 cache may answer the same way, until the
+    /// model's generation changes (`qemu_plugin_cvm_s2_cache_enable`): the
+    /// whole stage-2 mapping, unless the flavour checks more than the TDP
+    /// leaf per page.
+    fn stage2_cache_span(&self, t: &cvmem_model::Translation) -> u64 {
+        t.level.size_bytes()
+    }
+
     /// The flavour's own answer to a stage-2 fault it shows the guest (a
     /// #VE, a #VC, an RMP #PF), or `None` for the VMM core's generic
     /// handling. A `MemoryFault` comes here only with `strict=on`: the

@@ -256,10 +256,19 @@ impl Session {
                 backing,
                 prot: p,
                 page_size,
+                cache_span,
             } => {
                 assert!(
                     matches!(page_size, 0x1000 | 0x20_0000 | 0x4000_0000),
                     "page size {page_size:#x}"
+                );
+                // QEMU may reuse the answer for the whole span: never more
+                // than the mapping the answer came from.
+                assert!(
+                    cache_span == 0
+                        || (cache_span.is_power_of_two()
+                            && (0x1000..=page_size).contains(&cache_span)),
+                    "cache span {cache_span:#x} for a {page_size:#x} mapping"
                 );
                 assert_eq!(p & !prot::ALL, 0, "protection bits {p:#x}");
                 let vm = self.plugin.kvm.vm();

@@ -376,6 +376,12 @@ impl Flavour for SnpFirmware {
         vmm.answer(self, req, model, fx)
     }
 
+    /// The RMP is checked per 4K page (APM §15.36.10), whatever the size
+    /// of the nested mapping: one page per answer.
+    fn stage2_cache_span(&self, _t: &cvmem_model::Translation) -> u64 {
+        cvmem_model::PAGE_SIZE
+    }
+
     fn guest_fault(
         &self,
         vmm: &Vmm,

@@ -1457,3 +1457,39 @@ fn devices_are_judged_by_the_gpas_that_use_their_backing() {
     vm.flush(vm.set_memory_attributes(range(GB >> 12, 1), false).unwrap());
     assert_eq!(dev(64 * MB, true), DeviceAccess::Allowed);
 }
+
+/// The stage-2 generation QEMU's stage-2 cache compares moves with every
+/// change that can take back an answer (a zap, a conversion, a memslot
+/// deletion), and an answer that allowed an access before a fault-in still
+/// holds after it, unchanged.
+#[test]
+fn the_stage2_generation_moves_with_every_revoking_change() {
+    let vm = vm(VmType::SwProtected);
+    slot(&vm, 0, 0, 4 * MB, 0x100_0000, MemslotFlags::GUEST_MEMFD).ignore();
+    let a = |gfn: u64| Gpa::new(gfn << 12);
+    let g = || {
+        vm.stage2_generation()
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    let first = mapped(vm.stage2(V0, a(5), Access::Write));
+    let g0 = g();
+    // Another fault-in grants more and leaves the first answer as it was.
+    mapped(vm.stage2(V0, a(600), Access::Write));
+    assert_eq!(
+        mapped(vm.stage2(V0, a(5), Access::Write)).backing,
+        first.backing
+    );
+    let mut last = g0;
+    let mut moved = |what: &str| {
+        let now = g();
+        assert!(now != last && now % 2 == 0, "{what}: {last} -> {now}");
+        last = now;
+    };
+    vm.flush(vm.zap_gfn_range(range(0, 512), ZapFilter::ALL));
+    moved("zap");
+    mapped(vm.stage2(V0, a(6), Access::Read));
+    vm.flush(vm.set_memory_attributes(range(0, 512), true).unwrap());
+    moved("conversion");
+    vm.flush(delete(&vm, 0));
+    moved("memslot deletion");
+}

@@ -24,6 +24,9 @@
 //! fault path, and a `match` on a small enum inlines where a virtual call
 //! cannot. The lookup hit path calls no hook at all.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
 use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn};
@@ -203,11 +206,13 @@ pub(crate) enum Backend {
 
 impl Backend {
     /// The backend of a VM built from `config`.
-    pub fn new(config: &VmConfig) -> Backend {
+    /// `generation` is the VM's stage-2 generation ([`crate::Vm::stage2_generation`]),
+    /// which a backend with state of its own in the answer (the RMP) bumps.
+    pub fn new(config: &VmConfig, generation: &Arc<AtomicU64>) -> Backend {
         match config.vm_type {
             VmType::Default | VmType::SwProtected => Backend::SwProtected(SwProtected),
             VmType::Tdx => Backend::Tdx(tdx::Tdx::new(config)),
-            VmType::Snp => Backend::Snp(snp::Snp::new(config)),
+            VmType::Snp => Backend::Snp(snp::Snp::new(config, Arc::clone(generation))),
         }
     }
 

@@ -3,6 +3,9 @@
 //! the only places it changes outside the guest's own RMP instructions
 //! (crate::snp).
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::PrivateMem;
@@ -32,9 +35,9 @@ pub(crate) struct Snp {
 }
 
 impl Snp {
-    pub fn new(config: &VmConfig) -> Snp {
+    pub fn new(config: &VmConfig, generation: Arc<AtomicU64>) -> Snp {
         Snp {
-            rmp: Rmp::new(),
+            rmp: Rmp::with_generation(generation),
             gmem_lock: RwLock::new(()),
             asid: config.asid,
         }

@@ -1404,3 +1404,39 @@ fn operands_checked_before_the_translation() {
         assert_eq!(RmpPageSize::from_operands(rax, rcx), want, "{what}");
     }
 }
+
+/// QEMU's stage-2 cache keeps an answer that read the RMP only while the
+/// generation stands still: every change of an entry moves it, by 2 (the
+/// parity belongs to the MMU's seqlock it is shared with), and checks do not.
+#[test]
+fn every_rmp_change_moves_the_generation() {
+    let g = Arc::new(AtomicU64::new(0));
+    let r = Rmp::with_generation(Arc::clone(&g));
+    let mut last = 0;
+    let mut moved = |what: &str| {
+        let now = g.load(Ordering::Acquire);
+        assert!(
+            now > last && (now - last) % 2 == 0,
+            "{what}: {last} -> {now}"
+        );
+        last = now;
+    };
+    r.add_covered(PfnRange::from_start_len(Pfn::new(P0), NPAGES).unwrap())
+        .unwrap();
+    moved("add_covered");
+    a4(&r, 0);
+    moved("rmp_make_private");
+    val(&r, t4(0), 0);
+    moved("pvalidate");
+    r.rmpadjust(V0, t4(0), 0, rdx(1, 0xf, false)).unwrap();
+    moved("rmpadjust");
+    let before = g.load(Ordering::Acquire);
+    let _ = r.check_guest_access(V0, &acc(0, true, PageLevel::Size4K, RmpAccessKind::Read));
+    let _ = r.entry(pfn(0));
+    assert_eq!(g.load(Ordering::Acquire), before, "a check changed nothing");
+    r.rmp_make_shared(pfn(0), PageLevel::Size4K).unwrap();
+    moved("rmp_make_shared");
+    r.remove_covered(PfnRange::from_start_len(Pfn::new(P0), NPAGES).unwrap())
+        .unwrap();
+    moved("remove_covered");
+}
