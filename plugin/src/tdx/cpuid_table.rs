@@ -355,14 +355,19 @@ impl TdCpuid {
     /// reads, or `None` for a #VE. A leaf above its range's maximum reads
     /// the last basic leaf, outside the hypervisor range.
     pub fn index(&self, leaf: u32, subleaf: u32) -> Option<usize> {
-        let leaf = if !RESERVED.contains(&leaf)
+        lookup(self.resolve(leaf), subleaf).filter(|&i| !CPUID_TABLE[i].faulting)
+    }
+
+    /// The leaf a CPUID of `leaf` reads: one above its range's maximum
+    /// reads the last basic leaf, outside the hypervisor range.
+    pub fn resolve(&self, leaf: u32) -> u32 {
+        if !RESERVED.contains(&leaf)
             && (leaf > self.last_extended_leaf || (LAST_BASE_LEAF + 1..0x8000_0000).contains(&leaf))
         {
             LAST_BASE_LEAF
         } else {
             leaf
-        };
-        lookup(leaf, subleaf).filter(|&i| !CPUID_TABLE[i].faulting)
+        }
     }
 }
 

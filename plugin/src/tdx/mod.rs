@@ -16,8 +16,8 @@
 //! | 4 TDG.MR.REPORT | a TDREPORT_STRUCT of the documented layout, **MAC all zero (unsigned)** |
 //! | 5 TDG.VP.CPUIDVE.SET | CPUID at CPL 0 and/or 3 always raises #VE (`tdg_vp_cpuidve_set.c`) |
 //! | 6 TDG.MEM.PAGE.ACCEPT | the model's Secure EPT (4K, 2M) |
-//! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS, NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
-//! | 11 TDG.SYS.RD | TDX_FEATURES0 (no optional feature) |
+//! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS (REDUCE_VE and friends), NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
+//! | 11 TDG.SYS.RD | TDX_FEATURES0 (VE_REDUCTION) |
 //!
 //! | TDVMCALL | here |
 //! |---|---|
@@ -151,11 +151,25 @@ pub mod field {
     /// guest may name in a write but not change (CONFIG_FLAGS.
     /// FLEXIBLE_PENDING_VE is clear).
     pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
-    /// TD_CTLS.ENUM_TOPOLOGY: the only TD_CTLS bit a guest may change here
-    /// (REDUCE_VE, bit 3, needs the reduced-#VE CPUID behaviour of newer
-    /// modules, which cvmem does not implement: a write of it alone is
-    /// TDX_METADATA_FIELD_NOT_WRITABLE).
+    /// TD_CTLS.ENUM_TOPOLOGY: CPUID 0xB/0x1F and the x2APIC ID MSR are
+    /// virtualized instead of raising #VE.
     pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
+    /// TD_CTLS.VIRT_CPUID2: CPUID 2 is virtualized instead of raising #VE.
+    pub const TD_CTLS_VIRT_CPUID2: u64 = 1 << 2;
+    /// TD_CTLS.REDUCE_VE: #VE reduction (implies ENUM_TOPOLOGY and
+    /// VIRT_CPUID2).
+    pub const TD_CTLS_REDUCE_VE: u64 = 1 << 3;
+    /// TD_CTLS.LOCK: once set, no TD_CTLS bit may change.
+    pub const TD_CTLS_LOCK: u64 = 1 << 63;
+    /// The TD_CTLS bits a guest may write (the TDCS field table's guest
+    /// write mask): the four controls and LOCK.
+    pub const TD_CTLS_GUEST_WRITABLE: u64 = TD_CTLS_PENDING_VE_DISABLE
+        | TD_CTLS_ENUM_TOPOLOGY
+        | TD_CTLS_VIRT_CPUID2
+        | TD_CTLS_REDUCE_VE
+        | TD_CTLS_LOCK;
+    /// TDX_FEATURES0.VE_REDUCTION (bit 30): TD_CTLS.REDUCE_VE is offered.
+    pub const TDX_FEATURES0_VE_REDUCTION: u64 = 1 << 30;
 }
 
 /// Per-vCPU state of the module.
@@ -174,6 +188,10 @@ struct TdVcpu {
     /// TDG.VP.CPUIDVE.SET: every CPUID at CPL 0 (bit 0) or above (bit 1)
     /// raises #VE (`tdvps.management.cpuid_supervisor_ve/user_ve`).
     cpuid_ve: u64,
+    /// MSR_SMI_COUNT as the guest wrote it under REDUCE_VE (TDVPS).
+    smi_count: u64,
+    /// IA32_MISC_ENABLE once the guest wrote it under REDUCE_VE (TDVPS).
+    misc_enable: Option<u64>,
 }
 
 /// The modelled TDX module of one TD.
@@ -243,6 +261,12 @@ impl TdxModule {
             map_gpa_chunk,
             stats: TdxStats::default(),
         }
+    }
+
+    /// TD_CTLS as the guest set it, without PENDING_VE_DISABLE (which
+    /// follows ATTRIBUTES): what CPUID and MSR virtualization consult.
+    fn td_ctls_set(&self) -> u64 {
+        self.td_ctls.load(Ordering::Relaxed)
     }
 
     /// Whether the TD runs (TDH.MR.FINALIZE done).
