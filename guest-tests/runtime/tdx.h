@@ -101,6 +101,10 @@ static inline u64 tdx_status_class(u64 rax) { return rax & TDX_STATUS_MASK; }
 #define TDCS_CONFIG_FLEXIBLE_PENDING_VE (1ul << 1)
 #define TD_CTLS_PENDING_VE_DISABLE (1ul << 0)
 #define TD_CTLS_ENUM_TOPOLOGY (1ul << 1)
+#define TD_CTLS_VIRT_CPUID2 (1ul << 2)
+#define TD_CTLS_REDUCE_VE (1ul << 3)
+#define TD_CTLS_LOCK (1ul << 63)
+#define TDX_FEATURES0_VE_REDUCTION (1ul << 30)
 
 #define TDX_HYPERCALL_STANDARD 0 /* R10 on entry: the GHCI's ABI (else vendor) */
 

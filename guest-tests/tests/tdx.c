@@ -230,10 +230,20 @@ static void test_metadata(void)
 	a = (struct tdx_module_args){ .rdx = TDCS_CONFIG_FLAGS, .r8 = 2, .r9 = 2 };
 	st = tdcall(TDG_VM_WR, &a);
 	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "CONFIG_FLAGS is not writable: %lx", st);
-	/* Linux 6.14+ reduce_unnecessary_ve(): REDUCE_VE (bit 3) is not offered. */
-	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 1ul << 3, .r9 = 1ul << 3 };
+	/* Linux 6.14+ reduce_unnecessary_ve(): REDUCE_VE brings VIRT_CPUID2. */
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_REDUCE_VE,
+				      .r9 = TD_CTLS_REDUCE_VE };
 	st = tdcall(TDG_VM_WR, &a);
-	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "TD_CTLS.REDUCE_VE is not writable: %lx", st);
+	report(st == 0 && a.r8 == TD_CTLS_ENUM_TOPOLOGY, "TD_CTLS.REDUCE_VE written: %lx", st);
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS };
+	report(tdcall(TDG_VM_RD, &a) == 0 &&
+	       a.r8 == (TD_CTLS_ENUM_TOPOLOGY | TD_CTLS_VIRT_CPUID2 | TD_CTLS_REDUCE_VE),
+	       "with ENUM_TOPOLOGY and VIRT_CPUID2 (%lx)", a.r8);
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 0, .r9 = TD_CTLS_REDUCE_VE };
+	report(tdcall(TDG_VM_WR, &a) == 0, "TD_CTLS.REDUCE_VE cleared");
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 1ul << 4, .r9 = 1ul << 4 };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "TD_CTLS bit 4 is not writable: %lx", st);
 	/* PENDING_VE_DISABLE follows ATTRIBUTES.SEPT_VE_DISABLE (0 here), fixed. */
 	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_PENDING_VE_DISABLE,
 				      .r9 = TD_CTLS_PENDING_VE_DISABLE };
@@ -244,7 +254,8 @@ static void test_metadata(void)
 	st = tdcall(TDG_VM_RD, &a);
 	report(st == TDX_METADATA_FIELD_ID_INCORRECT, "unknown field: TDX_METADATA_FIELD_ID_INCORRECT");
 	a = (struct tdx_module_args){ .rdx = TDCS_TDX_FEATURES0 };
-	report(tdcall(TDG_SYS_RD, &a) == 0 && a.r8 == 0, "TDG.SYS.RD TDX_FEATURES0: none");
+	report(tdcall(TDG_SYS_RD, &a) == 0 && a.r8 == TDX_FEATURES0_VE_REDUCTION,
+	       "TDG.SYS.RD TDX_FEATURES0: VE_REDUCTION");
 	report_prefix_pop();
 }
 
