@@ -75,15 +75,22 @@ impl TdxModule {
         }
         // TDG.VP.CPUIDVE.SET: the guest asked for a #VE on every CPUID at
         // this CPL.
-        let cpuid_ve = self
-            .vcpus
-            .get(cx.vcpu as usize)
-            .map_or(0, |v| v.lock().cpuid_ve);
-        let cpl_bit = if cx.regs.cpl == 0 { 1 } else { 2 };
-        if cpuid_ve & cpl_bit != 0 {
+        // TDG.VP.WR of CPUID_CONTROL: a #VE for this leaf at this CPL
+        // (its lookup index, for a leaf the table answers).
+        let td = self.td_cpuid(cx.vmm, cx.host);
+        let control = super::metadata::cpuid_control_index(td.resolve(leaf), subleaf);
+        let ve_here = self.vcpus.get(cx.vcpu as usize).is_some_and(|v| {
+            let v = v.lock();
+            let per_leaf = control.map_or(0, |i| v.cpuid_control[i]);
+            if cx.regs.cpl == 0 {
+                v.cpuid_supervisor_ve != 0 || per_leaf & 1 != 0
+            } else {
+                v.cpuid_user_ve != 0 || per_leaf & 2 != 0
+            }
+        });
+        if ve_here {
             return self.cpuid_ve(cx);
         }
-        let td = self.td_cpuid(cx.vmm, cx.host);
         let Some(v) = td_cpuid_answer(
             td,
             self.td_ctls_set(),

@@ -46,10 +46,14 @@ impl TdxModule {
             }
             leaf::VM_RD => self.vm_rd(vmm, regs),
             leaf::VM_WR => self.vm_wr(vmm, regs),
+            leaf::VP_RD => self.vp_rd_wr(vcpu, regs, false),
+            leaf::VP_WR => self.vp_rd_wr(vcpu, regs, true),
             leaf::SYS_RD => {
                 if regs.gpr[gpr::RDX] == field::TDX_FEATURES0 {
                     // The optional features cvmem implements.
-                    regs.gpr[gpr::R8] = field::TDX_FEATURES0_VE_REDUCTION;
+                    regs.gpr[gpr::R8] = field::TDX_FEATURES0_TDG_VP_RDWR
+                        | field::TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL
+                        | field::TDX_FEATURES0_VE_REDUCTION;
                     0
                 } else {
                     status::METADATA_FIELD_ID_INCORRECT
@@ -134,7 +138,9 @@ impl TdxModule {
         }
         match self.vcpus.get(vcpu as usize) {
             Some(v) => {
-                v.lock().cpuid_ve = rcx;
+                let mut v = v.lock();
+                v.cpuid_supervisor_ve = (rcx & 1) as u8;
+                v.cpuid_user_ve = ((rcx >> 1) & 1) as u8;
                 0
             }
             None => operand_invalid(status::OPERAND_RAX),
@@ -481,7 +487,12 @@ mod tests {
         );
         assert_eq!(
             (r.gpr[gpr::RAX], r.gpr[gpr::R8]),
-            (0, field::TDX_FEATURES0_VE_REDUCTION)
+            (
+                0,
+                field::TDX_FEATURES0_TDG_VP_RDWR
+                    | field::TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL
+                    | field::TDX_FEATURES0_VE_REDUCTION
+            )
         );
     }
 }
