@@ -3,7 +3,7 @@
 //! the leaves it leaves to the VMM; and KVM's paravirtual block, which the
 //! guest reads through TDVMCALL<Instruction.CPUID>.
 
-use super::cpuid_table::{xfam_of, TdCpuid, TdParams};
+use super::cpuid_table::{TdCpuid, TdParams};
 use super::*;
 use crate::hooks::{gpr, Host, Regs};
 
@@ -51,7 +51,7 @@ impl TdxModule {
             let cpu = cpu_of(host);
             let td = TdParams {
                 attributes: vmm.vm().config().td_attributes.0,
-                xfam: xfam_of(&cpu),
+                xfam: self.td_xfam(host),
                 tsc_frequency: TSC_FREQUENCY,
             };
             TdCpuid::new(&td, &cpu)
@@ -473,5 +473,31 @@ mod tests {
         );
         assert_eq!(probe(6, 0), None);
         assert_eq!(probe(1, 0).unwrap()[gpr::RDX], l1[gpr::RDX]);
+    }
+
+    /// `xfam=` is the TD's XFAM: CPUID 0xD.0 and the AVX bits of leaf 1
+    /// follow it; a component QEMU's CPU lacks is refused before the guest
+    /// runs.
+    #[test]
+    fn xfam_shapes_cpuid_and_is_checked_against_the_cpu() {
+        let host = FakeHost::new();
+        let kvm_td = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let m = kvm_td.flavour_as::<TdxModule>();
+        assert_eq!(
+            m.td_xfam(&host),
+            super::super::cpuid_table::xfam_of(&cpu_of(&host))
+        );
+        let cpu = |l: u32, s: u32| match (l, s) {
+            (0xd, 0) => [0x207, 0, 0, 0],
+            (0xd, 1) => [0, 0, 0x1800, 0],
+            _ => [0; 4],
+        };
+        use super::super::cpuid_table::check_xfam_cpu;
+        assert!(check_xfam_cpu(0x207, &cpu).is_ok());
+        assert!(check_xfam_cpu(0x1a07, &cpu).is_ok());
+        let e = check_xfam_cpu(0x60003, &cpu).unwrap_err();
+        assert!(e.contains("17 (AMX XTILECFG), 18 (AMX XTILEDATA)"), "{e}");
+        let e = check_xfam_cpu(0xe7, &cpu).unwrap_err();
+        assert!(e.contains("5 (AVX-512 opmask)"), "{e}");
     }
 }

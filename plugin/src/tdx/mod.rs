@@ -260,6 +260,8 @@ pub struct TdxModule {
     pub accept: AcceptPolicy,
     /// `map-gpa-chunk=`.
     pub map_gpa_chunk: u64,
+    /// `xfam=`; `None`: the CPU model's components.
+    pub xfam: Option<u64>,
     /// Counters.
     pub stats: TdxStats,
 }
@@ -296,8 +298,16 @@ impl TdxModule {
             td_cpuid: OnceLock::new(),
             accept,
             map_gpa_chunk,
+            xfam: None,
             stats: TdxStats::default(),
         }
+    }
+
+    /// The TD's XFAM: `xfam=`, or every component QEMU's CPU model has (as
+    /// QEMU's `tdx-guest` builds TD_PARAMS from the CPU model).
+    fn td_xfam(&self, host: &dyn Host) -> u64 {
+        self.xfam
+            .unwrap_or_else(|| cpuid_table::xfam_of(&cpuid::cpu_of(host)))
     }
 
     /// TD_CTLS as the guest set it, without PENDING_VE_DISABLE (which
@@ -431,6 +441,9 @@ impl Flavour for TdxModule {
         cpu: &dyn CpuModel,
         _fx: &mut Effects,
     ) -> Result<(), String> {
+        if let Some(xfam) = self.xfam {
+            cpuid_table::check_xfam_cpu(xfam, &|l, s| cpu.cpuid(l, s))?;
+        }
         self.check_tdvf(vmm, cpu)
     }
 

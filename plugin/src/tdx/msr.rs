@@ -780,7 +780,7 @@ impl TdxModule {
             let cpu = super::cpuid::cpu_of(host);
             let value =
                 |leaf, sub| super::cpuid_table::lookup(leaf, sub).map_or([0; 4], |i| td.values[i]);
-            let xfam = super::cpuid_table::xfam_of(&cpu);
+            let xfam = self.td_xfam(host);
             let mut cfg = TdMsrConfig::new(vmm.vm().config().td_attributes.0, xfam, &value);
             // IA32_XSS bits the CPU supports (`ia32_xss_supported_mask`,
             // TDH.SYS.INIT), not the TD's virtual CPUID.
