@@ -38,6 +38,8 @@
 #define TDG_MEM_PAGE_ACCEPT 6
 #define TDG_VM_RD 7
 #define TDG_VM_WR 8
+#define TDG_VP_RD 9
+#define TDG_VP_WR 10
 #define TDG_SYS_RD 11
 
 /* Page levels of TDG.MEM.PAGE.ACCEPT's RCX[2:0] (Linux's TDX_PS_*). */
@@ -71,6 +73,7 @@
 #define TDX_METADATA_FIELD_NOT_WRITABLE 0xC0000C0100000000ul
 #define TDX_METADATA_FIELD_NOT_READABLE 0xC0000C0200000000ul
 #define TDX_METADATA_FIELD_VALUE_NOT_VALID 0xC0000C0300000000ul
+#define TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT 0x00000C0B00000000ul
 #define TDX_OPERAND_ID_RCX 0x01 /* e.g. TDX_OPERAND_INVALID | TDX_OPERAND_ID_RCX */
 
 static inline u64 tdx_status_class(u64 rax) { return rax & TDX_STATUS_MASK; }
@@ -101,6 +104,19 @@ static inline u64 tdx_status_class(u64 rax) { return rax & TDX_STATUS_MASK; }
 #define TDCS_CONFIG_FLEXIBLE_PENDING_VE (1ul << 1)
 #define TD_CTLS_PENDING_VE_DISABLE (1ul << 0)
 #define TD_CTLS_ENUM_TOPOLOGY (1ul << 1)
+#define TD_CTLS_VIRT_CPUID2 (1ul << 2)
+#define TD_CTLS_REDUCE_VE (1ul << 3)
+#define TD_CTLS_LOCK (1ul << 63)
+#define TDX_FEATURES0_TDG_VP_RDWR (1ul << 3)
+#define TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL (1ul << 5)
+#define TDX_FEATURES0_VE_REDUCTION (1ul << 30)
+
+/* VCPU-scope metadata (TDX module 1.5 tdvps_fields_lookup.c) for TDG.VP.RD/WR. */
+#define TDVPS_VCPU_INDEX 0xA020000200000002ul
+#define TDVPS_CPUID_SUPERVISOR_VE 0xA020000000000007ul
+#define TDVPS_CPUID_USER_VE 0xA020000000000008ul
+#define TDVPS_CPUID_CONTROL 0xA120000000000000ul /* + the module's CPUID lookup index */
+#define TDVPS_RAX 0x1020000300000000ul
 
 #define TDX_HYPERCALL_STANDARD 0 /* R10 on entry: the GHCI's ABI (else vendor) */
 

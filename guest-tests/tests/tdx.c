@@ -210,6 +210,14 @@ static u32 dma_read(struct fw_cfg_dma_access *desc, u64 desc_pa, u64 buf_pa, u32
 	return __builtin_bswap32(((volatile struct fw_cfg_dma_access *)desc)->control);
 }
 
+struct seen_ve {
+	int n;
+	u64 status, rip, reason, qual, len, gla, gpa;
+};
+
+static struct seen_ve seen;
+static void test_ve_handler(struct ex_regs *regs);
+
 static void test_metadata(void)
 {
 	struct tdx_module_args a = {};
@@ -230,10 +238,20 @@ static void test_metadata(void)
 	a = (struct tdx_module_args){ .rdx = TDCS_CONFIG_FLAGS, .r8 = 2, .r9 = 2 };
 	st = tdcall(TDG_VM_WR, &a);
 	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "CONFIG_FLAGS is not writable: %lx", st);
-	/* Linux 6.14+ reduce_unnecessary_ve(): REDUCE_VE (bit 3) is not offered. */
-	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 1ul << 3, .r9 = 1ul << 3 };
+	/* Linux 6.14+ reduce_unnecessary_ve(): REDUCE_VE brings VIRT_CPUID2. */
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_REDUCE_VE,
+				      .r9 = TD_CTLS_REDUCE_VE };
 	st = tdcall(TDG_VM_WR, &a);
-	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "TD_CTLS.REDUCE_VE is not writable: %lx", st);
+	report(st == 0 && a.r8 == TD_CTLS_ENUM_TOPOLOGY, "TD_CTLS.REDUCE_VE written: %lx", st);
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS };
+	report(tdcall(TDG_VM_RD, &a) == 0 &&
+	       a.r8 == (TD_CTLS_ENUM_TOPOLOGY | TD_CTLS_VIRT_CPUID2 | TD_CTLS_REDUCE_VE),
+	       "with ENUM_TOPOLOGY and VIRT_CPUID2 (%lx)", a.r8);
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 0, .r9 = TD_CTLS_REDUCE_VE };
+	report(tdcall(TDG_VM_WR, &a) == 0, "TD_CTLS.REDUCE_VE cleared");
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = 1ul << 4, .r9 = 1ul << 4 };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "TD_CTLS bit 4 is not writable: %lx", st);
 	/* PENDING_VE_DISABLE follows ATTRIBUTES.SEPT_VE_DISABLE (0 here), fixed. */
 	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_PENDING_VE_DISABLE,
 				      .r9 = TD_CTLS_PENDING_VE_DISABLE };
@@ -244,7 +262,53 @@ static void test_metadata(void)
 	st = tdcall(TDG_VM_RD, &a);
 	report(st == TDX_METADATA_FIELD_ID_INCORRECT, "unknown field: TDX_METADATA_FIELD_ID_INCORRECT");
 	a = (struct tdx_module_args){ .rdx = TDCS_TDX_FEATURES0 };
-	report(tdcall(TDG_SYS_RD, &a) == 0 && a.r8 == 0, "TDG.SYS.RD TDX_FEATURES0: none");
+	report(tdcall(TDG_SYS_RD, &a) == 0 &&
+	       a.r8 == (TDX_FEATURES0_TDG_VP_RDWR | TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL |
+			TDX_FEATURES0_VE_REDUCTION),
+	       "TDG.SYS.RD TDX_FEATURES0: TDG_VP_RDWR, CPUID_VIRT_GUEST_CTRL, VE_REDUCTION");
+	/* TDG.VP.RD/WR: the TDVPS fields a guest reaches. */
+	a = (struct tdx_module_args){ .rdx = -1ul };
+	st = tdcall(TDG_VP_RD, &a);
+	report(st == TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT && a.rdx == TDVPS_VCPU_INDEX,
+	       "TDG.VP.RD of the null field ID: VCPU_INDEX first");
+	a = (struct tdx_module_args){ .rdx = TDVPS_VCPU_INDEX };
+	st = tdcall(TDG_VP_RD, &a);
+	report(st == 0 && a.r8 == 0 && a.rdx == TDVPS_CPUID_SUPERVISOR_VE,
+	       "VCPU_INDEX 0, next CPUID_SUPERVISOR_VE");
+	a = (struct tdx_module_args){ .rdx = TDVPS_VCPU_INDEX, .r8 = 1, .r9 = -1ul };
+	st = tdcall(TDG_VP_WR, &a);
+	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "VCPU_INDEX is not writable: %lx", st);
+	a = (struct tdx_module_args){ .rdx = TDVPS_RAX };
+	st = tdcall(TDG_VP_RD, &a);
+	report(st == TDX_METADATA_FIELD_NOT_READABLE, "RAX is not readable: %lx", st);
+	a = (struct tdx_module_args){ .rdx = 0xA0200000000000FFul };
+	st = tdcall(TDG_VP_RD, &a);
+	report(st == TDX_METADATA_FIELD_ID_INCORRECT, "an unknown field: %lx", st);
+	a = (struct tdx_module_args){ .rdx = TDVPS_VCPU_INDEX | (1ul << 34) };
+	st = tdcall(TDG_VP_RD, &a);
+	report(st == TDX_METADATA_FIELD_ID_INCORRECT, "not a single element: %lx", st);
+	a = (struct tdx_module_args){ .rdx = TDVPS_CPUID_CONTROL, .r8 = 0xff, .r9 = 0xff };
+	st = tdcall(TDG_VP_WR, &a);
+	report(st == TDX_METADATA_FIELD_VALUE_NOT_VALID, "CPUID_CONTROL bits 7:2: %lx", st);
+	{
+		u32 eax = 1, ebx, ecx = 0, edx;
+
+		/* CPUID_CONTROL[0] is leaf 1 in the module's lookup order. */
+		a = (struct tdx_module_args){ .rdx = TDVPS_CPUID_CONTROL, .r8 = 1, .r9 = 3 };
+		report(tdcall(TDG_VP_WR, &a) == 0, "CPUID_CONTROL[0] (leaf 1): supervisor #VE");
+		/* test_ve_handler() counts the #VE and emulates CPUID with TDVMCALL. */
+		handle_exception(VE_VECTOR, test_ve_handler);
+		int n0 = seen.n;
+		asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx) :: "memory");
+		report(seen.n == n0 + 1 && seen.reason == EXIT_REASON_CPUID, "CPUID 1: a #VE");
+		a = (struct tdx_module_args){ .rdx = TDVPS_CPUID_CONTROL, .r8 = 0, .r9 = 3 };
+		report(tdcall(TDG_VP_WR, &a) == 0 && a.r8 == 1, "CPUID_CONTROL[0] cleared (old 1)");
+		n0 = seen.n;
+		eax = 1, ecx = 0;
+		asm volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx) :: "memory");
+		report(seen.n == n0, "CPUID 1: answered");
+		handle_exception(VE_VECTOR, NULL);
+	}
 	report_prefix_pop();
 }
 
@@ -316,12 +380,6 @@ static void test_mmio_ve(u64 ioregsel)
  * tdx_handle_ve(), which emulates the instruction with TDVMCALL IO / HLT
  * and skips it by the reported length.
  */
-struct seen_ve {
-	int n;
-	u64 status, rip, reason, qual, len, gla, gpa;
-};
-
-static struct seen_ve seen;
 static bool df_probe;     /* the handler first does port I/O before reading */
 static int df_vector = -1;
 
@@ -545,8 +603,8 @@ static void test_tdvmcalls(void)
 
 	/* The TDCALL itself. */
 	a = (struct tdx_module_args){};
-	report(tdcall(9, &a) == TDX_OPERAND_INVALID,
-	       "leaf 9 (TDG.VP.RD, not in cvmem): TDX_OPERAND_INVALID");
+	report(tdcall(12, &a) == TDX_OPERAND_INVALID,
+	       "leaf 12 (TDG.SYS.RDALL, not in cvmem): TDX_OPERAND_INVALID");
 	report(tdcall(TDG_VP_INFO | 1ul << 16, &a) == TDX_OPERAND_INVALID,
 	       "leaf version 1: TDX_OPERAND_INVALID");
 	report_prefix_pop();

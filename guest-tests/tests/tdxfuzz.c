@@ -40,7 +40,9 @@ static bool documented_tdcall(u64 st)
 	case TDX_NO_VALID_VE_INFO:
 	case TDX_METADATA_FIELD_ID_INCORRECT:
 	case TDX_METADATA_FIELD_NOT_WRITABLE:
+	case TDX_METADATA_FIELD_NOT_READABLE:
 	case TDX_METADATA_FIELD_VALUE_NOT_VALID:
+	case TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT: /* TDG.VP.RD of the null field ID */
 		return true;
 	}
 	return false;

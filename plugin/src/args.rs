@@ -41,6 +41,9 @@ pub struct Config {
     /// `map-gpa-chunk=`: TDX MapGPA converts at most this many bytes per
     /// TDVMCALL, then answers RETRY with the resume address.
     pub map_gpa_chunk: u64,
+    /// `xfam=`: TD XFAM; `None`: what QEMU's CPU model supports, as QEMU's
+    /// `tdx-guest` takes it from the CPU model.
+    pub xfam: Option<u64>,
     /// `private-max-level=`: the largest private mapping (`None`: the VM
     /// type's default, 4K for TDX as in KVM today).
     pub private_max_level: Option<PageLevel>,
@@ -82,6 +85,7 @@ impl Default for Config {
             strict: false,
             slot_zap_all: true,
             map_gpa_chunk: 64 << 20,
+            xfam: None,
             private_max_level: None,
             trace: None,
             flush_check: false,
@@ -249,13 +253,28 @@ const OPTIONS: &[Opt] = &[
         set: |config, v| {
             let bits = parse_size(v).ok_or_else(|| format!("'{v}' is not a number"))?;
             let known = TdAttributes::DEBUG | TdAttributes::SEPT_VE_DISABLE;
-            if bits & !known != 0 {
+            if let Some(b) = (0..64).find(|b| bits & !known & (1 << b) != 0) {
                 return Err(format!(
-                    "unsupported TD attribute bits {:#x} (supported: {known:#x})",
-                    bits & !known
+                    "TD attribute bit {b} ({}) cannot be honoured: cvmem implements DEBUG \
+                     (bit 0) and SEPT_VE_DISABLE (bit 28)",
+                    td_attribute_name(b)
                 ));
             }
             config.td_attributes = TdAttributes(bits);
+            Ok(())
+        },
+    },
+    Opt {
+        key: "xfam",
+        usage: "xfam=N",
+        help: &[
+            "TD XFAM, the XSAVE state components a TD may enable",
+            "(default: those QEMU's CPU model has)",
+        ],
+        set: |config, v| {
+            let bits = parse_size(v).ok_or_else(|| format!("'{v}' is not a number"))?;
+            crate::tdx::cpuid_table::check_xfam(bits)?;
+            config.xfam = Some(bits);
             Ok(())
         },
     },
@@ -558,6 +577,20 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Result<Request, ArgError> {
     })
 }
 
+/// The name of TD ATTRIBUTES bit `bit` (TDX module ABI, `td_param_attributes_t`)
+/// and why cvmem cannot give it.
+fn td_attribute_name(bit: u32) -> &'static str {
+    match bit {
+        16 => "ICSSD, no TDX Connect",
+        27 => "LASS, not in QEMU's TCG CPU",
+        29 => "MIGRATABLE, no migration TD",
+        30 => "PKS, not in QEMU's TCG CPU",
+        31 => "KL, no Key Locker in QEMU's TCG CPU",
+        62 => "TPA, no TD partitioning",
+        63 => "PERFMON, no PMU in QEMU's TCG CPU",
+        _ => "reserved",
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,7 +717,16 @@ mod tests {
             AcceptPolicy::Below(0x10_0000)
         );
         assert!(refused(&["gpaw=40"]).contains("'gpaw=40'"));
-        assert!(refused(&["td-attributes=0x2"]).contains("unsupported TD attribute bits 0x2"));
+        assert!(refused(&["td-attributes=0x2"]).contains("TD attribute bit 1 (reserved)"));
+        assert!(refused(&["td-attributes=0x8000000000000000"]).contains("bit 63 (PERFMON"));
+        assert_eq!(run(&["xfam=0x207"]).xfam, Some(0x207));
+        assert_eq!(run(&[]).xfam, None);
+        assert!(refused(&["xfam=0x1"]).contains("fixed 1"));
+        assert!(refused(&["xfam=0x1b"]).contains("bit 3 (MPX BNDREGS) is fixed 0"));
+        assert!(refused(&["xfam=0x23"]).contains("AVX-512 needs"));
+        assert!(refused(&["xfam=0xe3"]).contains("AVX-512 needs"));
+        assert!(refused(&["xfam=0x803"]).contains("CET needs"));
+        assert!(refused(&["xfam=0x20003"]).contains("AMX needs"));
         assert!(refused(&["accept=0x1001"]).contains("not 4K aligned"));
         let c = run(&["snp-cpuid=0x80e000", "snp-secrets=0x80d000"]);
         assert_eq!(

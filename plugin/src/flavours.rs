@@ -36,11 +36,11 @@ pub enum AnyFlavour {
 pub fn for_config(config: &Config, max_vcpus: u32) -> AnyFlavour {
     match config.vm_type {
         VmType::Default | VmType::SwProtected => AnyFlavour::Plain(Plain),
-        VmType::Tdx => AnyFlavour::Tdx(TdxModule::new(
-            max_vcpus,
-            config.accept,
-            config.map_gpa_chunk,
-        )),
+        VmType::Tdx => AnyFlavour::Tdx({
+            let mut td = TdxModule::new(max_vcpus, config.accept, config.map_gpa_chunk);
+            td.xfam = config.xfam;
+            td
+        }),
         VmType::Snp => AnyFlavour::Snp(SnpFirmware::new(
             max_vcpus,
             config.accept,

@@ -3,7 +3,7 @@
 //! the leaves it leaves to the VMM; and KVM's paravirtual block, which the
 //! guest reads through TDVMCALL<Instruction.CPUID>.
 
-use super::cpuid_table::{xfam_of, TdCpuid, TdParams};
+use super::cpuid_table::{TdCpuid, TdParams};
 use super::*;
 use crate::hooks::{gpr, Host, Regs};
 
@@ -51,7 +51,7 @@ impl TdxModule {
             let cpu = cpu_of(host);
             let td = TdParams {
                 attributes: vmm.vm().config().td_attributes.0,
-                xfam: xfam_of(&cpu),
+                xfam: self.td_xfam(host),
                 tsc_frequency: TSC_FREQUENCY,
             };
             TdCpuid::new(&td, &cpu)
@@ -69,23 +69,39 @@ impl TdxModule {
         self.vcpu_enter(cx.vcpu, cx.host);
         let leaf = cx.regs.gpr[gpr::RAX] as u32;
         let subleaf = cx.regs.gpr[gpr::RCX] as u32;
-        let td = self.td_cpuid(cx.vmm, cx.host);
-        let Some(i) = td.index(leaf, subleaf) else {
-            return self.cpuid_ve(cx);
-        };
-        // TDG.VP.CPUIDVE.SET: the guest asked for a #VE on every CPUID at
-        // this CPL.
-        let cpuid_ve = self
-            .vcpus
-            .get(cx.vcpu as usize)
-            .map_or(0, |v| v.lock().cpuid_ve);
-        let cpl_bit = if cx.regs.cpl == 0 { 1 } else { 2 };
-        if cpuid_ve & cpl_bit != 0 {
+        // The hypervisor range always raises #VE, whatever TD_CTLS says.
+        if super::cpuid_table::RESERVED.contains(&leaf) {
             return self.cpuid_ve(cx);
         }
-        let e = &super::cpuid_table::CPUID_TABLE[i];
-        let mut v = td.values[i];
-        dynamic_fields(e.leaf, subleaf, cx.vcpu, cx.regs, cx.host, &mut v);
+        // TDG.VP.CPUIDVE.SET: the guest asked for a #VE on every CPUID at
+        // this CPL.
+        // TDG.VP.WR of CPUID_CONTROL: a #VE for this leaf at this CPL
+        // (its lookup index, for a leaf the table answers).
+        let td = self.td_cpuid(cx.vmm, cx.host);
+        let control = super::metadata::cpuid_control_index(td.resolve(leaf), subleaf);
+        let ve_here = self.vcpus.get(cx.vcpu as usize).is_some_and(|v| {
+            let v = v.lock();
+            let per_leaf = control.map_or(0, |i| v.cpuid_control[i]);
+            if cx.regs.cpl == 0 {
+                v.cpuid_supervisor_ve != 0 || per_leaf & 1 != 0
+            } else {
+                v.cpuid_user_ve != 0 || per_leaf & 2 != 0
+            }
+        });
+        if ve_here {
+            return self.cpuid_ve(cx);
+        }
+        let Some(v) = td_cpuid_answer(
+            td,
+            self.td_ctls_set(),
+            leaf,
+            subleaf,
+            cx.vcpu,
+            cx.regs,
+            cx.host,
+        ) else {
+            return self.cpuid_ve(cx);
+        };
         for (r, value) in [gpr::RAX, gpr::RBX, gpr::RCX, gpr::RDX].into_iter().zip(v) {
             cx.regs.gpr[r] = u64::from(value);
         }
@@ -96,6 +112,101 @@ impl TdxModule {
         self.generic_ve(cx, EXIT_REASON_CPUID, &self.stats.cpuid_ves)
     }
 }
+
+/// CPUID(2) under TD_CTLS.VIRT_CPUID2: descriptor 0xFF "no cache
+/// information, use leaf 4" and 0xFE "no TLB information, use leaf 0x18",
+/// in the format's AL = 1 (Linux `reduce_unnecessary_ve()`).
+pub const VIRT_CPUID2: [u32; 4] = [0x00fe_ff01, 0, 0, 0];
+
+/// The x2APIC ID of the vCPU running: the VMM's (QEMU's) CPU model gives
+/// it in CPUID(0xB).EDX; KVM hands the module the same ID at TDH.VP.INIT.
+pub(super) fn x2apic_id(host: &dyn Host) -> u32 {
+    host.cpuid(0xb, 0)[3]
+}
+
+/// `td_cpuid_exit()` of a TDX module with #VE reduction, after the
+/// hypervisor range and TDG.VP.CPUIDVE.SET: the answer to CPUID
+/// `leaf`.`subleaf` given TD_CTLS `ctls`, or `None` for a #VE.
+/// - VIRT_CPUID2: leaf 2 reads [`VIRT_CPUID2`].
+/// - ENUM_TOPOLOGY: leaves 0xB and 0x1F read the VMM's topology (QEMU's
+///   CPU model; its 0xB where it has no 0x1F, as the module takes the
+///   CPU's 0x1F when the VMM configures none) with EDX the x2APIC ID, and
+///   leaf 1 EBX[31:24] is the x2APIC ID instead of the vCPU index.
+/// - REDUCE_VE: a leaf the table does not answer (absent, or faulting:
+///   6, 0x80000006) reads all 0 instead of raising #VE, and the
+///   features a TD must enable through FEATURE_PARAVIRT_CTLS read 0
+///   (`update_mutable_cpuid_flags()`; cvmem offers no FEATURE_PARAVIRT_CTLS,
+///   so they stay 0).
+pub(super) fn td_cpuid_answer(
+    td: &TdCpuid,
+    ctls: u64,
+    leaf: u32,
+    subleaf: u32,
+    vcpu: u32,
+    regs: &Regs,
+    host: &dyn Host,
+) -> Option<[u32; 4]> {
+    let reduce_ve = ctls & field::TD_CTLS_REDUCE_VE != 0;
+    let enum_topology = ctls & field::TD_CTLS_ENUM_TOPOLOGY != 0;
+    let leaf = td.resolve(leaf);
+    match leaf {
+        2 => return (ctls & field::TD_CTLS_VIRT_CPUID2 != 0).then_some(VIRT_CPUID2),
+        0xb | 0x1f if enum_topology => {
+            let max_basic = host.cpuid(0, 0)[0];
+            let l = if leaf == 0x1f && max_basic >= 0x1f && host.cpuid(0x1f, 0)[1] != 0 {
+                0x1f
+            } else {
+                0xb
+            };
+            let mut v = host.cpuid(l, subleaf);
+            v[3] = x2apic_id(host);
+            return Some(v);
+        }
+        _ => {}
+    }
+    let Some(i) = td.index(leaf, subleaf) else {
+        return reduce_ve.then_some([0; 4]);
+    };
+    let e = &super::cpuid_table::CPUID_TABLE[i];
+    let mut v = td.values[i];
+    dynamic_fields(e.leaf, subleaf, vcpu, regs, host, &mut v);
+    if leaf == 1 && enum_topology {
+        v[1] = (v[1] & 0x00ff_ffff) | ((x2apic_id(host) & 0xff) << 24);
+    }
+    if reduce_ve {
+        for &(l, s, mask) in PARAVIRT_FEATURES {
+            if l == e.leaf && s == e.subleaf {
+                for (r, m) in v.iter_mut().zip(mask) {
+                    *r &= !m;
+                }
+            }
+        }
+    }
+    Some(v)
+}
+
+/// The CPUID bits `update_mutable_cpuid_flags()` clears under REDUCE_VE
+/// unless FEATURE_PARAVIRT_CTLS enables them: leaf 1 ECX EST (7), TM2 (8),
+/// DCA (18), TSC_DEADLINE (24); EDX MCE (7), MTRR (12), MCA (14), ACPI
+/// (22); leaf 7.0 EBX RDT_M (12), RDT_A (15); ECX TME (13); EDX PCONFIG
+/// (18), IA32_CORE_CAPABILITIES (30).
+pub const PARAVIRT_FEATURES: &[(u32, Option<u32>, [u32; 4])] = &[
+    (
+        1,
+        None,
+        [
+            0,
+            0,
+            (1 << 7) | (1 << 8) | (1 << 18) | (1 << 24),
+            (1 << 7) | (1 << 12) | (1 << 14) | (1 << 22),
+        ],
+    ),
+    (
+        7,
+        Some(0),
+        [0, (1 << 12) | (1 << 15), 1 << 13, (1 << 18) | (1 << 30)],
+    ),
+];
 
 /// The fields `td_cpuid_exit()` fills in at each CPUID: leaf 1 EBX[31:24]
 /// the vCPU index and ECX.OSXSAVE from CR4.OSXSAVE; leaf 7.0 ECX.OSPKE
@@ -279,5 +390,114 @@ mod tests {
         let mut v = [0u32; 4];
         dynamic_fields(0xd, 1, 0, &regs, &host, &mut v);
         assert_eq!(v[1], host.cpuid(0xd, 1)[1]);
+    }
+
+    /// TD_CTLS set by the guest: VIRT_CPUID2 answers leaf 2,
+    /// ENUM_TOPOLOGY leaves 0xB and 0x1F, REDUCE_VE every leaf the table
+    /// leaves to the VMM (0) but the hypervisor range, and clears the
+    /// features a TD must ask for with FEATURE_PARAVIRT_CTLS.
+    #[test]
+    fn td_ctls_reduce_the_cpuid_ves() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        launch(&kvm);
+        let ve = |a: InsnAction| matches!(a, InsnAction::Fault(f) if f.vector == vector::VE);
+        let wr = |v: u64| {
+            call(
+                &kvm,
+                &host,
+                leaf::VM_WR,
+                &[
+                    (gpr::RDX, field::TD_CTLS),
+                    (gpr::R8, v),
+                    (gpr::R9, v | field::TD_CTLS_REDUCE_VE),
+                ],
+            )
+            .gpr[gpr::RAX]
+        };
+        let probe = |leaf, sub| {
+            let a = cpuid(&kvm, &host, leaf, sub);
+            if ve(a) {
+                let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+                None
+            } else {
+                assert_eq!(a, InsnAction::Done);
+                Some(last())
+            }
+        };
+        // leaf, sub, ctls: the answer (None: #VE).
+        let x2apic = u64::from(host.cpuid(0xb, 0)[3]);
+        let l1 = probe(1, 0).unwrap();
+        assert_eq!(probe(2, 0), None);
+        assert_eq!(wr(field::TD_CTLS_VIRT_CPUID2), 0);
+        // In gpr:: order (RAX, RCX, RDX, RBX).
+        assert_eq!(probe(2, 0), Some(vec![0x00fe_ff01, 0, 0, 0]));
+        assert_eq!(probe(0xb, 0), None);
+        assert_eq!(probe(6, 0), None);
+        assert_eq!(
+            wr(field::TD_CTLS_VIRT_CPUID2 | field::TD_CTLS_ENUM_TOPOLOGY),
+            0
+        );
+        let b = probe(0xb, 1).unwrap();
+        let q = host.cpuid(0xb, 1);
+        assert_eq!(b, vec![q[0].into(), q[2].into(), x2apic, q[1].into()]);
+        assert!(probe(0x1f, 0).is_some());
+        assert_eq!(probe(6, 0), None);
+        assert_eq!(probe(0x80000002, 0), None);
+        assert_eq!(wr(field::TD_CTLS_REDUCE_VE), 0);
+        for (leaf, sub) in [(6, 0), (0x80000002, 0), (0x80000006, 0), (0x4, 7), (0xc, 0)] {
+            assert_eq!(probe(leaf, sub), Some(vec![0; 4]), "{leaf:#x}.{sub}");
+        }
+        assert_eq!(probe(0x4000_0000, 0), None, "hypervisor range");
+        // Leaf 1: the x2APIC ID in EBX[31:24], no MCE, MTRR, MCA, ACPI,
+        // TSC deadline.
+        let r1 = probe(1, 0).unwrap();
+        assert_eq!(r1[gpr::RBX] >> 24, x2apic & 0xff);
+        let edx_cleared = (1 << 7) | (1 << 12) | (1 << 14) | (1 << 22);
+        assert_eq!(r1[gpr::RDX], l1[gpr::RDX] & !edx_cleared);
+        assert_eq!(r1[gpr::RCX] & (1 << 24), 0);
+        // Off again: the leaves raise #VE as before.
+        assert_eq!(
+            call(
+                &kvm,
+                &host,
+                leaf::VM_WR,
+                &[
+                    (gpr::RDX, field::TD_CTLS),
+                    (gpr::R8, 0),
+                    (gpr::R9, field::TD_CTLS_REDUCE_VE)
+                ],
+            )
+            .gpr[gpr::RAX],
+            0
+        );
+        assert_eq!(probe(6, 0), None);
+        assert_eq!(probe(1, 0).unwrap()[gpr::RDX], l1[gpr::RDX]);
+    }
+
+    /// `xfam=` is the TD's XFAM: CPUID 0xD.0 and the AVX bits of leaf 1
+    /// follow it; a component QEMU's CPU lacks is refused before the guest
+    /// runs.
+    #[test]
+    fn xfam_shapes_cpuid_and_is_checked_against_the_cpu() {
+        let host = FakeHost::new();
+        let kvm_td = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let m = kvm_td.flavour_as::<TdxModule>();
+        assert_eq!(
+            m.td_xfam(&host),
+            super::super::cpuid_table::xfam_of(&cpu_of(&host))
+        );
+        let cpu = |l: u32, s: u32| match (l, s) {
+            (0xd, 0) => [0x207, 0, 0, 0],
+            (0xd, 1) => [0, 0, 0x1800, 0],
+            _ => [0; 4],
+        };
+        use super::super::cpuid_table::check_xfam_cpu;
+        assert!(check_xfam_cpu(0x207, &cpu).is_ok());
+        assert!(check_xfam_cpu(0x1a07, &cpu).is_ok());
+        let e = check_xfam_cpu(0x60003, &cpu).unwrap_err();
+        assert!(e.contains("17 (AMX XTILECFG), 18 (AMX XTILEDATA)"), "{e}");
+        let e = check_xfam_cpu(0xe7, &cpu).unwrap_err();
+        assert!(e.contains("5 (AVX-512 opmask)"), "{e}");
     }
 }

@@ -249,6 +249,94 @@ pub fn xfam_of(cpu: &dyn Fn(u32, u32) -> [u32; 4]) -> u64 {
     (xcr0 & XCR0_USER) | (xss & XCR0_SUPERVISOR) | 0b11
 }
 
+/// `TDX_XFAM_FIXED0` (td_control_structures.h): the XFAM bits a TD may
+/// have: x87, SSE, AVX, AVX-512 (5-7), PT, PK, CET (11, 12), ULI, LBR and
+/// AMX (17, 18).
+pub const XFAM_FIXED0: u64 = 0x0006_dbe7;
+/// `TDX_XFAM_FIXED1`: x87 and SSE.
+pub const XFAM_FIXED1: u64 = 0b11;
+
+/// The name of XFAM (XCR0/IA32_XSS) bit `bit`.
+pub fn xfam_bit_name(bit: u32) -> &'static str {
+    match bit {
+        0 => "x87",
+        1 => "SSE",
+        2 => "AVX",
+        3 => "MPX BNDREGS",
+        4 => "MPX BNDCSR",
+        5 => "AVX-512 opmask",
+        6 => "AVX-512 ZMM_Hi256",
+        7 => "AVX-512 Hi16_ZMM",
+        8 => "PT",
+        9 => "PK",
+        10 => "PASID",
+        11 => "CET_U",
+        12 => "CET_S",
+        13 => "HDC",
+        14 => "ULI",
+        15 => "LBR",
+        16 => "HWP",
+        17 => "AMX XTILECFG",
+        18 => "AMX XTILEDATA",
+        _ => "reserved",
+    }
+}
+
+/// TDH.MNG.INIT's `check_xfam()` without the CPU: every bit allowed by
+/// XFAM_FIXED0, x87 and SSE set, AVX-512's three components together and
+/// with AVX, CET_U with CET_S, AMX's two together. `Err`: one line.
+pub fn check_xfam(xfam: u64) -> Result<(), String> {
+    let bits = |m: u64| (0..64).filter(move |b| m & (1 << b) != 0);
+    if let Some(b) = bits(xfam & !XFAM_FIXED0).next() {
+        return Err(format!(
+            "XFAM {xfam:#x}: bit {b} ({}) is fixed 0 in the TDX module",
+            xfam_bit_name(b)
+        ));
+    }
+    if xfam & XFAM_FIXED1 != XFAM_FIXED1 {
+        return Err(format!(
+            "XFAM {xfam:#x}: bits 0 and 1 (x87, SSE) are fixed 1 in the TDX module"
+        ));
+    }
+    let has = |b: u32| xfam & (1 << b) != 0;
+    let all_or_none = |bs: &[u32]| bs.iter().all(|&b| has(b)) || !bs.iter().any(|&b| has(b));
+    if !all_or_none(&[5, 6, 7]) || (has(5) && !has(2)) {
+        return Err(format!(
+            "XFAM {xfam:#x}: AVX-512 needs bits 5, 6 and 7 together, and AVX (bit 2)"
+        ));
+    }
+    if !all_or_none(&[11, 12]) {
+        return Err(format!("XFAM {xfam:#x}: CET needs bits 11 and 12 together"));
+    }
+    if !all_or_none(&[17, 18]) {
+        return Err(format!("XFAM {xfam:#x}: AMX needs bits 17 and 18 together"));
+    }
+    Ok(())
+}
+
+/// The state components of `xfam` the CPU (QEMU's CPU model) lacks:
+/// `check_xfam()` takes XCR0 and IA32_XSS as TDH.SYS.INIT found them
+/// supported (CPUID 0xD.0 EDX:EAX, 0xD.1 EDX:ECX). `Err`: one line.
+pub fn check_xfam_cpu(xfam: u64, cpu: &dyn Fn(u32, u32) -> [u32; 4]) -> Result<(), String> {
+    let d0 = cpu(0xd, 0);
+    let d1 = cpu(0xd, 1);
+    let supported = (u64::from(d0[0]) | (u64::from(d0[3]) << 32))
+        | (u64::from(d1[2]) | (u64::from(d1[3]) << 32));
+    let missing = xfam & !supported;
+    let names: Vec<String> = (0..64u32)
+        .filter(|b| missing & (1 << b) != 0)
+        .map(|b| format!("{b} ({})", xfam_bit_name(b)))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "xfam={xfam:#x}: QEMU's CPU model has no XSAVE state component {}, which a TDX \
+         host would need: drop it from xfam=",
+        names.join(", ")
+    ))
+}
+
 /// The XSAVE area size (standard format) for the user components of
 /// `xfam`: what CPUID(0xD,0).EBX says with XCR0 = those components
 /// (`calculate_xsave_area_max_size()`), from the components' offsets and
@@ -355,14 +443,19 @@ impl TdCpuid {
     /// reads, or `None` for a #VE. A leaf above its range's maximum reads
     /// the last basic leaf, outside the hypervisor range.
     pub fn index(&self, leaf: u32, subleaf: u32) -> Option<usize> {
-        let leaf = if !RESERVED.contains(&leaf)
+        lookup(self.resolve(leaf), subleaf).filter(|&i| !CPUID_TABLE[i].faulting)
+    }
+
+    /// The leaf a CPUID of `leaf` reads: one above its range's maximum
+    /// reads the last basic leaf, outside the hypervisor range.
+    pub fn resolve(&self, leaf: u32) -> u32 {
+        if !RESERVED.contains(&leaf)
             && (leaf > self.last_extended_leaf || (LAST_BASE_LEAF + 1..0x8000_0000).contains(&leaf))
         {
             LAST_BASE_LEAF
         } else {
             leaf
-        };
-        lookup(leaf, subleaf).filter(|&i| !CPUID_TABLE[i].faulting)
+        }
     }
 }
 

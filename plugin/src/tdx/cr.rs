@@ -417,7 +417,7 @@ impl TdxModule {
             let cpu = super::cpuid::cpu_of(host);
             CrConfig::new(
                 CrCpu::of(&cpu),
-                super::cpuid_table::xfam_of(&cpu),
+                self.td_xfam(host),
                 vmm.vm().config().td_attributes.0,
             )
         })

@@ -16,8 +16,9 @@
 //! | 4 TDG.MR.REPORT | a TDREPORT_STRUCT of the documented layout, **MAC all zero (unsigned)** |
 //! | 5 TDG.VP.CPUIDVE.SET | CPUID at CPL 0 and/or 3 always raises #VE (`tdg_vp_cpuidve_set.c`) |
 //! | 6 TDG.MEM.PAGE.ACCEPT | the model's Secure EPT (4K, 2M) |
-//! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS, NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
-//! | 11 TDG.SYS.RD | TDX_FEATURES0 (no optional feature) |
+//! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS (REDUCE_VE and friends), NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
+//! | 9/10 TDG.VP.RD/WR | the TDVPS fields a guest may read or write (`metadata.rs`): VCPU_INDEX, CPUID_SUPERVISOR_VE/USER_VE, CPUID_CONTROL, L2_CTLS, TSC_DEADLINE |
+//! | 11 TDG.SYS.RD | TDX_FEATURES0 (TDG_VP_RDWR, CPUID_VIRT_GUEST_CTRL, VE_REDUCTION) |
 //!
 //! | TDVMCALL | here |
 //! |---|---|
@@ -51,6 +52,7 @@ mod cpuid;
 pub mod cpuid_table;
 pub mod cr;
 mod launch;
+pub mod metadata;
 pub mod msr;
 mod report;
 mod stats;
@@ -92,6 +94,8 @@ pub mod leaf {
     pub const MEM_PAGE_ACCEPT: u64 = 6;
     pub const VM_RD: u64 = 7;
     pub const VM_WR: u64 = 8;
+    pub const VP_RD: u64 = 9;
+    pub const VP_WR: u64 = 10;
     pub const SYS_RD: u64 = 11;
 }
 
@@ -102,6 +106,8 @@ pub mod status {
     pub const NO_VALID_VE_INFO: u64 = 0xC000_0704_0000_0000;
     pub const METADATA_FIELD_ID_INCORRECT: u64 = 0xC000_0C00_0000_0000;
     pub const METADATA_FIELD_NOT_WRITABLE: u64 = 0xC000_0C01_0000_0000;
+    pub const METADATA_FIELD_NOT_READABLE: u64 = 0xC000_0C02_0000_0000;
+    pub const METADATA_FIRST_FIELD_ID_IN_CONTEXT: u64 = 0x0000_0C0B_0000_0000;
     pub const METADATA_FIELD_VALUE_NOT_VALID: u64 = 0xC000_0C03_0000_0000;
     /// Operand IDs in bits 31:0 of TDX_OPERAND_INVALID: the register.
     pub const OPERAND_RAX: u64 = 0;
@@ -151,15 +157,33 @@ pub mod field {
     /// guest may name in a write but not change (CONFIG_FLAGS.
     /// FLEXIBLE_PENDING_VE is clear).
     pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
-    /// TD_CTLS.ENUM_TOPOLOGY: the only TD_CTLS bit a guest may change here
-    /// (REDUCE_VE, bit 3, needs the reduced-#VE CPUID behaviour of newer
-    /// modules, which cvmem does not implement: a write of it alone is
-    /// TDX_METADATA_FIELD_NOT_WRITABLE).
+    /// TD_CTLS.ENUM_TOPOLOGY: CPUID 0xB/0x1F and the x2APIC ID MSR are
+    /// virtualized instead of raising #VE.
     pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
+    /// TD_CTLS.VIRT_CPUID2: CPUID 2 is virtualized instead of raising #VE.
+    pub const TD_CTLS_VIRT_CPUID2: u64 = 1 << 2;
+    /// TD_CTLS.REDUCE_VE: #VE reduction (implies ENUM_TOPOLOGY and
+    /// VIRT_CPUID2).
+    pub const TD_CTLS_REDUCE_VE: u64 = 1 << 3;
+    /// TD_CTLS.LOCK: once set, no TD_CTLS bit may change.
+    pub const TD_CTLS_LOCK: u64 = 1 << 63;
+    /// The TD_CTLS bits a guest may write (the TDCS field table's guest
+    /// write mask): the four controls and LOCK.
+    pub const TD_CTLS_GUEST_WRITABLE: u64 = TD_CTLS_PENDING_VE_DISABLE
+        | TD_CTLS_ENUM_TOPOLOGY
+        | TD_CTLS_VIRT_CPUID2
+        | TD_CTLS_REDUCE_VE
+        | TD_CTLS_LOCK;
+    /// TDX_FEATURES0.TDG_VP_RDWR (bit 3): TDG.VP.RD and TDG.VP.WR.
+    pub const TDX_FEATURES0_TDG_VP_RDWR: u64 = 1 << 3;
+    /// TDX_FEATURES0.CPUID_VIRT_GUEST_CTRL (bit 5): TDVPS.CPUID_CONTROL.
+    pub const TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL: u64 = 1 << 5;
+    /// TDX_FEATURES0.VE_REDUCTION (bit 30): TD_CTLS.REDUCE_VE is offered.
+    pub const TDX_FEATURES0_VE_REDUCTION: u64 = 1 << 30;
 }
 
 /// Per-vCPU state of the module.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TdVcpu {
     /// The #VE information of a #VE not yet read by TDG.VP.VEINFO.GET,
     /// with the instruction length of an instruction-caused #VE (0 for an
@@ -171,9 +195,40 @@ struct TdVcpu {
     /// IA32_DEBUGCTL, which the module keeps in the TD's VMCS (an exit
     /// for every access; see `msr.rs`).
     debugctl: u64,
-    /// TDG.VP.CPUIDVE.SET: every CPUID at CPL 0 (bit 0) or above (bit 1)
-    /// raises #VE (`tdvps.management.cpuid_supervisor_ve/user_ve`).
-    cpuid_ve: u64,
+    /// TDVPS.CPUID_SUPERVISOR_VE and CPUID_USER_VE (TDG.VP.CPUIDVE.SET,
+    /// TDG.VP.WR): every CPUID at CPL 0, or above, raises #VE if not 0.
+    cpuid_supervisor_ve: u8,
+    cpuid_user_ve: u8,
+    /// TDVPS.CPUID_CONTROL, by the module's CPUID lookup index: bit 0 a
+    /// #VE for that leaf at CPL 0, bit 1 above.
+    cpuid_control: [u8; 128],
+    /// TDVPS.L2_CTLS and TSC_DEADLINE, per VM (0 the TD, 1-3 L2 VMs, none
+    /// of which a KVM TD has): what TDG.VP.WR stored.
+    l2_ctls: [u64; 4],
+    tsc_deadline: [u64; 4],
+    /// MSR_SMI_COUNT as the guest wrote it under REDUCE_VE (TDVPS).
+    smi_count: u64,
+    /// IA32_MISC_ENABLE once the guest wrote it under REDUCE_VE (TDVPS).
+    misc_enable: Option<u64>,
+}
+
+impl Default for TdVcpu {
+    /// As TDH.VP.INIT leaves it (`init_tdvps_fields()`: TSC_DEADLINE of
+    /// the TD itself all ones).
+    fn default() -> TdVcpu {
+        TdVcpu {
+            ve: None,
+            initialized: false,
+            debugctl: 0,
+            cpuid_supervisor_ve: 0,
+            cpuid_user_ve: 0,
+            cpuid_control: [0; 128],
+            l2_ctls: [0; 4],
+            tsc_deadline: [u64::MAX, 0, 0, 0],
+            smi_count: 0,
+            misc_enable: None,
+        }
+    }
 }
 
 /// The modelled TDX module of one TD.
@@ -205,6 +260,8 @@ pub struct TdxModule {
     pub accept: AcceptPolicy,
     /// `map-gpa-chunk=`.
     pub map_gpa_chunk: u64,
+    /// `xfam=`; `None`: the CPU model's components.
+    pub xfam: Option<u64>,
     /// Counters.
     pub stats: TdxStats,
 }
@@ -241,8 +298,22 @@ impl TdxModule {
             td_cpuid: OnceLock::new(),
             accept,
             map_gpa_chunk,
+            xfam: None,
             stats: TdxStats::default(),
         }
+    }
+
+    /// The TD's XFAM: `xfam=`, or every component QEMU's CPU model has (as
+    /// QEMU's `tdx-guest` builds TD_PARAMS from the CPU model).
+    fn td_xfam(&self, host: &dyn Host) -> u64 {
+        self.xfam
+            .unwrap_or_else(|| cpuid_table::xfam_of(&cpuid::cpu_of(host)))
+    }
+
+    /// TD_CTLS as the guest set it, without PENDING_VE_DISABLE (which
+    /// follows ATTRIBUTES): what CPUID and MSR virtualization consult.
+    fn td_ctls_set(&self) -> u64 {
+        self.td_ctls.load(Ordering::Relaxed)
     }
 
     /// Whether the TD runs (TDH.MR.FINALIZE done).
@@ -370,6 +441,9 @@ impl Flavour for TdxModule {
         cpu: &dyn CpuModel,
         _fx: &mut Effects,
     ) -> Result<(), String> {
+        if let Some(xfam) = self.xfam {
+            cpuid_table::check_xfam_cpu(xfam, &|l, s| cpu.cpuid(l, s))?;
+        }
         self.check_tdvf(vmm, cpu)
     }
 

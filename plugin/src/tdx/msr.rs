@@ -260,7 +260,13 @@ pub const MSR_TABLE: [MsrEntry; 134] = [
 pub mod index {
     #![allow(missing_docs)]
     pub const APIC_BASE: u32 = 0x1b;
+    pub const SMI_COUNT: u32 = 0x34;
     pub const FEAT_CTL: u32 = 0x3a;
+    pub const PPIN_CTL: u32 = 0x4e;
+    pub const BIOS_UPDT_TRIG: u32 = 0x79;
+    pub const BIOS_SIGN_ID: u32 = 0x8b;
+    pub const PLATFORM_INFO: u32 = 0xce;
+    pub const X2APIC_ID: u32 = 0x802;
     pub const MKTME_PARTITIONING: u32 = 0x87;
     pub const XAPIC_DISABLE_STATUS: u32 = 0xbd;
     pub const ARCH_CAPABILITIES: u32 = 0x10a;
@@ -320,6 +326,10 @@ pub struct TdMsrConfig {
     pub mktme: bool,
     /// IA32_XSS bits the CPU supports: CPUID(0xD,1) EDX:ECX.
     pub xss_supported: u64,
+    /// TD_CTLS.REDUCE_VE, as the guest has it set now.
+    pub reduce_ve: bool,
+    /// TD_CTLS.ENUM_TOPOLOGY, likewise.
+    pub enum_topology: bool,
 }
 
 /// XFAM bits (XCR0/IA32_XSS numbering).
@@ -350,7 +360,24 @@ impl TdMsrConfig {
             tme: bit(l7[2], 13),
             mktme: bit(l7[3], 18),
             xss_supported: u64::from(ld1[2]) | (u64::from(ld1[3]) << 32),
+            reduce_ve: false,
+            enum_topology: false,
         }
+    }
+
+    /// This TD's configuration under TD_CTLS `ctls`: REDUCE_VE, and the
+    /// CPUID flags `update_mutable_cpuid_flags()` clears with it (no
+    /// FEATURE_PARAVIRT_CTLS in cvmem): DCA, TSC deadline, TME, PCONFIG.
+    pub fn with_td_ctls(mut self, ctls: u64) -> TdMsrConfig {
+        self.reduce_ve = ctls & super::field::TD_CTLS_REDUCE_VE != 0;
+        self.enum_topology = ctls & super::field::TD_CTLS_ENUM_TOPOLOGY != 0;
+        if self.reduce_ve {
+            self.dca = false;
+            self.tsc_deadline = false;
+            self.tme = false;
+            self.mktme = false;
+        }
+        self
     }
 
     /// `is_msr_dynamic_bit_cleared()`: whether a dynamic bit is cleared
@@ -400,14 +427,36 @@ impl TdMsrConfig {
         if !covered_by_bitmap(msr) {
             return MsrClass::Ve;
         }
+        if ctls_msr(self, msr, write).is_some() {
+            return MsrClass::Module;
+        }
         let Some(entry) = lookup(msr) else {
-            return MsrClass::Ve;
+            // An MSR the table does not name: #VE (CONFIG_PARAVIRT), #GP
+            // under REDUCE_VE (`rd_wr_msr_generic_case()`). The x2APIC
+            // registers the CPU does not virtualize (ID, version, LDR,
+            // SVR, ESR, ICR, the LVT and timer) stay #VE: a guest cannot
+            // send an IPI otherwise, and the module's newer MSR table
+            // (not published with its source) lists them with action VE.
+            return if self.reduce_ve && !X2APIC.contains(&msr) {
+                MsrClass::Gp
+            } else {
+                MsrClass::Ve
+            };
         };
         let (bit, action) = if write { entry.wr } else { entry.rd };
         if bit == Bit::Fixed0 || self.dynamic_cleared(bit, msr) {
             return MsrClass::Native;
         }
         match action {
+            // The VMX capability MSRs the module does not emulate: #GP
+            // under REDUCE_VE (`td_rdmsr_exit()`).
+            Action::Ve
+                if !write
+                    && self.reduce_ve
+                    && (index::VMX_FIRST..=index::VMX_LAST).contains(&msr) =>
+            {
+                MsrClass::Gp
+            }
             Action::Ve => MsrClass::Ve,
             Action::Gp => MsrClass::Gp,
             Action::GpOrVe => self.gp_or_ve(msr),
@@ -417,6 +466,81 @@ impl TdMsrConfig {
             Action::Fatal => MsrClass::Gp,
         }
     }
+}
+
+/// The x2APIC MSR range.
+pub const X2APIC: std::ops::RangeInclusive<u32> = 0x800..=0x8ff;
+
+/// An access `td_rdmsr_exit()`/`td_wrmsr_exit()` of a module with #VE
+/// reduction handle before the table, by TD_CTLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtlsMsr {
+    /// RDMSR reads this value.
+    Read(u64),
+    /// RDMSR reads the vCPU's SMI count (TDVPS), 0 until written.
+    ReadSmiCount,
+    /// WRMSR sets the vCPU's SMI count (not the CPU's).
+    WriteSmiCount,
+    /// WRMSR is dropped.
+    Ignore,
+    /// WRMSR of IA32_MISC_ENABLE, checked and kept in TDVPS
+    /// ([`misc_enable_write`]).
+    MiscEnable,
+}
+
+/// The module's REDUCE_VE and ENUM_TOPOLOGY special cases
+/// (`td_rdmsr_exit()`, `td_wrmsr_exit()`): `None` where the table decides.
+pub fn ctls_msr(cfg: &TdMsrConfig, msr: u32, write: bool) -> Option<CtlsMsr> {
+    if msr == index::X2APIC_ID && !write {
+        // The virtual x2APIC ID; the caller reads it.
+        return cfg.enum_topology.then_some(CtlsMsr::Read(0));
+    }
+    if !cfg.reduce_ve {
+        return None;
+    }
+    Some(match (msr, write) {
+        (index::SMI_COUNT, false) => CtlsMsr::ReadSmiCount,
+        (index::SMI_COUNT, true) => CtlsMsr::WriteSmiCount,
+        // Locked.
+        (index::FEAT_CTL | index::PPIN_CTL, false) => CtlsMsr::Read(1),
+        (index::BIOS_SIGN_ID, false) => CtlsMsr::Read(0xffff_ffff),
+        (index::BIOS_SIGN_ID | index::BIOS_UPDT_TRIG, true) => CtlsMsr::Ignore,
+        (index::PLATFORM_INFO, false) => CtlsMsr::Read(0),
+        (index::MISC_ENABLE, true) => CtlsMsr::MiscEnable,
+        _ => return None,
+    })
+}
+
+/// The outcome of a module-emulated WRMSR of IA32_MISC_ENABLE under
+/// REDUCE_VE (`wrmsr_ia32_misc_enable()`): `Ok` the value TDVPS keeps,
+/// `Err` #GP (`true`) or #VE (`false`). `old` is the vCPU's value.
+pub fn misc_enable_write(old: u64, value: u64) -> Result<u64, bool> {
+    // Bits that are #GP(0) unless 0 (the ABI spec's table).
+    const GP_ON_NON_0: u64 = 0xffff_ffff_ff3a_e776;
+    const PERFMON_AVAILABLE: u64 = 1 << 7;
+    const BTS_UNAVAILABLE: u64 = 1 << 11;
+    const PEBS_UNAVAILABLE: u64 = 1 << 12;
+    const EST: u64 = 1 << 16;
+    const MONITOR_FSM: u64 = 1 << 18;
+    const LIMIT_CPUID_MAXVAL: u64 = 1 << 22;
+    const XTPR_MESSAGE_DISABLE: u64 = 1 << 23;
+    if value & GP_ON_NON_0 != 0 {
+        return Err(true);
+    }
+    let read_only = PERFMON_AVAILABLE | BTS_UNAVAILABLE | PEBS_UNAVAILABLE;
+    let value = (value & !read_only) | (old & read_only);
+    // A cvmem TD has no EST (under REDUCE_VE without
+    // FEATURE_PARAVIRT_CTLS) and no xTPR update control.
+    if value & EST != 0 {
+        return Err(true);
+    }
+    if (value ^ old) & MONITOR_FSM != 0 || value & LIMIT_CPUID_MAXVAL != 0 {
+        return Err(false);
+    }
+    if value & XTPR_MESSAGE_DISABLE != 0 {
+        return Err(true);
+    }
+    Ok(value)
 }
 
 /// What an RDMSR or WRMSR does in a TD.
@@ -656,7 +780,7 @@ impl TdxModule {
             let cpu = super::cpuid::cpu_of(host);
             let value =
                 |leaf, sub| super::cpuid_table::lookup(leaf, sub).map_or([0; 4], |i| td.values[i]);
-            let xfam = super::cpuid_table::xfam_of(&cpu);
+            let xfam = self.td_xfam(host);
             let mut cfg = TdMsrConfig::new(vmm.vm().config().td_attributes.0, xfam, &value);
             // IA32_XSS bits the CPU supports (`ia32_xss_supported_mask`,
             // TDH.SYS.INIT), not the TD's virtual CPUID.
@@ -675,8 +799,13 @@ impl TdxModule {
             return InsnAction::Decline;
         }
         self.vcpu_enter(cx.vcpu, cx.host);
-        let cfg = self.msr_config(cx.vmm, cx.host);
+        let cfg = self
+            .msr_config(cx.vmm, cx.host)
+            .with_td_ctls(self.td_ctls_set());
         let m = cx.regs.gpr[gpr::RCX] as u32;
+        if let Some(special) = ctls_msr(&cfg, m, write) {
+            return self.ctls_msr_insn(cx, special, m);
+        }
         match cfg.classify(m, write) {
             MsrClass::Native => InsnAction::Decline,
             MsrClass::Gp => gp0(),
@@ -685,7 +814,15 @@ impl TdxModule {
                 let Some(slot) = self.vcpus.get(cx.vcpu as usize) else {
                     return gp0();
                 };
-                let debugctl = slot.lock().debugctl;
+                let (debugctl, misc_enable) = {
+                    let v = slot.lock();
+                    (v.debugctl, v.misc_enable)
+                };
+                if let (false, Some(value), index::MISC_ENABLE) = (write, misc_enable, m) {
+                    cx.regs.gpr[gpr::RAX] = value & 0xffff_ffff;
+                    cx.regs.gpr[gpr::RDX] = value >> 32;
+                    return InsnAction::Done;
+                }
                 if write {
                     let value =
                         (cx.regs.gpr[gpr::RDX] << 32) | (cx.regs.gpr[gpr::RAX] & 0xffff_ffff);
@@ -707,6 +844,47 @@ impl TdxModule {
                 }
             }
         }
+    }
+
+    /// An access [`ctls_msr`] names, as the module emulates it.
+    fn ctls_msr_insn(&self, cx: &mut Ctx<'_>, special: CtlsMsr, m: u32) -> InsnAction {
+        let Some(slot) = self.vcpus.get(cx.vcpu as usize) else {
+            return gp0();
+        };
+        let value = (cx.regs.gpr[gpr::RDX] << 32) | (cx.regs.gpr[gpr::RAX] & 0xffff_ffff);
+        let read = match special {
+            CtlsMsr::Read(_) if m == index::X2APIC_ID => {
+                u64::from(super::cpuid::x2apic_id(cx.host))
+            }
+            CtlsMsr::Read(v) => v,
+            CtlsMsr::ReadSmiCount => slot.lock().smi_count,
+            CtlsMsr::WriteSmiCount => {
+                slot.lock().smi_count = value;
+                return InsnAction::Done;
+            }
+            CtlsMsr::Ignore => return InsnAction::Done,
+            CtlsMsr::MiscEnable => {
+                let cfg = self.msr_config(cx.vmm, cx.host);
+                let mut v = slot.lock();
+                let old = v
+                    .misc_enable
+                    .unwrap_or_else(|| module_rdmsr(&cfg, index::MISC_ENABLE, 0, cx.host));
+                return match misc_enable_write(old, value) {
+                    Ok(new) => {
+                        v.misc_enable = Some(new);
+                        InsnAction::Done
+                    }
+                    Err(true) => gp0(),
+                    Err(false) => {
+                        drop(v);
+                        self.msr_ve(cx, true)
+                    }
+                };
+            }
+        };
+        cx.regs.gpr[gpr::RAX] = read & 0xffff_ffff;
+        cx.regs.gpr[gpr::RDX] = read >> 32;
+        InsnAction::Done
     }
 
     /// The #VE of an MSR access: exit reason 31 or 32, qualification 0
@@ -976,5 +1154,122 @@ mod tests {
             ),
             (1, 2)
         );
+    }
+
+    /// REDUCE_VE (td_msr_access.c of a module with #VE reduction): MSRs
+    /// the table does not name are #GP instead of #VE, the x2APIC
+    /// registers excepted; the module answers the BIOS, SMI count,
+    /// FEATURE_CONTROL and PLATFORM_INFO MSRs itself; VMX capability MSRs
+    /// it does not emulate are #GP; the TSC deadline MSR follows the
+    /// cleared CPUID bit. ENUM_TOPOLOGY alone makes the x2APIC ID readable.
+    #[test]
+    fn reduce_ve_turns_config_paravirt_ves_into_gp_or_emulation() {
+        let base = cvmem_td();
+        let on = base.with_td_ctls(field::TD_CTLS_REDUCE_VE | field::TD_CTLS_ENUM_TOPOLOGY);
+        use MsrClass::{Gp, Module, Ve};
+        #[rustfmt::skip]
+        let cases: &[(u32, bool, MsrClass, MsrClass)] = &[
+            // msr, write, REDUCE_VE off, on
+            (0x34, false, Ve, Module),    // SMI_COUNT
+            (0x34, true, Ve, Module),
+            (0x3a, false, Ve, Module),    // FEATURE_CONTROL: 1 (locked)
+            (0x3a, true, Ve, Gp),
+            (0x4e, false, Ve, Module),    // PPIN_CTL
+            (0x79, true, Ve, Module),     // BIOS_UPDT_TRIG: dropped
+            (0x8b, false, Ve, Module),    // BIOS_SIGN_ID
+            (0xce, false, Ve, Module),    // PLATFORM_INFO
+            (0x1a0, true, Ve, Module),    // MISC_ENABLE
+            (0x2ff, false, Ve, Gp),       // MTRR_DEF_TYPE: not in the table
+            (0x481, false, Ve, Gp),       // VMX_PINBASED_CTLS
+            (0x6e0, false, Ve, Gp),       // TSC_DEADLINE (if the CPU has it)
+            (0x802, false, Ve, Module),   // x2APIC ID
+            (0x830, true, Ve, Ve),        // x2APIC ICR stays #VE
+            (0x10, true, Ve, Ve),         // TSC write: NON_CONFIG_PARAVIRT
+            (0x4000_0000, false, Ve, Ve), // outside the bitmap
+            (0x800, false, Gp, Gp),
+        ];
+        let mut with_deadline = base;
+        with_deadline.tsc_deadline = true;
+        for &(m, write, off, reduced) in cases {
+            let cfg = if m == 0x6e0 { with_deadline } else { base };
+            assert_eq!(cfg.classify(m, write), off, "{m:#x} {write}");
+            let on = if m == 0x6e0 {
+                with_deadline.with_td_ctls(field::TD_CTLS_REDUCE_VE)
+            } else {
+                on
+            };
+            assert_eq!(on.classify(m, write), reduced, "{m:#x} {write} REDUCE_VE");
+        }
+        let topo = base.with_td_ctls(field::TD_CTLS_ENUM_TOPOLOGY);
+        assert_eq!(topo.classify(0x802, false), Module);
+        assert_eq!(topo.classify(0x2ff, false), Ve);
+        assert_eq!(ctls_msr(&on, 0x3a, false), Some(CtlsMsr::Read(1)));
+        assert_eq!(ctls_msr(&on, 0x8b, false), Some(CtlsMsr::Read(0xffff_ffff)));
+        // IA32_MISC_ENABLE writes (wrmsr_ia32_misc_enable()).
+        let old = 1 | (1 << 7) | (1 << 11) | (1 << 12);
+        assert_eq!(misc_enable_write(old, 1), Ok(old));
+        assert_eq!(misc_enable_write(old, 1 << 2), Err(true), "#GP bit");
+        assert_eq!(misc_enable_write(old, old | (1 << 16)), Err(true), "EST");
+        assert_eq!(
+            misc_enable_write(old, old | (1 << 18)),
+            Err(false),
+            "MONITOR"
+        );
+        assert_eq!(misc_enable_write(old, old | (1 << 23)), Err(true), "xTPR");
+    }
+
+    #[test]
+    fn reduce_ve_set_by_the_guest_changes_what_an_msr_access_does() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let host = FakeHost::new();
+        access(&kvm, 0x1000, Access::Read);
+        let ve = |a: InsnAction| matches!(a, InsnAction::Fault(f) if f.vector == vector::VE);
+        assert!(ve(msr_insn(&kvm, &host, false, 0x8b)));
+        let _ = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        let reduce = field::TD_CTLS_REDUCE_VE;
+        let r = call(
+            &kvm,
+            &host,
+            leaf::VM_WR,
+            &[
+                (gpr::RDX, field::TD_CTLS),
+                (gpr::R8, reduce),
+                (gpr::R9, reduce),
+            ],
+        );
+        assert_eq!(r.gpr[gpr::RAX], 0);
+        let mut regs = Regs {
+            insn_len: 2,
+            cr0: CR0_PG | 1,
+            ..Regs::default()
+        };
+        regs.gpr[gpr::RCX] = 0x8b;
+        assert_eq!(
+            kvm.insn(0, Insn::Rdmsr, &mut regs, &host).0,
+            InsnAction::Done
+        );
+        assert_eq!((regs.gpr[gpr::RAX], regs.gpr[gpr::RDX]), (0xffff_ffff, 0));
+        // SMI_COUNT keeps what the guest wrote.
+        regs.gpr[gpr::RCX] = 0x34;
+        regs.gpr[gpr::RAX] = 7;
+        assert_eq!(
+            kvm.insn(0, Insn::Wrmsr, &mut regs, &host).0,
+            InsnAction::Done
+        );
+        regs.gpr[gpr::RAX] = 0;
+        assert_eq!(
+            kvm.insn(0, Insn::Rdmsr, &mut regs, &host).0,
+            InsnAction::Done
+        );
+        assert_eq!(regs.gpr[gpr::RAX], 7);
+        // The x2APIC ID is QEMU's CPUID(0xB).EDX.
+        regs.gpr[gpr::RCX] = 0x802;
+        assert_eq!(
+            kvm.insn(0, Insn::Rdmsr, &mut regs, &host).0,
+            InsnAction::Done
+        );
+        assert_eq!(regs.gpr[gpr::RAX], u64::from(host.cpuid(0xb, 0)[3]));
+        assert_eq!(msr_insn(&kvm, &host, false, 0x2ff), gp0());
+        assert!(ve(msr_insn(&kvm, &host, true, 0x830)));
     }
 }

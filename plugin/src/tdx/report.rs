@@ -112,8 +112,7 @@ impl TdxModule {
         let mut r = [0u8; TDREPORT_LEN];
         // TDINFO_STRUCT at 512.
         let attributes = vmm.vm().tdx_vp_info(VcpuId(0)).map_or(0, |i| i.rdx);
-        let xcr0 = host.cpuid(0xd, 0);
-        let xfam = u64::from(xcr0[0]) | u64::from(xcr0[3]) << 32;
+        let xfam = self.td_xfam(host);
         {
             let td = &mut r[512..];
             td[0..8].copy_from_slice(&attributes.to_le_bytes());

@@ -46,9 +46,14 @@ impl TdxModule {
             }
             leaf::VM_RD => self.vm_rd(vmm, regs),
             leaf::VM_WR => self.vm_wr(vmm, regs),
+            leaf::VP_RD => self.vp_rd_wr(vcpu, regs, false),
+            leaf::VP_WR => self.vp_rd_wr(vcpu, regs, true),
             leaf::SYS_RD => {
                 if regs.gpr[gpr::RDX] == field::TDX_FEATURES0 {
-                    regs.gpr[gpr::R8] = 0;
+                    // The optional features cvmem implements.
+                    regs.gpr[gpr::R8] = field::TDX_FEATURES0_TDG_VP_RDWR
+                        | field::TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL
+                        | field::TDX_FEATURES0_VE_REDUCTION;
                     0
                 } else {
                     status::METADATA_FIELD_ID_INCORRECT
@@ -133,7 +138,9 @@ impl TdxModule {
         }
         match self.vcpus.get(vcpu as usize) {
             Some(v) => {
-                v.lock().cpuid_ve = rcx;
+                let mut v = v.lock();
+                v.cpuid_supervisor_ve = (rcx & 1) as u8;
+                v.cpuid_user_ve = ((rcx >> 1) & 1) as u8;
                 0
             }
             None => operand_invalid(status::OPERAND_RAX),
@@ -145,7 +152,7 @@ impl TdxModule {
             field::CONFIG_FLAGS => 0,
             field::TD_CTLS => self.td_ctls(vmm),
             field::NOTIFY_ENABLES => self.notify_enables.load(Ordering::Relaxed),
-            field::TOPOLOGY_ENUM_CONFIGURED => 1,
+            field::TOPOLOGY_ENUM_CONFIGURED => u64::from(TOPOLOGY_ENUM_CONFIGURED),
             _ => return status::METADATA_FIELD_ID_INCORRECT,
         };
         regs.gpr[gpr::R8] = value;
@@ -166,18 +173,15 @@ impl TdxModule {
 
     /// TDG.VM.WR: RDX field, R8 value, R9 write mask; R8 returns the old
     /// value. As the module's `md_td_write_element()` (metadata_td.c): a
-    /// mask with no bit the guest may write is TDX_METADATA_FIELD_NOT_WRITABLE
-    /// (Linux's reduce_unnecessary_ve() learns so that REDUCE_VE is not
-    /// there); a change to a bit the mask names but the guest may not write,
-    /// or to TD_CTLS.PENDING_VE_DISABLE without FLEXIBLE_PENDING_VE, is
-    /// TDX_METADATA_FIELD_VALUE_NOT_VALID.
+    /// mask with no bit the guest may write is TDX_METADATA_FIELD_NOT_WRITABLE;
+    /// a change to a bit the mask names but the guest may not write, or to
+    /// TD_CTLS.PENDING_VE_DISABLE without FLEXIBLE_PENDING_VE, is
+    /// TDX_METADATA_FIELD_VALUE_NOT_VALID. TD_CTLS then gets the module's
+    /// special write handling ([`td_ctls_write`]).
     pub(super) fn vm_wr(&self, vmm: &Vmm, regs: &mut Regs) -> u64 {
         let (value, request) = (regs.gpr[gpr::R8], regs.gpr[gpr::R9]);
         let (cell, writable) = match regs.gpr[gpr::RDX] {
-            field::TD_CTLS => (
-                &self.td_ctls,
-                field::TD_CTLS_PENDING_VE_DISABLE | field::TD_CTLS_ENUM_TOPOLOGY,
-            ),
+            field::TD_CTLS => (&self.td_ctls, field::TD_CTLS_GUEST_WRITABLE),
             field::NOTIFY_ENABLES => (&self.notify_enables, 1),
             field::CONFIG_FLAGS | field::TOPOLOGY_ENUM_CONFIGURED => {
                 return status::METADATA_FIELD_NOT_WRITABLE
@@ -205,7 +209,13 @@ impl TdxModule {
             if (old ^ value) & forbidden != 0 {
                 return None;
             }
-            Some(((old & !m) | (value & m)) & !fixed_mask)
+            let new = (old & !m) | (value & m);
+            let new = if id == field::TD_CTLS {
+                td_ctls_write(old, new)?
+            } else {
+                new
+            };
+            Some(new & !fixed_mask)
         });
         let Ok(stored) = updated else {
             return status::METADATA_FIELD_VALUE_NOT_VALID;
@@ -214,6 +224,33 @@ impl TdxModule {
         regs.gpr[gpr::R8] = old;
         0
     }
+}
+
+/// Whether the VMM configured every vCPU's x2APIC ID
+/// (TDCS.TOPOLOGY_ENUM_CONFIGURED): KVM gives each vCPU its ID at
+/// TDH.VP.INIT, so a KVM TD always has it.
+const TOPOLOGY_ENUM_CONFIGURED: bool = true;
+
+/// The module's special write handling of TD_CTLS by a guest
+/// (`md_td_write_element()`, case MD_TDCS_TD_CTLS_FIELD_ID, TDX module
+/// releases with #VE reduction): with LOCK set nothing may change;
+/// REDUCE_VE turns ENUM_TOPOLOGY and VIRT_CPUID2 on with it; ENUM_TOPOLOGY
+/// needs TOPOLOGY_ENUM_CONFIGURED. `None`: TDX_METADATA_FIELD_VALUE_NOT_VALID.
+pub(super) fn td_ctls_write(old: u64, new: u64) -> Option<u64> {
+    if old & field::TD_CTLS_LOCK != 0 {
+        return (new == old).then_some(old);
+    }
+    let mut new = new;
+    if new & field::TD_CTLS_REDUCE_VE != 0 {
+        new |= field::TD_CTLS_ENUM_TOPOLOGY | field::TD_CTLS_VIRT_CPUID2;
+    }
+    if new & field::TD_CTLS_ENUM_TOPOLOGY != 0 && !TOPOLOGY_ENUM_CONFIGURED {
+        return None;
+    }
+    if new & !field::TD_CTLS_GUEST_WRITABLE != 0 {
+        return None;
+    }
+    Some(new)
 }
 
 /// The bits of a TD-scope field that a guest write mask may name but not
@@ -379,10 +416,6 @@ mod tests {
         // Bits the guest may not write must keep their value.
         let r = wr(field::TD_CTLS, u64::MAX, u64::MAX);
         assert_eq!(r.gpr[gpr::RAX], status::METADATA_FIELD_VALUE_NOT_VALID);
-        // REDUCE_VE (bit 3) alone: nothing writable in the mask (Linux's
-        // reduce_unnecessary_ve() then enables ENUM_TOPOLOGY).
-        let r = wr(field::TD_CTLS, 1 << 3, 1 << 3);
-        assert_eq!(r.gpr[gpr::RAX], status::METADATA_FIELD_NOT_WRITABLE);
         let r = wr(field::TD_CTLS, topology, topology);
         assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, pending));
         assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], pending | topology);
@@ -393,6 +426,40 @@ mod tests {
         let r = wr(field::TD_CTLS, pending, pending | topology);
         assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, pending | topology));
         assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], pending);
+        // REDUCE_VE (Linux's reduce_unnecessary_ve()) brings ENUM_TOPOLOGY
+        // and VIRT_CPUID2 with it.
+        let reduce = field::TD_CTLS_REDUCE_VE;
+        let cpuid2 = field::TD_CTLS_VIRT_CPUID2;
+        let r = wr(field::TD_CTLS, reduce, reduce);
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, pending));
+        let all = pending | topology | cpuid2 | reduce;
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], all);
+        // ENUM_TOPOLOGY cannot be cleared under REDUCE_VE; REDUCE_VE can.
+        let r = wr(field::TD_CTLS, 0, topology);
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, all));
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], all);
+        assert_eq!(wr(field::TD_CTLS, 0, reduce).gpr[gpr::RAX], 0);
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], pending | topology | cpuid2);
+        // Reserved bits are not writable.
+        assert_eq!(
+            wr(field::TD_CTLS, 1 << 4, 1 << 4).gpr[gpr::RAX],
+            status::METADATA_FIELD_NOT_WRITABLE
+        );
+        // LOCK: from then on only writes that change nothing succeed.
+        let lock = field::TD_CTLS_LOCK;
+        assert_eq!(wr(field::TD_CTLS, lock, lock).gpr[gpr::RAX], 0);
+        let locked = pending | topology | cpuid2 | lock;
+        assert_eq!(
+            wr(field::TD_CTLS, reduce, reduce).gpr[gpr::RAX],
+            status::METADATA_FIELD_VALUE_NOT_VALID
+        );
+        assert_eq!(
+            wr(field::TD_CTLS, 0, lock).gpr[gpr::RAX],
+            status::METADATA_FIELD_VALUE_NOT_VALID
+        );
+        let r = wr(field::TD_CTLS, topology, topology);
+        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, locked));
+        assert_eq!(rd(field::TD_CTLS).gpr[gpr::R8], locked);
         let td0 = td(MEM, 0);
         let r = call(&td0, &host, leaf::VM_RD, &[(gpr::RDX, field::TD_CTLS)]);
         assert_eq!(r.gpr[gpr::R8], 0, "SEPT_VE_DISABLE clear");
@@ -418,6 +485,14 @@ mod tests {
             leaf::SYS_RD,
             &[(gpr::RDX, field::TDX_FEATURES0)],
         );
-        assert_eq!((r.gpr[gpr::RAX], r.gpr[gpr::R8]), (0, 0));
+        assert_eq!(
+            (r.gpr[gpr::RAX], r.gpr[gpr::R8]),
+            (
+                0,
+                field::TDX_FEATURES0_TDG_VP_RDWR
+                    | field::TDX_FEATURES0_CPUID_VIRT_GUEST_CTRL
+                    | field::TDX_FEATURES0_VE_REDUCTION
+            )
+        );
     }
 }

@@ -441,9 +441,9 @@ mod tests {
             r.gpr[gpr::R10],
             crate::vmm::hc::err(crate::vmm::hc::KVM_ENOSYS)
         );
-        // A leaf cvmem does not implement (9, TDG.VP.RD), non-zero version,
-        // CPL 3.
-        let r = call(&kvm, &host, 9, &[]);
+        // A leaf cvmem does not implement (12, TDG.SYS.RDALL), non-zero
+        // version, CPL 3.
+        let r = call(&kvm, &host, 12, &[]);
         assert_eq!(r.gpr[gpr::RAX], operand_invalid(0));
         let r = call(&kvm, &host, 1 << 16 | leaf::VP_INFO, &[]);
         assert_eq!(r.gpr[gpr::RAX], operand_invalid(0));
