@@ -49,6 +49,22 @@
  *
  * Outside a TD and an SNP guest nothing is accepted and there is no
  * bitmap; the rest is the same, so the same kernel boots every way.
+ *
+ * In a TD it is also a firmware of its own: efiboot.fd (boot/efiboot-tdvf.S,
+ * boot/efiboot-fd.ld) is a -bios image with TDVF metadata that the TD
+ * starts from as it starts from OVMF, every vCPU at the reset vector:
+ *
+ *   -machine q35 -bios efiboot.fd -kernel vmlinuz -initrd initrd
+ *   -append "console=ttyS0 ..." -fw_cfg name=opt/cvmem/efiboot,string=accept=256M
+ *
+ * Then the RAM and what of it is accepted come from the TD HOB the VMM
+ * wrote (EFI_RESOURCE_SYSTEM_MEMORY accepted, EFI_RESOURCE_MEMORY_UNACCEPTED
+ * not), efiboot's own arguments from the fw_cfg file opt/cvmem/efiboot, the
+ * kernel, initramfs and command line from fw_cfg (by DMA through a shared
+ * bounce buffer), and the APs wait in a mailbox that the MADT's
+ * multiprocessor wakeup structure names, so that the kernel wakes them
+ * (INIT and SIPI do not reach a TD). The chipset's ACPI PM I/O base is
+ * programmed first, as OVMF does, since no BIOS did.
  */
 #include "libcflat.h"
 #include "fw_cfg.h"
@@ -516,6 +532,8 @@ static void fw_cfg_read_dir(void)
 {
 	u8 buf[64];
 
+	if (fw_nfiles)
+		return;
 	fw_cfg_read(FW_CFG_FILE_DIR, buf, 4);
 	u32 count = be32(buf);
 
@@ -930,6 +948,377 @@ static u8 build_e820(u8 *bp)
 	return n;
 }
 
+/* ---- efiboot as a TD's firmware (efiboot.fd) ----------------------------- */
+
+/*
+ * boot/efiboot-fd.ld and boot/efiboot-tdvf.S; weak, as the Multiboot
+ * build (efiboot.elf) has neither and never gets here.
+ */
+#define FD_SYM __attribute__((weak))
+extern char __td_hob[] FD_SYM, __td_hob_size[] FD_SYM, __fd_size[] FD_SYM;
+extern char __park_start[] FD_SYM, __park_end[] FD_SYM;
+extern char efiboot_mailbox[] FD_SYM, efiboot_park_reset[] FD_SYM;
+extern volatile u32 park_release FD_SYM, park_ncpus FD_SYM, park_apic_ids[MAX_CPUS] FD_SYM;
+
+/* Where accepted memory ends in the TD HOB (EFI_RESOURCE_SYSTEM_MEMORY). */
+static u64 hob_accepted_end;
+
+#define HOB_TYPE_HANDOFF 0x0001
+#define HOB_TYPE_RESOURCE_DESCRIPTOR 0x0003
+#define HOB_TYPE_END_OF_HOB_LIST 0xffff
+#define HOB_RESOURCE_SYSTEM_MEMORY 0x00000000
+#define HOB_RESOURCE_MEMORY_UNACCEPTED 0x00000007
+#define HOB_PHIT_SIZE 56
+#define HOB_RESOURCE_SIZE 48
+
+/*
+ * The TD HOB (UEFI PI spec vol. 3 §5; QEMU hw/i386/tdvf-hob.c lays it out):
+ * a PHIT, then resource descriptors. System memory becomes accepted RAM,
+ * unaccepted memory RAM that accept_memory() accepts below the boundary.
+ * The VMM wrote it and chose RCX: both are checked against the TD_HOB
+ * section the image asked for, and a malformed list stops the boot.
+ */
+static void read_td_hob(u64 hob_pa)
+{
+	u64 base = ptr_to_pa(__td_hob), size = (u64)__td_hob_size, off = 0;
+	const u8 *h = pa_to_ptr(base);
+	int ram = 0;
+
+	if (hob_pa != base)
+		fail("the TD HOB is at %lx (RCX), not in the TD_HOB section at %lx", hob_pa, base);
+	if (get16(h, 0) != HOB_TYPE_HANDOFF || get16(h, 2) < HOB_PHIT_SIZE)
+		fail("the TD HOB at %lx does not start with a PHIT", base);
+	for (;;) {
+		u16 type, len;
+
+		if (off + 8 > size)
+			fail("the TD HOB has no end-of-list HOB within its %lx bytes", size);
+		type = get16(h, off);
+		len = get16(h, off + 2);
+		if (type == HOB_TYPE_END_OF_HOB_LIST)
+			break;
+		if (len < 8 || (len & 7) || off + len > size)
+			fail("the TD HOB's entry at +%lx (type %x) has length %u", off, type, len);
+		if (type == HOB_TYPE_RESOURCE_DESCRIPTOR && len >= HOB_RESOURCE_SIZE) {
+			u32 rtype = get32(h, off + 24);
+			u64 start = get64(h, off + 32), length = get64(h, off + 40);
+
+			if (start + length < start || (start | length) & (PAGE_SIZE - 1))
+				fail("the TD HOB lists memory %lx+%lx", start, length);
+			if (rtype == HOB_RESOURCE_SYSTEM_MEMORY || rtype == HOB_RESOURCE_MEMORY_UNACCEPTED) {
+				region_set(start, start + length, E820_TYPE_RAM, EFI_CONVENTIONAL_MEMORY);
+				ram++;
+				if (rtype == HOB_RESOURCE_SYSTEM_MEMORY && start + length > hob_accepted_end)
+					hob_accepted_end = start + length;
+			}
+		}
+		off += len;
+	}
+	if (!ram)
+		fail("the TD HOB lists no memory");
+}
+
+/*
+ * In a TD started from efiboot.fd unaccepted memory begins at @boundary
+ * but not below what is accepted already: the image and its sections
+ * (from 1 MiB to __image_end) and the HOB's system memory.
+ */
+static u64 tdvf_unaccepted_start(u64 boundary)
+{
+	u64 low = boot_info.image_end_pa > hob_accepted_end ? boot_info.image_end_pa : hob_accepted_end;
+
+	low = ALIGN_UP(low, UNIT_SIZE);
+	return boundary < low ? low : boundary;
+}
+
+/* efiboot's arguments as firmware: the fw_cfg file opt/cvmem/efiboot. */
+static void read_efiboot_args(void)
+{
+	static char args[256];
+	struct fw_file *f;
+
+	if (!fw_cfg_present())
+		fail("no fw_cfg device: cannot load the kernel");
+	fw_cfg_read_dir();
+	f = fw_file("opt/cvmem/efiboot");
+	if (!f)
+		return;
+	if (f->size >= sizeof(args))
+		fail("opt/cvmem/efiboot has %u bytes, more than %zu", f->size, sizeof(args) - 1);
+	fw_cfg_read(f->select, args, f->size);
+	args[f->size] = 0;
+	boot_set_cmdline(args);
+}
+
+/* PCI configuration mechanism #1. */
+static u32 pci_read32(u32 bdf, u32 reg)
+{
+	outl(0x80000000u | bdf << 8 | (reg & 0xfc), 0xcf8);
+	return inl(0xcfc);
+}
+
+static void pci_write32(u32 bdf, u32 reg, u32 v)
+{
+	outl(0x80000000u | bdf << 8 | (reg & 0xfc), 0xcf8);
+	outl(v, 0xcfc);
+}
+
+#define PCI_BDF(dev, fn) ((dev) << 3 | (fn))
+#define ACPI_PM_BASE 0x600 /* where SeaBIOS and OVMF put it */
+
+/*
+ * The ACPI PM registers' I/O base, as firmware sets it before it reads
+ * QEMU's ACPI tables (whose FADT takes it from the chipset at that read):
+ * q35's ICH9 LPC PMBASE and ACPI_CNTL.ACPI_EN (OVMF's PlatformPei), or
+ * i440fx's PIIX4 PMBA and PMREGMISC. Without it the kernel cannot power
+ * the VM off.
+ */
+static void acpi_pm_enable(void)
+{
+	u32 host = pci_read32(PCI_BDF(0, 0), 0);
+
+	if (host == 0x29c08086) { /* q35 MCH: LPC at 0:1f.0 */
+		pci_write32(PCI_BDF(0x1f, 0), 0x40, ACPI_PM_BASE | 1);
+		pci_write32(PCI_BDF(0x1f, 0), 0x44, pci_read32(PCI_BDF(0x1f, 0), 0x44) | 0x80);
+	} else if (host == 0x12378086) { /* i440fx: PIIX4 PM at 0:1.3 */
+		pci_write32(PCI_BDF(1, 3), 0x40, ACPI_PM_BASE | 1);
+		pci_write32(PCI_BDF(1, 3), 0x80, pci_read32(PCI_BDF(1, 3), 0x80) | 1);
+	} else {
+		printf("efiboot: unknown host bridge %x: ACPI PM registers left alone\n", host);
+	}
+}
+
+/* ---- fw_cfg by DMA ------------------------------------------------------ */
+
+#define FW_CFG_KERNEL_SIZE 0x08
+#define FW_CFG_INITRD_SIZE 0x0b
+#define FW_CFG_KERNEL_DATA 0x11
+#define FW_CFG_INITRD_DATA 0x12
+#define FW_CFG_CMDLINE_SIZE 0x14
+#define FW_CFG_CMDLINE_DATA 0x15
+#define FW_CFG_SETUP_SIZE 0x17
+#define FW_CFG_SETUP_DATA 0x18
+#define DMA_WINDOW_VA (4ul << 30) /* above the boot identity map */
+
+/*
+ * A device writes only shared memory of a TD: the DMA descriptor and a
+ * 2 MiB bounce buffer are converted to shared (MapGPA) and mapped through
+ * their shared alias at DMA_WINDOW_VA; each chunk is copied to its
+ * private destination. The device is given the GPA without the shared
+ * bit, as Linux's DMA API gives a TD's devices (phys_to_dma_unencrypted()).
+ */
+static struct {
+	u64 bounce_pa, desc_pa;
+	u8 *bounce;
+	volatile struct fw_cfg_dma_access *desc;
+	bool td;
+} dma;
+
+static void fw_cfg_dma_begin(bool td)
+{
+	if (!(fw_cfg_features() & FW_CFG_VERSION_DMA))
+		fail("fw_cfg has no DMA interface");
+	dma.td = td;
+	dma.bounce_pa = phys_alloc_pages_aligned(SZ_2M / PAGE_SIZE, SZ_2M);
+	dma.desc_pa = phys_alloc_pages(1);
+	if (!dma.bounce_pa || !dma.desc_pa)
+		fail("no memory for the fw_cfg DMA buffers");
+	if (!td) {
+		dma.bounce = pa_to_ptr(dma.bounce_pa);
+		dma.desc = pa_to_ptr(dma.desc_pa);
+		return;
+	}
+	if (tdx_map_gpa(dma.bounce_pa, SZ_2M, true) || tdx_map_gpa(dma.desc_pa, PAGE_SIZE, true))
+		fail("MapGPA of the fw_cfg DMA buffers to shared failed");
+	install_large_page(boot_pml4(), DMA_WINDOW_VA, dma.bounce_pa | tdx_shared_mask(),
+			   PT_PRESENT | PT_WRITABLE);
+	install_page(boot_pml4(), DMA_WINDOW_VA + SZ_2M, dma.desc_pa | tdx_shared_mask(),
+		     PT_PRESENT | PT_WRITABLE);
+	dma.bounce = (u8 *)DMA_WINDOW_VA;
+	dma.desc = (void *)(DMA_WINDOW_VA + SZ_2M);
+}
+
+/* Reads @len bytes of item @key into @dst, 2 MiB at a time. */
+static void fw_cfg_dma_item(u16 key, u8 *dst, u64 len)
+{
+	u32 select = (u32)key << 16 | FW_CFG_DMA_CTL_SELECT;
+
+	while (len) {
+		u32 n = len < SZ_2M ? (u32)len : (u32)SZ_2M, ctl;
+
+		dma.desc->control = __builtin_bswap32(select | FW_CFG_DMA_CTL_READ);
+		dma.desc->length = __builtin_bswap32(n);
+		dma.desc->address = __builtin_bswap64(dma.bounce_pa);
+		/* The high half latches; writing the low half starts the transfer. */
+		outl(__builtin_bswap32((u32)(dma.desc_pa >> 32)), FW_CFG_PORT_DMA);
+		outl(__builtin_bswap32((u32)dma.desc_pa), FW_CFG_PORT_DMA + 4);
+		ctl = __builtin_bswap32(dma.desc->control);
+		if (ctl)
+			fail("fw_cfg DMA read of item %x: control %x", key, ctl);
+		memcpy(dst, dma.bounce, n);
+		dst += n;
+		len -= n;
+		select = 0; /* go on where the last read ended */
+	}
+}
+
+/* The buffers back to private and accepted, as RAM the kernel may use. */
+static void fw_cfg_dma_end(void)
+{
+	if (!dma.td)
+		return;
+	if (tdx_map_gpa(dma.bounce_pa, SZ_2M, false) || tdx_map_gpa(dma.desc_pa, PAGE_SIZE, false))
+		fail("MapGPA of the fw_cfg DMA buffers back to private failed");
+	td_accept(dma.bounce_pa, dma.bounce_pa + SZ_2M);
+	td_accept(dma.desc_pa, dma.desc_pa + PAGE_SIZE);
+}
+
+static u32 fw_cfg_u32(u16 key)
+{
+	u8 b[4];
+
+	fw_cfg_read(key, b, 4);
+	return get32(b, 0);
+}
+
+/*
+ * The kernel QEMU's -kernel put in fw_cfg (x86_load_linux(): the setup
+ * sectors with the header, then the protected-mode part), put together
+ * again as one bzImage in mods[0]; the initramfs in mods[1]. Returns how
+ * many there are; *cmdline is -append.
+ */
+static int load_fw_cfg_kernel(struct module *mods, bool td, const char **cmdline)
+{
+	static char args[4096];
+	u32 setup = fw_cfg_u32(FW_CFG_SETUP_SIZE), kernel = fw_cfg_u32(FW_CFG_KERNEL_SIZE);
+	u32 initrd = fw_cfg_u32(FW_CFG_INITRD_SIZE), clen = fw_cfg_u32(FW_CFG_CMDLINE_SIZE);
+	u64 pa;
+	int n = 1;
+
+	if (!setup || !kernel)
+		fail("fw_cfg holds no kernel: give one with -kernel");
+	if (clen >= sizeof(args))
+		fail("the kernel command line has %u bytes, more than %zu", clen, sizeof(args) - 1);
+	fw_cfg_read(FW_CFG_CMDLINE_DATA, args, clen);
+	args[clen] = 0;
+	*cmdline = args;
+
+	fw_cfg_dma_begin(td);
+	pa = phys_alloc_pages(((u64)setup + kernel + PAGE_SIZE - 1) / PAGE_SIZE);
+	if (!pa)
+		fail("no memory for the kernel (%u bytes)", setup + kernel);
+	fw_cfg_dma_item(FW_CFG_SETUP_DATA, pa_to_ptr(pa), setup);
+	fw_cfg_dma_item(FW_CFG_KERNEL_DATA, pa_to_ptr(pa + setup), kernel);
+	mods[0] = (struct module){ pa, pa + setup + kernel, "" };
+	if (initrd) {
+		pa = phys_alloc_pages(((u64)initrd + PAGE_SIZE - 1) / PAGE_SIZE);
+		if (!pa)
+			fail("no memory for the initramfs (%u bytes)", initrd);
+		fw_cfg_dma_item(FW_CFG_INITRD_DATA, pa_to_ptr(pa), initrd);
+		mods[1] = (struct module){ pa, pa + initrd, "" };
+		n = 2;
+	}
+	fw_cfg_dma_end();
+	return n;
+}
+
+/* ---- the MADT multiprocessor wakeup structure --------------------------- */
+
+#define ACPI_HDR 36
+#define MADT_ENTRIES 44
+#define MADT_LOCAL_APIC 0
+#define MADT_LOCAL_X2APIC 9
+#define MADT_MP_WAKEUP 0x10
+#define MADT_MP_WAKEUP_SIZE_V1 24
+#define MADT_MP_WAKEUP_VERSION_V1 1
+
+/* The RSDT's or XSDT's pointer to the table with @sig: its address, 0 if none. */
+static u8 *acpi_sdt_slot(u8 *sdt, const char *sig, u32 width)
+{
+	u32 len = get32(sdt, 4);
+
+	for (u32 off = ACPI_HDR; off + width <= len; off += width) {
+		u64 pa = 0;
+
+		memcpy(&pa, sdt + off, width);
+		if (pa && !memcmp(pa_to_ptr(pa), sig, 4))
+			return sdt + off;
+	}
+	return NULL;
+}
+
+/*
+ * Parks the APs: reads the vCPUs' APIC IDs from QEMU's MADT (its processor
+ * entries in vCPU index order, as build_madt() lists possible_cpus), so
+ * that each AP knows which mailbox requests are its own, and replaces the
+ * MADT by a copy with a multiprocessor wakeup structure, version 1 (ACPI
+ * 6.5 §5.2.12.19: the mailbox address, and the reset vector Linux sends a
+ * CPU it offlines to, acpi_mp_setup_reset()). Then lets the APs into the
+ * mailbox loop (boot/efiboot-tdvf.S).
+ */
+static void park_aps(u64 rsdp_pa)
+{
+	u8 *rsdp = pa_to_ptr(rsdp_pa), *slots[2] = { NULL, NULL }, *madt = NULL, *copy;
+	u32 widths[2] = { 4, 8 }, len, n = 0;
+	u64 pa;
+
+	if (get32(rsdp, 16))
+		slots[0] = acpi_sdt_slot(pa_to_ptr(get32(rsdp, 16)), "APIC", 4);
+	if (get8(rsdp, 15) >= 2 && get64(rsdp, 24))
+		slots[1] = acpi_sdt_slot(pa_to_ptr(get64(rsdp, 24)), "APIC", 8);
+	for (int i = 0; i < 2; i++)
+		if (slots[i]) {
+			u64 p = 0;
+
+			memcpy(&p, slots[i], widths[i]);
+			madt = pa_to_ptr(p);
+		}
+	if (!madt)
+		fail("QEMU's ACPI tables have no MADT");
+	len = get32(madt, 4);
+	for (u32 off = MADT_ENTRIES; off + 2 <= len && get8(madt, off + 1) >= 2;
+	     off += get8(madt, off + 1)) {
+		u8 type = get8(madt, off);
+
+		if (n == MAX_CPUS)
+			break;
+		if (type == MADT_LOCAL_APIC)
+			park_apic_ids[n++] = get8(madt, off + 3);
+		else if (type == MADT_LOCAL_X2APIC)
+			park_apic_ids[n++] = get32(madt, off + 4);
+	}
+
+	pa = phys_alloc_pages((len + MADT_MP_WAKEUP_SIZE_V1 + PAGE_SIZE - 1) / PAGE_SIZE);
+	if (!pa)
+		fail("no memory for the MADT");
+	copy = memcpy(pa_to_ptr(pa), madt, len);
+	memset(copy + len, 0, MADT_MP_WAKEUP_SIZE_V1);
+	put8(copy, len, MADT_MP_WAKEUP);
+	put8(copy, len + 1, MADT_MP_WAKEUP_SIZE_V1);
+	put16(copy, len + 2, MADT_MP_WAKEUP_VERSION_V1);
+	put64(copy, len + 8, ptr_to_pa(efiboot_mailbox));
+	put64(copy, len + 16, ptr_to_pa(efiboot_park_reset));
+	put32(copy, 4, len + MADT_MP_WAKEUP_SIZE_V1);
+	put8(copy, 9, 0);
+	put8(copy, 9, checksum(copy, len + MADT_MP_WAKEUP_SIZE_V1));
+	for (int i = 0; i < 2; i++) {
+		u8 *sdt;
+
+		if (!slots[i])
+			continue;
+		memcpy(slots[i], &pa, widths[i]);
+		sdt = pa_to_ptr(i ? get64(rsdp, 24) : get32(rsdp, 16));
+		put8(sdt, 9, 0);
+		put8(sdt, 9, checksum(sdt, get32(sdt, 4)));
+	}
+
+	park_ncpus = n;
+	barrier();
+	park_release = 1;
+	printf("efiboot: TDVF: %u vCPUs in the MADT; APs wait in the mailbox at %lx (MADT %lx)\n", n,
+	       ptr_to_pa(efiboot_mailbox), pa);
+}
+
 /* The boot GDT of the 64-bit protocol: __BOOT_CS = 0x10, __BOOT_DS = 0x18. */
 static const u64 boot_gdt[] __attribute__((aligned(16))) = {
 	0,
@@ -972,24 +1361,32 @@ int main(void)
 	void *unaccepted = NULL;
 	u8 *bp;
 	char *cmd;
-	const char *args;
+	const char *args = "";
 	u32 hdr_len, memmap_size;
-	bool td = is_tdx_guest(), smbios3 = false, cvm;
+	bool td = is_tdx_guest(), smbios3 = false, cvm, tdvf = boot_info.td_hob_pa != 0;
 	extern char __image_start[], __image_end[];
-	int nmods;
+	int nmods = 0;
 
-	read_multiboot_map(boot_info.mbi_pa);
-	nmods = read_modules(boot_info.mbi_pa, mods, 2);
-	if (nmods < 1)
-		fail("no kernel: give it as the first -initrd module (\"vmlinuz ARGS,initrd\")");
-	image = pa_to_ptr(mods[0].start);
-	if (mods[0].end - mods[0].start < 0x1000 || get16(image, HDR_BOOT_FLAG) != 0xaa55 ||
-	    memcmp(image + HDR_HEADER, "HdrS", 4))
-		fail("module 1 is not a bzImage (no HdrS header)");
-	if (get16(image, HDR_VERSION) < 0x20c || !(get16(image, HDR_XLOADFLAGS) & XLF_KERNEL_64) ||
-	    !get8(image, HDR_RELOCATABLE))
-		fail("the kernel has no 64-bit entry (boot protocol %x, xloadflags %x)",
-		     get16(image, HDR_VERSION), get16(image, HDR_XLOADFLAGS));
+	if (tdvf) {
+		/* Started as a TD's firmware (efiboot.fd): see the top. */
+		if (!td)
+			fail("efiboot.fd runs as a TD's firmware only");
+		read_efiboot_args();
+		read_td_hob(boot_info.td_hob_pa);
+		region_set(0x100000000ul - (u64)__fd_size, 0x100000000ul, E820_TYPE_RESERVED,
+			   EFI_RESERVED_TYPE);
+	} else {
+		read_multiboot_map(boot_info.mbi_pa);
+		nmods = read_modules(boot_info.mbi_pa, mods, 2);
+		if (nmods < 1)
+			fail("no kernel: give it as the first -initrd module (\"vmlinuz ARGS,initrd\")");
+		/* The command line: module 1's string after its file name. */
+		args = mods[0].string;
+		while (*args && *args != ' ')
+			args++;
+		while (*args == ' ')
+			args++;
+	}
 
 	boundary = cmdline_u64("accept", ~0ul);
 	if (boundary != ~0ul && (boundary & (UNIT_SIZE - 1)))
@@ -1001,16 +1398,40 @@ int main(void)
 	 */
 	snp = is_snp_guest();
 	cvm = td || snp;
-	if (cvm) {
+	if (tdvf) {
+		boundary = tdvf_unaccepted_start(boundary);
+		unaccepted_bytes = accept_memory(boundary);
+		nmods = load_fw_cfg_kernel(mods, td, &args);
+	} else if (cvm) {
 		if (boundary != ~0ul)
 			boundary = td ? td_unaccepted_start(boundary) : snp_unvalidated_start(boundary);
 		unaccepted_bytes = accept_memory(boundary);
 	} else if (boundary != ~0ul)
 		printf("efiboot: neither a TD nor an SNP guest: accept=%lx has no effect\n", boundary);
 
+	image = pa_to_ptr(mods[0].start);
+	if (mods[0].end - mods[0].start < 0x1000 || get16(image, HDR_BOOT_FLAG) != 0xaa55 ||
+	    memcmp(image + HDR_HEADER, "HdrS", 4))
+		fail("module 1 is not a bzImage (no HdrS header)");
+	if (get16(image, HDR_VERSION) < 0x20c || !(get16(image, HDR_XLOADFLAGS) & XLF_KERNEL_64) ||
+	    !get8(image, HDR_RELOCATABLE))
+		fail("the kernel has no 64-bit entry (boot protocol %x, xloadflags %x)",
+		     get16(image, HDR_VERSION), get16(image, HDR_XLOADFLAGS));
+
 	/* The loader image itself: the kernel may not land on it early. */
 	region_set(ptr_to_pa(__image_start), ALIGN_UP(ptr_to_pa(__image_end), PAGE_SIZE),
 		   E820_TYPE_RAM, EFI_LOADER_CODE);
+	/*
+	 * As firmware: the park area (the mailbox, the APs' loop and page
+	 * tables) stays the firmware's while the OS runs, ACPI NVS as OVMF
+	 * types it, which a TD's kernel maps private (ioremap of ACPI NVS is
+	 * encrypted: __ioremap_check_encrypted()).
+	 */
+	if (tdvf) {
+		region_set(ptr_to_pa(__park_start), ptr_to_pa(__park_end), E820_TYPE_NVS,
+			   EFI_ACPI_MEMORY_NVS);
+		acpi_pm_enable();
+	}
 
 	/*
 	 * Firmware data, all in one run of the bump allocator: typed ACPI.
@@ -1022,6 +1443,8 @@ int main(void)
 		fail("no room for the firmware tables below accept=%lx (free memory starts at %lx)",
 		     boundary, fw_start);
 	rsdp = build_acpi_tables();
+	if (tdvf)
+		park_aps(rsdp);
 	smbios = build_smbios(&smbios3);
 	if (unaccepted_bytes)
 		unaccepted = build_unaccepted_table(boundary);
@@ -1056,7 +1479,7 @@ int main(void)
 	memcpy(pa_to_ptr(load), image + setup_bytes, mods[0].end - mods[0].start - setup_bytes);
 	region_set(load, load + init_size, E820_TYPE_RAM, EFI_LOADER_DATA);
 
-	/* The initramfs stays where QEMU put it (below the kernel, accepted). */
+	/* The initramfs stays where QEMU or fw_cfg put it (accepted). */
 	if (nmods > 1) {
 		initrd = mods[1].start;
 		initrd_size = mods[1].end - mods[1].start;
@@ -1070,12 +1493,6 @@ int main(void)
 	put32(bp, BP_EXT_RAMDISK_IMAGE, (u32)(initrd >> 32));
 	put32(bp, BP_EXT_RAMDISK_SIZE, (u32)(initrd_size >> 32));
 
-	/* The command line: module 1's string after its file name. */
-	args = mods[0].string;
-	while (*args && *args != ' ')
-		args++;
-	while (*args == ' ')
-		args++;
 	cmd = pa_to_ptr(cmd_pa);
 	snprintf(cmd, PAGE_SIZE, "%s%sefi=noruntime", args, *args ? " " : "");
 	if (strlen(cmd) > get32(image, HDR_CMDLINE_SIZE))

@@ -18,6 +18,7 @@
 #define MB_MAGIC 0x1badb002
 #define MB_FLAGS 0x00000003 /* bit 0: page-align modules, bit 1: want mem_* */
 #define MB_BOOT_MAGIC 0x2badb002
+#define TDVF_BOOT_MAGIC 0x46564454 /* "TDVF" */
 
 #define CR0_PE (1 << 0)
 #define CR0_MP (1 << 1)
@@ -171,6 +172,32 @@ _start:
 1:	movl %eax, boot_private_pdes
 .Lsnp_done:
 
+	jmp build_page_tables
+
+	/*
+	 * The boot vCPU of a TD started from a TDVF image (boot/efiboot-tdvf.S
+	 * jumps here from the reset vector): 32-bit protected mode with paging
+	 * off in the state TDH.VP.INIT gives it, ECX the TD HOB's address.
+	 * EFER already has LME and NXE (the module's initial 0x901), and
+	 * CPUID, which may be a #VE in a TD, must wait for the IDT. There is
+	 * no SEV here. runtime_start() gets TDVF_BOOT_MAGIC and the HOB.
+	 */
+	.globl tdvf_start32
+tdvf_start32:
+	cli
+	cld
+	movl %ecx, %esi
+	movl $TDVF_BOOT_MAGIC, %ebp
+	movl $__bss_start, %edi
+	movl $__bss_end, %ecx
+	subl %edi, %ecx
+	shrl $2, %ecx
+	xorl %eax, %eax
+	rep stosl
+	movl $boot_stack_top, %esp
+	movl $(EFER_LME | EFER_NXE), boot_efer
+
+build_page_tables:
 	/* PML4[0] -> PDPT, PDPT[0..3] -> 4 PDs, PD entries: 2 MiB identity pages. */
 	movl $boot_pdpt, %eax
 	orl $(PTE_P | PTE_W), %eax

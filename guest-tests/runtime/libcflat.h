@@ -101,11 +101,14 @@ struct boot_info {
 	u64 ram_end_pa;    /* 1 MiB + mem_upper: end of the RAM the allocator uses */
 	u64 image_end_pa;  /* first byte after the loaded image (bss included) */
 	const char *cmdline; /* a copy; QEMU puts the kernel file name first */
+	u64 td_hob_pa;     /* started from a TDVF image: the TD HOB (else 0) */
 };
 extern struct boot_info boot_info;
 
 /* True if the command line (QEMU -append) holds `word` as a whole token. */
 bool cmdline_has(const char *word); /* words: separated by spaces or commas */
+/* Replaces the command line (an image started as firmware has none). */
+void boot_set_cmdline(const char *cmdline);
 /*
  * The value of the word `key=VALUE` on the command line: a pointer to VALUE
  * in the copy, not terminated (it ends at a space, a comma or the end), and

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #define MB_BOOT_MAGIC 0x2badb002
+#define TDVF_BOOT_MAGIC 0x46564454 /* boot.S tdvf_start32: a TD from a TDVF image */
 
 /* Multiboot v1 info block: the fields used here, by byte offset. */
 #define MBI_FLAGS 0
@@ -99,6 +100,11 @@ static u64 parse_multiboot(u32 mbi_pa)
 	if (flags & MBI_FLAG_LOADER_NAME)
 		end = loader_string_end(end, read_u32_pa(mbi_pa, MBI_BOOT_LOADER_NAME));
 	return end;
+}
+
+void boot_set_cmdline(const char *cmdline)
+{
+	snprintf(cmdline_copy, sizeof(cmdline_copy), "%s", cmdline);
 }
 
 const char *cmdline_value(const char *key, size_t *len)
@@ -194,7 +200,7 @@ bool cmdline_has(const char *word)
 
 void runtime_start(u32 magic, u32 mbi_pa)
 {
-	bool multiboot = magic == MB_BOOT_MAGIC;
+	bool multiboot = magic == MB_BOOT_MAGIC, tdvf = magic == TDVF_BOOT_MAGIC;
 
 	/* First: everything below may use this CPU's per-CPU area (GS). */
 	percpu_init_bsp();
@@ -214,6 +220,19 @@ void runtime_start(u32 magic, u32 mbi_pa)
 		u64 free_pa = parse_multiboot(mbi_pa);
 
 		phys_alloc_init(ALIGN_UP(free_pa, PAGE_SIZE), boot_info.ram_end_pa);
+	} else if (tdvf) {
+		/*
+		 * A firmware image (boot/efiboot-tdvf.S): no loader data, no
+		 * command line. The image (its TempMem and TD HOB sections
+		 * included) ends at __image_end; the allocator's memory above it
+		 * may still be unaccepted, which the image's main() sees to
+		 * before it allocates (the TD HOB says what is).
+		 */
+		boot_info.td_hob_pa = mbi_pa;
+		boot_info.image_end_pa = (u64)(uintptr_t)__image_end;
+		boot_info.cmdline = cmdline_copy;
+		boot_info.ram_end_pa = BOOT_IDENTITY_MAP_END;
+		phys_alloc_init(ALIGN_UP(boot_info.image_end_pa, PAGE_SIZE), boot_info.ram_end_pa);
 	}
 	snp_init_bsp();
 	serial_init();
@@ -224,7 +243,7 @@ void runtime_start(u32 magic, u32 mbi_pa)
 	outb(0xff, 0x21);
 	outb(0xff, 0xa1);
 
-	if (!multiboot) {
+	if (!multiboot && !tdvf) {
 		report(false, "booted with magic %x, not Multiboot's %x", magic, MB_BOOT_MAGIC);
 		exit(1);
 	}

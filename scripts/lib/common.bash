@@ -83,10 +83,12 @@ cvmem_need_linux() {
 #                     hands the kernel (module 1) and initramfs (module 2)
 #                     EFI boot information (unaccepted memory, ACPI)
 cvmem_linux_cmdline() {
-  local qemu=$1 append=$2 boot=${3:-seabios} kargs
+  local qemu=$1 append=$2 boot=${3:-seabios} vmtype=${4:-none} kargs
   kargs="console=ttyS0 panic=-1${append:+ $append}"
   local machine=pc
   [[ "$boot" != ovmf* ]] || machine=q35
+  # A TD's efiboot is a firmware (efiboot.fd), started as OVMF is.
+  if [[ "$boot" == efiboot* ]] && [ "$vmtype" = tdx ]; then machine=q35 boot="efiboot-fd${boot#efiboot}"; fi
   CVMEM_CMD=("$qemu" -machine $machine -cpu max -m 1G -display none -nodefaults
              -serial stdio -no-reboot "${CVMEM_FIRMWARE_ARGS[@]}")
   case "$boot" in
@@ -99,6 +101,15 @@ cvmem_linux_cmdline() {
                   -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
     seabios)
       CVMEM_CMD+=(-kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
+    efiboot-fd|efiboot-fd\ *)
+      # guest-tests/boot/efiboot-tdvf.S: the TD starts from efiboot.fd at
+      # the reset vector, which loads the kernel through fw_cfg and takes
+      # its own arguments from the fw_cfg file opt/cvmem/efiboot.
+      local args=${boot#efiboot-fd}; args=${args# }
+      CVMEM_CMD+=(-device isa-debug-exit,iobase=0xf4,iosize=0x04
+                  -bios "$CVMEM_GUEST_BUILD/efiboot.fd" -kernel "$CVMEM_LINUX/vmlinuz"
+                  -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs")
+      [ -z "$args" ] || CVMEM_CMD+=(-fw_cfg "name=opt/cvmem/efiboot,string=${args//,/,,}") ;;
     efiboot|efiboot\ *)
       # Multiboot modules are "FILE ARGS" separated by commas (",," for one).
       local mod1="$CVMEM_LINUX/vmlinuz $kargs" mod2="$CVMEM_LINUX/initrd.cpio"

@@ -21,7 +21,9 @@ pub struct Paths {
     pub qemu: PathBuf,
     /// libcvmem.so.
     pub plugin: PathBuf,
-    /// guest-tests/boot/efiboot.c's image, when the loader is efiboot.
+    /// guest-tests/boot/efiboot.c's image, when the loader is efiboot: for
+    /// a TD efiboot.fd, a firmware with TDVF metadata
+    /// (guest-tests/boot/efiboot-tdvf.S), else the Multiboot efiboot.elf.
     pub efiboot: Option<PathBuf>,
 }
 
@@ -99,7 +101,9 @@ pub fn linux_cmdline(cfg: &RunConfig) -> String {
 /// of waiting paused for a monitor nobody is at.
 pub fn plugin_args(cfg: &RunConfig) -> Vec<String> {
     let mut a = vec![format!("vm-type={}", cfg.vm_type.name())];
-    if let Some(accept) = cfg.accept {
+    // A TD from efiboot.fd starts with its TDVF sections added, nothing
+    // more: --accept is efiboot's own (see qemu_args()).
+    if let Some(accept) = cfg.accept.filter(|_| !efiboot_firmware(cfg)) {
         a.push(format!("accept={}M", accept >> 20));
     }
     if let Some(t) = &cfg.trace {
@@ -112,6 +116,14 @@ pub fn plugin_args(cfg: &RunConfig) -> Vec<String> {
     a
 }
 
+/// Whether efiboot runs as the TD's firmware (efiboot.fd): every TD's
+/// efiboot does, as a TD starts from TDVF at the reset vector and its APs
+/// wait in a mailbox instead of for INIT-SIPI (issue 19); an SNP guest's
+/// and a default VM's efiboot is a Multiboot image under SeaBIOS.
+pub fn efiboot_firmware(cfg: &RunConfig) -> bool {
+    cfg.firmware == Firmware::Efiboot && cfg.vm_type == VmType::Tdx
+}
+
 /// The QEMU arguments (after the program) of a run.
 pub fn qemu_args(cfg: &RunConfig, paths: &Paths) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
@@ -119,6 +131,7 @@ pub fn qemu_args(cfg: &RunConfig, paths: &Paths) -> Vec<String> {
     // OVMF and TDVF run on q35, as QEMU's TDX and SNP documentation has it.
     let machine = match cfg.firmware {
         Firmware::Path(_) => "q35",
+        _ if efiboot_firmware(cfg) => "q35",
         _ => "pc",
     };
     push(&["-machine", machine, "-cpu", cpu_model(cfg.vm_type)]);
@@ -160,6 +173,25 @@ pub fn qemu_args(cfg: &RunConfig, paths: &Paths) -> Vec<String> {
             }
             if let Some(s) = &cfg.append {
                 push(&["-append", s]);
+            }
+        }
+        (Some((k, KernelKind::BzImage)), Firmware::Efiboot) if efiboot_firmware(cfg) => {
+            // efiboot.fd is the TD's firmware: the kernel, initrd and
+            // command line reach it through fw_cfg as OVMF's do, its own
+            // arguments through the fw_cfg file opt/cvmem/efiboot.
+            let fd = paths.efiboot.as_deref().unwrap_or(Path::new("efiboot.fd"));
+            push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+            push(&["-bios", &lossy(fd)]);
+            push(&["-kernel", &lossy(k)]);
+            if let Some(i) = &cfg.initrd {
+                push(&["-initrd", &lossy(i)]);
+            }
+            push(&["-append", &linux_cmdline(cfg)]);
+            if let Some(a) = cfg.accept {
+                push(&[
+                    "-fw_cfg",
+                    &format!("name=opt/cvmem/efiboot,string=accept={}M", a >> 20),
+                ]);
             }
         }
         (Some((k, KernelKind::BzImage)), Firmware::Efiboot) => {
@@ -322,8 +354,36 @@ mod tests {
     }
 
     #[test]
-    fn efiboot_linux() {
+    fn efiboot_is_a_tds_firmware() {
         let mut cfg = linux(VmType::Tdx, Firmware::Efiboot);
+        cfg.accept = Some(256 << 20);
+        cfg.smp = Some(4);
+        cfg.append = Some("a=b,c".into());
+        let mut p = paths();
+        p.efiboot = Some("/t/guest-tests/efiboot.fd".into());
+        let a = qemu_args(&cfg, &p);
+        assert_eq!(opt(&a, "-machine"), Some("q35"));
+        assert_eq!(opt(&a, "-bios"), Some("/t/guest-tests/efiboot.fd"));
+        assert_eq!(opt(&a, "-kernel"), Some("/k/vmlinuz"));
+        assert_eq!(opt(&a, "-initrd"), Some("/k/initrd.cpio"));
+        assert_eq!(opt(&a, "-append"), Some("console=ttyS0 panic=-1 a=b,c"));
+        assert_eq!(
+            opt(&a, "-fw_cfg"),
+            Some("name=opt/cvmem/efiboot,string=accept=256M")
+        );
+        assert_eq!(opt(&a, "-smp"), Some("4"));
+        // The launch adds the TDVF sections only: no accept= for the plugin.
+        assert_eq!(
+            opt(&a, "-plugin"),
+            Some("/t/libcvmem.so,vm-type=tdx,vm-stop=exit")
+        );
+        cfg.accept = None;
+        assert_eq!(opt(&qemu_args(&cfg, &p), "-fw_cfg"), None);
+    }
+
+    #[test]
+    fn efiboot_linux() {
+        let mut cfg = linux(VmType::Snp, Firmware::Efiboot);
         cfg.accept = Some(256 << 20);
         cfg.smp = Some(2);
         cfg.append = Some("a=b,c".into());
@@ -341,7 +401,7 @@ mod tests {
         assert_eq!(opt(&a, "-smp"), Some("2"));
         assert_eq!(
             opt(&a, "-plugin"),
-            Some("/t/libcvmem.so,vm-type=tdx,accept=256M,vm-stop=exit")
+            Some("/t/libcvmem.so,vm-type=snp,accept=256M,vm-stop=exit")
         );
         cfg.accept = None;
         cfg.initrd = None;

@@ -304,8 +304,11 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
                 opts.kernel.as_deref().unwrap_or(Path::new("")).display()
             ))
         }
+        // A TD's efiboot is its firmware (efiboot.fd), given the kernel
+        // through fw_cfg; elsewhere it is a Multiboot image under SeaBIOS,
+        // whose module strings are "FILE ARGS": no space in FILE.
+        (Firmware::Efiboot, Some(KernelKind::BzImage)) if vm_type == VmType::Tdx => {}
         (Firmware::Efiboot, Some(KernelKind::BzImage)) => {
-            // Multiboot module strings are "FILE ARGS": no space in FILE.
             for p in [&opts.kernel, &opts.initrd].into_iter().flatten() {
                 if p.to_string_lossy().contains(' ') {
                     return no(format!(
@@ -694,9 +697,14 @@ mod tests {
             ..RunOptions::default()
         };
         assert!(refused(&o).contains("Multiboot"));
-        let mut o = linux(VmType::Tdx);
+        // Multiboot modules ("FILE ARGS") under SeaBIOS cannot name a path
+        // with a space; a TD's efiboot.fd takes the kernel through fw_cfg.
+        let mut o = linux(VmType::Snp);
         o.kernel = Some("my dir/vmlinuz".into());
         assert!(refused(&o).contains("space"));
+        o.vm_type = Some(VmType::Tdx);
+        assert_eq!(check(&o, &files()).unwrap().firmware, Firmware::Efiboot);
+        o.vm_type = Some(VmType::Snp);
         o.firmware = Some(Firmware::Seabios);
         assert!(
             check(&o, &files()).is_ok(),

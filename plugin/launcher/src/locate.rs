@@ -106,26 +106,33 @@ pub fn plugin() -> Result<PathBuf> {
 }
 
 /// guest-tests/boot/efiboot.c's image, built (with the guest tests) into
-/// `$CVMEM_GUEST_BUILD` or target/guest-tests by `make -C guest-tests`.
-pub fn efiboot() -> Result<PathBuf> {
+/// `$CVMEM_GUEST_BUILD` or target/guest-tests by `make -C guest-tests`:
+/// efiboot.fd, a TD's firmware, when `firmware` (cmdline::efiboot_firmware),
+/// else the Multiboot efiboot.elf.
+pub fn efiboot(firmware: bool) -> Result<PathBuf> {
     let out = env_path("CVMEM_GUEST_BUILD").unwrap_or_else(|| tree().join("target/guest-tests"));
+    let image = out.join(if firmware {
+        "efiboot.fd"
+    } else {
+        "efiboot.elf"
+    });
     let status = Command::new("make")
         .arg("-s")
         .arg("-C")
         .arg(tree().join("guest-tests"))
         .arg(format!("O={}", out.display()))
-        .arg(out.join("efiboot.elf"))
+        .arg(&image)
         .stdin(Stdio::null())
         // make's chatter is not the guest's console.
         .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
         .status()
         .context("cannot run make")?;
-    let elf = out.join("efiboot.elf");
-    if !status.success() || !elf.is_file() {
+    if !status.success() || !image.is_file() {
         bail!(
-            "efiboot.elf does not build (make -C guest-tests O={})",
+            "{} does not build (make -C guest-tests O={})",
+            image.display(),
             out.display()
         );
     }
-    Ok(elf)
+    Ok(image)
 }

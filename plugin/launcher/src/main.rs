@@ -149,7 +149,7 @@ fn run(args: RunArgs) -> ExitCode {
             qemu: locate::qemu()?,
             plugin: locate::plugin()?,
             efiboot: match cfg.firmware {
-                Firmware::Efiboot => Some(locate::efiboot()?),
+                Firmware::Efiboot => Some(locate::efiboot(cmdline::efiboot_firmware(&cfg))?),
                 _ => None,
             },
         })
