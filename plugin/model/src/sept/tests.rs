@@ -535,14 +535,14 @@ mod added_as_spans {
         Pfn::new(0x8_0000 + g)
     }
 
-    /// Everything a caller can observe of a Secure EPT.
-    fn view(
-        s: &Sept,
-    ) -> (
+    type View = (
         Vec<(SeptState, PageLevel, bool)>,
         Vec<(GfnRange, SeptState)>,
         u64,
-    ) {
+    );
+
+    /// Everything a caller can observe of a Secure EPT.
+    fn view(s: &Sept) -> View {
         let per_page = (0..UNIVERSE)
             .map(|g| {
                 let (st, l) = s.state(Gfn::new(g));
