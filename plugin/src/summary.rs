@@ -141,6 +141,9 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     );
     trace(plugin, &mut out);
     let _ = writeln!(out, "  run time      {:.3} s", elapsed.as_secs_f64());
+    if let Some(kib) = peak_rss_kib() {
+        let _ = writeln!(out, "  peak RSS      {} MiB (QEMU's VmHWM)", kib / 1024);
+    }
     let panics = CAUGHT_PANICS.load(Ordering::Relaxed);
     if panics > 0 {
         let _ = writeln!(
@@ -373,5 +376,27 @@ mod tests {
             text.lines().last().unwrap().contains(r#""type":"end""#),
             "{text}"
         );
+    }
+}
+
+/// QEMU's peak resident set so far (`VmHWM` of /proc/self/status), in KiB:
+/// what a guest run costs the host, model state included (issue 23).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod peak_rss_tests {
+    #[test]
+    fn vm_hwm_is_read_from_proc_status() {
+        let status = "Name:\tqemu\nVmPeak:\t 9000 kB\nVmHWM:\t  112640 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(super::parse_vm_hwm(status), Some(112640));
+        assert_eq!(super::parse_vm_hwm("VmRSS: 1 kB\n"), None);
     }
 }

@@ -28,12 +28,31 @@
 //! flushes its EPT translations; in cvmem that is a flush of its softTLB
 //! ([`Sept::vcpu_flushed`], called by [`crate::Vm::flush`]).
 //!
+//! # Pages added at launch, as spans
+//!
+//! KVM_TDX_INIT_MEM_REGION premaps every page of the initial image at 4K in
+//! the mirror root and TDH.MEM.PAGE.ADDs it: one Secure-EPT entry (and one
+//! mirror leaf) per 4K page, 16 MB of model state and 0.15 s per GiB when
+//! all RAM is added. The model keeps such pages as spans instead
+//! ([`Sept::page_add_range`]): a span of gfns, the pfn of its first page, and
+//! the 2M regions whose Secure-EPT pages the launch linked. A page in a span
+//! is, for every question asked of the Secure EPT, a MAPPED 4K leaf under a
+//! Secure-EPT page, and for the mirror root a premapped, guest-accessible 4K
+//! leaf ([`crate::Vm::leaves`] lists it). It becomes an entry of its own only
+//! when the pages diverge: the guest's first access to it (the fault installs
+//! the mirror leaf it had from the premap, [`Sept::materialize`]), a SEAMCALL
+//! on it, or a zap (which removes it from the span: BLOCK, TRACK and REMOVE
+//! of a page the guest never reached, see [`Sept::remove_added`]).
+//!
 //! Before TDH.MR.FINALIZE no vCPU runs and the module requires no blocking or
 //! tracking before REMOVE/PROMOTE/DEMOTE (`op_state_is_tlb_tracking_required()`);
 //! KVM's `tdx_track()` returns early then too.
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+mod spans;
+use spans::Spans;
 
 use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT};
 use crate::types::Gpaw;
@@ -338,6 +357,13 @@ pub struct Sept {
     vcpu_epoch: Vec<u64>,
     finalized: bool,
     pending_frames: u64,
+    /// Pages added at launch that have no entry of their own yet (see the
+    /// module comment): gfn -> pfn. Disjoint from the explicit entries.
+    added: Spans,
+    /// 2M regions whose Secure-EPT page the launch linked and that have no
+    /// `pdes` entry yet: each is a Secure-EPT page whose entries are the
+    /// `added` pages in it (the rest FREE).
+    added_tables: Spans,
 }
 
 const PTES: u64 = 512;
@@ -364,6 +390,8 @@ impl Sept {
             vcpu_epoch: vec![1; max_vcpus as usize],
             finalized: false,
             pending_frames: 0,
+            added: Spans::default(),
+            added_tables: Spans::default(),
         }
     }
 
@@ -395,14 +423,20 @@ impl Sept {
 
     /// The state of the leaf mapping `gfn` and its size (FREE/4K if none).
     pub fn state(&self, gfn: Gfn) -> (SeptState, PageLevel) {
+        let added = || {
+            if self.added.contains(gfn.raw()) {
+                SeptState::Mapped
+            } else {
+                SeptState::Free
+            }
+        };
         match self.pdes.get(&region(gfn)) {
             Some(Pde::Leaf(l)) => (l.state, PageLevel::Size2M),
             Some(Pde::Table { ptes, .. }) => (
-                ptes.get(&pte_index(gfn))
-                    .map_or(SeptState::Free, |l| l.state),
+                ptes.get(&pte_index(gfn)).map_or_else(added, |l| l.state),
                 PageLevel::Size4K,
             ),
-            None => (SeptState::Free, PageLevel::Size4K),
+            None => (added(), PageLevel::Size4K),
         }
     }
 
@@ -418,7 +452,12 @@ impl Sept {
 
     /// Every leaf: (frames, level, state), in gfn order.
     pub fn leaves(&self) -> Vec<(GfnRange, SeptState)> {
-        let mut out = Vec::new();
+        let mut out: Vec<(GfnRange, SeptState)> = self
+            .added
+            .iter()
+            .flat_map(|(s, e, _)| s..e)
+            .map(|g| (GfnRange::one(Gfn::new(g)), SeptState::Mapped))
+            .collect();
         for (&r, pde) in &self.pdes {
             match pde {
                 Pde::Leaf(l) => out.push((
@@ -432,6 +471,7 @@ impl Sept {
                 }
             }
         }
+        out.sort_by_key(|(r, _)| r.start());
         out
     }
 
@@ -439,13 +479,198 @@ impl Sept {
     /// 2M entry).
     pub fn has_table(&self, gfn: Gfn) -> bool {
         matches!(self.pdes.get(&region(gfn)), Some(Pde::Table { .. }))
+            || self.added_tables.contains(region(gfn))
     }
 
     /// VM teardown: every page is reclaimed (TDH.PHYMEM.PAGE.RECLAIM after
     /// the HKID is freed), no blocking or tracking needed.
     pub fn reclaim_all(&mut self) {
         self.pdes.clear();
+        self.added.clear();
+        self.added_tables.clear();
         self.pending_frames = 0;
+    }
+
+    // ----- pages added at launch, as spans ----------------------------------
+
+    /// KVM_TDX_INIT_MEM_REGION of `range` at once: TDH.MEM.SEPT.ADD of every
+    /// Secure-EPT page it needs and TDH.MEM.PAGE.ADD of each page, MAPPED at
+    /// 4K with pfns from `pfn` on, kept as a span (module comment). Adds the
+    /// longest prefix of `range` whose frames are FREE and under no 2M leaf,
+    /// and returns its end; `Err` with `TDX_OP_STATE_INCORRECT` after
+    /// finalize.
+    pub fn page_add_range(&mut self, range: GfnRange, pfn: Pfn) -> Result<Gfn, TdxStatus> {
+        if self.finalized {
+            return Err(TdxStatus::OP_STATE_INCORRECT);
+        }
+        let (start, end) = (range.start().raw(), self.first_not_free(range).raw());
+        if start >= end {
+            return Ok(Gfn::new(start));
+        }
+        let inserted = self.added.insert(start, end, pfn.raw());
+        invariant!(inserted, "page_add_range {start:#x}..{end:#x} overlaps");
+        // The regions that have no Secure-EPT page yet get one.
+        let mut r = start >> 9;
+        while r <= (end - 1) >> 9 {
+            if !self.pdes.contains_key(&r) && !self.added_tables.contains(r) {
+                let next_taken = self
+                    .pdes
+                    .range(r..)
+                    .next()
+                    .map(|(&k, _)| k)
+                    .into_iter()
+                    .chain(self.added_tables.first_in(r, u64::MAX))
+                    .min()
+                    .unwrap_or(u64::MAX);
+                let stop = next_taken.min(((end - 1) >> 9) + 1);
+                self.added_tables.insert(r, stop, 0);
+                r = stop;
+            } else {
+                r += 1;
+            }
+        }
+        Ok(Gfn::new(end))
+    }
+
+    /// The first frame of `range` that is not FREE (or lies under a 2M leaf),
+    /// or `range.end()`.
+    fn first_not_free(&self, range: GfnRange) -> Gfn {
+        let (start, end) = (range.start().raw(), range.end().raw());
+        let mut first = end;
+        if let Some(g) = self.added.first_in(start, end) {
+            first = g;
+        }
+        for (&r, pde) in self.pdes.range(start >> 9..=(end.max(1) - 1) >> 9) {
+            let base = r << 9;
+            let g = match pde {
+                Pde::Leaf(_) => base.max(start),
+                Pde::Table { ptes, .. } => {
+                    let lo = start.saturating_sub(base).min(PTES) as u16;
+                    let hi = (end - base).min(PTES) as u16;
+                    match ptes.range(lo..hi).next() {
+                        Some((&i, _)) => base + i as u64,
+                        None => continue,
+                    }
+                }
+            };
+            first = first.min(g);
+            break;
+        }
+        Gfn::new(first)
+    }
+
+    /// The pfn of `gfn` if it is a page added at launch that has no entry of
+    /// its own yet (a premapped mirror leaf the guest has not reached).
+    pub fn added_pfn(&self, gfn: Gfn) -> Option<Pfn> {
+        self.added.get(gfn.raw()).map(Pfn::new)
+    }
+
+    /// Pages added at launch without an entry of their own, as (first gfn,
+    /// first pfn, pages) spans in gfn order.
+    pub fn added_spans(&self) -> Vec<(Gfn, Pfn, u64)> {
+        self.added
+            .iter()
+            .map(|(s, e, b)| (Gfn::new(s), Pfn::new(b), e - s))
+            .collect()
+    }
+
+    /// What the span representation holds: (pages added at launch without
+    /// an entry of their own, spans and 2M-region runs that keep them).
+    pub fn added_footprint(&self) -> (u64, usize) {
+        (
+            self.added.keys(),
+            self.added.spans() + self.added_tables.spans(),
+        )
+    }
+
+    /// Whether a page added at launch without an entry of its own lies in
+    /// `range`, or a Secure-EPT page the launch linked without a `pdes` entry
+    /// overlaps it (what a fault mapping `range` as one leaf must not cover).
+    pub fn added_overlaps(&self, range: GfnRange) -> bool {
+        let (s, e) = (range.start().raw(), range.end().raw());
+        self.added.overlaps(s, e) || self.added_tables.overlaps(s >> 9, (e + 511) >> 9)
+    }
+
+    /// Gives region `r`'s Secure-EPT page linked at launch an entry of its
+    /// own (its pages stay in `added` until each is materialized).
+    fn own_table(&mut self, r: u64) {
+        if self.added_tables.take(r).is_some() {
+            invariant!(!self.pdes.contains_key(&r), "region {r:#x} has two tables");
+            self.pdes.insert(
+                r,
+                Pde::Table {
+                    ptes: BTreeMap::new(),
+                    blocked: None,
+                },
+            );
+        }
+    }
+
+    /// Gives `gfn`, if it is a page added at launch without an entry of its
+    /// own, its MAPPED 4K entry (the pages diverge; module comment). Returns
+    /// its pfn if it was one.
+    pub fn materialize(&mut self, gfn: Gfn) -> Option<Pfn> {
+        self.own_table(region(gfn));
+        let pfn = self.added.take(gfn.raw())?;
+        if let Some(Pde::Table { ptes, .. }) = self.pdes.get_mut(&region(gfn)) {
+            ptes.insert(
+                pte_index(gfn),
+                Leaf {
+                    state: SeptState::Mapped,
+                    pfn: Pfn::new(pfn),
+                    bepoch: 0,
+                },
+            );
+        } else {
+            invariant!(false, "added {gfn:?} has no Secure-EPT page");
+        }
+        Some(Pfn::new(pfn))
+    }
+
+    /// Every page of the 2M region at `gfn` added at launch gets its own
+    /// entry (before an operation on the region as a whole).
+    fn materialize_region(&mut self, gfn: Gfn) {
+        self.own_table(region(gfn));
+        let base = region(gfn) << 9;
+        let removed = self.added.remove(base, base + PTES);
+        if let Some(Pde::Table { ptes, .. }) = self.pdes.get_mut(&region(gfn)) {
+            for (s, e, pfn) in removed {
+                for g in s..e {
+                    ptes.insert(
+                        (g - base) as u16,
+                        Leaf {
+                            state: SeptState::Mapped,
+                            pfn: Pfn::new(pfn + (g - s)),
+                            bepoch: 0,
+                        },
+                    );
+                }
+            }
+        } else {
+            invariant!(
+                removed.is_empty(),
+                "added pages at {gfn:?} have no Secure-EPT page"
+            );
+        }
+    }
+
+    /// The pages a zap of `range` finds added at launch without an entry of
+    /// their own leave the Secure EPT: for each, the BLOCK, TRACK and REMOVE
+    /// KVM's `tdx_sept_remove_private_spte()` issues for a zapped mirror
+    /// leaf. None of them was ever reached by a vCPU (its first access would
+    /// have given it an entry), so one TRACK and kick stands for them all.
+    /// Returns the spans removed.
+    pub fn remove_added(&mut self, range: GfnRange) -> Vec<GfnRange> {
+        let removed = self.added.remove(range.start().raw(), range.end().raw());
+        if !removed.is_empty() && self.finalized {
+            let st = self.track();
+            invariant!(st.is_success(), "TRACK: {st:?}");
+            self.kick_all_vcpus();
+        }
+        removed
+            .into_iter()
+            .filter_map(|(s, e, _)| GfnRange::new(Gfn::new(s), Gfn::new(e)))
+            .collect()
     }
 
     // ----- epochs -------------------------------------------------------
@@ -514,11 +739,15 @@ impl Sept {
             bepoch: 0,
         };
         if level == PageLevel::Size2M {
-            if self.pdes.contains_key(&region(gfn)) {
+            if self.pdes.contains_key(&region(gfn)) || self.added_tables.contains(region(gfn)) {
                 return TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx();
             }
             self.pdes.insert(region(gfn), Pde::Leaf(leaf));
         } else {
+            if self.added.contains(gfn.raw()) {
+                return TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx();
+            }
+            self.own_table(region(gfn));
             let ptes = match self.pte_mut(gfn) {
                 Ok(p) => p,
                 Err(e) => return e,
@@ -539,7 +768,7 @@ impl Sept {
     /// FREE, else `TDX_EPT_ENTRY_STATE_INCORRECT` (the module's generic state
     /// check; KVM never links a page twice).
     pub fn sept_add(&mut self, gfn: Gfn) -> TdxStatus {
-        if self.pdes.contains_key(&region(gfn)) {
+        if self.pdes.contains_key(&region(gfn)) || self.added_tables.contains(region(gfn)) {
             return TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx();
         }
         self.pdes.insert(
@@ -576,6 +805,9 @@ impl Sept {
     }
 
     fn leaf_mut(&mut self, gfn: Gfn, level: PageLevel) -> Result<&mut Leaf, TdxStatus> {
+        if level == PageLevel::Size4K {
+            self.materialize(gfn);
+        }
         match (level, self.pdes.get_mut(&region(gfn))) {
             (PageLevel::Size2M, Some(Pde::Leaf(l))) => Ok(l),
             (PageLevel::Size2M, _) => Err(TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx()),
@@ -597,6 +829,7 @@ impl Sept {
         }
         let epoch = self.td_epoch;
         if level == PageLevel::Size2M {
+            self.own_table(region(gfn));
             if let Some(Pde::Table { blocked, .. }) = self.pdes.get_mut(&region(gfn)) {
                 if blocked.is_some() {
                     return TdxStatus::GPA_RANGE_ALREADY_BLOCKED.rcx();
@@ -683,6 +916,7 @@ impl Sept {
         if !gfn.is_aligned(PageLevel::Size2M) {
             return TdxStatus::OPERAND_INVALID.rcx();
         }
+        self.materialize_region(gfn);
         let Some(Pde::Table { ptes, blocked }) = self.pdes.get(&region(gfn)) else {
             return TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx();
         };
@@ -804,6 +1038,22 @@ impl Sept {
             level,
         };
         let r = region(gfn);
+        // A page added at launch without an entry of its own is a MAPPED 4K
+        // leaf under a Secure-EPT page: answered without giving it one.
+        match level {
+            PageLevel::Size2M if self.added_tables.contains(r) => {
+                return AcceptOutcome::Status(
+                    TdxStatus::PAGE_SIZE_MISMATCH.with_detail(tdx_level(PageLevel::Size2M)),
+                )
+            }
+            PageLevel::Size4K if self.added.contains(gfn.raw()) => {
+                return AcceptOutcome::Status(
+                    TdxStatus::PAGE_ALREADY_ACCEPTED.with_detail(tdx_level(PageLevel::Size4K)),
+                )
+            }
+            PageLevel::Size4K if self.added_tables.contains(r) => return exit,
+            _ => {}
+        }
         let (leaf_level, leaf) = match (level, self.pdes.get_mut(&r)) {
             (PageLevel::Size2M, Some(Pde::Table { .. })) => {
                 return AcceptOutcome::Status(

@@ -7,12 +7,11 @@
 use std::sync::atomic::Ordering;
 
 use crate::addr::{Gfn, GfnRange, Gpa, PageLevel};
-use crate::config::Alias;
 use crate::event::{Counters, Event};
 use crate::mmu::FaultOutcome;
 use crate::sept::{AcceptOutcome, SeptState, TdVpInfo, TdxStatus};
 use crate::spte;
-use crate::types::{Access, RootRole, Stage2, Stage2Fault, VcpuId};
+use crate::types::{Access, RootRole, Stage2Fault, VcpuId};
 use crate::vm::{unpack_root, Vm};
 
 impl Vm {
@@ -56,26 +55,66 @@ impl Vm {
     /// TDX: KVM_TDX_INIT_MEM_REGION: maps each frame of `range` in the mirror
     /// root (`kvm_tdp_map_page()`) and adds it with TDH.MEM.PAGE.ADD (MAPPED,
     /// part of the measured initial image). The frames must be private and
-    /// in a guest_memfd memslot. Errors: `TDX_OP_STATE_INCORRECT` after
-    /// finalize (KVM: -EINVAL), `TDX_OPERAND_INVALID` for a frame that cannot
-    /// be mapped privately (KVM: -EINVAL / -EFAULT), `TDX_EPT_ENTRY_STATE_INCORRECT`
-    /// if a frame is already in the Secure EPT.
+    /// in a writable guest_memfd memslot. Errors: `TDX_OP_STATE_INCORRECT`
+    /// after finalize (KVM: -EINVAL), `TDX_OPERAND_INVALID` for a frame that
+    /// cannot be mapped privately (KVM: -EINVAL / -EFAULT),
+    /// `TDX_EPT_ENTRY_STATE_INCORRECT` if a frame is already in the Secure
+    /// EPT; the frames before the first that fails are added.
+    ///
+    /// The pages are kept as spans, their mirror leaves and Secure-EPT
+    /// entries made at each page's first access (crate::sept, "Pages added
+    /// at launch, as spans"): adding all of a 64 GiB guest's RAM costs a few
+    /// spans, not 16 million entries.
     pub fn tdx_page_add(&self, range: GfnRange) -> Result<(), TdxStatus> {
         let Some(tdx) = self.private.tdx() else {
             return Err(TdxStatus::OPERAND_INVALID);
         };
-        for gfn in range.iter() {
-            if tdx.is_finalized() {
-                return Err(TdxStatus::OP_STATE_INCORRECT);
-            }
-            if tdx.sept.lock().state(gfn).0 != SeptState::Free {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let _w = self.mmu_write();
+        if tdx.is_finalized() {
+            return Err(TdxStatus::OP_STATE_INCORRECT);
+        }
+        let slots = self.memslots.load();
+        let attrs = self.attrs.load();
+        let mirror = self.current_roots[RootRole::Mirror.index()].load(Ordering::Acquire);
+        let mut start = range.start();
+        while start < range.end() {
+            // The frames from `start` a fault could map privately and
+            // writably (what kvm_tdp_map_page() of each would need): one
+            // memslot, private by the attributes.
+            let mappable = slots.find(start).copied().and_then(|slot| {
+                if slot.invalid
+                    || !slot.private_capable()
+                    || slot.readonly()
+                    || mirror == 0
+                    || self.vm_dead.load(Ordering::Acquire)
+                {
+                    return None;
+                }
+                let end = range.end().min(slot.range().end());
+                let piece = GfnRange::new(start, end)?;
+                let private = attrs.private_ranges().intersecting(piece);
+                let first = private.first().filter(|p| p.start() <= start)?;
+                let end = first.end().min(end);
+                Some((slot, GfnRange::new(start, end)?))
+            });
+            let mut sept = tdx.sept.lock();
+            let Some((slot, piece)) = mappable else {
+                // The per-page order: a frame already in the Secure EPT is
+                // refused for that first.
+                return Err(if sept.state(start).0 != SeptState::Free {
+                    TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx()
+                } else {
+                    TdxStatus::OPERAND_INVALID.rcx()
+                });
+            };
+            let end = sept.page_add_range(piece, slot.pfn_of(start))?;
+            if end < piece.end() {
                 return Err(TdxStatus::EPT_ENTRY_STATE_INCORRECT.rcx());
             }
-            let gpa = self.alias.encode(gfn, Alias::Private);
-            match self.fault_in(VcpuId(0), gpa, Access::Write) {
-                Stage2::Mapped(_) => {}
-                Stage2::Fault(_) => return Err(TdxStatus::OPERAND_INVALID.rcx()),
-            }
+            start = end;
         }
         Ok(())
     }

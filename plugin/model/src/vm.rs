@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use crossbeam::utils::CachePadded;
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
-use crate::addr::{GfnRange, Gpa, PageLevel, Pfn};
+use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn};
 use crate::attrs::MemAttrs;
 use crate::config::{AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
 use crate::event::{Counters, Event, EventSink, Stamped, Stats};
@@ -229,6 +229,7 @@ impl Vm {
         let state = self.mmu_lock.read();
         let mut out = Vec::new();
         for r in &state.roots {
+            let first = out.len();
             for LeafEntry { gfn, level, spte } in self.arena.leaves(r.top, self.root_level) {
                 out.push(MappedLeaf {
                     root: r.id,
@@ -238,6 +239,24 @@ impl Vm {
                     pfn: spte::pfn(spte),
                     perms: spte::perms(spte),
                 });
+            }
+            if r.role == RootRole::Mirror {
+                // The 4K leaves premapped at launch that the backend keeps as
+                // spans (writable: KVM_TDX_INIT_MEM_REGION maps them so).
+                let premapped = self.private.premapped_spans();
+                for (gfn, pfn, pages) in premapped {
+                    for i in 0..pages {
+                        out.push(MappedLeaf {
+                            root: r.id,
+                            role: r.role,
+                            range: GfnRange::one(Gfn::new(gfn.raw() + i)),
+                            level: PageLevel::Size4K,
+                            pfn: Pfn::new(pfn.raw() + i),
+                            perms: Perms::RWX,
+                        });
+                    }
+                }
+                out[first..].sort_by_key(|l| l.range.start());
             }
         }
         out

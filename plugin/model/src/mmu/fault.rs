@@ -248,7 +248,7 @@ impl Vm {
         let slot = p.slot;
         let gfn = p.gfn;
         let private = p.role == RootRole::Mirror;
-        let accessible = if private && !self.private.private_leaf_accessible() {
+        let accessible = if private && !self.private.private_leaf_accessible(gfn) {
             0
         } else {
             spte::SPTE_GUEST_ACCESSIBLE

@@ -166,6 +166,12 @@ impl MmuWrite<'_> {
             let mut out = ZapOutcome::default();
             vm.arena
                 .zap_leafs(top, vm.root_level, range, self.prunes(role), &mut out);
+            if role == RootRole::Mirror {
+                // The leaves the backend keeps as spans (premapped at launch).
+                out.leaves[0] +=
+                    vm.private
+                        .remove_premapped(range, false, &vm.counters, &vm.events);
+            }
             any |= self.account_zap(id, role, range, &out, reason);
         }
         any
@@ -248,6 +254,14 @@ impl MmuWrite<'_> {
         let mut out = ZapOutcome::default();
         vm.arena.zap_root(r.top, vm.root_level, &mut out);
         let all = GfnRange::new(Gfn::new(0), vm.alias.max_gfn()).unwrap_or_default();
+        if r.role == RootRole::Mirror {
+            out.leaves[0] += vm.private.remove_premapped(
+                all,
+                reason == ZapReason::Teardown,
+                &vm.counters,
+                &vm.events,
+            );
+        }
         self.account_zap(r.id, r.role, all, &out, reason)
     }
 }

@@ -9,7 +9,8 @@
 //! |-------------------------------------------|---------------------------------|
 //! | `private_max_mapping_level` / `gmem_max_mapping_level`, `gmem_prepare` | [`PrivateMem::private_max_level`] |
 //! | `link_external_spt`, `set_external_spte`  | [`PrivateMem::set_private_spte`] |
-//! | `remove_external_spte`, `free_external_spt` | [`PrivateMem::remove_private_sptes`] |
+//! | `remove_external_spte`, `free_external_spt` | [`PrivateMem::remove_private_sptes`], [`PrivateMem::remove_premapped`] |
+//! | (the premap of KVM_TDX_INIT_MEM_REGION, kept as spans) | [`PrivateMem::premapped_spans`] |
 //! | `gmem_invalidate`                         | [`PrivateMem::gmem_invalidate`] |
 //! | `kvm_gmem_bind()` / release               | [`PrivateMem::gmem_bind`], [`PrivateMem::gmem_unbind`] |
 //! | (hardware) the per-access check of a host or device access | [`PrivateMem::device_access`], [`PrivateMem::host_write_allowed`] |
@@ -96,10 +97,33 @@ pub(crate) trait PrivateMem {
         Ok(goal)
     }
 
-    /// Whether a private leaf a fault installs now is guest-accessible at
-    /// once (TDX after finalize: no, AUG makes it PENDING).
-    fn private_leaf_accessible(&self) -> bool {
+    /// Whether the private leaf a fault installs now for `gfn` is
+    /// guest-accessible at once (TDX after finalize: no, AUG makes it
+    /// PENDING, unless it is a page premapped at launch).
+    fn private_leaf_accessible(&self, _gfn: Gfn) -> bool {
         true
+    }
+
+    /// Private 4K leaves the mirror root has but keeps as spans instead of
+    /// SPTEs (TDX: the pages KVM_TDX_INIT_MEM_REGION premapped that no vCPU
+    /// has reached yet): (first gfn, first pfn, pages). A fault on one
+    /// installs its SPTE ([`PrivateMem::set_private_spte`]).
+    fn premapped_spans(&self) -> Vec<(Gfn, Pfn, u64)> {
+        Vec::new()
+    }
+
+    /// A zap of `range` in the private root: the premapped leaves of
+    /// [`PrivateMem::premapped_spans`] in it are zapped too (at teardown
+    /// all of them, with [`PrivateMem::remove_private_sptes`]). Returns how
+    /// many 4K leaves that was.
+    fn remove_premapped(
+        &self,
+        _range: GfnRange,
+        _teardown: bool,
+        _counters: &Counters,
+        _events: &EventSink,
+    ) -> u64 {
+        0
     }
 
     /// `set_external_spte`: called under `mmu_lock` (read) after a fault
@@ -265,8 +289,20 @@ impl PrivateMem for Backend {
         dispatch!(self, b => b.private_max_level(pfn, gfn, goal))
     }
     #[inline]
-    fn private_leaf_accessible(&self) -> bool {
-        dispatch!(self, b => b.private_leaf_accessible())
+    fn private_leaf_accessible(&self, gfn: Gfn) -> bool {
+        dispatch!(self, b => b.private_leaf_accessible(gfn))
+    }
+    fn premapped_spans(&self) -> Vec<(Gfn, Pfn, u64)> {
+        dispatch!(self, b => b.premapped_spans())
+    }
+    fn remove_premapped(
+        &self,
+        range: GfnRange,
+        teardown: bool,
+        counters: &Counters,
+        events: &EventSink,
+    ) -> u64 {
+        dispatch!(self, b => b.remove_premapped(range, teardown, counters, events))
     }
     #[inline]
     fn set_private_spte(&self, gfn: Gfn, installed: Option<(u64, PageLevel)>) -> PrivateAccess {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use super::{PrivateAccess, PrivateMem, PrivateOutcome};
-use crate::addr::{Gfn, GfnRange, Gpa, PageLevel};
+use crate::addr::{Gfn, GfnRange, Gpa, PageLevel, Pfn};
 use crate::config::VmConfig;
 use crate::event::{Counters, Event, EventSink};
 use crate::sept::{Sept, SeptAccess, TdAttributes, TdxStatus};
@@ -73,30 +73,77 @@ impl PrivateMem for Tdx {
     fn private_max_level(
         &self,
         _pfn: crate::addr::Pfn,
-        _gfn: Gfn,
+        gfn: Gfn,
         goal: PageLevel,
     ) -> Result<PageLevel, crate::types::RmpupdateError> {
         // TDH.MEM.PAGE.ADD maps 4K pages only.
-        Ok(if self.is_finalized() {
-            goal
-        } else {
-            PageLevel::Size4K
-        })
+        if !self.is_finalized() {
+            return Ok(PageLevel::Size4K);
+        }
+        // Where the launch premapped pages, KVM's mirror root has 4K leaves
+        // under a page table, and a fault there maps at 4K; the model keeps
+        // them as spans (no table yet), so it caps the level itself.
+        let mut level = goal;
+        while level > PageLevel::Size4K
+            && self
+                .sept
+                .lock()
+                .added_overlaps(GfnRange::page_containing(gfn, level))
+        {
+            level = level.smaller().unwrap_or(PageLevel::Size4K);
+        }
+        Ok(level)
     }
 
     #[inline]
-    fn private_leaf_accessible(&self) -> bool {
+    fn private_leaf_accessible(&self, gfn: Gfn) -> bool {
         // A TDX private page is guest-accessible at once only if PAGE.ADD
-        // makes it MAPPED (before finalize); PAGE.AUG makes it PENDING.
-        // finalize() takes mmu_lock for write, so this is stable while the
-        // fault holds it for read.
-        !self.is_finalized()
+        // makes it MAPPED (before finalize, or a page premapped and added
+        // at launch whose leaf the model installs only now); PAGE.AUG makes
+        // it PENDING. finalize() takes mmu_lock for write, and premapped
+        // pages leave their span only under it (zaps) or as this leaf is
+        // installed, so this is stable while the fault holds it for read.
+        !self.is_finalized() || self.sept.lock().added_pfn(gfn).is_some()
+    }
+
+    fn premapped_spans(&self) -> Vec<(Gfn, Pfn, u64)> {
+        self.sept.lock().added_spans()
+    }
+
+    fn remove_premapped(
+        &self,
+        range: GfnRange,
+        teardown: bool,
+        counters: &Counters,
+        events: &EventSink,
+    ) -> u64 {
+        let mut sept = self.sept.lock();
+        if teardown {
+            // remove_private_sptes() reclaims them with everything else.
+            return sept.added_footprint().0;
+        }
+        let removed = sept.remove_added(range);
+        let mut n = 0;
+        for r in removed {
+            n += r.len();
+            Counters::add(&counters.sept_removes, r.len());
+            events.emit(|| Event::SeptRemoved { range: r });
+        }
+        n
     }
 
     fn set_private_spte(&self, gfn: Gfn, installed: Option<(u64, PageLevel)>) -> PrivateAccess {
         let finalized = self.is_finalized();
         let mut sept = self.sept.lock();
-        if let Some((spte, level)) = installed {
+        if let Some((spte, level)) = installed.filter(|_| sept.added_pfn(gfn).is_some()) {
+            // The leaf KVM_TDX_INIT_MEM_REGION premapped, installed at the
+            // first access: the page was ADDed then and is MAPPED.
+            let pfn = sept.materialize(gfn);
+            invariant!(
+                level == PageLevel::Size4K && pfn == Some(spte::pfn(spte)),
+                "premapped {gfn:?}: leaf {level:?} {spte:#x}, added {pfn:?}"
+            );
+        } else if let Some((spte, level)) = installed {
             // KVM's set_external_spte: tdx_sept_link_private_spt() for a
             // new Secure-EPT page, then tdx_sept_set_private_spte(): AUG
             // once the TD runs; before that the page is premapped and

@@ -479,3 +479,199 @@ fn td_vp_info_registers() {
     assert_eq!(i.r9, 2);
     assert!(attrs.sept_ve_disable() && attrs.debug());
 }
+
+// ----- pages added at launch as spans --------------------------------------
+
+mod added_as_spans {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Frames of the model universe: eight 2M regions.
+    const UNIVERSE: u64 = 8 * 512;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Aug(u64, bool),
+        Block(u64, bool),
+        Unblock(u64, bool),
+        Remove(u64, bool),
+        Promote(u64),
+        Demote(u64),
+        Accept(u64, bool),
+        Track,
+        Flush(usize),
+        RemoveAdded(u64, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let gfn = 0..UNIVERSE;
+        prop_oneof![
+            (gfn.clone(), any::<bool>()).prop_map(|(g, h)| Op::Aug(g, h)),
+            (gfn.clone(), any::<bool>()).prop_map(|(g, h)| Op::Block(g, h)),
+            (gfn.clone(), any::<bool>()).prop_map(|(g, h)| Op::Unblock(g, h)),
+            (gfn.clone(), any::<bool>()).prop_map(|(g, h)| Op::Remove(g, h)),
+            gfn.clone().prop_map(Op::Promote),
+            gfn.clone().prop_map(Op::Demote),
+            (gfn.clone(), any::<bool>()).prop_map(|(g, h)| Op::Accept(g, h)),
+            Just(Op::Track),
+            (0usize..2).prop_map(Op::Flush),
+            (gfn, 1u64..1200).prop_map(|(g, l)| Op::RemoveAdded(g, l)),
+        ]
+    }
+
+    fn lvl(huge: bool) -> PageLevel {
+        if huge {
+            G2M
+        } else {
+            G4K
+        }
+    }
+
+    fn at(g: u64, huge: bool) -> Gfn {
+        Gfn::new(if huge { g & !511 } else { g })
+    }
+
+    fn pf(g: u64) -> Pfn {
+        Pfn::new(0x8_0000 + g)
+    }
+
+    type View = (
+        Vec<(SeptState, PageLevel, bool)>,
+        Vec<(GfnRange, SeptState)>,
+        u64,
+    );
+
+    /// Everything a caller can observe of a Secure EPT.
+    fn view(s: &Sept) -> View {
+        let per_page = (0..UNIVERSE)
+            .map(|g| {
+                let (st, l) = s.state(Gfn::new(g));
+                (st, l, s.has_table(Gfn::new(g)))
+            })
+            .collect();
+        (per_page, s.leaves(), s.pending_frames())
+    }
+
+    proptest! {
+        /// A Secure EPT whose launch pages were added as spans
+        /// (`page_add_range`) and one where each was added by its own
+        /// TDH.MEM.SEPT.ADD + TDH.MEM.PAGE.ADD answer every SEAMCALL and
+        /// TDCALL alike and look alike page by page after each: a split that
+        /// lost or moved a page's state fails here.
+        #[test]
+        fn spans_and_per_page_entries_agree(
+            adds in proptest::collection::vec((0..UNIVERSE, 1u64..1500), 1..4),
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let mut spans = Sept::new(Gpaw::Bits48, 2);
+            let mut pages = Sept::new(Gpaw::Bits48, 2);
+            for (start, len) in adds {
+                let end = (start + len).min(UNIVERSE);
+                let range = GfnRange::new(Gfn::new(start), Gfn::new(end)).unwrap();
+                let got = spans.page_add_range(range, pf(start)).unwrap();
+                // The reference stops at the first page it cannot add.
+                let mut want = Gfn::new(end);
+                for g in start..end {
+                    let gfn = Gfn::new(g);
+                    if !pages.has_table(gfn) && pages.state(gfn).0 == SeptState::Free {
+                        prop_assert_eq!(pages.sept_add(gfn), S);
+                    }
+                    if pages.page_add(gfn, pf(g)) != S {
+                        want = gfn;
+                        break;
+                    }
+                }
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(view(&spans), view(&pages));
+            }
+            prop_assert_eq!(spans.finalize(), S);
+            prop_assert_eq!(pages.finalize(), S);
+            for op in ops {
+                let (a, b) = match op {
+                    Op::Aug(g, h) => {
+                        let gfn = at(g, h);
+                        (spans.page_aug(gfn, lvl(h), pf(gfn.raw())), pages.page_aug(gfn, lvl(h), pf(gfn.raw())))
+                    }
+                    Op::Block(g, h) => (spans.range_block(at(g, h), lvl(h)), pages.range_block(at(g, h), lvl(h))),
+                    Op::Unblock(g, h) => (spans.range_unblock(at(g, h), lvl(h)), pages.range_unblock(at(g, h), lvl(h))),
+                    Op::Remove(g, h) => (spans.page_remove(at(g, h), lvl(h)), pages.page_remove(at(g, h), lvl(h))),
+                    Op::Promote(g) => (spans.page_promote(at(g, true)), pages.page_promote(at(g, true))),
+                    Op::Demote(g) => (spans.page_demote(at(g, true)), pages.page_demote(at(g, true))),
+                    Op::Accept(g, h) => {
+                        let rcx = (at(g, h).raw() << 12) | h as u64;
+                        prop_assert_eq!(spans.accept(rcx), pages.accept(rcx));
+                        (S, S)
+                    }
+                    Op::Track => {
+                        // As KVM's tdx_track(): TRACK, then every vCPU out.
+                        let r = (spans.track(), pages.track());
+                        spans.kick_all_vcpus();
+                        pages.kick_all_vcpus();
+                        r
+                    }
+                    Op::Flush(v) => {
+                        spans.vcpu_flushed(v);
+                        pages.vcpu_flushed(v);
+                        (S, S)
+                    }
+                    Op::RemoveAdded(g, l) => {
+                        // A zap of pages the guest never reached: the per-page
+                        // reference BLOCKs, TRACKs and REMOVEs each.
+                        let r = GfnRange::new(Gfn::new(g), Gfn::new((g + l).min(UNIVERSE))).unwrap();
+                        let removed = spans.remove_added(r);
+                        let mut n = 0;
+                        for piece in &removed {
+                            for gfn in piece.iter() {
+                                prop_assert!(r.contains(gfn));
+                                prop_assert_eq!(pages.state(gfn), (SeptState::Mapped, G4K));
+                                prop_assert_eq!(pages.range_block(gfn, G4K), S);
+                                n += 1;
+                            }
+                        }
+                        if n > 0 {
+                            prop_assert_eq!(pages.track(), S);
+                            pages.kick_all_vcpus();
+                            for piece in &removed {
+                                for gfn in piece.iter() {
+                                    prop_assert_eq!(pages.page_remove(gfn, G4K), S);
+                                }
+                            }
+                        }
+                        (S, S)
+                    }
+                };
+                prop_assert_eq!(a, b, "{:?}", op);
+                prop_assert_eq!(spans.td_epoch(), pages.td_epoch());
+                prop_assert_eq!(view(&spans), view(&pages), "after {:?}", op);
+            }
+            spans.reclaim_all();
+            prop_assert!(spans.leaves().is_empty());
+            prop_assert_eq!(spans.added_footprint(), (0, 0));
+        }
+    }
+
+    #[test]
+    fn a_64_gib_launch_is_a_few_spans() {
+        let mut s = Sept::new(Gpaw::Bits48, 1);
+        let all = GfnRange::from_start_len(Gfn::new(0x100), 16 << 20).unwrap();
+        assert_eq!(s.page_add_range(all, Pfn::new(0x100)), Ok(all.end()));
+        assert_eq!(s.added_footprint(), (16 << 20, 2));
+        assert_eq!(s.finalize(), S);
+        assert_eq!(s.state(Gfn::new(0x12345)), (SeptState::Mapped, G4K));
+        // The first access gives the page an entry; its neighbours stay spans.
+        assert_eq!(s.materialize(Gfn::new(0x12345)), Some(Pfn::new(0x12345)));
+        // Two spans of pages, two runs of Secure-EPT pages linked at launch
+        // around the region that now has an entry of its own.
+        assert_eq!(s.added_footprint(), ((16 << 20) - 1, 4));
+        assert_eq!(s.state(Gfn::new(0x12344)), (SeptState::Mapped, G4K));
+        assert_eq!(s.added_pfn(Gfn::new(0x12346)), Some(Pfn::new(0x12346)));
+        assert_eq!(
+            s.accept(Gfn::new(0x12346).gpa().raw()),
+            AcceptOutcome::Status(TdxStatus::PAGE_ALREADY_ACCEPTED)
+        );
+        assert_eq!(
+            s.page_add_range(all, Pfn::new(0)),
+            Err(TdxStatus::OP_STATE_INCORRECT)
+        );
+    }
+}
