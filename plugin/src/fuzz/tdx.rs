@@ -138,6 +138,8 @@ fn checked_tdcall(s: &mut Session, vcpu: u32, mut regs: Regs) {
                 status::NO_VALID_VE_INFO,
                 status::METADATA_FIELD_ID_INCORRECT,
                 status::METADATA_FIELD_NOT_WRITABLE,
+                status::METADATA_FIELD_NOT_READABLE,
+                status::METADATA_FIELD_VALUE_NOT_VALID,
             ]
             .contains(&class),
         "TDCALL {:#x}: undocumented status {rax:#x}",
