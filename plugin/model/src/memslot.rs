@@ -203,6 +203,9 @@ pub enum MemslotError {
         /// The slot already there.
         existing: MemslotId,
     },
+    /// The host could not allocate the model state the slot needs (for
+    /// SNP, its RMP entries; KVM fails such allocations with ENOMEM).
+    OutOfMemory,
 }
 
 impl MemslotError {
@@ -210,6 +213,7 @@ impl MemslotError {
     pub const fn errno(&self) -> &'static str {
         match self {
             MemslotError::Overlap { .. } | MemslotError::GmemBound(_) => "EEXIST",
+            MemslotError::OutOfMemory => "ENOMEM",
             _ => "EINVAL",
         }
     }
@@ -241,6 +245,9 @@ impl fmt::Display for MemslotError {
             }
             MemslotError::Overlap { slot, existing } => {
                 write!(f, "{e}: slot {} overlaps slot {}", slot.0, existing.0)
+            }
+            MemslotError::OutOfMemory => {
+                write!(f, "{e}: the host cannot allocate the slot's model state")
             }
         }
     }

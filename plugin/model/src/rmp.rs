@@ -42,6 +42,8 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bytemuck::allocation::try_zeroed_slice_box;
+use bytemuck::Zeroable;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::addr::{Gfn, PageLevel, Pfn};
@@ -409,27 +411,36 @@ fn unpack(lo: u64, hi: u64) -> RmpEntry {
     }
 }
 
-/// One entry: 16 bytes, as the hardware's.
-#[derive(Default)]
-struct Slot {
-    lo: AtomicU64,
-    hi: AtomicU64,
+/// One entry: 16 bytes, as the hardware's: word 0 (`lo`, see `LO_*`) and
+/// word 1 (`hi`, see `HI_*`). An array rather than a struct so that a table
+/// of them can be allocated zeroed ([`bytemuck::Zeroable`]): all zeros is a
+/// hypervisor-owned entry, so a covered range costs host memory only where
+/// its entries were written, as the hardware RMP's untouched pages would if
+/// it were paged.
+type Slot = [AtomicU64; 2];
+
+/// The seqlock over a [`Slot`].
+trait SlotOps {
+    fn read(&self) -> (u64, u64);
+    fn read_lo(&self) -> u64;
+    fn write(&self, lo: u64, hi_data: u64);
 }
 
-impl Slot {
+impl SlotOps for Slot {
     /// Seqlock read: `hi` carries the sequence count (odd while a writer is
     /// between its two stores).
     #[inline(always)]
     fn read(&self) -> (u64, u64) {
+        let [lo_word, hi_word] = self;
         loop {
-            let h1 = self.hi.load(Ordering::Acquire);
+            let h1 = hi_word.load(Ordering::Acquire);
             if h1 & HI_SEQ_ONE != 0 {
                 std::hint::spin_loop();
                 continue;
             }
-            let lo = self.lo.load(Ordering::Relaxed);
+            let lo = lo_word.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
-            let h2 = self.hi.load(Ordering::Relaxed);
+            let h2 = hi_word.load(Ordering::Relaxed);
             if h1 == h2 {
                 return (lo, h1 & HI_DATA_MASK);
             }
@@ -440,19 +451,18 @@ impl Slot {
     /// for every check but VMPL1-3 permissions.
     #[inline(always)]
     fn read_lo(&self) -> u64 {
-        self.lo.load(Ordering::Acquire)
+        self[0].load(Ordering::Acquire)
     }
 
     /// Seqlock write; the caller holds the RMP's write lock.
     fn write(&self, lo: u64, hi_data: u64) {
-        let h = self.hi.load(Ordering::Relaxed);
+        let [lo_word, hi_word] = self;
+        let h = hi_word.load(Ordering::Relaxed);
         let seq = h & !HI_DATA_MASK;
-        self.hi
-            .store((seq + HI_SEQ_ONE) | (h & HI_DATA_MASK), Ordering::Relaxed);
+        hi_word.store((seq + HI_SEQ_ONE) | (h & HI_DATA_MASK), Ordering::Relaxed);
         fence(Ordering::Release);
-        self.lo.store(lo, Ordering::Relaxed);
-        self.hi
-            .store((seq + 2 * HI_SEQ_ONE) | hi_data, Ordering::Release);
+        lo_word.store(lo, Ordering::Relaxed);
+        hi_word.store((seq + 2 * HI_SEQ_ONE) | hi_data, Ordering::Release);
     }
 }
 
@@ -464,17 +474,29 @@ struct Segment {
     /// many of its 4K entries are assigned, for the 2M Hypervisor-Owned
     /// check (APM §15.36.10).
     assigned_2m: Box<[AtomicU32]>,
+    /// Per 2M region, same index: 0 if its entries are in `slots`, else the
+    /// `lo` word of its first entry, every other entry being the same with
+    /// the guest frame counting up and a zero `hi` (a launch's assigned,
+    /// validated 4K pages at consecutive GPAs, [`Rmp::launch_validated`]).
+    /// Such a region's slots are not written, so a launch costs no host
+    /// memory per page; the first write to one of its entries writes all
+    /// 512 out ([`Segment::materialize`]) under the write lock.
+    uniform: Box<[AtomicU64]>,
 }
 
 impl Segment {
-    fn new(range: PfnRange) -> Segment {
+    /// A segment of hypervisor-owned entries, allocated zeroed: the host
+    /// backs only the pages of the table that are later written. Fails
+    /// with [`CoverError::OutOfMemory`] where the allocation does.
+    fn new(range: PfnRange) -> Result<Segment, CoverError> {
         let first = range.start.raw() / PAGES_2M;
         let last = range.end.raw().div_ceil(PAGES_2M);
-        Segment {
+        Ok(Segment {
             range,
-            slots: (0..range.len()).map(|_| Slot::default()).collect(),
-            assigned_2m: (first..last).map(|_| AtomicU32::new(0)).collect(),
-        }
+            slots: zeroed_table(range.len())?,
+            assigned_2m: zeroed_table(last - first)?,
+            uniform: zeroed_table(last - first)?,
+        })
     }
 
     #[inline(always)]
@@ -482,8 +504,54 @@ impl Segment {
         &self.slots[(pfn.raw() - self.range.start.raw()) as usize]
     }
 
+    #[inline(always)]
     fn region_index(&self, pfn: Pfn) -> usize {
         (pfn.raw() / PAGES_2M - self.range.start.raw() / PAGES_2M) as usize
+    }
+
+    /// The `lo` word of `pfn` in a uniform region, if its region is one.
+    #[inline(always)]
+    fn uniform_lo(&self, pfn: Pfn) -> Option<u64> {
+        // Acquire: pairs with the Release in `materialize`, so that a zero
+        // here means the slots already hold the region's entries.
+        let t = self.uniform[self.region_index(pfn)].load(Ordering::Acquire);
+        (t != 0).then(|| t + ((pfn.raw() % PAGES_2M) << LO_GFN_SHIFT))
+    }
+
+    /// The entry of `pfn` as its two words (seqlock read).
+    #[inline(always)]
+    fn read(&self, pfn: Pfn) -> (u64, u64) {
+        match self.uniform_lo(pfn) {
+            Some(lo) => (lo, 0),
+            None => self.slot(pfn).read(),
+        }
+    }
+
+    /// The first word of `pfn`'s entry: enough for every check but VMPL1-3
+    /// permissions.
+    #[inline(always)]
+    fn read_lo(&self, pfn: Pfn) -> u64 {
+        match self.uniform_lo(pfn) {
+            Some(lo) => lo,
+            None => self.slot(pfn).read_lo(),
+        }
+    }
+
+    /// Writes a uniform region's entries into its slots, so that one of
+    /// them can change; the caller holds the write lock. Readers see the
+    /// same entries before and after.
+    fn materialize(&self, pfn: Pfn) {
+        let region = &self.uniform[self.region_index(pfn)];
+        let t = region.load(Ordering::Relaxed);
+        if t == 0 {
+            return;
+        }
+        let head = pfn.raw() & !(PAGES_2M - 1);
+        for i in 0..PAGES_2M {
+            self.slot(Pfn::new(head + i))
+                .write(t + (i << LO_GFN_SHIFT), 0);
+        }
+        region.store(0, Ordering::Release);
     }
 
     fn any_assigned(&self) -> bool {
@@ -491,6 +559,14 @@ impl Segment {
             .iter()
             .any(|c| c.load(Ordering::Relaxed) != 0)
     }
+}
+
+/// `n` zeroed elements, or [`CoverError::OutOfMemory`].
+fn zeroed_table<T: Zeroable>(n: u64) -> Result<Box<[T]>, CoverError> {
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| try_zeroed_slice_box(n).ok())
+        .ok_or(CoverError::OutOfMemory)
 }
 
 /// Why [`Rmp::add_covered`] or [`Rmp::remove_covered`] refused.
@@ -503,6 +579,8 @@ pub enum CoverError {
     /// ([`Rmp::gmem_invalidate`]), as KVM does before guest_memfd pages go
     /// back to the host.
     Assigned,
+    /// The host could not allocate the entries.
+    OutOfMemory,
 }
 
 impl fmt::Display for CoverError {
@@ -510,6 +588,7 @@ impl fmt::Display for CoverError {
         f.write_str(match self {
             CoverError::Invalid => "RMP coverage: invalid or overlapping range",
             CoverError::Assigned => "RMP coverage: range still has assigned pages",
+            CoverError::OutOfMemory => "RMP coverage: cannot allocate the entries",
         })
     }
 }
@@ -982,7 +1061,7 @@ impl Rmp {
         }
         let mut next: Vec<Arc<Segment>> = cur.iter().cloned().collect();
         let at = next.partition_point(|s| s.range.start.raw() < range.start.raw());
-        next.insert(at, Arc::new(Segment::new(range)));
+        next.insert(at, Arc::new(Segment::new(range)?));
         self.segments.store(Arc::new(next));
         Ok(())
     }
@@ -1008,10 +1087,10 @@ impl Rmp {
         // Every mutation holds the write lock, so the absorbed entries
         // cannot change while they are copied; a reader still holding the
         // old segments sees what was true until the new ones are stored.
-        let grown = Segment::new(range);
+        let grown = Segment::new(range)?;
         for old in cur.iter().filter(|s| s.range.overlaps(range)) {
             for pfn in (old.range.start.raw()..old.range.end.raw()).map(Pfn::new) {
-                let (lo, hi) = old.slot(pfn).read();
+                let (lo, hi) = old.read(pfn);
                 if lo & LO_ASSIGNED != 0 {
                     grown.assigned_2m[grown.region_index(pfn)].fetch_add(1, Ordering::Relaxed);
                 }
@@ -1066,7 +1145,7 @@ impl Rmp {
     /// The entry of `pfn` (RMPREAD), or `None` if it is not covered.
     pub fn entry(&self, pfn: Pfn) -> Option<RmpEntry> {
         let segs = self.segments.load();
-        let (lo, hi) = find(&segs, pfn)?.slot(pfn).read();
+        let (lo, hi) = find(&segs, pfn)?.read(pfn);
         Some(unpack(lo, hi))
     }
 
@@ -1080,6 +1159,7 @@ impl Rmp {
     }
 
     fn write(seg: &Segment, pfn: Pfn, new: &RmpEntry) {
+        seg.materialize(pfn);
         let slot = seg.slot(pfn);
         let (old_lo, _) = slot.read();
         let (lo, hi) = pack(new);
@@ -1130,7 +1210,7 @@ impl Rmp {
             return Err(RmpupdateError::FailInput);
         };
         // The entry being replaced, and the 2M page around a 4K update.
-        let (lo, _) = seg.slot(head).read();
+        let (lo, _) = seg.read(head);
         if lo & LO_IMMUTABLE != 0 {
             return Err(RmpupdateError::FailPermission);
         }
@@ -1146,7 +1226,7 @@ impl Rmp {
                 // A 2M update needs the 512 entries to be one 2M page or
                 // unassigned 4K pages.
                 for i in 0..PAGES_2M {
-                    let (l, _) = seg.slot(Pfn::new(head.raw() + i)).read();
+                    let (l, _) = seg.read(Pfn::new(head.raw() + i));
                     if l & LO_ASSIGNED != 0 && l & LO_SIZE_2M == 0 {
                         return Err(RmpupdateError::FailOverlap);
                     }
@@ -1180,6 +1260,78 @@ impl Rmp {
         Ok(())
     }
 
+    /// The RMP side of SNP_LAUNCH_UPDATE for the 4K pages of `pfns`, at
+    /// guest frames from `gfn`: each page assigned to `asid` at 4K (Linux
+    /// `rmp_make_private()`, as KVM's `sev_gmem_post_populate()` does) and
+    /// validated, as the firmware leaves a launched page (SNP firmware ABI,
+    /// SNP_LAUNCH_UPDATE). The result is that of the updates one page at a
+    /// time, up to the first error; a whole 2M region whose entries are all
+    /// hypervisor-owned becomes a uniform region (see [`Segment`]) without
+    /// writing its 512 entries, so launching a large guest costs neither
+    /// time nor host memory per page.
+    pub fn launch_validated(
+        &self,
+        pfns: PfnRange,
+        gfn: Gfn,
+        asid: Asid,
+    ) -> Result<(), RmpupdateError> {
+        let _w = self.write_lock();
+        let segs = self.segments.load();
+        let mut p = pfns.start.raw();
+        while p < pfns.end.raw() {
+            let pfn = Pfn::new(p);
+            let g = gfn.raw() + (p - pfns.start.raw());
+            let seg = find(&segs, pfn).ok_or(RmpupdateError::FailInput)?;
+            let next_region = (p | (PAGES_2M - 1)) + 1;
+            let i = seg.region_index(pfn);
+            let whole = p % PAGES_2M == 0
+                && next_region <= pfns.end.raw()
+                && seg.range.contains(Pfn::new(next_region - 1))
+                && g + PAGES_2M - 1 <= RMP_MAX_GFN
+                && asid != Asid::HYPERVISOR
+                && seg.assigned_2m[i].load(Ordering::Relaxed) == 0
+                && seg.uniform[i].load(Ordering::Relaxed) == 0;
+            if whole {
+                // Unassigned entries are all zero (RMPUPDATE clears every
+                // field when it unassigns), so nothing in the slots is lost.
+                invariant!(
+                    (0..PAGES_2M).all(|k| seg.slot(Pfn::new(p + k)).read() == (0, 0)),
+                    "an unassigned RMP entry holds data in the 2M region at {p:#x}"
+                );
+                let (lo, _) = pack(&RmpEntry {
+                    assigned: true,
+                    page_size: RmpPageSize::Size4K,
+                    immutable: false,
+                    validated: true,
+                    vmsa: false,
+                    asid,
+                    gfn: Gfn::new(g),
+                    perms: [VmplPerms::NONE; 3],
+                });
+                seg.assigned_2m[i].store(PAGES_2M as u32, Ordering::Relaxed);
+                seg.uniform[i].store(lo, Ordering::Release);
+                p = next_region;
+                continue;
+            }
+            self.rmpupdate_locked(
+                pfn,
+                RmpState {
+                    gfn: Gfn::new(g),
+                    assigned: true,
+                    page_size: RmpPageSize::Size4K,
+                    immutable: false,
+                    asid,
+                },
+            )?;
+            let (l, h) = seg.read(pfn);
+            let mut e = unpack(l, h);
+            e.validated = true;
+            Rmp::write(seg, pfn, &e);
+            p += 1;
+        }
+        Ok(())
+    }
+
     /// PSMASH: splits the assigned 2M page at `pfn` into 512 4K entries with
     /// consecutive GPAs, keeping every other field, the validated bit and the
     /// VMPL masks included (APM §15.36.11).
@@ -1196,13 +1348,13 @@ impl Rmp {
         let Some((seg, head)) = Rmp::page_of(&segs, pfn, RmpPageSize::Size2M) else {
             return Err(PsmashError::FailInput);
         };
-        let (lo, _) = seg.slot(head).read();
+        let (lo, _) = seg.read(head);
         if lo & LO_ASSIGNED == 0 || lo & LO_SIZE_2M == 0 {
             return Err(PsmashError::FailBadAddr);
         }
         for i in 0..PAGES_2M {
             let p = Pfn::new(head.raw() + i);
-            let (l, h) = seg.slot(p).read();
+            let (l, h) = seg.read(p);
             let mut e = unpack(l, h);
             e.page_size = RmpPageSize::Size4K;
             Rmp::write(seg, p, &e);
@@ -1266,7 +1418,7 @@ impl Rmp {
         let Some(seg) = find(&segs, pfn) else {
             return Err(RmpupdateError::FailInput);
         };
-        let (lo, _) = seg.slot(pfn).read();
+        let (lo, _) = seg.read(pfn);
         if lo & LO_ASSIGNED != 0 {
             return Ok(if lo & LO_SIZE_2M != 0 {
                 PageLevel::Size2M
@@ -1442,7 +1594,7 @@ impl Rmp {
         let head = Pfn::new(target.pfn.raw() & !(size.pages() - 1));
         let (e, seg) = match find(&segs, head) {
             Some(s) => {
-                let (l, h) = s.slot(head).read();
+                let (l, h) = s.read(head);
                 (unpack(l, h), Some(s))
             }
             None => (RmpEntry::default(), None),
@@ -1461,7 +1613,7 @@ impl Rmp {
         }
         for i in 0..size.pages() {
             let p = Pfn::new(head.raw() + i);
-            let (l, h) = seg.slot(p).read();
+            let (l, h) = seg.read(p);
             let mut x = unpack(l, h);
             x.validated = validate;
             Rmp::write(seg, p, &x);
@@ -1503,7 +1655,7 @@ impl Rmp {
         let head = Pfn::new(target.pfn.raw() & !(size.pages() - 1));
         let (e, seg) = match find(&segs, head) {
             Some(s) => {
-                let (l, h) = s.slot(head).read();
+                let (l, h) = s.read(head);
                 (unpack(l, h), Some(s))
             }
             None => (RmpEntry::default(), None),
@@ -1525,7 +1677,7 @@ impl Rmp {
         }
         for i in 0..size.pages() {
             let p = Pfn::new(head.raw() + i);
-            let (l, h) = seg.slot(p).read();
+            let (l, h) = seg.read(p);
             let mut x = unpack(l, h);
             x.perms[attrs.target as usize - 1] = attrs.perms;
             x.vmsa = attrs.vmsa;
@@ -1565,7 +1717,7 @@ impl Rmp {
                 }
                 let stop = region_end.min(seg_end);
                 while pfn < stop {
-                    let (lo, _) = seg.slot(Pfn::new(pfn)).read();
+                    let (lo, _) = seg.read(Pfn::new(pfn));
                     if lo & LO_ASSIGNED != 0 {
                         return Some(Pfn::new(pfn));
                     }
@@ -1661,7 +1813,7 @@ fn check_guest_access(
             }
             return Ok(RmpAccess::Plain);
         }
-        let lo = seg.slot(access.pfn).read_lo();
+        let lo = seg.read_lo(access.pfn);
         return Ok(if lo & LO_ASSIGNED != 0 {
             RmpAccess::Ciphertext
         } else {
@@ -1676,11 +1828,10 @@ fn check_guest_access(
         return Err(npf(RmpCheck::Covered));
     };
     // VMPL0 needs only the first word; VMPL1-3 read both words consistently.
-    let slot = seg.slot(access.pfn);
     let (lo, hi) = if guest.vmpl == Vmpl::Vmpl0 {
-        (slot.read_lo(), 0)
+        (seg.read_lo(access.pfn), 0)
     } else {
-        slot.read()
+        seg.read(access.pfn)
     };
     let asid = (lo >> LO_ASID_SHIFT) & 0x3ff;
     if lo & LO_ASSIGNED == 0 || asid != guest.asid.0 as u64 || asid == 0 {

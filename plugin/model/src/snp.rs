@@ -542,33 +542,19 @@ impl Vm {
         let slots = self.memslots.load();
         let attrs = self.attrs.load();
         let asid = self.config.asid;
-        let guest = SnpGuest {
-            asid,
-            vmpl: Vmpl::Vmpl0,
-        };
         let mut launched = 0;
-        for gfn in range.iter() {
-            let Some(slot) = slots.find(gfn) else {
+        // Private RAM of private-capable slots, in runs: the firmware
+        // assigns and validates each page (Rmp::launch_validated).
+        for slot in slots.in_range(range).filter(|s| s.private_capable()) {
+            let Some(part) = range.intersect(slot.range()) else {
                 continue;
             };
-            if !slot.private_capable() || !attrs.is_private(gfn) {
-                continue;
+            for run in attrs.private_ranges().intersecting(part) {
+                let pfns = PfnRange::from_start_len(slot.pfn_of(run.start()), run.len())
+                    .ok_or(RmpupdateError::FailInput)?;
+                snp.rmp.launch_validated(pfns, run.start(), asid)?;
+                launched += run.len();
             }
-            let pfn = slot.pfn_of(gfn);
-            snp.rmp
-                .rmp_make_private(pfn, gfn, PageLevel::Size4K, asid, false)?;
-            // The firmware sets the validated bit, exactly as a PVALIDATE
-            // of the 4K page would.
-            let target = RmpInsnTarget {
-                gfn,
-                pfn,
-                npt_level: PageLevel::Size4K,
-            };
-            if let Err(e) = snp.rmp.pvalidate(guest, target, 0, true) {
-                invariant!(false, "validating a page just assigned: {e:?}");
-                return Err(RmpupdateError::FailInput);
-            }
-            launched += 1;
         }
         Ok(launched)
     }

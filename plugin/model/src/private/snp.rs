@@ -13,7 +13,7 @@ use crate::addr::{Gfn, GfnRange, PageLevel, Pfn};
 use crate::config::VmConfig;
 use crate::event::{Counters, Event, EventSink};
 use crate::memslot::{Memslot, MemslotError};
-use crate::rmp::{Asid, DeviceAccess, PfnRange, Rmp};
+use crate::rmp::{Asid, CoverError, DeviceAccess, PfnRange, Rmp};
 use crate::types::RmpupdateError;
 
 /// An SNP guest's private-memory state.
@@ -85,17 +85,19 @@ impl PrivateMem for Snp {
         // the error stays as a guard.
         let pfns = PfnRange::from_start_len(slot.backing.pfn(), slot.npages)
             .ok_or(MemslotError::TooLarge)?;
-        self.rmp
-            .add_covered(pfns)
-            .map_err(|_| MemslotError::GmemBound(slot.id))
+        self.rmp.add_covered(pfns).map_err(|e| match e {
+            CoverError::OutOfMemory => MemslotError::OutOfMemory,
+            _ => MemslotError::GmemBound(slot.id),
+        })
     }
 
     fn gmem_grow(&self, grown: &Memslot) -> Result<(), MemslotError> {
         let pfns = PfnRange::from_start_len(grown.backing.pfn(), grown.npages)
             .ok_or(MemslotError::TooLarge)?;
-        self.rmp
-            .grow_covered(pfns)
-            .map_err(|_| MemslotError::GmemBound(grown.id))
+        self.rmp.grow_covered(pfns).map_err(|e| match e {
+            CoverError::OutOfMemory => MemslotError::OutOfMemory,
+            _ => MemslotError::GmemBound(grown.id),
+        })
     }
 
     fn gmem_unbind(&self, slot: &Memslot) {

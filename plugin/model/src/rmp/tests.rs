@@ -3,6 +3,7 @@
 //! each row names its source.
 
 use super::*;
+use crate::memslot::MemslotError;
 
 /// First covered frame: 2M aligned, four 2M regions.
 const P0: u64 = 0x1000;
@@ -1260,6 +1261,52 @@ fn coverage_add_remove() {
     assert_eq!(r.check_device_access(pfn(3), true), DeviceAccess::Allowed);
 }
 
+/// Resident memory of this process in KiB (Linux), for the cost test.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Covering 64 GiB (16M entries, 256 MiB of table) costs host memory only
+/// for the entries written: the table is allocated zeroed, and zero is a
+/// hypervisor-owned entry (issue 23: model memory in proportion to what
+/// the guest touches).
+#[test]
+fn coverage_costs_only_the_entries_written() {
+    let Some(before) = rss_kib() else {
+        return;
+    };
+    let r = Rmp::new();
+    let pages = 64 << (30 - 12);
+    let range = PfnRange::from_start_len(Pfn::new(1 << 20), pages).unwrap();
+    r.add_covered(range).unwrap();
+    for i in [0, pages / 2, pages - 1] {
+        let p = Pfn::new((1 << 20) + i);
+        r.rmp_make_private(p, Gfn::new(i), K4, ASID, false).unwrap();
+        assert!(r.entry(p).unwrap().assigned);
+    }
+    assert!(!r.entry(Pfn::new((1 << 20) + 1)).unwrap().assigned);
+    let grown = rss_kib().unwrap().saturating_sub(before);
+    // Other tests run beside this one in the process: the bound is loose,
+    // but a table written in full would add 262,144 KiB.
+    assert!(grown < 64 * 1024, "covering 64 GiB grew RSS by {grown} KiB");
+}
+
+/// A table the host cannot allocate is refused, not an abort.
+#[test]
+fn coverage_refuses_what_cannot_be_allocated() {
+    assert_eq!(
+        zeroed_table::<Slot>(1 << 62).err(),
+        Some(CoverError::OutOfMemory)
+    );
+    assert_eq!(
+        MemslotError::OutOfMemory.errno(),
+        "ENOMEM",
+        "KVM's errno for a failed allocation"
+    );
+}
+
 #[test]
 fn coverage_grows_over_covered_ranges_keeping_their_entries() {
     let r = Rmp::new();
@@ -1439,4 +1486,158 @@ fn every_rmp_change_moves_the_generation() {
     r.remove_covered(PfnRange::from_start_len(Pfn::new(P0), NPAGES).unwrap())
         .unwrap();
     moved("remove_covered");
+}
+
+// ----- launch in bulk ---------------------------------------------------------
+
+/// SNP_LAUNCH_UPDATE's RMP side one page at a time, as `launch_validated`
+/// must behave: `rmp_make_private()` at 4K, then the firmware's validation.
+fn launch_one_by_one(r: &Rmp, pfns: PfnRange, g: Gfn, asid: Asid) -> Result<(), RmpupdateError> {
+    for (k, p) in (pfns.start.raw()..pfns.end.raw()).enumerate() {
+        let gfn = Gfn::new(g.raw() + k as u64);
+        r.rmp_make_private(Pfn::new(p), gfn, K4, asid, false)?;
+        let guest = SnpGuest {
+            asid,
+            vmpl: Vmpl::Vmpl0,
+        };
+        let target = RmpInsnTarget {
+            gfn,
+            pfn: Pfn::new(p),
+            npt_level: K4,
+        };
+        r.pvalidate(guest, target, 0, true).unwrap();
+    }
+    Ok(())
+}
+
+fn all_entries(r: &Rmp) -> Vec<RmpEntry> {
+    (0..NPAGES).map(|i| r.entry(pfn(i)).unwrap()).collect()
+}
+
+/// Starting states: fresh; a 4K page of another guest in region 1; an
+/// assigned 2M page in region 2 (FAIL_OVERLAP); an immutable page in
+/// region 1 (FAIL_PERMISSION).
+type Prestate = (&'static str, fn(&Rmp));
+
+fn launch_prestates() -> Vec<Prestate> {
+    vec![
+        ("fresh", |_| {}),
+        ("4K assigned elsewhere", |r| {
+            r.rmp_make_private(pfn(PAGES_2M + 7), Gfn::new(3), K4, OTHER, false)
+                .unwrap()
+        }),
+        ("2M assigned", |r| a2(r, 2 * PAGES_2M)),
+        ("immutable", |r| {
+            r.rmp_make_private(pfn(PAGES_2M + 9), gfn(PAGES_2M + 9), K4, ASID, true)
+                .unwrap()
+        }),
+    ]
+}
+
+/// A launch in bulk leaves every entry, and returns the error, exactly as
+/// the page-by-page updates do, whatever the range and the starting state;
+/// and a later change of one page of a uniform region leaves its other
+/// entries as they were.
+#[test]
+fn launch_in_bulk_is_the_updates_one_by_one() {
+    let ranges = [
+        (0, NPAGES),
+        (3, NPAGES - 5),
+        (PAGES_2M, 2 * PAGES_2M),
+        (PAGES_2M - 1, PAGES_2M + 2),
+        (10, 20),
+    ];
+    for (name, prestate) in launch_prestates() {
+        for (start, end) in ranges {
+            let pfns = PfnRange::from_start_len(pfn(start), end - start).unwrap();
+            let (bulk, each) = (rmp(), rmp());
+            prestate(&bulk);
+            prestate(&each);
+            let got = bulk.launch_validated(pfns, gfn(start), ASID);
+            let want = launch_one_by_one(&each, pfns, gfn(start), ASID);
+            let case = format!("{name}, pages {start:#x}..{end:#x}");
+            assert_eq!(got, want, "{case}");
+            assert_eq!(all_entries(&bulk), all_entries(&each), "{case}");
+            for i in [0, PAGES_2M, 2 * PAGES_2M, 3 * PAGES_2M] {
+                assert_eq!(
+                    bulk.segments.load()[0].assigned_2m[(i / PAGES_2M) as usize]
+                        .load(Ordering::Relaxed),
+                    each.segments.load()[0].assigned_2m[(i / PAGES_2M) as usize]
+                        .load(Ordering::Relaxed),
+                    "{case}: assigned count of region {i:#x}"
+                );
+            }
+            // One page of region 1 changes in each way the guest or the
+            // host can change it; its neighbours keep their entries.
+            let p = PAGES_2M + 100;
+            let target = t4(p);
+            type Change = (&'static str, fn(&Rmp, RmpInsnTarget));
+            let changes: [Change; 3] = [
+                ("rescind", |r, t| {
+                    let _ = r.pvalidate(V0, t, 0, false);
+                }),
+                ("rmpadjust", |r, t| {
+                    let _ = r.rmpadjust(V0, t, 0, 1 | (0xf << 8));
+                }),
+                ("make shared", |r, t| {
+                    let _ = r.rmp_make_shared(t.pfn, K4);
+                }),
+            ];
+            for (what, change) in changes {
+                change(&bulk, target);
+                change(&each, target);
+                assert_eq!(all_entries(&bulk), all_entries(&each), "{case}, {what}");
+            }
+        }
+    }
+}
+
+/// A launched 2M region is uniform: its slots are not written (the launch
+/// costs no memory per page) until one of its entries changes.
+#[test]
+fn launch_in_bulk_writes_no_entry_of_a_whole_region() {
+    let r = rmp();
+    let pfns = PfnRange::from_start_len(pfn(0), NPAGES).unwrap();
+    r.launch_validated(pfns, gfn(0), ASID).unwrap();
+    let seg = r.segments.load_full();
+    let written = |s: &Segment| {
+        (0..NPAGES)
+            .filter(|&i| s.slot(pfn(i)).read() != (0, 0))
+            .count()
+    };
+    assert_eq!(written(&seg[0]), 0);
+    let e = r.entry(pfn(PAGES_2M + 5)).unwrap();
+    assert!(e.assigned && e.validated && e.gfn == gfn(PAGES_2M + 5) && e.asid == ASID);
+    r.pvalidate(V0, t4(PAGES_2M + 5), 0, false).unwrap();
+    assert_eq!(
+        written(&seg[0]),
+        PAGES_2M as usize,
+        "one region written out"
+    );
+}
+
+/// Readers racing with the write-out of a uniform region see each entry
+/// as it was: the write-out changes no entry.
+#[test]
+fn materializing_never_shows_a_reader_a_wrong_entry() {
+    for _ in 0..200 {
+        let r = Arc::new(rmp());
+        let pfns = PfnRange::from_start_len(pfn(0), PAGES_2M).unwrap();
+        r.launch_validated(pfns, gfn(0), ASID).unwrap();
+        let reader = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for k in 0..2000u64 {
+                    let i = (k * 37) % PAGES_2M;
+                    if i == 1 {
+                        continue;
+                    }
+                    let e = r.entry(pfn(i)).unwrap();
+                    assert!(e.assigned && e.validated && e.gfn == gfn(i), "{i}: {e:?}");
+                }
+            })
+        };
+        r.pvalidate(V0, t4(1), 0, false).unwrap();
+        reader.join().unwrap();
+    }
 }
