@@ -1104,13 +1104,19 @@ unsafe extern "C" fn on_machine_ready() -> c_int {
             return 0;
         };
         let mut fx = Effects::NONE;
-        let ready = crate::machine::check(plugin.kvm.vm().config(), &QemuHost).and_then(|()| {
-            use crate::flavour::Flavour;
-            plugin
-                .kvm
-                .flavour
-                .machine_ready(&plugin.kvm.vmm, &QemuHost, &mut fx)
-        });
+        let refused_ram = match plugin.memslot_refusal.get() {
+            Some(e) => Err(format!("QEMU's RAM cannot become a memslot: {e}")),
+            None => Ok(()),
+        };
+        let ready = refused_ram
+            .and_then(|()| crate::machine::check(plugin.kvm.vm().config(), &QemuHost))
+            .and_then(|()| {
+                use crate::flavour::Flavour;
+                plugin
+                    .kvm
+                    .flavour
+                    .machine_ready(&plugin.kvm.vmm, &QemuHost, &mut fx)
+            });
         match ready {
             Ok(()) => {
                 apply(fx);

@@ -152,6 +152,11 @@ pub struct Plugin {
     /// Set when QEMU's stage-2 cache is on: what it answered for a vCPU
     /// (-1: all), as (fills, page-walk fills).
     pub stage2_cache: OnceLock<fn(i32) -> (u64, u64)>,
+    /// The first RAM section the model refused before the machine was
+    /// ready. QEMU aborts when KVM refuses a memslot (`kvm_set_phys_mem()`:
+    /// "error registering slot"); cvmem refuses at machine-ready instead,
+    /// naming it, so that no guest runs with RAM the model does not know.
+    pub memslot_refusal: OnceLock<String>,
 }
 
 /// Whether QEMU may cache this plugin's stage-2 answers: not while the
@@ -225,6 +230,7 @@ impl Plugin {
             stats: Stats::default(),
             started: Instant::now(),
             stage2_cache: OnceLock::new(),
+            memslot_refusal: OnceLock::new(),
         })
     }
 
@@ -480,6 +486,9 @@ impl Plugin {
             Err(e) => {
                 eprintln!("cvmem: {e}");
                 self.stats.memslot_rejected.fetch_add(1, Ordering::Relaxed);
+                if op == MemslotOp::Add {
+                    let _ = self.memslot_refusal.set(e);
+                }
                 Effects::NONE
             }
         }
