@@ -36,7 +36,7 @@ use super::SnpFirmware;
 use crate::hooks::Host;
 use crate::vmm::Vmm;
 use cvmem_model::snp_launch::{LaunchDigest, PageType};
-use cvmem_model::PAGE_SIZE;
+use cvmem_model::{GfnRange, PAGE_SIZE};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -48,11 +48,35 @@ pub const VMM_ERR_INVALID_LEN: u64 = 1 << 32;
 /// no key hierarchy could be made or read; the reason is on stderr).
 pub const VMM_ERR_GENERIC: u64 = 0xFFFF_FFFF_0000_0000;
 
+/// The launch digest, with the content-less pages launched since it was
+/// last read not yet folded in. Each launched page is one SHA-384 over its
+/// PAGE_INFO, chained, so a launch of all of a 64 GiB guest's RAM costs
+/// 16M hashes; only a report reads the digest, so the ranges wait here, in
+/// launch order, and the first report folds them: the same updates in the
+/// same order, the same MEASUREMENT, paid only by a guest that asks.
+#[derive(Debug, Default)]
+struct Measured {
+    digest: LaunchDigest,
+    /// (page type, first GFN, pages), in launch order.
+    pending: Vec<(PageType, u64, u64)>,
+}
+
+impl Measured {
+    fn fold(&mut self) -> &LaunchDigest {
+        for (page_type, gfn, pages) in self.pending.drain(..) {
+            for g in gfn..gfn + pages {
+                self.digest.update(page_type, g * PAGE_SIZE, None);
+            }
+        }
+        &self.digest
+    }
+}
+
 /// The firmware's attestation state of one guest, and KVM's buffers.
 #[derive(Debug)]
 pub struct Attest {
     /// The launch digest, updated by every SNP_LAUNCH_UPDATE.
-    pub(super) digest: Mutex<LaunchDigest>,
+    digest: Mutex<Measured>,
     /// KVM's `guest_req_mutex` and what it guards: the firmware's message
     /// counts per VMPCK and KVM's response buffer (copied to the guest's
     /// response page on every request, as KVM does).
@@ -78,7 +102,7 @@ impl Attest {
         // Without randomness the ID is zero; nothing depends on it.
         let _ = getrandom::fill(&mut report_id);
         Attest {
-            digest: Mutex::new(LaunchDigest::default()),
+            digest: Mutex::new(Measured::default()),
             state: Mutex::new(State {
                 counts: [0; 4],
                 response: vec![0; PAGE_SIZE as usize],
@@ -91,15 +115,26 @@ impl Attest {
 
     /// The digest of a launch computed whole (a guest started from OVMF).
     pub(super) fn set_digest(&self, digest: LaunchDigest) {
-        *self.digest.lock() = digest;
+        *self.digest.lock() = Measured {
+            digest,
+            pending: Vec::new(),
+        };
     }
 
-    /// Pages launched: their PAGE_INFO goes into the digest.
-    pub(super) fn launched(&self, page_type: PageType, gfns: impl Iterator<Item = u64>) {
+    /// Pages launched without content (any type but NORMAL and VMSA):
+    /// their PAGE_INFO goes into the digest, in order (see [`Measured`]).
+    pub(super) fn launched(&self, page_type: PageType, gfns: GfnRange) {
         let mut d = self.digest.lock();
-        for gfn in gfns {
-            d.update(page_type, gfn * PAGE_SIZE, None);
+        let (gfn, pages) = (gfns.start().raw(), gfns.len());
+        match d.pending.last_mut() {
+            Some((t, g, n)) if *t == page_type && *g + *n == gfn => *n += pages,
+            _ => d.pending.push((page_type, gfn, pages)),
         }
+    }
+
+    /// The launch digest: MEASUREMENT in a report.
+    pub(super) fn measurement(&self) -> [u8; 48] {
+        self.digest.lock().fold().digest()
     }
 
     fn keys(&self) -> Result<Arc<Keys>, String> {
@@ -211,7 +246,7 @@ impl SnpFirmware {
                     None
                 })?;
                 let guest = Guest {
-                    measurement: self.attest.digest.lock().digest(),
+                    measurement: self.attest.measurement(),
                     report_id: self.attest.report_id,
                 };
                 let rsp = report::respond(&k, &guest, req.vmpck, &req.payload).map_err(Some)?;

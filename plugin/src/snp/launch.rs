@@ -125,8 +125,7 @@ impl SnpFirmware {
         let special = [pages.cpuid, pages.secrets].map(|g| Gpa::new(g).gfn());
         let launch = |range: GfnRange, page_type| {
             self.launch_update(vmm, range);
-            self.attest
-                .launched(page_type, range.iter().map(|g: Gfn| g.raw()));
+            self.attest.launched(page_type, range);
         };
         for slot in vm.memslots().iter().filter(|s| s.private_capable()) {
             let r = slot.range();
