@@ -1460,13 +1460,29 @@ impl Rmp {
     /// (KVM WARNs). Returns the number of 4K pages unassigned.
     pub fn gmem_invalidate(&self, range: PfnRange) -> u64 {
         let _w = self.write_lock();
+        // Segments change only under the write lock, which we hold.
+        let segs = self.segments.load();
+        let end = range.end.raw();
         let mut pfn = range.start.raw();
         let mut count = 0;
-        while pfn < range.end.raw() {
-            let Some(e) = self.entry(Pfn::new(pfn)) else {
-                pfn += 1;
+        while pfn < end {
+            // Skip what holds no assigned page, a segment gap or a 2M
+            // region at a time: the cost is what is assigned, not the span
+            // (a 64 GiB conversion with 64 MiB private).
+            let Some(seg) = find(&segs, Pfn::new(pfn)) else {
+                pfn = segs
+                    .iter()
+                    .map(|s| s.range.start.raw())
+                    .find(|&s| s > pfn)
+                    .unwrap_or(end);
                 continue;
             };
+            if seg.assigned_2m[seg.region_index(Pfn::new(pfn))].load(Ordering::Relaxed) == 0 {
+                pfn = ((pfn / PAGES_2M + 1) * PAGES_2M).min(seg.range.end.raw());
+                continue;
+            }
+            let (lo, hi) = seg.read(Pfn::new(pfn));
+            let e = unpack(lo, hi);
             if !e.assigned || e.immutable {
                 pfn += 1;
                 continue;
