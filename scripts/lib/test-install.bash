@@ -34,7 +34,7 @@ check() {  # check WHAT COMMAND...: COMMAND must succeed
   || { cat "$tmp/install.log" >&2; cvmem_die "scripts/install $prefix failed"; }
 for f in bin/cvmem bin/cvmem-ctl bin/cvmem-snp-verify lib/cvmem/libcvmem.so \
          libexec/cvmem/qemu-system-x86_64 share/cvmem/efiboot.fd share/cvmem/efiboot.elf \
-         share/cvmem/qemu-plugin-cvm.h; do
+         share/cvmem/qemu-plugin-cvm.h share/doc/cvmem/index.html share/doc/cvmem/install.html; do
   check "installed $f" test -s "$prefix/$f"
 done
 
