@@ -9,7 +9,8 @@ it, offline:
   /blob/main/PATH, made by lib/book-links.py from the pages' links to
   the source tree) must name a file of this checkout, and its #fragment
   a heading of that file when it is Markdown (check-docs.py's slugs);
-- other URLs are not fetched.
+- other URLs are not fetched;
+- every page of docs/ is a chapter of docs/SUMMARY.md.
 
 Prints each broken link as PAGE: LINK: why, and exits 1 if there is
 any, or if mdbook fails or warns (an unknown chapter, a missing file).
@@ -146,6 +147,14 @@ def main():
             return 1
         warnings = [l for l in r.stderr.splitlines() if re.search(r"\b(WARN|ERROR)\b", l)]
         pages, links, broken = check(out, repo)
+        # Every page of docs/ is a chapter: one left out of SUMMARY.md
+        # would be missing from the book without a word from mdbook.
+        docs = os.path.join(TOP, "docs")
+        with open(os.path.join(docs, "SUMMARY.md"), encoding="utf-8") as f:
+            listed = set(re.findall(r"\]\(([^)#]+\.md)\)", f.read()))
+        for page in sorted(os.listdir(docs)):
+            if page.endswith(".md") and page != "SUMMARY.md" and page not in listed:
+                broken.append(("SUMMARY.md", page, "a page of docs/ that is not in the book"))
         for page, link, why in broken:
             print(f"{page}: {link}: {why}")
         print(f"check-book: {len(pages)} pages, {links} links, {len(broken)} broken, "
