@@ -11,6 +11,11 @@
 #                                command line runs PREFIX's QEMU and plugin
 #   run --vm-type tdx tdx.elf    a TD the modelled KVM stops (mmio-private):
 #                                exits 5
+#   run --vm-type tdx --kernel bzImage   a TD that starts from PREFIX's
+#                                efiboot.fd at the reset vector, which
+#                                loads the kernel: a made-up bzImage header
+#                                with nothing behind it, which efiboot
+#                                refuses (isa-debug-exit 3: exit 7)
 #
 # The guest images are copied out of the checkout first. Reuses the cached
 # QEMU build ($CVMEM_QEMU or scripts/build-qemu) and the release build: a
@@ -43,6 +48,16 @@ make -s -C "$CVMEM_TOP/guest-tests" O="$CVMEM_GUEST_BUILD" \
   "$CVMEM_GUEST_BUILD/selftest.elf" "$CVMEM_GUEST_BUILD/tdx.elf" >&2 \
   || cvmem_die "the guest images do not build"
 cp "$CVMEM_GUEST_BUILD/selftest.elf" "$CVMEM_GUEST_BUILD/tdx.elf" "$tmp/work/"
+# What cvmem run checks of a bzImage (the boot protocol's "HdrS" at 0x202,
+# version 2.15, one setup sector) and no kernel: a TD's efiboot.fd starts,
+# accepts the TD's memory, reads it through fw_cfg and gives up.
+python3 -c '
+import struct, sys
+b = bytearray(8192)
+b[0x1f1] = 1
+b[0x202:0x206] = b"HdrS"
+struct.pack_into("<H", b, 0x206, 0x020f)
+open(sys.argv[1], "wb").write(b)' "$tmp/work/bzImage"
 # As a user would run it: HOME and a PATH with the system's tools only.
 installed() {
   (cd "$tmp/work" && timeout --kill-after=5 120 \
@@ -72,9 +87,13 @@ run default.log 0 --vm-type default --kernel selftest.elf
 check "the default VM's test passed" grep -q "^cvmem summary: the guest asked QEMU to exit with status 1 (isa-debug-exit)$" "$tmp/default.log"
 run tdx.log 5 --vm-type tdx --kernel tdx.elf --append mmio-private
 check "the TD was stopped" grep -q "^cvmem summary: VM stopped by the modelled KVM" "$tmp/tdx.log"
+run efiboot.log 7 --vm-type tdx -m 256M --kernel bzImage
+check "the TD's firmware is $prefix's efiboot.fd" grep -qF -- "-bios $prefix/share/cvmem/efiboot.fd " "$tmp/efiboot.log"
+check "the TD started from it" grep -q "^  tdx start  *from TDVF at the reset vector" "$tmp/efiboot.log"
+check "efiboot ran and refused the kernel" grep -q "^FAIL: efiboot: .*bzImage" "$tmp/efiboot.log"
 
 if [ $failures != 0 ]; then
-  for l in install doctor default tdx; do
+  for l in install doctor default tdx efiboot; do
     printf '\n--- %s.log\n' "$l" >&2
     tail -n 25 "$tmp/$l.log" >&2
   done
