@@ -16,7 +16,6 @@ hold are dropped; xml.etree does the escaping.
 """
 
 import argparse
-import json
 import re
 import socket
 import sys
@@ -34,9 +33,12 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 
 def clean(text):
-    """Text XML 1.0 and YAML can hold: invalid characters removed, CRs gone."""
+    """Text XML 1.0 and YAML can hold: invalid characters removed, CRs and
+    the Unicode line and paragraph separators made newlines (YAML 1.1
+    reads U+2028 and U+2029 as line breaks, TAP::Parser does not)."""
     text = _INVALID_XML.sub("", text)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\u2028", "\n").replace("\u2029", "\n")
 
 
 def decode(raw):
@@ -95,10 +97,11 @@ def junit(results, suite):
     skipped = sum(r.verdict == "SKIP" for r in results)
     total = f"{sum(r.seconds for r in results):.3f}"
     counts = {"tests": str(len(results)), "failures": str(failures),
-              "errors": "0", "skipped": str(skipped), "time": total}
+              "errors": "0", "time": total}
+    # junit-10.xsd (schemas/) has `skipped` on <testsuite> only.
     root = ET.Element("testsuites", {"name": suite, **counts})
     ts = ET.SubElement(root, "testsuite", {
-        "name": suite, **counts,
+        "name": suite, **counts, "skipped": str(skipped),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "hostname": socket.gethostname(),
     })
@@ -114,6 +117,27 @@ def junit(results, suite):
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def yaml_quote(text):
+    """`text` (already clean()) as a YAML double-quoted scalar on one line,
+    with only the escapes YAML 1.2 and TAP::Parser's YAMLish reader both
+    read: backslash, quote, newline, tab, and \\xHH for DEL and the C1
+    controls, which YAML does not allow raw. Other characters go as
+    they are (UTF-8)."""
+    out = []
+    for c in text:
+        if c in '\\"':
+            out.append("\\" + c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\t":
+            out.append("\\t")
+        elif "\x7f" <= c <= "\x9f":
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def tap(results):
     out = ["TAP version 13", f"1..{len(results)}"]
     for n, r in enumerate(results, 1):
@@ -127,13 +151,15 @@ def tap(results):
             out.append(f"not ok {n} - {desc}")
         if r.verdict == "FAIL":
             out.append("  ---")
-            # JSON strings are YAML flow scalars.
-            out.append(f"  message: {json.dumps(r.why)}")
+            out.append(f"  message: {yaml_quote(r.why)}")
             out.append(f"  duration_ms: {round(r.seconds * 1000)}")
             excerpt = log_excerpt(r.log)
             if excerpt:
-                out.append("  log: |-")
-                out.extend(("    " + line).rstrip() for line in excerpt.split("\n"))
+                # One quoted scalar, not a block: TAP::Parser's YAMLish
+                # reader ends a block at an empty line, and a block's
+                # indentation is guessed from its first line, which a
+                # log's may begin with spaces.
+                out.append(f"  log: {yaml_quote(excerpt + chr(10))}")
             out.append("  ...")
     return "\n".join(out) + "\n"
 

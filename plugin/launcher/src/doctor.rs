@@ -132,25 +132,67 @@ pub fn doctor() -> ExitCode {
             None => report(format!("{name} in {}: {why}", FIRMWARE_DIRS.join(" "))),
         }
     }
-    match libclang() {
-        Some(p) => ok(format!("libclang for bindgen: {}", p.display())),
-        None => report(
-            "libclang for bindgen, to build the plugin (apt-get install libclang-dev)".into(),
-        ),
+    // Where QEMU, the plugin and efiboot come from: an installation
+    // (scripts/install) needs no build tools; the checkout builds them.
+    let installed = locate::prefix().filter(|p| {
+        [
+            locate::INSTALLED_QEMU,
+            locate::INSTALLED_PLUGIN,
+            locate::INSTALLED_HEADER,
+        ]
+        .iter()
+        .map(|r| p.join(r))
+        .chain(["efiboot.fd", "efiboot.elf"].map(|f| p.join(locate::INSTALLED_SHARE).join(f)))
+        .all(|f| f.is_file())
+    });
+    match &installed {
+        Some(p) => ok(format!(
+            "installed in {}: QEMU, the plugin and efiboot come from there",
+            p.display()
+        )),
+        None => {
+            match locate::prefix() {
+                Some(p) => report(format!(
+                    "an incomplete installation in {}: run scripts/install {} again",
+                    p.display(),
+                    p.display()
+                )),
+                None => ok(format!(
+                    "from the checkout {}: it builds QEMU, the plugin and efiboot",
+                    locate::tree().display()
+                )),
+            }
+            match libclang() {
+                Some(p) => ok(format!("libclang for bindgen: {}", p.display())),
+                None => report(
+                    "libclang for bindgen, to build the plugin (apt-get install libclang-dev)"
+                        .into(),
+                ),
+            }
+            for prog in ["gcc", "make"] {
+                if on_path(prog) {
+                    ok(prog.to_string());
+                } else {
+                    report(format!("{prog}: to build efiboot and the guest tests"));
+                }
+            }
+        }
     }
-    for (prog, why) in [
-        ("gcc", "to build efiboot and the guest tests"),
-        ("make", "to build efiboot and the guest tests"),
-        ("nm", "to check QEMU's exports (binutils)"),
-    ] {
-        if on_path(prog) {
-            ok(prog.to_string());
-        } else {
-            report(format!("{prog}: {why}"));
+    if on_path("nm") {
+        ok("nm".into());
+    } else {
+        report("nm: to check QEMU's exports (binutils)".into());
+    }
+    if let Some(p) = &installed {
+        for f in ["efiboot.fd", "efiboot.elf"] {
+            ok(format!(
+                "{f}: {}",
+                p.join(locate::INSTALLED_SHARE).join(f).display()
+            ));
         }
     }
 
-    let header = locate::tree().join("qemu-patches/include/qemu-plugin-cvm.h");
+    let header = locate::api_header();
     let want = std::fs::read_to_string(&header)
         .ok()
         .and_then(|h| header_api_version(&h));
@@ -211,8 +253,9 @@ pub fn doctor() -> ExitCode {
                     "the plugin runs in QEMU in enforcing mode, cvm plugin API v{got}"
                 )),
                 (Some(got), Some(want)) => report(format!(
-                    "QEMU and the plugin agree on v{got}, but the tree's header says v{want}: \
-                     rebuild both (scripts/build-qemu, cargo build --release)"
+                    "QEMU and the plugin agree on v{got}, but {} says v{want}: \
+                     rebuild both (scripts/build-qemu, cargo build --release)",
+                    header.display()
                 )),
                 (Some(got), None) => ok(format!("the plugin runs in QEMU, cvm plugin API v{got}")),
                 (None, _) => {
@@ -245,9 +288,7 @@ mod tests {
         let h = "/* x */\n#define QEMU_PLUGIN_CVM_API_VERSION 7\nuint32_t f(void);\n";
         assert_eq!(header_api_version(h), Some(7));
         assert_eq!(header_api_version("#define OTHER 7"), None);
-        let real =
-            std::fs::read_to_string(locate::tree().join("qemu-patches/include/qemu-plugin-cvm.h"))
-                .unwrap();
+        let real = std::fs::read_to_string(locate::api_header()).unwrap();
         assert!(header_api_version(&real).is_some());
         assert_eq!(
             banner_api_version("x\ncvmem: vm-type=default mode=enforcing (cvm plugin API v12)\n"),
