@@ -227,13 +227,14 @@ cvmem_run_checks() {
     [ -n "$cmd" ] || continue
     cmd=${cmd//@TRACE@/$trace}
     cmd=${cmd//@LOG@/$log}
-    printf '$ %s\n' "$cmd" >> "$log"
     set +e
     # shellcheck disable=SC2086 # check commands are split at spaces on purpose
     out=$(cd "$CVMEM_TOP" && $cmd 2>&1)
     rc=$?
     set -e
-    printf '%s\n' "$out" >> "$log"
+    # Into the log after the command ran: a check that greps the log must
+    # not find its own pattern there.
+    printf '$ %s\n%s\n' "$cmd" "$out" >> "$log"
     if [ $rc != 0 ]; then
       CVMEM_VERDICT=FAIL CVMEM_WHY="check failed: ${out##*$'\n'}"
       return
