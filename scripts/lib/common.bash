@@ -82,11 +82,16 @@ cvmem_need_linux() {
 #                     Multiboot image with ARGS as its command line; it
 #                     hands the kernel (module 1) and initramfs (module 2)
 #                     EFI boot information (unaccepted memory, ACPI)
+#   disk [FILE]       OVMF as -bios (FILE as for ovmf) boots disk.img
+#                     (scripts/lib/make-disk-image) from a virtio-blk disk:
+#                     GRUB loads the kernel and initramfs from it with its
+#                     own command line, and APPEND reaches it as an SMBIOS
+#                     OEM string, which grub.cfg appends
 cvmem_linux_cmdline() {
   local qemu=$1 append=$2 boot=${3:-seabios} vmtype=${4:-none} kargs
   kargs="console=ttyS0 panic=-1${append:+ $append}"
   local machine=pc
-  [[ "$boot" != ovmf* ]] || machine=q35
+  [[ "$boot" != ovmf* ]] && [[ "$boot" != disk* ]] || machine=q35
   # A TD's efiboot is a firmware (efiboot.fd), started as OVMF is.
   if [[ "$boot" == efiboot* ]] && [ "$vmtype" = tdx ]; then machine=q35 boot="efiboot-fd${boot#efiboot}"; fi
   CVMEM_CMD=("$qemu" -machine $machine -cpu max -m 1G -display none -nodefaults
@@ -99,6 +104,21 @@ cvmem_linux_cmdline() {
       local fw=${boot#ovmf}; fw=${fw# }
       CVMEM_CMD+=(-bios "$CVMEM_LINUX/${fw:-OVMF.fd}" -kernel "$CVMEM_LINUX/vmlinuz"
                   -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
+    disk|disk\ *)
+      # OVMF finds no kernel in fw_cfg and boots the disk's removable-media
+      # path (\EFI\BOOT\BOOTX64.EFI: GRUB). snapshot=on: the cached image
+      # stays as built. A TD's or SNP guest's virtio devices get what QEMU
+      # gives them when the machine has a confidential-guest-support object
+      # (hw/core/machine.c, machine_run_board_init()): disable-legacy=on
+      # and iommu_platform=on, so that the driver maps its buffers through
+      # the DMA API (shared bounce buffers) instead of handing the device
+      # private addresses.
+      local fw=${boot#disk}; fw=${fw# } dev=virtio-blk-pci,drive=disk0
+      [ "$vmtype" != tdx ] && [ "$vmtype" != snp ] || dev+=",disable-legacy=on,iommu_platform=on"
+      CVMEM_CMD+=(-bios "$CVMEM_LINUX/${fw:-OVMF.fd}"
+                  -drive "if=none,id=disk0,format=raw,snapshot=on,file=$CVMEM_LINUX/disk.img"
+                  -device "$dev")
+      [ -z "$append" ] || CVMEM_CMD+=(-smbios "type=11,value=${append//,/,,}") ;;
     seabios)
       CVMEM_CMD+=(-kernel "$CVMEM_LINUX/vmlinuz" -initrd "$CVMEM_LINUX/initrd.cpio" -append "$kargs") ;;
     efiboot-fd|efiboot-fd\ *)
@@ -207,13 +227,14 @@ cvmem_run_checks() {
     [ -n "$cmd" ] || continue
     cmd=${cmd//@TRACE@/$trace}
     cmd=${cmd//@LOG@/$log}
-    printf '$ %s\n' "$cmd" >> "$log"
     set +e
     # shellcheck disable=SC2086 # check commands are split at spaces on purpose
     out=$(cd "$CVMEM_TOP" && $cmd 2>&1)
     rc=$?
     set -e
-    printf '%s\n' "$out" >> "$log"
+    # Into the log after the command ran: a check that greps the log must
+    # not find its own pattern there.
+    printf '$ %s\n%s\n' "$cmd" "$out" >> "$log"
     if [ $rc != 0 ]; then
       CVMEM_VERDICT=FAIL CVMEM_WHY="check failed: ${out##*$'\n'}"
       return

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Firmware, KernelKind, RunConfig, VmType};
+use crate::config::{DiskFormat, Firmware, KernelKind, RunConfig, VmType};
 
 /// Firmware for the source-built QEMU (bios-256k.bin, linuxboot_dma.bin,
 /// multiboot_dma.bin, ...): Debian's packages.
@@ -124,6 +124,37 @@ pub fn efiboot_firmware(cfg: &RunConfig) -> bool {
     cfg.firmware == Firmware::Efiboot && cfg.vm_type == VmType::Tdx
 }
 
+/// The `-drive` of a `--disk`: no interface of its own (the device below
+/// takes it), the format given rather than probed, and with `snapshot`
+/// the writes going to a temporary file QEMU drops at exit.
+pub fn drive_option(image: &Path, format: DiskFormat, snapshot: bool) -> String {
+    let mut d = format!("if=none,id=disk0,format={}", format.name());
+    if snapshot {
+        d.push_str(",snapshot=on");
+    }
+    d.push_str(",file=");
+    d.push_str(&qemu_escape(&lossy(image)));
+    d
+}
+
+/// The virtio-blk device of a `--disk`. A TD's or an SNP guest's virtio
+/// devices get what QEMU gives every virtio device of a machine with a
+/// confidential-guest-support object (hw/core/machine.c,
+/// `machine_run_board_init()`): `disable-legacy=on` and
+/// `iommu_platform=on` (VIRTIO_F_ACCESS_PLATFORM), so that the driver maps
+/// its buffers through the DMA API, which bounces them through shared
+/// memory (OVMF's IoMmu, Linux's swiotlb). Without them Linux refuses the
+/// device ("device must provide VIRTIO_F_ACCESS_PLATFORM") and OVMF's
+/// legacy virtio driver hands it private addresses, whose DMA cvmem
+/// refuses as KVM never lets a device reach private memory.
+pub fn disk_device(vm: VmType) -> String {
+    let mut d = "virtio-blk-pci,drive=disk0".to_owned();
+    if vm.is_confidential() {
+        d.push_str(",disable-legacy=on,iommu_platform=on");
+    }
+    d
+}
+
 /// The QEMU arguments (after the program) of a run.
 pub fn qemu_args(cfg: &RunConfig, paths: &Paths) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
@@ -221,6 +252,10 @@ pub fn qemu_args(cfg: &RunConfig, paths: &Paths) -> Vec<String> {
             push(&["-append", &linux_cmdline(cfg)]);
         }
     }
+    if let Some((image, format)) = &cfg.disk {
+        push(&["-drive", &drive_option(image, *format, cfg.snapshot)]);
+        push(&["-device", &disk_device(cfg.vm_type)]);
+    }
     let pargs: Vec<String> = plugin_args(cfg).iter().map(|s| qemu_escape(s)).collect();
     push(&[
         "-plugin",
@@ -264,6 +299,8 @@ mod tests {
             accept: None,
             trace: None,
             control: None,
+            disk: None,
+            snapshot: false,
             extra: vec![],
         }
     }
@@ -450,6 +487,55 @@ mod tests {
         assert!(!a
             .iter()
             .any(|s| s == "-kernel" || s == "-append" || s == "-initrd"));
+    }
+
+    #[test]
+    fn disk_through_ovmf() {
+        // A TD booting its disk from TDVF: no kernel, the firmware's boot
+        // path; the device as QEMU makes it for a confidential machine.
+        let mut cfg = linux(VmType::Tdx, Firmware::Path("/fw/OVMF.fd".into()));
+        cfg.kernel = None;
+        cfg.initrd = None;
+        cfg.append = None;
+        cfg.disk = Some(("/d/disk,1.img".into(), DiskFormat::Raw));
+        let a = qemu_args(&cfg, &paths());
+        assert_eq!(opt(&a, "-machine"), Some("q35"));
+        assert_eq!(opt(&a, "-bios"), Some("/fw/OVMF.fd"));
+        assert_eq!(
+            opt(&a, "-drive"),
+            Some("if=none,id=disk0,format=raw,file=/d/disk,,1.img")
+        );
+        assert_eq!(
+            opt(&a, "-device"),
+            Some("virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on")
+        );
+        assert!(!a
+            .iter()
+            .any(|s| s == "-kernel" || s == "-append" || s == "-initrd"));
+        assert_eq!(count(&a, "-drive"), 1);
+        cfg.snapshot = true;
+        cfg.disk = Some(("/d/disk.qcow2".into(), DiskFormat::Qcow2));
+        cfg.vm_type = VmType::Snp;
+        let a = qemu_args(&cfg, &paths());
+        assert_eq!(
+            opt(&a, "-drive"),
+            Some("if=none,id=disk0,format=qcow2,snapshot=on,file=/d/disk.qcow2")
+        );
+        assert_eq!(
+            opt(&a, "-device"),
+            Some("virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on")
+        );
+        // An ordinary VM's virtio device stays as QEMU makes it; a kernel
+        // given too boots as before, the disk beside it.
+        let mut cfg = linux(VmType::Default, Firmware::Seabios);
+        cfg.disk = Some(("/d/disk.img".into(), DiskFormat::Raw));
+        let a = qemu_args(&cfg, &paths());
+        assert_eq!(opt(&a, "-device"), Some("virtio-blk-pci,drive=disk0"));
+        assert_eq!(opt(&a, "-kernel"), Some("/k/vmlinuz"));
+        assert_eq!(opt(&a, "-machine"), Some("pc"));
+        // No disk, no drive.
+        let a = qemu_args(&linux(VmType::Tdx, Firmware::Seabios), &paths());
+        assert_eq!(count(&a, "-drive"), 0);
     }
 
     #[test]

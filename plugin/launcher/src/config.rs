@@ -97,6 +97,62 @@ pub fn kernel_kind(head: &[u8]) -> Option<KernelKind> {
     })
 }
 
+/// What a `--disk` image is, from its first bytes: the two formats QEMU
+/// boots a guest's disk from that cvmem passes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// A raw disk (anything without a known image header).
+    Raw,
+    /// A qcow2 image (QEMU's block/qcow2.c: "QFI\xfb", version 2 or 3).
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// QEMU's name for it (`-drive format=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// The format of a disk image whose first bytes are `head`, or the name of
+/// another image format cvmem does not pass on. The headers are those
+/// QEMU's format probes look for (block/qcow2.c `qcow2_probe()`,
+/// block/qcow.c, block/qed.c, block/vmdk.c, block/vdi.c, block/vhdx.c,
+/// block/vpc.c); QEMU's own probe would also take them, but it refuses to
+/// write block 0 of an image it guessed raw, so cvmem names the format.
+pub fn disk_format(head: &[u8]) -> Result<DiskFormat, &'static str> {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    if at(0, b"QFI\xfb") {
+        let version = head
+            .get(4..8)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        return match version {
+            2 | 3 => Ok(DiskFormat::Qcow2),
+            _ => Err("qcow (version 1)"),
+        };
+    }
+    if at(0, b"QED\0") {
+        return Err("QED");
+    }
+    if at(0, b"KDMV") || at(0, b"# Disk DescriptorFile") {
+        return Err("VMDK");
+    }
+    // VDI: the signature 0xbeda107f (little-endian) at offset 0x40.
+    if at(0x40, &0xbeda_107fu32.to_le_bytes()) {
+        return Err("VDI");
+    }
+    if at(0, b"vhdxfile") {
+        return Err("VHDX");
+    }
+    if at(0, b"conectix") {
+        return Err("VHD (vpc)");
+    }
+    Ok(DiskFormat::Raw)
+}
+
 /// Parses a size: decimal or `0x` hexadecimal with an optional `K`, `M` or
 /// `G` suffix (binary units). A bare number is `bare_unit` bytes (QEMU's
 /// `-m` takes MiB, the plugin bytes).
@@ -130,6 +186,8 @@ pub struct RunOptions {
     pub accept: Option<String>,
     pub trace: Option<PathBuf>,
     pub control: Option<PathBuf>,
+    pub disk: Option<PathBuf>,
+    pub snapshot: bool,
     pub extra: Vec<String>,
 }
 
@@ -151,6 +209,10 @@ pub struct RunConfig {
     pub accept: Option<u64>,
     pub trace: Option<PathBuf>,
     pub control: Option<PathBuf>,
+    /// A disk image for a virtio-blk disk, and its format.
+    pub disk: Option<(PathBuf, DiskFormat)>,
+    /// Writes to the disk go to a temporary file (`snapshot=on`).
+    pub snapshot: bool,
     pub extra: Vec<String>,
 }
 
@@ -282,6 +344,25 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
     if opts.smp == Some(0) {
         return no("--smp 0: a guest needs at least one vCPU".into());
     }
+    let mut disk = None;
+    if let Some(d) = &opts.disk {
+        if !files.exists(d) {
+            return no(format!("--disk {}: no such file", d.display()));
+        }
+        let head = files.head(d).map_err(|e| Refusal(format!("--disk {e}")))?;
+        match disk_format(&head) {
+            Ok(format) => disk = Some((d.clone(), format)),
+            Err(other) => {
+                return no(format!(
+                    "--disk {}: a {other} image; give a raw or qcow2 one (qemu-img convert -O \
+                     qcow2)",
+                    d.display()
+                ))
+            }
+        }
+    } else if opts.snapshot {
+        return no("--snapshot without --disk: it keeps a --disk image unwritten".into());
+    }
     let kind = kernel.as_ref().map(|(_, kind)| *kind);
 
     // The loader: efiboot for a TD's or an SNP guest's Linux, which learns
@@ -293,6 +374,33 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
         (None, Some(KernelKind::BzImage)) if vm_type.is_confidential() => Firmware::Efiboot,
         (None, _) => Firmware::Seabios,
     };
+    // Without a kernel the firmware boots the disk by its own default boot
+    // path: OVMF's removable-media path, SeaBIOS's boot sector. A TD starts
+    // only from TDVF and an SNP guest only from OVMF (cvmem's SeaBIOS start
+    // is for a kernel it loads), and efiboot has no disk driver.
+    if disk.is_some() && kind.is_none() {
+        match &firmware {
+            Firmware::Efiboot => {
+                return no(
+                    "--firmware efiboot cannot boot a --disk (it loads a --kernel through \
+                     fw_cfg and has no disk driver); give --firmware ovmf or an OVMF image PATH"
+                        .into(),
+                )
+            }
+            Firmware::Seabios if vm_type.is_confidential() => {
+                return no(format!(
+                "--disk without --kernel: {} boots its disk through OVMF; give --firmware ovmf or \
+                     an OVMF image PATH",
+                if vm_type == VmType::Tdx {
+                    "a TD (from TDVF)"
+                } else {
+                    "an SNP guest"
+                }
+            ))
+            }
+            _ => {}
+        }
+    }
     match (&firmware, kind) {
         (Firmware::Efiboot, None) => {
             return no("--firmware efiboot boots a Linux --kernel, and none was given".into())
@@ -398,6 +506,8 @@ pub fn check(opts: &RunOptions, files: &dyn Files) -> Result<RunConfig, Refusal>
         accept,
         trace: opts.trace.clone(),
         control: opts.control.clone(),
+        disk,
+        snapshot: opts.snapshot,
         extra: opts.extra.clone(),
     })
 }
@@ -451,7 +561,20 @@ mod tests {
         m.insert(PathBuf::from("tdvf.fd"), tdvf_image(false));
         m.insert(PathBuf::from("overlap.fd"), tdvf_image(true));
         m.insert(PathBuf::from("my dir/vmlinuz"), bzimage());
+        m.insert(PathBuf::from("disk.img"), vec![0; 0x1000]);
+        m.insert(PathBuf::from("disk.qcow2"), qcow(3));
+        m.insert(PathBuf::from("old.qcow"), qcow(1));
+        m.insert(PathBuf::from("disk.vmdk"), b"KDMV\x01\0\0\0".to_vec());
         Fake(m)
+    }
+
+    /// The start of a qcow image of `version` (block/qcow2.h QCowHeader:
+    /// magic, then the version, big-endian).
+    fn qcow(version: u32) -> Vec<u8> {
+        let mut b = b"QFI\xfb".to_vec();
+        b.extend(version.to_be_bytes());
+        b.resize(0x200, 0);
+        b
     }
 
     /// A 64 KiB TDVF image: a BFV, the TD HOB, and temporary memory that
@@ -637,6 +760,72 @@ mod tests {
         let mut o = linux(VmType::Default);
         o.memory = Some("1000K".into());
         assert!(refused(&o).contains("whole number of MiB"));
+    }
+
+    #[test]
+    fn disk_formats() {
+        assert_eq!(disk_format(&[0; 512]), Ok(DiskFormat::Raw));
+        assert_eq!(disk_format(b""), Ok(DiskFormat::Raw));
+        assert_eq!(disk_format(&qcow(2)), Ok(DiskFormat::Qcow2));
+        assert_eq!(disk_format(&qcow(3)), Ok(DiskFormat::Qcow2));
+        assert_eq!(disk_format(&qcow(1)), Err("qcow (version 1)"));
+        assert_eq!(disk_format(b"QED\0rest"), Err("QED"));
+        assert_eq!(disk_format(b"# Disk DescriptorFile\n"), Err("VMDK"));
+        assert_eq!(disk_format(b"vhdxfile...."), Err("VHDX"));
+        assert_eq!(disk_format(b"conectix...."), Err("VHD (vpc)"));
+        let mut vdi = vec![0u8; 0x200];
+        vdi[0x40..0x44].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
+        assert_eq!(disk_format(&vdi), Err("VDI"));
+    }
+
+    #[test]
+    fn disks() {
+        // A TD boots its disk through TDVF.
+        let td_disk = |firmware: Option<Firmware>| RunOptions {
+            vm_type: Some(VmType::Tdx),
+            firmware,
+            disk: Some("disk.img".into()),
+            ..RunOptions::default()
+        };
+        let cfg = check(&td_disk(Some(Firmware::Path("tdvf.fd".into()))), &files()).unwrap();
+        assert_eq!(cfg.disk, Some(("disk.img".into(), DiskFormat::Raw)));
+        assert!(!cfg.snapshot);
+        assert_eq!(cfg.kernel, None);
+        // Not through SeaBIOS (the default without a kernel) nor efiboot.
+        let why = refused(&td_disk(None));
+        assert!(
+            why.contains("a TD (from TDVF) boots its disk through OVMF; give --firmware"),
+            "{why}"
+        );
+        let why = refused(&td_disk(Some(Firmware::Seabios)));
+        assert!(why.contains("give --firmware ovmf"), "{why}");
+        let why = refused(&td_disk(Some(Firmware::Efiboot)));
+        assert!(why.contains("efiboot cannot boot a --disk"), "{why}");
+        let mut o = td_disk(Some(Firmware::Seabios));
+        o.vm_type = Some(VmType::Snp);
+        assert!(refused(&o).contains("an SNP guest boots its disk through OVMF;"));
+        // An ordinary VM's SeaBIOS boots a disk itself.
+        o.vm_type = Some(VmType::Default);
+        o.firmware = None;
+        assert_eq!(check(&o, &files()).unwrap().firmware, Firmware::Seabios);
+        // With a kernel the disk is only attached: the loaders as before.
+        let mut o = linux(VmType::Tdx);
+        o.disk = Some("disk.qcow2".into());
+        o.snapshot = true;
+        let cfg = check(&o, &files()).unwrap();
+        assert_eq!(cfg.firmware, Firmware::Efiboot);
+        assert_eq!(cfg.disk, Some(("disk.qcow2".into(), DiskFormat::Qcow2)));
+        assert!(cfg.snapshot);
+        // Files and formats.
+        o.disk = Some("nope.img".into());
+        assert!(refused(&o).contains("--disk nope.img: no such file"));
+        o.disk = Some("disk.vmdk".into());
+        let why = refused(&o);
+        assert!(why.contains("a VMDK image; give a raw or qcow2"), "{why}");
+        o.disk = Some("old.qcow".into());
+        assert!(refused(&o).contains("qcow (version 1)"));
+        o.disk = None;
+        assert!(refused(&o).contains("--snapshot without --disk"));
     }
 
     #[test]

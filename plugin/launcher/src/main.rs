@@ -79,11 +79,12 @@ struct RunArgs {
     /// unless it names console= or panic= itself.
     #[arg(long, value_name = "ARGS")]
     append: Option<String>,
-    /// Who loads the kernel: seabios (QEMU's linuxboot), efiboot (EFI boot
-    /// information, needed for --accept in a TD; the default for a TD's
-    /// Linux), ovmf (Debian's /usr/share/ovmf/OVMF.fd) or a firmware image
-    /// PATH given as -bios on q35 (for a TD: OVMF with TDVF metadata; not
-    /// yet for SNP).
+    /// Who loads the kernel, or boots the --disk: seabios (QEMU's
+    /// linuxboot), efiboot (EFI boot information, needed for --accept in a
+    /// TD; the default for a TD's Linux), ovmf (Debian's
+    /// /usr/share/ovmf/OVMF.fd) or a firmware image PATH given as -bios on
+    /// q35 (for a TD: OVMF with TDVF metadata; for an SNP guest: with SEV
+    /// metadata).
     #[arg(long, value_name = "seabios|efiboot|ovmf|PATH", value_parser = Firmware::parse)]
     firmware: Option<Firmware>,
     /// vCPUs.
@@ -103,6 +104,16 @@ struct RunArgs {
     /// The plugin's control socket (driven with cvmem-ctl).
     #[arg(long, value_name = "SOCK")]
     control: Option<PathBuf>,
+    /// A disk image (raw or qcow2) as a virtio-blk disk, written to unless
+    /// --snapshot. Without --kernel the firmware boots it (OVMF: its
+    /// \EFI\BOOT\BOOTX64.EFI); a TD or SNP guest then needs --firmware
+    /// ovmf or an OVMF image PATH.
+    #[arg(long, value_name = "IMG")]
+    disk: Option<PathBuf>,
+    /// Leave the --disk image as it is: writes go to a temporary file
+    /// (QEMU's snapshot=on).
+    #[arg(long)]
+    snapshot: bool,
     /// More QEMU arguments, after `--`; they come last.
     #[arg(last = true, value_name = "QEMU ARGS")]
     extra: Vec<String>,
@@ -121,6 +132,8 @@ impl RunArgs {
             accept: self.accept,
             trace: self.trace,
             control: self.control,
+            disk: self.disk,
+            snapshot: self.snapshot,
             extra: self.extra,
         }
     }
@@ -324,6 +337,16 @@ mod tests {
         assert_eq!(o.memory.as_deref(), Some("2G"));
         assert_eq!(o.firmware, Some(Firmware::Efiboot));
         assert_eq!(o.extra, ["-d", "plugin"]);
+        assert_eq!((o.disk, o.snapshot), (None, false));
+        let cli = Cli::try_parse_from(["cvmem", "run", "--disk", "d.img", "--snapshot"]).unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!()
+        };
+        let o = args.options();
+        assert_eq!(
+            (o.disk.as_deref(), o.snapshot),
+            (Some(Path::new("d.img")), true)
+        );
         assert!(Cli::try_parse_from(["cvmem", "run", "--vm-type", "sev"]).is_err());
         let cli = Cli::try_parse_from(["cvmem", "run", "--vm-type", "sw-protected"]).unwrap();
         let Cmd::Run(args) = cli.command else {
