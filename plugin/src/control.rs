@@ -1016,7 +1016,10 @@ mod tests {
         let line = reply(&big);
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["ok"], false, "{line}");
-        assert!(v["error"].as_str().unwrap().starts_with("E2BIG: "), "{line}");
+        assert!(
+            v["error"].as_str().unwrap().starts_with("E2BIG: "),
+            "{line}"
+        );
         let (sent, cut_off) = writer.join().unwrap();
         assert!(cut_off, "the server read all {sent} bytes of a 100 MB line");
         let mut rest = String::new();
