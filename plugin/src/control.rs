@@ -629,7 +629,7 @@ pub fn serve(
                         host.thread_start();
                         // A panic is caught here, so the thread always
                         // unregisters.
-                        guard("control client", (), || client(stream, plugin, host));
+                        guard("control_client", (), || client(stream, plugin, host));
                         host.thread_exit();
                         CLIENTS.fetch_sub(1, Ordering::Relaxed);
                     });
