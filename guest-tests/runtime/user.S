@@ -57,12 +57,12 @@ user_return:
 	ret
 
 	/*
-	 * The stubs, one a 16 bytes: the instruction, then UD2. Kept in a
-	 * page of their own (user_init() makes it reachable from CPL 3).
+	 * The stubs, one a 16 bytes: the instruction, then UD2. Data here:
+	 * user_init() copies them into a page of their own that CPL 3 may
+	 * run (no relocation inside), so that no image grows by a page.
 	 */
-	.section .text.user, "ax"
-	.balign 4096
-	.globl user_stubs
+	.section .rodata
+	.globl user_stubs, user_stubs_end
 user_stubs:
 	.set n, 0
 .macro stub bytes:vararg
@@ -85,11 +85,7 @@ user_stubs:
 	stub 0xef			/* 11 OUT DX, EAX */
 	stub 0x0f, 0x22, 0xe0		/* 12 MOV CR4, RAX */
 	stub 0x0f, 0x22, 0xc0		/* 13 MOV CR0, RAX */
-	.org user_stubs + 4096, 0xcc
-	.globl user_stack_top
-	.balign 16
-	.skip 4096 - 16
-user_stack_top:
-	.skip 16
+	.org user_stubs + 16 * n, 0xcc
+user_stubs_end:
 
 	.section .note.GNU-stack, "", @progbits

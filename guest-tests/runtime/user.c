@@ -7,7 +7,7 @@
  * 64-bit TSS (RSP0: the stack exceptions from CPL 3 switch to; no I/O
  * permission bitmap, so IN/OUT at CPL 3 with IOPL 0 raise #GP, SDM vol. 1
  * 19.5), and sets the U bit on the paging entries that map the stubs
- * (user.S). user_run() loads every GPR, enters the instruction's stub at
+ * (user.S, copied into a page of the allocator's). user_run() loads every GPR, enters the instruction's stub at
  * CPL 3 with IF and IOPL 0, and returns how the CPL 3 run ended: an
  * exception at the instruction, or the UD2 after it (it completed). A #VE
  * or #VC at CPL 3 goes to the runtime's handler first, as Linux handles
@@ -30,7 +30,7 @@ struct tss64 {
 	u16 iomap_base;
 } __attribute__((packed));
 
-extern const char user_stubs[], user_stack_top[];
+extern const char user_stubs[], user_stubs_end[];
 void user_enter(const struct user_regs *r, u64 rip, u64 rsp);
 void user_return(void);
 /* The kernel RSP user_enter() saved, for exception_dispatch(). */
@@ -38,7 +38,8 @@ u64 user_kernel_rsp;
 
 static u64 gdt[8] __attribute__((aligned(16)));
 static struct tss64 tss __attribute__((aligned(16)));
-static u8 ring0_stack[16384] __attribute__((aligned(16)));
+/* Pages from the allocator at user_init(): no image grows for them. */
+static u8 *stubs, *user_stack, *ring0_stack;
 static bool user_active;
 static struct user_result result;
 
@@ -77,14 +78,18 @@ void user_init(void)
 	gdt[TSS_SEL / 8] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89ul << 40) |
 			   (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
 	gdt[TSS_SEL / 8 + 1] = base >> 32;
-	tss.rsp0 = (u64)(uintptr_t)(ring0_stack + sizeof(ring0_stack));
+	stubs = alloc_page();
+	user_stack = alloc_page();
+	ring0_stack = alloc_page();
+	memcpy(stubs, user_stubs, (u64)(user_stubs_end - user_stubs));
+	tss.rsp0 = (u64)(uintptr_t)(ring0_stack + PAGE_SIZE);
 	tss.iomap_base = sizeof(tss); /* no bitmap: every port needs CPL <= IOPL */
 	gdtr.limit = sizeof(gdt) - 1;
 	gdtr.base = (u64)(uintptr_t)gdt;
 	asm volatile("lgdt %0" :: "m"(gdtr));
 	asm volatile("ltr %w0" :: "r"(TSS_SEL));
-	allow_user((u64)(uintptr_t)user_stubs);
-	allow_user((u64)(uintptr_t)user_stack_top - 16);
+	allow_user((u64)(uintptr_t)stubs);
+	allow_user((u64)(uintptr_t)user_stack);
 	write_cr3(read_cr3());
 }
 
@@ -92,8 +97,8 @@ struct user_result user_run(enum user_insn insn, const struct user_regs *regs)
 {
 	result = (struct user_result){ .vector = -1 };
 	user_active = true;
-	user_enter(regs, (u64)(uintptr_t)user_stubs + 16 * (u64)insn,
-		   (u64)(uintptr_t)user_stack_top);
+	user_enter(regs, (u64)(uintptr_t)stubs + 16 * (u64)insn,
+		   (u64)(uintptr_t)(user_stack + PAGE_SIZE));
 	user_active = false;
 	return result;
 }
@@ -108,7 +113,7 @@ bool user_exception(struct ex_regs *regs)
 		return true;
 	if (regs->vector == VC_VECTOR && snp_handle_vc(regs))
 		return true;
-	stub = (u64)(uintptr_t)user_stubs + (regs->rip - (u64)(uintptr_t)user_stubs) / 16 * 16;
+	stub = (u64)(uintptr_t)stubs + (regs->rip - (u64)(uintptr_t)stubs) / 16 * 16;
 	result.vector = (int)regs->vector;
 	result.error_code = regs->error_code;
 	result.completed = regs->vector == UD_VECTOR && regs->rip != stub;
