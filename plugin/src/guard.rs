@@ -40,6 +40,8 @@ pub fn on_failure(f: fn()) {
 thread_local! {
     /// Where the panic being unwound on this thread began (the hook's).
     static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Whether this thread runs inside [`guard`], which reports panics.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Replaces Rust's default panic output (a `thread ... panicked at` line
@@ -53,7 +55,24 @@ pub fn quiet_panic_output() {
             let at = info
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()));
-            LOCATION.with(|l| *l.borrow_mut() = at);
+            if GUARDED.with(std::cell::Cell::get) {
+                LOCATION.with(|l| *l.borrow_mut() = at);
+            } else {
+                // A thread of cvmem's own outside any callback (the trace
+                // writer, the control socket's listener): its end is seen
+                // elsewhere (the summary's trace line), but say why.
+                let thread = std::thread::current();
+                eprintln!(
+                    "cvmem: internal error in thread {}: {} (at {})",
+                    thread.name().unwrap_or("?"),
+                    info.payload()
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(no message)"),
+                    at.as_deref().unwrap_or("?")
+                );
+            }
         }));
     });
 }
@@ -75,10 +94,13 @@ pub fn first_panic() -> Option<&'static str> {
 /// a panicking callback is either atomics or behind locks that `parking_lot`
 /// does not poison, and cvmem stops the VM rather than go on with it.
 pub fn guard<R>(callback: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(|| {
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(|| {
         inject::maybe_panic(callback);
         f()
-    })) {
+    }));
+    GUARDED.with(|g| g.set(outer));
+    match result {
         Ok(r) => r,
         Err(payload) => {
             let msg = payload
