@@ -35,10 +35,11 @@ expect_error "slot beyond the address width" create-memslot slot=100 gpa=0x7ffff
 expect_error "slot not backed by QEMU's RAM" create-memslot slot=100 gpa=0xf00000000 size=4096
 expect_error "no such slot" delete-memslot slot=30000
 expect_error "bad slot id" delete-memslot slot=0x20000
-# A client that goes away mid-request, one that sends a line too long, and
-# one that sends garbage bytes: dropped or refused, nothing else happens.
+# A client that goes away mid-request, ones that send a line too long
+# (100 KB, 100 MB), and one that sends garbage bytes: dropped or refused,
+# nothing else happens.
 python3 - "$sock" <<'PY' || fail "raw clients"
-import socket, sys
+import json, socket, sys
 def conn():
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); return s
 s = conn(); s.sendall(b'{"cmd":"delete-memsl'); s.close()
@@ -46,6 +47,22 @@ s = conn(); s.sendall(b'{"cmd":"stats"}\n'); s.close()   # closed before the rep
 s = conn(); s.sendall(b'x' * 100000 + b'\n')
 reply = s.makefile().readline(); s.close()
 assert '"ok":false' in reply and 'longer' in reply, reply
+# A 100 MB line: one E2BIG line, then the server closes the connection
+# long before it has read the line (the send fails).
+s = conn(); cut = False
+try:
+    s.sendall(b'y' * (100 << 20) + b'\n')
+except (BrokenPipeError, ConnectionResetError):
+    cut = True
+f = s.makefile('rb'); reply = f.readline().decode()
+try:
+    rest = f.read()
+except ConnectionResetError:
+    rest = b''
+s.close()
+assert cut, "the server read a 100 MB line"
+r = json.loads(reply)
+assert r['ok'] is False and r['error'].startswith('E2BIG: ') and not rest, (reply, rest[:80])
 s = conn(); s.sendall(b'\xff\xfe\n'); reply = s.makefile().readline(); s.close()
 assert '"ok":false' in reply, reply
 print("control script: raw clients handled")

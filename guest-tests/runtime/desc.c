@@ -197,6 +197,10 @@ void exception_dispatch(struct ex_regs *regs)
 	u64 cr2 = read_cr2();
 	ex_handler_t fn = __atomic_load_n(&handlers[regs->vector], __ATOMIC_ACQUIRE);
 
+	/* user_run()'s instruction at CPL 3 (user.c). */
+	if ((regs->cs & 3) == 3 && user_exception(regs))
+		return;
+
 	/*
 	 * An SNP guest's #VC, a TD's #VE: the runtime emulates what it knows
 	 * (snp.c, tdx.c); anything else (e.g. a page not validated or not

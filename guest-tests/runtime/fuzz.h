@@ -46,4 +46,66 @@ static inline u64 operand(void)
 	}
 }
 
+/*
+ * What an instruction must do at CPL 3 (fuzz_user_phase()): raise #GP(0),
+ * raise #UD, complete (perhaps through a #VE or #VC the runtime emulated),
+ * or any of these (where the answer depends on the VMM: the guest must
+ * only come back and run on).
+ */
+enum user_expect { EXPECT_GP0, EXPECT_UD, EXPECT_DONE, EXPECT_ANY };
+
+static const char *const user_insn_names[USER_NR_INSNS] = {
+	"TDCALL", "VMCALL", "VMMCALL", "VMGEXIT", "PVALIDATE", "RMPADJUST", "RDMSR",
+	"WRMSR", "CPUID", "HLT", "IN", "OUT", "MOV CR4", "MOV CR0",
+};
+
+/*
+ * The ring-3 phase of the hostile-guest tests: `iterations` times a random
+ * instruction of every kind the plugin takes, at CPL 3, with every GPR
+ * random; each must end as `expect` says. Returns the number that did
+ * not (the first few are printed).
+ */
+static inline u64 fuzz_user_phase(const enum user_expect expect[USER_NR_INSNS], int iterations)
+{
+	u64 bad = 0, done = 0, gp = 0, ud = 0;
+
+	user_init();
+	for (int i = 0; i < iterations; i++) {
+		enum user_insn insn = (enum user_insn)(rnd() % USER_NR_INSNS);
+		struct user_regs r = {
+			operand(), operand(), operand(), operand(), operand(),
+			operand(), operand(), operand(), operand(), operand(),
+			operand(), operand(), operand(), operand(), operand(),
+		};
+		struct user_result res = user_run(insn, &r);
+		bool ok;
+
+		done += res.completed;
+		gp += !res.completed && res.vector == GP_VECTOR;
+		ud += !res.completed && res.vector == UD_VECTOR;
+		switch (expect[insn]) {
+		case EXPECT_GP0:
+			ok = !res.completed && res.vector == GP_VECTOR && res.error_code == 0;
+			break;
+		case EXPECT_UD:
+			ok = !res.completed && res.vector == UD_VECTOR;
+			break;
+		case EXPECT_DONE:
+			ok = res.completed;
+			break;
+		default:
+			ok = res.completed || res.vector == GP_VECTOR || res.vector == UD_VECTOR;
+			break;
+		}
+		if (!ok && bad++ < 5)
+			printf("CPL 3 %s (rax %lx rcx %lx): %s vector %d error code %lx at %lx\n",
+			       user_insn_names[insn], r.rax, r.rcx,
+			       res.completed ? "completed," : "", res.vector, res.error_code,
+			       res.rip);
+	}
+	report_info("CPL 3: %d instructions, %lu completed, %lu #GP, %lu #UD", iterations, done,
+		    gp, ud);
+	return bad;
+}
+
 #endif

@@ -62,6 +62,7 @@ void snp_init_ap(struct percpu *cpu);           /* snp.c: the AP registers it */
 bool snp_handle_vc(struct ex_regs *regs);       /* snp.c (snp.h) */
 void tdx_init_bsp(void);                        /* tdx.c: is this a TD? */
 bool tdx_ve_entry(struct ex_regs *regs);        /* tdx.c: the runtime's #VE handling */
+bool user_exception(struct ex_regs *regs);      /* user.c: an exception at CPL 3 */
 void tdx_dump_ve(void);                         /* tdx.c: the VE info passed on, if any */
 int main(void);                                 /* the test */
 

@@ -246,6 +246,32 @@ struct ex_regs {
 typedef void (*ex_handler_t)(struct ex_regs *regs);
 
 /*
+ * One instruction at CPL 3 (user.c): user_init() once on the BSP, then
+ * user_run(insn, regs) loads every GPR from regs and runs insn at CPL 3
+ * (IF 0, IOPL 0). The result says which exception ended the CPL 3 run and
+ * where: .completed when the instruction completed (its stub's UD2 after
+ * it raised the #UD), else .vector and .error_code are the instruction's.
+ * A #VE or #VC the runtime emulates (a CPUID) does not end the run.
+ */
+enum user_insn {
+	USER_TDCALL, USER_VMCALL, USER_VMMCALL, USER_VMGEXIT, USER_PVALIDATE,
+	USER_RMPADJUST, USER_RDMSR, USER_WRMSR, USER_CPUID, USER_HLT, USER_IN,
+	USER_OUT, USER_MOV_CR4, USER_MOV_CR0, USER_NR_INSNS,
+};
+struct user_regs {
+	u64 rax, rcx, rdx, rbx, rbp, rsi, rdi;
+	u64 r8, r9, r10, r11, r12, r13, r14, r15;
+};
+struct user_result {
+	int vector;
+	u64 error_code;
+	u64 rip;
+	bool completed;
+};
+void user_init(void);
+struct user_result user_run(enum user_insn insn, const struct user_regs *regs);
+
+/*
  * Installs fn for vector (0-255); NULL restores the default, which prints the
  * vector, error code, RIP, CR2 and registers, reports a failure and exits.
  * Returns the previous handler (NULL if it was the default). There is one

@@ -13,13 +13,16 @@
  * alone, port writes go to the POST port and MSR writes to MSRs that do
  * not exist, a re-registered GHCB is registered back before anything can
  * take a #VC, and termination requests are left out (they end the guest
- * by design). Seed: -append seed=N (default 1).
+ * by design). Then every instruction the plugin takes, at CPL 3 with
+ * random registers: each must fault as the APM says, or complete through
+ * the runtime's #VC handler. Seed: -append seed=N (default 1).
  */
 #include "libcflat.h"
 #include "fuzz.h"
 #include "snp.h"
 
 #define ITERATIONS 6000
+#define USER_ITERATIONS 2000
 #define SACRIFICE_BASE (128ul << 20) /* above accept=64M: starts unvalidated */
 #define SACRIFICE_SIZE (64ul << 20)
 #define SHARED_VA 0x200000000ul      /* the sacrificial region's shared alias */
@@ -494,6 +497,30 @@ int main(void)
 		    "%lu touches, %lu exceptions", counts[0], counts[1], counts[2], counts[3],
 		    counts[4], counts[5]);
 	report(bad == 0, "%d operations, %lu undocumented answers", ITERATIONS, bad);
+	/*
+	 * CPL 3: PVALIDATE and RMPADJUST are #GP(0) above CPL 0 (APM vol. 3,
+	 * PVALIDATE, RMPADJUST); the privileged instructions #GP(0) as on bare
+	 * metal (RDMSR, WRMSR, HLT, MOV CR; IN/OUT with IOPL 0 and no I/O
+	 * bitmap); TDCALL #UD; CPUID and VMMCALL complete through the
+	 * runtime's #VC handler (KVM refuses a hypercall from CPL 3 with
+	 * -KVM_EPERM). VMGEXIT takes no CPL: the hypervisor sees whatever the
+	 * GHCB holds; VMCALL is the CPU model's: each must only come back.
+	 */
+	{
+		static const enum user_expect expect[USER_NR_INSNS] = {
+			[USER_TDCALL] = EXPECT_UD, [USER_VMCALL] = EXPECT_ANY,
+			[USER_VMMCALL] = EXPECT_DONE, [USER_VMGEXIT] = EXPECT_ANY,
+			[USER_PVALIDATE] = EXPECT_GP0, [USER_RMPADJUST] = EXPECT_GP0,
+			[USER_RDMSR] = EXPECT_GP0, [USER_WRMSR] = EXPECT_GP0,
+			[USER_CPUID] = EXPECT_DONE, [USER_HLT] = EXPECT_GP0,
+			[USER_IN] = EXPECT_GP0, [USER_OUT] = EXPECT_GP0,
+			[USER_MOV_CR4] = EXPECT_GP0, [USER_MOV_CR0] = EXPECT_GP0,
+		};
+		u64 wrong = fuzz_user_phase(expect, USER_ITERATIONS);
+
+		report(wrong == 0, "CPL 3: %lu instructions ended otherwise than the spec says",
+		       wrong);
+	}
 	resp = snp_msr_protocol(GHCB_MSR_SEV_INFO_REQ);
 	report(is_snp_guest() && GHCB_MSR_CBIT(resp) == 51 && cpuid(0).a >= 0xd,
 	       "the guest still runs: MSR protocol and #VC answer");

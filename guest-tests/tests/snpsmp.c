@@ -14,16 +14,18 @@
  *     takes #VCs (CPUID) while the others convert.
  */
 #include "libcflat.h"
+#include "pci.h"
 #include "conversions.h"
 #include "snp.h"
 
 #define SZ_2M (2ul << 20)
 #define AREA_SIZE (4 * SZ_2M)
 #define SHARED_VA 0x200000000ul
-#define STRESS_ROUNDS 40
+#define STRESS_ROUNDS 40 /* -append rounds=N: more, for a longer stress */
 #define STRESS_PAGES 8
 #define COUNTER_ADDS 20000
 
+static int rounds = STRESS_ROUNDS;
 static u8 *areas[MAX_CPUS];
 static volatile u64 *counter; /* through the shared alias */
 static volatile int failures[MAX_CPUS];
@@ -74,7 +76,7 @@ static void stress(void *unused)
 	u8 secret = 0xc0 | id;
 	u64 len = STRESS_PAGES * PAGE_SIZE;
 
-	for (int round = 0; round < STRESS_ROUNDS; round++) {
+	for (int round = 0; round < rounds; round++) {
 		memset(priv, secret, len);
 		/* Alternate the MSR protocol and the GHCB page for the change. */
 		if (round & 1) {
@@ -105,11 +107,20 @@ static void stress(void *unused)
 int main(void)
 {
 	int n = smp_cpus();
+
+	rounds = (int)cmdline_u64("rounds", STRESS_ROUNDS);
 	u64 counter_pa;
 	int bad = 0;
 
 	report(is_snp_guest(), "SNP guest");
 	report(n >= 2, "%d vCPUs", n);
+	/*
+	 * The stress tests' control script (guest-tests/control/stress.sh)
+	 * deletes, moves and re-creates the memslot of an ivshmem BAR this
+	 * guest never touches: it finds the slot by this address.
+	 */
+	if (find_ivshmem() >= 0)
+		printf("STRESS: ivshmem bar=%lx\n", pci_bar64(find_ivshmem(), PCI_BAR2));
 	cpuid0_a = cpuid(0).a;
 	for (int i = 0; i < n; i++) {
 		u64 pa = phys_alloc_pages_aligned(AREA_SIZE / PAGE_SIZE, SZ_2M);
@@ -137,7 +148,7 @@ int main(void)
 		bad += failures[i];
 	report(bad == 0, "flip stress: no secret through the shared alias (%d failed checks)",
 	       bad);
-	report(*counter == (u64)n * (COUNTER_ADDS / STRESS_ROUNDS) * STRESS_ROUNDS,
+	report(*counter == (u64)n * (COUNTER_ADDS / STRESS_ROUNDS) * (u64)rounds,
 	       "shared counter: %lu adds, none lost", *counter);
 	return 0;
 }

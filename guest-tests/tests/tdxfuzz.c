@@ -8,6 +8,9 @@
  * memory operations (ACCEPT, MapGPA, REPORT, RTMR) fall in a sacrificial
  * region the test never touches, port and MMIO writes go to harmless
  * places, and ReportFatalError is left out (it ends the TD by design).
+ * Then the same instructions and every other one the plugin takes, at
+ * CPL 3 with random registers: each must fault as the spec says, never
+ * reach the TDX module or the VMM as if from CPL 0.
  * Seed: -append seed=N (default 1).
  */
 #include "libcflat.h"
@@ -15,6 +18,7 @@
 #include "tdx.h"
 
 #define ITERATIONS 6000
+#define USER_ITERATIONS 2000
 #define SACRIFICE_BASE (128ul << 20)
 #define SACRIFICE_SIZE (64ul << 20)
 
@@ -175,6 +179,30 @@ int main(void)
 		struct tdx_module_args a = { 0 };
 
 		tdcall(TDG_VP_CPUIDVE_SET, &a);
+	}
+	/*
+	 * CPL 3: TDCALL is #GP(0) above CPL 0 (TDX module ABI, TDCALL); the
+	 * privileged instructions #GP(0) as on bare metal (SDM vol. 2: RDMSR,
+	 * WRMSR, HLT, MOV CR; IN/OUT with IOPL 0 and no I/O bitmap); AMD's
+	 * VMMCALL, VMGEXIT, PVALIDATE and RMPADJUST #UD on an Intel CPU;
+	 * CPUID completes (natively or through the runtime's #VE emulation,
+	 * as Linux emulates a user CPUID). VMCALL is KVM's hypercall, which
+	 * refuses CPL 3 (-KVM_EPERM, kvm_emulate_hypercall()).
+	 */
+	{
+		static const enum user_expect expect[USER_NR_INSNS] = {
+			[USER_TDCALL] = EXPECT_GP0, [USER_VMCALL] = EXPECT_ANY,
+			[USER_VMMCALL] = EXPECT_UD, [USER_VMGEXIT] = EXPECT_UD,
+			[USER_PVALIDATE] = EXPECT_UD, [USER_RMPADJUST] = EXPECT_UD,
+			[USER_RDMSR] = EXPECT_GP0, [USER_WRMSR] = EXPECT_GP0,
+			[USER_CPUID] = EXPECT_DONE, [USER_HLT] = EXPECT_GP0,
+			[USER_IN] = EXPECT_GP0, [USER_OUT] = EXPECT_GP0,
+			[USER_MOV_CR4] = EXPECT_GP0, [USER_MOV_CR0] = EXPECT_GP0,
+		};
+		u64 wrong = fuzz_user_phase(expect, USER_ITERATIONS);
+
+		report(wrong == 0, "CPL 3: %lu instructions ended otherwise than the spec says",
+		       wrong);
 	}
 	report(is_tdx_guest() && tdx_shared_mask() == shared_bit, "the TD still runs and answers");
 	return 0;

@@ -629,7 +629,7 @@ pub fn serve(
                         host.thread_start();
                         // A panic is caught here, so the thread always
                         // unregisters.
-                        guard("control client", (), || client(stream, plugin, host));
+                        guard("control_client", (), || client(stream, plugin, host));
                         host.thread_exit();
                         CLIENTS.fetch_sub(1, Ordering::Relaxed);
                     });
@@ -975,6 +975,75 @@ mod tests {
             drop(s);
             wait_for((i, i));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Hostile clients through a real socket (issue 24's faults): one that
+    /// sends a 100 MB line gets one E2BIG line and is disconnected after
+    /// reading no more than the limit, one that leaves mid-request or
+    /// before its reply is dropped; the next client is served, and the
+    /// plugin did nothing on their behalf.
+    #[test]
+    fn hostile_clients_leave_the_socket_serving() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = std::env::temp_dir().join(format!("cvmem-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let path = path.to_str().unwrap().to_owned();
+        let plugin: &'static Plugin = Box::leak(Box::new(plugin(VmType::Default)));
+        let host: &'static FakeHost = Box::leak(Box::default());
+        serve(bind(&path).unwrap(), plugin, host).unwrap();
+        let reply = |s: &UnixStream| {
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).unwrap();
+            line
+        };
+
+        // 100 MB without a newline, then one: the writer is cut off.
+        let big = UnixStream::connect(&path).unwrap();
+        let mut w = big.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            let mut sent = 0usize;
+            for _ in 0..100 {
+                match w.write_all(&chunk) {
+                    Ok(()) => sent += chunk.len(),
+                    Err(_) => return (sent, true),
+                }
+            }
+            (sent, w.write_all(b"\n").is_err())
+        });
+        let line = reply(&big);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], false, "{line}");
+        assert!(
+            v["error"].as_str().unwrap().starts_with("E2BIG: "),
+            "{line}"
+        );
+        let (sent, cut_off) = writer.join().unwrap();
+        assert!(cut_off, "the server read all {sent} bytes of a 100 MB line");
+        let mut rest = String::new();
+        assert_eq!(
+            BufReader::new(&big).read_line(&mut rest).unwrap_or(0),
+            0,
+            "the connection is closed after E2BIG: {rest}"
+        );
+
+        // Gone mid-request, and gone before the reply.
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(br#"{"cmd":"delete-memslot","slot":"#).unwrap();
+        drop(s);
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"{\"cmd\":\"zap-all\"}\n").unwrap();
+        drop(s);
+
+        // The next client is served; nothing was deleted for the first.
+        let mut s = UnixStream::connect(&path).unwrap();
+        writeln!(s, r#"{{"cmd":"list-memslots"}}"#).unwrap();
+        let line = reply(&s);
+        assert!(line.contains(r#""ok":true"#), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["memslots"].as_array().unwrap().len(), 2, "{v}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -25,7 +25,7 @@ use qemu_plugin_sys::{
 
 use crate::args::{self, Request};
 use crate::effects::Effects;
-use crate::guard::guard;
+use crate::guard::{self, guard};
 use crate::hooks::{Access, Fault, Host, Insn, InsnAction, Regs, Stage2Answer, Stage2Request};
 use crate::memslots::{MemslotOp, RamSection};
 use crate::plugin::{Mode, Plugin};
@@ -526,14 +526,6 @@ fn write_fault(out: &mut qemu_plugin_cvm_fault, fault: &Fault) {
     out.cr2 = fault.cr2.unwrap_or(0);
 }
 
-/// A machine check: what the guest gets if cvmem fails internally while
-/// deciding an access (failing closed: nothing is allowed unchecked).
-const INTERNAL_ERROR_FAULT: Fault = Fault {
-    vector: 18,
-    error_code: None,
-    cr2: None,
-};
-
 /// QEMU asks for the stage-2 translation of one guest-physical access.
 unsafe extern "C" fn on_stage2(
     req: *const qemu_plugin_cvm_s2_request,
@@ -568,6 +560,9 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
     let (Some(req), Some(resp)) = (unsafe { req.as_ref() }, unsafe { resp.as_mut() }) else {
         return qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_RETRY as c_int;
     };
+    if guard::failed() {
+        return stop_after_internal_error() as c_int;
+    }
     let request = Stage2Request {
         gpa: Gpa::new(req.gpa),
         gva: req.gva,
@@ -579,7 +574,8 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
     };
     let answer = guard(
         "stage2",
-        Stage2Answer::Fault(INTERNAL_ERROR_FAULT),
+        // A panic stops the VM (guard.rs): nothing is allowed unchecked.
+        Stage2Answer::Stop,
         || match PLUGIN.get() {
             Some(plugin) => {
                 let (answer, effects) = plugin.stage2(&request);
@@ -619,6 +615,61 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
     action as c_int
 }
 
+/// The stage-2 answer once a callback has panicked (`guard::failed`):
+/// stop the VM, as for a stage-2 exit QEMU+KVM would not survive
+/// (`vm-stop=` says whether QEMU pauses or exits).
+#[cold]
+fn stop_after_internal_error() -> qemu_plugin_cvm_s2_action {
+    record_internal_error();
+    qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_STOP
+}
+
+/// Makes the first panic how the run ended, for the summary.
+#[cold]
+fn record_internal_error() {
+    if let (Some(plugin), Some(what)) = (PLUGIN.get(), guard::first_panic()) {
+        plugin.kvm.vmm.lifecycle.internal_error(what.to_owned());
+    }
+}
+
+/// After the first panic (`guard::on_failure`): every vCPU must come back
+/// to a callback to be stopped, also one that runs on from its softTLB and
+/// QEMU's stage-2 cache: drop both. The flush is asked for from a thread
+/// of its own, so that it reaches every vCPU as queued work, which makes
+/// each leave its translated code: a vCPU spinning in chained blocks (a
+/// port poll after the DMA whose callback panicked) never looks at its
+/// softTLB, and a flush from its own thread is done at once, with no exit.
+fn kick_vcpus() {
+    record_internal_error();
+    if let Some(plugin) = PLUGIN.get() {
+        // Moving the generation by 2 keeps its parity (the model's seqlock
+        // is odd while a writer holds it): QEMU's stage-2 cache sees a new
+        // generation and asks again; the model's readers only compare it.
+        plugin
+            .kvm
+            .vm()
+            .stage2_generation()
+            .fetch_add(2, std::sync::atomic::Ordering::SeqCst);
+    }
+    let kick = || {
+        use crate::control::ControlHost;
+        if let Some(cvm) = CVM.get() {
+            QemuControl.thread_start();
+            // SAFETY: QEMU's qemu_plugin_cvm_tlb_flush, safe from any
+            // thread registered with its RCU; -1 is every vCPU.
+            unsafe { (cvm.tlb_flush)(-1) };
+            QemuControl.thread_exit();
+        }
+    };
+    if std::thread::Builder::new()
+        .name("cvmem-stop".into())
+        .spawn(kick)
+        .is_err()
+    {
+        kick();
+    }
+}
+
 /// What QEMU's stage-2 cache answered for `vcpu` (-1: every vCPU), as
 /// (fills, page-walk fills).
 fn stage2_cache_stats(vcpu: i32) -> (u64, u64) {
@@ -645,6 +696,10 @@ unsafe extern "C" fn on_insn(
     let Some(raw) = (unsafe { regs.as_mut() }) else {
         return DECLINE;
     };
+    if guard::failed() {
+        record_internal_error();
+        return qemu_plugin_cvm_insn_action_QEMU_PLUGIN_CVM_INSN_STOP as c_int;
+    }
     let (Some(insn), Some(plugin)) = (Insn::from_raw(insn), PLUGIN.get()) else {
         return DECLINE;
     };
@@ -660,7 +715,7 @@ unsafe extern "C" fn on_insn(
         insn_len: raw.insn_len,
         info: raw.info,
     };
-    let action = guard("insn", InsnAction::Decline, || {
+    let action = guard("insn", InsnAction::Stop, || {
         let (action, effects) = plugin.insn(vcpu_index, insn, &mut regs, &QemuHost);
         apply(effects);
         action
@@ -918,6 +973,8 @@ pub unsafe extern "C" fn qemu_plugin_install(
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
+    guard::quiet_panic_output();
+    guard::on_failure(kick_vcpus);
     guard("qemu_plugin_install", -1, || {
         // SAFETY: QEMU passes `argc` valid strings in `argv`.
         let argv = unsafe { collect_args(argc, argv) };
@@ -1099,7 +1156,7 @@ static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// QEMU has built the machine; no vCPU has run. A non-zero return makes
 /// QEMU exit with status 1.
 unsafe extern "C" fn on_machine_ready() -> c_int {
-    guard("machine_ready", 0, || {
+    guard("machine_ready", 1, || {
         let Some(plugin) = PLUGIN.get() else {
             return 0;
         };
@@ -1232,6 +1289,9 @@ unsafe extern "C" fn on_shutdown(ev: *const qemu_plugin_cvm_shutdown) {
 unsafe extern "C" fn on_exit(_id: qemu_plugin_id_t, _userdata: *mut c_void) {
     guard("atexit", (), || {
         if let Some(plugin) = PLUGIN.get() {
+            if guard::failed() {
+                record_internal_error();
+            }
             // Stop the trace first: its last line and its counts are part
             // of the summary.
             plugin.finish_trace();

@@ -97,6 +97,9 @@ enum End {
     GuestPanic(String),
     /// The modelled KVM stopped the VM.
     Stopped(String),
+    /// cvmem failed: a callback panicked (`guard`), and cvmem stopped the
+    /// VM at the next vCPU callback.
+    Internal(String),
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +161,28 @@ impl Lifecycle {
         self.died(End::Stopped(why));
     }
 
+    /// A callback panicked (`what`: which, and the panic's message). The
+    /// VM is dead from here: the vCPU callbacks stop it.
+    pub fn internal_error(&self, what: String) {
+        self.died(End::Internal(what));
+    }
+
+    /// Whether the run was cut short from outside: a signal, the monitor's
+    /// quit, the display closed, QEMU giving up on an error of its own, or
+    /// an exit() with no shutdown at all. Not when the guest ended it (a
+    /// power-off, a reset it cannot survive, a panic) or cvmem stopped it.
+    pub fn ended_early(&self) -> bool {
+        use ShutdownCause as C;
+        match &self.state.lock().end {
+            None => true,
+            Some(End::Shutdown(ev)) => matches!(
+                ev.cause,
+                C::HostError | C::HostQmpQuit | C::HostSignal | C::HostUi | C::None
+            ),
+            Some(End::GuestPanic(_) | End::Stopped(_) | End::Internal(_)) => false,
+        }
+    }
+
     /// Records `end` unless the run has ended already.
     fn died(&self, end: End) {
         let mut s = self.state.lock();
@@ -182,6 +207,7 @@ impl Lifecycle {
             Some(End::Shutdown(ev)) => self.describe_shutdown(ev),
             Some(End::GuestPanic(why)) => format!("guest panic: {why}"),
             Some(End::Stopped(why)) => format!("VM stopped by the modelled KVM: {why}"),
+            Some(End::Internal(why)) => format!("cvmem internal error in {why}"),
         };
         match (s.resets, &s.last_reset) {
             (0, _) | (_, None) => end,
@@ -377,6 +403,28 @@ mod tests {
             l.describe(),
             "VM stopped by the modelled KVM: read of GPA 0xb8000 through the private alias"
         );
+    }
+
+    #[test]
+    fn a_signal_or_quit_ends_early_the_guests_own_end_does_not() {
+        let early = |cause| {
+            let l = Lifecycle::new(true);
+            l.shutdown(shutdown(cause, false));
+            l.ended_early()
+        };
+        assert!(early(ShutdownCause::HostSignal));
+        assert!(early(ShutdownCause::HostQmpQuit));
+        assert!(!early(ShutdownCause::GuestShutdown));
+        assert!(!early(ShutdownCause::GuestPanic));
+        assert!(
+            Lifecycle::new(true).ended_early(),
+            "exit() with no shutdown"
+        );
+        let l = Lifecycle::new(false);
+        l.internal_error("stage2: boom".into());
+        l.shutdown(shutdown(ShutdownCause::HostError, false));
+        assert!(l.is_dead() && !l.ended_early());
+        assert_eq!(l.describe(), "cvmem internal error in stage2: boom");
     }
 
     #[test]

@@ -262,7 +262,12 @@ impl Plugin {
     /// final line, and closes the file. Later calls return the same report.
     pub fn finish_trace(&self) -> Option<crate::trace::TraceReport> {
         let t = self.trace.as_ref()?;
-        Some(t.finish(self.kvm.vm().stats().events_dropped))
+        let lifecycle = &self.kvm.vmm.lifecycle;
+        let ending = crate::trace::Ending {
+            how: lifecycle.describe(),
+            early: lifecycle.ended_early(),
+        };
+        Some(t.finish_ending(self.kvm.vm().stats().events_dropped, Some(ending)))
     }
 
     /// Records a plugin event if tracing.

@@ -25,6 +25,8 @@ pub fn render(plugin: &Plugin, elapsed: Duration) -> String {
     let _ = writeln!(out, "{rule}");
     let ending = match plugin.mode {
         Mode::Enforcing { .. } => plugin.kvm.vmm.lifecycle.describe(),
+        // cvmem's own failure is known in audit mode too.
+        Mode::Audit if crate::guard::failed() => plugin.kvm.vmm.lifecycle.describe(),
         // The stock API says nothing of shutdowns and resets.
         Mode::Audit => "(audit mode: an unpatched QEMU does not say how the run ended)".into(),
     };
@@ -285,7 +287,11 @@ fn trace(plugin: &Plugin, out: &mut String) {
             String::new()
         },
         match &r.tally.error {
-            Some(e) => format!(", WRITE ERROR: {e}"),
+            Some(e) => format!(
+                ", WRITE ERROR: {e}: the file ends at its last complete line, \
+                 {} later events not written",
+                r.tally.lost
+            ),
             None => String::new(),
         }
     );

@@ -11,7 +11,13 @@
 //! `Option` and builds nothing.
 //!
 //! The writer drains whatever both channels hold, orders that batch by time
-//! and appends it to a `BufWriter`. Lines are therefore in time order except
+//! and appends it to a `BufWriter`, which it flushes whenever no event has
+//! come for [`IDLE_FLUSH`], so that a QEMU killed outright (SIGKILL) leaves
+//! a trace that ends at most that long before it died. The first write
+//! error (a full file system, a file size limit) ends the writing: from
+//! then on events are counted, not written, so the file is JSON lines up
+//! to its last complete line (a partial line may follow it) and never has
+//! a gap in the middle. Lines are therefore in time order except
 //! where an event reached its channel after a later one of the other channel
 //! had been written (rare, a few microseconds apart): `t` is authoritative.
 //! The schema is in docs/trace.md.
@@ -23,7 +29,7 @@ use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, never, select, Receiver, Sender, TrySendError};
 use cvmem_model::Stage2Fault;
@@ -38,6 +44,10 @@ use crate::hooks::{Access, Fault, Insn};
 
 /// Events each channel holds before new ones are dropped.
 pub const CAPACITY: usize = 1 << 16;
+
+/// How long the writer waits for more events before it flushes what it
+/// has buffered to the file.
+pub const IDLE_FLUSH: Duration = Duration::from_millis(100);
 
 /// What only the plugin knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,8 +134,31 @@ pub struct Tally {
     /// socket's `trace` command): plugin events when they happened, model
     /// events when the writer took them.
     pub paused: u64,
-    /// The first write error, if any (the trace is then incomplete).
+    /// The first write error, if any: the trace ends at its last complete
+    /// line, and nothing was written after it.
     pub error: Option<String>,
+    /// Events not written because of the write error.
+    pub lost: u64,
+}
+
+/// How the guest's run ended, for the trace's last line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// The summary's title (`Lifecycle::describe`).
+    pub how: String,
+    /// The run was cut short from outside (a signal, the monitor's quit,
+    /// QEMU giving up) rather than ended by the guest or the modelled KVM.
+    pub early: bool,
+}
+
+/// What the writer gets when it is to stop.
+#[derive(Debug, Default)]
+struct Stop {
+    t_ns: u64,
+    model_dropped: u64,
+    plugin_dropped: u64,
+    paused: u64,
+    ending: Option<Ending>,
 }
 
 /// What the trace ended with.
@@ -139,9 +172,8 @@ pub struct TraceReport {
     pub plugin_dropped: u64,
 }
 
-/// The stop channel (time, model drops, plugin drops, plugin events not
-/// queued while stopped) and the writer thread.
-type Writer = (Sender<[u64; 4]>, JoinHandle<Tally>);
+/// The stop channel and the writer thread.
+type Writer = (Sender<Stop>, JoinHandle<Tally>);
 
 /// The plugin's side of the trace.
 #[derive(Debug)]
@@ -170,24 +202,47 @@ impl Tracer {
         capacity: usize,
     ) -> Result<Tracer, String> {
         let file = File::create(path).map_err(|e| format!("cannot create '{path}': {e}"))?;
-        Tracer::with_output(Box::new(file), model, epoch, capacity)
+        Tracer::writing(Box::new(file), Some(path), model, epoch, capacity)
             .map_err(|e| format!("cannot start the trace writer: {e}"))
     }
 
     /// As [`Tracer::start`], writing to `out`.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn with_output(
         out: Box<dyn Write + Send>,
         model: Option<Receiver<Stamped>>,
         epoch: Instant,
         capacity: usize,
     ) -> std::io::Result<Tracer> {
+        Tracer::writing(out, None, model, epoch, capacity)
+    }
+
+    /// The writer over `out`; a write error is reported on stderr at once
+    /// when `path` names the file.
+    fn writing(
+        out: Box<dyn Write + Send>,
+        path: Option<&str>,
+        model: Option<Receiver<Stamped>>,
+        epoch: Instant,
+        capacity: usize,
+    ) -> std::io::Result<Tracer> {
+        let path = path.map(str::to_owned);
         let (tx, rx) = bounded(capacity);
         let (stop_tx, stop_rx) = bounded(1);
         let recording = Arc::new(AtomicBool::new(true));
         let writing = Arc::clone(&recording);
         let handle = std::thread::Builder::new()
             .name("cvmem-trace".into())
-            .spawn(move || write_all(BufWriter::new(out), model, rx, stop_rx, &writing))?;
+            .spawn(move || {
+                write_all(
+                    BufWriter::new(out),
+                    path.as_deref(),
+                    model,
+                    rx,
+                    stop_rx,
+                    &writing,
+                )
+            })?;
         Ok(Tracer {
             tx,
             dropped: AtomicU64::new(0),
@@ -233,12 +288,22 @@ impl Tracer {
     /// Stops the writer: it writes what the channels hold, a final line with
     /// the drop counts (`model_dropped` from the model's statistics), flushes
     /// and closes the file. Later calls return the same report.
+    #[cfg(test)]
     pub fn finish(&self, model_dropped: u64) -> TraceReport {
+        self.finish_ending(model_dropped, None)
+    }
+
+    /// [`Tracer::finish`], with how the run ended in the last line.
+    pub fn finish_ending(&self, model_dropped: u64, ending: Option<Ending>) -> TraceReport {
         if let Some((stop, handle)) = self.writer.lock().take() {
             let plugin_dropped = self.dropped();
-            let t_ns = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let paused = self.paused.load(Ordering::Relaxed);
-            let _ = stop.send([t_ns, model_dropped, plugin_dropped, paused]);
+            let _ = stop.send(Stop {
+                t_ns: u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                model_dropped,
+                plugin_dropped,
+                paused: self.paused.load(Ordering::Relaxed),
+                ending,
+            });
             let tally = handle.join().unwrap_or_else(|_| Tally {
                 error: Some("the trace writer panicked".into()),
                 ..Tally::default()
@@ -269,12 +334,13 @@ impl Item {
 }
 
 /// The writer thread: until a stop message arrives, drains both channels
-/// batch by batch, in time order within a batch.
+/// batch by batch, in time order within a batch, and flushes when idle.
 fn write_all<W: Write>(
-    mut out: W,
+    mut out: BufWriter<W>,
+    path: Option<&str>,
     model: Option<Receiver<Stamped>>,
     plugin: Receiver<Record>,
-    stop: Receiver<[u64; 4]>,
+    stop: Receiver<Stop>,
     recording: &AtomicBool,
 ) -> Tally {
     let model = model.unwrap_or_else(never);
@@ -282,12 +348,37 @@ fn write_all<W: Write>(
     let mut slots = SlotMap::default();
     let mut batch: Vec<Item> = Vec::new();
     let mut line = String::new();
+    // The first write error ends the writing (see the module's comment).
+    // The lines still in the buffer (one of them perhaps written in part)
+    // are lost, not written.
+    let failed = |tally: &mut Tally, buffered: &[u8], e: std::io::Error| {
+        if tally.error.is_none() {
+            let lines = bytecount(buffered);
+            tally.written -= lines.min(tally.written);
+            tally.lost += lines;
+            if let Some(path) = path {
+                eprintln!(
+                    "cvmem: cannot write the trace '{path}': {e}; it ends at its last \
+                     complete line, later events are counted, not written (the run goes on)"
+                );
+            }
+            tally.error = Some(e.to_string());
+        }
+    };
     loop {
         let mut end = None;
         select! {
             recv(model) -> m => if let Ok(m) = m { batch.push(Item::Model(m)) },
             recv(plugin) -> p => if let Ok(p) = p { batch.push(Item::Plugin(p)) },
-            recv(stop) -> s => end = Some(s.unwrap_or([0; 4])),
+            recv(stop) -> s => end = Some(s.unwrap_or_default()),
+            default(IDLE_FLUSH) => {
+                if tally.error.is_none() && !out.buffer().is_empty() {
+                    if let Err(e) = out.flush() {
+                        failed(&mut tally, out.buffer(), e);
+                    }
+                }
+                continue;
+            }
         }
         batch.extend(model.try_iter().map(Item::Model));
         batch.extend(plugin.try_iter().map(Item::Plugin));
@@ -314,23 +405,49 @@ fn write_all<W: Write>(
                 tally.paused += 1;
                 continue;
             }
-            tally.count(kind, vcpu, slot);
+            if tally.error.is_some() {
+                tally.lost += 1;
+                continue;
+            }
             line.push('\n');
-            if let Err(e) = out.write_all(line.as_bytes()) {
-                tally.error.get_or_insert_with(|| e.to_string());
+            match out.write_all(line.as_bytes()) {
+                Ok(()) => tally.count(kind, vcpu, slot),
+                Err(e) => {
+                    tally.lost += 1;
+                    failed(&mut tally, out.buffer(), e);
+                }
             }
         }
-        if let Some([t_ns, model_dropped, plugin_dropped, paused]) = end {
-            tally.paused += paused;
-            line.clear();
-            encode_end(&tally, t_ns, model_dropped, plugin_dropped, &mut line);
-            line.push('\n');
-            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-                tally.error.get_or_insert_with(|| e.to_string());
+        if let Some(stop) = end {
+            tally.paused += stop.paused;
+            if tally.error.is_none() {
+                if let Err(e) = out.flush() {
+                    failed(&mut tally, out.buffer(), e);
+                }
+            }
+            if tally.error.is_none() {
+                line.clear();
+                encode_end(&tally, &stop, &mut line);
+                line.push('\n');
+                if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                    // Only the end line was left to write.
+                    failed(&mut tally, &[], e);
+                }
+            }
+            if tally.error.is_some() {
+                // Dropping the BufWriter would write what it still holds,
+                // after the error, once there is room again: a gap in
+                // the middle of the file. Drop it unwritten.
+                drop(out.into_parts());
             }
             return tally;
         }
     }
+}
+
+/// The lines in `bytes`.
+fn bytecount(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 impl Tally {
@@ -757,14 +874,27 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
 }
 
 /// The last line: how many events were written and dropped.
-fn encode_end(tally: &Tally, t_ns: u64, model_dropped: u64, plugin_dropped: u64, out: &mut String) {
+fn encode_end(tally: &Tally, stop: &Stop, out: &mut String) {
     let _ = write!(
         out,
-        "{{\"t\":{t_ns},\"type\":\"end\",\"vcpu\":null,\"events\":{},\"dropped\":{},\"model_dropped\":{model_dropped},\"plugin_dropped\":{plugin_dropped},\"paused\":{}}}",
+        "{{\"t\":{},\"type\":\"end\",\"vcpu\":null,\"events\":{},\"dropped\":{},\"model_dropped\":{},\"plugin_dropped\":{},\"paused\":{}",
+        stop.t_ns,
         tally.written,
-        model_dropped + plugin_dropped,
+        stop.model_dropped + stop.plugin_dropped,
+        stop.model_dropped,
+        stop.plugin_dropped,
         tally.paused
     );
+    if let Some(e) = &stop.ending {
+        // The title is plugin text; serde_json quotes it.
+        let _ = write!(
+            out,
+            ",\"ended\":{},\"early\":{}",
+            serde_json::Value::String(e.how.clone()),
+            e.early
+        );
+    }
+    out.push('}');
 }
 
 #[cfg(test)]
@@ -1108,6 +1238,111 @@ mod tests {
         assert_eq!(report.tally.by_type.get("conversion"), Some(&2));
         assert_eq!(report.tally.by_slot.len(), 1);
         assert_eq!(report.tally.by_slot[&2].get("conversion"), Some(&1));
+    }
+
+    /// A file that takes `room` bytes, then fails as a full file system
+    /// does (a partial write, then ENOSPC); `room` may grow afterwards, as
+    /// when space is freed.
+    struct Full {
+        room: Arc<Mutex<usize>>,
+        out: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut room = self.room.lock();
+            if *room == 0 {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.out.lock().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A full file system (issue 24's faults): the file is JSON lines up to
+    /// its last complete line, nothing is written after the first error
+    /// even when space comes back, and every event is either written or
+    /// counted lost.
+    #[test]
+    fn a_full_file_system_ends_the_trace_at_a_complete_line() {
+        let room = Arc::new(Mutex::new(20_000));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(Full {
+            room: room.clone(),
+            out: out.clone(),
+        });
+        let tracer = Tracer::with_output(sink, None, Instant::now(), 1 << 12).unwrap();
+        const N: u64 = 2000;
+        for i in 0..N {
+            tracer.emit(
+                Some(1),
+                PluginEvent::DmaBlocked {
+                    gpa: i << 12,
+                    write: true,
+                },
+            );
+            if i == N / 2 {
+                // Let the writer meet the error, then free space.
+                std::thread::sleep(Duration::from_millis(300));
+                *room.lock() = usize::MAX;
+            }
+        }
+        let report = tracer.finish(0);
+        let t = report.tally;
+        assert_eq!(
+            t.error.as_deref().map(|e| e.contains("os error 28")),
+            Some(true)
+        );
+        assert_eq!(t.written + t.lost + tracer.dropped(), N);
+        assert!(t.lost > 0);
+        let text = out.lock().clone();
+        assert_eq!(text.len(), 20_000, "written after the error");
+        let complete = &text[..=text.iter().rposition(|&b| b == b'\n').unwrap()];
+        let lines: Vec<&str> = std::str::from_utf8(complete).unwrap().lines().collect();
+        assert_eq!(lines.len() as u64, t.written, "complete lines");
+        for l in &lines {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["type"], "dma-blocked", "{l}");
+        }
+    }
+
+    /// An idle writer flushes: a QEMU killed with SIGKILL leaves the events
+    /// of all but its last moments.
+    #[test]
+    fn an_idle_writer_flushes() {
+        let room = Arc::new(Mutex::new(usize::MAX));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(Full {
+            room,
+            out: out.clone(),
+        });
+        let tracer = Tracer::with_output(sink, None, Instant::now(), 16).unwrap();
+        tracer.emit(None, PluginEvent::VmStopped { gpa: None });
+        let deadline = Instant::now() + IDLE_FLUSH * 20;
+        while out.lock().is_empty() {
+            assert!(Instant::now() < deadline, "not flushed when idle");
+            std::thread::sleep(IDLE_FLUSH / 4);
+        }
+        assert!(out.lock().ends_with(b"\n"));
+        // How the run ended goes into the last line.
+        tracer.finish_ending(
+            0,
+            Some(Ending {
+                how: "ended by the host (a \"signal\")".into(),
+                early: true,
+            }),
+        );
+        let text = String::from_utf8(out.lock().clone()).unwrap();
+        let end: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(end["type"], "end");
+        assert_eq!(end["ended"], "ended by the host (a \"signal\")");
+        assert_eq!(end["early"], true);
+        assert_eq!(end["events"], 1);
     }
 
     #[test]
