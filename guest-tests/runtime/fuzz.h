@@ -48,11 +48,12 @@ static inline u64 operand(void)
 
 /*
  * What an instruction must do at CPL 3 (fuzz_user_phase()): raise #GP(0),
- * raise #UD, complete (perhaps through a #VE or #VC the runtime emulated),
- * or any of these (where the answer depends on the VMM: the guest must
- * only come back and run on).
+ * raise #UD, raise a #VE the runtime does not emulate, complete (perhaps
+ * through a #VE or #VC the runtime emulated), or any of #GP, #UD and
+ * completing (where the answer depends on the VMM: the guest must only
+ * come back and run on).
  */
-enum user_expect { EXPECT_GP0, EXPECT_UD, EXPECT_DONE, EXPECT_ANY };
+enum user_expect { EXPECT_GP0, EXPECT_UD, EXPECT_VE, EXPECT_DONE, EXPECT_ANY };
 
 static const char *const user_insn_names[USER_NR_INSNS] = {
 	"TDCALL", "VMCALL", "VMMCALL", "VMGEXIT", "PVALIDATE", "RMPADJUST", "RDMSR",
@@ -89,6 +90,9 @@ static inline u64 fuzz_user_phase(const enum user_expect expect[USER_NR_INSNS], 
 			break;
 		case EXPECT_UD:
 			ok = !res.completed && res.vector == UD_VECTOR;
+			break;
+		case EXPECT_VE:
+			ok = !res.completed && res.vector == VE_VECTOR;
 			break;
 		case EXPECT_DONE:
 			ok = res.completed;

@@ -186,12 +186,13 @@ int main(void)
 	 * WRMSR, HLT, MOV CR; IN/OUT with IOPL 0 and no I/O bitmap); AMD's
 	 * VMMCALL, VMGEXIT, PVALIDATE and RMPADJUST #UD on an Intel CPU;
 	 * CPUID completes (natively or through the runtime's #VE emulation,
-	 * as Linux emulates a user CPUID). VMCALL is KVM's hypercall, which
-	 * refuses CPL 3 (-KVM_EPERM, kvm_emulate_hypercall()).
+	 * as Linux emulates a user CPUID). VMCALL exits to the module at any
+	 * CPL, which reflects it as a #VE (exit reason 18, tdx_td_dispatcher.c)
+	 * that the runtime does not emulate.
 	 */
 	{
 		static const enum user_expect expect[USER_NR_INSNS] = {
-			[USER_TDCALL] = EXPECT_GP0, [USER_VMCALL] = EXPECT_ANY,
+			[USER_TDCALL] = EXPECT_GP0, [USER_VMCALL] = EXPECT_VE,
 			[USER_VMMCALL] = EXPECT_UD, [USER_VMGEXIT] = EXPECT_UD,
 			[USER_PVALIDATE] = EXPECT_UD, [USER_RMPADJUST] = EXPECT_UD,
 			[USER_RDMSR] = EXPECT_GP0, [USER_WRMSR] = EXPECT_GP0,

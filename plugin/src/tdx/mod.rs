@@ -367,10 +367,7 @@ impl Flavour for TdxModule {
 
     fn insn(&self, cx: &mut Ctx<'_>, insn: Insn) -> InsnAction {
         match insn {
-            Insn::Vmcall => {
-                cx.vmm.hypercall(cx.regs, &mut cx.fx);
-                InsnAction::Done
-            }
+            Insn::Vmcall => self.vmcall_insn(cx),
             Insn::Tdcall => self.tdcall(cx),
             Insn::Rdmsr => self.msr_insn(cx, false),
             Insn::Wrmsr => self.msr_insn(cx, true),

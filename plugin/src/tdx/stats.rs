@@ -24,6 +24,8 @@ pub struct TdxStats {
     /// CR-access #VEs and #GPs (MOV to CR0/CR4, `cr.rs`).
     pub cr_ves: AtomicU64,
     pub cr_gps: AtomicU64,
+    /// VMCALL #VEs (in the summary's "other").
+    pub vmcall_ves: AtomicU64,
     /// #VEs that found the last one's information unread: #DF instead.
     pub double_ves: AtomicU64,
     /// Pages accepted by the guest.

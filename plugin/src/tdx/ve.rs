@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 /// VMX basic exit reasons of instruction-caused #VEs (SDM Appendix C).
 pub(super) const EXIT_REASON_HLT: u32 = 12;
+pub(super) const EXIT_REASON_VMCALL: u32 = 18;
 
 pub(super) const EXIT_REASON_IO_INSTRUCTION: u32 = 30;
 
@@ -216,6 +217,20 @@ impl TdxModule {
         Some(InsnAction::Fault(fault))
     }
 
+    /// VMCALL in a TD: the module reflects the exit as a #VE with exit
+    /// reason 18 and the instruction length (tdx_td_dispatcher.c,
+    /// VMEXIT_REASON_VMCALL_INSTRUCTION -> td_generic_ve_exit()), at any
+    /// CPL; a TD asks its VMM with TDG.VP.VMCALL instead (Linux
+    /// `tdx_kvm_hypercall()`). While the VMM's loader runs (before launch,
+    /// or paging off without TDVF) it is KVM's hypercall, as for any guest.
+    pub(super) fn vmcall_insn(&self, cx: &mut crate::flavour::Ctx<'_>) -> InsnAction {
+        if self.loader_runs(cx.regs) {
+            cx.vmm.hypercall(cx.regs, &mut cx.fx);
+            return InsnAction::Done;
+        }
+        self.generic_ve(cx, EXIT_REASON_VMCALL, &self.stats.vmcall_ves)
+    }
+
     pub(super) fn veinfo_get(&self, vcpu: u32, regs: &mut Regs) -> u64 {
         let Some((ve, insn_len)) = self
             .vcpus
@@ -297,6 +312,47 @@ mod tests {
         req.page_walk = true;
         assert!(matches!(kvm.stage2(&req).0, Stage2Answer::Allow { .. }));
     }
+    /// VMCALL: KVM's hypercall while the VMM's loader runs; in the running
+    /// TD the module's #VE with exit reason 18 and the instruction length
+    /// (tdx_td_dispatcher.c), never a hypercall.
+    #[test]
+    fn vmcall_in_a_running_td_is_a_ve() {
+        let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
+        let tdx = kvm.flavour_as::<TdxModule>();
+        let host = FakeHost::new();
+        let mut regs = insn_regs(&host, 0x5000, &[0x0f, 0x01, 0xc1], 0);
+        // An unknown hypercall number: -KVM_ENOSYS from KVM.
+        regs.gpr[gpr::RAX] = 0xdead;
+        assert_eq!(
+            kvm.insn(0, Insn::Vmcall, &mut regs, &host).0,
+            InsnAction::Done
+        );
+        assert_eq!(regs.gpr[gpr::RAX], (-1000i64) as u64);
+        access(&kvm, 0x1000, Access::Read);
+        assert!(tdx.launched());
+        regs.gpr[gpr::RAX] = 0xdead;
+        assert_eq!(
+            kvm.insn(0, Insn::Vmcall, &mut regs, &host).0,
+            InsnAction::Fault(Fault {
+                vector: vector::VE,
+                error_code: None,
+                cr2: None,
+            })
+        );
+        assert_eq!(regs.gpr[gpr::RAX], 0xdead, "no hypercall ran");
+        let r = call(&kvm, &host, leaf::VP_VEINFO_GET, &[]);
+        assert_eq!(
+            (
+                r.gpr[gpr::RAX],
+                r.gpr[gpr::RCX],
+                r.gpr[gpr::RDX],
+                r.gpr[gpr::R10]
+            ),
+            (0, 18, 0, 3)
+        );
+        assert_eq!(tdx.stats.vmcall_ves.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn port_io_and_hlt_raise_ve_in_a_running_td() {
         const IN: u64 = 1;
