@@ -357,10 +357,14 @@ fn write_all<W: Write>(
             tally.written -= lines.min(tally.written);
             tally.lost += lines;
             if let Some(path) = path {
-                eprintln!(
+                // Formatted first and written at once: eprintln! writes each
+                // piece with its own write(2), and the guest's serial output,
+                // often the same file, could land between them.
+                let line = format!(
                     "cvmem: cannot write the trace '{path}': {e}; it ends at its last \
-                     complete line, later events are counted, not written (the run goes on)"
+                     complete line, later events are counted, not written (the run goes on)\n"
                 );
+                eprint!("{line}");
             }
             tally.error = Some(e.to_string());
         }
