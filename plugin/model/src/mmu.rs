@@ -34,7 +34,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::addr::{Gfn, GfnRange};
+use crate::addr::{Gfn, GfnRange, PageLevel};
 use crate::event::Event;
 use crate::vm::{MmuWrite, Vm, INVALID_GFN};
 
@@ -42,6 +42,20 @@ impl Vm {
     /// `mmu_invalidate_retry_gfn()`: whether an invalidation that may cover
     /// `gfn` ran since `mmu_seq` was taken or is running now.
     pub(crate) fn invalidate_retry_gfn(&self, mmu_seq: u64, gfn: Gfn) -> bool {
+        self.invalidate_retry_range(mmu_seq, GfnRange::page_containing(gfn, PageLevel::Size4K))
+    }
+
+    /// [`Vm::invalidate_retry_gfn`] for every frame a leaf about to be
+    /// installed would map: a huge leaf must not cover a frame whose
+    /// invalidation is in progress, even where the faulting frame lies
+    /// outside it. A conversion of one 4K page inside a 2M page that a
+    /// neighbour's fault prepared and sized before the conversion began
+    /// (SNP: an assigned 2M RMP entry the conversion then PSMASHes) would
+    /// otherwise install a 2M leaf over the converted page after its zap,
+    /// a leaf the next `invalidate_end()` cannot take back. KVM gets the
+    /// same guarantee from guest_memfd, whose invalidation of a page inside
+    /// a huge folio covers the whole folio.
+    pub(crate) fn invalidate_retry_range(&self, mmu_seq: u64, range: GfnRange) -> bool {
         if self.mmu_invalidate_in_progress.load(Ordering::Acquire) != 0 {
             let start = self.mmu_invalidate_range_start.load(Ordering::Acquire);
             let end = self.mmu_invalidate_range_end.load(Ordering::Acquire);
@@ -50,7 +64,7 @@ impl Vm {
             if start == INVALID_GFN || end == INVALID_GFN {
                 return true;
             }
-            if (start..end).contains(&gfn.raw()) {
+            if start < range.end().raw() && range.start().raw() < end {
                 return true;
             }
         }

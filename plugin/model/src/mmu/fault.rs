@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::lookup::make_translation;
-use crate::addr::{Gfn, Gpa, PageLevel};
+use crate::addr::{Gfn, GfnRange, Gpa, PageLevel};
 use crate::attrs::MemAttrs;
 use crate::config::Alias;
 use crate::event::{Counters, Event};
@@ -212,10 +212,12 @@ impl Vm {
         }
         PageLevel::Size4K
     }
+
     /// Second half of a fault, under `mmu_lock` for read: if nothing
-    /// invalidated the gfn since [`Vm::fault_begin`] (`is_page_fault_stale()`),
-    /// installs the leaf (`kvm_tdp_mmu_map()`); otherwise installs nothing
-    /// and asks for a retry.
+    /// invalidated a frame its leaf would map since [`Vm::fault_begin`]
+    /// (`is_page_fault_stale()`, over the goal level's page), installs the
+    /// leaf (`kvm_tdp_mmu_map()`); otherwise installs nothing and asks for a
+    /// retry.
     pub fn fault_finish(&self, p: PendingFault) -> FaultOutcome {
         self.fault_finish_for(p, false)
     }
@@ -230,7 +232,7 @@ impl Vm {
         // The memslot generation stands in for KVM's SRCU grace period: a
         // fault that resolved against an older memslot set never installs.
         if self.memslots.load().generation() != p.slots_generation
-            || self.invalidate_retry_gfn(p.mmu_seq, p.gfn)
+            || self.invalidate_retry_range(p.mmu_seq, GfnRange::page_containing(p.gfn, p.goal))
         {
             drop(state);
             return self.retry(p.vcpu, p.gfn);

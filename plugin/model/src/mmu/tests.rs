@@ -551,6 +551,49 @@ fn in_progress_range_blocks_only_its_gfns() {
     assert_eq!(vm.fault_finish(p), FaultOutcome::Retry);
 }
 
+/// A fault that sized its leaf at 2M before a conversion of one page of
+/// that 2M page began must not install the leaf while the conversion runs:
+/// the conversion has zapped already and would leave the leaf over the page
+/// it converts (for SNP also over the 4K RMP entries its PSMASH leaves, an
+/// RMP #NPF on every access through the leaf). Seen as a guest #PF with the
+/// RMP bit in an 8-vCPU SNP boot.
+#[test]
+fn a_huge_leaf_waits_for_an_invalidation_of_any_frame_it_covers() {
+    // (A TD's private leaves are 4K here: nothing to hold up.)
+    for t in [VmType::SwProtected, VmType::Snp] {
+        let vm = vm(t);
+        slot(&vm, 0, 0, 4 * MB, 0, MemslotFlags::GUEST_MEMFD).ignore();
+        vm.flush(vm.set_memory_attributes(range(512, 512), true).unwrap());
+        let p = vm.fault_begin(V0, private(&vm, 600), Access::Read).unwrap();
+        // The conversion of gfn 700 is between its zap and its end.
+        {
+            let mut w = vm.mmu_write();
+            w.invalidate_begin();
+            w.invalidate_range_add(range(700, 1));
+        }
+        assert_eq!(vm.fault_finish(p), FaultOutcome::Retry, "{t:?}");
+        assert!(vm.leaves().is_empty(), "{t:?}");
+        {
+            let mut w = vm.mmu_write();
+            w.invalidate_end(range(700, 1));
+        }
+        // A 4K leaf next to the range is not held up.
+        vm.flush(vm.set_memory_attributes(range(700, 1), false).unwrap());
+        let p = vm.fault_begin(V0, private(&vm, 600), Access::Read).unwrap();
+        {
+            let mut w = vm.mmu_write();
+            w.invalidate_begin();
+            w.invalidate_range_add(range(700, 1));
+        }
+        match vm.fault_finish(p) {
+            FaultOutcome::Mapped(t) => assert_eq!(t.level, PageLevel::Size4K),
+            other => panic!("{t:?}: expected a 4K mapping, got {other:?}"),
+        }
+        let mut w = vm.mmu_write();
+        w.invalidate_end(range(700, 1));
+    }
+}
+
 #[test]
 fn tlb_model_keeps_stale_entries_until_flushed() {
     let vm = vm(VmType::Default);
