@@ -185,7 +185,7 @@ impl TestDev {
             Rule::Deny { vector, error_code } => Stage2Answer::Fault(Fault {
                 vector,
                 error_code,
-                cr2: (vector == 14).then_some(req.gva),
+                cr2: (vector == 14).then_some(req.gva.raw()),
             }),
         })
     }
@@ -203,7 +203,7 @@ impl TestDev {
     pub fn memslot(&self, op: MemslotOp, s: &RamSection) {
         let mut log = self.memslot_log.lock();
         if log.len() < MEMSLOT_LOG_MAX {
-            log.push((op, s.gpa, s.size));
+            log.push((op, s.addr.raw(), s.size));
         }
     }
 
@@ -476,7 +476,7 @@ mod tests {
     fn req(gpa: u64) -> Stage2Request {
         Stage2Request {
             gpa: Gpa::new(gpa),
-            gva: 0xdead_b000,
+            gva: cvmem_model::Gva::new(0xdead_b000),
             vcpu_index: 0,
             access: Access::Read,
             cpl: 0,
@@ -677,7 +677,7 @@ mod tests {
         assert!(dev.dma_allowed(0x7000));
 
         let s = RamSection {
-            gpa: 0xfe00_0000,
+            addr: BackingAddr::new(0xfe00_0000),
             size: 0x10_0000,
             readonly: false,
             name: "bar".into(),

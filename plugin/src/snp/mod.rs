@@ -418,7 +418,7 @@ impl Flavour for SnpFirmware {
             Stage2Fault::MemoryFault { .. } => raise(
                 vector::PF,
                 Some(pf_error_code(req, pferr::PRESENT | pferr::RMP)),
-                Some(req.gva),
+                Some(req.gva.raw()),
             ),
             _ => None,
         }
