@@ -298,6 +298,42 @@ mod tests {
         }
     }
 
+    /// KVM_HC_MAP_GPA_RANGE converts where the flavour has the hypercall
+    /// exit (sw-protected), and is -KVM_ENOSYS elsewhere and -KVM_EPERM
+    /// from user mode.
+    #[test]
+    fn map_gpa_range_hypercall_follows_the_flavour() {
+        use crate::hooks::fake::FakeHost;
+        use crate::hooks::gpr;
+        use crate::vmm::hc;
+        let host = FakeHost::new();
+        for (vm_type, expected) in [
+            (VmType::SwProtected, 0),
+            (VmType::Default, hc::err(hc::KVM_ENOSYS)),
+        ] {
+            let kvm = Kvm::with_type(vm_type, 1).unwrap();
+            kvm.memslot(MemslotOp::Add, &section(0, 0x100_0000, false))
+                .unwrap();
+            let call = |cpl: u32| {
+                let mut regs = Regs {
+                    cpl,
+                    ..Regs::default()
+                };
+                regs.gpr[gpr::RAX] = hc::KVM_HC_MAP_GPA_RANGE;
+                regs.gpr[gpr::RBX] = 0x5000;
+                regs.gpr[gpr::RCX] = 2;
+                regs.gpr[gpr::RDX] = hc::KVM_MAP_GPA_RANGE_ENCRYPTED;
+                let (action, _) = kvm.insn(0, Insn::Vmcall, &mut regs, &host);
+                assert_eq!(action, InsnAction::Done);
+                regs.gpr[gpr::RAX]
+            };
+            assert_eq!(call(3), hc::err(hc::KVM_EPERM), "{vm_type}");
+            assert!(!kvm.vm().is_private(Gfn::new(5)));
+            assert_eq!(call(0), expected, "{vm_type}");
+            assert_eq!(kvm.vm().is_private(Gfn::new(6)), expected == 0);
+        }
+    }
+
     #[test]
     fn ram_is_mapped_through_the_model_and_mmio_passes_through() {
         let kvm = Kvm::with_type(VmType::Default, 1).unwrap();

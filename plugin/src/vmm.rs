@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::{
     Access as ModelAccess, BackingAddr, DeviceAccess, Gfn, GfnRange, Gpa, Gva, Stage2, Stage2Fault,
-    Vm, VmType, PAGE_SIZE,
+    Vm, PAGE_SIZE,
 };
 
 use crate::effects::Effects;
@@ -387,14 +387,14 @@ impl Vmm {
     }
 
     /// A guest VMCALL: KVM's hypercall ABI (`kvm_emulate_hypercall()` in
-    /// arch/x86/kvm/x86.c). Writes the status to RAX; returns what to do in
-    /// QEMU to `fx`.
-    pub fn hypercall(&self, regs: &mut Regs, fx: &mut Effects) {
+    /// arch/x86/kvm/x86.c), for a VM of `flavour`. Writes the status to
+    /// RAX; returns what to do in QEMU to `fx`.
+    pub fn hypercall(&self, flavour: &dyn Flavour, regs: &mut Regs, fx: &mut Effects) {
         let nr = regs.gpr[gpr::RAX];
         let status = if regs.cpl != 0 {
             // Hypercalls are for the guest kernel only.
             hc::err(hc::KVM_EPERM)
-        } else if nr == hc::KVM_HC_MAP_GPA_RANGE && self.vm.vm_type() == VmType::SwProtected {
+        } else if nr == hc::KVM_HC_MAP_GPA_RANGE && flavour.map_gpa_range_hypercall() {
             let (a0, a1, a2) = (regs.gpr[gpr::RBX], regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
             match self.map_gpa_range(a0, a1, a2, fx) {
                 Ok(()) => 0,

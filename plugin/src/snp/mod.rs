@@ -340,7 +340,7 @@ impl Flavour for SnpFirmware {
             Insn::Vmmcall if launched => intercept(exit::VMMCALL),
             // Before launch VMMCALL is KVM's hypercall, as for any AMD guest.
             Insn::Vmmcall => {
-                vmm.hypercall(cx.regs, &mut cx.fx);
+                vmm.hypercall(self, cx.regs, &mut cx.fx);
                 InsnAction::Done
             }
             _ => InsnAction::Decline,

@@ -76,7 +76,7 @@ impl TdxModule {
             hc.gpr[gpr::RCX] = r[gpr::R12];
             hc.gpr[gpr::RDX] = r[gpr::R13];
             hc.gpr[gpr::RSI] = r[gpr::R14];
-            vmm.hypercall(&mut hc, &mut cx.fx);
+            vmm.hypercall(self, &mut hc, &mut cx.fx);
             r[gpr::R10] = hc.gpr[gpr::RAX];
             return;
         }

@@ -225,7 +225,7 @@ impl TdxModule {
     /// or paging off without TDVF) it is KVM's hypercall, as for any guest.
     pub(super) fn vmcall_insn(&self, cx: &mut crate::flavour::Ctx<'_>) -> InsnAction {
         if self.loader_runs(cx.regs) {
-            cx.vmm.hypercall(cx.regs, &mut cx.fx);
+            cx.vmm.hypercall(self, cx.regs, &mut cx.fx);
             return InsnAction::Done;
         }
         self.generic_ve(cx, EXIT_REASON_VMCALL, &self.stats.vmcall_ves)
