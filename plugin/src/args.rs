@@ -39,7 +39,8 @@ pub struct Config {
     /// only, as in KVM).
     pub slot_zap_all: bool,
     /// `map-gpa-chunk=`: TDX MapGPA converts at most this many bytes per
-    /// TDVMCALL, then answers RETRY with the resume address.
+    /// TDVMCALL, then answers RETRY with the resume address; an SNP
+    /// page-state change through the GHCB at most this many per VMGEXIT.
     pub map_gpa_chunk: u64,
     /// `xfam=`: TD XFAM; `None`: what QEMU's CPU model supports, as QEMU's
     /// `tdx-guest` takes it from the CPU model.
@@ -192,7 +193,10 @@ impl std::error::Error for ArgError {}
 
 /// One plugin option: its key, its entry in `help`, and how its value
 /// sets the configuration. [`OPTIONS`] is the one table the parser, the
-/// list of known keys and the help text derive from.
+/// list of known keys and the help text derive from; unit tests check
+/// [`Config`] (one field per option, each named by its option) and the
+/// plugin reference in docs/plugin.md (the options, their usage and
+/// defaults) against it.
 struct Opt {
     key: &'static str,
     /// The key with its values, as `help` shows it (`gpaw=48|52`).
@@ -781,5 +785,168 @@ mod tests {
             assert!(!bad.contains("unknown key"), "{bad}");
         }
         assert!(help.ends_with("  help            print this text and exit\n"));
+    }
+
+    /// Every field of [`Config`] by name, with its value: the destructuring
+    /// names every field, so a new field does not compile until it is
+    /// listed here, and then [`every_option_sets_its_own_field`] wants an
+    /// option that sets it.
+    fn fields(c: &Config) -> Vec<(&'static str, String)> {
+        let Config {
+            vm_type,
+            test,
+            gpaw,
+            td_attributes,
+            accept,
+            snp_pages: SnpPages { cpuid, secrets },
+            strict,
+            slot_zap_all,
+            map_gpa_chunk,
+            xfam,
+            private_max_level,
+            trace,
+            flush_check,
+            control,
+            vm_stop,
+        } = c;
+        vec![
+            ("vm_type", format!("{vm_type:?}")),
+            ("test", format!("{test:?}")),
+            ("gpaw", format!("{gpaw:?}")),
+            ("td_attributes", format!("{td_attributes:?}")),
+            ("accept", format!("{accept:?}")),
+            ("snp_pages.cpuid", format!("{cpuid:?}")),
+            ("snp_pages.secrets", format!("{secrets:?}")),
+            ("strict", format!("{strict:?}")),
+            ("slot_zap_all", format!("{slot_zap_all:?}")),
+            ("map_gpa_chunk", format!("{map_gpa_chunk:?}")),
+            ("xfam", format!("{xfam:?}")),
+            ("private_max_level", format!("{private_max_level:?}")),
+            ("trace", format!("{trace:?}")),
+            ("flush_check", format!("{flush_check:?}")),
+            ("control", format!("{control:?}")),
+            ("vm_stop", format!("{vm_stop:?}")),
+        ]
+    }
+
+    /// A value other than the default for each option.
+    fn example(key: &str) -> &'static str {
+        match key {
+            "vm-type" => "tdx",
+            "test" => "hooks",
+            "gpaw" => "52",
+            "td-attributes" => "0x1",
+            "xfam" => "0x207",
+            "accept" => "64M",
+            "snp-cpuid" => "0x80e000",
+            "snp-secrets" => "0x80d000",
+            "strict" => "on",
+            "slot-zap-all" => "off",
+            "map-gpa-chunk" => "2M",
+            "private-max-level" => "2M",
+            "trace" => "/tmp/t.jsonl",
+            "flush-check" => "on",
+            "control" => "/tmp/c.sock",
+            "vm-stop" => "exit",
+            _ => panic!("option '{key}' has no example value here"),
+        }
+    }
+
+    /// The `OPTIONS` table and [`Config`] agree: each option sets one field
+    /// and no other option sets it, every field has its option, and the
+    /// field's doc comment names the option.
+    #[test]
+    fn every_option_sets_its_own_field() {
+        let source = include_str!("args.rs");
+        let defaults = fields(&Config::default());
+        let mut set_by: Vec<(&str, &str)> = Vec::new();
+        for o in OPTIONS {
+            let c = run(&[&format!("{}={}", o.key, example(o.key))]);
+            let changed: Vec<&str> = fields(&c)
+                .iter()
+                .zip(&defaults)
+                .filter(|(now, default)| now.1 != default.1)
+                .map(|(now, _)| now.0)
+                .collect();
+            assert_eq!(changed.len(), 1, "{} sets {changed:?}", o.key);
+            if let Some((other, _)) = set_by.iter().find(|(_, f)| *f == changed[0]) {
+                panic!("{} and {other} both set {}", o.key, changed[0]);
+            }
+            set_by.push((o.key, changed[0]));
+            // The doc comment above the field (`snp_pages` for both of
+            // its parts) names the option.
+            let field = changed[0].split('.').next().unwrap();
+            let at = source
+                .find(&format!("    pub {field}: "))
+                .unwrap_or_else(|| panic!("no field {field} in Config"));
+            let doc: String = source[..at]
+                .lines()
+                .rev()
+                .take_while(|l| l.trim_start().starts_with("///"))
+                .collect();
+            assert!(
+                doc.contains(&format!("`{}=`", o.key)),
+                "the doc of Config::{field} does not name `{}=`",
+                o.key
+            );
+        }
+        let unset: Vec<&str> = defaults
+            .iter()
+            .map(|f| f.0)
+            .filter(|f| !set_by.iter().any(|(_, s)| s == f))
+            .collect();
+        assert!(unset.is_empty(), "no option sets {unset:?}");
+    }
+
+    /// docs/plugin.md's argument table lists the options of `OPTIONS`, in
+    /// its order, with their usage as `help` shows it, then `help`; a
+    /// default it gives as one value is the default of [`Config`].
+    #[test]
+    fn the_plugin_reference_lists_the_options() {
+        let page = include_str!("../../docs/plugin.md");
+        let table = page
+            .split("\n## Arguments\n")
+            .nth(1)
+            .expect("docs/plugin.md has an Arguments section")
+            .split("\n\n")
+            .find(|p| p.starts_with("| argument |"))
+            .expect("the Arguments section has the table");
+        let rows: Vec<Vec<String>> = table
+            .lines()
+            .skip(2)
+            .map(|row| {
+                // Cells split at `|` but not at the escaped `\|`.
+                let row = row.replace("\\|", "\u{0}");
+                row.trim_matches('|')
+                    .split('|')
+                    .map(|cell| cell.trim().replace('\u{0}', "|"))
+                    .collect()
+            })
+            .collect();
+        let documented: Vec<&str> = rows
+            .iter()
+            .map(|r| {
+                r[0].strip_prefix('`')
+                    .and_then(|u| u.strip_suffix('`'))
+                    .unwrap_or_else(|| panic!("'{}' is not one code span", r[0]))
+            })
+            .collect();
+        let expected: Vec<&str> = OPTIONS
+            .iter()
+            .map(|o| o.usage)
+            .chain([HELP_USAGE.0])
+            .collect();
+        assert_eq!(documented, expected);
+        for (row, o) in rows.iter().zip(OPTIONS) {
+            let default = &row[1];
+            if let Some(v) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) {
+                assert_eq!(
+                    run(&[&format!("{}={v}", o.key)]),
+                    Config::default(),
+                    "docs/plugin.md says {}={v} is the default",
+                    o.key
+                );
+            }
+        }
     }
 }

@@ -288,7 +288,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                 .qemu_ram
                 .lock()
                 .iter()
-                .map(|r| json!({"gpa": r.gpa, "size": r.size, "readonly": r.readonly, "name": r.name}))
+                .map(|r| json!({"gpa": r.addr.raw(), "size": r.size, "readonly": r.readonly, "name": r.name}))
                 .collect();
             Ok(json!({"memslots": slots, "qemu_ram": ram}))
         }
@@ -301,7 +301,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
         } => {
             let id = slot_id(slot)?;
             let flags = flag_bits(flags.map_or(0, |f| f.0));
-            let backing = backing.unwrap_or(gpa).0;
+            let backing = BackingAddr::new(backing.unwrap_or(gpa).0);
             let ram = kvm.qemu_ram.lock();
             if vm.memslots().by_id(id).is_some() {
                 return Err(format!(
@@ -316,7 +316,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
                 flags,
                 guest_phys_addr: Gpa::new(gpa.0),
                 memory_size: size.0,
-                backing: BackingAddr::new(backing),
+                backing,
             };
             vm.memslots()
                 .check(&region, vm.vm_type(), vm.alias())
@@ -324,7 +324,7 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
             let end = backing.checked_add(size.0).ok_or("EINVAL: backing wraps")?;
             let section = ram
                 .iter()
-                .find(|r| r.gpa <= backing && end <= r.end())
+                .find(|r| r.addr <= backing && end <= r.end())
                 .ok_or_else(|| {
                     format!(
                         "EFAULT: backing {backing:#x}+{:#x} is not inside one RAM section QEMU \
@@ -522,21 +522,22 @@ pub fn execute(plugin: &Plugin, host: &dyn ControlHost, cmd: Command) -> Result<
         Command::Write { gpa, value } => {
             // A VMM reaches guest memory through its own mapping: QEMU's
             // RAM, never private memory (as for devices).
-            let end = gpa.0.checked_add(8).ok_or("EINVAL: address wraps")?;
+            // `gpa` names QEMU's memory (a RAM section), not the guest's.
+            let at = BackingAddr::new(gpa.0);
+            let end = at.checked_add(8).ok_or("EINVAL: address wraps")?;
             let in_ram = kvm
                 .qemu_ram
                 .lock()
                 .iter()
-                .any(|r| !r.readonly && r.gpa <= gpa.0 && end <= r.end());
+                .any(|r| !r.readonly && r.addr <= at && end <= r.end());
             if !in_ram {
                 return Err(format!(
                     "EFAULT: {:#x} is not in QEMU's writable RAM",
                     gpa.0
                 ));
             }
-            // `gpa` names QEMU's memory (a RAM section), not the guest's.
-            let at = BackingAddr::new(gpa.0);
-            if !kvm.host_access_allowed(at) || !kvm.host_access_allowed(BackingAddr::new(end - 1)) {
+            let last = at.checked_add(7).expect("end did not wrap");
+            if !kvm.host_access_allowed(at) || !kvm.host_access_allowed(last) {
                 return Err(format!("EFAULT: {:#x} is private memory", gpa.0));
             }
             if !host.phys_write(at, &value.0.to_le_bytes()) {
@@ -721,7 +722,7 @@ mod tests {
         let p = Plugin::new(config, Mode::Enforcing { api_version: 5 }, 2).unwrap();
         for (gpa, size) in [(0, 0xa0000), (MB, 127 * MB)] {
             let s = RamSection {
-                gpa,
+                addr: BackingAddr::new(gpa),
                 size,
                 readonly: false,
                 name: "pc.ram".into(),

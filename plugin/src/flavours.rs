@@ -35,7 +35,9 @@ pub enum AnyFlavour {
 /// The flavour of `config`'s VM type, for `max_vcpus` vCPUs.
 pub fn for_config(config: &Config, max_vcpus: u32) -> AnyFlavour {
     match config.vm_type {
-        VmType::Default | VmType::SwProtected => AnyFlavour::Plain(Plain),
+        VmType::Default | VmType::SwProtected => {
+            AnyFlavour::Plain(Plain::new(config.vm_type.has_private_mem()))
+        }
         VmType::Tdx => AnyFlavour::Tdx({
             let mut td = TdxModule::new(max_vcpus, config.accept, config.map_gpa_chunk);
             td.xfam = config.xfam;

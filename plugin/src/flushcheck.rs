@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::VcpuId;
-use cvmem_model::{Gpa, Translation, Vm, ZapRecord};
+use cvmem_model::{Gpa, Gva, Translation, Vm, ZapRecord};
 use parking_lot::Mutex;
 
 use crate::hooks::{Access, Stage2Answer, Stage2Request};
@@ -49,10 +49,10 @@ pub struct MissingFlush {
     /// The vCPU that accessed.
     pub vcpu: u32,
     /// The linear address accessed.
-    pub gva: u64,
+    pub gva: Gva,
     /// The raw guest-physical address (alias bits included) the stale
     /// translation was for.
-    pub gpa: u64,
+    pub gpa: Gpa,
     /// Load or store.
     pub access: Access,
     /// The stale translation.
@@ -66,7 +66,7 @@ pub struct MissingFlush {
 pub struct FlushCheck {
     /// Per vCPU: linear page -> raw GPA page of the last allowed fill. Only
     /// the vCPU's own thread locks its map.
-    pages: Box<[Mutex<HashMap<u64, u64>>]>,
+    pages: Box<[Mutex<HashMap<Gva, Gpa>>]>,
     /// Accesses reported.
     pub reports: AtomicU64,
     /// The first [`KEPT`] reports.
@@ -102,27 +102,30 @@ impl FlushCheck {
             .tlb_record_current(VcpuId(req.vcpu_index), req.gpa)
             .is_some()
         {
-            self.filled(req.vcpu_index, req.gva, req.gpa.raw());
+            self.filled(req.vcpu_index, req.gva, req.gpa);
         }
     }
 
     /// A stage-2 fill for `gva` was allowed with the raw `gpa`.
-    pub fn filled(&self, vcpu: u32, gva: u64, gpa: u64) {
+    pub fn filled(&self, vcpu: u32, gva: Gva, gpa: Gpa) {
         if let Some(m) = self.pages.get(vcpu as usize) {
-            m.lock().insert(gva & PAGE_MASK, gpa & PAGE_MASK);
+            m.lock().insert(
+                Gva::new(gva.raw() & PAGE_MASK),
+                Gpa::new(gpa.raw() & PAGE_MASK),
+            );
         }
     }
 
     /// A guest load or store at `gva` happened: the report if it went
     /// through a translation a zap left stale.
-    pub fn access(&self, vm: &Vm, vcpu: u32, gva: u64, access: Access) -> Option<MissingFlush> {
+    pub fn access(&self, vm: &Vm, vcpu: u32, gva: Gva, access: Access) -> Option<MissingFlush> {
         let page = *self
             .pages
             .get(vcpu as usize)?
             .lock()
-            .get(&(gva & PAGE_MASK))?;
-        let gpa = page | (gva & !PAGE_MASK);
-        let (translation, zap) = vm.tlb_missing_flush(VcpuId(vcpu), Gpa::new(gpa))?;
+            .get(&Gva::new(gva.raw() & PAGE_MASK))?;
+        let gpa = Gpa::new(page.raw() | (gva.raw() & !PAGE_MASK));
+        let (translation, zap) = vm.tlb_missing_flush(VcpuId(vcpu), gpa)?;
         let report = MissingFlush {
             vcpu,
             gva,
@@ -159,8 +162,8 @@ impl FlushCheck {
                 out,
                 "    vcpu {} {access} gva {:#x} gpa {:#x} (backing {:#x}) after zap #{} of gfn {:#x}+{} in root {} ({:?}, {:?}) with no flush since",
                 r.vcpu,
-                r.gva,
-                r.gpa,
+                r.gva.raw(),
+                r.gpa.raw(),
                 r.translation.backing.raw(),
                 r.zap.seq,
                 r.zap.range.start().raw(),
@@ -199,7 +202,7 @@ mod tests {
         let (gva, gpa) = (0xffff_8000_0000_5010u64, 0x5010u64);
         let mut req = Stage2Request {
             gpa: Gpa::new(gpa),
-            gva,
+            gva: Gva::new(gva),
             vcpu_index: 0,
             access: Access::Read,
             cpl: 0,
@@ -225,14 +228,14 @@ mod tests {
         assert!(vm.tlb_entries(VcpuId(0)).is_empty());
         fc.stage2_answered(&vm, &req, &allow);
         assert_eq!(vm.tlb_entries(VcpuId(0)).len(), 1);
-        assert_eq!(fc.access(&vm, 0, gva, Access::Read), None);
+        assert_eq!(fc.access(&vm, 0, Gva::new(gva), Access::Read), None);
         let range = GfnRange::from_start_len(Gpa::new(gpa).gfn(), 1).unwrap();
         let flush = vm.zap_gfn_range(range, ZapFilter::ALL);
-        let r = fc.access(&vm, 0, gva + 8, Access::Write).unwrap();
-        assert_eq!((r.gpa, r.zap.range), (gpa + 8, range));
-        assert_eq!(fc.access(&vm, 0, 0x1234_5000, Access::Read), None);
+        let r = fc.access(&vm, 0, Gva::new(gva + 8), Access::Write).unwrap();
+        assert_eq!((r.gpa, r.zap.range), (Gpa::new(gpa + 8), range));
+        assert_eq!(fc.access(&vm, 0, Gva::new(0x1234_5000), Access::Read), None);
         vm.flush(flush);
-        assert_eq!(fc.access(&vm, 0, gva, Access::Read), None);
+        assert_eq!(fc.access(&vm, 0, Gva::new(gva), Access::Read), None);
         assert_eq!(fc.reports.load(Ordering::Relaxed), 1);
         assert_eq!(fc.first.lock().len(), 1);
         let mut out = String::new();

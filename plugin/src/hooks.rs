@@ -4,7 +4,7 @@
 //! plugin's decisions are written against them, so they can be unit-tested
 //! without QEMU.
 
-use cvmem_model::{BackingAddr, Gpa};
+use cvmem_model::{BackingAddr, Gpa, Gva};
 
 /// The kind of a guest memory access (QEMU's `MMUAccessType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Stage2Request {
     /// The guest-physical address, alias bits included.
     pub gpa: Gpa,
     /// The linear address being translated.
-    pub gva: u64,
+    pub gva: Gva,
     /// The vCPU doing the access.
     pub vcpu_index: u32,
     /// What kind of access.
@@ -403,7 +403,7 @@ pub mod fake {
     pub fn access(kvm: &crate::kvm::Kvm, gpa: u64, a: super::Access) -> super::Stage2Answer {
         kvm.stage2(&super::Stage2Request {
             gpa: cvmem_model::Gpa::new(gpa),
-            gva: 0x7000_1000,
+            gva: cvmem_model::Gva::new(0x7000_1000),
             vcpu_index: 0,
             access: a,
             cpl: 0,
@@ -416,7 +416,7 @@ pub mod fake {
     /// QEMU reports the fake's memory to `kvm` as one RAM section at 0.
     pub fn report_ram(kvm: &crate::kvm::Kvm) {
         let ram = crate::memslots::RamSection {
-            gpa: 0,
+            addr: BackingAddr::new(0),
             size: MEM,
             readonly: false,
             name: "ram".into(),

@@ -158,17 +158,20 @@ impl Kvm {
     /// private-capable (`KVM_MEM_GUEST_MEMFD`) when the VM type has private
     /// memory and the section is writable RAM.
     pub fn memslot(&self, op: MemslotOp, s: &RamSection) -> Result<Effects, String> {
-        if s.size == 0 || s.gpa.checked_add(s.size).is_none() {
+        if s.size == 0 || s.addr.checked_add(s.size).is_none() {
             return Err(format!(
                 "empty or wrapping section {:#x}+{:#x}",
-                s.gpa, s.size
+                s.addr, s.size
             ));
         }
+        // The slot's guest-physical address: QEMU's KVM listener gives KVM
+        // the section's address as both (`kvm_set_phys_mem()`).
+        let gpa = Gpa::new(s.addr.raw());
         // Held throughout: QEMU's listener runs under the big QEMU lock, one
         // report at a time, and the control socket takes this lock too, so
         // the snapshot below (and the free slot id) cannot change under us.
         let mut ram = self.qemu_ram.lock();
-        ram.retain(|r| r.gpa != s.gpa || r.size != s.size);
+        ram.retain(|r| r.addr != s.addr || r.size != s.size);
         if op == MemslotOp::Add {
             ram.push(s.clone());
         }
@@ -194,22 +197,24 @@ impl Kvm {
                     .set_memory_region(MemoryRegion {
                         slot: id,
                         flags,
-                        guest_phys_addr: Gpa::new(s.gpa),
+                        guest_phys_addr: gpa,
                         memory_size: s.size,
-                        backing: BackingAddr::new(s.gpa),
+                        backing: s.addr,
                     })
-                    .map_err(|e| format!("memslot {:#x}+{:#x} ({}): {e}", s.gpa, s.size, s.name))?;
+                    .map_err(|e| {
+                        format!("memslot {:#x}+{:#x} ({}): {e}", s.addr, s.size, s.name)
+                    })?;
                 self.memslot_adds.fetch_add(1, Ordering::Relaxed);
                 let mut effects = Effects::flush(vm.flush(flush));
                 if self.flavour.private_by_default() && flags.contains(MemslotFlags::GUEST_MEMFD) {
                     // QEMU makes a TD's or an SNP guest's guest_memfd RAM
                     // private when it adds the slot (kvm_set_phys_mem() ->
                     // kvm_set_memory_attributes_private()).
-                    let range = GfnRange::from_start_len(Gpa::new(s.gpa).gfn(), s.size / PAGE_SIZE)
+                    let range = GfnRange::from_start_len(gpa.gfn(), s.size / PAGE_SIZE)
                         .ok_or("section out of range")?;
                     let flush = vm
                         .set_memory_attributes(range, true)
-                        .map_err(|e| format!("making {:#x}+{:#x} private: {e}", s.gpa, s.size))?;
+                        .map_err(|e| format!("making {:#x}+{:#x} private: {e}", s.addr, s.size))?;
                     effects.push_flush(vm.flush(flush));
                 }
                 Ok(effects)
@@ -217,14 +222,14 @@ impl Kvm {
             MemslotOp::Del => {
                 let Some(slot) = slots
                     .iter()
-                    .find(|m| m.base_gfn.gpa().raw() == s.gpa && m.npages * PAGE_SIZE == s.size)
+                    .find(|m| m.base_gfn.gpa() == gpa && m.npages * PAGE_SIZE == s.size)
                 else {
                     // A ROM device that left ROMD mode before it was added.
                     return Ok(Effects::NONE);
                 };
                 let flush = vm
                     .delete_memslot(slot.id)
-                    .map_err(|e| format!("deleting memslot {:#x}: {e}", s.gpa))?;
+                    .map_err(|e| format!("deleting memslot {:#x}: {e}", s.addr))?;
                 self.memslot_dels.fetch_add(1, Ordering::Relaxed);
                 Ok(Effects::flush(vm.flush(flush)))
             }
@@ -274,7 +279,7 @@ mod tests {
 
     fn section(gpa: u64, size: u64, readonly: bool) -> RamSection {
         RamSection {
-            gpa,
+            addr: BackingAddr::new(gpa),
             size,
             readonly,
             name: "ram".into(),
@@ -284,12 +289,48 @@ mod tests {
     fn req(gpa: u64, access: Access) -> Stage2Request {
         Stage2Request {
             gpa: Gpa::new(gpa),
-            gva: 0x40_0000,
+            gva: cvmem_model::Gva::new(0x40_0000),
             vcpu_index: 0,
             access,
             cpl: 0,
             page_walk: false,
             paging: true,
+        }
+    }
+
+    /// KVM_HC_MAP_GPA_RANGE converts where the flavour has the hypercall
+    /// exit (sw-protected), and is -KVM_ENOSYS elsewhere and -KVM_EPERM
+    /// from user mode.
+    #[test]
+    fn map_gpa_range_hypercall_follows_the_flavour() {
+        use crate::hooks::fake::FakeHost;
+        use crate::hooks::gpr;
+        use crate::vmm::hc;
+        let host = FakeHost::new();
+        for (vm_type, expected) in [
+            (VmType::SwProtected, 0),
+            (VmType::Default, hc::err(hc::KVM_ENOSYS)),
+        ] {
+            let kvm = Kvm::with_type(vm_type, 1).unwrap();
+            kvm.memslot(MemslotOp::Add, &section(0, 0x100_0000, false))
+                .unwrap();
+            let call = |cpl: u32| {
+                let mut regs = Regs {
+                    cpl,
+                    ..Regs::default()
+                };
+                regs.gpr[gpr::RAX] = hc::KVM_HC_MAP_GPA_RANGE;
+                regs.gpr[gpr::RBX] = 0x5000;
+                regs.gpr[gpr::RCX] = 2;
+                regs.gpr[gpr::RDX] = hc::KVM_MAP_GPA_RANGE_ENCRYPTED;
+                let (action, _) = kvm.insn(0, Insn::Vmcall, &mut regs, &host);
+                assert_eq!(action, InsnAction::Done);
+                regs.gpr[gpr::RAX]
+            };
+            assert_eq!(call(3), hc::err(hc::KVM_EPERM), "{vm_type}");
+            assert!(!kvm.vm().is_private(Gfn::new(5)));
+            assert_eq!(call(0), expected, "{vm_type}");
+            assert_eq!(kvm.vm().is_private(Gfn::new(6)), expected == 0);
         }
     }
 

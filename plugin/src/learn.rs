@@ -181,13 +181,18 @@ impl RamLearner {
         }
         // QEMU's RAM as the control socket sees it: memslots it makes must
         // lie in RAM QEMU has.
-        let bytes = |r: &GfnRange| (r.start().gpa().raw(), r.len() * PAGE_SIZE);
+        // Learned slots have identity backing (see `give_slot`): the
+        // QEMU address of a frame is its GPA.
+        let bytes = |r: &GfnRange| {
+            let qemu = BackingAddr::new(r.start().gpa().raw());
+            (qemu, r.len() * PAGE_SIZE)
+        };
         qemu_ram.retain(|s| {
-            s.name != LEARNED_RAM || !replaced.iter().any(|r| bytes(r) == (s.gpa, s.size))
+            s.name != LEARNED_RAM || !replaced.iter().any(|r| bytes(r) == (s.addr, s.size))
         });
-        let (gpa, size) = bytes(&ram);
+        let (addr, size) = bytes(&ram);
         qemu_ram.push(RamSection {
-            gpa,
+            addr,
             size,
             readonly: false,
             name: LEARNED_RAM.into(),
@@ -315,7 +320,7 @@ mod tests {
     use crate::args::{AcceptPolicy, Config};
     use crate::hooks::Access;
     use crate::plugin::{Mode, Plugin};
-    use cvmem_model::{Gpa, SeptState, TdAttributes};
+    use cvmem_model::{Gpa, Gva, SeptState, TdAttributes};
 
     const MB: u64 = 1 << 20;
 
@@ -356,7 +361,13 @@ mod tests {
     }
 
     fn touch(p: &Plugin, gpa: u64, paging: bool) {
-        p.audit_access(0, gpa, 0x4000_0000 + gpa, Access::Write, paging);
+        p.audit_access(
+            0,
+            Gpa::new(gpa),
+            Gva::new(0x4000_0000 + gpa),
+            Access::Write,
+            paging,
+        );
     }
 
     fn counts(p: &Plugin) -> (u64, u64, u64) {
@@ -416,7 +427,7 @@ mod tests {
         assert_eq!(counts(&p), (2 * 512 + 0x9e, 0, 0));
         // The control socket sees the learned RAM as QEMU's.
         let ram = p.kvm.qemu_ram.lock();
-        let mut sections: Vec<_> = ram.iter().map(|s| (s.gpa, s.size)).collect();
+        let mut sections: Vec<_> = ram.iter().map(|s| (s.addr.raw(), s.size)).collect();
         sections.sort_unstable();
         assert_eq!(sections, [(0x1000, 0x9e000), (MB, 2 * MB)]);
     }
@@ -434,7 +445,13 @@ mod tests {
                     for i in 0..pages {
                         // Each thread its own order over the same pages.
                         let page = (i * (2 * u64::from(t) + 1) * 0x9e5 + u64::from(t)) % pages;
-                        p.audit_access(t, 0x10_0000 + page * 0x1000, 0, Access::Read, true);
+                        p.audit_access(
+                            t,
+                            Gpa::new(0x10_0000 + page * 0x1000),
+                            Gva::new(0),
+                            Access::Read,
+                            true,
+                        );
                     }
                 });
             }
@@ -492,7 +509,7 @@ mod tests {
         // A shared access to private memory converts it (QEMU on a
         // memory-fault exit): not refused.
         let shared = (1 << 47) | 0x7000;
-        p.audit_access(0, shared, 0, Access::Read, true);
+        p.audit_access(0, Gpa::new(shared), Gva::new(0), Access::Read, true);
         assert_eq!(counts(&p), (9, 3, 0));
         assert!(!vm.is_private(Gfn::new(0x7)));
         assert_eq!(p.kvm.vmm.implicit_conversions.load(Ordering::Relaxed), 1);

@@ -5,11 +5,17 @@
 //! QEMU deletes a section before it adds its replacement, so a moved PCI BAR
 //! is a deletion and a creation, exactly the sequence after which KVM zaps.
 
+use cvmem_model::BackingAddr;
+
 /// One RAM section of the guest-physical address space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RamSection {
-    /// First guest-physical address, page aligned.
-    pub gpa: u64,
+    /// First address, page aligned: a QEMU address (QEMU's `hwaddr` in the
+    /// system address space, `offset_within_address_space`). The memslot
+    /// QEMU's report makes has its guest-physical address and its backing
+    /// here, so the slot's GPA is this address taken as a GPA
+    /// ([`crate::kvm::Kvm::memslot`]).
+    pub addr: BackingAddr,
     /// Size in bytes, a page multiple.
     pub size: u64,
     /// Guest writes are MMIO writes (ROM, ROM device in ROMD mode).
@@ -19,9 +25,9 @@ pub struct RamSection {
 }
 
 impl RamSection {
-    /// One past the last address.
-    pub fn end(&self) -> u64 {
-        self.gpa.saturating_add(self.size)
+    /// One past the last address (saturating at the top of the space).
+    pub fn end(&self) -> BackingAddr {
+        BackingAddr::new(self.addr.raw().saturating_add(self.size))
     }
 }
 

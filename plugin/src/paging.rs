@@ -2,7 +2,7 @@
 //! whose operand is a linear address (PVALIDATE, RMPADJUST) or whose bytes
 //! the plugin must read (a TD's I/O instruction, for its #VE information).
 
-use cvmem_model::{Gpa, PAGE_SIZE};
+use cvmem_model::{Gpa, Gva, PAGE_SIZE};
 
 use crate::hooks::{Fault, Host, Regs};
 use crate::vmm::{vector, Vmm};
@@ -12,7 +12,7 @@ use crate::vmm::{vector, Vmm};
 /// GPA with the leaf's C-bit, or the #PF (not present) to raise. Tables are
 /// read at their QEMU address ([`Vmm::qemu_addr`]: alias bits removed, and
 /// through the memslot that holds them).
-pub fn linear_to_gpa(vmm: &Vmm, regs: &Regs, la: u64, host: &dyn Host) -> Result<Gpa, Fault> {
+pub fn linear_to_gpa(vmm: &Vmm, regs: &Regs, la: Gva, host: &dyn Host) -> Result<Gpa, Fault> {
     const CR0_PG: u64 = 1 << 31;
     const CR4_PSE: u64 = 1 << 4;
     const CR4_PAE: u64 = 1 << 5;
@@ -22,7 +22,11 @@ pub fn linear_to_gpa(vmm: &Vmm, regs: &Regs, la: u64, host: &dyn Host) -> Result
     const PS: u64 = 1 << 7;
     const ADDR: u64 = 0x000f_ffff_ffff_f000;
     let long = regs.efer & EFER_LMA != 0;
-    let la = if long { la } else { la & 0xffff_ffff };
+    let la = if long {
+        la.raw()
+    } else {
+        la.raw() & 0xffff_ffff
+    };
     if regs.cr0 & CR0_PG == 0 {
         return Ok(Gpa::new(la));
     }
@@ -79,12 +83,12 @@ pub fn linear_to_gpa(vmm: &Vmm, regs: &Regs, la: u64, host: &dyn Host) -> Result
 /// Reads `buf.len()` bytes of guest memory at linear address `la` through
 /// the guest's page tables (one walk per page touched); `false` if a page is
 /// not mapped or not memory.
-pub fn read_linear(vmm: &Vmm, regs: &Regs, la: u64, buf: &mut [u8], host: &dyn Host) -> bool {
+pub fn read_linear(vmm: &Vmm, regs: &Regs, la: Gva, buf: &mut [u8], host: &dyn Host) -> bool {
     let vm = vmm.vm();
     let mut done = 0;
     while done < buf.len() {
-        let at = la.wrapping_add(done as u64);
-        let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(buf.len() - done);
+        let at = Gva::new(la.raw().wrapping_add(done as u64));
+        let n = ((PAGE_SIZE - at.raw() % PAGE_SIZE) as usize).min(buf.len() - done);
         let Ok(gpa) = linear_to_gpa(vmm, regs, at, host) else {
             return false;
         };
@@ -119,8 +123,20 @@ mod tests {
         // Paging off: linear = guest-physical.
         let regs = Regs::default();
         let mut b = [0u8; 4];
-        assert!(read_linear(&kvm.vmm, &regs, 0x1ffe, &mut b, &host));
+        assert!(read_linear(
+            &kvm.vmm,
+            &regs,
+            Gva::new(0x1ffe),
+            &mut b,
+            &host
+        ));
         assert_eq!(b, [1, 2, 3, 4]);
-        assert!(!read_linear(&kvm.vmm, &regs, MEM - 2, &mut b, &host));
+        assert!(!read_linear(
+            &kvm.vmm,
+            &regs,
+            Gva::new(MEM - 2),
+            &mut b,
+            &host
+        ));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use crossbeam::utils::CachePadded;
-use cvmem_model::{BackingAddr, Gpa};
+use cvmem_model::{BackingAddr, Gpa, Gva};
 
 use crate::args::{Config, TestMode};
 use crate::effects::Effects;
@@ -334,7 +334,7 @@ impl Plugin {
     /// `flush-check=on`: a guest load or store at `gva` happened (QEMU's
     /// memory callback, after the access); reports it if it went through a
     /// translation a zap left stale (see `flushcheck.rs`).
-    pub fn flush_check_access(&self, vcpu_index: u32, gva: u64, access: Access) {
+    pub fn flush_check_access(&self, vcpu_index: u32, gva: Gva, access: Access) {
         let Some(fc) = &self.kvm.flush_check else {
             return;
         };
@@ -350,7 +350,7 @@ impl Plugin {
     /// would have answered it with an exception (or stopped the VM). An
     /// answer to retry (an implicit conversion done, a blocked Secure-EPT
     /// entry) is no refusal: the access is decided again, as QEMU retries.
-    pub fn audit_access(&self, vcpu_index: u32, gpa: u64, gva: u64, access: Access, paging: bool) {
+    pub fn audit_access(&self, vcpu_index: u32, gpa: Gpa, gva: Gva, access: Access, paging: bool) {
         /// Retries before an access is left undecided (enforcing mode
         /// would retry on; none is refused for it).
         const RETRIES: usize = 4;
@@ -360,7 +360,7 @@ impl Plugin {
         let stats = self.stats.vcpu(vcpu_index);
         // QEMU's RAM has no alias bits; decoding keeps an address that had
         // them (or reserved bits) from being learned as a page of its own.
-        let Some(gfn) = self.kvm.vm().decode(Gpa::new(gpa)).map(|d| d.gfn) else {
+        let Some(gfn) = self.kvm.vm().decode(gpa).map(|d| d.gfn) else {
             stats.audit_unchecked.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -379,7 +379,7 @@ impl Plugin {
             return;
         }
         let req = Stage2Request {
-            gpa: Gpa::new(gpa),
+            gpa,
             gva,
             vcpu_index,
             access,

@@ -357,7 +357,7 @@ mod tests {
         p.memslot(
             crate::memslots::MemslotOp::Add,
             crate::memslots::RamSection {
-                gpa: 0,
+                addr: cvmem_model::BackingAddr::new(0),
                 size: 1 << 20,
                 readonly: false,
                 name: "pc.ram".into(),

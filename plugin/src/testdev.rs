@@ -185,7 +185,7 @@ impl TestDev {
             Rule::Deny { vector, error_code } => Stage2Answer::Fault(Fault {
                 vector,
                 error_code,
-                cr2: (vector == 14).then_some(req.gva),
+                cr2: (vector == 14).then_some(req.gva.raw()),
             }),
         })
     }
@@ -203,7 +203,7 @@ impl TestDev {
     pub fn memslot(&self, op: MemslotOp, s: &RamSection) {
         let mut log = self.memslot_log.lock();
         if log.len() < MEMSLOT_LOG_MAX {
-            log.push((op, s.gpa, s.size));
+            log.push((op, s.addr.raw(), s.size));
         }
     }
 
@@ -476,7 +476,7 @@ mod tests {
     fn req(gpa: u64) -> Stage2Request {
         Stage2Request {
             gpa: Gpa::new(gpa),
-            gva: 0xdead_b000,
+            gva: cvmem_model::Gva::new(0xdead_b000),
             vcpu_index: 0,
             access: Access::Read,
             cpl: 0,
@@ -485,7 +485,13 @@ mod tests {
         }
     }
 
-    fn call(dev: &TestDev, op: u64, a1: u64, a2: u64, a3: u64) -> (u64, Option<FlushTarget>) {
+    /// A test-device call from vCPU 3: RAX after it and the flush asked for.
+    fn call(dev: &TestDev, op: Op, a1: u64, a2: u64, a3: u64) -> (u64, Option<FlushTarget>) {
+        call_raw(dev, op as u64, a1, a2, a3)
+    }
+
+    /// [`call`] with an op number that need not be an [`Op`].
+    fn call_raw(dev: &TestDev, op: u64, a1: u64, a2: u64, a3: u64) -> (u64, Option<FlushTarget>) {
         let mut regs = Regs::default();
         regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
         regs.gpr[gpr::RBX] = a1;
@@ -506,7 +512,7 @@ mod tests {
     fn rules_drive_stage2() {
         let dev = TestDev::default();
         assert_eq!(dev.stage2(&req(0x5123)), None);
-        assert_eq!(call(&dev, 1, 0x5000, 14, 0x8000_0001).0, 0);
+        assert_eq!(call(&dev, Op::Deny, 0x5000, 14, 0x8000_0001).0, 0);
         assert_eq!(
             dev.stage2(&req(0x5123)).unwrap(),
             Stage2Answer::Fault(Fault {
@@ -515,7 +521,7 @@ mod tests {
                 cr2: Some(0xdead_b000)
             })
         );
-        call(&dev, 1, 0x5000, 20, u64::MAX);
+        call(&dev, Op::Deny, 0x5000, 20, u64::MAX);
         assert_eq!(
             dev.stage2(&req(0x5000)).unwrap(),
             Stage2Answer::Fault(Fault {
@@ -524,24 +530,27 @@ mod tests {
                 cr2: None
             })
         );
-        call(&dev, 2, 0x6000, 0x9000, 0);
+        call(&dev, Op::Remap, 0x6000, 0x9000, 0);
         assert!(matches!(
             dev.stage2(&req(0x6008)),
             Some(Stage2Answer::Allow { backing, .. }) if backing == BackingAddr::new(0x9000)
         ));
-        call(&dev, 3, 0, 0, 0);
+        call(&dev, Op::Clear, 0, 0, 0);
         assert_eq!(dev.stage2(&req(0x5000)), None);
     }
 
     #[test]
     fn flush_requests_and_unknown_ops() {
         let dev = TestDev::default();
-        assert_eq!(call(&dev, 4, 0, 0, 0), (0, Some(FlushTarget::AllVcpus)));
         assert_eq!(
-            call(&dev, 4, 1, 0, 0),
+            call(&dev, Op::Flush, 0, 0, 0),
+            (0, Some(FlushTarget::AllVcpus))
+        );
+        assert_eq!(
+            call(&dev, Op::Flush, 1, 0, 0),
             (0, Some(FlushTarget::Vcpu(VcpuId(3))))
         );
-        assert_eq!(call(&dev, 99, 0, 0, 0), (u64::MAX, None));
+        assert_eq!(call_raw(&dev, 99, 0, 0, 0), (u64::MAX, None));
     }
 
     #[test]
@@ -660,15 +669,15 @@ mod tests {
     fn dma_blocks_and_memslot_log() {
         let dev = TestDev::default();
         assert!(dev.dma_allowed(0x7123));
-        call(&dev, 7, 0x7fff, 0, 0);
+        call(&dev, Op::DmaBlock, 0x7fff, 0, 0);
         assert!(!dev.dma_allowed(0x7000));
         assert!(dev.dma_allowed(0x8000));
-        assert_eq!(call(&dev, 8, 0, 0, 0).0, 1);
-        call(&dev, 3, 0, 0, 0);
+        assert_eq!(call(&dev, Op::DmaBlocked, 0, 0, 0).0, 1);
+        call(&dev, Op::Clear, 0, 0, 0);
         assert!(dev.dma_allowed(0x7000));
 
         let s = RamSection {
-            gpa: 0xfe00_0000,
+            addr: BackingAddr::new(0xfe00_0000),
             size: 0x10_0000,
             readonly: false,
             name: "bar".into(),
@@ -713,9 +722,9 @@ mod tests {
     }
 
     /// A test-device call from `vcpu`: RAX, RBX, RCX, RDX after it.
-    fn call_on(dev: &TestDev, vcpu: u32, op: u64, a1: u64, a2: u64) -> [u64; 4] {
+    fn call_on(dev: &TestDev, vcpu: u32, op: Op, a1: u64, a2: u64) -> [u64; 4] {
         let mut regs = Regs::default();
-        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
+        regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op as u64;
         regs.gpr[gpr::RBX] = a1;
         regs.gpr[gpr::RCX] = a2;
         let host = FakeHost::default();
@@ -740,14 +749,20 @@ mod tests {
             assert_eq!(regs, before, "the device changes no register");
             action
         };
-        assert_eq!(call_on(&dev, 0, 15, 0, 0)[..3], [0, 0, 0]);
+        assert_eq!(call_on(&dev, 0, Op::IoioLast, 0, 0)[..3], [0, 0, 0]);
         // outb %al, $0x80 in 64-bit code: SZ8, A64, port 0x80.
         assert_eq!(io(0, 0x0080_0210, 0x1000), InsnAction::Decline);
         assert_eq!(io(1, 0x3000_0241, 0x2000), InsnAction::Decline);
-        assert_eq!(call_on(&dev, 0, 15, 0, 0)[..3], [0x0080_0210, 0x1000, 1]);
-        assert_eq!(call_on(&dev, 1, 15, 0, 0)[..3], [0x3000_0241, 0x2000, 1]);
+        assert_eq!(
+            call_on(&dev, 0, Op::IoioLast, 0, 0)[..3],
+            [0x0080_0210, 0x1000, 1]
+        );
+        assert_eq!(
+            call_on(&dev, 1, Op::IoioLast, 0, 0)[..3],
+            [0x3000_0241, 0x2000, 1]
+        );
 
-        call_on(&dev, 0, 16, 29, 0x7b);
+        call_on(&dev, 0, Op::IoioFault, 29, 0x7b);
         let vc = Fault {
             vector: 29,
             error_code: Some(0x7b),
@@ -756,10 +771,10 @@ mod tests {
         assert_eq!(io(1, 0x10, 0), InsnAction::Decline, "another vCPU's");
         assert_eq!(io(0, 0x11, 0x1008), InsnAction::Fault(vc));
         assert_eq!(io(0, 0x11, 0x1008), InsnAction::Decline, "only once");
-        assert_eq!(call_on(&dev, 0, 15, 0, 0)[..3], [0x11, 0x1008, 3]);
+        assert_eq!(call_on(&dev, 0, Op::IoioLast, 0, 0)[..3], [0x11, 0x1008, 3]);
 
-        call_on(&dev, 0, 16, 13, u64::MAX);
-        call_on(&dev, 0, 3, 0, 0);
+        call_on(&dev, 0, Op::IoioFault, 13, u64::MAX);
+        call_on(&dev, 0, Op::Clear, 0, 0);
         assert_eq!(io(0, 0x11, 0), InsnAction::Decline, "CLEAR drops it");
     }
 
@@ -772,15 +787,15 @@ mod tests {
             dev.insn(vcpu, Insn::Hlt, &mut regs, &no_slots(), &host).0
         };
         assert_eq!(hlt(2), InsnAction::Decline);
-        call_on(&dev, 2, 17, 2, 0);
-        assert_eq!(call_on(&dev, 2, 18, 0, 0)[..2], [1, 2]);
+        call_on(&dev, 2, Op::HltSkip, 2, 0);
+        assert_eq!(call_on(&dev, 2, Op::Hlts, 0, 0)[..2], [1, 2]);
         assert_eq!(hlt(0), InsnAction::Decline, "another vCPU's");
         assert_eq!(hlt(2), InsnAction::Done);
         assert_eq!(hlt(2), InsnAction::Done);
         assert_eq!(hlt(2), InsnAction::Decline);
-        assert_eq!(call_on(&dev, 2, 18, 0, 0)[..2], [4, 0]);
-        call_on(&dev, 2, 17, 5, 0);
-        call_on(&dev, 2, 3, 0, 0);
+        assert_eq!(call_on(&dev, 2, Op::Hlts, 0, 0)[..2], [4, 0]);
+        call_on(&dev, 2, Op::HltSkip, 5, 0);
+        call_on(&dev, 2, Op::Clear, 0, 0);
         assert_eq!(hlt(2), InsnAction::Decline, "CLEAR drops the skips");
     }
 
@@ -788,9 +803,9 @@ mod tests {
     fn host_ops_reach_the_host() {
         let dev = TestDev::default();
         let host = FakeHost::default();
-        let call_host = |op: u64, a1: u64, a2: u64, a3: u64| {
+        let call_host = |op: Op, a1: u64, a2: u64, a3: u64| {
             let mut regs = Regs::default();
-            regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op;
+            regs.gpr[gpr::RAX] = TESTDEV_MAGIC | op as u64;
             regs.gpr[gpr::RBX] = a1;
             regs.gpr[gpr::RCX] = a2;
             regs.gpr[gpr::RDX] = a3;
@@ -799,14 +814,17 @@ mod tests {
             let g = regs.gpr;
             (g[gpr::RAX], g[gpr::RBX], g[gpr::RCX], g[gpr::RDX])
         };
-        assert_eq!(call_host(11, 0xd, 1, 0), (0xd, 1, 0xffff_fff2, 7));
-        assert_eq!(call_host(12, 0x511, 1, u64::MAX).0, 0x512);
-        assert_eq!(call_host(12, 0x510, 2, 0).0, 0);
-        assert_eq!(call_host(13, 0x1b, 0, 0), (0, 0xfee0_0900, 0, 0));
-        assert_eq!(call_host(13, 0x1b, 1, 5).0, 0);
-        assert_eq!(call_host(13, 0x802, 0, 0).0, 1);
-        assert_eq!(call_host(13, 0x802, 1, 0).0, 1);
-        assert_eq!(call_host(14, 0, 0, 0).0, 0);
+        assert_eq!(
+            call_host(Op::HostCpuid, 0xd, 1, 0),
+            (0xd, 1, 0xffff_fff2, 7)
+        );
+        assert_eq!(call_host(Op::HostPio, 0x511, 1, u64::MAX).0, 0x512);
+        assert_eq!(call_host(Op::HostPio, 0x510, 2, 0).0, 0);
+        assert_eq!(call_host(Op::HostMsr, 0x1b, 0, 0), (0, 0xfee0_0900, 0, 0));
+        assert_eq!(call_host(Op::HostMsr, 0x1b, 1, 5).0, 0);
+        assert_eq!(call_host(Op::HostMsr, 0x802, 0, 0).0, 1);
+        assert_eq!(call_host(Op::HostMsr, 0x802, 1, 0).0, 1);
+        assert_eq!(call_host(Op::HostPanic, 0, 0, 0).0, 0);
         assert_eq!(*host.writes.lock(), vec![(0x510, 2, 0), (0, 0, 0xdead)]);
     }
 

@@ -853,8 +853,8 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
         }
         PluginEvent::MissingFlush(m) => {
             head(out, r.t_ns, "missing-flush", r.vcpu);
-            field!(out, "gva", hex m.gva);
-            field!(out, "gpa", hex m.gpa);
+            field!(out, "gva", hex m.gva.raw());
+            field!(out, "gpa", hex m.gpa.raw());
             field!(out, "access", str access_name(m.access));
             field!(out, "backing", hex m.translation.backing.raw());
             field!(out, "zap_seq", m.zap.seq);
@@ -863,7 +863,7 @@ pub fn encode_plugin(r: &Record, out: &mut String) -> (&'static str, Option<u32>
             field!(out, "zap_gfn", hex m.zap.range.start().raw());
             field!(out, "zap_npages", m.zap.range.len());
             field!(out, "zap_reason", str reason(m.zap.reason));
-            ("missing-flush", Some(frame(m.gpa)))
+            ("missing-flush", Some(frame(m.gpa.raw())))
         }
         PluginEvent::VmStopped { gpa } => {
             head(out, r.t_ns, "vm-stopped", r.vcpu);
@@ -1009,8 +1009,8 @@ mod tests {
         use cvmem_model::{BackingAddr, Perms, Translation, ZapRecord};
         let report = MissingFlush {
             vcpu: 1,
-            gva: 0xffff_8000_0020_0008,
-            gpa: 0x20_0008,
+            gva: cvmem_model::Gva::new(0xffff_8000_0020_0008),
+            gpa: cvmem_model::Gpa::new(0x20_0008),
             access: Access::Write,
             translation: Translation {
                 gfn: Gfn::new(0x200),

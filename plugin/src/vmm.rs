@@ -25,8 +25,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cvmem_model::{
-    Access as ModelAccess, BackingAddr, DeviceAccess, Gfn, GfnRange, Gpa, Stage2, Stage2Fault, Vm,
-    VmType, PAGE_SIZE,
+    Access as ModelAccess, BackingAddr, DeviceAccess, Gfn, GfnRange, Gpa, Gva, Stage2, Stage2Fault,
+    Vm, PAGE_SIZE,
 };
 
 use crate::effects::Effects;
@@ -217,7 +217,7 @@ impl Vmm {
             Stage2Fault::ReservedGpa { .. } => raise(
                 vector::PF,
                 Some(pf_error_code(req, pferr::PRESENT | pferr::RSVD)),
-                Some(req.gva),
+                Some(req.gva.raw()),
             ),
             Stage2Fault::PageNotValidated { .. } => {
                 raise(vector::VC, Some(SVM_EXIT_NPF_PAGE_NOT_VALIDATED), None)
@@ -233,7 +233,7 @@ impl Vmm {
             // injects a #PF with the RMP bit (bit 31) and the rest of the
             // nested fault's error code instead, CR2 the linear address.
             Stage2Fault::RmpNestedPageFault { error_code, .. } => {
-                raise(vector::PF, Some(error_code as u32), Some(req.gva))
+                raise(vector::PF, Some(error_code as u32), Some(req.gva.raw()))
             }
             // A read of an assigned page without the C-bit (ciphertext), a
             // failed RMPUPDATE: not modelled as guest-visible, so fail
@@ -330,7 +330,7 @@ impl Vmm {
         flavour: &dyn Flavour,
         vcpu: u32,
         fault: Stage2Fault,
-        gva: u64,
+        gva: Gva,
         fx: &mut Effects,
     ) -> Result<(), InsnAction> {
         self.exit_fault_strict(flavour, vcpu, fault, gva, self.strict, fx)
@@ -350,7 +350,7 @@ impl Vmm {
         fault: Stage2Fault,
         fx: &mut Effects,
     ) -> Result<(), InsnAction> {
-        self.exit_fault_strict(flavour, vcpu, fault, 0, false, fx)
+        self.exit_fault_strict(flavour, vcpu, fault, Gva::new(0), false, fx)
     }
 
     fn exit_fault_strict(
@@ -358,7 +358,7 @@ impl Vmm {
         flavour: &dyn Flavour,
         vcpu: u32,
         fault: Stage2Fault,
-        gva: u64,
+        gva: Gva,
         strict: bool,
         fx: &mut Effects,
     ) -> Result<(), InsnAction> {
@@ -387,14 +387,14 @@ impl Vmm {
     }
 
     /// A guest VMCALL: KVM's hypercall ABI (`kvm_emulate_hypercall()` in
-    /// arch/x86/kvm/x86.c). Writes the status to RAX; returns what to do in
-    /// QEMU to `fx`.
-    pub fn hypercall(&self, regs: &mut Regs, fx: &mut Effects) {
+    /// arch/x86/kvm/x86.c), for a VM of `flavour`. Writes the status to
+    /// RAX; returns what to do in QEMU to `fx`.
+    pub fn hypercall(&self, flavour: &dyn Flavour, regs: &mut Regs, fx: &mut Effects) {
         let nr = regs.gpr[gpr::RAX];
         let status = if regs.cpl != 0 {
             // Hypercalls are for the guest kernel only.
             hc::err(hc::KVM_EPERM)
-        } else if nr == hc::KVM_HC_MAP_GPA_RANGE && self.vm.vm_type() == VmType::SwProtected {
+        } else if nr == hc::KVM_HC_MAP_GPA_RANGE && flavour.map_gpa_range_hypercall() {
             let (a0, a1, a2) = (regs.gpr[gpr::RBX], regs.gpr[gpr::RCX], regs.gpr[gpr::RDX]);
             match self.map_gpa_range(a0, a1, a2, fx) {
                 Ok(()) => 0,
@@ -424,7 +424,7 @@ impl Vmm {
         attrs: u64,
         fx: &mut Effects,
     ) -> Result<(), u64> {
-        let gfn = gpa >> PAGE_SIZE.trailing_zeros();
+        let gfn = Gpa::new(gpa).gfn();
         if gpa % PAGE_SIZE != 0 || npages == 0 || gfn.checked_add(npages).is_none() {
             return Err(hc::KVM_EINVAL);
         }
@@ -434,7 +434,7 @@ impl Vmm {
             return Err(hc::KVM_EINVAL);
         }
         let private = attrs & hc::KVM_MAP_GPA_RANGE_ENCRYPTED != 0;
-        let range = GfnRange::from_start_len(Gfn::new(gfn), npages).ok_or(hc::KVM_EINVAL)?;
+        let range = GfnRange::from_start_len(gfn, npages).ok_or(hc::KVM_EINVAL)?;
         self.convert(range, private, false, fx).map_err(|e| {
             eprintln!("cvmem: KVM_HC_MAP_GPA_RANGE {gpa:#x}+{npages} pages: {e}");
             hc::KVM_EINVAL

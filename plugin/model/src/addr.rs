@@ -1,7 +1,8 @@
 //! Address spaces and page sizes.
 //!
 //! One newtype per address space, as KVM names them: a guest-physical
-//! address ([`Gpa`]), a guest frame number ([`Gfn`]), the address of the
+//! address ([`Gpa`]), a guest frame number ([`Gfn`]), a guest-virtual
+//! address ([`Gva`]), the address of the
 //! memory that backs a guest page ([`BackingAddr`], KVM's hva/pfn: for cvmem
 //! it is whatever the plugin registers for a memslot, typically QEMU's host
 //! pointer or ram_addr) and its frame number ([`Pfn`]). There is no `From<u64>`
@@ -94,6 +95,13 @@ address_newtype!(
     /// memslots, the guest_memfd page for private memory). cvmem treats it as
     /// an opaque number that the plugin registered with a memslot.
     BackingAddr
+);
+address_newtype!(
+    /// A guest-virtual (linear) address: what the guest's own page tables
+    /// translate to a [`Gpa`] (stage 1), and what CR2 and a #VE's guest
+    /// linear address report. The model never translates one; the plugin
+    /// walks the guest's tables for instructions that take one.
+    Gva
 );
 address_newtype!(
     /// A backing page frame number (KVM's pfn): [`BackingAddr`] >> [`PAGE_SHIFT`].

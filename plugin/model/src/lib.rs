@@ -253,7 +253,7 @@ mod types;
 mod vcpu;
 mod vm;
 
-pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
+pub use addr::{BackingAddr, Gfn, GfnRange, Gpa, Gva, PageLevel, Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use attrs::{MemAttrs, RangeSet};
 pub use config::{Alias, AliasLayout, ConfigError, DecodedGpa, VmConfig, VmType};
 pub use event::{Event, Stamped, Stats};

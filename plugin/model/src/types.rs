@@ -7,7 +7,7 @@
 //! when two or more concepts (the TDP, the TLB model, events, a private-memory
 //! backend, the MMU) name it; a type only one concept uses stays with it.
 
-use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, PageLevel, Pfn};
+use crate::addr::{BackingAddr, Gfn, GfnRange, Gpa, Gva, PageLevel, Pfn};
 
 /// A vCPU index (QEMU's `cpu_index`, KVM's `vcpu_idx`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -250,7 +250,7 @@ pub struct VeInfo {
     pub exit_qualification: u64,
     /// The guest linear address: 0 from the model; the plugin fills it in
     /// from the request when paging is on (bit 7 of the qualification).
-    pub gla: u64,
+    pub gla: Gva,
     /// The faulting GPA.
     pub gpa: Gpa,
 }
@@ -269,7 +269,7 @@ impl VeInfo {
         VeInfo {
             exit_reason: Self::EXIT_REASON_EPT_VIOLATION,
             exit_qualification: q,
-            gla: 0,
+            gla: Gva::new(0),
             gpa,
         }
     }

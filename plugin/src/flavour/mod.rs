@@ -137,6 +137,17 @@ pub trait Flavour: Debug + Send + Sync {
         false
     }
 
+    /// Whether KVM_HC_MAP_GPA_RANGE reaches the VMM, which converts: KVM
+    /// exits to userspace for it only where the VMM enabled the exit with
+    /// KVM_CAP_EXIT_HYPERCALL (`kvm_emulate_hypercall()`,
+    /// `user_exit_on_hypercall()`); elsewhere the guest gets
+    /// `-KVM_ENOSYS` ([`Vmm::hypercall`]). cvmem's sw-protected VM converts
+    /// this way; a TD converts with MapGPA and an SNP guest with the GHCB's
+    /// page-state change.
+    fn map_gpa_range_hypercall(&self) -> bool {
+        false
+    }
+
     /// Whether QEMU makes guest_memfd RAM private when it adds the memslot
     /// (`kvm_set_phys_mem()` -> `kvm_set_memory_attributes_private()`, for
     /// a TD and an SNP guest).

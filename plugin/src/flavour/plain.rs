@@ -12,7 +12,22 @@ use crate::vmm::{model_access, Vmm};
 
 /// A VM with no flavour of its own.
 #[derive(Debug, Default)]
-pub struct Plain;
+pub struct Plain {
+    /// Whether the guest converts with KVM_HC_MAP_GPA_RANGE (a VM with
+    /// private memory: `sw-protected`).
+    map_gpa_range: bool,
+}
+
+impl Plain {
+    /// The flavour of a VM with private memory (`private_mem`, KVM's
+    /// `kvm_arch_has_private_mem()`) or without: only the former converts,
+    /// through KVM_HC_MAP_GPA_RANGE.
+    pub fn new(private_mem: bool) -> Plain {
+        Plain {
+            map_gpa_range: private_mem,
+        }
+    }
+}
 
 impl Flavour for Plain {
     #[cfg(test)]
@@ -28,11 +43,15 @@ impl Flavour for Plain {
     fn insn(&self, cx: &mut Ctx<'_>, insn: Insn) -> InsnAction {
         match insn {
             Insn::Vmcall => {
-                cx.vmm.hypercall(cx.regs, &mut cx.fx);
+                cx.vmm.hypercall(self, cx.regs, &mut cx.fx);
                 InsnAction::Done
             }
             _ => InsnAction::Decline,
         }
+    }
+
+    fn map_gpa_range_hypercall(&self) -> bool {
+        self.map_gpa_range
     }
 
     #[inline]

@@ -193,7 +193,7 @@ impl Session {
             let e = s.plugin.memslot(
                 MemslotOp::Add,
                 RamSection {
-                    gpa,
+                    addr: BackingAddr::new(gpa),
                     size,
                     readonly: false,
                     name: "pc.ram".into(),
@@ -241,7 +241,7 @@ impl Session {
     pub fn access(&mut self, vcpu: u32, gpa: u64, access: Access, cpl: u8, page_walk: bool) {
         let req = Stage2Request {
             gpa: Gpa::new(gpa),
-            gva: 0x7000_1000,
+            gva: cvmem_model::Gva::new(0x7000_1000),
             vcpu_index: vcpu % VCPUS,
             access,
             cpl: cpl & 3,

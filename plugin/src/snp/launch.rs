@@ -261,7 +261,7 @@ mod tests {
         let answer = kvm
             .stage2(&Stage2Request {
                 gpa: Gpa::new(0x8000),
-                gva: 0x8000,
+                gva: cvmem_model::Gva::new(0x8000),
                 vcpu_index: 1,
                 access: Access::Write,
                 cpl: 0,

@@ -340,7 +340,7 @@ impl Flavour for SnpFirmware {
             Insn::Vmmcall if launched => intercept(exit::VMMCALL),
             // Before launch VMMCALL is KVM's hypercall, as for any AMD guest.
             Insn::Vmmcall => {
-                vmm.hypercall(cx.regs, &mut cx.fx);
+                vmm.hypercall(self, cx.regs, &mut cx.fx);
                 InsnAction::Done
             }
             _ => InsnAction::Decline,
@@ -418,7 +418,7 @@ impl Flavour for SnpFirmware {
             Stage2Fault::MemoryFault { .. } => raise(
                 vector::PF,
                 Some(pf_error_code(req, pferr::PRESENT | pferr::RMP)),
-                Some(req.gva),
+                Some(req.gva.raw()),
             ),
             _ => None,
         }

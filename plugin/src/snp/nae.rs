@@ -86,7 +86,7 @@ impl SnpFirmware {
                     regs.gpr[r] = g.optional(o);
                 }
                 regs.gpr[gpr::RSI] = g.optional(off::RSI);
-                vmm.hypercall(&mut regs, fx);
+                vmm.hypercall(self, &mut regs, fx);
                 g.set(off::RAX, regs.gpr[gpr::RAX]);
             }
             exit::MMIO_READ | exit::MMIO_WRITE => {

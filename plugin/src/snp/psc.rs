@@ -5,7 +5,7 @@ use super::*;
 use crate::effects::Effects;
 use crate::hooks::Host;
 use crate::vmm::Vmm;
-use cvmem_model::{Gfn, GfnRange, PAGE_SIZE};
+use cvmem_model::{Gfn, GfnRange, PageLevel, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
 /// Page-state change results in `SW_EXITINFO2` (KVM's `VMGEXIT_PSC_ERROR_*`).
@@ -25,7 +25,7 @@ pub(super) struct PscStep {
     idx: u64,
     at: usize,
     /// The frames to convert.
-    start: u64,
+    start: Gfn,
     pages: u64,
     /// To private or shared; `None`: an operation without effect.
     private: Option<bool>,
@@ -68,10 +68,15 @@ impl SnpFirmware {
             let at = 8 + 8 * idx as usize;
             let e = u64::from_le_bytes(desc[at..at + 8].try_into().expect("8 bytes"));
             let cur_page = e & 0xfff;
-            let gfn = (e >> 12) & ((1 << 40) - 1);
+            let gfn = Gfn::new((e >> 12) & ((1 << 40) - 1));
             let op = (e >> 52) & 0xf;
-            let npages = if (e >> 56) & 1 != 0 { 512 } else { 1 };
-            if cur_page > npages || gfn % npages != 0 {
+            let level = if (e >> 56) & 1 != 0 {
+                PageLevel::Size2M
+            } else {
+                PageLevel::Size4K
+            };
+            let npages = level.pages();
+            if cur_page > npages || !gfn.is_aligned(level) {
                 result = psc_err::INVALID_ENTRY;
                 break;
             }
@@ -89,7 +94,7 @@ impl SnpFirmware {
             steps.push(PscStep {
                 idx,
                 at,
-                start: gfn + cur_page,
+                start: gfn.checked_add(cur_page).expect("a 40-bit gfn"),
                 pages: todo,
                 private,
                 entry: (e & !0xfff) | (cur_page + todo),
@@ -108,13 +113,13 @@ impl SnpFirmware {
             let mut j = i + 1;
             while j < steps.len()
                 && steps[j].private == steps[i].private
-                && steps[j].start == steps[j - 1].start + steps[j - 1].pages
+                && steps[j - 1].start.checked_add(steps[j - 1].pages) == Some(steps[j].start)
             {
                 j += 1;
             }
             let pages: u64 = steps[i..j].iter().map(|s| s.pages).sum();
             if let (Some(private), true) = (steps[i].private, pages > 0) {
-                let range = GfnRange::from_start_len(Gfn::new(steps[i].start), pages)
+                let range = GfnRange::from_start_len(steps[i].start, pages)
                     .ok_or(ghcb_err::INVALID_INPUT)?;
                 match vmm.convert(range, private, false, fx) {
                     Ok(()) => {}

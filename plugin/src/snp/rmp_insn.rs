@@ -4,7 +4,7 @@ use super::*;
 use crate::flavour::Ctx;
 use crate::hooks::{gpr, InsnAction, RFLAGS_CF};
 use crate::paging;
-use cvmem_model::{PvalidateError, RmpPageSize, RmpadjustAttrs, SnpInsnOutcome, VcpuId, Vmpl};
+use cvmem_model::{Gva, PvalidateError, RmpPageSize, RmpadjustAttrs, SnpInsnOutcome, VcpuId, Vmpl};
 use std::sync::atomic::Ordering;
 
 impl SnpFirmware {
@@ -42,7 +42,7 @@ impl SnpFirmware {
             }
             return InsnAction::Done;
         }
-        let gpa = match paging::linear_to_gpa(vmm, regs, rax, host) {
+        let gpa = match paging::linear_to_gpa(vmm, regs, Gva::new(rax), host) {
             Ok(gpa) => gpa,
             Err(f) => return InsnAction::Fault(f),
         };
@@ -65,7 +65,7 @@ impl SnpFirmware {
                 }
                 SnpInsnOutcome::Retry { flush } => fx.push_flush(vm.flush(flush)),
                 SnpInsnOutcome::Fault(f) => {
-                    match vmm.exit_fault(self, vcpu, f, regs.gpr[gpr::RAX], fx) {
+                    match vmm.exit_fault(self, vcpu, f, Gva::new(regs.gpr[gpr::RAX]), fx) {
                         Ok(()) => {}
                         Err(action) => return action,
                     }
@@ -102,19 +102,19 @@ mod tests {
         let host = FakeHost::new();
         let regs = tables(&host, 0x80_0000 | C_BIT);
         assert_eq!(
-            linear_to_gpa(vmm, &regs, 0x4000_0123, &host),
+            linear_to_gpa(vmm, &regs, Gva::new(0x4000_0123), &host),
             Ok(Gpa::new(0x80_0123 | C_BIT))
         );
         assert_eq!(
-            linear_to_gpa(vmm, &regs, 0x4020_1234, &host),
+            linear_to_gpa(vmm, &regs, Gva::new(0x4020_1234), &host),
             Ok(Gpa::new(0x20_1234 | C_BIT))
         );
-        let pf = linear_to_gpa(vmm, &regs, 0x4000_1000, &host).unwrap_err();
+        let pf = linear_to_gpa(vmm, &regs, Gva::new(0x4000_1000), &host).unwrap_err();
         assert_eq!((pf.vector, pf.cr2), (vector::PF, Some(0x4000_1000)));
         // Paging off: the linear address is the GPA.
         let off = Regs::default();
         assert_eq!(
-            linear_to_gpa(vmm, &off, 0x1234, &host),
+            linear_to_gpa(vmm, &off, Gva::new(0x1234), &host),
             Ok(Gpa::new(0x1234))
         );
     }

@@ -33,7 +33,7 @@ pub(crate) fn guest_with_ram(accept_below: u64, ram: u64) -> Kvm {
         report_ram(&kvm);
     } else {
         let section = crate::memslots::RamSection {
-            gpa: 0,
+            addr: BackingAddr::new(0),
             size: ram,
             readonly: false,
             name: "ram".into(),

@@ -179,7 +179,7 @@ mod tests {
         // Before paging: the VMM's loader, identity.
         let mut req = Stage2Request {
             gpa: Gpa::new(0x9000),
-            gva: 0x9000,
+            gva: cvmem_model::Gva::new(0x9000),
             vcpu_index: 0,
             access: Access::Write,
             cpl: 0,

@@ -6,7 +6,7 @@ use super::*;
 use crate::effects::Effects;
 use crate::hooks::{gpr, Host, InsnAction, Regs};
 use crate::vmm::Vmm;
-use cvmem_model::{Alias, Gfn, GfnRange, Gpa, PAGE_SIZE};
+use cvmem_model::{Alias, GfnRange, Gpa, PAGE_SIZE};
 use std::sync::atomic::Ordering;
 
 /// Bits of TDG.VP.VMCALL's RCX: which GPRs the guest exposes to the VMM.
@@ -76,7 +76,7 @@ impl TdxModule {
             hc.gpr[gpr::RCX] = r[gpr::R12];
             hc.gpr[gpr::RDX] = r[gpr::R13];
             hc.gpr[gpr::RSI] = r[gpr::R14];
-            vmm.hypercall(&mut hc, &mut cx.fx);
+            vmm.hypercall(self, &mut hc, &mut cx.fx);
             r[gpr::R10] = hc.gpr[gpr::RAX];
             return;
         }
@@ -196,9 +196,8 @@ impl TdxModule {
         }
         let private = gpa & shared_bit == 0;
         let len = size.min(self.map_gpa_chunk);
-        let start = (gpa & !shared_bit) / PAGE_SIZE;
-        let range =
-            GfnRange::from_start_len(Gfn::new(start), len / PAGE_SIZE).expect("checked above");
+        let start = Gpa::new(gpa & !shared_bit).gfn();
+        let range = GfnRange::from_start_len(start, len / PAGE_SIZE).expect("checked above");
         match vmm.convert(range, private, true, fx) {
             Ok(()) => {
                 self.stats.map_gpa.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +299,7 @@ impl TdxModule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cvmem_model::BackingAddr;
+    use cvmem_model::{BackingAddr, Gfn};
 
     use crate::hooks::fake::{FakeHost, MEM};
     use crate::hooks::{Access, Stage2Answer};

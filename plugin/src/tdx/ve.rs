@@ -4,7 +4,7 @@
 use super::*;
 use crate::hooks::{gpr, Fault, Host, Insn, InsnAction, Regs};
 use crate::vmm::{vector, Vmm};
-use cvmem_model::{Gpa, VeInfo};
+use cvmem_model::{Gpa, Gva, VeInfo};
 use std::sync::atomic::Ordering;
 
 /// VMX basic exit reasons of instruction-caused #VEs (SDM Appendix C).
@@ -48,7 +48,7 @@ pub(super) fn io_operand_is_immediate(vmm: &Vmm, regs: &Regs, host: &dyn Host) -
     if regs.info & (1 << 2) != 0 || regs.insn_len < 2 {
         return false;
     }
-    let at = regs.rip.wrapping_add(u64::from(regs.insn_len) - 2);
+    let at = Gva::new(regs.rip.wrapping_add(u64::from(regs.insn_len) - 2));
     let mut b = [0u8; 2];
     if !crate::paging::read_linear(vmm, regs, at, &mut b, host) {
         return false;
@@ -83,7 +83,7 @@ impl TdxModule {
         let ve = VeInfo {
             exit_reason,
             exit_qualification,
-            gla: 0,
+            gla: Gva::new(0),
             gpa: cvmem_model::Gpa::new(0),
         };
         match self.record_ve(cx.vcpu, ve, cx.regs.insn_len) {
@@ -203,7 +203,7 @@ impl TdxModule {
         let ve = VeInfo {
             exit_reason,
             exit_qualification,
-            gla: 0,
+            gla: Gva::new(0),
             gpa: Gpa::new(0),
         };
         let by_reason = match insn {
@@ -225,7 +225,7 @@ impl TdxModule {
     /// or paging off without TDVF) it is KVM's hypercall, as for any guest.
     pub(super) fn vmcall_insn(&self, cx: &mut crate::flavour::Ctx<'_>) -> InsnAction {
         if self.loader_runs(cx.regs) {
-            cx.vmm.hypercall(cx.regs, &mut cx.fx);
+            cx.vmm.hypercall(self, cx.regs, &mut cx.fx);
             return InsnAction::Done;
         }
         self.generic_ve(cx, EXIT_REASON_VMCALL, &self.stats.vmcall_ves)
@@ -241,7 +241,7 @@ impl TdxModule {
         };
         regs.gpr[gpr::RCX] = u64::from(ve.exit_reason);
         regs.gpr[gpr::RDX] = ve.exit_qualification;
-        regs.gpr[gpr::R8] = ve.gla;
+        regs.gpr[gpr::R8] = ve.gla.raw();
         regs.gpr[gpr::R9] = ve.gpa.raw();
         // Bits 31:0 the instruction length (0 where not defined, as for an
         // EPT violation), 63:32 the instruction information (none of the
@@ -273,7 +273,7 @@ mod tests {
         // Before launch (paging off) the VMM's loader reaches MMIO directly.
         let mut req = Stage2Request {
             gpa: Gpa::new(0xfec0_0000),
-            gva: 0xfec0_0000,
+            gva: Gva::new(0xfec0_0000),
             vcpu_index: 0,
             access: Access::Write,
             cpl: 0,
