@@ -1171,6 +1171,20 @@ mod tests {
             }
         }
         assert_eq!(readable, 4 + 4 * 6 + 4 * 6 + 4 + 6 + 16 + 12);
+        // vm_rd_wr() writes these two only.
+        let writable: Vec<_> = TDCS_TABLE
+            .iter()
+            .filter(|e| e.md.guest_wr != 0)
+            .map(|e| e.md.name)
+            .collect();
+        assert_eq!(writable, ["NOTIFY_ENABLES", "TD_CTLS"]);
+        // The entries are in field order within a class and do not overlap.
+        for w in TDCS_TABLE.windows(2).map(|w| (w[0].md, w[1].md)) {
+            if class_of(w.0.base) == class_of(w.1.base) {
+                let end = (w.0.base & FIELD_CODE) + u64::from(w.0.fields * w.0.elems);
+                assert!(end <= w.1.base & FIELD_CODE, "{} {}", w.0.name, w.1.name);
+            }
+        }
         // The RTMRs hold what was extended.
         let extended = sha384(&[&[0u8; 48], &[9u8; 48]]);
         let rtmr1 = (0..6).map(|q| rd(0x1310_0003_0000_0046 + q, 0).1);
