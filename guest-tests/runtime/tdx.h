@@ -103,7 +103,6 @@ static inline u64 tdx_status_class(u64 rax) { return rax & TDX_STATUS_MASK; }
 #define TDCS_TOPOLOGY_ENUM_CONFIGURED 0x9100000000000019ul
 #define TDCS_CONFIG_FLEXIBLE_PENDING_VE (1ul << 1)
 #define TDCS_CONFIG_GPAW (1ul << 0)
-#define TDCS_CONFIG_NO_RBP_MOD (1ul << 2)
 /* More TD-scope fields a guest reads (TDX module tdr_tdcs_fields_lookup.c). */
 #define TDCS_ATTRIBUTES 0x1110000300000000ul
 #define TDCS_XFAM 0x1110000300000001ul

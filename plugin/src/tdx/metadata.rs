@@ -468,7 +468,7 @@ impl TdAnswer {
             }
             TdAnswer::NotifyEnables => "what the guest wrote (bit 0; no notification is sent)",
             TdAnswer::ConfigFlags => {
-                "what KVM sets: NO_RBP_MOD (bit 2), and GPAW (bit 0) for a 52-bit GPAW"
+                "GPAW (bit 0) for a 52-bit GPAW; not KVM's NO_RBP_MOD (bit 2), which cvmem does not model (docs/tdx.md)"
             }
             TdAnswer::TdCtls => {
                 "PENDING_VE_DISABLE from ATTRIBUTES.SEPT_VE_DISABLE, the rest as written"
@@ -672,11 +672,13 @@ pub fn next_readable_td(after: Option<(usize, u32)>) -> u64 {
 /// CONTEXT_CODE 1: TD scope.
 const CONTEXT_TD: u64 = 1 << 52;
 
-/// TD_PARAMS.CONFIG_FLAGS bits (TDX module `config_flags_t`, Linux
-/// `TDX_CONFIG_FLAGS_*`): GPAW (bit 0) and NO_RBP_MOD (bit 2), both of
-/// which KVM's `setup_tdparams()` may set.
+/// TD_PARAMS.CONFIG_FLAGS.GPAW (bit 0; TDX module `config_flags_t`,
+/// Linux `TDX_CONFIG_FLAGS_MAX_GPAW`). KVM's `setup_tdparams()` also sets
+/// NO_RBP_MOD (bit 2), after which the module refuses a TDG.VP.VMCALL
+/// that exposes RBP (`tdg_vp_vmcall.c`); cvmem does not model it, as the
+/// OVMF its Linux tests boot exposes RBP (EDK2's older
+/// TDVMCALL_EXPOSE_REGS_MASK 0xffec), so CONFIG_FLAGS reads without it.
 pub const CONFIG_FLAGS_GPAW: u64 = 1 << 0;
-pub const CONFIG_FLAGS_NO_RBP_MOD: u64 = 1 << 2;
 
 impl TdxModule {
     /// TDG.VM.RD (`write` false) and TDG.VM.WR (`tdg_vm_rd_wr.c`,
@@ -792,7 +794,11 @@ impl TdxModule {
             TdAnswer::TscFrequency => u64::from(super::cpuid::TSC_FREQUENCY),
             TdAnswer::NotifyEnables => self.notify_enables.load(Ordering::Relaxed),
             TdAnswer::ConfigFlags => {
-                CONFIG_FLAGS_NO_RBP_MOD | if wide { CONFIG_FLAGS_GPAW } else { 0 }
+                if wide {
+                    CONFIG_FLAGS_GPAW
+                } else {
+                    0
+                }
             }
             TdAnswer::TdCtls => self.td_ctls(vmm),
             TdAnswer::TopologyEnumConfigured => u64::from(super::tdcall::TOPOLOGY_ENUM_CONFIGURED),
@@ -1135,9 +1141,8 @@ mod tests {
                     "MROWNERCONFIG" => tdinfo(20 + elem as usize),
                     "RTMR" => tdinfo(26 + elem as usize),
                     "SERVTD_HASH" => tdinfo(50 + elem as usize),
-                    // 48-bit GPAW; KVM's NO_RBP_MOD.
-                    "GPAW" => 0,
-                    "CONFIG_FLAGS" => CONFIG_FLAGS_NO_RBP_MOD,
+                    // 48-bit GPAW.
+                    "GPAW" | "CONFIG_FLAGS" => 0,
                     "TD_CTLS" => field::TD_CTLS_PENDING_VE_DISABLE,
                     "TOPOLOGY_ENUM_CONFIGURED" => 1,
                     "TD_UUID"
@@ -1293,10 +1298,7 @@ mod tests {
         let host = FakeHost::new();
         let rd = |id: u64| call(&kvm, &host, leaf::VM_RD, &[(gpr::RDX, id)]).gpr[gpr::R8];
         assert_eq!(rd(0x1110_0000_0000_0003), 1, "GPAW");
-        assert_eq!(
-            rd(field::CONFIG_FLAGS),
-            CONFIG_FLAGS_NO_RBP_MOD | CONFIG_FLAGS_GPAW
-        );
+        assert_eq!(rd(field::CONFIG_FLAGS), CONFIG_FLAGS_GPAW);
         assert_eq!(rd(0x1110_0002_0000_0002), 1, "MAX_VCPUS");
     }
 }

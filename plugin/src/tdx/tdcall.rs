@@ -356,11 +356,7 @@ mod tests {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
         let rd = |f| call(&kvm, &host, leaf::VM_RD, &[(gpr::RDX, f)]);
-        // KVM's NO_RBP_MOD; a 48-bit GPAW.
-        assert_eq!(
-            rd(field::CONFIG_FLAGS).gpr[gpr::R8],
-            super::metadata::CONFIG_FLAGS_NO_RBP_MOD
-        );
+        assert_eq!(rd(field::CONFIG_FLAGS).gpr[gpr::R8], 0, "48-bit GPAW");
         assert_eq!(rd(field::TOPOLOGY_ENUM_CONFIGURED).gpr[gpr::R8], 1);
         assert_eq!(
             rd(0x1234).gpr[gpr::RAX],

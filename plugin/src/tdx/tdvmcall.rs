@@ -12,12 +12,10 @@ use std::sync::atomic::Ordering;
 /// Bits of TDG.VP.VMCALL's RCX: which GPRs the guest exposes to the VMM.
 pub(super) mod expose {
     /// RAX, RCX and RSP can never be exposed; R10 and R11 always must be
-    /// (TDX module ABI, TDG.VP.VMCALL operand checks). RBP neither, as KVM
-    /// sets TD_PARAMS.CONFIG_FLAGS.NO_RBP_MOD (`setup_tdparams()`; the
-    /// module's `tdg_vp_vmcall.c` then adds bit 5 to the checked bits).
-    /// Bits 31:16 select XMM registers (allowed, none of cvmem's handlers
-    /// use them); 63:32 are reserved.
-    pub const FORBIDDEN: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (0xFFFF_FFFF << 32);
+    /// (TDX module ABI, TDG.VP.VMCALL operand checks). Bits 31:16 select XMM
+    /// registers (allowed, none of cvmem's handlers use them); 63:32 are
+    /// reserved.
+    pub const FORBIDDEN: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (0xFFFF_FFFF << 32);
     pub const REQUIRED: u64 = (1 << 10) | (1 << 11);
 }
 
@@ -395,8 +393,7 @@ mod tests {
     fn vp_vmcall_checks_and_filters_exposed_registers() {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
-        // 0xfc20: RBP, under NO_RBP_MOD.
-        for bad in [0xfc01, 0xfc02, 0xfc10, 0xfc20, 0x0400, 0x1_0000_fc00] {
+        for bad in [0xfc01, 0xfc02, 0xfc10, 0x0400, 0x1_0000_fc00] {
             let r = call(
                 &kvm,
                 &host,
