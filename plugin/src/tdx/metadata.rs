@@ -1195,6 +1195,8 @@ mod tests {
         let rtmr1 = (0..6).map(|q| rd(0x1310_0003_0000_0046 + q, 0).1);
         let bytes: Vec<u8> = rtmr1.flat_map(u64::to_le_bytes).collect();
         assert_eq!(bytes, extended);
+        let tdx = kvm.flavour.as_any().downcast_ref::<TdxModule>().unwrap();
+        let vm_rds_before = tdx.stats.by_leaf[leaf::VM_RD as usize].load(Ordering::Relaxed);
         // Version 1 walks every readable element in table order.
         let (st, _, mut id) = rd(FIELD_ID_NA, 1);
         assert_eq!(st, status::METADATA_FIRST_FIELD_ID_IN_CONTEXT);
@@ -1207,6 +1209,9 @@ mod tests {
             id = next;
         }
         assert_eq!(walked, readable);
+        // Version 1 counts as VM.RD: the null ID and each step.
+        let vm_rds = tdx.stats.by_leaf[leaf::VM_RD as usize].load(Ordering::Relaxed);
+        assert_eq!(vm_rds - vm_rds_before, walked + 1);
         // Version 0 of a null ID is a malformed ID; versions above 1, and
         // any for another leaf, are TDX_OPERAND_INVALID.
         assert_eq!(rd(FIELD_ID_NA, 0).0, status::METADATA_FIELD_ID_INCORRECT);

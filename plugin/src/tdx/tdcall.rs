@@ -13,7 +13,9 @@ impl TdxModule {
     /// A TDCALL from `vcpu`.
     pub fn tdcall(&self, cx: &mut Ctx<'_>) -> InsnAction {
         self.stats.tdcalls.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.stats.by_leaf.get(cx.regs.gpr[gpr::RAX] as usize) {
+        // By leaf, whatever its version (TDG.VM.RD version 1 counts as VM.RD).
+        let by_leaf = cx.regs.gpr[gpr::RAX] & !(0xff << 16);
+        if let Some(c) = self.stats.by_leaf.get(by_leaf as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         if cx.regs.cpl != 0 {
