@@ -102,6 +102,17 @@ static inline u64 tdx_status_class(u64 rax) { return rax & TDX_STATUS_MASK; }
 #define TDCS_NOTIFY_ENABLES 0x9100000000000010ul
 #define TDCS_TOPOLOGY_ENUM_CONFIGURED 0x9100000000000019ul
 #define TDCS_CONFIG_FLEXIBLE_PENDING_VE (1ul << 1)
+#define TDCS_CONFIG_GPAW (1ul << 0)
+/* More TD-scope fields a guest reads (TDX module tdr_tdcs_fields_lookup.c). */
+#define TDCS_ATTRIBUTES 0x1110000300000000ul
+#define TDCS_XFAM 0x1110000300000001ul
+#define TDCS_MAX_VCPUS 0x1110000200000002ul
+#define TDCS_GPAW 0x1110000000000003ul
+#define TDCS_EPTP 0x1110000300000004ul
+#define TDCS_NUM_VCPUS 0x9010000200000001ul
+#define TDCS_MRTD 0x1310000300000000ul /* 6 elements */
+#define TDCS_RTMR 0x1310000300000040ul /* 4 fields of 6 elements */
+#define TDG_VM_RD_VERSION1 (1ul << 16) /* RAX: returns the next field ID */
 #define TD_CTLS_PENDING_VE_DISABLE (1ul << 0)
 #define TD_CTLS_ENUM_TOPOLOGY (1ul << 1)
 #define TD_CTLS_VIRT_CPUID2 (1ul << 2)

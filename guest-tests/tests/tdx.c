@@ -224,9 +224,46 @@ static void test_metadata(void)
 	u64 st;
 
 	report_prefix_push("metadata");
+	struct tdx_vp_info info = tdx_vp_info();
+	u64 gpaw52 = info.gpaw == 52 ? TDCS_CONFIG_GPAW : 0;
+	int n;
+
 	a.rdx = TDCS_CONFIG_FLAGS;
 	st = tdcall(TDG_VM_RD, &a);
-	report(st == 0 && a.r8 == 0, "CONFIG_FLAGS: no FLEXIBLE_PENDING_VE");
+	/* GPAW for 52 bits; no NO_RBP_MOD (cvmem does not model it, docs/tdx.md). */
+	report(st == 0 && a.r8 == gpaw52, "CONFIG_FLAGS: GPAW only, no FLEXIBLE_PENDING_VE (%lx)",
+	       a.r8);
+	a = (struct tdx_module_args){ .rdx = TDCS_GPAW };
+	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == !!gpaw52, "GPAW as TDG.VP.INFO");
+	a = (struct tdx_module_args){ .rdx = TDCS_ATTRIBUTES };
+	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == info.attributes, "ATTRIBUTES as TDG.VP.INFO");
+	a = (struct tdx_module_args){ .rdx = TDCS_MAX_VCPUS };
+	st = tdcall(TDG_VM_RD, &a);
+	report(st == 0 && a.r8 == info.max_vcpus, "MAX_VCPUS as TDG.VP.INFO (%lu)", a.r8);
+	a = (struct tdx_module_args){ .rdx = TDCS_NUM_VCPUS };
+	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == info.num_vcpus, "NUM_VCPUS as TDG.VP.INFO");
+	a = (struct tdx_module_args){ .rdx = TDCS_XFAM };
+	st = tdcall(TDG_VM_RD, &a);
+	report(st == 0 && (a.r8 & 3) == 3, "XFAM %lx: x87 and SSE", a.r8);
+	a = (struct tdx_module_args){ .rdx = TDCS_EPTP };
+	st = tdcall(TDG_VM_RD, &a);
+	report(st == TDX_METADATA_FIELD_NOT_READABLE, "EPTP: not readable %lx", st);
+	a = (struct tdx_module_args){ .rdx = TDCS_EPTP, .r8 = 0, .r9 = -1ul };
+	st = tdcall(TDG_VM_WR, &a);
+	report(st == TDX_METADATA_FIELD_NOT_WRITABLE, "EPTP: not writable %lx", st);
+	/* Version 1 walks every guest-readable element (90 in TDX module 1.5
+	 * with TOPOLOGY_ENUM_CONFIGURED). */
+	a = (struct tdx_module_args){ .rdx = -1ul };
+	st = tdcall(TDG_VM_RD | TDG_VM_RD_VERSION1, &a);
+	for (n = 0; st == TDX_METADATA_FIRST_FIELD_ID_IN_CONTEXT || (st == 0 && a.rdx != -1ul);
+	     n++) {
+		a = (struct tdx_module_args){ .rdx = a.rdx };
+		st = tdcall(TDG_VM_RD | TDG_VM_RD_VERSION1, &a);
+	}
+	report(st == 0 && n == 90, "version 1 enumerates 90 readable elements (%d, %lx)", n, st);
+	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS };
+	st = tdcall(TDG_VM_WR | TDG_VM_RD_VERSION1, &a);
+	report(st == TDX_OPERAND_INVALID, "TDG.VM.WR has no version 1: %lx", st);
 	a = (struct tdx_module_args){ .rdx = TDCS_TOPOLOGY_ENUM_CONFIGURED };
 	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == 1, "TOPOLOGY_ENUM_CONFIGURED");
 	a = (struct tdx_module_args){ .rdx = TDCS_TD_CTLS, .r8 = TD_CTLS_ENUM_TOPOLOGY,
@@ -337,6 +374,17 @@ static void test_report(void)
 	report(!all_bytes(rep + 528, 48, 0), "TDINFO.MRTD set");
 	report(!all_bytes(rep + 512 + 208 + 96, 48, 0) && all_bytes(rep + 512 + 208 + 144, 48, 0),
 	       "RTMR[2] extended, RTMR[3] not");
+	/* TDG.VM.RD reads the measurements the TDREPORT holds. */
+	bool same = true;
+	for (int i = 0; i < 6; i++) {
+		a = (struct tdx_module_args){ .rdx = TDCS_MRTD + i };
+		same &= tdcall(TDG_VM_RD, &a) == 0 && a.r8 == *(u64 *)(rep + 528 + 8 * i);
+		a = (struct tdx_module_args){ .rdx = TDCS_RTMR + 2 * 6 + i };
+		same &= tdcall(TDG_VM_RD, &a) == 0 && a.r8 == *(u64 *)(rep + 512 + 208 + 96 + 8 * i);
+	}
+	report(same, "TDG.VM.RD MRTD and RTMR[2] as in the TDREPORT");
+	a = (struct tdx_module_args){ .rdx = TDCS_XFAM };
+	report(tdcall(TDG_VM_RD, &a) == 0 && a.r8 == *(u64 *)(rep + 520), "TDG.VM.RD XFAM as TDINFO");
 	a = (struct tdx_module_args){ .rcx = ptr_to_pa(rep) + 64, .rdx = ptr_to_pa(data) };
 	report(tdcall(TDG_MR_REPORT, &a) == (TDX_OPERAND_INVALID | 1), "misaligned report: RCX");
 	a = (struct tdx_module_args){ .rcx = ptr_to_pa(rep), .rdx = ptr_to_pa(data) + 8 };

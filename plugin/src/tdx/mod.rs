@@ -16,7 +16,7 @@
 //! | 4 TDG.MR.REPORT | a TDREPORT_STRUCT of the documented layout, **MAC all zero (unsigned)** |
 //! | 5 TDG.VP.CPUIDVE.SET | CPUID at CPL 0 and/or 3 always raises #VE (`tdg_vp_cpuidve_set.c`) |
 //! | 6 TDG.MEM.PAGE.ACCEPT | the model's Secure EPT (4K, 2M) |
-//! | 7/8 TDG.VM.RD/WR | CONFIG_FLAGS, TD_CTLS (REDUCE_VE and friends), NOTIFY_ENABLES, TOPOLOGY_ENUM_CONFIGURED |
+//! | 7/8 TDG.VM.RD/WR | every TD-scope field of the module's table (`metadata.rs` `TDCS_TABLE`): the guest reads TD_UUID, NUM_VCPUS, NUM_L2_VMS, ATTRIBUTES, XFAM, MAX_VCPUS, GPAW, TSC_FREQUENCY, NOTIFY_ENABLES, CONFIG_FLAGS, TD_CTLS, TOPOLOGY_ENUM_CONFIGURED, MRTD, MRCONFIGID, MROWNER, MROWNERCONFIG, RTMR, PRE_IMPORT_UUID and the SERVTD fields, writes NOTIFY_ENABLES and TD_CTLS (REDUCE_VE and friends); TDG.VM.RD version 1 enumerates |
 //! | 9/10 TDG.VP.RD/WR | the TDVPS fields a guest may read or write (`metadata.rs`): VCPU_INDEX, CPUID_SUPERVISOR_VE/USER_VE, CPUID_CONTROL, L2_CTLS, TSC_DEADLINE |
 //! | 11 TDG.SYS.RD | TDX_FEATURES0 (TDG_VP_RDWR, CPUID_VIRT_GUEST_CTRL, VE_REDUCTION) |
 //!
@@ -145,13 +145,18 @@ pub mod vmcall {
     pub const FATAL_GPA_VALID: u64 = 1 << 63;
 }
 
-/// TD-scope metadata fields (Linux `asm/shared/tdx.h`).
+/// TD-scope metadata fields (Linux `asm/shared/tdx.h`; the TD-scope field
+/// table is `metadata::TDCS_TABLE`).
 pub mod field {
     #![allow(missing_docs)]
     pub const TDX_FEATURES0: u64 = 0x0A00_0003_0000_0008;
+    #[cfg(test)]
     pub const CONFIG_FLAGS: u64 = 0x1110_0003_0000_0016;
+    #[cfg(test)]
     pub const TD_CTLS: u64 = 0x1110_0003_0000_0017;
+    #[cfg(test)]
     pub const NOTIFY_ENABLES: u64 = 0x9100_0000_0000_0010;
+    #[cfg(test)]
     pub const TOPOLOGY_ENUM_CONFIGURED: u64 = 0x9100_0000_0000_0019;
     /// TD_CTLS.PENDING_VE_DISABLE: ATTRIBUTES.SEPT_VE_DISABLE, which the
     /// guest may name in a write but not change (CONFIG_FLAGS.

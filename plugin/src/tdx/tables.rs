@@ -2,11 +2,13 @@
 //! the module does with every CPUID leaf and MSR it names, and what cvmem
 //! does) and guest-tests/tests/tdxcpu_tables.h (the same tables for the
 //! `tdxcpu` guest test). Both are made from `cpuid_table.rs` and `msr.rs`
+//! (the doc also from `cr.rs` and `metadata.rs`)
 //! and checked here against the files in the tree, so they cannot drift;
 //! `CVMEM_REGENERATE=1 cargo test -p cvmem generated_tables` rewrites them.
 
 use super::cpuid_table::{dynamic_bits, CPUID_TABLE};
 use super::cr::{cr0, cr4, cr_write, CrConfig, CrCpu, CrWrite, Start, CR0_NAMES, CR4_TABLE};
+use super::metadata::TDCS_TABLE;
 use super::msr::{Action, Bit, MsrClass, TdMsrConfig, MSR_TABLE};
 use std::fmt::Write as _;
 
@@ -167,6 +169,7 @@ pub fn doc() -> String {
         );
     }
     cr_doc(&mut s);
+    td_metadata_doc(&mut s);
     s
 }
 
@@ -238,6 +241,34 @@ fn cr_bits() -> Vec<(u32, u32, &'static str)> {
     v.extend(CR4_TABLE.iter().map(|b| (4, b.bit, b.name)));
     v.extend([(4, 26, ""), (4, 32, "")]);
     v
+}
+
+/// The TD-scope fields a guest may read (TDG.VM.RD) or write (TDG.VM.WR).
+fn td_metadata_doc(s: &mut String) {
+    s.push_str(
+        "\n## TD metadata (TDG.VM.RD/WR)\n\n\
+         Generated from `plugin/src/tdx/metadata.rs` `TDCS_TABLE` (TDX module 1.5 \
+         `tdr_tdcs_fields_lookup.c`, `metadata_td.c`, `tdg_vm_rd_wr.c`): the TD-scope fields \
+         a guest may read, with their field IDs (context code 1; the module ignores it on \
+         input), elements, guest read and write masks, and what cvmem answers. Every other \
+         field of the module's table reads TDX_METADATA_FIELD_NOT_READABLE and writes \
+         TDX_METADATA_FIELD_NOT_WRITABLE; an ID outside the table, or not one element, is \
+         TDX_METADATA_FIELD_ID_INCORRECT.\n\n\
+         | field | base ID | elements | guest read mask | guest write mask | cvmem answers |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for e in TDCS_TABLE.iter().filter(|e| e.md.guest_rd != 0) {
+        let n = e.md.fields * e.md.elems;
+        let _ = writeln!(
+            s,
+            "| {} | {:#018x} | {n} | {:#x} | {:#x} | {} |",
+            e.md.name,
+            e.md.base,
+            e.md.guest_rd,
+            e.md.guest_wr,
+            e.answer.describe()
+        );
+    }
 }
 
 fn cr_doc(s: &mut String) {

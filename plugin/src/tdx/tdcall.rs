@@ -13,7 +13,9 @@ impl TdxModule {
     /// A TDCALL from `vcpu`.
     pub fn tdcall(&self, cx: &mut Ctx<'_>) -> InsnAction {
         self.stats.tdcalls.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.stats.by_leaf.get(cx.regs.gpr[gpr::RAX] as usize) {
+        // By leaf, whatever its version (TDG.VM.RD version 1 counts as VM.RD).
+        let by_leaf = cx.regs.gpr[gpr::RAX] & !(0xff << 16);
+        if let Some(c) = self.stats.by_leaf.get(by_leaf as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         if cx.regs.cpl != 0 {
@@ -23,9 +25,10 @@ impl TdxModule {
         self.ensure_launched(vmm);
         self.vcpu_enter(vcpu, host);
         let rax = cx.regs.gpr[gpr::RAX];
-        // RAX bits 15:0 the leaf, 23:16 its version (0 for every leaf here),
-        // 63:24 reserved.
-        if rax >> 16 != 0 {
+        // RAX bits 15:0 the leaf, 23:16 its version, 63:24 reserved; only
+        // TDG.VM.RD has a version above 0 (tdx_td_dispatcher.c).
+        let (rax, version) = (rax & 0xffff, (rax >> 16) & 0xff);
+        if cx.regs.gpr[gpr::RAX] >> 24 != 0 || (version > 0 && rax != leaf::VM_RD) {
             cx.regs.gpr[gpr::RAX] = operand_invalid(status::OPERAND_RAX);
             return InsnAction::Done;
         }
@@ -44,8 +47,8 @@ impl TdxModule {
                     Err(action) => return action,
                 }
             }
-            leaf::VM_RD => self.vm_rd(vmm, regs),
-            leaf::VM_WR => self.vm_wr(vmm, regs),
+            leaf::VM_RD => self.vm_rd_wr(vmm, host, regs, false, version),
+            leaf::VM_WR => self.vm_rd_wr(vmm, host, regs, true, 0),
             leaf::VP_RD => self.vp_rd_wr(vcpu, regs, false),
             leaf::VP_WR => self.vp_rd_wr(vcpu, regs, true),
             leaf::SYS_RD => {
@@ -147,18 +150,6 @@ impl TdxModule {
         }
     }
 
-    pub(super) fn vm_rd(&self, vmm: &Vmm, regs: &mut Regs) -> u64 {
-        let value = match regs.gpr[gpr::RDX] {
-            field::CONFIG_FLAGS => 0,
-            field::TD_CTLS => self.td_ctls(vmm),
-            field::NOTIFY_ENABLES => self.notify_enables.load(Ordering::Relaxed),
-            field::TOPOLOGY_ENUM_CONFIGURED => u64::from(TOPOLOGY_ENUM_CONFIGURED),
-            _ => return status::METADATA_FIELD_ID_INCORRECT,
-        };
-        regs.gpr[gpr::R8] = value;
-        0
-    }
-
     /// TD_CTLS: PENDING_VE_DISABLE is ATTRIBUTES.SEPT_VE_DISABLE, as
     /// TDH.MNG.INIT sets it (`tdh_mng_init.c`), and stays so (no
     /// CONFIG_FLAGS.FLEXIBLE_PENDING_VE); the rest is what the guest wrote.
@@ -171,65 +162,48 @@ impl TdxModule {
         self.td_ctls.load(Ordering::Relaxed) | pending_ve_disable
     }
 
-    /// TDG.VM.WR: RDX field, R8 value, R9 write mask; R8 returns the old
-    /// value. As the module's `md_td_write_element()` (metadata_td.c): a
-    /// mask with no bit the guest may write is TDX_METADATA_FIELD_NOT_WRITABLE;
-    /// a change to a bit the mask names but the guest may not write, or to
-    /// TD_CTLS.PENDING_VE_DISABLE without FLEXIBLE_PENDING_VE, is
-    /// TDX_METADATA_FIELD_VALUE_NOT_VALID. TD_CTLS then gets the module's
-    /// special write handling ([`td_ctls_write`]).
-    pub(super) fn vm_wr(&self, vmm: &Vmm, regs: &mut Regs) -> u64 {
-        let (value, request) = (regs.gpr[gpr::R8], regs.gpr[gpr::R9]);
-        let (cell, writable) = match regs.gpr[gpr::RDX] {
-            field::TD_CTLS => (&self.td_ctls, field::TD_CTLS_GUEST_WRITABLE),
-            field::NOTIFY_ENABLES => (&self.notify_enables, 1),
-            field::CONFIG_FLAGS | field::TOPOLOGY_ENUM_CONFIGURED => {
-                return status::METADATA_FIELD_NOT_WRITABLE
-            }
-            _ => return status::METADATA_FIELD_ID_INCORRECT,
-        };
-        let id = regs.gpr[gpr::RDX];
+    /// A guest write of TD_CTLS (`md_td_write_element()`, metadata_td.c)
+    /// with `writable` its guest write mask: the old value, or the status.
+    /// A change to a bit the mask names but the guest may not write, or to
+    /// PENDING_VE_DISABLE without CONFIG_FLAGS.FLEXIBLE_PENDING_VE, is
+    /// TDX_METADATA_FIELD_VALUE_NOT_VALID; then the module's special write
+    /// handling ([`td_ctls_write`]).
+    pub(super) fn write_td_ctls(
+        &self,
+        vmm: &Vmm,
+        value: u64,
+        request: u64,
+        writable: u64,
+    ) -> Result<u64, u64> {
         let m = request & writable;
-        if m == 0 {
-            return status::METADATA_FIELD_NOT_WRITABLE;
-        }
-        // Bits the mask may name but whose value may not change, and their
-        // value (TD_CTLS.PENDING_VE_DISABLE, kept outside the cell).
-        let fixed_mask = fixed_bits(id);
-        let fixed = if id == field::TD_CTLS {
-            self.td_ctls(vmm) & fixed_mask
-        } else {
-            0
-        };
+        // PENDING_VE_DISABLE: a mask may name it but its value may not
+        // change; it is kept outside the cell.
+        let fixed_mask = field::TD_CTLS_PENDING_VE_DISABLE;
+        let fixed = self.td_ctls(vmm) & fixed_mask;
         // md_check_forbidden_bits_unchanged(): bits the mask names that the
         // guest may not write must keep their value.
         let forbidden = (request & !writable) | (m & fixed_mask);
-        let updated = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
-            let old = stored | fixed;
-            if (old ^ value) & forbidden != 0 {
-                return None;
-            }
-            let new = (old & !m) | (value & m);
-            let new = if id == field::TD_CTLS {
-                td_ctls_write(old, new)?
-            } else {
-                new
-            };
-            Some(new & !fixed_mask)
-        });
-        let Ok(stored) = updated else {
-            return status::METADATA_FIELD_VALUE_NOT_VALID;
-        };
-        let old = stored | fixed;
-        regs.gpr[gpr::R8] = old;
-        0
+        let updated = self
+            .td_ctls
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |stored| {
+                let old = stored | fixed;
+                if (old ^ value) & forbidden != 0 {
+                    return None;
+                }
+                let new = td_ctls_write(old, (old & !m) | (value & m))?;
+                Some(new & !fixed_mask)
+            });
+        match updated {
+            Ok(stored) => Ok(stored | fixed),
+            Err(_) => Err(status::METADATA_FIELD_VALUE_NOT_VALID),
+        }
     }
 }
 
 /// Whether the VMM configured every vCPU's x2APIC ID
 /// (TDCS.TOPOLOGY_ENUM_CONFIGURED): KVM gives each vCPU its ID at
 /// TDH.VP.INIT, so a KVM TD always has it.
-const TOPOLOGY_ENUM_CONFIGURED: bool = true;
+pub(super) const TOPOLOGY_ENUM_CONFIGURED: bool = true;
 
 /// The module's special write handling of TD_CTLS by a guest
 /// (`md_td_write_element()`, case MD_TDCS_TD_CTLS_FIELD_ID, TDX module
@@ -251,17 +225,6 @@ pub(super) fn td_ctls_write(old: u64, new: u64) -> Option<u64> {
         return None;
     }
     Some(new)
-}
-
-/// The bits of a TD-scope field that a guest write mask may name but not
-/// change: TD_CTLS.PENDING_VE_DISABLE (metadata_td.c, special write
-/// handling of TD_CTLS, without CONFIG_FLAGS.FLEXIBLE_PENDING_VE).
-fn fixed_bits(field_id: u64) -> u64 {
-    if field_id == field::TD_CTLS {
-        field::TD_CTLS_PENDING_VE_DISABLE
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]
@@ -395,7 +358,7 @@ mod tests {
         let kvm = td(MEM, TdAttributes::SEPT_VE_DISABLE);
         let host = FakeHost::new();
         let rd = |f| call(&kvm, &host, leaf::VM_RD, &[(gpr::RDX, f)]);
-        assert_eq!(rd(field::CONFIG_FLAGS).gpr[gpr::R8], 0);
+        assert_eq!(rd(field::CONFIG_FLAGS).gpr[gpr::R8], 0, "48-bit GPAW");
         assert_eq!(rd(field::TOPOLOGY_ENUM_CONFIGURED).gpr[gpr::R8], 1);
         assert_eq!(
             rd(0x1234).gpr[gpr::RAX],
