@@ -539,6 +539,65 @@ static void test_cr_bits(void)
 	report_prefix_pop();
 }
 
+/* ---- XSETBV (td_xsetbv.c: ECX 0 and check_guest_xcr0_value(), else #GP(0)) ---- */
+
+#define CR4_OSXSAVE (1ul << 18)
+#define XCR0_X87 (1ul << 0)
+#define XCR0_SSE (1ul << 1)
+#define XCR0_AVX (1ul << 2)
+#define XCR0_OPMASK (1ul << 5)
+
+static u64 xgetbv0(void)
+{
+	u32 lo, hi;
+
+	asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return (u64)hi << 32 | lo;
+}
+
+static enum outcome try_xsetbv(u32 index, u64 val)
+{
+	u64 n0 = seen.n;
+
+	asm volatile(ASM_TRY("1f") "xsetbv\n1:" :: "c"(index), "a"((u32)val),
+		     "d"((u32)(val >> 32)) : "memory");
+	return outcome_of(n0, exception_vector(), 0);
+}
+
+/*
+ * What the TD may set in XCR0 is its XFAM (the CPU's components besides,
+ * which XFAM never exceeds): -cpu max has AVX and PKRU, so a TD with
+ * xfam=0x3 takes two #GPs more than a default one.
+ */
+static void test_xsetbv(void)
+{
+	u64 cr4 = read_cr4(), xcr0;
+	int vector;
+
+	report_prefix_push("XSETBV");
+	write_cr4(cr4 & ~CR4_OSXSAVE);
+	asm volatile(ASM_TRY("1f") "xsetbv\n1:" :: "c"(0), "a"(3), "d"(0) : "memory");
+	vector = exception_vector();
+	report(vector == UD_VECTOR, "CR4.OSXSAVE clear: #UD (vector %d)", vector);
+	write_cr4(cr4 | CR4_OSXSAVE);
+	xcr0 = xgetbv0();
+	report_info("XCR0 %lx", xcr0);
+	report(try_xsetbv(0, XCR0_X87 | XCR0_SSE) == OK && xgetbv0() == (XCR0_X87 | XCR0_SSE),
+	       "x87, SSE: written");
+	report(try_xsetbv(1, XCR0_X87) == GP, "XCR1: #GP");
+	report(try_xsetbv(0, 0) == GP, "no x87: #GP");
+	report(try_xsetbv(0, XCR0_X87 | XCR0_AVX) == GP, "AVX without SSE: #GP");
+	report(try_xsetbv(0, XCR0_X87 | XCR0_SSE | XCR0_AVX | XCR0_OPMASK) == GP,
+	       "AVX-512 opmask alone: #GP");
+	report(try_xsetbv(0, XCR0_X87 | XCR0_SSE | XCR0_AVX) == (td.xfam & XCR0_AVX ? OK : GP),
+	       "AVX: %s with XFAM %lx", td.xfam & XCR0_AVX ? "written" : "#GP", td.xfam);
+	report(try_xsetbv(0, XCR0_X87 | XCR0_SSE | XFAM_PK) == (td.xfam & XFAM_PK ? OK : GP),
+	       "PKRU: %s with XFAM %lx", td.xfam & XFAM_PK ? "written" : "#GP", td.xfam);
+	report(try_xsetbv(0, xcr0) == OK && xgetbv0() == xcr0, "XCR0 back to %lx", xcr0);
+	write_cr4(cr4);
+	report_prefix_pop();
+}
+
 static u64 td_ctls_write(u64 value, u64 mask)
 {
 	struct tdx_module_args a = { .rdx = TDCS_TD_CTLS, .r8 = value, .r9 = mask };
@@ -606,6 +665,7 @@ int main(void)
 	test_module_writes();
 	test_cpuidve_set();
 	test_cr_bits();
+	test_xsetbv();
 	test_reduce_ve();
 	handle_exception(VE_VECTOR, NULL);
 	return 0;

@@ -60,6 +60,7 @@ const _: () = {
     assert!(Insn::Ioio.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_IOIO);
     assert!(Insn::Hlt.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_HLT);
     assert!(Insn::CrWrite.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_CR_WRITE);
+    assert!(Insn::Xsetbv.raw() == qemu_plugin_cvm_insn_QEMU_PLUGIN_CVM_INSN_XSETBV);
 };
 
 /// The plugin API version cvmem is built against; QEMU refuses to load a

@@ -145,11 +145,14 @@ pub enum Insn {
     /// source register). [`Regs::info`] holds the VMX exit qualification
     /// (SDM vol. 3C Table 28-3); a MOV's source register holds the value.
     CrWrite = 11,
+    /// 0F 01 D1, after its #UD and CPL checks, with CR4.OSXSAVE set: an
+    /// intercept (decline or fault); ECX and EDX:EAX in the registers.
+    Xsetbv = 12,
 }
 
 impl Insn {
     /// Every kind, in the header's numbering.
-    pub const ALL: [Insn; 12] = [
+    pub const ALL: [Insn; 13] = [
         Insn::Tdcall,
         Insn::Vmgexit,
         Insn::Vmcall,
@@ -162,6 +165,7 @@ impl Insn {
         Insn::Ioio,
         Insn::Hlt,
         Insn::CrWrite,
+        Insn::Xsetbv,
     ];
 
     /// The header's number for this kind.
@@ -525,7 +529,7 @@ mod tests {
             assert_eq!(i.raw(), n as u32);
             assert_eq!(Insn::from_raw(n as u32), Some(*i));
         }
-        assert_eq!(Insn::from_raw(12), None);
+        assert_eq!(Insn::from_raw(13), None);
         assert_eq!(Insn::mask(&[Insn::Tdcall, Insn::Cpuid]), 0b100_0001);
     }
 

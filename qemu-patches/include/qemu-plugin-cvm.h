@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 21
+#define QEMU_PLUGIN_CVM_API_VERSION 22
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -376,6 +376,7 @@ enum qemu_plugin_cvm_insn {
     QEMU_PLUGIN_CVM_INSN_IOIO = 9,      /* IN, OUT, INS, OUTS: see below */
     QEMU_PLUGIN_CVM_INSN_HLT = 10,      /* F4, after its CPL check */
     QEMU_PLUGIN_CVM_INSN_CR_WRITE = 11, /* writes of CR0 and CR4: see below */
+    QEMU_PLUGIN_CVM_INSN_XSETBV = 12,   /* 0F 01 D1: see below */
     QEMU_PLUGIN_CVM_INSN_COUNT
 };
 
@@ -444,6 +445,15 @@ enum qemu_plugin_cvm_insn {
  * LMSW's operand type (1: memory), 11:8 MOV's source register and 31:16
  * LMSW's source data. For MOV, @gpr of the source register holds the value
  * as the instruction writes it (its low 32 bits outside 64-bit mode).
+ *
+ * QEMU_PLUGIN_CVM_INSN_XSETBV is handed over after the instruction's #UD
+ * checks (no XSAVE in CPUID, a 66/F2/F3 prefix, CR4.OSXSAVE clear), its
+ * SVM intercept check and its CPL check (#GP outside ring 0), with ECX
+ * and EDX:EAX in @gpr: where a VMX guest's XSETBV exits (Intel SDM vol.
+ * 3C, 26.1.1, puts those exceptions before the exit). It is an intercept
+ * like QEMU_PLUGIN_CVM_INSN_IOIO: FAULT raises regs->fault with XCR0
+ * unchanged, STOP stops the VM, and DECLINE or DONE let QEMU go on with
+ * its own checks and the write; no register is written back.
  */
 
 /* Register indices in struct qemu_plugin_cvm_regs.gpr: x86 encoding order. */

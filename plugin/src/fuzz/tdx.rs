@@ -94,6 +94,7 @@ pub fn run(data: &[u8]) {
                     Insn::Ioio,
                     Insn::Hlt,
                     Insn::CrWrite,
+                    Insn::Xsetbv,
                     Insn::Vmgexit,
                     Insn::Pvalidate,
                 ],

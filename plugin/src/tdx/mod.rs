@@ -64,6 +64,7 @@ mod tdvmcall;
 #[cfg(test)]
 mod testutil;
 mod ve;
+pub mod xsetbv;
 
 use report::{Sha384Digest, SHA384_LEN};
 pub use stats::TdxStats;
@@ -367,6 +368,7 @@ impl Flavour for TdxModule {
             Insn::Rdmsr,
             Insn::Wrmsr,
             Insn::CrWrite,
+            Insn::Xsetbv,
         ]
     }
 
@@ -381,6 +383,7 @@ impl Flavour for TdxModule {
                 .unwrap_or(InsnAction::Decline),
             Insn::Cpuid => self.cpuid_insn(cx),
             Insn::CrWrite => self.cr_insn(cx),
+            Insn::Xsetbv => self.xsetbv_insn(cx),
             _ => InsnAction::Decline,
         }
     }

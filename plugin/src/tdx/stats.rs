@@ -24,6 +24,8 @@ pub struct TdxStats {
     /// CR-access #VEs and #GPs (MOV to CR0/CR4, `cr.rs`).
     pub cr_ves: AtomicU64,
     pub cr_gps: AtomicU64,
+    /// XSETBVs refused with #GP (`xsetbv.rs`).
+    pub xsetbv_gps: AtomicU64,
     /// VMCALL #VEs (in the summary's "other").
     pub vmcall_ves: AtomicU64,
     /// #VEs that found the last one's information unread: #DF instead.
@@ -128,7 +130,7 @@ impl TdxStats {
         let _ = writeln!(out, "  tdx calls     {}", self.calls());
         let _ = writeln!(
             out,
-            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info); {} CPUID, {} RDMSR, {} WRMSR, {} CR (and {} CR #GP)",
+            "  tdx #VE       {} port I/O, {} HLT, {} other; {} #DF (a #VE over unread VE info); {} CPUID, {} RDMSR, {} WRMSR, {} CR (and {} CR #GP); {} XSETBV #GP",
             n(&self.io_ves),
             n(&self.hlt_ves),
             n(&self.ves).saturating_sub(
@@ -145,6 +147,7 @@ impl TdxStats {
             n(&self.wrmsr_ves),
             n(&self.cr_ves),
             n(&self.cr_gps),
+            n(&self.xsetbv_gps),
         );
     }
 
@@ -172,6 +175,7 @@ impl TdxStats {
             "wrmsr_ves": n(&self.wrmsr_ves),
             "cr_ves": n(&self.cr_ves),
             "cr_gps": n(&self.cr_gps),
+            "xsetbv_gps": n(&self.xsetbv_gps),
             "double_ves": n(&self.double_ves),
             "accepts": n(&self.accepts),
             "map_gpa": n(&self.map_gpa),
