@@ -110,7 +110,12 @@ impl Kvm {
         let lifecycle = Lifecycle::new(!flavour.protects_vcpu_state());
         Ok(Kvm {
             flush_check,
-            vmm: Vmm::new(vm, lifecycle, config.strict),
+            vmm: Vmm::new(
+                vm,
+                lifecycle,
+                config.strict,
+                crate::plugin::stage2_cacheable(config),
+            ),
             flavour,
             memslot_adds: AtomicU64::new(0),
             memslot_dels: AtomicU64::new(0),
@@ -124,6 +129,7 @@ impl Kvm {
     pub fn start_audit(&mut self) {
         self.audit = Some(crate::learn::RamLearner::default());
         self.vmm.audit = true;
+        self.vmm.cache_spans = false;
     }
 
     /// A VM of `vm_type` with the default options.

@@ -102,11 +102,15 @@ pub struct Vmm {
     /// SNP guest's launch: a page learned while the guest launches is
     /// either launched with it or added after, never missed.
     pub learn_lock: parking_lot::Mutex<()>,
+    /// Whether QEMU's stage-2 cache takes the answers' spans
+    /// ([`crate::plugin::stage2_cacheable`], never in audit mode): without
+    /// it the span, which may read a whole TDP table, is not worked out.
+    pub cache_spans: bool,
 }
 
 impl Vmm {
     /// The core around `vm`.
-    pub fn new(vm: Vm, lifecycle: Lifecycle, strict: bool) -> Vmm {
+    pub fn new(vm: Vm, lifecycle: Lifecycle, strict: bool, cache_spans: bool) -> Vmm {
         Vmm {
             vm,
             implicit_conversions: AtomicU64::new(0),
@@ -114,6 +118,7 @@ impl Vmm {
             strict,
             audit: false,
             learn_lock: parking_lot::Mutex::new(()),
+            cache_spans,
         }
     }
 
@@ -150,7 +155,11 @@ impl Vmm {
                     backing: t.backing,
                     prot: p,
                     page_size: t.level.size_bytes(),
-                    cache_span: flavour.stage2_cache_span(&t),
+                    cache_span: if self.cache_spans {
+                        flavour.stage2_cache_span(&self.vm, &t)
+                    } else {
+                        0
+                    },
                 }
             }
             Stage2::Fault(f) => self.fault_answer(flavour, req, f, fx),

@@ -213,6 +213,37 @@ impl TableArena {
         }
     }
 
+    /// Whether the 4K leaf mapping `gfn` sits in a last-level table whose
+    /// 512 entries are 4K leaves with the same bits, mapping one run of
+    /// contiguous backing frames: then every page of `gfn`'s 2M-aligned
+    /// range translates as `gfn` does, moved by its offset. Lock-free like
+    /// [`TableArena::walk`]; the caller validates with the seqlock. The last
+    /// entry and every 64th are compared first: a table being filled in
+    /// order (a guest accepting or touching a range page by page) fails at
+    /// once, and one with holes of any size mostly after a few loads.
+    pub fn leaf_table_uniform(&self, top: u32, root_level: u8, gfn: u64) -> bool {
+        let mut table = top;
+        for level in (2..=root_level).rev() {
+            let spte = self.load(table, index_at(gfn, level));
+            if !spte::is_present(spte) || spte::is_leaf(spte, level) {
+                return false;
+            }
+            table = spte::table(spte);
+        }
+        let first = self.load(table, 0);
+        let last = TABLE_ENTRIES - 1;
+        // The next frame of entry i is entry i + 1's: adding to the pfn
+        // field must not carry out of it.
+        let step = 1u64 << spte::SPTE_PAYLOAD_SHIFT;
+        let room = spte::SPTE_BASE_ADDR_MASK - (first & spte::SPTE_BASE_ADDR_MASK);
+        let same = |i: usize| self.load(table, i) == first + i as u64 * step;
+        spte::is_present(first)
+            && room >= last as u64 * step
+            && same(last)
+            && (64..last).step_by(64).all(same)
+            && (1..last).all(same)
+    }
+
     /// ORs `bits` into the leaf mapping `gfn` and returns its level, or
     /// `None` if no leaf maps it. The caller holds `mmu_lock` (for read is
     /// enough: only bits the lookup treats as "more allowed" are set).

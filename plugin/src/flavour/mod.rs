@@ -20,6 +20,7 @@ use crate::hooks::{
 };
 use crate::machine::CpuModel;
 use crate::vmm::Vmm;
+use cvmem_model::Vm;
 
 /// An instruction exit being handled: the vCPU, its registers, QEMU's
 /// services, the VMM core, and the effects the handlers accumulate for
@@ -86,10 +87,15 @@ pub trait Flavour: Debug + Send + Sync {
     /// How much of the guest-physical space around a translation the model
     /// found QEMU's stage-2 cache may answer the same way, until the
     /// model's generation changes (`qemu_plugin_cvm_s2_cache_enable`): the
-    /// whole stage-2 mapping, unless the flavour checks more than the TDP
-    /// leaf per page.
-    fn stage2_cache_span(&self, t: &cvmem_model::Translation) -> u64 {
-        t.level.size_bytes()
+    /// whole stage-2 mapping, or the 2M range of a 4K leaf whose 511
+    /// neighbours map alike ([`Vm::leaf_range_uniform`]), unless the
+    /// flavour checks more than the TDP leaf per page.
+    fn stage2_cache_span(&self, vm: &Vm, t: &cvmem_model::Translation) -> u64 {
+        if vm.leaf_range_uniform(t) {
+            cvmem_model::PageLevel::Size2M.size_bytes()
+        } else {
+            t.level.size_bytes()
+        }
     }
 
     /// The flavour's own answer to a stage-2 fault it shows the guest (a

@@ -24,7 +24,9 @@
 //! whose memory attributes say private or, for SNP, when the RMP assigns
 //! it to the guest. Panics are failures too: libFuzzer's panic hook aborts on any.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use cvmem_model::{Alias, BackingAddr, Gpa, Pfn, RootRole, VmType, PAGE_SIZE};
@@ -133,6 +135,31 @@ impl ControlHost for Ctl {
 }
 
 /// A plugin, its guest memory, a control client and the trace.
+/// A stage-2 cache entry's key: vCPU, the span's first GPA (alias bits
+/// included), its size, CPL 3, page walk.
+type S2Key = (u32, u64, u64, bool, bool);
+
+/// What QEMU keeps for a span: the generation read before the callback,
+/// the backing of the span's first page, the protection.
+#[derive(Clone, Copy, Debug)]
+struct S2Entry {
+    generation: u64,
+    backing: u64,
+    prot: u32,
+}
+
+/// The spans QEMU's stage-2 cache keeps answers for.
+const S2_SPANS: [u64; 3] = [0x1000, 0x20_0000, 0x4000_0000];
+
+/// The protection bit an access needs (QEMU's `1 << access_type`).
+fn prot_of(access: Access) -> u32 {
+    match access {
+        Access::Read => prot::READ,
+        Access::Write => prot::WRITE,
+        Access::Fetch => prot::EXEC,
+    }
+}
+
 pub struct Session {
     /// The plugin under test.
     pub plugin: Plugin,
@@ -143,6 +170,9 @@ pub struct Session {
     /// Backing pages that shared-alias accesses were allowed to, since the
     /// last check.
     shared_allowed: Vec<u64>,
+    /// QEMU's stage-2 cache as patch 0025 keeps it, for every vCPU and
+    /// span size: what an answer marked cacheable lets QEMU reuse.
+    s2_cache: HashMap<S2Key, S2Entry>,
     /// The modelled KVM stopped the VM: guest operations end.
     pub stopped: bool,
     /// The operations so far and their answers, printed if an invariant
@@ -184,6 +214,7 @@ impl Session {
             ctl: Ctl::default(),
             trace,
             shared_allowed: Vec::new(),
+            s2_cache: HashMap::new(),
             stopped: false,
             log: Vec::new(),
             echo: std::env::var_os("CVMEM_FUZZ_LOG").is_some(),
@@ -248,8 +279,63 @@ impl Session {
             page_walk,
             paging: true,
         };
+        let key = |span: u64| {
+            (
+                req.vcpu_index,
+                gpa & !(span - 1),
+                span,
+                req.cpl == 3,
+                page_walk,
+            )
+        };
+        // What QEMU's stage-2 cache would answer without asking: the fresh
+        // answer must be the same (more protection is fine: a fault-in
+        // grants without moving the generation).
+        let generation = self
+            .plugin
+            .kvm
+            .vm()
+            .stage2_generation()
+            .load(Ordering::Acquire);
+        let cached = S2_SPANS.iter().find_map(|&span| {
+            let e = self.s2_cache.get(&key(span))?;
+            (e.generation == generation && e.prot & prot_of(access) != 0)
+                .then(|| (e.backing + (gpa & (span - 1) & !(PAGE_SIZE - 1)), span))
+        });
         let (answer, effects) = self.plugin.stage2(&req);
         self.log(format!("access {req:x?} -> {answer:x?} {effects:x?}"));
+        if let Some((backing, span)) = cached {
+            assert!(
+                matches!(answer, Stage2Answer::Allow { backing: b, prot: p, .. }
+                    if b.raw() & !(PAGE_SIZE - 1) == backing && p & prot_of(access) != 0),
+                "QEMU's stage-2 cache would answer {gpa:#x} with {backing:#x} (a {span:#x} span \
+                 of generation {generation}); the plugin answers {answer:x?}"
+            );
+        }
+        if let Stage2Answer::Allow {
+            backing,
+            prot: p,
+            cache_span,
+            ..
+        } = answer
+        {
+            if cache_span != 0 {
+                let span = if cache_span >= 0x20_0000 {
+                    cache_span
+                } else {
+                    PAGE_SIZE
+                };
+                self.s2_cache.insert(
+                    key(span),
+                    S2Entry {
+                        generation,
+                        backing: (backing.raw() & !(PAGE_SIZE - 1))
+                            - (gpa & (span - 1) & !(PAGE_SIZE - 1)),
+                        prot: p,
+                    },
+                );
+            }
+        }
         self.apply(effects);
         match answer {
             Stage2Answer::Allow {
@@ -262,12 +348,13 @@ impl Session {
                     matches!(page_size, 0x1000 | 0x20_0000 | 0x4000_0000),
                     "page size {page_size:#x}"
                 );
-                // QEMU may reuse the answer for the whole span: never more
-                // than the mapping the answer came from.
+                // QEMU may reuse the answer for the whole span: the mapping
+                // the answer came from, or the 2M range of a 4K leaf (whose
+                // exactness the cache model above checks).
                 assert!(
                     cache_span == 0
                         || (cache_span.is_power_of_two()
-                            && (0x1000..=page_size).contains(&cache_span)),
+                            && (0x1000..=page_size.max(0x20_0000)).contains(&cache_span)),
                     "cache span {cache_span:#x} for a {page_size:#x} mapping"
                 );
                 assert_eq!(p & !prot::ALL, 0, "protection bits {p:#x}");

@@ -378,7 +378,7 @@ impl Flavour for SnpFirmware {
 
     /// The RMP is checked per 4K page (APM §15.36.10), whatever the size
     /// of the nested mapping: one page per answer.
-    fn stage2_cache_span(&self, _t: &cvmem_model::Translation) -> u64 {
+    fn stage2_cache_span(&self, _vm: &cvmem_model::Vm, _t: &cvmem_model::Translation) -> u64 {
         cvmem_model::PAGE_SIZE
     }
 

@@ -104,6 +104,37 @@ impl Vm {
         Some(make_translation(dec.gfn, role, root, spte, level))
     }
 
+    /// Whether `t`, a translation [`Vm::lookup`] gave, is a 4K leaf whose
+    /// 2M-aligned range the TDP maps alike: 512 leaves of the same root,
+    /// with the same permissions and state, over contiguous backing frames
+    /// ([`crate::tdp::TableArena::leaf_table_uniform`]). Then the answer for
+    /// every page of the range is `t`'s moved by the offset, for as long as
+    /// [`Vm::stage2_generation`] holds (the changes that could break that
+    /// are write-locked sections). What lets QEMU's stage-2 cache keep one
+    /// answer for a 2M range a TD maps at 4K, as hardware's paging-structure
+    /// caches keep the EPT's upper levels; `false` is always correct.
+    pub fn leaf_range_uniform(&self, t: &Translation) -> bool {
+        if t.level != PageLevel::Size4K {
+            return false;
+        }
+        let s1 = self.mmu_seqlock.load(Ordering::Acquire);
+        let role = if t.private {
+            RootRole::Mirror
+        } else {
+            RootRole::Direct
+        };
+        let packed = self.current_roots[role.index()].load(Ordering::Acquire);
+        if s1 & 1 != 0 || packed == 0 {
+            return false;
+        }
+        let (root, top) = unpack_root(packed);
+        root == t.root
+            && self
+                .arena
+                .leaf_table_uniform(top, self.root_level, t.gfn.raw())
+            && self.mmu_seqlock.load(Ordering::Acquire) == s1
+    }
+
     /// The full stage-2 answer for a softTLB fill: [`Vm::lookup`], and on a
     /// miss [`Vm::fault_in`].
     #[inline]

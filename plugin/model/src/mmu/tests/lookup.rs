@@ -92,3 +92,97 @@ fn the_stage2_generation_moves_with_every_revoking_change() {
     vm.flush(delete(&vm, 0));
     moved("memslot deletion");
 }
+
+/// A 4K leaf answers for its whole 2M range only when the 511 others of
+/// its table are there with the same bits over contiguous backing: a
+/// missing page, a page converted away, or two memslots whose backing is
+/// not contiguous each make the range non-uniform; a huge leaf never is.
+#[test]
+fn a_2m_range_of_alike_4k_leaves_is_uniform() {
+    let vm = vm(VmType::Tdx);
+    slot(&vm, 0, 0, 6 * MB, 0x4000_0000, MemslotFlags::GUEST_MEMFD).ignore();
+    vm.flush(vm.set_memory_attributes(range(0, 1536), true).unwrap());
+    let map = |g: u64| mapped(vm.stage2(V0, private(&vm, g), Access::Write));
+    // gfns 512..1024: every page but the last, then the last.
+    for g in 512..1023 {
+        map(g);
+    }
+    let t = map(700);
+    assert_eq!(t.level, PageLevel::Size4K);
+    assert!(!vm.leaf_range_uniform(&t), "page 1023 missing");
+    map(1023);
+    assert!(vm.leaf_range_uniform(&t));
+    assert!(vm.leaf_range_uniform(&map(512)));
+    // Every page but the first of gfns 1024..1536.
+    for g in 1025..1536 {
+        map(g);
+    }
+    assert!(!vm.leaf_range_uniform(&map(1100)), "page 1024 missing");
+    // A page converted to shared leaves a hole.
+    vm.flush(vm.set_memory_attributes(range(600, 1), false).unwrap());
+    assert!(!vm.leaf_range_uniform(&map(700)));
+    // The shared alias of a default VM: 2M leaves are their own span.
+    let plain = super::vm(VmType::Default);
+    slot(&plain, 0, 0, 4 * MB, 0x4000_0000, MemslotFlags::NONE).ignore();
+    let t = mapped(plain.stage2(V0, Gpa::new(0x1000), Access::Read));
+    assert_eq!(t.level, PageLevel::Size2M);
+    assert!(!plain.leaf_range_uniform(&t));
+    // Two slots in one 2M range whose backing is not contiguous: 4K leaves,
+    // all alike but for the frame.
+    let split = super::vm(VmType::Default);
+    slot(&split, 0, 0, MB, 0x4000_0000, MemslotFlags::NONE).ignore();
+    slot(&split, 1, MB, MB, 0x8000_0000, MemslotFlags::NONE).ignore();
+    for g in 0..512 {
+        mapped(split.stage2(V0, Gpa::new(g << 12), Access::Read));
+    }
+    let t = mapped(split.stage2(V0, Gpa::new(0x5000), Access::Read));
+    assert_eq!(t.level, PageLevel::Size4K);
+    assert!(!split.leaf_range_uniform(&t));
+    // The same with contiguous backing.
+    let joined = super::vm(VmType::Default);
+    slot(&joined, 0, 0, MB, 0x4000_0000, MemslotFlags::NONE).ignore();
+    slot(&joined, 1, MB, MB, 0x4010_0000, MemslotFlags::NONE).ignore();
+    for g in 0..512 {
+        mapped(joined.stage2(V0, Gpa::new(g << 12), Access::Read));
+    }
+    let t = mapped(joined.stage2(V0, Gpa::new(0x5000), Access::Read));
+    assert_eq!(t.level, PageLevel::Size4K);
+    assert!(joined.leaf_range_uniform(&t));
+}
+
+/// In a running TD, a page the host added but the guest has not accepted
+/// (PENDING: a leaf without guest access) keeps its 2M range from being
+/// uniform until it is accepted.
+#[test]
+fn a_pending_page_breaks_the_uniform_range() {
+    let vm = vm(VmType::Tdx);
+    slot(&vm, 0, 0, 4 * MB, 0x4000_0000, MemslotFlags::GUEST_MEMFD).ignore();
+    vm.flush(vm.set_memory_attributes(range(0, 1024), true).unwrap());
+    assert!(vm.tdx_finalize().is_success());
+    let accept = |g: u64| loop {
+        match vm.tdx_accept(V0, g << 12) {
+            crate::sept::AcceptOutcome::ExitToHost { gpa, .. } => {
+                vm.tdx_handle_accept_exit(V0, gpa).unwrap()
+            }
+            out => break out,
+        }
+    };
+    for g in 512..1023 {
+        assert!(matches!(
+            accept(g),
+            crate::sept::AcceptOutcome::Accepted { .. }
+        ));
+    }
+    // The last page faults in as PENDING: a #VE, and a leaf in the table.
+    assert!(matches!(
+        vm.stage2(V0, private(&vm, 1023), Access::Read),
+        Stage2::Fault(Stage2Fault::VirtualizationException { .. })
+    ));
+    let t = mapped(vm.stage2(V0, private(&vm, 600), Access::Read));
+    assert!(!vm.leaf_range_uniform(&t), "page 1023 pending");
+    assert!(matches!(
+        accept(1023),
+        crate::sept::AcceptOutcome::Accepted { .. }
+    ));
+    assert!(vm.leaf_range_uniform(&t));
+}
