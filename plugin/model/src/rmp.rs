@@ -1766,6 +1766,30 @@ impl Rmp {
         check_guest_access(&self.segments.load(), guest, access)
     }
 
+    /// Whether every guest access check in the 2M-aligned region holding
+    /// `pfn` has the same outcome for pages at guest frames that move with
+    /// the page, as far as can be told at once: a region launched whole
+    /// (a uniform region of [`Segment`]: assigned, validated, the guest
+    /// frame counting up), or one with no assigned page (every entry
+    /// hypervisor-owned, whatever else it holds). Regions assigned page by
+    /// page answer `false`: comparing 512 entries on every fill costs more
+    /// than it saves while the guest validates memory (each PVALIDATE moves
+    /// the stage-2 generation). Lock-free; a change meanwhile moves the
+    /// stage-2 generation. A region not wholly in one covered range is
+    /// alike only if nothing covers any of it.
+    pub fn region_alike(&self, pfn: Pfn) -> bool {
+        let head = Pfn::new(pfn.raw() & !(PAGES_2M - 1));
+        let segs = self.segments.load();
+        let Some(seg) = find(&segs, head) else {
+            let end = head.raw() + PAGES_2M;
+            let i = segs.partition_point(|s| s.range.end.raw() <= head.raw());
+            return segs.get(i).is_none_or(|s| s.range.start.raw() >= end);
+        };
+        seg.range.contains(Pfn::new(head.raw() + PAGES_2M - 1))
+            && (seg.uniform_lo(head).is_some()
+                || seg.assigned_2m[seg.region_index(head)].load(Ordering::Acquire) == 0)
+    }
+
     /// The RMP check of a host (hypervisor) write or page-table access to
     /// the `level` page at `pfn` (APM Table 15-39: Hypervisor-Owned, else
     /// `#PF` with the RMP bit). Host reads are not checked.

@@ -124,6 +124,26 @@ impl Vm {
         snp.rmp.check_guest_access(guest, access)
     }
 
+    /// Whether the answer [`Vm::snp_stage2`] gave through `t` holds for
+    /// every page of `t`'s 2M-aligned guest range, moved by the offset, while
+    /// the stage-2 generation holds: the nested mapping of the range is one
+    /// huge leaf or 512 alike 4K leaves ([`Vm::leaf_range_uniform`]) over
+    /// one 2M-aligned backing region, whose RMP entries are alike
+    /// ([`crate::rmp::Rmp::region_alike`]). The RMP check is per 4K page
+    /// (APM §15.36.10); this finds when its 512 outcomes are one.
+    pub fn snp_range_alike(&self, t: &Translation) -> bool {
+        let Some(snp) = self.private.snp() else {
+            return false;
+        };
+        let pages = PageLevel::Size2M.pages();
+        let offset = t.gfn.raw() % pages;
+        let head = t.backing.pfn().raw().wrapping_sub(offset);
+        // The RMP's answer first: it costs a few loads, the TDP's a table.
+        head % pages == 0
+            && snp.rmp.region_alike(Pfn::new(head))
+            && (t.level != PageLevel::Size4K || self.leaf_range_uniform(t))
+    }
+
     /// The stage-2 answer for an SNP guest's softTLB fill: the nested walk
     /// ([`Vm::lookup`], on a miss the fault path with `sev_gmem_prepare()`),
     /// then the RMP check of APM Table 15-39 on the translation found, hit or

@@ -377,9 +377,14 @@ impl Flavour for SnpFirmware {
     }
 
     /// The RMP is checked per 4K page (APM §15.36.10), whatever the size
-    /// of the nested mapping: one page per answer.
-    fn stage2_cache_span(&self, _vm: &cvmem_model::Vm, _t: &cvmem_model::Translation) -> u64 {
-        cvmem_model::PAGE_SIZE
+    /// of the nested mapping: one page per answer, or the 2M range whose
+    /// nested mapping and RMP entries are alike page by page.
+    fn stage2_cache_span(&self, vm: &cvmem_model::Vm, t: &cvmem_model::Translation) -> u64 {
+        if vm.snp_range_alike(t) {
+            cvmem_model::PageLevel::Size2M.size_bytes()
+        } else {
+            cvmem_model::PAGE_SIZE
+        }
     }
 
     fn guest_fault(

@@ -1641,3 +1641,36 @@ fn materializing_never_shows_a_reader_a_wrong_entry() {
         reader.join().unwrap();
     }
 }
+
+/// A 2M region is alike when every entry is hypervisor-owned, or when it
+/// was launched whole; pages assigned one by one, or a launched region
+/// one of whose entries changed, are not (see `Rmp::region_alike`).
+#[test]
+fn region_alike_takes_launched_and_unassigned_regions() {
+    let r = rmp();
+    // P0 is 2M-aligned: the first region is pages 0..512.
+    assert_eq!(P0 % 512, 0);
+    assert!(r.region_alike(pfn(7)), "all hypervisor-owned");
+    for i in 0..512 {
+        a4(&r, i);
+        val(&r, t4(i), 0);
+    }
+    assert!(!r.region_alike(pfn(0)), "assigned page by page");
+    for i in 0..512 {
+        r.rmpupdate(pfn(i), RmpState::default()).unwrap();
+    }
+    assert!(r.region_alike(pfn(3)), "all returned to the hypervisor");
+    // The second region, launched as a whole: uniform, alike.
+    r.launch_validated(
+        PfnRange::from_start_len(pfn(512), 512).unwrap(),
+        gfn(512),
+        ASID,
+    )
+    .unwrap();
+    assert!(r.region_alike(pfn(700)));
+    // Other VMPL1 permissions on one page (RMPADJUST) break it.
+    r.rmpadjust(V0, t4(600), 0, rdx(1, 0x1, false)).unwrap();
+    assert!(!r.region_alike(pfn(700)));
+    // Beyond what is covered: hypervisor-owned.
+    assert!(r.region_alike(Pfn::new(P0 + NPAGES + 5000)));
+}
