@@ -17,6 +17,8 @@
 //! - an answer's backing is its memslot's (the address itself where no
 //!   slot is: emulated MMIO), an injected exception has an
 //!   architectural vector, cleared and written memory lies in QEMU's RAM;
+//! - an answer QEMU's stage-2 cache would reuse (its span, the generation
+//!   it was given at) is the plugin's fresh answer (checked per access);
 //! - at the end, the trace is JSON lines that say what they are, closed by
 //!   an `end` line whose count is right.
 //!
@@ -134,7 +136,6 @@ impl ControlHost for Ctl {
     }
 }
 
-/// A plugin, its guest memory, a control client and the trace.
 /// A stage-2 cache entry's key: vCPU, the span's first GPA (alias bits
 /// included), its size, CPL 3, page walk.
 type S2Key = (u32, u64, u64, bool, bool);
@@ -160,6 +161,7 @@ fn prot_of(access: Access) -> u32 {
     }
 }
 
+/// A plugin, its guest memory, a control client and the trace.
 pub struct Session {
     /// The plugin under test.
     pub plugin: Plugin,

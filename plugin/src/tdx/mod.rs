@@ -64,7 +64,7 @@ mod tdvmcall;
 #[cfg(test)]
 mod testutil;
 mod ve;
-pub mod xsetbv;
+mod xsetbv;
 
 use report::{Sha384Digest, SHA384_LEN};
 pub use stats::TdxStats;
