@@ -83,6 +83,7 @@ struct CvmFns {
     register_dma_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_dma_cb_t) -> c_int,
     tlb_flush: unsafe extern "C" fn(c_int),
     phys_rw: unsafe extern "C" fn(u64, *mut c_void, u64, bool) -> c_int,
+    phys_zero: unsafe extern "C" fn(u64, u64, bool) -> c_int,
     cpuid: unsafe extern "C" fn(u32, u32, *mut u32) -> c_int,
     msr_rw: unsafe extern "C" fn(u32, *mut u64, bool) -> c_int,
     pio_rw: unsafe extern "C" fn(u16, *mut u32, u32, bool) -> c_int,
@@ -148,6 +149,7 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
             &api.qemu_plugin_cvm_register_dma_cb,
             &api.qemu_plugin_cvm_tlb_flush,
             &api.qemu_plugin_cvm_phys_rw,
+            &api.qemu_plugin_cvm_phys_zero,
             &api.qemu_plugin_cvm_cpuid,
             &api.qemu_plugin_cvm_msr_rw,
             &api.qemu_plugin_cvm_pio_rw,
@@ -172,6 +174,7 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 Ok(d),
                 Ok(f),
                 Ok(rw),
+                Ok(zero),
                 Ok(cpuid),
                 Ok(msr),
                 Ok(pio),
@@ -195,6 +198,7 @@ fn lookup_cvm_api() -> Option<(u32, Option<CvmFns>)> {
                 register_dma_cb: *d,
                 tlb_flush: *f,
                 phys_rw: *rw,
+                phys_zero: *zero,
                 cpuid: *cpuid,
                 msr_rw: *msr,
                 pio_rw: *pio,
@@ -290,56 +294,13 @@ fn apply(effects: Effects) {
     let Some(cvm) = CVM.get() else {
         return;
     };
-    const PAGE: usize = 4096;
-    const CHUNK: usize = 16 * PAGE;
-    static ZEROS: [u8; CHUNK] = [0; CHUNK];
-    let write_zeros = |gpa: u64, n: u64| {
-        // SAFETY: `phys_rw` is QEMU's qemu_plugin_cvm_phys_rw; writing, it
-        // only reads `n` <= CHUNK bytes from `ZEROS`, which has CHUNK. The
-        // buffer is not written to.
-        let rc = unsafe { (cvm.phys_rw)(gpa, ZEROS.as_ptr() as *mut c_void, n, true) };
-        if rc != 0 {
-            eprintln!("cvmem: cannot clear guest memory at {gpa:#x}");
-        }
-        rc == 0
-    };
-    for &(at, len) in &effects.clear {
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64);
-            if !write_zeros(at.raw() + done, n) {
-                break;
-            }
-            done += n;
-        }
-    }
-    let mut buf = vec![
-        0u8;
-        if effects.clear_untouched.is_empty() {
-            0
-        } else {
-            CHUNK
-        }
-    ];
-    for &(at, len) in &effects.clear_untouched {
-        let gpa = at.raw();
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64);
-            // SAFETY: as above; reading, QEMU writes at most `n` <= CHUNK
-            // bytes into `buf`, which has CHUNK.
-            let rc =
-                unsafe { (cvm.phys_rw)(gpa + done, buf.as_mut_ptr() as *mut c_void, n, false) };
-            if rc != 0 {
-                eprintln!("cvmem: cannot clear guest memory at {:#x}", gpa + done);
-                break;
-            }
-            for (i, page) in buf[..n as usize].chunks(PAGE).enumerate() {
-                if page.iter().any(|&b| b != 0) {
-                    write_zeros(gpa + done + (i * PAGE) as u64, page.len() as u64);
-                }
-            }
-            done += n;
+    let ranges = effects.clear.iter().map(|r| (r, false));
+    let untouched = effects.clear_untouched.iter().map(|r| (r, true));
+    for (&(at, len), skip_zero) in ranges.chain(untouched) {
+        // SAFETY: `phys_zero` is QEMU's qemu_plugin_cvm_phys_zero, callable
+        // with any range from the threads `phys_rw` is; it takes no pointer.
+        if unsafe { (cvm.phys_zero)(at.raw(), len, skip_zero) } != 0 {
+            eprintln!("cvmem: cannot clear guest memory at {:#x}", at.raw());
         }
     }
     for (at, bytes) in &effects.write {
