@@ -15,10 +15,10 @@ pub struct Effects {
     /// conversion being left is discarded, as QEMU+KVM discard it.
     pub clear: Vec<(BackingAddr, u64)>,
     /// Zero these ranges too, but where a page already reads as zero leave
-    /// it alone: RAM a launch does not launch, which guest_memfd would hand
-    /// out zeroed and which is mostly untouched (unallocated) in QEMU.
-    /// Reading first costs what it saves on a conversion, whose pages
-    /// hold data: those go to `clear`.
+    /// it alone: RAM a launch does not launch and pages a TD accepts, which
+    /// guest_memfd would hand out zeroed and which are mostly untouched
+    /// (unallocated) in QEMU. Reading first costs what it saves on a
+    /// conversion, whose pages hold data: those go to `clear`.
     pub clear_untouched: Vec<(BackingAddr, u64)>,
     /// Then write these bytes into QEMU's memory: pages the VMM fills at
     /// launch (the SNP CPUID and secrets pages).
