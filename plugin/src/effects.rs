@@ -11,15 +11,12 @@ use cvmem_model::{BackingAddr, FlushRequest, FlushTarget};
 pub struct Effects {
     /// Flush these softTLBs.
     pub flush: Option<FlushTarget>,
-    /// Zero these ranges of QEMU's memory (start, bytes): the side of a
-    /// conversion being left is discarded, as QEMU+KVM discard it.
+    /// Discard these ranges of QEMU's memory (start, bytes): afterwards
+    /// they read as zero, as memory QEMU+KVM discard does (the side of a
+    /// conversion being left, a page a TD accepts, RAM a launch leaves
+    /// out). Pages that already read as zero are left unwritten, so that
+    /// RAM the guest never touched stays unallocated in QEMU.
     pub clear: Vec<(BackingAddr, u64)>,
-    /// Zero these ranges too, but where a page already reads as zero leave
-    /// it alone: RAM a launch does not launch and pages a TD accepts, which
-    /// guest_memfd would hand out zeroed and which are mostly untouched
-    /// (unallocated) in QEMU. Reading first costs what it saves on a
-    /// conversion, whose pages hold data: those go to `clear`.
-    pub clear_untouched: Vec<(BackingAddr, u64)>,
     /// Then write these bytes into QEMU's memory: pages the VMM fills at
     /// launch (the SNP CPUID and secrets pages).
     pub write: Vec<(BackingAddr, Vec<u8>)>,
@@ -30,7 +27,6 @@ impl Effects {
     pub const NONE: Effects = Effects {
         flush: None,
         clear: Vec::new(),
-        clear_untouched: Vec::new(),
         write: Vec::new(),
     };
 
@@ -45,10 +41,7 @@ impl Effects {
     /// Whether there is nothing to do (the hot path's usual answer).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.flush.is_none()
-            && self.clear.is_empty()
-            && self.clear_untouched.is_empty()
-            && self.write.is_empty()
+        self.flush.is_none() && self.clear.is_empty() && self.write.is_empty()
     }
 
     /// Adds a flush the model asked for (the wider of the two if there is
@@ -61,7 +54,6 @@ impl Effects {
     /// flush.
     pub fn merge(&mut self, other: Effects) {
         self.clear.extend(other.clear);
-        self.clear_untouched.extend(other.clear_untouched);
         self.write.extend(other.write);
         self.flush = match (self.flush, other.flush) {
             (Some(a), Some(b)) if a != b => Some(FlushTarget::AllVcpus),

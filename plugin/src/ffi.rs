@@ -83,7 +83,7 @@ struct CvmFns {
     register_dma_cb: unsafe extern "C" fn(u64, qemu_plugin_cvm_dma_cb_t) -> c_int,
     tlb_flush: unsafe extern "C" fn(c_int),
     phys_rw: unsafe extern "C" fn(u64, *mut c_void, u64, bool) -> c_int,
-    phys_zero: unsafe extern "C" fn(u64, u64, bool) -> c_int,
+    phys_zero: unsafe extern "C" fn(u64, u64) -> c_int,
     cpuid: unsafe extern "C" fn(u32, u32, *mut u32) -> c_int,
     msr_rw: unsafe extern "C" fn(u32, *mut u64, bool) -> c_int,
     pio_rw: unsafe extern "C" fn(u16, *mut u32, u32, bool) -> c_int,
@@ -285,21 +285,18 @@ fn tlb_flush(target: FlushTarget) {
 }
 
 /// Carries out what the model asked for besides its answer: first discard
-/// memory content (zero it through QEMU, bypassing stage 2; for
-/// `clear_untouched`, only the pages that do not already read as zero, so
-/// that RAM the guest never touched stays unallocated: an untouched
-/// anonymous page reads as the kernel's zero page), then write what the
-/// VMM fills in, then flush.
+/// memory content (zero it through QEMU, bypassing stage 2, writing only
+/// the pages that do not already read as zero, so that RAM the guest never
+/// touched stays unallocated: an untouched anonymous page reads as the
+/// kernel's zero page), then write what the VMM fills in, then flush.
 fn apply(effects: Effects) {
     let Some(cvm) = CVM.get() else {
         return;
     };
-    let ranges = effects.clear.iter().map(|r| (r, false));
-    let untouched = effects.clear_untouched.iter().map(|r| (r, true));
-    for (&(at, len), skip_zero) in ranges.chain(untouched) {
+    for &(at, len) in &effects.clear {
         // SAFETY: `phys_zero` is QEMU's qemu_plugin_cvm_phys_zero, callable
         // with any range from the threads `phys_rw` is; it takes no pointer.
-        if unsafe { (cvm.phys_zero)(at.raw(), len, skip_zero) } != 0 {
+        if unsafe { (cvm.phys_zero)(at.raw(), len) } != 0 {
             eprintln!("cvmem: cannot clear guest memory at {:#x}", at.raw());
         }
     }

@@ -259,18 +259,18 @@ int qemu_plugin_cvm_phys_rw(uint64_t gpa, void *buf, uint64_t len,
  * qemu_plugin_cvm_phys_zero() - discard guest-physical memory
  * @gpa: guest-physical address, alias bits removed
  * @len: bytes
- * @skip_zero: leave pages that already read as zero unwritten
  *
- * Zeroes the range as the hypervisor discarding memory would, bypassing
- * the stage-2 callback and the DMA check: what writing zeros with
- * qemu_plugin_cvm_phys_rw() does, but with memset() on QEMU's mapping of
- * the RAM, one call per RAM section. With @skip_zero, RAM the guest never
- * touched stays unallocated. Callable from the threads
- * qemu_plugin_cvm_phys_rw() is. Returns 0 on success, -1 if part of the
- * range is not writable RAM (what comes before it is cleared).
+ * Makes the range read as zero, as the hypervisor discarding memory
+ * would, bypassing the stage-2 callback and the DMA check: what writing
+ * zeros with qemu_plugin_cvm_phys_rw() does, but each page is tested in
+ * place and only those holding data are cleared, with memset() on QEMU's
+ * mapping of the RAM; RAM the guest never touched stays unallocated.
+ * Callable from the threads qemu_plugin_cvm_phys_rw() is. Returns 0 on
+ * success, -1 if part of the range is not writable RAM (what comes
+ * before it is cleared).
  */
 QEMU_PLUGIN_API
-int qemu_plugin_cvm_phys_zero(uint64_t gpa, uint64_t len, bool skip_zero);
+int qemu_plugin_cvm_phys_zero(uint64_t gpa, uint64_t len);
 
 /**
  * qemu_plugin_cvm_thread_register() - make a thread of the plugin's known

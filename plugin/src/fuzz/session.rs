@@ -251,7 +251,7 @@ impl Session {
 
     /// Carries out a callback's effects as `ffi::apply` does.
     fn apply(&mut self, effects: Effects) {
-        for (at, len) in effects.clear.into_iter().chain(effects.clear_untouched) {
+        for (at, len) in effects.clear {
             let end = at.raw().checked_add(len);
             assert!(
                 end.is_some_and(|end| end <= RAM),

@@ -136,7 +136,7 @@ impl SnpFirmware {
                 }
             }
             if let Some(rest) = GfnRange::new(split, r.end()).filter(|g| !g.is_empty()) {
-                fx.clear_untouched.extend(vmm.backing_ranges(rest));
+                fx.clear.extend(vmm.backing_ranges(rest));
             }
         }
         if self.boot.get().is_some() {

@@ -158,7 +158,7 @@ impl SnpFirmware {
             if image.is_some_and(|i| i.contains(r.start())) {
                 continue;
             }
-            fx.clear_untouched.extend(vmm.backing_ranges(r));
+            fx.clear.extend(vmm.backing_ranges(r));
         }
         for r in &launched {
             self.launch_update(vmm, *r);

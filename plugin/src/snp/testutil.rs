@@ -48,7 +48,7 @@ pub(crate) fn guest_with_ram(accept_below: u64, ram: u64) -> Kvm {
         .then_some((BackingAddr::new(accept_below), ram - accept_below))
         .into_iter()
         .collect();
-    assert_eq!(e.clear_untouched, rest);
+    assert_eq!(e.clear, rest);
     kvm
 }
 pub(crate) use crate::hooks::fake::access;

@@ -115,10 +115,7 @@ impl TdxModule {
                 AcceptOutcome::Accepted { range } => {
                     self.stats.accepts.fetch_add(range.len(), Ordering::Relaxed);
                     // The module zeroes accepted pages (init_sept_4k_page()).
-                    // Most were never touched since guest_memfd handed them
-                    // out zeroed (an accept follows an AUG): writing those
-                    // would only make QEMU allocate them.
-                    fx.clear_untouched.extend(vmm.backing_ranges(range));
+                    fx.clear.extend(vmm.backing_ranges(range));
                     return Ok(0);
                 }
                 AcceptOutcome::Status(st) => return Ok(st.0),

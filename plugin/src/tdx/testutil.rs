@@ -27,7 +27,7 @@ pub(crate) fn td(accept_below: u64, attributes: u64) -> Kvm {
 pub(crate) use crate::hooks::fake::access;
 pub(crate) fn tdcall(kvm: &Kvm, host: &FakeHost, regs: &mut Regs) -> InsnAction {
     let (action, effects) = kvm.insn(0, Insn::Tdcall, regs, host);
-    for (at, len) in effects.clear.into_iter().chain(effects.clear_untouched) {
+    for (at, len) in effects.clear {
         host.phys_write(at, &vec![0; len as usize]);
     }
     action
