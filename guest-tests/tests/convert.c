@@ -8,6 +8,8 @@
  *    untouched; converting back discards again;
  *  - a device (fw_cfg DMA) cannot write a private page, and can again once
  *    it is shared;
+ *  - code in a discarded page is gone: the vCPU runs what the page holds
+ *    now (zeros), not the translation it made of the code before;
  *  - bad arguments get KVM's status codes: misaligned, zero or wrapping
  *    ranges and reserved attribute bits -KVM_EINVAL, memory that is not RAM
  *    -KVM_EINVAL, an unknown hypercall -KVM_ENOSYS.
@@ -91,6 +93,34 @@ static void test_dma(u8 *area)
 	report_prefix_pop();
 }
 
+/*
+ * Runs `mov eax, 1; ret` from a shared page, converts the page to private
+ * (which discards it) and calls it again. The page now holds zeros,
+ * `add [rax], al` 2048 times with RAX at a scratch byte, and execution
+ * falls through into the next page, which holds `mov eax, 2; ret`. A vCPU
+ * that kept its translation of the old code would return 1.
+ */
+static void test_discarded_code(u8 *area)
+{
+	static const u8 ret1[] = { 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3 };
+	static const u8 ret2[] = { 0xb8, 0x02, 0x00, 0x00, 0x00, 0xc3 };
+	u8 *code = area + 3 * SZ_2M + 2 * PAGE_SIZE, *next = code + PAGE_SIZE;
+	static u8 scratch;
+	u64 r1 = (u64)&scratch, r2 = (u64)&scratch;
+
+	report_prefix_push("discarded code");
+	memset(code, 0xcc, PAGE_SIZE);
+	memcpy(code, ret1, sizeof(ret1));
+	memcpy(next, ret2, sizeof(ret2));
+	asm volatile("call *%1" : "+a"(r1) : "r"(code) : "memory");
+	report(r1 == 1, "the code runs: %lu", (unsigned long)r1);
+	report(map_gpa_range(ptr_to_pa(code), 1, true) == 0, "its page made private");
+	asm volatile("call *%1" : "+a"(r2) : "r"(code) : "memory");
+	report(r2 == 2, "the page runs as the zeros it holds now: %lu", (unsigned long)r2);
+	report(map_gpa_range(ptr_to_pa(code), 1, false) == 0, "its page made shared again");
+	report_prefix_pop();
+}
+
 static void test_bad_arguments(u8 *area)
 {
 	u64 base = ptr_to_pa(area);
@@ -115,6 +145,7 @@ int main(void)
 
 	test_conversions(area);
 	test_dma(area);
+	test_discarded_code(area);
 	test_bad_arguments(area);
 	return 0;
 }
