@@ -23,6 +23,8 @@
 #define RMPADJ_BASE (200ul << 20)  /* RMPADJUST */
 /* Where shared aliases are mapped: above the 4 GiB identity map. */
 #define SHARED_VA 0x200000000ul
+/* A second mapping of a private page, for test_rescind_every_alias(). */
+#define RESCIND_VA 0x300000000ul
 #define IOAPIC_BASE 0xfec00000ul
 #define HPET_BASE 0xfed00000ul
 #define KVM_ENOSYS 1000
@@ -438,6 +440,38 @@ static void test_rmpadjust(void)
 	report(vec == PF_VECTOR, "valid operands, RAX unmapped: #PF (vector %d)", vec);
 	rc = rmpadjust(va + 0xabc, RMP_PG_SIZE_4K, 1 | VMPL_PERM_READ);
 	report(rc == RMPADJUST_OK, "4K, RAX not 4K aligned: the page containing it (%u)", rc);
+	report_prefix_pop();
+}
+
+/*
+ * A rescind takes the page away from every translation that reached it, not
+ * only from the address PVALIDATE named: another mapping of the page, and
+ * every address whose walk reads a page table in it. Each of those
+ * translations is cached when the rescind comes; the next access must miss
+ * and fault (QEMU may skip the flush of a vCPU only while it maps nothing
+ * of the page).
+ */
+static void test_rescind_every_alias(void)
+{
+	u64 pa = ptr_to_pa(alloc_page()), va = RESCIND_VA, pt, v = 0;
+	volatile u64 *alias = (volatile u64 *)va;
+
+	report_prefix_push("rescind");
+	*(volatile u64 *)pa_to_ptr(pa) = 0xa11a5;
+	install_page(boot_pml4(), va, pa | snp_c_bit_mask(), PT_PRESENT | PT_WRITABLE);
+	pt = (u64)get_pte(boot_pml4(), va) & ~(PAGE_SIZE - 1);
+	report(touch(alias, &v) == -1 && v == 0xa11a5, "a second mapping reads the page");
+	report(pvalidate(pa, RMP_PG_SIZE_4K, false) == 0, "rescinded through the first");
+	report(is_vc(touch(alias, &v), SVM_EXIT_PAGE_NOT_VALIDATED),
+	       "the second mapping's cached translation is gone: #VC 0x404");
+	report(pvalidate(pa, RMP_PG_SIZE_4K, true) == 0 && touch(alias, &v) == -1 &&
+		       v == 0xa11a5, "validated again: readable, content kept");
+	report(pvalidate(pt, RMP_PG_SIZE_4K, false) == 0,
+	       "the page table that maps it rescinded (%lx)", pt);
+	report(is_vc(touch(alias, &v), SVM_EXIT_PAGE_NOT_VALIDATED),
+	       "the walk reads it again: #VC 0x404");
+	report(pvalidate(pt, RMP_PG_SIZE_4K, true) == 0 && touch(alias, &v) == -1 &&
+		       v == 0xa11a5, "validated again: the mapping works");
 	report_prefix_pop();
 }
 
@@ -957,6 +991,7 @@ int main(void)
 	test_own_vc_handler();
 	test_pvalidate();
 	test_rmpadjust();
+	test_rescind_every_alias();
 	test_psc_msr();
 	test_psc_ghcb();
 	test_alias(false);

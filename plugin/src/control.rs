@@ -853,7 +853,7 @@ mod tests {
         assert!(ok(&run(&p, &h, &del)));
         // Zap-all quirk: every vCPU is flushed.
         assert_eq!(
-            h.applied.lock().last().unwrap().flush,
+            h.applied.lock().last().unwrap().flush.map(|f| f.target),
             Some(cvmem_model::FlushTarget::AllVcpus)
         );
         assert!(vm.memslots().find(gpa.gfn()).is_none());

@@ -4,13 +4,14 @@
 //! [`Ctx`](crate::flavour::Ctx) for an instruction) and the FFI layer
 //! carries them out once the callback returns.
 
-use cvmem_model::{BackingAddr, FlushRequest, FlushTarget};
+use cvmem_model::{BackingAddr, FlushKind, FlushRequest, FlushTarget};
 
 /// What the plugin must do in QEMU besides answering the callback.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// Flush these softTLBs.
-    pub flush: Option<FlushTarget>,
+    /// Flush these softTLBs (QEMU's have no root tags: the kind does not
+    /// matter; the range lets a vCPU that maps none of it skip the flush).
+    pub flush: Option<FlushRequest>,
     /// Discard these ranges of QEMU's memory (start, bytes): afterwards
     /// they read as zero, as memory QEMU+KVM discard does (the side of a
     /// conversion being left, a page a TD accepts, RAM a launch leaves
@@ -33,7 +34,7 @@ impl Effects {
     /// The flush of `req`, if any.
     pub fn flush(req: Option<FlushRequest>) -> Effects {
         Effects {
-            flush: req.map(|r| r.target),
+            flush: req,
             ..Effects::NONE
         }
     }
@@ -56,8 +57,17 @@ impl Effects {
         self.clear.extend(other.clear);
         self.write.extend(other.write);
         self.flush = match (self.flush, other.flush) {
-            (Some(a), Some(b)) if a != b => Some(FlushTarget::AllVcpus),
+            (Some(a), Some(b)) => Some(a.merge(b)),
             (a, b) => a.or(b),
         };
+    }
+
+    /// A flush of every translation `target` caches (the test device's).
+    pub fn flush_all_of(target: Option<FlushTarget>) -> Effects {
+        Effects::flush(target.map(|target| FlushRequest {
+            target,
+            kind: FlushKind::AllRoots,
+            gfns: None,
+        }))
     }
 }

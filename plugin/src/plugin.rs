@@ -468,13 +468,7 @@ impl Plugin {
         if let Some(dev) = &self.testdev {
             let (action, flush) = dev.insn(vcpu, insn, regs, self.kvm.vm(), host);
             if action != InsnAction::Decline {
-                return (
-                    action,
-                    Effects {
-                        flush,
-                        ..Effects::NONE
-                    },
-                );
+                return (action, Effects::flush_all_of(flush));
             }
         }
         self.kvm.insn(vcpu, insn, regs, host)

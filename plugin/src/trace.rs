@@ -952,6 +952,7 @@ mod tests {
                     request: FlushRequest {
                         target: FlushTarget::Vcpu(VcpuId(3)),
                         kind: FlushKind::CurrentRoot,
+                        gfns: None,
                     }
                 }
             ),

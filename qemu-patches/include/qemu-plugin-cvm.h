@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 23
+#define QEMU_PLUGIN_CVM_API_VERSION 24
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -239,6 +239,23 @@ void qemu_plugin_cvm_s2_cache_stats(int vcpu_index,
  */
 QEMU_PLUGIN_API
 void qemu_plugin_cvm_tlb_flush(int vcpu_index);
+
+/**
+ * qemu_plugin_cvm_tlb_flush_range() - drop the softTLB entries of a range
+ * @vcpu_index: the vCPU whose entries to drop, or -1 for every vCPU
+ * @gpa: the first guest-physical address whose translations changed (alias
+ *       bits such as the TDX shared bit or the SNP C-bit may be included)
+ * @len: the length of the range in bytes
+ *
+ * As qemu_plugin_cvm_tlb_flush(), for a change that only affects the
+ * translations of guest-physical pages in the range: a vCPU that cannot
+ * hold one (none was filled since its last flush by the plugin) keeps its
+ * entries; any other drops all of them. A vCPU keeps nothing that a walk
+ * of the changed pages would answer differently, and skips the refills.
+ */
+QEMU_PLUGIN_API
+void qemu_plugin_cvm_tlb_flush_range(int vcpu_index, uint64_t gpa,
+                                     uint64_t len);
 
 /**
  * qemu_plugin_cvm_phys_rw() - host access to guest-physical memory

@@ -422,8 +422,8 @@ impl Vm {
                         });
                         // Rescinding validation: every cached translation
                         // of the page must go (the guest follows with a TLB
-                        // invalidation on hardware).
-                        flush = self.counted(Flush::remote_if(!validate));
+                        // invalidation on hardware); no other changed.
+                        flush = self.counted(Flush::remote_range_if(!validate, range));
                     }
                     Ok(SnpInsnOutcome::Completed {
                         eax: 0,
@@ -486,7 +486,7 @@ impl Vm {
                     Ok(SnpInsnOutcome::Completed {
                         eax: 0,
                         cf: false,
-                        flush: self.counted(Flush::remote_if(lost)),
+                        flush: self.counted(Flush::remote_range_if(lost, range)),
                     })
                 }
                 Err(RmpadjustError::Fault(f)) => Err(f),

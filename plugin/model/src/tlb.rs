@@ -53,6 +53,15 @@ impl Flush {
         }
     }
 
+    /// `flush ? kvm_flush_remote_tlbs_range(gfns) : none`.
+    pub(crate) const fn remote_range_if(flush: bool, gfns: GfnRange) -> Flush {
+        if flush {
+            Flush::new(FlushRequest::remote_range(gfns))
+        } else {
+            Flush::none()
+        }
+    }
+
     /// Whether a flush is needed.
     pub const fn is_needed(&self) -> bool {
         self.req.is_some()
@@ -153,15 +162,20 @@ impl VcpuTlb {
         n
     }
 
-    pub fn apply(&mut self, kind: FlushKind) -> usize {
+    /// Drops the entries `kind` and `gfns` cover (see [`FlushRequest`]).
+    /// Returns how many.
+    pub fn apply(&mut self, kind: FlushKind, gfns: Option<GfnRange>) -> usize {
         let before = self.entries.len();
-        match kind {
-            FlushKind::AllRoots => self.entries.clear(),
-            FlushKind::CurrentRoot => {
-                let loaded = self.loaded;
-                self.entries
-                    .retain(|_, e| !loaded.contains(&Some(e.translation.root)));
-            }
+        let loaded = self.loaded;
+        let covered = |e: &TlbEntry| {
+            let t = &e.translation;
+            (kind == FlushKind::AllRoots || loaded.contains(&Some(t.root)))
+                && gfns.is_none_or(|g| g.contains(t.gfn))
+        };
+        if kind == FlushKind::AllRoots && gfns.is_none() {
+            self.entries.clear();
+        } else {
+            self.entries.retain(|_, e| !covered(e));
         }
         before - self.entries.len()
     }
@@ -174,6 +188,7 @@ impl VcpuTlb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::addr::Gfn;
     use crate::types::{FlushTarget, VcpuId};
 
     #[test]
@@ -182,6 +197,7 @@ mod tests {
             Flush::new(FlushRequest {
                 target: FlushTarget::Vcpu(VcpuId(v)),
                 kind: FlushKind::CurrentRoot,
+                gfns: None,
             })
         };
         let m = one(1).merge(one(1));
@@ -194,5 +210,16 @@ mod tests {
         assert!(!Flush::none().merge(Flush::none()).is_needed());
         Flush::remote_if(false).ignore();
         assert!(FlushRequest::REMOTE_ALL.covers(VcpuId(9)));
+    }
+
+    #[test]
+    fn merged_ranges_cover_both() {
+        let r = |start, end| GfnRange::new(Gfn::new(start), Gfn::new(end)).unwrap();
+        let one = |start, end| Flush::remote_range_if(true, r(start, end));
+        let m = one(0x10, 0x11).merge(one(0x40, 0x42));
+        assert_eq!(m.request(), Some(FlushRequest::remote_range(r(0x10, 0x42))));
+        let m = one(0x10, 0x11).merge(Flush::remote_if(true));
+        assert_eq!(m.request(), Some(FlushRequest::REMOTE_ALL));
+        assert!(!Flush::remote_range_if(false, r(1, 2)).is_needed());
     }
 }

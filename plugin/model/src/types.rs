@@ -309,6 +309,10 @@ pub struct FlushRequest {
     pub target: FlushTarget,
     /// What to drop.
     pub kind: FlushKind,
+    /// The only frames whose translations changed, when the change is that
+    /// narrow (`kvm_flush_remote_tlbs_range()`); `None` is every frame. A
+    /// vCPU that caches no translation of these frames need not flush.
+    pub gfns: Option<GfnRange>,
 }
 
 impl FlushRequest {
@@ -316,7 +320,17 @@ impl FlushRequest {
     pub const REMOTE_ALL: FlushRequest = FlushRequest {
         target: FlushTarget::AllVcpus,
         kind: FlushKind::AllRoots,
+        gfns: None,
     };
+
+    /// `kvm_flush_remote_tlbs_range()`: every root of every vCPU, for the
+    /// translations of `gfns`.
+    pub const fn remote_range(gfns: GfnRange) -> FlushRequest {
+        FlushRequest {
+            gfns: Some(gfns),
+            ..FlushRequest::REMOTE_ALL
+        }
+    }
 
     /// Whether this request covers `vcpu`.
     pub fn covers(&self, vcpu: VcpuId) -> bool {
@@ -326,14 +340,22 @@ impl FlushRequest {
         }
     }
 
-    pub(crate) fn merge(self, other: FlushRequest) -> FlushRequest {
+    /// One request covering both: the wider target and kind, and the
+    /// frames from the lowest to the highest of both (every frame if either
+    /// has no range).
+    pub fn merge(self, other: FlushRequest) -> FlushRequest {
         let target = match (self.target, other.target) {
             (FlushTarget::Vcpu(a), FlushTarget::Vcpu(b)) if a == b => FlushTarget::Vcpu(a),
             _ => FlushTarget::AllVcpus,
         };
+        let gfns = match (self.gfns, other.gfns) {
+            (Some(a), Some(b)) => GfnRange::new(a.start().min(b.start()), a.end().max(b.end())),
+            _ => None,
+        };
         FlushRequest {
             target,
             kind: self.kind.max(other.kind),
+            gfns,
         }
     }
 }

@@ -41,7 +41,7 @@ impl Vm {
         }
         for (i, v) in self.vcpus.iter().enumerate() {
             if req.covers(VcpuId(i as u32)) {
-                v.tlb.lock().apply(req.kind);
+                v.tlb.lock().apply(req.kind, req.gfns);
             }
         }
         self.private.tlb_flushed(req, self.config.max_vcpus);
@@ -55,6 +55,7 @@ impl Vm {
         Flush::new(FlushRequest {
             target: FlushTarget::Vcpu(vcpu),
             kind,
+            gfns: None,
         })
     }
 

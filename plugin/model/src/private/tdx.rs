@@ -222,7 +222,11 @@ impl PrivateMem for Tdx {
 
     fn tlb_flushed(&self, req: FlushRequest, vcpus: u32) {
         // The softTLB flush is the TD exit + re-entry at which the TDX
-        // module flushes: the vCPU leaves its TLB epoch.
+        // module flushes: the vCPU leaves its TLB epoch. A flush of a range
+        // is no such exit: QEMU skips it on a vCPU that maps none of it.
+        if req.gfns.is_some() {
+            return;
+        }
         let mut sept = self.sept.lock();
         for i in 0..vcpus {
             if req.covers(VcpuId(i)) {

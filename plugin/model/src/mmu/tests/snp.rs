@@ -161,9 +161,11 @@ fn private_fault_prepares_unvalidated_and_pvalidate_opens_it() {
         2
     );
     assert!(vm.snp_rmp_entry(pfn(1)).unwrap().validated);
-    // Rescinding needs a flush: the softTLB may hold the page.
+    // Rescinding needs a flush of the page's translations (the 2M page):
+    // the softTLB may hold them.
     let (eax, _, f) = done(vm.snp_pvalidate(V0, private(&vm, 0), Vmpl::Vmpl0, 1, false));
-    assert_eq!((eax, f.request()), (0, Some(FlushRequest::REMOTE_ALL)));
+    let rescinded = FlushRequest::remote_range(range(0, 512));
+    assert_eq!((eax, f.request()), (0, Some(rescinded)));
     vm.flush(f);
     assert!(matches!(
         fault(vm.snp_stage2(V0, private(&vm, 5), Access::Read, CTX)),
@@ -444,9 +446,10 @@ fn vmpl_permissions_restrict_the_translation_and_revoke_flushes() {
         done(vm.snp_rmpadjust(V0, gpa, Vmpl::Vmpl1, 0, 1 | (0xf << 8))).0,
         2
     );
-    // Revoking needs a flush.
+    // Revoking needs a flush of the page's translations.
     let (eax, _, f) = done(vm.snp_rmpadjust(V0, gpa, Vmpl::Vmpl0, 0, 1));
-    assert_eq!((eax, f.request()), (0, Some(FlushRequest::REMOTE_ALL)));
+    let revoked = FlushRequest::remote_range(range(gpa.gfn().raw() & !(1 << 39), 1));
+    assert_eq!((eax, f.request()), (0, Some(revoked)));
     vm.flush(f);
     // RMPADJUST of a page the guest has not validated: #VC.
     assert_eq!(

@@ -111,3 +111,28 @@ fn tlb_tracking_names_the_zap_a_flush_is_owed_for() {
     vm.flush(f.merge(g));
     assert_eq!(vm.tlb_missing_flush(VcpuId(1), gpa), None);
 }
+
+#[test]
+fn range_flush_drops_only_the_range() {
+    let vm = vm(VmType::Default);
+    slot(&vm, 0, 0, 4 * MB, 0, MemslotFlags::NONE).ignore();
+    for v in [V0, VcpuId(1)] {
+        for gfn in [5, 6, 0x300] {
+            assert!(matches!(
+                vm.tlb_access(v, Gfn::new(gfn).gpa(), Access::Read),
+                TlbAccess::Filled(_)
+            ));
+        }
+    }
+    let req = FlushRequest::remote_range(range(6, 1));
+    assert_eq!(vm.flush(Flush::new(req)), Some(req));
+    for v in [V0, VcpuId(1)] {
+        let mut left: Vec<u64> = vm.tlb_entries(v).iter().map(|(g, _)| *g).collect();
+        left.sort_unstable();
+        assert_eq!(left, [5, 0x300], "vCPU {v:?}");
+    }
+    // Merged with a flush of everything, nothing is left.
+    let all = Flush::new(req).merge(Flush::remote_if(true));
+    assert_eq!(vm.flush(all), Some(FlushRequest::REMOTE_ALL));
+    assert!(vm.tlb_entries(V0).is_empty());
+}
