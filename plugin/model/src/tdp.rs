@@ -37,14 +37,23 @@ const CHUNK_TABLES: usize = 1 << CHUNK_SHIFT;
 /// mapped at 4K.
 const MAX_CHUNKS: usize = 1 << 14;
 
-/// One table: 512 SPTEs.
-struct Table([AtomicU64; TABLE_ENTRIES]);
+/// One table: 512 SPTEs, and what [`TableArena::leaf_table_uniform`]
+/// proved about them.
+struct Table {
+    sptes: [AtomicU64; TABLE_ENTRIES],
+    /// The MMU seqlock value + 1 at which a scan found the 512 entries
+    /// uniform, 0 if none did. Only a write-locked section makes a uniform
+    /// table non-uniform, and it moves the seqlock; what a fault does under
+    /// the read lock only installs an entry or adds permission bits.
+    uniform_at: AtomicU64,
+}
 
 impl Table {
     fn new() -> Table {
-        Table(std::array::from_fn(|_| {
-            AtomicU64::new(spte::SHADOW_NONPRESENT_VALUE)
-        }))
+        Table {
+            sptes: std::array::from_fn(|_| AtomicU64::new(spte::SHADOW_NONPRESENT_VALUE)),
+            uniform_at: AtomicU64::new(0),
+        }
     }
 }
 
@@ -128,9 +137,14 @@ impl TableArena {
     }
 
     #[inline(always)]
-    fn slot(&self, table: u32, index: usize) -> Option<&AtomicU64> {
+    fn table(&self, table: u32) -> Option<&Table> {
         let chunk = self.chunks.get((table >> CHUNK_SHIFT) as usize)?.get()?;
-        chunk.get(table as usize & (CHUNK_TABLES - 1))?.0.get(index)
+        chunk.get(table as usize & (CHUNK_TABLES - 1))
+    }
+
+    #[inline(always)]
+    fn slot(&self, table: u32, index: usize) -> Option<&AtomicU64> {
+        self.table(table)?.sptes.get(index)
     }
 
     /// Reads one SPTE; an index that names no table reads as non-present
@@ -217,11 +231,18 @@ impl TableArena {
     /// 512 entries are 4K leaves with the same bits, mapping one run of
     /// contiguous backing frames: then every page of `gfn`'s 2M-aligned
     /// range translates as `gfn` does, moved by its offset. Lock-free like
-    /// [`TableArena::walk`]; the caller validates with the seqlock. The last
-    /// entry and every 64th are compared first: a table being filled in
-    /// order (a guest accepting or touching a range page by page) fails at
-    /// once, and one with holes of any size mostly after a few loads.
-    pub fn leaf_table_uniform(&self, top: u32, root_level: u8, gfn: u64) -> bool {
+    /// [`TableArena::walk`]; the caller reads the MMU seqlock `seq` (even)
+    /// before and validates it after. The last entry and every 64th are
+    /// compared first: a table being filled in order (a guest accepting or
+    /// touching a range page by page) fails at once, and one with holes of
+    /// any size mostly after a few loads.
+    ///
+    /// A table found uniform at `seq` is remembered: until the seqlock
+    /// moves, entries can only gain permission bits, so a later call needs
+    /// only `gfn`'s entry to still follow entry 0 (an entry that gained
+    /// bits is then asked about with a full scan; one that did not answers
+    /// for the others with the fewer bits, which is safe).
+    pub fn leaf_table_uniform(&self, top: u32, root_level: u8, gfn: u64, seq: u64) -> bool {
         let mut table = top;
         for level in (2..=root_level).rev() {
             let spte = self.load(table, index_at(gfn, level));
@@ -230,18 +251,29 @@ impl TableArena {
             }
             table = spte::table(spte);
         }
+        let Some(t) = self.table(table) else {
+            return false;
+        };
         let first = self.load(table, 0);
         let last = TABLE_ENTRIES - 1;
         // The next frame of entry i is entry i + 1's: adding to the pfn
         // field must not carry out of it.
         let step = 1u64 << spte::SPTE_PAYLOAD_SHIFT;
-        let room = spte::SPTE_BASE_ADDR_MASK - (first & spte::SPTE_BASE_ADDR_MASK);
         let same = |i: usize| self.load(table, i) == first + i as u64 * step;
-        spte::is_present(first)
+        let proved = seq.wrapping_add(1);
+        if t.uniform_at.load(Ordering::Acquire) == proved {
+            return same(index_at(gfn, 1));
+        }
+        let room = spte::SPTE_BASE_ADDR_MASK - (first & spte::SPTE_BASE_ADDR_MASK);
+        let uniform = spte::is_present(first)
             && room >= last as u64 * step
             && same(last)
             && (64..last).step_by(64).all(same)
-            && (1..last).all(same)
+            && (1..last).all(same);
+        if uniform {
+            t.uniform_at.store(proved, Ordering::Release);
+        }
+        uniform
     }
 
     /// ORs `bits` into the leaf mapping `gfn` and returns its level, or
@@ -505,6 +537,37 @@ mod tests {
 
     fn leaf_for(gfn: u64) -> impl Fn(PageLevel) -> u64 {
         move |l: PageLevel| make_leaf(Pfn::new(0x1000 + (gfn & !(l.pages() - 1))), l, Perms::RWX)
+    }
+
+    /// A table proved uniform is remembered until the seqlock moves; an
+    /// entry that gained bits meanwhile is not answered for by the others,
+    /// and a full scan at a new seqlock value sees it.
+    #[test]
+    fn uniform_table_is_remembered_per_seqlock_value() {
+        let a = TableArena::new();
+        let top = a.alloc().unwrap();
+        for g in 0..512 {
+            a.map(top, 4, g, PageLevel::Size4K, leaf_for(g));
+        }
+        assert!(a.leaf_table_uniform(top, 4, 7, 0));
+        assert!(a.leaf_table_uniform(top, 4, 300, 0));
+        // What an accept does under the read lock: one entry gains a bit.
+        a.leaf_fetch_or(top, 4, 9, spte::SPTE_GUEST_ACCESSIBLE)
+            .unwrap();
+        assert!(!a.leaf_table_uniform(top, 4, 9, 0), "the changed entry");
+        assert!(a.leaf_table_uniform(top, 4, 10, 0), "the others, as before");
+        assert!(
+            !a.leaf_table_uniform(top, 4, 10, 2),
+            "a new seqlock value scans"
+        );
+        // Zapped (under the write lock, which moves the seqlock): gone.
+        let mut out = ZapOutcome::default();
+        a.zap_leafs(top, 4, GfnRange::one(Gfn::new(9)), false, &mut out);
+        a.map(top, 4, 9, PageLevel::Size4K, leaf_for(9));
+        assert!(a.leaf_table_uniform(top, 4, 10, 4));
+        let mut out = ZapOutcome::default();
+        a.zap_leafs(top, 4, GfnRange::one(Gfn::new(500)), false, &mut out);
+        assert!(!a.leaf_table_uniform(top, 4, 10, 6));
     }
 
     #[test]

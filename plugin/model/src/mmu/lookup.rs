@@ -131,7 +131,7 @@ impl Vm {
         root == t.root
             && self
                 .arena
-                .leaf_table_uniform(top, self.root_level, t.gfn.raw())
+                .leaf_table_uniform(top, self.root_level, t.gfn.raw(), s1)
             && self.mmu_seqlock.load(Ordering::Acquire) == s1
     }
 
