@@ -12,6 +12,9 @@
  *     show a secret. Meanwhile all CPUs add to one counter on an always
  *     shared page with `lock xadd`: no write may be lost. Every CPU also
  *     takes #VCs (CPUID) while the others convert.
+ *
+ * Before both, a rescind on CPU 0 of a page CPU 1 has read: CPU 1's next
+ * read must fault, its cached translation flushed.
  */
 #include "libcflat.h"
 #include "pci.h"
@@ -41,6 +44,41 @@ static void map_shared(u64 pa, u64 len)
 {
 	for (u64 off = 0; off < len; off += PAGE_SIZE)
 		install_page(boot_pml4(), SHARED_VA + pa + off, pa + off, PT_PRESENT | PT_WRITABLE);
+}
+
+/*
+ * A rescind on one vCPU reaches the translation another vCPU has cached
+ * (QEMU flushes that vCPU, on its own thread, before it runs on).
+ */
+static u64 remote_pa;
+static volatile int remote_vector;
+static volatile u64 remote_value, remote_code;
+
+static void touch_remote_page(void *unused)
+{
+	u64 v = 0;
+
+	asm volatile(ASM_TRY("1f") "movq (%1), %0\n1:" : "+r"(v) : "r"(pa_to_ptr(remote_pa)) : "memory");
+	remote_vector = exception_vector();
+	remote_code = remote_vector == VC_VECTOR ? exception_error_code() : 0;
+	remote_value = v;
+	(void)unused;
+}
+
+static void test_remote_rescind(void)
+{
+	remote_pa = ptr_to_pa(alloc_page());
+	*(volatile u64 *)pa_to_ptr(remote_pa) = 0x5e7ec7;
+	on_cpu(1, touch_remote_page, NULL);
+	report(remote_vector == -1 && remote_value == 0x5e7ec7, "CPU 1 reads a private page");
+	report(pvalidate(remote_pa, RMP_PG_SIZE_4K, false) == 0, "CPU 0 rescinds it");
+	on_cpu(1, touch_remote_page, NULL);
+	report(remote_vector == VC_VECTOR && remote_code == SVM_EXIT_PAGE_NOT_VALIDATED,
+	       "CPU 1's cached translation is gone: #VC 0x404 (vector %d, %lx)", remote_vector,
+	       remote_code);
+	report(pvalidate(remote_pa, RMP_PG_SIZE_4K, true) == 0, "CPU 0 validates it again");
+	on_cpu(1, touch_remote_page, NULL);
+	report(remote_vector == -1 && remote_value == 0x5e7ec7, "CPU 1 reads it again");
 }
 
 static void conversions(void *unused)
@@ -136,6 +174,7 @@ int main(void)
 
 	smp_init();
 	report(smp_cpus() == n, "every AP came up with its own GHCB");
+	test_remote_rescind();
 
 	on_cpus(conversions, NULL);
 	for (int i = 0; i < n; i++)
