@@ -568,12 +568,11 @@ unsafe fn stage2<const FLUSH_CHECK: bool>(
         Stage2Answer::Allow {
             backing,
             prot,
-            page_size,
             cache_span,
+            ..
         } => {
             resp.backing_gpa = backing.raw();
             resp.prot = prot;
-            resp.page_size = page_size;
             resp.cache_span = cache_span;
             qemu_plugin_cvm_s2_action_QEMU_PLUGIN_CVM_S2_ALLOW
         }

@@ -83,7 +83,10 @@ pub enum Stage2Answer {
         backing: BackingAddr,
         /// The accesses the softTLB entry may serve.
         prot: u32,
-        /// Size of the stage-2 mapping.
+        /// Size of the stage-2 mapping. QEMU does not take it: its softTLB
+        /// keeps the guest's page size, as a TLB's combined mapping of one
+        /// linear page does; the fuzzer checks `backing` and `cache_span`
+        /// against it.
         page_size: u64,
         /// 0, or the aligned span around the page for which QEMU's stage-2
         /// cache may give the same answer until the model's generation

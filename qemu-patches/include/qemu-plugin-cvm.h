@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* The version of this header. */
-#define QEMU_PLUGIN_CVM_API_VERSION 24
+#define QEMU_PLUGIN_CVM_API_VERSION 25
 
 /**
  * qemu_plugin_cvm_api_version() - version of the cvm API this QEMU implements
@@ -149,8 +149,6 @@ enum qemu_plugin_cvm_s2_action {
  * @prot: ALLOW: QEMU_PLUGIN_CVM_PROT_* the softTLB entry may be used for,
  *        further restricted by stage 1. The access being decided is always
  *        permitted by an ALLOW answer.
- * @page_size: ALLOW: size of the stage-2 mapping, a power of two >= 4096;
- *             used like QEMU's large-page tracking for INVLPG
  * @fault: FAULT: the exception to raise
  * @cache_span: ALLOW, with the stage-2 cache enabled
  *              (qemu_plugin_cvm_s2_cache_enable()): 0 to have QEMU ask
@@ -162,7 +160,6 @@ enum qemu_plugin_cvm_s2_action {
 struct qemu_plugin_cvm_s2_response {
     uint64_t backing_gpa;
     uint32_t prot;
-    uint64_t page_size;
     struct qemu_plugin_cvm_fault fault;
     uint64_t cache_span;
 };
