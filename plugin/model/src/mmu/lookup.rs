@@ -41,6 +41,21 @@ impl Vm {
         self.walk_cached(None, gpa)
     }
 
+    /// [`Vm::walk_current`] for a caller holding `mmu_lock` for read. No
+    /// write-locked section runs then, but RMP changes move the seqlock too
+    /// (it is the shared stage-2 generation) without taking that lock: a
+    /// walk one of them overlapped is walked again, not taken for "not
+    /// mapped".
+    pub(crate) fn walk_read_locked(&self, gpa: Gpa) -> Option<Translation> {
+        loop {
+            let seq = self.mmu_seqlock.load(Ordering::Acquire);
+            let t = self.walk_current(gpa);
+            if t.is_some() || self.mmu_seqlock.load(Ordering::Acquire) == seq {
+                return t;
+            }
+        }
+    }
+
     /// [`Vm::walk_current`] through a vCPU's [`CachedLeaf`].
     #[inline(always)]
     pub(crate) fn walk_cached(

@@ -77,7 +77,7 @@ impl Vm {
     pub fn tlb_record_current(&self, vcpu: VcpuId, gpa: Gpa) -> Option<Translation> {
         let t = {
             let _r = self.mmu_lock.read();
-            self.walk_current(gpa)
+            self.walk_read_locked(gpa)
         }?;
         self.tlb_record(vcpu, gpa, t);
         Some(t)
@@ -115,11 +115,9 @@ impl Vm {
 
     /// Whether the current tables still map `gpa` the way `t` says.
     pub(crate) fn explains(&self, gpa: Gpa, t: &Translation) -> bool {
-        // Under mmu_lock for read no write section runs, so the lockless
-        // walk cannot fail validation.
         let cur = {
             let _r = self.mmu_lock.read();
-            self.walk_current(gpa)
+            self.walk_read_locked(gpa)
         };
         cur.is_some_and(|c| {
             c.backing == t.backing
