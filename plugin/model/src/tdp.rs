@@ -254,12 +254,13 @@ impl TableArena {
         let Some(t) = self.table(table) else {
             return false;
         };
-        let first = self.load(table, 0);
+        let load = |i: usize| t.sptes[i].load(Ordering::Acquire);
+        let first = load(0);
         let last = TABLE_ENTRIES - 1;
         // The next frame of entry i is entry i + 1's: adding to the pfn
         // field must not carry out of it.
         let step = 1u64 << spte::SPTE_PAYLOAD_SHIFT;
-        let same = |i: usize| self.load(table, i) == first + i as u64 * step;
+        let same = |i: usize| load(i) == first + i as u64 * step;
         let proved = seq.wrapping_add(1);
         if t.uniform_at.load(Ordering::Acquire) == proved {
             return same(index_at(gfn, 1));
